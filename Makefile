@@ -1,0 +1,45 @@
+# Patch-cycle DAGs for AWS. `make test` and `make demo` are the two commands a user needs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV := $(shell command -v uv 2>/dev/null || echo $(VENV)/.uv/bin/uv)
+SCENARIO ?= include/sandbox/scenarios/default.yaml
+PORT ?= 5055
+
+.PHONY: install lock test lint typecheck pytest demo sandbox bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: constraints.txt requirements.txt requirements-dev.txt
+	@command -v uv >/dev/null 2>&1 || [ -x $(VENV)/.uv/bin/uv ] || (python3 -m venv $(VENV)/.uv && $(VENV)/.uv/bin/pip install -q uv==0.13.9)
+	@[ -x $(PY) ] || $(UV) venv -q -p python3.11 $(VENV)
+	$(UV) pip sync -q -p $(PY) constraints.txt
+	@touch $@
+
+# Regenerates the lock from the pinned direct requirements.
+lock:
+	$(UV) pip compile -q -p 3.11 --custom-compile-command "make lock" requirements-dev.txt -o constraints.txt
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+pytest: install
+	$(VENV)/bin/pytest
+
+test: lint typecheck pytest
+
+sandbox: install
+	$(PY) -m include.sandbox serve --scenario $(SCENARIO) --port $(PORT)
+
+demo: install
+	$(PY) -m include.demo --scenario $(SCENARIO) --sandbox-port $(PORT) $(if $(API_PORT),--api-port $(API_PORT))
+
+bench: install
+	$(PY) -m tests.bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

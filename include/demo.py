@@ -1,0 +1,377 @@
+"""Run the patch cycle locally: the sandbox AWS plus a throwaway Airflow.
+
+    python -m include.demo --scenario include/sandbox/scenarios/default.yaml
+
+Starts, each in its own process group and all bound to 127.0.0.1:
+the sandbox AWS, then `airflow db migrate`, then the api-server, scheduler,
+dag-processor and triggerer (LocalExecutor, SQLite, AIRFLOW_HOME under
+.demo/airflow, logs in .demo/logs). The `aws_default` connection points at the
+sandbox. Ctrl-C or SIGTERM stops every process it started; so does any of
+them dying unexpectedly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+ADMIN_USER = "admin"
+PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
+HOME_MARKER = ".patchcycle-demo"
+AIRFLOW_SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+STOP_GRACE_SECONDS = 15.0
+SANDBOX_TIMEOUT_SECONDS = 60.0
+MIGRATE_TIMEOUT_SECONDS = 300.0
+API_TIMEOUT_SECONDS = 240.0
+
+
+class ServiceDied(Exception):
+    """A process the demo started exited while it should have been running."""
+
+    def __init__(self, service: Service) -> None:
+        super().__init__(f"{service.name} exited with code {service.process.returncode}")
+        self.service = service
+
+
+@dataclass
+class Service:
+    """A process the demo started, leader of its own session and process group."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def exited(self) -> bool:
+        return self.process.poll() is not None
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    state_dir: Path
+    airflow_home: Path
+    log_dir: Path
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m include.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", required=True, type=Path, help="sandbox scenario file (YAML)")
+    parser.add_argument("--sandbox-port", type=int, default=5055)
+    parser.add_argument("--api-port", type=int, default=8080)
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=REPO_ROOT / ".demo",
+        help="where AIRFLOW_HOME (wiped on every start) and the logs live (default: .demo)",
+    )
+    return parser.parse_args(argv)
+
+
+def prepare_state_dir(state_dir: Path) -> DemoPaths:
+    """Give the demo a fresh AIRFLOW_HOME; refuse to wipe a directory it did not create."""
+    state_dir = state_dir.resolve()
+    airflow_home = state_dir / "airflow"
+    if airflow_home.exists():
+        if any(airflow_home.iterdir()) and not (airflow_home / HOME_MARKER).exists():
+            raise SystemExit(f"{airflow_home} exists and was not made by the demo; not wiping it")
+        shutil.rmtree(airflow_home)
+    airflow_home.mkdir(parents=True)
+    (airflow_home / HOME_MARKER).touch()
+    log_dir = state_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return DemoPaths(state_dir=state_dir, airflow_home=airflow_home, log_dir=log_dir)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def aws_connection_json(sandbox_url: str) -> str:
+    """The aws_default connection, pointed at the sandbox with dummy keys."""
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {
+                "endpoint_url": sandbox_url,
+                "region_name": "us-east-1",
+                "config_kwargs": {"retries": {"mode": "standard", "max_attempts": 10}},
+            },
+        }
+    )
+
+
+def child_environment(paths: DemoPaths, sandbox_url: str, api_url: str) -> dict[str, str]:
+    """Environment for every child: the venv first on PATH, Airflow configured, no real AWS credentials."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "AIRFLOW"))}
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    home = paths.airflow_home
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / PASSWORDS_FILE),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__API__BASE_URL": api_url,
+            "AIRFLOW__API__HOST": HOST,
+            "AIRFLOW__API__WORKERS": "1",
+            # Every component must share these; generated per run, never printed.
+            "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_json(sandbox_url),
+        }
+    )
+    return env
+
+
+def start_service(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Service:
+    """Start argv in a new session (so its process group can be stopped as one), logging to log_dir."""
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Service(name=name, process=process, log_path=log_path)
+
+
+def check_alive(services: Sequence[Service]) -> None:
+    for service in services:
+        if service.exited():
+            raise ServiceDied(service)
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_for_http(url: str, timeout: float, services: Sequence[Service]) -> None:
+    """Poll url until it answers 200; fail early if any service dies meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not http_ok(url):
+        check_alive(services)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def wait_for_exit(service: Service, timeout: float, others: Sequence[Service]) -> int:
+    deadline = time.monotonic() + timeout
+    while not service.exited():
+        check_alive(others)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{service.name} did not finish within {timeout:.0f} s")
+        time.sleep(0.5)
+    return service.process.returncode
+
+
+def session_processes(session_id: int) -> list[int]:
+    """Live (non-zombie) processes in a session, read from /proc; empty where there is no /proc."""
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after "(comm)": state ppid pgrp session ...
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[3]) == session_id:
+            pids.append(int(entry.name))
+    return pids
+
+
+def signal_group(service: Service, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(service.pid, signum)
+
+
+def stop_services(services: Sequence[Service], grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM every process group, wait up to grace, then SIGKILL whatever is left in their sessions."""
+    for service in services:
+        signal_group(service, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    remaining = list(services)
+    while remaining and time.monotonic() < deadline:
+        remaining = [s for s in remaining if not s.exited() or session_processes(s.pid)]
+        time.sleep(0.2)
+    for service in remaining:
+        say(f"  {service.name} did not stop within {grace:.0f} s; killing it")
+        signal_group(service, signal.SIGKILL)
+        for pid in session_processes(service.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for service in services:
+        service.process.wait()
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as err:
+        return f"(cannot read {path}: {err})"
+
+
+def report_death(service: Service) -> None:
+    say(f"\n{service.name} exited unexpectedly (code {service.process.returncode}); last lines of {service.log_path}:")
+    say(log_tail(service.log_path))
+    say("Stopping the rest ...")
+
+
+def read_admin_password(airflow_home: Path, timeout: float = 30.0) -> str:
+    """The api-server writes the generated password file on start-up."""
+    path = airflow_home / PASSWORDS_FILE
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            passwords: dict[str, str] = json.loads(path.read_text())
+            return passwords[ADMIN_USER]
+        except (OSError, ValueError, KeyError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def trigger_patch_cycle(api_url: str, username: str, password: str) -> None:
+    """Hook: trigger a patch_cycle run through the REST API once the stack is up.
+
+    Planned for a later issue; the demo only starts the stack for now.
+    """
+
+
+def raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def supervise(services: Sequence[Service]) -> None:
+    """Block until Ctrl-C/SIGTERM (KeyboardInterrupt) or until a service dies (ServiceDied)."""
+    while True:
+        check_alive(services)
+        time.sleep(1)
+
+
+def run(args: argparse.Namespace, services: list[Service]) -> None:
+    scenario = args.scenario.resolve()
+    if not scenario.is_file():
+        raise SystemExit(f"scenario file not found: {args.scenario}")
+    for port in (args.sandbox_port, args.api_port):
+        if not port_is_free(port):
+            raise SystemExit(f"port {port} on {HOST} is in use (choose another with --sandbox-port/--api-port)")
+
+    paths = prepare_state_dir(args.state_dir)
+    sandbox_url = f"http://{HOST}:{args.sandbox_port}"
+    api_url = f"http://{HOST}:{args.api_port}"
+    env = child_environment(paths, sandbox_url, api_url)
+    airflow = shutil.which("airflow", path=env["PATH"])
+    if airflow is None:
+        raise SystemExit("the airflow command is not installed in this Python environment (run `make install`)")
+    say(f"Logs: {paths.log_dir}")
+
+    sandbox_argv = [sys.executable, "-m", "include.sandbox", "serve", "--scenario", str(scenario)]
+    sandbox_argv += ["--port", str(args.sandbox_port), "--host", HOST]
+    services.append(start_service("sandbox", sandbox_argv, env, paths.log_dir))
+    migrate = start_service("db-migrate", [airflow, "db", "migrate"], env, paths.log_dir)
+    services.append(migrate)
+    say("Starting the sandbox AWS and migrating the Airflow database ...")
+    wait_for_http(f"{sandbox_url}/_sandbox/health", SANDBOX_TIMEOUT_SECONDS, services[:1])
+    say(f"Sandbox AWS: {sandbox_url} (scenario {args.scenario})")
+    if wait_for_exit(migrate, MIGRATE_TIMEOUT_SECONDS, services[:1]) != 0:
+        raise ServiceDied(migrate)
+    services.remove(migrate)
+
+    say("Starting the Airflow api-server, scheduler, dag-processor and triggerer ...")
+    for name in AIRFLOW_SERVICES:
+        argv = [airflow, name]
+        if name == "api-server":
+            argv += ["--host", HOST, "--port", str(args.api_port)]
+        if name in ("scheduler", "triggerer"):
+            # Their log servers would bind every interface on fixed ports; task logs are local files here.
+            argv.append("--skip-serve-logs")
+        services.append(start_service(name, argv, env, paths.log_dir))
+    wait_for_http(f"{api_url}/api/v2/monitor/health", API_TIMEOUT_SECONDS, services)
+    password = read_admin_password(paths.airflow_home)
+    say(f"Login: {ADMIN_USER} / {password}")
+    say(f"UI: {api_url}")
+    trigger_patch_cycle(api_url, ADMIN_USER, password)
+    say("Press Ctrl-C to stop.")
+    supervise(services)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    services: list[Service] = []
+    code = 0
+    try:
+        run(args, services)
+    except KeyboardInterrupt:
+        say("\nStopping ...")
+    except ServiceDied as died:
+        report_death(died.service)
+        code = 1
+    except TimeoutError as err:
+        say(f"\n{err}; see the logs in {args.state_dir.resolve() / 'logs'}")
+        code = 1
+    finally:
+        # A second Ctrl-C must not leave orphans behind: stopping is bounded by the grace period anyway.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_services(services)
+    say("Stopped.")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""Scenario files: the fleet, catalog, baselines, failures and faults the sandbox serves.
+
+A scenario is YAML validated against scenario.schema.json; a bad one raises
+ScenarioError naming the file and the offending field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("scenario.schema.json")
+SCENARIOS_DIR = Path(__file__).with_name("scenarios")
+DEFAULT_SCENARIO = SCENARIOS_DIR / "default.yaml"
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be served, with the field at fault."""
+
+
+@dataclass(frozen=True)
+class Ami:
+    ami_id: str
+    os: str
+    os_version: str
+    name: str
+
+
+@dataclass(frozen=True)
+class InstanceGroup:
+    name: str
+    count: int
+    ami: str
+    instance_type: str = "t3.medium"
+    availability_zones: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    agent: str = "online"
+    patched_through: date | None = None
+    agent_version: str = "3.3.1142.0"
+
+
+@dataclass(frozen=True)
+class MaintenanceAction:
+    action: str
+    description: str
+    auto_applied_after: date | None = None
+    forced_apply: date | None = None
+
+
+@dataclass(frozen=True)
+class RdsInstance:
+    id: str
+    engine: str
+    engine_version: str
+    instance_class: str = "db.t3.medium"
+    tags: dict[str, str] = field(default_factory=dict)
+    pending_maintenance: tuple[MaintenanceAction, ...] = ()
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    name: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    instance_groups: tuple[InstanceGroup, ...] = ()
+    rds_instances: tuple[RdsInstance, ...] = ()
+    s3_buckets: tuple[S3Bucket, ...] = ()
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    regions: tuple[Region, ...]
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Patch:
+    id: str
+    os: str
+    title: str
+    classification: str
+    severity: str
+    released: date
+    cves: tuple[str, ...] = ()
+    reboot: bool = False
+
+
+@dataclass(frozen=True)
+class ApprovalRule:
+    classification: tuple[str, ...] = ()
+    severity: tuple[str, ...] = ()
+    approve_after_days: int = 7
+    compliance_level: str = "UNSPECIFIED"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    name: str
+    os: str
+    approval_rules: tuple[ApprovalRule, ...]
+    description: str = ""
+    patch_groups: tuple[str, ...] = ()
+    approved_patches: tuple[str, ...] = ()
+    rejected_patches: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Failure:
+    group: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    count: int | None = None
+    install_fails: tuple[str, ...] = ()
+    agent_offline: bool = False
+    scan_fails: bool = False
+    reboot_required: bool = False
+    command_hangs: bool = False
+    script_fails: bool = False
+
+
+@dataclass(frozen=True)
+class Fault:
+    throttle_rate: float = 0.0
+    server_error_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class CommandTimings:
+    delivery_seconds: float = 1.0
+    scan_seconds: float = 5.0
+    install_seconds: float = 20.0
+    script_seconds: float = 2.0
+    reboot_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    accounts: tuple[Account, ...]
+    amis: dict[str, Ami]
+    description: str = ""
+    seed: int = 0
+    clock_start: datetime | None = None
+    clock_speed: float = 1.0
+    builtin_catalog: bool = True
+    extra_patches: tuple[Patch, ...] = ()
+    baselines: tuple[Baseline, ...] = ()
+    failures: tuple[Failure, ...] = ()
+    faults: dict[str, Fault] = field(default_factory=dict)
+    commands: CommandTimings = CommandTimings()
+    source: str = "<memory>"
+
+    def groups(self) -> list[tuple[Account, Region, InstanceGroup]]:
+        """Every instance group with the account and region it lives in."""
+        return [
+            (account, region, group)
+            for account in self.accounts
+            for region in account.regions
+            for group in region.instance_groups
+        ]
+
+    @property
+    def instance_count(self) -> int:
+        return sum(group.count for _, _, group in self.groups())
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+
+
+def _path(parts: Any) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read, validate and build a scenario file; ScenarioError names the field at fault."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ScenarioError(f"scenario {path}: cannot read it: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"scenario {path}: not valid YAML: {exc}") from exc
+    return parse_scenario(raw, source=str(path))
+
+
+def parse_scenario(raw: Any, source: str = "<memory>") -> Scenario:
+    """Validate a decoded scenario document against the schema and the cross-field rules."""
+    errors = sorted(_validator().iter_errors(raw), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        raise ScenarioError(f"scenario {source}: {_path(first.absolute_path)}: {first.message}{more}")
+    scenario = _build(raw, source)
+    _check_references(scenario)
+    return scenario
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+def _build(raw: dict[str, Any], source: str) -> Scenario:
+    amis = {
+        ami_id: Ami(ami_id, spec["os"], spec.get("os_version", ""), spec.get("name", ami_id))
+        for ami_id, spec in raw.get("amis", {}).items()
+    }
+    accounts = tuple(
+        Account(
+            id=acc["id"],
+            name=acc.get("name", ""),
+            regions=tuple(_region(name, spec or {}) for name, spec in acc["regions"].items()),
+        )
+        for acc in raw["accounts"]
+    )
+    catalog = raw.get("catalog", {})
+    clock = raw.get("clock", {})
+    start = clock.get("start")
+    return Scenario(
+        name=raw["name"],
+        description=raw.get("description", ""),
+        seed=raw.get("seed", 0),
+        clock_start=datetime.fromisoformat(start).astimezone(UTC) if start else None,
+        clock_speed=float(clock.get("speed", 1.0)),
+        amis=amis,
+        accounts=accounts,
+        builtin_catalog=catalog.get("builtin", True),
+        extra_patches=tuple(
+            Patch(
+                id=p["id"],
+                os=p["os"],
+                title=p["title"],
+                classification=p["classification"],
+                severity=p["severity"],
+                released=date.fromisoformat(p["released"]),
+                cves=tuple(p.get("cves", ())),
+                reboot=p.get("reboot", False),
+            )
+            for p in catalog.get("patches", ())
+        ),
+        baselines=tuple(
+            Baseline(
+                name=b["name"],
+                os=b["os"],
+                description=b.get("description", ""),
+                patch_groups=tuple(b.get("patch_groups", ())),
+                approved_patches=tuple(b.get("approved_patches", ())),
+                rejected_patches=tuple(b.get("rejected_patches", ())),
+                approval_rules=tuple(
+                    ApprovalRule(
+                        classification=tuple(r.get("classification", ())),
+                        severity=tuple(r.get("severity", ())),
+                        approve_after_days=r.get("approve_after_days", 7),
+                        compliance_level=r.get("compliance_level", "UNSPECIFIED"),
+                    )
+                    for r in b["approval_rules"]
+                ),
+            )
+            for b in raw.get("baselines", ())
+        ),
+        failures=tuple(
+            Failure(**{k: tuple(v) if isinstance(v, list) else v for k, v in f.items()})
+            for f in raw.get("failures", ())
+        ),
+        faults={key: Fault(**spec) for key, spec in raw.get("faults", {}).items()},
+        commands=CommandTimings(**raw.get("commands", {})),
+        source=source,
+    )
+
+
+def _region(name: str, spec: dict[str, Any]) -> Region:
+    return Region(
+        name=name,
+        instance_groups=tuple(
+            InstanceGroup(
+                name=g["name"],
+                count=g["count"],
+                ami=g["ami"],
+                instance_type=g.get("instance_type", "t3.medium"),
+                availability_zones=tuple(g.get("availability_zones", (f"{name}a", f"{name}b"))),
+                tags=dict(g.get("tags", {})),
+                agent=g.get("agent", "online"),
+                patched_through=_day(g.get("patched_through")),
+                agent_version=g.get("agent_version", "3.3.1142.0"),
+            )
+            for g in spec.get("instance_groups", ())
+        ),
+        rds_instances=tuple(
+            RdsInstance(
+                id=r["id"],
+                engine=r["engine"],
+                engine_version=r["engine_version"],
+                instance_class=r.get("instance_class", "db.t3.medium"),
+                tags=dict(r.get("tags", {})),
+                pending_maintenance=tuple(
+                    MaintenanceAction(
+                        action=m["action"],
+                        description=m["description"],
+                        auto_applied_after=_day(m.get("auto_applied_after")),
+                        forced_apply=_day(m.get("forced_apply")),
+                    )
+                    for m in r.get("pending_maintenance", ())
+                ),
+            )
+            for r in spec.get("rds_instances", ())
+        ),
+        s3_buckets=tuple(
+            S3Bucket(name=b["name"], tags=dict(b.get("tags", {}))) for b in spec.get("s3_buckets", ())
+        ),
+    )
+
+
+def _check_references(scenario: Scenario) -> None:
+    """Cross-field rules a JSON Schema cannot state."""
+    where = f"scenario {scenario.source}"
+    seen: set[str] = set()
+    account_ids: set[str] = set()
+    for a_index, account in enumerate(scenario.accounts):
+        if account.id in account_ids:
+            raise ScenarioError(f"{where}: accounts[{a_index}].id: account {account.id} is listed twice")
+        account_ids.add(account.id)
+        for region in account.regions:
+            for g_index, group in enumerate(region.instance_groups):
+                field_path = f"accounts[{a_index}].regions.{region.name}.instance_groups[{g_index}]"
+                if group.name in seen:
+                    raise ScenarioError(f"{where}: {field_path}.name: group name {group.name!r} is used twice")
+                seen.add(group.name)
+                if group.ami not in scenario.amis:
+                    raise ScenarioError(f"{where}: {field_path}.ami: {group.ami} is not listed under amis")
+                for zone in group.availability_zones:
+                    if not zone.startswith(region.name):
+                        raise ScenarioError(
+                            f"{where}: {field_path}.availability_zones: {zone} is not in region {region.name}"
+                        )
+    for f_index, failure in enumerate(scenario.failures):
+        if failure.group is not None and failure.group not in seen:
+            raise ScenarioError(f"{where}: failures[{f_index}].group: no instance group is named {failure.group!r}")
+    names: set[str] = set()
+    for b_index, baseline in enumerate(scenario.baselines):
+        if baseline.name in names:
+            raise ScenarioError(f"{where}: baselines[{b_index}].name: baseline {baseline.name!r} is defined twice")
+        names.add(baseline.name)

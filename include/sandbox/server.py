@@ -1,0 +1,254 @@
+"""The sandbox AWS endpoint: the APIs the sandbox adds, in front of moto, on one port.
+
+Requests for an operation the sandbox implements are answered here (validated
+against botocore's models both ways); every other request goes to moto. Injected
+throttling and 5xx faults apply to both.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+from moto.iam.models import get_account_id_from
+from moto.moto_api._internal.models import moto_api_backend
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from include.sandbox import fleet, protocol, ssm_commands, ssm_patches
+from include.sandbox.api import Handler, RequestContext
+from include.sandbox.scenario import Scenario
+from include.sandbox.world import World
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+
+# SigV4 signing names that differ from botocore's service names.
+SIGNING_TO_SERVICE = {"monitoring": "cloudwatch", "config": "config", "email": "ses"}
+
+HANDLERS: dict[tuple[str, str], Handler] = {**ssm_commands.HANDLERS, **ssm_patches.HANDLERS}
+
+_CREDENTIAL = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
+# Query-protocol services and the error envelope each uses.
+_EC2_STYLE = {"ec2"}
+
+
+class SandboxApp:
+    """WSGI app: the sandbox's own APIs first, then moto."""
+
+    def __init__(self, world: World, strict: bool = False) -> None:
+        self.world = world
+        self.strict = strict
+        self.moto = DomainDispatcherApplication(create_backend_app)
+        self.calls: dict[str, int] = {}
+        self._calls_lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_sandbox/"):
+            return self._control(environ, start_response, path)
+        body = _read_body(environ)
+        service, region, access_key = _credential_scope(environ)
+        operation = _operation(environ, body)
+        self._count(f"{service}:{operation}")
+        fault = self._draw_fault(service, operation)
+        if fault is not None:
+            return _error(start_response, service, fault)
+        handler = HANDLERS.get((service, operation))
+        if handler is None:
+            return self.moto(environ, start_response)
+        account_id = get_account_id_from(access_key) if access_key else "123456789012"
+        ctx = RequestContext(account_id, region, service, operation)
+        try:
+            result = self._handle(handler, ctx, body)
+        except protocol.AwsApiError as exc:
+            return _error(start_response, service, exc)
+        payload = json.dumps(result).encode()
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", "application/x-amz-json-1.1"),
+                ("Content-Length", str(len(payload))),
+                ("x-amzn-RequestId", str(uuid.uuid4())),
+            ],
+        )
+        return [payload]
+
+    def _handle(self, handler: Handler, ctx: RequestContext, body: bytes) -> dict[str, Any]:
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError as exc:
+            raise protocol.AwsApiError("SerializationException", "Request body is not valid JSON") from exc
+        protocol.validate_request(ctx.service, ctx.operation, params)
+        with self.world.lock:
+            self.world.commands(ctx.account_id, ctx.region).advance()
+            result = protocol.to_wire(handler(self.world, ctx, params))
+        problems = protocol.validate_response(ctx.service, ctx.operation, result)
+        if problems:
+            message = f"sandbox response for {ctx.service}:{ctx.operation} breaks botocore's model: {problems[:5]}"
+            log.error(message)
+            if self.strict:
+                raise protocol.AwsApiError("InternalServerError", message, 500)
+        return dict(result)
+
+    def _count(self, key: str) -> None:
+        with self._calls_lock:
+            self.calls[key] = self.calls.get(key, 0) + 1
+
+    def _draw_fault(self, service: str, operation: str) -> protocol.AwsApiError | None:
+        faults = self.world.scenario.faults
+        spec = faults.get(f"{service}:{operation}") or faults.get(f"{service}:*") or faults.get("*")
+        if spec is None or not service:
+            return None
+        with self.world.lock:
+            roll = self.world.rng.random()
+        if roll < spec.throttle_rate:
+            return _throttle(service)
+        if roll < spec.throttle_rate + spec.server_error_rate:
+            return protocol.AwsApiError("InternalFailure", "An internal error occurred (injected by the scenario).", 500)
+        return None
+
+    def _control(self, environ: dict[str, Any], start_response: StartResponse, path: str) -> Iterable[bytes]:
+        """Sandbox-only endpoints: health, API call counts, and moving the simulated clock."""
+        if path == "/_sandbox/health":
+            body: dict[str, Any] = {
+                "status": "ok",
+                "scenario": self.world.scenario.name,
+                "instances": self.world.scenario.instance_count,
+                "now": self.world.now().isoformat(),
+            }
+        elif path == "/_sandbox/calls":
+            with self._calls_lock:
+                body = dict(self.calls)
+        elif path == "/_sandbox/clock/advance" and environ.get("REQUEST_METHOD") == "POST":
+            seconds = float(json.loads(_read_body(environ) or b"{}").get("seconds", 0))
+            body = {"now": self.world.clock.advance(seconds).isoformat()}
+        else:
+            start_response("404 Not Found", [("Content-Type", "application/json")])
+            return [b'{"error": "unknown sandbox endpoint"}']
+        payload = json.dumps(body).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+        return [payload]
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    """Read the body once and put it back, so moto can read it too."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return bytes(body)
+
+
+def _credential_scope(environ: dict[str, Any]) -> tuple[str, str, str]:
+    """(service, region, access key) from the SigV4 Authorization header."""
+    match = _CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if not match:
+        return "", "us-east-1", ""
+    access_key, region, signing_name = match.groups()
+    return SIGNING_TO_SERVICE.get(signing_name, signing_name), region, access_key
+
+
+def _operation(environ: dict[str, Any], body: bytes) -> str:
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return str(target.rsplit(".", 1)[-1])
+    for source in (environ.get("QUERY_STRING", ""), body.decode("utf-8", "replace")):
+        action = parse_qs(source).get("Action")
+        if action:
+            return action[0]
+    return environ.get("REQUEST_METHOD", "")
+
+
+def _throttle(service: str) -> protocol.AwsApiError:
+    if service == "ec2":
+        return protocol.AwsApiError("RequestLimitExceeded", "Request limit exceeded.", 503)
+    if service == "s3":
+        return protocol.AwsApiError("SlowDown", "Please reduce your request rate.", 503)
+    return protocol.AwsApiError("ThrottlingException", "Rate exceeded", 400)
+
+
+def _error(start_response: StartResponse, service: str, error: protocol.AwsApiError) -> list[bytes]:
+    """An error in the envelope the service's protocol uses, so botocore parses code and message."""
+    request_id = str(uuid.uuid4())
+    if service in _EC2_STYLE:
+        payload = (
+            f"<Response><Errors><Error><Code>{error.code}</Code><Message>{error.message}</Message>"
+            f"</Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        ).encode()
+        content_type = "text/xml"
+    elif service == "s3":
+        payload = (
+            f"<Error><Code>{error.code}</Code><Message>{error.message}</Message>"
+            f"<RequestId>{request_id}</RequestId></Error>"
+        ).encode()
+        content_type = "application/xml"
+    elif service in _query_services():
+        code = "Throttling" if error.code == "ThrottlingException" else error.code
+        kind = "Receiver" if error.status >= 500 else "Sender"
+        payload = (
+            f"<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>{error.message}</Message>"
+            f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        ).encode()
+        content_type = "text/xml"
+    else:
+        payload = protocol.json_error_body(error)
+        content_type = "application/x-amz-json-1.1"
+    reason = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}.get(error.status, "Error")
+    start_response(
+        f"{error.status} {reason}",
+        [("Content-Type", content_type), ("Content-Length", str(len(payload))), ("x-amzn-RequestId", request_id)],
+    )
+    return [payload]
+
+
+def _query_services() -> frozenset[str]:
+    return frozenset({"rds", "cloudformation", "sts", "iam", "cloudwatch", "sns", "sqs", "elasticache"})
+
+
+class SandboxServer:
+    """The sandbox served on 127.0.0.1 from a background thread (the CLI and the pytest fixture use it)."""
+
+    def __init__(self, scenario: Scenario, host: str = "127.0.0.1", port: int = 0, strict: bool = False) -> None:
+        reset_moto()
+        self.world = World(scenario)
+        fleet.seed(self.world)
+        self.app = SandboxApp(self.world, strict=strict)
+        self._server: BaseWSGIServer = make_server(
+            host, port, self.app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def start(self) -> SandboxServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox-aws", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def reset_moto() -> None:
+    """moto's backends are process-wide: start every sandbox from an empty AWS."""
+    moto_api_backend.reset()

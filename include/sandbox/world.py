@@ -1,0 +1,192 @@
+"""The sandbox's state beyond moto: SSM's view of each instance, its patches, and the commands sent.
+
+moto owns EC2, RDS, S3, CloudFormation; the World reads moto's EC2 state so that
+instances launched later (for example by a CloudFormation stack) become managed
+instances like the scenario's own.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from moto.ec2.models import ec2_backends
+
+from include.sandbox.catalog import Catalog, build_catalog
+from include.sandbox.clock import SimulatedClock
+from include.sandbox.scenario import Ami, Failure, Scenario
+
+if TYPE_CHECKING:
+    from include.sandbox.commands import CommandStore
+
+# SSM's PlatformName / PlatformType per OS family, as DescribeInstanceInformation reports them.
+PLATFORMS: dict[str, tuple[str, str, str]] = {
+    # os family: (PlatformType, PlatformName, default PlatformVersion)
+    "AMAZON_LINUX_2023": ("Linux", "Amazon Linux", "2023"),
+    "AMAZON_LINUX_2": ("Linux", "Amazon Linux", "2"),
+    "UBUNTU": ("Linux", "Ubuntu", "22.04"),
+    "REDHAT_ENTERPRISE_LINUX": ("Linux", "Red Hat Enterprise Linux", "9.4"),
+    "WINDOWS": ("Windows", "Microsoft Windows Server 2022 Datacenter", "10.0.20348"),
+}
+
+
+@dataclass
+class InstanceFaults:
+    """The injected failures that apply to one instance (merged from every matching failure)."""
+
+    install_fails: set[str] = field(default_factory=set)
+    scan_fails: bool = False
+    reboot_required: bool = False
+    command_hangs: bool = False
+    script_fails: bool = False
+
+    def merge(self, failure: Failure) -> None:
+        self.install_fails.update(failure.install_fails)
+        self.scan_fails |= failure.scan_fails
+        self.reboot_required |= failure.reboot_required
+        self.command_hangs |= failure.command_hangs
+        self.script_fails |= failure.script_fails
+
+
+@dataclass
+class PatchReport:
+    """What an instance last reported to Patch Manager: AWS shows the last operation's results, not live state."""
+
+    operation: str  # "Scan" or "Install"
+    start: datetime
+    end: datetime
+    baseline_id: str
+    patch_group: str
+    snapshot_id: str
+    states: dict[str, str]  # patch id -> INSTALLED, MISSING, FAILED, ... (only applicable patches)
+    installed_time: dict[str, datetime]
+    install_override_list: str | None = None
+    reboot_option: str = "RebootIfNeeded"
+    critical_noncompliant: int = 0
+    security_noncompliant: int = 0
+    other_noncompliant: int = 0
+
+
+@dataclass
+class ManagedInstance:
+    """SSM's view of one EC2 instance."""
+
+    instance_id: str
+    account_id: str
+    region: str
+    os: str
+    os_version: str
+    ami: str
+    registered: bool  # False: SSM has never heard of it (no agent, no role)
+    online: bool
+    agent_version: str
+    registration_date: datetime
+    ip_address: str
+    computer_name: str
+    group: str | None  # the scenario's instance group, None for instances launched later
+    installed: dict[str, datetime] = field(default_factory=dict)  # patch id -> installed time
+    pending_reboot: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
+    report: PatchReport | None = None
+    faults: InstanceFaults = field(default_factory=InstanceFaults)
+
+    @property
+    def platform_type(self) -> str:
+        return PLATFORMS[self.os][0]
+
+    @property
+    def platform_name(self) -> str:
+        return PLATFORMS[self.os][1]
+
+
+class World:
+    """Everything the sandbox adds to moto, for every account and region of a scenario."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.clock = SimulatedClock(scenario.clock_start, scenario.clock_speed)
+        self.rng = random.Random(scenario.seed)
+        self.catalog: Catalog = build_catalog(scenario)
+        self.lock = threading.RLock()
+        self._instances: dict[tuple[str, str], dict[str, ManagedInstance]] = {}
+        self._commands: dict[tuple[str, str], CommandStore] = {}
+        self.extra: dict[str, Any] = {}  # per-API state of later additions (RDS maintenance, Inspector, ...)
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    # -- instances ---------------------------------------------------------------------------
+    def add_instance(self, instance: ManagedInstance) -> None:
+        self._instances.setdefault((instance.account_id, instance.region), {})[instance.instance_id] = instance
+
+    def instances(self, account_id: str, region: str) -> dict[str, ManagedInstance]:
+        """SSM's instances in one account and region, brought up to date with moto's EC2 state."""
+        known = self._instances.setdefault((account_id, region), {})
+        backend = ec2_backends[account_id][region]
+        live: set[str] = set()
+        for reservation in list(backend.reservations.values()):
+            for ec2 in reservation.instances:
+                if ec2.state == "terminated":
+                    continue
+                live.add(ec2.id)
+                if ec2.id not in known:
+                    launched = self._launched_later(account_id, region, ec2)
+                    if launched is not None:
+                        known[ec2.id] = launched
+        for gone in [iid for iid in known if iid not in live]:
+            del known[gone]
+        return known
+
+    def instance(self, account_id: str, region: str, instance_id: str) -> ManagedInstance | None:
+        return self.instances(account_id, region).get(instance_id)
+
+    def tags(self, account_id: str, region: str, instance_id: str) -> dict[str, str]:
+        return dict(ec2_backends[account_id][region].tags.get(instance_id, {}))
+
+    def patch_group(self, instance: ManagedInstance) -> str:
+        """The instance's patch group: its 'Patch Group' or 'PatchGroup' tag, as Patch Manager reads it."""
+        tags = self.tags(instance.account_id, instance.region, instance.instance_id)
+        return tags.get("Patch Group") or tags.get("PatchGroup") or ""
+
+    def _launched_later(self, account_id: str, region: str, ec2: Any) -> ManagedInstance | None:
+        """An instance moto launched after seeding (e.g. CloudFormation): managed if its AMI is a known OS."""
+        ami: Ami | None = self.scenario.amis.get(ec2.image_id)
+        if ami is None:
+            return None
+        instance = ManagedInstance(
+            instance_id=ec2.id,
+            account_id=account_id,
+            region=region,
+            os=ami.os,
+            os_version=ami.os_version or PLATFORMS[ami.os][2],
+            ami=ami.ami_id,
+            registered=True,
+            online=True,
+            agent_version="3.3.1142.0",
+            registration_date=self.now(),
+            ip_address=ec2.private_ip or "",
+            computer_name=f"ip-{(ec2.private_ip or '').replace('.', '-')}.ec2.internal",
+            group=None,
+        )
+        tags = dict(ec2_backends[account_id][region].tags.get(ec2.id, {}))
+        for failure in self.scenario.failures:
+            if failure.tags and all(tags.get(k) == v for k, v in failure.tags.items()):
+                if failure.agent_offline:
+                    instance.online = False
+                instance.faults.merge(failure)
+        return instance
+
+    # -- commands ----------------------------------------------------------------------------
+    def commands(self, account_id: str, region: str) -> CommandStore:
+        from include.sandbox.commands import CommandStore
+
+        store = self._commands.get((account_id, region))
+        if store is None:
+            store = self._commands[(account_id, region)] = CommandStore(self, account_id, region)
+        return store
+
+    def command_stores(self) -> list[CommandStore]:
+        return list(self._commands.values())

@@ -1,0 +1,308 @@
+"""The inventory table: one row per resource, built from raw AWS API records.
+
+Operators fetch the records (EC2 DescribeInstances, SSM DescribeInstanceInformation, RDS
+DescribeDBInstances and DescribePendingMaintenanceActions, S3 ListBuckets + GetBucketTagging) per
+(AWS connection, region) and hand them here; `combine` joins the per-region frames.
+
+Shared responsibility decides what each resource type gets (RESPONSIBILITY_BY_TYPE):
+EC2 OS patches are the customer's (Patch Manager), RDS engine/OS patches are built by AWS and
+scheduled by the customer (pending maintenance actions), S3 is fully AWS-managed (listed, never patched).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import Any, Final
+
+import pandas as pd
+
+UTC_TIMESTAMP: Final = "datetime64[us, UTC]"
+
+
+class Responsibility(StrEnum):
+    """Who patches a resource, after the AWS shared responsibility model."""
+
+    CUSTOMER = "customer"  # the customer patches the OS (EC2 through Patch Manager)
+    SHARED = "shared"  # AWS builds the patches, the customer schedules them (RDS pending maintenance)
+    AWS = "aws"  # fully AWS-managed: listed, never patched by the customer (S3)
+
+
+RESPONSIBILITY_BY_TYPE: Final[Mapping[str, Responsibility]] = {
+    "ec2": Responsibility.CUSTOMER,
+    "rds": Responsibility.SHARED,
+    "s3": Responsibility.AWS,
+}
+
+# Column -> pandas dtype. Text is "str" ("" when unknown, never missing); tags is a JSON object string.
+INVENTORY_COLUMNS: Final[Mapping[str, str]] = {
+    "account_id": "str",
+    "region": "str",
+    "resource_type": "str",  # ec2 | rds | s3
+    "resource_id": "str",  # instance id, DB instance identifier, bucket name
+    "resource_arn": "str",
+    "name": "str",  # Name tag (EC2, RDS) or bucket name
+    "tags": "str",  # JSON object {key: value}, keys sorted
+    "environment": "str",  # tag Environment (or environment, Env, env)
+    "patch_group": "str",  # EC2 tag "Patch Group" or "PatchGroup"
+    "state": "str",  # EC2 State.Name, RDS DBInstanceStatus, "" for S3
+    "availability_zone": "str",
+    "instance_type": "str",  # EC2 instance type, RDS DB instance class
+    "image_id": "str",
+    "platform_type": "str",  # Linux | Windows | MacOS (SSM, else guessed from EC2 Platform)
+    "platform_name": "str",  # SSM PlatformName, else EC2 PlatformDetails
+    "platform_version": "str",
+    "agent_version": "str",
+    "ping_status": "str",  # Online | ConnectionLost | Inactive | "" when unmanaged
+    "managed": "bool",  # in SSM's DescribeInstanceInformation list
+    "engine": "str",
+    "engine_version": "str",
+    "pending_actions": "int64",  # RDS pending maintenance actions
+    "responsibility": "str",  # customer | shared | aws (Responsibility)
+    "patchable": "bool",  # this run can act on it
+    "skip_reason": "str",  # why not patchable ("" when patchable)
+}
+
+KEY_COLUMNS: Final = ("account_id", "region", "resource_type", "resource_id")
+
+# EC2 states whose instances are gone or going: left out of the inventory.
+GONE_STATES: Final = frozenset({"terminated", "shutting-down"})
+UNMANAGED_REASON: Final = "unmanaged: not registered with Systems Manager"
+
+
+def typed_frame(rows: Iterable[Mapping[str, Any]], columns: Mapping[str, str]) -> pd.DataFrame:
+    """A DataFrame of exactly `columns` (name -> dtype); text None becomes "", datetimes become UTC."""
+    frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
+    for name, dtype in columns.items():
+        if dtype == "str":
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), "")
+        elif dtype.startswith("datetime64"):
+            frame[name] = pd.to_datetime(frame[name].astype(object), utc=True)
+    return frame.astype(dict(columns))
+
+
+def utc_timestamp(value: Any) -> pd.Timestamp | None:
+    """A UTC timestamp from a datetime, ISO string or epoch seconds; None when empty or missing."""
+    if value is None or value == "" or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if isinstance(value, int | float):
+        return pd.Timestamp(value, unit="s", tz="UTC")
+    stamp = pd.Timestamp(value)
+    if pd.isna(stamp):
+        return None
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def iso_utc(value: Any) -> str:
+    """ISO 8601 UTC with a Z suffix ("2026-11-20T03:00:00Z"); "" when empty or missing."""
+    stamp = utc_timestamp(value)
+    if stamp is None:
+        return ""
+    return str(stamp.isoformat()).replace("+00:00", "Z")
+
+
+def partition_of(region: str) -> str:
+    """The ARN partition of a region."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def tag_dict(tags: Any) -> dict[str, str]:
+    """Tags as {key: value}, from an AWS TagList ([{"Key", "Value"}]) or an already decoded dict."""
+    if not tags:
+        return {}
+    if isinstance(tags, Mapping):
+        return {str(key): str(value) for key, value in tags.items()}
+    return {str(tag["Key"]): str(tag.get("Value", "")) for tag in tags}
+
+
+def _tags_json(tags: Mapping[str, str]) -> str:
+    return json.dumps(dict(tags), sort_keys=True, ensure_ascii=False)
+
+
+def _environment(tags: Mapping[str, str]) -> str:
+    for key in ("Environment", "environment", "Env", "env"):
+        if key in tags:
+            return tags[key]
+    return ""
+
+
+def _base_row(account_id: str, region: str, resource_type: str) -> dict[str, Any]:
+    """A row with every column at its empty value."""
+    row: dict[str, Any] = {name: "" for name, dtype in INVENTORY_COLUMNS.items() if dtype == "str"}
+    row.update(
+        account_id=account_id,
+        region=region,
+        resource_type=resource_type,
+        managed=False,
+        pending_actions=0,
+        patchable=False,
+        responsibility=RESPONSIBILITY_BY_TYPE[resource_type].value,
+    )
+    return row
+
+
+def _ec2_platform(instance: Mapping[str, Any], info: Mapping[str, Any] | None) -> tuple[str, str, str]:
+    """(platform_type, platform_name, platform_version): SSM's view, else what EC2 says."""
+    if info is not None and info.get("PlatformType"):
+        return str(info["PlatformType"]), str(info.get("PlatformName", "")), str(info.get("PlatformVersion", ""))
+    details = str(instance.get("PlatformDetails", ""))
+    if str(instance.get("Platform", "")).lower() == "windows" or details.startswith("Windows"):
+        return "Windows", details, ""
+    return ("Linux" if details else ""), details, ""
+
+
+def _ec2_skip_reason(state: str, info: Mapping[str, Any] | None) -> str:
+    """Why an instance cannot be patched now; "" when it can (running, managed, Online)."""
+    if state in ("stopped", "stopping"):
+        return "stopped"
+    if info is None:
+        return UNMANAGED_REASON
+    ping = str(info.get("PingStatus", ""))
+    if ping != "Online":
+        since = iso_utc(info.get("LastPingDateTime")) or "an unknown time"
+        return f"offline: SSM Agent {ping or 'status unknown'} since {since}"
+    return ""
+
+
+def ec2_rows(
+    account_id: str, region: str, instances: list[dict[str, Any]], managed: list[dict[str, Any]]
+) -> pd.DataFrame:
+    """Inventory rows for EC2 instances (DescribeInstances Instance dicts, flattened from Reservations).
+
+    `managed` is SSM DescribeInstanceInformation's InstanceInformationList; an instance is managed when
+    it is listed there (hybrid "mi-" nodes without an EC2 instance are ignored). Terminated and
+    shutting-down instances are left out. An instance is patchable only when running, managed and
+    Online; otherwise skip_reason says "stopped", "unmanaged: ..." or "offline: SSM Agent <status> since <time>".
+    """
+    info_by_id = {str(info["InstanceId"]): info for info in managed}
+    rows = []
+    for instance in instances:
+        state = str(instance.get("State", {}).get("Name", ""))
+        if state in GONE_STATES:
+            continue
+        instance_id = str(instance["InstanceId"])
+        info = info_by_id.get(instance_id)
+        tags = tag_dict(instance.get("Tags"))
+        platform_type, platform_name, platform_version = _ec2_platform(instance, info)
+        skip_reason = _ec2_skip_reason(state, info)
+        row = _base_row(account_id, region, "ec2")
+        row.update(
+            resource_id=instance_id,
+            resource_arn=f"arn:{partition_of(region)}:ec2:{region}:{account_id}:instance/{instance_id}",
+            name=tags.get("Name", ""),
+            tags=_tags_json(tags),
+            environment=_environment(tags),
+            patch_group=tags.get("Patch Group", tags.get("PatchGroup", "")),
+            state=state,
+            availability_zone=str(instance.get("Placement", {}).get("AvailabilityZone", "")),
+            instance_type=str(instance.get("InstanceType", "")),
+            image_id=str(instance.get("ImageId", "")),
+            platform_type=platform_type,
+            platform_name=platform_name,
+            platform_version=platform_version,
+            agent_version=str(info.get("AgentVersion", "")) if info else "",
+            ping_status=str(info.get("PingStatus", "")) if info else "",
+            managed=info is not None,
+            patchable=skip_reason == "",
+            skip_reason=skip_reason,
+        )
+        rows.append(row)
+    return typed_frame(rows, INVENTORY_COLUMNS)
+
+
+def pending_actions_by_arn(pending: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """RDS DescribePendingMaintenanceActions items as {resource ARN: [PendingMaintenanceActionDetails]}."""
+    by_arn: dict[str, list[dict[str, Any]]] = {}
+    for item in pending:
+        by_arn.setdefault(str(item["ResourceIdentifier"]), []).extend(item.get("PendingMaintenanceActionDetails", []))
+    return by_arn
+
+
+def rds_rows(
+    account_id: str, region: str, db_instances: list[dict[str, Any]], pending: list[dict[str, Any]]
+) -> pd.DataFrame:
+    """Inventory rows for RDS DB instances (DescribeDBInstances DBInstances).
+
+    `pending` is DescribePendingMaintenanceActions' PendingMaintenanceActions (ResourcePendingMaintenanceActions),
+    matched to instances by DBInstanceArn. An instance is patchable when it has pending actions.
+    Actions on Aurora clusters (":cluster:" ARNs) match no DB instance and are not counted here.
+    """
+    actions = pending_actions_by_arn(pending)
+    rows = []
+    for db in db_instances:
+        identifier = str(db["DBInstanceIdentifier"])
+        arn = str(db.get("DBInstanceArn") or f"arn:{partition_of(region)}:rds:{region}:{account_id}:db:{identifier}")
+        tags = tag_dict(db.get("TagList"))
+        count = len(actions.get(arn, []))
+        row = _base_row(account_id, region, "rds")
+        row.update(
+            resource_id=identifier,
+            resource_arn=arn,
+            name=tags.get("Name", identifier),
+            tags=_tags_json(tags),
+            environment=_environment(tags),
+            state=str(db.get("DBInstanceStatus", "")),
+            availability_zone=str(db.get("AvailabilityZone", "")),
+            instance_type=str(db.get("DBInstanceClass", "")),
+            engine=str(db.get("Engine", "")),
+            engine_version=str(db.get("EngineVersion", "")),
+            pending_actions=count,
+            patchable=count > 0,
+            skip_reason="" if count else "no pending maintenance actions",
+        )
+        rows.append(row)
+    return typed_frame(rows, INVENTORY_COLUMNS)
+
+
+def s3_rows(account_id: str, region: str, buckets: list[dict[str, Any]]) -> pd.DataFrame:
+    """Inventory rows for S3 buckets (ListBuckets Buckets, each with its tags under "Tags").
+
+    "Tags" may be a {key: value} dict or GetBucketTagging's TagSet. ListBuckets is global, so only
+    buckets whose BucketRegion is `region` are kept (no BucketRegion: kept), so that per-region tasks
+    do not list a bucket twice. S3 is AWS-managed: never patchable.
+    """
+    rows = []
+    for bucket in buckets:
+        bucket_region = str(bucket.get("BucketRegion") or region)
+        if bucket_region != region:
+            continue
+        name = str(bucket["Name"])
+        tags = tag_dict(bucket.get("Tags", bucket.get("tags")))
+        row = _base_row(account_id, region, "s3")
+        row.update(
+            resource_id=name,
+            resource_arn=str(bucket.get("BucketArn") or f"arn:{partition_of(region)}:s3:::{name}"),
+            name=name,
+            tags=_tags_json(tags),
+            environment=_environment(tags),
+            skip_reason="aws-managed: patched by AWS",
+        )
+        rows.append(row)
+    return typed_frame(rows, INVENTORY_COLUMNS)
+
+
+def empty_inventory() -> pd.DataFrame:
+    """An inventory with no rows and the documented dtypes."""
+    return typed_frame([], INVENTORY_COLUMNS)
+
+
+def combine(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """One inventory from per-(account, region, type) frames; raises ValueError on a duplicated resource.
+
+    Extra columns (e.g. in_scope, scope_reason) are kept; rows are sorted by account, region, type, id.
+    """
+    frames = [frame for frame in frames if len(frame)]
+    if not frames:
+        return empty_inventory()
+    combined = pd.concat(frames, ignore_index=True)
+    duplicated = combined[combined.duplicated(list(KEY_COLUMNS), keep=False)]
+    if len(duplicated):
+        keys = sorted({"/".join(map(str, key)) for key in duplicated[list(KEY_COLUMNS)].itertuples(index=False)})
+        raise ValueError(f"inventory lists {len(keys)} resource(s) more than once: {keys[:10]}")
+    combined = combined.astype(dict(INVENTORY_COLUMNS))
+    return combined.sort_values(list(KEY_COLUMNS), ignore_index=True)

@@ -1,0 +1,369 @@
+"""The run report (report.json, REPORT_SCHEMA) and its CSV form (one line per in-scope resource).
+
+Totals are computed over in-scope resources; `accounting` states the identity
+`in scope = sum of verdicts` and whether it holds, and `incomplete` lists the parts of the fleet
+(connection, region, stage) that could not be read, so a partial report never looks complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Final
+
+import pandas as pd
+
+from patchcycle.core.inventory import KEY_COLUMNS, iso_utc
+from patchcycle.core.plan import split_cve_ids
+from patchcycle.core.verdicts import VERDICTS, ComplianceState, Verdict, accounting_problems
+
+MODES: Final = ("scan", "install")
+UNSPECIFIED_SEVERITY: Final = "Unspecified"
+
+PATCH_STATE_COUNTS: Final = (
+    "missing",
+    "failed",
+    "installed_pending_reboot",
+    "installed",
+    "critical_non_compliant",
+    "security_non_compliant",
+    "other_non_compliant",
+)
+
+_COUNTS: Final[dict[str, Any]] = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+_COUNTS_BY_STATE: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": {
+        "type": "object",
+        "propertyNames": {"enum": [state.value for state in ComplianceState]},
+        "additionalProperties": {"type": "integer", "minimum": 0},
+    },
+}
+_STRINGS: Final[dict[str, Any]] = {"type": "array", "items": {"type": "string"}}
+
+REPORT_SCHEMA: Final[dict[str, Any]] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "patchcycle run report",
+    "type": "object",
+    "required": ["run_id", "mode", "generated_at", "totals", "resources", "incomplete", "accounting"],
+    "additionalProperties": False,
+    "properties": {
+        "run_id": {"type": "string"},
+        "mode": {"enum": list(MODES)},
+        "generated_at": {"type": "string", "description": "ISO 8601 UTC, Z suffix"},
+        "totals": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "resources_in_scope",
+                "out_of_scope",
+                "by_verdict",
+                "by_responsibility",
+                "by_compliance_state",
+                "by_severity",
+                "by_os",
+                "by_region",
+                "cves",
+            ],
+            "properties": {
+                "resources_in_scope": {"type": "integer", "minimum": 0},
+                "out_of_scope": {"type": "integer", "minimum": 0},
+                "by_verdict": {**_COUNTS, "propertyNames": {"enum": [verdict.value for verdict in Verdict]}},
+                "by_responsibility": _COUNTS,
+                "by_compliance_state": {
+                    **_COUNTS,
+                    "propertyNames": {"enum": [state.value for state in ComplianceState]},
+                },
+                "by_severity": {**_COUNTS, "description": "outstanding EC2 patches of in-scope instances"},
+                "by_os": {**_COUNTS_BY_STATE, "description": "in-scope EC2 instances: OS -> compliance state -> n"},
+                "by_region": {**_COUNTS_BY_STATE, "description": "in-scope resources: region -> compliance state -> n"},
+                "cves": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["count", "ids"],
+                    "properties": {"count": {"type": "integer", "minimum": 0}, "ids": _STRINGS},
+                },
+            },
+        },
+        "verdict_meanings": {"type": "object", "additionalProperties": {"type": "string"}},
+        "resources": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": [
+                    "resource_id",
+                    "resource_type",
+                    "account_id",
+                    "region",
+                    "responsibility",
+                    "verdict",
+                    "compliance_state",
+                    "reason",
+                    "name",
+                    "environment",
+                    "missing_patches",
+                    "cve_ids",
+                    "patch_state",
+                ],
+                "properties": {
+                    "resource_id": {"type": "string"},
+                    "resource_type": {"enum": ["ec2", "rds", "s3"]},
+                    "account_id": {"type": "string"},
+                    "region": {"type": "string"},
+                    "responsibility": {"enum": ["customer", "shared", "aws"]},
+                    "verdict": {"enum": [verdict.value for verdict in Verdict]},
+                    "compliance_state": {"enum": [state.value for state in ComplianceState]},
+                    "reason": {"type": "string"},
+                    "name": {"type": "string"},
+                    "environment": {"type": "string"},
+                    "missing_patches": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["patch_id", "title", "classification", "severity", "state", "cve_ids"],
+                            "properties": {
+                                "patch_id": {"type": "string"},
+                                "title": {"type": "string"},
+                                "classification": {"type": "string"},
+                                "severity": {"type": "string"},
+                                "state": {"type": "string"},
+                                "cve_ids": _STRINGS,
+                            },
+                        },
+                    },
+                    "cve_ids": _STRINGS,
+                    "patch_state": {
+                        "description": "EC2: the last Patch Manager operation and its counts; null otherwise",
+                        "oneOf": [
+                            {"type": "null"},
+                            {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": [
+                                    "operation",
+                                    "operation_end_time",
+                                    "baseline_id",
+                                    "patch_group",
+                                    *PATCH_STATE_COUNTS,
+                                ],
+                                "properties": {
+                                    "operation": {"type": "string"},
+                                    "operation_end_time": {"type": "string"},
+                                    "baseline_id": {"type": "string"},
+                                    "patch_group": {"type": "string"},
+                                    **{name: {"type": "integer", "minimum": 0} for name in PATCH_STATE_COUNTS},
+                                },
+                            },
+                        ],
+                    },
+                },
+            },
+        },
+        "incomplete": {
+            "type": "array",
+            "description": "parts of the fleet that could not be read, e.g. {aws_conn_id, region, stage, error}",
+            "items": {
+                "type": "object",
+                "required": ["stage", "error"],
+                "additionalProperties": {"type": "string"},
+            },
+        },
+        "accounting": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["in_scope", "sum_of_verdicts", "ok", "problems"],
+            "properties": {
+                "in_scope": {"type": "integer", "minimum": 0},
+                "sum_of_verdicts": {"type": "integer", "minimum": 0},
+                "ok": {"type": "boolean"},
+                "problems": _STRINGS,
+            },
+        },
+    },
+}
+
+CSV_COLUMNS: Final = (
+    "account_id",
+    "region",
+    "resource_type",
+    "resource_id",
+    "name",
+    "environment",
+    "responsibility",
+    "verdict",
+    "compliance_state",
+    "reason",
+    "missing_patches",
+    "cve_ids",
+)
+
+
+def _key(row: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(str(row[column]) for column in KEY_COLUMNS)
+
+
+def _counts(values: Any) -> dict[str, int]:
+    """{value: count} sorted by value, with plain ints (JSON-safe)."""
+    return {str(key): int(count) for key, count in sorted(Counter(values).items())}
+
+
+def _nested_counts(pairs: list[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    """{outer: {inner: count}} from (outer, inner) pairs, both levels sorted."""
+    nested: dict[str, Counter[str]] = {}
+    for outer, inner in pairs:
+        nested.setdefault(outer, Counter())[inner] += 1
+    return {outer: dict(sorted(counter.items())) for outer, counter in sorted(nested.items())}
+
+
+def _os_label(resource: Mapping[str, Any]) -> str:
+    label = f"{resource.get('platform_name', '')} {resource.get('platform_version', '')}".strip()
+    return label or "unknown"
+
+
+def _patch_entry(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "patch_id": str(row["patch_id"]),
+        "title": str(row["title"]),
+        "classification": str(row["classification"]),
+        "severity": str(row["severity"]),
+        "state": str(row["state"]),
+        "cve_ids": split_cve_ids(str(row["cve_ids"])),
+    }
+
+
+def build_report(
+    run_id: str,
+    mode: str,
+    inventory: pd.DataFrame,
+    verdicts: pd.DataFrame,
+    plan: pd.DataFrame,
+    compliance: pd.DataFrame,
+    missing_parts: list[dict[str, Any]],
+    generated_at: dt.datetime | str,
+) -> dict[str, Any]:
+    """The report.json document (REPORT_SCHEMA) of a run.
+
+    inventory: with in_scope (scope.apply_scope); verdicts: VERDICT_COLUMNS; plan: PLAN_COLUMNS;
+    compliance: COMPLIANCE_COLUMNS (each EC2 entry's `patch_state`, null when Patch Manager reported none);
+    missing_parts: one dict per part of the fleet that could not be read (values made strings).
+    Out-of-scope resources are only counted (totals.out_of_scope).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode: must be one of {list(MODES)}, got {mode!r}")
+    in_scope_mask = inventory["in_scope"] if "in_scope" in inventory.columns else pd.Series(True, index=inventory.index)
+    resources_by_key = {_key(row): row for row in inventory[in_scope_mask].to_dict("records")}
+    patches_by_key: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in plan.to_dict("records"):
+        patches_by_key.setdefault(_key(row), []).append(row)
+
+    states_by_id = {str(row["resource_id"]): row for row in compliance.to_dict("records")}
+    entries: list[dict[str, Any]] = []
+    for verdict_row in verdicts.sort_values(list(KEY_COLUMNS)).to_dict("records"):
+        key = _key(verdict_row)
+        resource = resources_by_key.get(key, {})
+        patches = patches_by_key.get(key, [])
+        missing = [_patch_entry(row) for row in patches]
+        entries.append(
+            {
+                "resource_id": str(verdict_row["resource_id"]),
+                "resource_type": str(verdict_row["resource_type"]),
+                "account_id": str(verdict_row["account_id"]),
+                "region": str(verdict_row["region"]),
+                "responsibility": str(verdict_row["responsibility"]),
+                "verdict": str(verdict_row["verdict"]),
+                "compliance_state": _compliance_state(str(verdict_row["verdict"])),
+                "reason": str(verdict_row["reason"]),
+                "name": str(resource.get("name", "")),
+                "environment": str(resource.get("environment", "")),
+                "missing_patches": missing,
+                "cve_ids": sorted({cve for patch in missing for cve in patch["cve_ids"]}),
+                "patch_state": _patch_state(states_by_id.get(key[3])) if key[2] == "ec2" else None,
+            }
+        )
+
+    ec2_patches = [
+        row
+        for key, rows in patches_by_key.items()
+        if key in resources_by_key
+        for row in rows
+        if row["resource_type"] == "ec2"
+    ]
+    cves = sorted({cve for row in ec2_patches for cve in split_cve_ids(str(row["cve_ids"]))})
+    ec2_entries = [entry for entry in entries if entry["resource_type"] == "ec2"]
+    problems = accounting_problems(inventory, verdicts)
+    return {
+        "run_id": run_id,
+        "mode": mode,
+        "generated_at": iso_utc(generated_at),
+        "totals": {
+            "resources_in_scope": len(resources_by_key),
+            "out_of_scope": int((~in_scope_mask).sum()),
+            "by_verdict": _counts(entry["verdict"] for entry in entries),
+            "by_responsibility": _counts(entry["responsibility"] for entry in entries),
+            "by_compliance_state": _counts(entry["compliance_state"] for entry in entries),
+            "by_severity": _counts(str(row["severity"]) or UNSPECIFIED_SEVERITY for row in ec2_patches),
+            "by_os": _nested_counts(
+                [(_os_label(resources_by_key.get(_key(e), {})), e["compliance_state"]) for e in ec2_entries]
+            ),
+            "by_region": _nested_counts([(entry["region"], entry["compliance_state"]) for entry in entries]),
+            "cves": {"count": len(cves), "ids": cves},
+        },
+        "verdict_meanings": {
+            verdict.value: info.meaning
+            for verdict, info in VERDICTS.items()
+            if verdict.value in {entry["verdict"] for entry in entries}
+        },
+        "resources": entries,
+        "incomplete": [
+            {str(key): "" if value is None else str(value) for key, value in part.items()} for part in missing_parts
+        ],
+        "accounting": {
+            "in_scope": len(resources_by_key),
+            "sum_of_verdicts": len(verdicts),
+            "ok": not problems,
+            "problems": problems,
+        },
+    }
+
+
+def _patch_state(state: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """An instance's last Patch Manager state (instance_compliance row) for the report, or None."""
+    if state is None:
+        return None
+    return {
+        "operation": str(state["operation"]),
+        "operation_end_time": iso_utc(state["operation_end_time"]),
+        "baseline_id": str(state["baseline_id"]),
+        "patch_group": str(state["patch_group"]),
+        **{column: int(state[column]) for column in PATCH_STATE_COUNTS},
+    }
+
+
+def _compliance_state(verdict: str) -> str:
+    """The compliance state a verdict implies (UNKNOWN for a verdict outside the taxonomy)."""
+    try:
+        return VERDICTS[Verdict(verdict)].compliance.value
+    except ValueError:
+        return ComplianceState.UNKNOWN.value
+
+
+def _csv_text(value: str) -> str:
+    """One-line text, with spreadsheet formula prefixes neutralised (tag values are user input)."""
+    text = " ".join(value.splitlines())
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def report_csv(report: Mapping[str, Any]) -> str:
+    """The report's resources as CSV (header + one line per resource; cve_ids ";"-joined)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for entry in report["resources"]:
+        values = {**entry, "missing_patches": len(entry["missing_patches"]), "cve_ids": ";".join(entry["cve_ids"])}
+        writer.writerow([_csv_text(str(values[column])) for column in CSV_COLUMNS])
+    return buffer.getvalue()

@@ -1,0 +1,225 @@
+"""The run report as one self-contained HTML page: inline CSS and SVG charts, no scripts, no CDN.
+
+Every piece of text from the report (tag values, reasons, errors) is escaped with html.escape:
+tag values are user input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any, Final
+
+COMPLIANCE_COLORS: Final[Mapping[str, str]] = {
+    "COMPLIANT": "#2e7d32",
+    "NON_COMPLIANT": "#c62828",
+    "UNKNOWN": "#f9a825",
+    "NOT_APPLICABLE": "#9e9e9e",
+}
+SEVERITY_ORDER: Final = ("Critical", "High", "Important", "Medium", "Moderate", "Low", "Informational", "Unspecified")
+SEVERITY_COLORS: Final[Mapping[str, str]] = {
+    "Critical": "#b71c1c",
+    "High": "#e65100",
+    "Important": "#e65100",
+    "Medium": "#f9a825",
+    "Moderate": "#f9a825",
+    "Low": "#1565c0",
+}
+DEFAULT_COLOR: Final = "#607d8b"
+SEVERITY_CHART_TITLE: Final = "Missing patches by severity"
+REGION_CHART_TITLE: Final = "Compliance by region"
+OS_CHART_TITLE: Final = "Compliance by operating system (EC2)"
+VERDICT_CHART_TITLE: Final = "Verdicts"
+MAX_CVES_SHOWN: Final = 5
+
+_LABEL_WIDTH, _BAR_WIDTH, _ROW_HEIGHT, _VALUE_WIDTH = 220, 420, 26, 60
+
+_CSS: Final = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem;color:#212121;background:#fafafa}
+h1{margin-bottom:.2rem} .meta{color:#616161;margin-top:0}
+.banner{padding:1rem 1.2rem;border-radius:6px;margin:1rem 0;font-weight:600}
+.banner.bad{background:#ffebee;border:3px solid #c62828;color:#b71c1c}
+.banner.good{background:#e8f5e9;border:1px solid #2e7d32;color:#1b5e20}
+.banner table{font-weight:normal;margin-top:.6rem;background:#fff}
+.cards{display:flex;gap:1rem;flex-wrap:wrap;margin:1rem 0}
+.card{background:#fff;border:1px solid #e0e0e0;border-radius:6px;padding:.8rem 1.2rem;min-width:9rem}
+.card .n{font-size:1.8rem;font-weight:700}
+.charts{display:flex;gap:2rem;flex-wrap:wrap}
+.chart{background:#fff;border:1px solid #e0e0e0;border-radius:6px;padding:.5rem 1rem}
+table{border-collapse:collapse;width:100%;font-size:.9rem}
+th,td{border:1px solid #e0e0e0;padding:.3rem .5rem;text-align:left;vertical-align:top}
+th{background:#eceff1} tr:nth-child(even) td{background:#f5f5f5}
+.badge{display:inline-block;padding:.1rem .4rem;border-radius:4px;color:#fff;font-size:.8rem;white-space:nowrap}
+.legend span{display:inline-block;margin-right:1rem;font-size:.85rem}
+.legend i{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:middle}
+code{font-size:.85rem}
+"""
+
+
+def _svg_text(x: float, y: float, text: str, anchor: str = "start", fill: str = "#212121") -> str:
+    return (
+        f'<text x="{x:.0f}" y="{y:.0f}" text-anchor="{anchor}" fill="{fill}" font-size="12" '
+        f'dominant-baseline="middle">{escape(text)}</text>'
+    )
+
+
+def _svg(title: str, height: int, body: list[str]) -> str:
+    width = _LABEL_WIDTH + _BAR_WIDTH + _VALUE_WIDTH
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(title)}" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+        f"<title>{escape(title)}</title>{''.join(body)}</svg>"
+    )
+
+
+def bar_chart(title: str, bars: Sequence[tuple[str, int]], colors: Mapping[str, str] | None = None) -> str:
+    """A titled horizontal bar chart (inline SVG) of (label, value) pairs."""
+    if not bars:
+        return _chart_box(title, _svg(title, _ROW_HEIGHT, [_svg_text(0, _ROW_HEIGHT / 2, "no data")]))
+    top = max(value for _, value in bars) or 1
+    body = []
+    for row, (label, value) in enumerate(bars):
+        y = row * _ROW_HEIGHT
+        width = _BAR_WIDTH * value / top
+        color = (colors or {}).get(label, DEFAULT_COLOR)
+        body.append(_svg_text(_LABEL_WIDTH - 8, y + _ROW_HEIGHT / 2, label, anchor="end"))
+        body.append(
+            f'<rect x="{_LABEL_WIDTH}" y="{y + 4}" width="{width:.1f}" height="{_ROW_HEIGHT - 8}" fill="{color}">'
+            f"<title>{escape(label)}: {value}</title></rect>"
+        )
+        body.append(_svg_text(_LABEL_WIDTH + width + 6, y + _ROW_HEIGHT / 2, str(value)))
+    return _chart_box(title, _svg(title, len(bars) * _ROW_HEIGHT, body))
+
+
+def stacked_bar_chart(
+    title: str, rows: Sequence[tuple[str, Mapping[str, int]]], order: Sequence[str], colors: Mapping[str, str]
+) -> str:
+    """A titled horizontal stacked bar chart (inline SVG): one bar per row, one segment per key of `order`."""
+    if not rows:
+        return _chart_box(title, _svg(title, _ROW_HEIGHT, [_svg_text(0, _ROW_HEIGHT / 2, "no data")]))
+    top = max(sum(parts.values()) for _, parts in rows) or 1
+    body = []
+    for row, (label, parts) in enumerate(rows):
+        y, x = row * _ROW_HEIGHT, float(_LABEL_WIDTH)
+        body.append(_svg_text(_LABEL_WIDTH - 8, y + _ROW_HEIGHT / 2, label, anchor="end"))
+        for key in order:
+            value = parts.get(key, 0)
+            if not value:
+                continue
+            width = _BAR_WIDTH * value / top
+            body.append(
+                f'<rect x="{x:.1f}" y="{y + 4}" width="{width:.1f}" height="{_ROW_HEIGHT - 8}" '
+                f'fill="{colors.get(key, DEFAULT_COLOR)}"><title>{escape(label)} {escape(key)}: {value}</title></rect>'
+            )
+            x += width
+        body.append(_svg_text(x + 6, y + _ROW_HEIGHT / 2, str(sum(parts.values()))))
+    legend = "".join(
+        f'<span><i style="background:{colors.get(key, DEFAULT_COLOR)}"></i>{escape(key)}</span>' for key in order
+    )
+    return _chart_box(title, _svg(title, len(rows) * _ROW_HEIGHT, body) + f'<div class="legend">{legend}</div>')
+
+
+def _chart_box(title: str, content: str) -> str:
+    return f'<div class="chart"><h3>{escape(title)}</h3>{content}</div>'
+
+
+def _severity_bars(by_severity: Mapping[str, int]) -> list[tuple[str, int]]:
+    rank = {name: index for index, name in enumerate(SEVERITY_ORDER)}
+    names = sorted(by_severity, key=lambda name: (rank.get(name, len(rank)), name))
+    return [(name, int(by_severity[name])) for name in names]
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """An HTML table; cells are already-escaped HTML."""
+    head = "".join(f"<th>{escape(header)}</th>" for header in headers)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _incomplete_section(parts: Sequence[Mapping[str, str]]) -> str:
+    if not parts:
+        return '<div class="banner good">Complete: every connection, region and stage was read.</div>'
+    columns = sorted({key for part in parts for key in part}, key=lambda k: (k == "error", k))
+    rows = [[escape(str(part.get(column, ""))) for column in columns] for part in parts]
+    return (
+        f'<div class="banner bad" id="incomplete">INCOMPLETE: {len(parts)} part(s) of the fleet could not be read; '
+        f"the resources there are missing from every number below.{_table(columns, rows)}</div>"
+    )
+
+
+def _accounting_section(accounting: Mapping[str, Any]) -> str:
+    text = f"in scope {accounting['in_scope']} = sum of verdicts {accounting['sum_of_verdicts']}"
+    if accounting["ok"]:
+        return f'<div class="banner good">Accounting holds: {escape(text)}.</div>'
+    problems = "".join(f"<li>{escape(str(problem))}</li>" for problem in accounting.get("problems", []))
+    return f'<div class="banner bad">Accounting FAILED ({escape(text)} does not hold)<ul>{problems}</ul></div>'
+
+
+def _cards(totals: Mapping[str, Any]) -> str:
+    by_state = totals["by_compliance_state"]
+    cards = [
+        ("In scope", totals["resources_in_scope"]),
+        ("Out of scope", totals["out_of_scope"]),
+        ("Compliant", by_state.get("COMPLIANT", 0)),
+        ("Non-compliant", by_state.get("NON_COMPLIANT", 0)),
+        ("Unknown", by_state.get("UNKNOWN", 0)),
+        ("AWS-managed", by_state.get("NOT_APPLICABLE", 0)),
+        ("Missing patches", sum(totals["by_severity"].values())),
+        ("Distinct CVEs", totals["cves"]["count"]),
+    ]
+    inner = "".join(f'<div class="card"><div class="n">{int(n)}</div>{escape(label)}</div>' for label, n in cards)
+    return f'<div class="cards">{inner}</div>'
+
+
+def _cves_cell(cve_ids: Sequence[str]) -> str:
+    shown = ", ".join(escape(cve) for cve in cve_ids[:MAX_CVES_SHOWN])
+    more = len(cve_ids) - MAX_CVES_SHOWN
+    return shown + (f" (+{more} more)" if more > 0 else "")
+
+
+def _resources_section(resources: Sequence[Mapping[str, Any]]) -> str:
+    headers = ["Resource", "Name", "Type", "Account", "Region", "Environment", "Responsibility", "Verdict"]
+    headers += ["Reason", "Missing", "CVEs"]
+    rows = []
+    for entry in resources:
+        color = COMPLIANCE_COLORS.get(str(entry["compliance_state"]), DEFAULT_COLOR)
+        rows.append(
+            [
+                f"<code>{escape(str(entry['resource_id']))}</code>",
+                escape(str(entry["name"])),
+                escape(str(entry["resource_type"])),
+                escape(str(entry["account_id"])),
+                escape(str(entry["region"])),
+                escape(str(entry["environment"])),
+                escape(str(entry["responsibility"])),
+                f'<span class="badge" style="background:{color}">{escape(str(entry["verdict"]))}</span>',
+                escape(str(entry["reason"])),
+                str(len(entry["missing_patches"])),
+                _cves_cell(list(entry["cve_ids"])),
+            ]
+        )
+    return f"<h2>Resources ({len(resources)})</h2>{_table(headers, rows)}"
+
+
+def render_html(report: Mapping[str, Any]) -> str:
+    """The report (report.REPORT_SCHEMA) as a self-contained HTML page."""
+    totals = report["totals"]
+    states = list(COMPLIANCE_COLORS)
+    charts = [
+        bar_chart(SEVERITY_CHART_TITLE, _severity_bars(totals["by_severity"]), SEVERITY_COLORS),
+        stacked_bar_chart(REGION_CHART_TITLE, list(totals["by_region"].items()), states, COMPLIANCE_COLORS),
+        bar_chart(VERDICT_CHART_TITLE, [(str(k), int(v)) for k, v in totals["by_verdict"].items()]),
+        stacked_bar_chart(OS_CHART_TITLE, list(totals["by_os"].items()), states, COMPLIANCE_COLORS),
+    ]
+    meanings = report.get("verdict_meanings", {})
+    legend = _table(["Verdict", "Meaning"], [[escape(k), escape(v)] for k, v in meanings.items()]) if meanings else ""
+    title = f"Patch cycle report: {report['run_id']}"
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{escape(title)}</h1>"
+        f'<p class="meta">mode {escape(str(report["mode"]))} · generated {escape(str(report["generated_at"]))}</p>'
+        f"{_incomplete_section(report['incomplete'])}{_accounting_section(report['accounting'])}"
+        f'{_cards(totals)}<h2>Charts</h2><div class="charts">{"".join(charts)}</div>'
+        f"<h2>Verdict meanings</h2>{legend}{_resources_section(report['resources'])}</body></html>"
+    )

@@ -1,0 +1,85 @@
+"""Systems Manager Patch Manager calls, batched to the API's limits and paged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.ssm import SsmHook
+
+# Documented limits: SendCommand and DescribeInstancePatchStates take at most 50 instance ids.
+MAX_IDS_PER_CALL = 50
+PATCH_DOCUMENT = "AWS-RunPatchBaseline"
+
+
+def batches(ids: Sequence[str], size: int = MAX_IDS_PER_CALL) -> Iterator[list[str]]:
+    """Consecutive slices of at most `size` ids."""
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
+
+
+class PatchManagerHook(SsmHook):
+    """SsmHook plus the paged, batched Patch Manager reads and commands the patch cycle needs."""
+
+    def managed_instances(self) -> list[dict[str, Any]]:
+        """Every instance Systems Manager knows in the hook's region (DescribeInstanceInformation)."""
+        pages = self.conn.get_paginator("describe_instance_information").paginate(PaginationConfig={"PageSize": 50})
+        return [info for page in pages for info in page["InstanceInformationList"]]
+
+    def send_patch_baseline(
+        self,
+        instance_ids: Sequence[str],
+        *,
+        operation: str,
+        max_concurrency: str,
+        max_errors: str,
+        reboot_option: str = "NoReboot",
+        install_override_list: str | None = None,
+        comment: str = "",
+    ) -> str:
+        """Send AWS-RunPatchBaseline to at most 50 instances; returns the command id."""
+        if not 0 < len(instance_ids) <= MAX_IDS_PER_CALL:
+            raise ValueError(f"SendCommand takes 1 to {MAX_IDS_PER_CALL} instance ids, got {len(instance_ids)}")
+        parameters = {"Operation": [operation], "RebootOption": [reboot_option]}
+        if install_override_list:
+            parameters["InstallOverrideList"] = [install_override_list]
+        response = self.conn.send_command(
+            InstanceIds=list(instance_ids),
+            DocumentName=PATCH_DOCUMENT,
+            Parameters=parameters,
+            MaxConcurrency=max_concurrency,
+            MaxErrors=max_errors,
+            Comment=comment[:100],
+        )
+        return str(response["Command"]["CommandId"])
+
+    def command(self, command_id: str) -> dict[str, Any]:
+        """One command's status and aggregate counts (ListCommands)."""
+        commands = self.conn.list_commands(CommandId=command_id)["Commands"]
+        if not commands:
+            raise LookupError(f"ssm:ListCommands knows no command {command_id}")
+        return dict(commands[0])
+
+    def command_invocations(self, command_id: str) -> list[dict[str, Any]]:
+        """Every invocation of a command, all pages (ListCommandInvocations)."""
+        pages = self.conn.get_paginator("list_command_invocations").paginate(
+            CommandId=command_id, PaginationConfig={"PageSize": 50}
+        )
+        return [inv for page in pages for inv in page["CommandInvocations"]]
+
+    def instance_patch_states(self, instance_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """DescribeInstancePatchStates for any number of ids, 50 per call."""
+        states: list[dict[str, Any]] = []
+        for batch in batches(instance_ids):
+            pages = self.conn.get_paginator("describe_instance_patch_states").paginate(InstanceIds=batch)
+            states.extend(state for page in pages for state in page["InstancePatchStates"])
+        return states
+
+    def instance_patches(self, instance_id: str, states: Sequence[str]) -> list[dict[str, Any]]:
+        """One instance's patches in the given states (DescribeInstancePatches, all pages)."""
+        pages = self.conn.get_paginator("describe_instance_patches").paginate(
+            InstanceId=instance_id,
+            Filters=[{"Key": "State", "Values": list(states)}],
+            PaginationConfig={"PageSize": 100},
+        )
+        return [patch for page in pages for patch in page["Patches"]]

@@ -1,0 +1,8 @@
+"""`make bench`: prints performance figures; it asserts nothing about time."""
+
+from __future__ import annotations
+
+from tests.bench import bench_sandbox
+
+if __name__ == "__main__":
+    bench_sandbox.main()

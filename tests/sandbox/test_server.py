@@ -1,0 +1,150 @@
+"""The sandbox endpoint: moto behind it, the fleet seeded, faults injected, accounts kept apart."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from tests.conftest import client_factory
+
+ACCOUNT = "123456789012"
+
+
+def _get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def test_health_names_the_scenario(sandbox: Any) -> None:
+    health = _get(f"{sandbox.url}/_sandbox/health")
+    assert health["status"] == "ok"
+    assert health["scenario"] == "default"
+    assert health["instances"] == sandbox.world.scenario.instance_count
+
+
+def test_fleet_is_seeded_into_moto(sandbox: Any, aws: Callable[..., Any]) -> None:
+    for account in sandbox.world.scenario.accounts:
+        for region in account.regions:
+            ec2 = aws("ec2", region=region.name)
+            pages = ec2.get_paginator("describe_instances").paginate()
+            instances = [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+            assert len(instances) == sum(group.count for group in region.instance_groups)
+            for group in region.instance_groups:
+                tagged = [i for i in instances if {"Key": "Name", "Value": group.name} in i["Tags"]]
+                assert len(tagged) == group.count
+                assert {i["ImageId"] for i in tagged} == {group.ami}
+                assert {i["Placement"]["AvailabilityZone"] for i in tagged} <= set(group.availability_zones)
+            rds = aws("rds", region=region.name).describe_db_instances()["DBInstances"]
+            assert sorted(db["DBInstanceIdentifier"] for db in rds) == sorted(db.id for db in region.rds_instances)
+    buckets = {b["Name"] for b in aws("s3").list_buckets()["Buckets"]}
+    assert "storefront-assets-123456789012" in buckets
+
+
+def test_unmanaged_and_offline_agents_look_as_on_aws(sandbox: Any, aws: Callable[..., Any]) -> None:
+    ssm = aws("ssm")
+    infos = [
+        info
+        for page in ssm.get_paginator("describe_instance_information").paginate()
+        for info in page["InstanceInformationList"]
+    ]
+    by_group: dict[str | None, list[str]] = {}
+    for instance in sandbox.world.instances(ACCOUNT, "us-east-1").values():
+        by_group.setdefault(instance.group, []).append(instance.instance_id)
+    listed = {info["InstanceId"]: info for info in infos}
+    assert not set(by_group["legacy-prod-use1-unmanaged"]) & set(listed)  # never registered: absent
+    assert {listed[i]["PingStatus"] for i in by_group["batch-prod-use1-offline"]} == {"ConnectionLost"}
+    assert {listed[i]["PingStatus"] for i in by_group["web-prod-use1"]} == {"Online"}
+    assert {listed[i]["PlatformType"] for i in by_group["win-prod-use1"]} == {"Windows"}
+
+
+def test_limits_are_enforced_like_aws(aws: Callable[..., Any], sandbox: Any) -> None:
+    registered = [i.instance_id for i in sandbox.world.instances(ACCOUNT, "us-east-1").values() if i.registered]
+    ids = sorted(registered)[:51]
+    with pytest.raises(ClientError) as raised:
+        aws("ssm").describe_instance_patch_states(InstanceIds=ids)
+    error = raised.value.response["Error"]
+    assert error["Code"] == "ValidationException"
+    assert "Member must have length less than or equal to 50" in error["Message"]
+    assert len(aws("ssm").describe_instance_patch_states(InstanceIds=ids[:50])["InstancePatchStates"]) == 50
+
+
+def _throttling_scenario(rate: float) -> dict[str, Any]:
+    return {
+        "name": "throttled",
+        "seed": 1,
+        "amis": {"ami-0a1b2c3d4e5f60001": {"os": "AMAZON_LINUX_2023"}},
+        "accounts": [
+            {
+                "id": ACCOUNT,
+                "regions": {
+                    "us-east-1": {
+                        "instance_groups": [{"name": "web", "count": 5, "ami": "ami-0a1b2c3d4e5f60001"}]
+                    }
+                },
+            }
+        ],
+        "faults": {"ssm:DescribeInstanceInformation": {"throttle_rate": rate}, "ec2:*": {"throttle_rate": rate}},
+    }
+
+
+def test_throttling_is_a_real_throttling_exception(sandbox_factory: Callable[..., Any]) -> None:
+    server = sandbox_factory(_throttling_scenario(1.0))
+    aws = client_factory(server.url)
+    with pytest.raises(ClientError) as raised:
+        aws("ssm").describe_instance_information()
+    assert raised.value.response["Error"]["Code"] == "ThrottlingException"
+    with pytest.raises(ClientError) as raised_ec2:
+        aws("ec2").describe_instances()
+    assert raised_ec2.value.response["Error"]["Code"] == "RequestLimitExceeded"
+    # Other APIs are untouched.
+    assert aws("s3").list_buckets()["Buckets"] == []
+
+
+def test_botocore_retries_ride_out_partial_throttling(sandbox_factory: Callable[..., Any]) -> None:
+    server = sandbox_factory(_throttling_scenario(0.5))
+    aws = client_factory(server.url)
+    ssm = aws("ssm", max_attempts=10)
+    for _ in range(10):
+        assert len(ssm.describe_instance_information()["InstanceInformationList"]) == 5
+    calls = _get(f"{server.url}/_sandbox/calls")
+    assert calls["ssm:DescribeInstanceInformation"] > 10  # some were throttled and retried
+
+
+def test_accounts_are_reached_through_an_assumed_role(sandbox_factory: Callable[..., Any]) -> None:
+    scenario = _throttling_scenario(0.0)
+    scenario["accounts"].append(
+        {
+            "id": "210987654321",
+            "regions": {
+                "us-east-1": {"instance_groups": [{"name": "other", "count": 3, "ami": "ami-0a1b2c3d4e5f60001"}]}
+            },
+        }
+    )
+    server = sandbox_factory(scenario)
+    sts = boto3.client("sts", region_name="us-east-1", endpoint_url=server.url)
+    creds = sts.assume_role(RoleArn="arn:aws:iam::210987654321:role/PatchCycle", RoleSessionName="patch-cycle")["Credentials"]
+    other = boto3.client(
+        "ssm",
+        region_name="us-east-1",
+        endpoint_url=server.url,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        config=Config(retries={"mode": "standard"}),
+    )
+    home = client_factory(server.url)("ssm")
+    assert len(other.describe_instance_information()["InstanceInformationList"]) == 3
+    assert len(home.describe_instance_information()["InstanceInformationList"]) == 5
+
+
+def test_unknown_control_endpoint_is_404(sandbox: Any) -> None:
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        _get(f"{sandbox.url}/_sandbox/nope")
+    assert raised.value.code == 404

@@ -1,0 +1,188 @@
+"""`python -m include.demo` starts the sandbox and Airflow, serves an authenticated API, and stops without orphans."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCENARIO = REPO / "include" / "sandbox" / "scenarios" / "default.yaml"
+STARTUP_TIMEOUT = 150.0
+STOP_TIMEOUT = 30.0
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def process_table() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, session id, state) for every process in /proc."""
+    table = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        table[int(entry.name)] = (int(fields[1]), int(fields[3]), fields[0])
+    return table
+
+
+def started_by(root: int) -> set[int]:
+    """Every descendant of root, plus every process in the sessions its children lead."""
+    table = process_table()
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, (ppid, _, _) in table.items() if ppid in frontier} - found
+        found |= frontier
+    sessions = {pid for pid in found if table[pid][0] == root}
+    found |= {pid for pid, (_, sid, _) in table.items() if sid in sessions}
+    return found
+
+
+def alive(pids: set[int]) -> dict[int, str]:
+    """The pids still running (zombies count as gone), with their command lines."""
+    table = process_table()
+    result = {}
+    for pid in pids:
+        if pid in table and table[pid][2] != "Z":
+            try:
+                result[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+    return result
+
+
+def http(method: str, url: str, body: dict[str, Any] | None = None, token: str | None = None) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
+
+
+class OutputReader:
+    """Collects the demo's stdout on a thread so the test can wait for a line with a timeout."""
+
+    def __init__(self, stream: Any) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: Any) -> None:
+        for line in stream:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, prefix: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"no {prefix!r} line within {timeout:.0f} s; output:\n" + "\n".join(self.lines))
+
+    def rest(self, timeout: float = 5.0) -> str:
+        try:
+            while (line := self._queue.get(timeout=timeout)) is not None:
+                self.lines.append(line)
+        except queue.Empty:
+            pass
+        return "\n".join(self.lines)
+
+
+@pytest.mark.timeout(STARTUP_TIMEOUT + STOP_TIMEOUT + 60)
+def test_demo_serves_authenticated_api_and_stops_everything(tmp_path: Path) -> None:
+    sandbox_port, api_port = free_port(), free_port()
+    argv = [sys.executable, "-m", "include.demo", "--scenario", str(SCENARIO)]
+    argv += ["--sandbox-port", str(sandbox_port), "--api-port", str(api_port), "--state-dir", str(tmp_path / "demo")]
+    started = time.monotonic()
+    demo = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output = OutputReader(demo.stdout)
+    pids: set[int] = set()
+    try:
+        login = output.wait_for("Login: ", STARTUP_TIMEOUT)
+        ui = output.wait_for("UI: ", 5)
+        print(f"demo ready after {time.monotonic() - started:.1f} s")
+        api = f"http://127.0.0.1:{api_port}"
+        assert ui == f"UI: {api}"
+        user, password = login.removeprefix("Login: ").split(" / ")
+
+        status, body = http("POST", f"{api}/auth/token", {"username": user, "password": password})
+        assert status == 201, body
+        token = body["access_token"]
+        status, body = http("GET", f"{api}/api/v2/dags", token=token)
+        assert status == 200, body
+        assert "dags" in body
+        status, _ = http("GET", f"{api}/api/v2/dags")
+        assert status in (401, 403)
+        status, _ = http("POST", f"{api}/auth/token", {"username": user, "password": password + "x"})
+        assert status == 401
+
+        status, body = http("GET", f"http://127.0.0.1:{sandbox_port}/_sandbox/health")
+        assert status == 200, body
+        assert body["status"] == "ok"
+
+        pids = started_by(demo.pid)
+        commands = alive(pids)
+        for name in ("include.sandbox", "api_server", "scheduler", "dag-processor", "triggerer"):
+            assert any(name in command for command in commands.values()), f"no {name} process in {commands}"
+
+        stopping = time.monotonic()
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=STOP_TIMEOUT) == 0
+        while (left := alive(pids)) and time.monotonic() - stopping < STOP_TIMEOUT:
+            time.sleep(0.2)
+        assert not left, f"still running {STOP_TIMEOUT:.0f} s after SIGINT: {left}"
+        print(f"{len(pids)} processes stopped {time.monotonic() - stopping:.1f} s after SIGINT")
+        assert "Stopped." in output.rest()
+    finally:
+        if demo.poll() is None:  # the test failed early: let the demo clean up, then kill what is left
+            pids |= started_by(demo.pid)
+            demo.send_signal(signal.SIGINT)
+            try:
+                demo.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+                demo.wait()
+        for pid in alive(pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
