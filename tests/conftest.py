@@ -44,7 +44,9 @@ def sandbox_factory() -> Iterator[Callable[..., Any]]:
 
     started: list[SandboxServer] = []
 
-    def start(scenario: str | Path | dict[str, Any] | Scenario = DEFAULT_SCENARIO, strict: bool = True) -> SandboxServer:
+    def start(
+        scenario: str | Path | dict[str, Any] | Scenario = DEFAULT_SCENARIO, strict: bool = True
+    ) -> SandboxServer:
         for server in started:
             server.stop()
         started.clear()

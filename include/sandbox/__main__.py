@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5055)
     serve.add_argument("--strict", action="store_true", help="answer 500 when a response breaks botocore's model")
+    serve.add_argument("--verbose", action="store_true", help="log every request")
     check = commands.add_parser("check", help="validate a scenario file and print what it holds")
     check.add_argument("scenario")
     args = parser.parse_args(argv)
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from include.sandbox.server import SandboxServer  # imports moto: only when serving
 
     started = time.monotonic()
-    server = SandboxServer(scenario, host=args.host, port=args.port, strict=args.strict)
+    server = SandboxServer(scenario, host=args.host, port=args.port, strict=args.strict, verbose=args.verbose)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -48,10 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         f"loaded in {time.monotonic() - started:.1f}s) at {server.url}",
         flush=True,
     )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import yaml
-from moto.ec2.models import ec2_backends
 from moto.s3.models import s3_backends
 
 from include.sandbox import patching
@@ -425,8 +424,8 @@ class CommandStore:
                 ok = tags.get(key[4:]) in values
             elif key == "tag-key":
                 ok = any(value in tags for value in values)
-            else:
-                ok = instance.instance_id in values
+            else:  # InstanceIds; "*" targets every managed node of the account and region
+                ok = instance.instance_id in values or "*" in values
             if not ok:
                 return False
         return True
@@ -454,7 +453,7 @@ class CommandStore:
         """Apply every event due by now, in time order (idempotent: a second call finds nothing due)."""
         with self.world.lock:
             self._live = self.world.instances(self.account_id, self.region)
-            self._stopped = stopped_instances(self.account_id, self.region)
+            self._stopped = stopped_instances(self.world, self.account_id, self.region)
             now = self.world.now()
             while self._queue and self._queue[0][0] <= now:
                 due, seq, index, version = heapq.heappop(self._queue)
@@ -528,7 +527,7 @@ class CommandStore:
         if command.operation == "Install" and override_list and baseline_override:
             raise OverrideError("InstallOverrideList and BaselineOverride can't be used together.")
         if command.operation == "Install" and override_list:
-            pass
+            invocation.override_ids = read_install_override_list(self.account_id, override_list)
         if baseline_override:
             invocation.baseline = read_baseline_override(self.account_id, baseline_override, instance)
 
@@ -697,14 +696,12 @@ class CommandStore:
         return _final_state(states, max(command.error_threshold, 1))
 
 
-def stopped_instances(account_id: str, region: str) -> set[str]:
+def stopped_instances(world: World, account_id: str, region: str) -> set[str]:
     """EC2 instances whose agent cannot run: SSM accepts commands for them, which are never delivered."""
-    backend = ec2_backends[account_id][region]
     return {
-        ec2.id
-        for reservation in list(backend.reservations.values())
-        for ec2 in reservation.instances
-        if ec2.state in ("stopping", "stopped", "shutting-down")
+        instance_id
+        for instance_id, (state, _) in world.ec2_states(account_id, region).items()
+        if state in ("stopping", "stopped", "shutting-down")
     }
 
 

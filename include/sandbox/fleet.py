@@ -11,14 +11,14 @@ from typing import Any
 # instance it launches, which makes a 10,000-instance fleet take minutes.
 os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
-from moto.ec2.models import ec2_backends  # noqa: E402
-from moto.ec2.models.amis import Ami as MotoAmi  # noqa: E402
-from moto.rds.models import rds_backends  # noqa: E402
-from moto.s3.models import s3_backends  # noqa: E402
+from moto.ec2.models import ec2_backends
+from moto.ec2.models.amis import Ami as MotoAmi
+from moto.rds.models import rds_backends
+from moto.s3.models import s3_backends
 
-from include.sandbox import patching  # noqa: E402
-from include.sandbox.scenario import Account, InstanceGroup, Region  # noqa: E402
-from include.sandbox.world import PLATFORMS, ManagedInstance, World  # noqa: E402
+from include.sandbox import patching
+from include.sandbox.scenario import Account, InstanceGroup, Region
+from include.sandbox.world import PLATFORMS, ManagedInstance, World
 
 
 def seed(world: World) -> None:

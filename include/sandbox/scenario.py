@@ -274,13 +274,24 @@ def _build(raw: dict[str, Any], source: str) -> Scenario:
             )
             for b in raw.get("baselines", ())
         ),
-        failures=tuple(
-            Failure(**{k: tuple(v) if isinstance(v, list) else v for k, v in f.items()})
-            for f in raw.get("failures", ())
-        ),
+        failures=tuple(_failure(f) for f in raw.get("failures", ())),
         faults={key: Fault(**spec) for key, spec in raw.get("faults", {}).items()},
         commands=CommandTimings(**raw.get("commands", {})),
         source=source,
+    )
+
+
+def _failure(spec: dict[str, Any]) -> Failure:
+    return Failure(
+        group=spec.get("group"),
+        tags=dict(spec.get("tags", {})),
+        count=spec.get("count"),
+        install_fails=tuple(spec.get("install_fails", ())),
+        agent_offline=spec.get("agent_offline", False),
+        scan_fails=spec.get("scan_fails", False),
+        reboot_required=spec.get("reboot_required", False),
+        command_hangs=spec.get("command_hangs", False),
+        script_fails=spec.get("script_fails", False),
     )
 
 
@@ -320,9 +331,7 @@ def _region(name: str, spec: dict[str, Any]) -> Region:
             )
             for r in spec.get("rds_instances", ())
         ),
-        s3_buckets=tuple(
-            S3Bucket(name=b["name"], tags=dict(b.get("tags", {}))) for b in spec.get("s3_buckets", ())
-        ),
+        s3_buckets=tuple(S3Bucket(name=b["name"], tags=dict(b.get("tags", {}))) for b in spec.get("s3_buckets", ())),
     )
 
 

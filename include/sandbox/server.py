@@ -64,7 +64,8 @@ class SandboxApp:
             return _error(start_response, service, fault)
         handler = HANDLERS.get((service, operation))
         if handler is None:
-            return self.moto(environ, start_response)
+            moto_response: Iterable[bytes] = self.moto(environ, start_response)
+            return moto_response
         account_id = get_account_id_from(access_key) if access_key else "123456789012"
         ctx = RequestContext(account_id, region, service, operation)
         try:
@@ -88,7 +89,7 @@ class SandboxApp:
         except ValueError as exc:
             raise protocol.AwsApiError("SerializationException", "Request body is not valid JSON") from exc
         protocol.validate_request(ctx.service, ctx.operation, params)
-        with self.world.lock:
+        with self.world.request():
             self.world.commands(ctx.account_id, ctx.region).advance()
             result = protocol.to_wire(handler(self.world, ctx, params))
         problems = protocol.validate_response(ctx.service, ctx.operation, result)
@@ -113,7 +114,9 @@ class SandboxApp:
         if roll < spec.throttle_rate:
             return _throttle(service)
         if roll < spec.throttle_rate + spec.server_error_rate:
-            return protocol.AwsApiError("InternalFailure", "An internal error occurred (injected by the scenario).", 500)
+            return protocol.AwsApiError(
+                "InternalFailure", "An internal error occurred (injected by the scenario).", 500
+            )
         return None
 
     def _control(self, environ: dict[str, Any], start_response: StartResponse, path: str) -> Iterable[bytes]:
@@ -166,8 +169,8 @@ def _operation(environ: dict[str, Any], body: bytes) -> str:
     for source in (environ.get("QUERY_STRING", ""), body.decode("utf-8", "replace")):
         action = parse_qs(source).get("Action")
         if action:
-            return action[0]
-    return environ.get("REQUEST_METHOD", "")
+            return str(action[0])
+    return str(environ.get("REQUEST_METHOD", ""))
 
 
 def _throttle(service: str) -> protocol.AwsApiError:
@@ -219,7 +222,11 @@ def _query_services() -> frozenset[str]:
 class SandboxServer:
     """The sandbox served on 127.0.0.1 from a background thread (the CLI and the pytest fixture use it)."""
 
-    def __init__(self, scenario: Scenario, host: str = "127.0.0.1", port: int = 0, strict: bool = False) -> None:
+    def __init__(
+        self, scenario: Scenario, host: str = "127.0.0.1", port: int = 0, strict: bool = False, verbose: bool = False
+    ) -> None:
+        # werkzeug logs every request at INFO: a patch cycle makes thousands.
+        logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
         reset_moto()
         self.world = World(scenario)
         fleet.seed(self.world)
@@ -232,7 +239,7 @@ class SandboxServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def serve_forever(self) -> None:
         self._server.serve_forever()

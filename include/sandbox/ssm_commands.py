@@ -405,8 +405,8 @@ def describe_instance_information(world: World, ctx: RequestContext, params: dic
         raise AwsApiError("InvalidFilterKey", "InstanceInformationFilterList and Filters can't be used together.")
     _check_filter_keys(legacy, modern)
     known = world.instances(ctx.account_id, ctx.region)
-    stopped = commands.stopped_instances(ctx.account_id, ctx.region)
-    _check_instance_ids(world, ctx, legacy + modern)
+    stopped = commands.stopped_instances(world, ctx.account_id, ctx.region)
+    _check_instance_ids(ctx, legacy + modern)
     predicates = [_instance_filter(world, key, values) for key, values in legacy + modern]
     # "This operation does not return information for nodes that are either Stopped or Terminated."
     rows = [
@@ -438,8 +438,8 @@ def _check_filter_keys(legacy: list[tuple[str, list[str]]], modern: list[tuple[s
             )
 
 
-def _check_instance_ids(world: World, ctx: RequestContext, filters: list[tuple[str, list[str]]]) -> None:
-    """ "If you specify a node ID that isn't valid or a node that you don't own, you receive an error."."""
+def _check_instance_ids(ctx: RequestContext, filters: list[tuple[str, list[str]]]) -> None:
+    """AWS: "If you specify a node ID that isn't valid or a node that you don't own, you receive an error"."""
     wanted = {value for key, values in filters if key == "InstanceIds" for value in values}
     if not wanted:
         return

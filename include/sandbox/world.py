@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -114,6 +116,7 @@ class World:
         self._instances: dict[tuple[str, str], dict[str, ManagedInstance]] = {}
         self._commands: dict[tuple[str, str], CommandStore] = {}
         self.extra: dict[str, Any] = {}  # per-API state of later additions (RDS maintenance, Inspector, ...)
+        self._ec2_cache: dict[tuple[str, str], dict[str, tuple[str, Any]]] | None = None
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -122,21 +125,42 @@ class World:
     def add_instance(self, instance: ManagedInstance) -> None:
         self._instances.setdefault((instance.account_id, instance.region), {})[instance.instance_id] = instance
 
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        """Serve one API request: moto's EC2 state is read at most once per region while it lasts."""
+        with self.lock:
+            self._ec2_cache = {}
+            try:
+                yield
+            finally:
+                self._ec2_cache = None
+
+    def ec2_states(self, account_id: str, region: str) -> dict[str, tuple[str, Any]]:
+        """Instance id -> (EC2 state name, moto's instance) for every instance moto holds in the region."""
+        key = (account_id, region)
+        if self._ec2_cache is not None and key in self._ec2_cache:
+            return self._ec2_cache[key]
+        backend = ec2_backends[account_id][region]
+        # Reading moto's _state directly: the `state` property costs as much again on 10,000 instances.
+        states = {
+            ec2.id: (ec2._state.name, ec2)
+            for reservation in list(backend.reservations.values())
+            for ec2 in reservation.instances
+        }
+        if self._ec2_cache is not None:
+            self._ec2_cache[key] = states
+        return states
+
     def instances(self, account_id: str, region: str) -> dict[str, ManagedInstance]:
         """SSM's instances in one account and region, brought up to date with moto's EC2 state."""
         known = self._instances.setdefault((account_id, region), {})
-        backend = ec2_backends[account_id][region]
-        live: set[str] = set()
-        for reservation in list(backend.reservations.values()):
-            for ec2 in reservation.instances:
-                if ec2.state == "terminated":
-                    continue
-                live.add(ec2.id)
-                if ec2.id not in known:
-                    launched = self._launched_later(account_id, region, ec2)
-                    if launched is not None:
-                        known[ec2.id] = launched
-        for gone in [iid for iid in known if iid not in live]:
+        live = self.ec2_states(account_id, region)
+        for instance_id, (state, ec2) in live.items():
+            if instance_id not in known and state != "terminated":
+                launched = self._launched_later(account_id, region, ec2)
+                if launched is not None:
+                    known[instance_id] = launched
+        for gone in [iid for iid in known if live.get(iid, ("terminated",))[0] == "terminated"]:
             del known[gone]
         return known
 

@@ -11,11 +11,11 @@ os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
-import boto3  # noqa: E402
-from botocore.config import Config  # noqa: E402
+import boto3
+from botocore.config import Config
 
-from include.sandbox.scenario import SCENARIOS_DIR, load_scenario  # noqa: E402
-from include.sandbox.server import SandboxServer  # noqa: E402
+from include.sandbox.scenario import SCENARIOS_DIR, load_scenario
+from include.sandbox.server import SandboxServer
 
 LARGE = SCENARIOS_DIR / "large.yaml"
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 from patchcycle.core.inventory import (
     INVENTORY_COLUMNS,
     RESPONSIBILITY_BY_TYPE,

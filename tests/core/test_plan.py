@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 from patchcycle.core.inventory import ec2_rows
 from patchcycle.core.plan import (
     COMPLIANCE_COLUMNS,

@@ -10,9 +10,9 @@ from typing import Any
 
 import jsonschema
 import pytest
+
 from patchcycle.core.report import REPORT_SCHEMA, build_report, report_csv
 from patchcycle.core.verdicts import scan_verdicts
-
 from tests.core.test_verdicts import Fleet, scan_fleet
 
 GENERATED_AT = dt.datetime(2026, 11, 20, 3, 30, tzinfo=dt.UTC)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from patchcycle.core.report_html import REGION_CHART_TITLE, SEVERITY_CHART_TITLE, bar_chart, render_html
-
 from tests.core.test_report import sample_report
 
 EVIL = '<script>alert("pwned")</script>'

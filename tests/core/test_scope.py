@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 from patchcycle.core.scope import Scope, apply_scope
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 from patchcycle.core.inventory import combine, ec2_rows, rds_rows, s3_rows
 from patchcycle.core.plan import combine_plan, instance_compliance, patch_plan, rds_plan
 from patchcycle.core.scope import Scope, apply_scope

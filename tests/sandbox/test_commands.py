@@ -197,6 +197,45 @@ def test_tag_targets_resolve_against_ec2_tags(world: World) -> None:
     assert command(world, sent["CommandId"])["TargetCount"] == 7
 
 
+def test_tag_targets_on_the_wrong_platform_are_invalid_platform(world: World) -> None:
+    command_id = send(
+        world,
+        DocumentName="AWS-RunShellScript",
+        Targets=[{"Key": "tag:Role", "Values": ["web", "win"]}],
+        Parameters={"commands": ["uptime"]},
+    )
+    advance(world, DELIVERY + SCRIPT)
+    listed = invocations(world, command_id)
+    windows = {(listed[i]["Status"], listed[i]["StatusDetails"]) for i in group(world, "win")}
+    assert windows == {("Failed", "Invalid Platform")}
+    # Invalid Platform counts neither as an error nor against Success (the user guide's example).
+    call(world, "CancelCommand", CommandId=command_id, InstanceIds=group(world, "offline"))
+    final = command(world, command_id)
+    assert (final["ErrorCount"], final["CompletedCount"], final["TargetCount"]) == (0, 9, 9)
+
+
+def test_instance_ids_target_star_means_every_managed_node(world: World) -> None:
+    command_id = send(
+        world,
+        DocumentName="AWS-RunPowerShellScript",
+        Targets=[{"Key": "InstanceIds", "Values": ["*"]}],
+        Parameters={"commands": ["Get-Date"]},
+    )
+    advance(world, DELIVERY)
+    registered = {i.instance_id for i in world.instances(ACCOUNT, REGION).values() if i.registered}
+    assert set(invocations(world, command_id)) == registered
+
+
+def test_stopped_instance_gets_nothing_delivered_and_is_not_described(world: World) -> None:
+    target = group(world, "web")[0]
+    boto3.client("ec2", region_name=REGION).stop_instances(InstanceIds=[target])
+    command_id = shell(world, [target], TimeoutSeconds=30)  # a stopped instance is still a valid target
+    advance(world, 30 + 3600 + 1)
+    assert get(world, command_id, target)["StatusDetails"] == "Delivery Timed Out"
+    described = call(world, "DescribeInstanceInformation", Filters=[{"Key": "tag:Role", "Values": ["web"]}])
+    assert target not in {i["InstanceId"] for i in described["InstanceInformationList"]}
+
+
 def test_unknown_or_unregistered_instances_are_refused(world: World) -> None:
     unmanaged = group(world, "unmanaged")[0]
     assert error_code(lambda: shell(world, [unmanaged])) == "InvalidInstanceId"

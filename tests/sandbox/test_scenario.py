@@ -36,18 +36,33 @@ def test_default_scenario_is_the_documented_fleet() -> None:
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda d: d["accounts"][0]["regions"]["us-east-1"]["instance_groups"][0].update(count=0),
-         "accounts[0].regions.us-east-1.instance_groups[0].count: 0 is less than the minimum of 1"),
+        (
+            lambda d: d["accounts"][0]["regions"]["us-east-1"]["instance_groups"][0].update(count=0),
+            "accounts[0].regions.us-east-1.instance_groups[0].count: 0 is less than the minimum of 1",
+        ),
         (lambda d: d["accounts"][0].update(id="12345"), "accounts[0].id: '12345' does not match"),
-        (lambda d: d.update(colour="blue"), "(top level): Additional properties are not allowed ('colour' was unexpected)"),
-        (lambda d: d["failures"].append({"group": "no-such-group", "scan_fails": True}),
-         "failures[2].group: no instance group is named 'no-such-group'"),
-        (lambda d: d["accounts"][0]["regions"]["eu-west-1"]["instance_groups"][1].update(ami="ami-0000000000000dead"),
-         "accounts[0].regions.eu-west-1.instance_groups[1].ami: ami-0000000000000dead is not listed under amis"),
-        (lambda d: d["baselines"][0]["approval_rules"][0].update(approve_after_days=400),
-         "baselines[0].approval_rules[0].approve_after_days: 400 is greater than the maximum of 360"),
-        (lambda d: d["faults"].update({"ssm:SendCommand": {"throttle_rate": 2}}),
-         "faults.ssm:SendCommand.throttle_rate: 2 is greater than the maximum of 1"),
+        (
+            lambda d: d.update(colour="blue"),
+            "(top level): Additional properties are not allowed ('colour' was unexpected)",
+        ),
+        (
+            lambda d: d["failures"].append({"group": "no-such-group", "scan_fails": True}),
+            "failures[4].group: no instance group is named 'no-such-group'",
+        ),
+        (
+            lambda d: d["accounts"][0]["regions"]["eu-west-1"]["instance_groups"][1].update(
+                ami="ami-0000000000000dead"
+            ),
+            "accounts[0].regions.eu-west-1.instance_groups[1].ami: ami-0000000000000dead is not listed under amis",
+        ),
+        (
+            lambda d: d["baselines"][0]["approval_rules"][0].update(approve_after_days=400),
+            "baselines[0].approval_rules[0].approve_after_days: 400 is greater than the maximum of 360",
+        ),
+        (
+            lambda d: d["faults"].update({"ssm:SendCommand": {"throttle_rate": 2}}),
+            "faults.ssm:SendCommand.throttle_rate: 2 is greater than the maximum of 1",
+        ),
         (lambda d: d["clock"].update(start="yesterday"), "clock.start: 'yesterday' is not a 'date-time'"),
     ],
 )

@@ -84,9 +84,7 @@ def _throttling_scenario(rate: float) -> dict[str, Any]:
             {
                 "id": ACCOUNT,
                 "regions": {
-                    "us-east-1": {
-                        "instance_groups": [{"name": "web", "count": 5, "ami": "ami-0a1b2c3d4e5f60001"}]
-                    }
+                    "us-east-1": {"instance_groups": [{"name": "web", "count": 5, "ami": "ami-0a1b2c3d4e5f60001"}]}
                 },
             }
         ],
@@ -129,7 +127,9 @@ def test_accounts_are_reached_through_an_assumed_role(sandbox_factory: Callable[
     )
     server = sandbox_factory(scenario)
     sts = boto3.client("sts", region_name="us-east-1", endpoint_url=server.url)
-    creds = sts.assume_role(RoleArn="arn:aws:iam::210987654321:role/PatchCycle", RoleSessionName="patch-cycle")["Credentials"]
+    creds = sts.assume_role(RoleArn="arn:aws:iam::210987654321:role/PatchCycle", RoleSessionName="patch-cycle")[
+        "Credentials"
+    ]
     other = boto3.client(
         "ssm",
         region_name="us-east-1",

@@ -1,0 +1,81 @@
+"""The APIs the sandbox adds are still missing (or wrong) in the pinned moto: a moto upgrade shows up here."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from moto.server import ThreadedMotoServer
+
+from include.sandbox import ssm_commands, ssm_patches
+from include.sandbox.server import HANDLERS, reset_moto
+
+INSTANCE = "i-0123456789abcdef0"
+MINIMAL_PARAMS: dict[str, dict[str, Any]] = {
+    "DescribeInstancePatchStates": {"InstanceIds": [INSTANCE]},
+    "DescribeInstancePatchStatesForPatchGroup": {"PatchGroup": "web"},
+    "DescribeInstancePatches": {"InstanceId": INSTANCE},
+    "DescribeAvailablePatches": {},
+    "GetPatchBaseline": {"BaselineId": "pb-0123456789abcdef0"},
+    "ListComplianceItems": {"ResourceIds": [INSTANCE], "ResourceTypes": ["ManagedInstance"]},
+    "ListResourceComplianceSummaries": {},
+    "ListCommandInvocations": {"CommandId": "5b8c4f2e-1111-2222-3333-444455556666"},
+    "CancelCommand": {"CommandId": "5b8c4f2e-1111-2222-3333-444455556666"},
+    "DescribeInstanceInformation": {},
+}
+
+
+@pytest.fixture(scope="module")
+def plain_moto() -> Iterator[Any]:
+    reset_moto()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield boto3.client(
+        "ssm",
+        region_name="us-east-1",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        config=Config(retries={"mode": "standard", "max_attempts": 1}),
+    )
+    server.stop()
+
+
+def test_every_missing_operation_is_served_by_the_sandbox() -> None:
+    for operation in [*ssm_patches.MOTO_MISSING, *ssm_commands.MOTO_MISSING, *ssm_commands.MOTO_WRONG]:
+        assert ("ssm", operation) in HANDLERS
+
+
+@pytest.mark.parametrize("operation", [*ssm_patches.MOTO_MISSING, *ssm_commands.MOTO_MISSING])
+def test_moto_still_lacks(plain_moto: Any, operation: str) -> None:
+    assert operation in MINIMAL_PARAMS, f"add minimal parameters for {operation} to this test"
+    method = getattr(plain_moto, _snake(operation))
+    with pytest.raises(ClientError) as raised:
+        method(**MINIMAL_PARAMS[operation])
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500, (
+        f"moto now implements ssm:{operation}: compare it with the sandbox's and drop ours if it is faithful"
+    )
+
+
+def test_moto_still_fans_send_command_out(plain_moto: Any) -> None:
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=plain_moto.meta.endpoint_url)
+    reservation = ec2.run_instances(ImageId="ami-0a1b2c3d4e5f60001", MinCount=3, MaxCount=3)
+    target = reservation["Instances"][0]["InstanceId"]
+    command = plain_moto.send_command(InstanceIds=[target], DocumentName="No-Such-Document")["Command"]
+    # AWS: InvalidDocument, and a command for exactly one target. moto: accepted, and sent to all three.
+    in_region = {i["InstanceId"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
+    assert len(in_region) >= 3
+    assert set(command["InstanceIds"]) == in_region
+    assert command["TargetCount"] != 1
+    listed = plain_moto.list_commands(CommandId=command["CommandId"])["Commands"][0]
+    assert listed["Status"] == "Success"  # moto: done at once, whatever the document
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
