@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo $(VENV)/.uv/bin/uv)
 SCENARIO ?= include/sandbox/scenarios/default.yaml
 PORT ?= 5055
+MODE ?= scan
 
-.PHONY: install lock test lint typecheck pytest demo sandbox bench clean
+.PHONY: install lock test lint typecheck pytest demo sandbox cycle bench clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +38,9 @@ sandbox: install
 
 demo: install
 	$(PY) -m include.demo --scenario $(SCENARIO) --sandbox-port $(PORT) $(if $(API_PORT),--api-port $(API_PORT))
+
+cycle: install
+	$(PY) -m include.cycle --scenario $(SCENARIO) --mode $(MODE)
 
 bench: install
 	$(PY) -m tests.bench

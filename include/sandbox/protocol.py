@@ -3,6 +3,8 @@
 The sandbox serves JSON-protocol APIs that moto lacks. Clients only trust it if
 it rejects bad requests the way AWS does and its responses parse exactly like
 AWS's, so both directions are checked against the same models botocore uses.
+The query-protocol services (RDS, ...) are checked the same way once
+query_protocol has decoded their form-encoded requests (validate_query_*).
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ __all__ = [
     "AwsApiError",
     "json_error_body",
     "operation_model",
+    "query_member_key",
     "to_wire",
+    "validate_query_request",
+    "validate_query_response",
     "validate_request",
     "validate_response",
 ]
@@ -98,6 +103,64 @@ def validate_response(service: str, operation: str, body: dict[str, Any]) -> lis
     return [_response_message(issue) for issue in issues]
 
 
+# Query-protocol services that answer a missing required parameter with MissingParameter
+# (the older XML services); the rest (IAM, STS, SNS, ...) send a Coral ValidationError.
+_MISSING_PARAMETER_SERVICES = frozenset({"rds"})
+
+
+def validate_query_request(service: str, operation: str, params: dict[str, Any]) -> None:
+    """Raise the AwsApiError AWS would return for a decoded query-protocol request.
+
+    ``params`` is keyed by member name (as boto3 takes them) and holds Python
+    values (ints, bools, datetimes): what query_protocol.decode_request
+    returns, so types are already right. A missing required member is
+    MissingParameter for the older XML services (RDS) and a ValidationError
+    otherwise; every other violated constraint is reported in one
+    ValidationError, worded like the JSON services' ValidationException.
+    """
+    op = operation_model(service, operation)
+    input_shape = _query_shape(op, op.input_shape)
+    issues = _Checker(request=True, native=True).run(input_shape, params)
+    for issue in issues:
+        where = _query_path(input_shape, issue.path)
+        if issue.kind == "type":
+            # Only numbers out of their 32/64-bit range get here: decode_request converts the rest.
+            message = f"Value ({_java(issue.value)}) for parameter {where} is invalid."
+            raise AwsApiError("InvalidParameterValue", message)
+        if issue.kind == "missing" and service in _MISSING_PARAMETER_SERVICES:
+            raise AwsApiError("MissingParameter", f"The request must contain the parameter {where}")
+    if issues:
+        count = len(issues)
+        noun = "error" if count == 1 else "errors"
+        detail = "; ".join(_aws_constraint_message(i) for i in issues)
+        raise AwsApiError("ValidationError", f"{count} validation {noun} detected: {detail}")
+
+
+def validate_query_response(service: str, operation: str, result: dict[str, Any]) -> list[str]:
+    """Return what is wrong with a query-protocol handler's result (empty list when it is valid).
+
+    Unlike ``validate_response`` the result is checked before it is written
+    as XML, so it holds Python values keyed by member name: timestamps are
+    datetimes (naive ones are UTC), blobs base64 strings.
+    """
+    op = operation_model(service, operation)
+    issues = _Checker(request=False, native=True).run(_query_shape(op, op.output_shape), result)
+    return [_response_message(issue) for issue in issues]
+
+
+def query_member_key(member: Any, name: str) -> str:
+    """The element / parameter name a structure member goes by in the query protocol and its XML.
+
+    A flattened list with a named member is repeated under the member's name;
+    anything else uses its own locationName, or the member name.
+    """
+    if member.type_name == "list" and member.serialization.get("flattened"):
+        item_name = member.member.serialization.get("name")
+        if item_name is not None:
+            return str(item_name)
+    return str(member.serialization.get("name", name))
+
+
 def to_wire(value: Any) -> Any:
     """Convert datetimes (recursively) to the epoch seconds AWS JSON protocols send."""
     if isinstance(value, dt.datetime):
@@ -150,16 +213,44 @@ def _body_shape(op: Any, shape: Any) -> Any:
     return shape
 
 
+def _query_shape(op: Any, shape: Any) -> Any:
+    protocol = op.service_model.resolved_protocol
+    if protocol != "query":
+        raise ValueError(f"{op.service_model.service_name} speaks {protocol}, not query")
+    return shape
+
+
+def _query_path(shape: Any, path: tuple[_Segment, ...]) -> str:
+    """A member path as the query protocol spells its parameter, e.g. Filters.Filter.1.Values."""
+    parts: list[str] = []
+    for segment in path:
+        if shape.type_name == "structure" and isinstance(segment, str):
+            member = shape.members[segment]
+            parts.append(query_member_key(member, segment))
+            shape = member
+        elif shape.type_name == "list" and isinstance(segment, int):
+            if not shape.serialization.get("flattened"):
+                parts.append(shape.member.serialization.get("name", "member"))
+            parts.append(str(segment + 1))
+            shape = shape.member
+        else:  # map entries: the key is all a reader needs
+            parts.append(str(segment.key if isinstance(segment, _MapKey) else segment))
+            shape = shape.value if shape.type_name == "map" else shape
+    return ".".join(parts)
+
+
 class _Checker:
     """Walk a value against a shape and collect every issue.
 
     Requests get AWS's full constraint set; responses get only what a client
     depends on (types, required members, enums), since AWS does not enforce
-    input constraints on its own output.
+    input constraints on its own output. ``native`` values are Python values
+    keyed by member name (the query protocols' handlers), not JSON bodies.
     """
 
-    def __init__(self, *, request: bool) -> None:
+    def __init__(self, *, request: bool, native: bool = False) -> None:
         self.request = request
+        self.native = native
         self.issues: list[_Issue] = []
 
     def run(self, shape: Any, value: Any) -> list[_Issue]:
@@ -184,7 +275,7 @@ class _Checker:
         self.issues.append(_Issue(kind, path, value, detail, sensitive))
 
     def _check(self, shape: Any, value: Any, path: tuple[_Segment, ...]) -> None:
-        expected = _type_problem(shape, value)
+        expected = _type_problem(shape, value, native=self.native)
         if expected is not None:
             self._add("type", path, value, expected)
         elif shape.type_name == "structure":
@@ -205,7 +296,7 @@ class _Checker:
     def _structure(self, shape: Any, value: dict[str, Any], path: tuple[_Segment, ...]) -> None:
         if shape.is_document_type:
             return  # Free-form JSON by definition.
-        members = _body_members(shape)
+        members = _native_members(shape) if self.native else _body_members(shape)
         for key, item in value.items():
             if key not in members:
                 self._add("unknown", (*path, key), item, f"not a member of {shape.name}")
@@ -249,7 +340,7 @@ class _Checker:
         scalar_values = shape.value.type_name in _SCALARS
         for key, item in value.items():
             where = (*path, _MapKey(str(key)))
-            expected = _type_problem(shape.key, key)
+            expected = _type_problem(shape.key, key, native=self.native)
             if expected is not None:
                 self._add("type", where, key, f"{expected} map key")
                 continue
@@ -260,7 +351,7 @@ class _Checker:
                 else:
                     self._add("null", where, None, "null map value")
             elif scalar_values and self.request:
-                expected = _type_problem(shape.value, item)
+                expected = _type_problem(shape.value, item, native=self.native)
                 if expected is not None:
                     self._add("type", where, item, expected)
                 else:
@@ -285,6 +376,11 @@ def _body_members(shape: Any) -> dict[str, tuple[str, Any]]:
     }
 
 
+def _native_members(shape: Any) -> dict[str, tuple[str, Any]]:
+    """Every member under its own name, as boto3 takes and returns them (query protocols)."""
+    return {name: (name, member) for name, member in shape.members.items()}
+
+
 def _sensitive(shape: Any) -> bool:
     return bool(shape.metadata.get("sensitive", False))
 
@@ -294,8 +390,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _type_problem(shape: Any, value: Any) -> str | None:
-    """Return the expected type when ``value`` cannot be ``shape`` on the wire."""
+def _type_problem(shape: Any, value: Any, *, native: bool = False) -> str | None:
+    """Return the expected type when ``value`` cannot be ``shape`` on the wire.
+
+    ``native``: the value is a Python value before serialisation (query
+    protocols), so a timestamp must be a datetime.
+    """
     kind = shape.type_name
     if kind == "string":
         return None if isinstance(value, str) else "string"
@@ -307,6 +407,9 @@ def _type_problem(shape: Any, value: Any) -> str | None:
         return None if _is_number(value) or value in _NON_FINITE else kind
     if kind == "boolean":
         return None if isinstance(value, bool) else "boolean"
+    if kind == "timestamp" and native:
+        # Naive datetimes are UTC, as for to_wire.
+        return None if isinstance(value, dt.datetime) else "timestamp (datetime)"
     if kind == "timestamp":
         if shape.serialization.get("timestampFormat") in ("iso8601", "rfc822"):
             return None if isinstance(value, str) else "timestamp string"

@@ -22,7 +22,7 @@ from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from include.sandbox import fleet, protocol, ssm_commands, ssm_patches
+from include.sandbox import fleet, protocol, query_protocol, rds_maintenance, ssm_commands, ssm_patches
 from include.sandbox.api import Handler, RequestContext
 from include.sandbox.scenario import Scenario
 from include.sandbox.world import World
@@ -34,7 +34,12 @@ StartResponse = Callable[..., Any]
 # SigV4 signing names that differ from botocore's service names.
 SIGNING_TO_SERVICE = {"monitoring": "cloudwatch", "config": "config", "email": "ses"}
 
-HANDLERS: dict[tuple[str, str], Handler] = {**ssm_commands.HANDLERS, **ssm_patches.HANDLERS}
+# JSON or query protocol: whichever botocore's model gives the service.
+HANDLERS: dict[tuple[str, str], Handler] = {
+    **ssm_commands.HANDLERS,
+    **ssm_patches.HANDLERS,
+    **rds_maintenance.HANDLERS,
+}
 
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 # Query-protocol services and the error envelope each uses.
@@ -68,6 +73,9 @@ class SandboxApp:
             return moto_response
         account_id = get_account_id_from(access_key) if access_key else "123456789012"
         ctx = RequestContext(account_id, region, service, operation)
+        if query_protocol.speaks_query(service, operation):
+            form = body or str(environ.get("QUERY_STRING", "")).encode()
+            return self._serve_query(handler, ctx, form, start_response)
         try:
             result = self._handle(handler, ctx, body)
         except protocol.AwsApiError as exc:
@@ -92,13 +100,34 @@ class SandboxApp:
         with self.world.request():
             self.world.commands(ctx.account_id, ctx.region).advance()
             result = protocol.to_wire(handler(self.world, ctx, params))
-        problems = protocol.validate_response(ctx.service, ctx.operation, result)
+        self._check_response(ctx, protocol.validate_response(ctx.service, ctx.operation, result))
+        return dict(result)
+
+    def _serve_query(
+        self, handler: Handler, ctx: RequestContext, form: bytes, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """A query-protocol operation (RDS, ...): form-encoded request in, XML out."""
+        request_id = str(uuid.uuid4())
+        try:
+            params = query_protocol.decode_request(ctx.service, ctx.operation, form)
+            with self.world.request():
+                result = handler(self.world, ctx, params)
+            self._check_response(ctx, protocol.validate_query_response(ctx.service, ctx.operation, result))
+        except protocol.AwsApiError as exc:
+            return _error(start_response, ctx.service, query_protocol.escaped(exc))
+        payload = query_protocol.serialize_response(ctx.service, ctx.operation, result, request_id)
+        start_response(
+            "200 OK",
+            [("Content-Type", "text/xml"), ("Content-Length", str(len(payload))), ("x-amzn-RequestId", request_id)],
+        )
+        return [payload]
+
+    def _check_response(self, ctx: RequestContext, problems: list[str]) -> None:
         if problems:
             message = f"sandbox response for {ctx.service}:{ctx.operation} breaks botocore's model: {problems[:5]}"
             log.error(message)
             if self.strict:
                 raise protocol.AwsApiError("InternalServerError", message, 500)
-        return dict(result)
 
     def _count(self, key: str) -> None:
         with self._calls_lock:

@@ -10,9 +10,10 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.parsers import ResponseParserError
 from moto.server import ThreadedMotoServer
 
-from include.sandbox import ssm_commands, ssm_patches
+from include.sandbox import rds_maintenance, ssm_commands, ssm_patches
 from include.sandbox.server import HANDLERS, reset_moto
 
 INSTANCE = "i-0123456789abcdef0"
@@ -27,6 +28,14 @@ MINIMAL_PARAMS: dict[str, dict[str, Any]] = {
     "ListCommandInvocations": {"CommandId": "5b8c4f2e-1111-2222-3333-444455556666"},
     "CancelCommand": {"CommandId": "5b8c4f2e-1111-2222-3333-444455556666"},
     "DescribeInstanceInformation": {},
+}
+RDS_MINIMAL_PARAMS: dict[str, dict[str, Any]] = {
+    "DescribePendingMaintenanceActions": {},
+    "ApplyPendingMaintenanceAction": {
+        "ResourceIdentifier": "arn:aws:rds:us-east-1:123456789012:db:db-1",
+        "ApplyAction": "system-update",
+        "OptInType": "immediate",
+    },
 }
 
 
@@ -50,6 +59,8 @@ def plain_moto() -> Iterator[Any]:
 def test_every_missing_operation_is_served_by_the_sandbox() -> None:
     for operation in [*ssm_patches.MOTO_MISSING, *ssm_commands.MOTO_MISSING, *ssm_commands.MOTO_WRONG]:
         assert ("ssm", operation) in HANDLERS
+    for operation in rds_maintenance.MOTO_MISSING:
+        assert ("rds", operation) in HANDLERS
 
 
 @pytest.mark.parametrize("operation", [*ssm_patches.MOTO_MISSING, *ssm_commands.MOTO_MISSING])
@@ -79,3 +90,22 @@ def test_moto_still_fans_send_command_out(plain_moto: Any) -> None:
 
 def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+@pytest.mark.parametrize("operation", rds_maintenance.MOTO_MISSING)
+def test_moto_still_lacks_rds(plain_moto: Any, operation: str) -> None:
+    rds = boto3.client(
+        "rds",
+        region_name="us-east-1",
+        endpoint_url=plain_moto.meta.endpoint_url,
+        config=Config(retries={"mode": "standard", "max_attempts": 1}),
+    )
+    # moto answers an HTML 500 page, which botocore cannot parse as RDS's XML.
+    with pytest.raises((ClientError, ResponseParserError)) as raised:
+        getattr(rds, _snake(operation))(**RDS_MINIMAL_PARAMS[operation])
+    if isinstance(raised.value, ClientError):
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500, (
+            f"moto now implements rds:{operation}"
+        )
+    else:
+        assert "500 Internal Server Error" in str(raised.value), f"moto now implements rds:{operation}"

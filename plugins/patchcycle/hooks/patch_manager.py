@@ -60,6 +60,10 @@ class PatchManagerHook(SsmHook):
             raise LookupError(f"ssm:ListCommands knows no command {command_id}")
         return dict(commands[0])
 
+    def cancel_command(self, command_id: str) -> None:
+        """Stop a command on the instances it has not finished on (CancelCommand)."""
+        self.conn.cancel_command(CommandId=command_id)
+
     def command_invocations(self, command_id: str) -> list[dict[str, Any]]:
         """Every invocation of a command, all pages (ListCommandInvocations)."""
         pages = self.conn.get_paginator("list_command_invocations").paginate(

@@ -1,0 +1,753 @@
+"""include/iam/patchcycle-policy.json allows exactly the AWS calls the patchcycle code makes.
+
+The calls are found statically with `ast`: boto3 client methods, paginators and waiters on
+the clients of hooks (`self.conn`, `self.get_conn()`, `hook.get_async_conn()`, `boto3.client(...)`),
+plus a short table of indirect calls (`hook.account_id`, ObjectStoragePath on s3://). Each call is
+mapped to its IAM action through botocore's service model. The tests fail when code calls AWS
+without the policy allowing it, when the policy allows what no code calls, and when the extractor
+meets a call it cannot attribute to a service (it never skips one silently).
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import json
+import re
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore import xform_name
+
+REPO = Path(__file__).resolve().parents[1]
+POLICY_PATH = REPO / "include" / "iam" / "patchcycle-policy.json"
+SOURCE_DIRS = ("plugins", "dags")
+ARTIFACT_BUCKET = "patchcycle-artifacts"
+
+# The amazon provider's hooks and the boto3 service of their client (None: the subclass sets client_type).
+PROVIDER_HOOK_SERVICES: dict[str, str | None] = {
+    "AwsBaseHook": None,
+    "AwsGenericHook": None,
+    "SsmHook": "ssm",
+    "RdsHook": "rds",
+    "S3Hook": "s3",
+    "StsHook": "sts",
+    "CloudFormationHook": "cloudformation",
+}
+# Provider hook methods that call AWS inside the provider, where this test cannot see: "Hook.method" -> operations.
+PROVIDER_METHOD_CALLS: dict[str, tuple[tuple[str, str], ...]] = {}
+# Hook members that hand out the boto3 client, and hook methods that make no AWS call.
+HOOK_CLIENT_METHODS = frozenset({"get_conn", "get_async_conn", "get_client_type"})
+HOOK_CLIENT_ATTRIBUTES = frozenset({"conn", "async_conn"})
+HOOK_SAFE_METHODS = frozenset({"get_session", "get_connection"})
+# Hooks that are not AWS hooks.
+NON_AWS_HOOKS = frozenset({"BaseHook", "DbApiHook", "HttpHook"})
+# boto3 client methods that are not API operations.
+CLIENT_NON_OPERATIONS = frozenset({"can_paginate", "close", "__aenter__", "__aexit__"})
+# boto3's managed-transfer helpers on the S3 client.
+S3_TRANSFER_HELPERS: dict[str, tuple[str, ...]] = {
+    "upload_file": ("PutObject",),
+    "upload_fileobj": ("PutObject",),
+    "download_file": ("HeadObject", "GetObject"),
+    "download_fileobj": ("HeadObject", "GetObject"),
+    "copy": ("HeadObject", "CopyObject"),
+}
+# Clients the extractor cannot attribute to a service in a given file: "path/relative/to/repo.py" -> service.
+FILE_SERVICES: dict[str, str] = {}
+
+# Indirect calls. The amazon provider's AwsBaseHook.account_id calls sts:GetCallerIdentity.
+INDIRECT_ATTRIBUTES: dict[str, tuple[tuple[str, str], ...]] = {"account_id": (("sts", "GetCallerIdentity"),)}
+# Airflow's ObjectStoragePath on s3:// goes through s3fs: mkdir probes the bucket (HeadBucket), exists() and
+# open("rb") stat the key (HeadObject, then ListObjectsV2 for "directories"), reads are ranged GetObject,
+# writes are PutObject (multipart above s3fs's 50 MiB block: still s3:PutObject).
+OBJECT_STORAGE_CALLS = (
+    ("s3", "HeadBucket"),
+    ("s3", "HeadObject"),
+    ("s3", "ListObjectsV2"),
+    ("s3", "GetObject"),
+    ("s3", "PutObject"),
+)
+OBJECT_STORAGE_METHODS: dict[str, tuple[tuple[str, str], ...]] = {
+    "unlink": (("s3", "DeleteObject"),),
+    "rmdir": (("s3", "DeleteObject"),),
+    "rm": (("s3", "DeleteObject"),),
+    "rename": (("s3", "CopyObject"), ("s3", "DeleteObject")),
+    "move": (("s3", "CopyObject"), ("s3", "DeleteObject")),
+}
+
+# Operations whose IAM action is not "<service>:<OperationName>" (empty: AWS allows the call to everyone).
+ACTION_OVERRIDES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("sts", "GetCallerIdentity"): (),
+    ("s3", "ListBuckets"): ("s3:ListAllMyBuckets",),
+    ("s3", "HeadBucket"): ("s3:ListBucket",),
+    ("s3", "HeadObject"): ("s3:GetObject",),
+    ("s3", "ListObjects"): ("s3:ListBucket",),
+    ("s3", "ListObjectsV2"): ("s3:ListBucket",),
+    ("s3", "ListObjectVersions"): ("s3:ListBucketVersions",),
+    ("s3", "DeleteObjects"): ("s3:DeleteObject",),
+    ("s3", "CopyObject"): ("s3:GetObject", "s3:PutObject"),
+    ("s3", "CreateMultipartUpload"): ("s3:PutObject",),
+    ("s3", "UploadPart"): ("s3:PutObject",),
+    ("s3", "CompleteMultipartUpload"): ("s3:PutObject",),
+}
+# boto3 service names whose IAM prefix differs.
+IAM_PREFIXES = {"stepfunctions": "states", "elbv2": "elasticloadbalancing", "elb": "elasticloadbalancing"}
+
+# The resources each action must be allowed on; "*" (the default) means the statement must say Resource "*".
+SAMPLE_ACCOUNT, SAMPLE_REGION = "123456789012", "eu-west-1"
+SAMPLE_RESOURCES: dict[str, tuple[str, ...]] = {
+    "s3:GetBucketTagging": ("arn:aws:s3:::any-customer-bucket",),
+    "s3:ListBucket": (f"arn:aws:s3:::{ARTIFACT_BUCKET}",),
+    "s3:GetObject": (f"arn:aws:s3:::{ARTIFACT_BUCKET}/patch_cycle/run/inventory/target.parquet",),
+    "s3:PutObject": (f"arn:aws:s3:::{ARTIFACT_BUCKET}/patch_cycle/run/inventory/target.parquet",),
+    "s3:DeleteObject": (f"arn:aws:s3:::{ARTIFACT_BUCKET}/patch_cycle/run/inventory/target.parquet",),
+}
+SAMPLE_INSTANCE = f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:instance/i-0123456789abcdef0"
+# Write actions that support no resource-level permissions, so only Resource "*" can grant them.
+WRITE_ACTIONS_WITHOUT_RESOURCES: frozenset[str] = frozenset({"ssm:CancelCommand"})
+READ_ONLY_VERBS = ("Describe", "List", "Get")
+ARTIFACT_ACTIONS = frozenset({"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"})
+
+BOTOCORE = botocore.session.get_session()
+
+
+class ExtractionError(Exception):
+    """A call the extractor cannot attribute: the test fails rather than skip it."""
+
+
+@dataclass(frozen=True)
+class AwsCall:
+    service: str
+    operation: str
+    where: str
+    document: str | None = None  # SendCommand's DocumentName
+
+
+# --- botocore: method names to operations, operations to IAM actions ------------------------------------
+
+
+@cache
+def operations(service: str) -> dict[str, str]:
+    if service not in BOTOCORE.get_available_services():
+        raise ExtractionError(f"{service!r} is not a botocore service")
+    return {xform_name(name): name for name in BOTOCORE.get_service_model(service).operation_names}
+
+
+@cache
+def waiter_operations(service: str) -> dict[str, str]:
+    model = BOTOCORE.get_waiter_model(service)
+    return {xform_name(name): model.get_waiter(name).operation for name in model.waiter_names}
+
+
+def operation_for(service: str, method: str, where: str) -> str:
+    try:
+        return operations(service)[method]
+    except KeyError:
+        raise ExtractionError(f"{where}: {method!r} is not an operation of the {service} client") from None
+
+
+def iam_actions(service: str, operation: str) -> tuple[str, ...]:
+    if (service, operation) in ACTION_OVERRIDES:
+        return ACTION_OVERRIDES[(service, operation)]
+    return (f"{IAM_PREFIXES.get(service, service)}:{operation}",)
+
+
+# --- the extractor ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClassInfo:
+    bases: list[str]
+    client_type: str | None
+    methods: dict[str, ast.FunctionDef | ast.AsyncFunctionDef]
+
+
+# What an expression is: ("hook", class name, service) or ("client", service, "").
+Kind = tuple[str, str, str | None]
+
+
+def _name_of(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return None
+
+
+def _client_type_literal(body: Iterable[ast.AST]) -> str | None:
+    """`kwargs["client_type"] = "ec2"` or `client_type="ec2"` anywhere in a class body."""
+    for node in (n for stmt in body for n in ast.walk(stmt)):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            for target in node.targets:
+                if (
+                    isinstance(target, ast.Subscript)
+                    and isinstance(target.slice, ast.Constant)
+                    and target.slice.value == "client_type"
+                ):
+                    return str(node.value.value)
+        if isinstance(node, ast.Call):
+            for keyword in node.keywords:
+                if keyword.arg == "client_type" and isinstance(keyword.value, ast.Constant):
+                    return str(keyword.value.value)
+    return None
+
+
+class CallExtractor:
+    """The AWS operations in a set of Python sources ({relative path: source})."""
+
+    def __init__(self, sources: dict[str, str]) -> None:
+        self.trees = {path: ast.parse(source, filename=path) for path, source in sources.items()}
+        self.classes: dict[str, ClassInfo] = {}
+        self.constants: dict[str, str] = {}
+        for tree in self.trees.values():
+            for node in tree.body:
+                if isinstance(node, ast.ClassDef):
+                    self.classes[node.name] = ClassInfo(
+                        bases=[name for name in map(_name_of, node.bases) if name],
+                        client_type=_client_type_literal(node.body),
+                        methods={
+                            item.name: item
+                            for item in node.body
+                            if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+                        },
+                    )
+                elif (
+                    isinstance(node, ast.Assign)
+                    and isinstance(node.value, ast.Constant)
+                    and isinstance(node.value.value, str)
+                ):
+                    for target in node.targets:
+                        if isinstance(target, ast.Name):
+                            self.constants[target.id] = node.value.value
+
+    # classes
+
+    def is_hook(self, name: str, seen: frozenset[str] = frozenset()) -> bool:
+        if name in PROVIDER_HOOK_SERVICES:
+            return True
+        if name in NON_AWS_HOOKS:
+            return False
+        info = self.classes.get(name)
+        if info is None or name in seen:
+            if name.endswith("Hook") and info is None:
+                raise ExtractionError(f"unknown hook class {name}: add it to PROVIDER_HOOK_SERVICES")
+            return False
+        return any(self.is_hook(base, seen | {name}) for base in info.bases)
+
+    def hook_service(self, name: str) -> str | None:
+        info = self.classes.get(name)
+        if info is None:
+            return PROVIDER_HOOK_SERVICES.get(name)
+        if info.client_type:
+            return info.client_type
+        for base in info.bases:
+            if self.is_hook(base) and (service := self.hook_service(base)):
+                return service
+        return None
+
+    def hook_chain(self, name: str) -> Iterator[str]:
+        """The class and its hook ancestors, nearest first."""
+        yield name
+        for base in self.classes[name].bases if name in self.classes else ():
+            if self.is_hook(base):
+                yield from self.hook_chain(base)
+
+    def local_method(self, class_name: str, method: str) -> bool:
+        return any(method in self.classes[c].methods for c in self.hook_chain(class_name) if c in self.classes)
+
+    # expressions
+
+    def kind(self, node: ast.expr, cls: str | None, env: dict[str, Kind]) -> Kind | None:
+        if isinstance(node, ast.Await):
+            return self.kind(node.value, cls, env)
+        if isinstance(node, ast.Name):
+            if node.id == "self" and cls and self.is_hook(cls):
+                return ("hook", cls, None)
+            return env.get(node.id)
+        if isinstance(node, ast.Attribute) and node.attr in HOOK_CLIENT_ATTRIBUTES:
+            owner = self.kind(node.value, cls, env)
+            return self._client_of(owner) if owner and owner[0] == "hook" else None
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name) and func.id in self.classes | PROVIDER_HOOK_SERVICES:
+                if not self.is_hook(func.id):
+                    return None
+                literals = [k.value for k in node.keywords if k.arg == "client_type"]
+                override = str(literals[0].value) if literals and isinstance(literals[0], ast.Constant) else None
+                return ("hook", func.id, override)
+            if isinstance(func, ast.Attribute):
+                if func.attr == "client":  # boto3.client("ssm") / session.client(service_name="ssm")
+                    literal = [a for a in node.args[:1] if isinstance(a, ast.Constant)] + [
+                        k.value for k in node.keywords if k.arg == "service_name" and isinstance(k.value, ast.Constant)
+                    ]
+                    if literal and isinstance(literal[0], ast.Constant):
+                        return ("client", str(literal[0].value), "")
+                owner = self.kind(func.value, cls, env)
+                if owner and owner[0] == "hook" and func.attr in HOOK_CLIENT_METHODS:
+                    return self._client_of(owner)
+                if (
+                    isinstance(func.value, ast.Name)
+                    and func.value.id == "self"
+                    and cls in self.classes
+                    and (method := self.classes[cls].methods.get(func.attr))
+                    and (returned := _name_of(method.returns) if method.returns else None)
+                    and (returned in self.classes or returned in PROVIDER_HOOK_SERVICES)
+                    and self.is_hook(returned)
+                ):
+                    return ("hook", returned, None)  # def hook(self) -> PatchManagerHook
+        return None
+
+    def _client_of(self, hook: Kind) -> Kind:
+        service = hook[2] or self.hook_service(hook[1])
+        if not service:
+            raise ExtractionError(f"{hook[1]} sets no client_type the test can read: give it a literal client_type")
+        return ("client", service, "")
+
+    @staticmethod
+    def looks_like_client(node: ast.expr) -> bool:
+        if isinstance(node, ast.Await):
+            node = node.value
+        if isinstance(node, ast.Call):
+            return _name_of(node.func) in HOOK_CLIENT_METHODS
+        name = _name_of(node)
+        return name is not None and name.endswith(("conn", "client"))
+
+    def bindings(self, scope: ast.AST, cls: str | None) -> dict[str, Kind]:
+        env: dict[str, Kind] = {}
+        for _ in range(3):  # assignments may refer to one another: settle in a few passes
+            for node in ast.walk(scope):
+                pairs: list[tuple[ast.expr, ast.expr | None]] = []
+                if isinstance(node, ast.Assign):
+                    pairs = [(t, node.value) for t in node.targets]
+                elif isinstance(node, ast.AnnAssign):
+                    pairs = [(node.target, node.value or node.annotation)]
+                elif isinstance(node, ast.With | ast.AsyncWith):
+                    pairs = [(i.optional_vars, i.context_expr) for i in node.items if i.optional_vars]
+                elif isinstance(node, ast.arg) and node.annotation is not None:
+                    annotation = _name_of(node.annotation)
+                    known = annotation in self.classes or annotation in PROVIDER_HOOK_SERVICES
+                    if annotation and known and self.is_hook(annotation):
+                        env[node.arg] = ("hook", annotation, None)
+                for target, value in pairs:
+                    found = self.kind(value, cls, env) if value is not None else None
+                    if isinstance(target, ast.Name) and found is not None:
+                        env[target.id] = found
+        return env
+
+    # calls
+
+    def calls(self) -> list[AwsCall]:
+        found: list[AwsCall] = []
+        for path, tree in self.trees.items():
+            module_level = ast.Module(
+                body=[n for n in tree.body if not isinstance(n, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)],
+                type_ignores=[],
+            )
+            scopes: list[tuple[ast.AST, str | None]] = [(module_level, None)]
+            for node in tree.body:
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    scopes.append((node, None))
+                elif isinstance(node, ast.ClassDef):
+                    scopes.extend((item, node.name) for item in node.body)
+            for scope, cls in scopes:
+                found.extend(self._scope_calls(path, scope, cls))
+            found.extend(self._object_storage_calls(path, tree))
+        return found
+
+    def _scope_calls(self, path: str, scope: ast.AST, cls: str | None) -> Iterator[AwsCall]:
+        env = self.bindings(scope, cls)
+        for node in ast.walk(scope):
+            where = f"{path}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Attribute) and node.attr in INDIRECT_ATTRIBUTES:
+                for service, operation in INDIRECT_ATTRIBUTES[node.attr]:
+                    yield AwsCall(service, operation, where)
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            receiver, method = node.func.value, node.func.attr
+            kind = self.kind(receiver, cls, env)
+            if kind is None and self.looks_like_client(receiver):
+                if path not in FILE_SERVICES:
+                    raise ExtractionError(
+                        f"{where}: cannot tell which AWS service {ast.unparse(receiver)} talks to; "
+                        "create it from a hook with a client_type, or add the file to FILE_SERVICES"
+                    )
+                kind = ("client", FILE_SERVICES[path], "")
+            if kind is None:
+                continue
+            if kind[0] == "client":
+                yield from self._client_call(kind[1], method, node, where)
+            else:
+                yield from self._hook_call(kind[1], method, where)
+
+    def _client_call(self, service: str, method: str, node: ast.Call, where: str) -> Iterator[AwsCall]:
+        if method in ("get_paginator", "get_waiter"):
+            argument = node.args[0] if node.args else None
+            if not (isinstance(argument, ast.Constant) and isinstance(argument.value, str)):
+                raise ExtractionError(f"{where}: {method} needs a literal operation name")
+            if method == "get_paginator":
+                yield AwsCall(service, operation_for(service, argument.value, where), where)
+            else:
+                waiters = waiter_operations(service)
+                if argument.value not in waiters:
+                    raise ExtractionError(f"{where}: {argument.value!r} is not a waiter of the {service} client")
+                yield AwsCall(service, waiters[argument.value], where)
+        elif method in CLIENT_NON_OPERATIONS:
+            return
+        elif service == "s3" and method in S3_TRANSFER_HELPERS:
+            yield from (AwsCall(service, operation, where) for operation in S3_TRANSFER_HELPERS[method])
+        else:
+            operation = operation_for(service, method, where)
+            document = None
+            if operation == "SendCommand":
+                document = self._document(node, where)
+            yield AwsCall(service, operation, where, document)
+
+    def _document(self, node: ast.Call, where: str) -> str:
+        value = next((k.value for k in node.keywords if k.arg == "DocumentName"), None)
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            return value.value
+        name = _name_of(value) if value is not None else None
+        if name in self.constants:
+            return self.constants[name]
+        raise ExtractionError(f"{where}: SendCommand's DocumentName must be a literal or a module constant")
+
+    def _hook_call(self, hook: str, method: str, where: str) -> Iterator[AwsCall]:
+        if method in HOOK_CLIENT_METHODS or method in HOOK_SAFE_METHODS or self.local_method(hook, method):
+            return
+        for cls in self.hook_chain(hook):
+            if f"{cls}.{method}" in PROVIDER_METHOD_CALLS:
+                for service, operation in PROVIDER_METHOD_CALLS[f"{cls}.{method}"]:
+                    yield AwsCall(service, operation, where)
+                return
+        raise ExtractionError(
+            f"{where}: {hook}.{method}() is the provider's and calls AWS where this test cannot see: "
+            "add what it calls to PROVIDER_METHOD_CALLS"
+        )
+
+    def _object_storage_calls(self, path: str, tree: ast.Module) -> Iterator[AwsCall]:
+        uses = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "ObjectStoragePath"]
+        if not uses:
+            return
+        yield from (AwsCall(s, o, f"{path}:{uses[0].lineno} (ObjectStoragePath)") for s, o in OBJECT_STORAGE_CALLS)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                for service, operation in OBJECT_STORAGE_METHODS.get(node.func.attr, ()):
+                    yield AwsCall(service, operation, f"{path}:{node.lineno} (ObjectStoragePath.{node.func.attr})")
+
+
+def package_sources(root: Path = REPO) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): path.read_text()
+        for directory in SOURCE_DIRS
+        for path in sorted((root / directory).rglob("*.py"))
+    }
+
+
+def extract_calls(sources: dict[str, str]) -> list[AwsCall]:
+    return CallExtractor(sources).calls()
+
+
+# --- the policy -------------------------------------------------------------------------------------------
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _matches(pattern: str, value: str) -> bool:
+    """IAM wildcards: * any run of characters (across ARN segments), ? one character."""
+    return fnmatch.fnmatchcase(value, pattern)
+
+
+def allows(policy: dict[str, Any], action: str, resource: str) -> bool:
+    return any(
+        statement["Effect"] == "Allow"
+        and any(_matches(p.lower(), action.lower()) for p in _as_list(statement["Action"]))
+        and any(_matches(p, resource) for p in _as_list(statement["Resource"]))
+        for statement in policy["Statement"]
+    )
+
+
+def required_actions(calls: Iterable[AwsCall]) -> dict[str, list[AwsCall]]:
+    needed: dict[str, list[AwsCall]] = {}
+    for call in calls:
+        for action in iam_actions(call.service, call.operation):
+            needed.setdefault(action, []).append(call)
+    return needed
+
+
+def document_arn(name: str) -> str:
+    owner = "" if name.startswith("AWS-") else SAMPLE_ACCOUNT  # AWS-owned documents have no account
+    return f"arn:aws:ssm:{SAMPLE_REGION}:{owner}:document/{name}"
+
+
+def sample_resources(action: str, calls: list[AwsCall]) -> tuple[str, ...]:
+    if action == "ssm:SendCommand":
+        return (*sorted({document_arn(c.document) for c in calls if c.document}), SAMPLE_INSTANCE)
+    return SAMPLE_RESOURCES.get(action, ("*",))
+
+
+def policy_gaps(policy: dict[str, Any], calls: Iterable[AwsCall]) -> list[str]:
+    """What the code calls that the policy does not allow."""
+    gaps = []
+    for action, by in sorted(required_actions(calls).items()):
+        for resource in sample_resources(action, by):
+            if not allows(policy, action, resource):
+                gaps.append(f"{action} on {resource} (called at {', '.join(sorted({c.where for c in by}))})")
+    return gaps
+
+
+def policy_excess(policy: dict[str, Any], calls: Iterable[AwsCall]) -> list[str]:
+    """What the policy allows that no code calls."""
+    needed = {action.lower() for action in required_actions(calls)}
+    return sorted(
+        f"{statement.get('Sid')}: {action}"
+        for statement in policy["Statement"]
+        for action in _as_list(statement["Action"])
+        if action.lower() not in needed
+    )
+
+
+@pytest.fixture(scope="module")
+def policy() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(POLICY_PATH.read_text())
+    return document
+
+
+@pytest.fixture(scope="module")
+def calls() -> list[AwsCall]:
+    return extract_calls(package_sources())
+
+
+# --- the policy document ----------------------------------------------------------------------------------
+
+
+def test_policy_is_a_well_formed_identity_policy(policy: dict[str, Any]) -> None:
+    assert set(policy) == {"Version", "Statement"}
+    assert policy["Version"] == "2012-10-17"
+    assert isinstance(policy["Statement"], list) and policy["Statement"]
+    sids = [statement.get("Sid") for statement in policy["Statement"]]
+    assert len(set(sids)) == len(sids), f"duplicate Sids: {sids}"
+    for statement in policy["Statement"]:
+        assert set(statement) == {"Sid", "Effect", "Action", "Resource"}, statement
+        assert re.fullmatch(r"[A-Za-z0-9]+", statement["Sid"]), f"IAM Sids are alphanumeric: {statement['Sid']}"
+        assert statement["Effect"] == "Allow"
+        assert isinstance(statement["Action"], list) and statement["Action"], statement["Sid"]
+        assert statement["Action"] == sorted(statement["Action"]), f"{statement['Sid']}: keep actions sorted"
+        assert all(re.fullmatch(r"[a-z0-9-]+:[A-Za-z0-9]+", a) for a in statement["Action"]), statement["Action"]
+        assert len({a.split(":")[0] for a in statement["Action"]}) == 1, f"{statement['Sid']}: one service each"
+        resources = _as_list(statement["Resource"])
+        assert resources and all(r == "*" or r.startswith("arn:aws:") for r in resources), statement["Sid"]
+
+
+def test_policy_has_no_wildcard_actions(policy: dict[str, Any]) -> None:
+    wildcards = [a for s in policy["Statement"] for a in _as_list(s["Action"]) if "*" in a or "?" in a]
+    assert not wildcards, f"name every action explicitly: {wildcards}"
+
+
+# --- policy against code ----------------------------------------------------------------------------------
+
+
+def test_policy_allows_every_call_the_code_makes(policy: dict[str, Any], calls: list[AwsCall]) -> None:
+    gaps = policy_gaps(policy, calls)
+    assert not gaps, "the code calls AWS beyond include/iam/patchcycle-policy.json:\n" + "\n".join(gaps)
+
+
+def test_policy_allows_nothing_the_code_does_not_call(policy: dict[str, Any], calls: list[AwsCall]) -> None:
+    excess = policy_excess(policy, calls)
+    assert not excess, "the policy allows actions no code calls (least privilege):\n" + "\n".join(excess)
+
+
+def test_writes_are_scoped_to_resources(policy: dict[str, Any]) -> None:
+    broad = [
+        f"{s['Sid']}: {action}"
+        for s in policy["Statement"]
+        for action in _as_list(s["Action"])
+        if not action.split(":")[1].startswith(READ_ONLY_VERBS)
+        and action not in WRITE_ACTIONS_WITHOUT_RESOURCES
+        and "*" in _as_list(s["Resource"])
+    ]
+    assert not broad, f"write actions granted on Resource '*': {broad}"
+
+
+def test_send_command_runs_only_the_documents_the_code_sends(policy: dict[str, Any], calls: list[AwsCall]) -> None:
+    documents = {c.document for c in calls if c.operation == "SendCommand"}
+    assert documents, "the extractor found no SendCommand"
+    for statement in policy["Statement"]:
+        if "ssm:SendCommand" not in statement["Action"]:
+            continue
+        for resource in _as_list(statement["Resource"]):
+            if ":document/" in resource:
+                name = resource.split(":document/")[1]
+                assert name in documents, f"{statement['Sid']}: SendCommand allowed for unused document {resource}"
+            else:
+                assert re.fullmatch(r"arn:aws:ec2:\*:\*:instance/\*", resource), f"unexpected target {resource}"
+    for unused in ("AWS-RunShellScript", "AWS-RunPowerShellScript", "AWS-RunRemoteScript"):
+        if unused not in documents:
+            assert not allows(policy, "ssm:SendCommand", document_arn(unused)), f"{unused} must not be allowed"
+
+
+def test_artifact_access_is_limited_to_the_artifact_bucket(policy: dict[str, Any]) -> None:
+    for statement in policy["Statement"]:
+        if ARTIFACT_ACTIONS & set(_as_list(statement["Action"])):
+            for resource in _as_list(statement["Resource"]):
+                assert resource in (f"arn:aws:s3:::{ARTIFACT_BUCKET}", f"arn:aws:s3:::{ARTIFACT_BUCKET}/*"), (
+                    f"{statement['Sid']}: artifact access beyond the artifact bucket: {resource}"
+                )
+    assert not allows(policy, "s3:GetObject", "arn:aws:s3:::any-customer-bucket/secrets.txt")
+    assert not allows(policy, "s3:PutObject", "arn:aws:s3:::any-customer-bucket/x")
+
+
+def test_every_aws_call_label_names_a_call_the_code_makes(calls: list[AwsCall]) -> None:
+    """The operators' aws_call("svc:Operation", ...) labels cross-check the extractor from a second source."""
+    made = {f"{c.service}:{c.operation}" for c in calls}
+    labels = {
+        f"{path}:{node.lineno}": node.args[0].value
+        for path, source in package_sources().items()
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and _name_of(node.func) == "aws_call"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }
+    assert labels, "no aws_call labels found"
+    unknown = {where: label for where, label in labels.items() if label not in made}
+    assert not unknown, f"aws_call labels naming calls the extractor did not find: {unknown}"
+
+
+def test_extractor_finds_the_known_calls(calls: list[AwsCall]) -> None:
+    """A floor, so an extractor that silently finds nothing cannot pass the policy checks."""
+    found = {f"{c.service}:{c.operation}" for c in calls}
+    assert {
+        "ec2:DescribeInstances",
+        "rds:DescribeDBInstances",
+        "rds:DescribePendingMaintenanceActions",
+        "s3:ListBuckets",
+        "s3:GetBucketTagging",
+        "ssm:DescribeInstanceInformation",
+        "ssm:SendCommand",
+        "ssm:ListCommands",
+        "ssm:ListCommandInvocations",
+        "ssm:DescribeInstancePatchStates",
+        "ssm:DescribeInstancePatches",
+        "sts:GetCallerIdentity",
+        "s3:GetObject",
+        "s3:PutObject",
+    } <= found
+    trigger_calls = {c.operation for c in calls if c.where.startswith("plugins/patchcycle/triggers/")}
+    assert "ListCommands" in trigger_calls, "the triggerer's async client calls must be found too"
+
+
+# --- the extractor is a guard: it sees new calls and refuses what it cannot attribute ---------------------
+
+
+def _ops(source: str) -> set[str]:
+    return {f"{c.service}:{c.operation}" for c in extract_calls({"example.py": source})}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (
+            "class H(AwsBaseHook):\n"
+            "    def __init__(self, **kw):\n"
+            "        kw['client_type'] = 'ec2'\n"
+            "        super().__init__(**kw)\n"
+            "    def images(self):\n"
+            "        return self.conn.describe_images()\n",
+            {"ec2:DescribeImages"},
+        ),
+        (
+            "class H(RdsHook):\n"
+            "    def go(self):\n"
+            "        self.get_conn().get_paginator('describe_db_clusters').paginate()\n"
+            "        self.get_conn().get_waiter('db_instance_available').wait()\n",
+            {"rds:DescribeDBClusters", "rds:DescribeDBInstances"},
+        ),
+        (
+            "class T(BaseTrigger):\n"
+            "    async def run(self):\n"
+            "        hook = SsmHook(aws_conn_id=None)\n"
+            "        async with await hook.get_async_conn() as client:\n"
+            "            await client.cancel_command(CommandId='x')\n",
+            {"ssm:CancelCommand"},
+        ),
+        (
+            "class Op(BaseOperator):\n"
+            "    def hook(self) -> S3Hook:\n"
+            "        return S3Hook()\n"
+            "    def execute(self, context):\n"
+            "        self.hook().conn.delete_objects(Bucket='b', Delete={})\n"
+            "        boto3.client('inspector2').list_findings()\n"
+            "        return AwsBaseHook(client_type='securityhub').conn.batch_import_findings(Findings=[])\n",
+            {"s3:DeleteObjects", "inspector2:ListFindings", "securityhub:BatchImportFindings"},
+        ),
+        (
+            "def summary(hook: SsmHook):\n    return hook.account_id\n",
+            {"sts:GetCallerIdentity"},
+        ),
+        (
+            "from airflow.sdk import ObjectStoragePath\ndef drop(uri):\n    ObjectStoragePath(uri).unlink()\n",
+            {"s3:HeadBucket", "s3:HeadObject", "s3:ListObjectsV2", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
+        ),
+        ("def plain(items):\n    return items.count(1)\n", set()),
+    ],
+)
+def test_extractor_on_sources(source: str, expected: set[str]) -> None:
+    assert _ops(source) == expected
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("class H(MysteryHook):\n    def f(self):\n        self.conn.describe_images()\n", "unknown hook class"),
+        ("class H(SsmHook):\n    def f(self):\n        self.conn.describe_everything()\n", "not an operation"),
+        ("def f(client):\n    client.describe_instances()\n", "cannot tell which AWS service"),
+        ("def f(hook: SsmHook):\n    hook.get_command_invocation('c', 'i')\n", "PROVIDER_METHOD_CALLS"),
+        ("class H(SsmHook):\n    def f(self, d):\n        self.conn.send_command(DocumentName=d)\n", "DocumentName"),
+        ("class H(AwsBaseHook):\n    def f(self):\n        self.conn.list_things()\n", "no client_type"),
+    ],
+)
+def test_extractor_refuses_what_it_cannot_attribute(source: str, message: str) -> None:
+    with pytest.raises(ExtractionError, match=message):
+        extract_calls({"example.py": source})
+
+
+def test_a_new_boto3_call_fails_the_policy_check(policy: dict[str, Any], tmp_path: Path) -> None:
+    """Add a call to a copy of the package: the unchanged policy no longer covers the code."""
+    for directory in SOURCE_DIRS:
+        shutil.copytree(REPO / directory, tmp_path / directory, ignore=shutil.ignore_patterns("__pycache__"))
+    hook_file = tmp_path / "plugins" / "patchcycle" / "hooks" / "patch_manager.py"
+    hook_file.write_text(
+        hook_file.read_text()
+        + "\n\nclass InventoryReadingHook(PatchManagerHook):\n"
+        + "    def inventory(self) -> None:\n"
+        + "        self.conn.get_inventory()\n"
+    )
+    calls = extract_calls(package_sources(tmp_path))
+    assert not policy_excess(policy, calls)
+    gaps = policy_gaps(policy, calls)
+    assert len(gaps) == 1 and gaps[0].startswith("ssm:GetInventory on *"), gaps
+
+
+def test_an_unused_action_fails_the_least_privilege_check(policy: dict[str, Any], calls: list[AwsCall]) -> None:
+    broader = json.loads(json.dumps(policy))
+    broader["Statement"][0]["Action"].append("ec2:TerminateInstances")
+    assert policy_excess(broader, calls) == [f"{broader['Statement'][0]['Sid']}: ec2:TerminateInstances"]
+
+
+def test_provider_hook_table_matches_the_provider() -> None:
+    from airflow.providers.amazon.aws.hooks import cloud_formation, rds, s3, ssm, sts
+
+    modules = [ssm, rds, s3, sts, cloud_formation]
+    for name, service in PROVIDER_HOOK_SERVICES.items():
+        if service is None:
+            continue
+        hook_class = next(getattr(m, name) for m in modules if hasattr(m, name))
+        assert hook_class(aws_conn_id=None).client_type == service, name
