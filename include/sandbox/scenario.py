@@ -133,6 +133,8 @@ class Failure:
 class Fault:
     throttle_rate: float = 0.0
     server_error_rate: float = 0.0
+    access_denied: bool = False
+    regions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -275,7 +277,15 @@ def _build(raw: dict[str, Any], source: str) -> Scenario:
             for b in raw.get("baselines", ())
         ),
         failures=tuple(_failure(f) for f in raw.get("failures", ())),
-        faults={key: Fault(**spec) for key, spec in raw.get("faults", {}).items()},
+        faults={
+            key: Fault(
+                throttle_rate=spec.get("throttle_rate", 0.0),
+                server_error_rate=spec.get("server_error_rate", 0.0),
+                access_denied=spec.get("access_denied", False),
+                regions=tuple(spec.get("regions", ())),
+            )
+            for key, spec in raw.get("faults", {}).items()
+        },
         commands=CommandTimings(**raw.get("commands", {})),
         source=source,
     )

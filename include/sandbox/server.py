@@ -64,7 +64,7 @@ class SandboxApp:
         service, region, access_key = _credential_scope(environ)
         operation = _operation(environ, body)
         self._count(f"{service}:{operation}")
-        fault = self._draw_fault(service, operation)
+        fault = self._draw_fault(service, operation, region)
         if fault is not None:
             return _error(start_response, service, fault)
         handler = HANDLERS.get((service, operation))
@@ -133,11 +133,13 @@ class SandboxApp:
         with self._calls_lock:
             self.calls[key] = self.calls.get(key, 0) + 1
 
-    def _draw_fault(self, service: str, operation: str) -> protocol.AwsApiError | None:
+    def _draw_fault(self, service: str, operation: str, region: str) -> protocol.AwsApiError | None:
         faults = self.world.scenario.faults
         spec = faults.get(f"{service}:{operation}") or faults.get(f"{service}:*") or faults.get("*")
-        if spec is None or not service:
+        if spec is None or not service or (spec.regions and region not in spec.regions):
             return None
+        if spec.access_denied:
+            return _access_denied(service, operation)
         with self.world.lock:
             roll = self.world.rng.random()
         if roll < spec.throttle_rate:
@@ -202,6 +204,20 @@ def _operation(environ: dict[str, Any], body: bytes) -> str:
     return str(environ.get("REQUEST_METHOD", ""))
 
 
+def _access_denied(service: str, operation: str) -> protocol.AwsApiError:
+    message = (
+        "User: arn:aws:sts::123456789012:assumed-role/patchcycle/airflow is not authorized to perform: "
+        f"{service}:{operation} because no identity-based policy allows the {service}:{operation} action"
+    )
+    if service == "ec2":
+        return protocol.AwsApiError(
+            "UnauthorizedOperation", f"You are not authorized to perform this operation. {message}"
+        )
+    if service in ("s3", "rds", "cloudformation", "sts", "iam", "cloudwatch"):
+        return protocol.AwsApiError("AccessDenied", message, 403)
+    return protocol.AwsApiError("AccessDeniedException", message)
+
+
 def _throttle(service: str) -> protocol.AwsApiError:
     if service == "ec2":
         return protocol.AwsApiError("RequestLimitExceeded", "Request limit exceeded.", 503)
@@ -236,7 +252,9 @@ def _error(start_response: StartResponse, service: str, error: protocol.AwsApiEr
     else:
         payload = protocol.json_error_body(error)
         content_type = "application/x-amz-json-1.1"
-    reason = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}.get(error.status, "Error")
+    reason = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error", 503: "Service Unavailable"}.get(
+        error.status, "Error"
+    )
     start_response(
         f"{error.status} {reason}",
         [("Content-Type", content_type), ("Content-Length", str(len(payload))), ("x-amzn-RequestId", request_id)],
