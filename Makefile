@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-UV := $(shell command -v uv 2>/dev/null || echo $(VENV)/.uv/bin/uv)
+# uv from PATH, else a private copy installed with pip into .tools/uv.
+UV := $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 SCENARIO ?= include/sandbox/scenarios/default.yaml
 PORT ?= 5055
 MODE ?= scan
@@ -12,7 +13,7 @@ MODE ?= scan
 install: $(VENV)/.installed
 
 $(VENV)/.installed: constraints.txt requirements.txt requirements-dev.txt
-	@command -v uv >/dev/null 2>&1 || [ -x $(VENV)/.uv/bin/uv ] || (python3 -m venv $(VENV)/.uv && $(VENV)/.uv/bin/pip install -q uv==0.13.9)
+	@[ -x "$(UV)" ] || (python3 -m venv .tools/uv && .tools/uv/bin/pip install -q uv==0.13.9)
 	@[ -x $(PY) ] || $(UV) venv -q -p python3.11 $(VENV)
 	$(UV) pip sync -q -p $(PY) constraints.txt
 	@touch $@
