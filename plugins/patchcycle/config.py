@@ -12,9 +12,10 @@ from patchcycle.core.scope import Scope
 MODES = ("scan", "install")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
-# SSM's MaxConcurrency / MaxErrors syntax: a count or a percentage.
+# SSM's MaxConcurrency / MaxErrors syntax (botocore's ssm model): a count or a percentage, at most 7 characters.
 _RATE = re.compile(r"^([1-9][0-9]*|[1-9][0-9]?%|100%)$")
-_ERRORS = re.compile(r"^([0-9]+|[0-9]{1,2}%|100%)$")
+_ERRORS = re.compile(r"^([1-9][0-9]*|0|[1-9]?[0-9]%|100%)$")
+_RATE_MAX_LENGTH = 7
 
 
 @dataclass(frozen=True)
@@ -108,12 +109,12 @@ def _text(name: str, value: Any) -> str:
 
 
 def _matching(name: str, value: Any, pattern: re.Pattern[str]) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.match(value) or len(value) > _RATE_MAX_LENGTH:
         raise ValueError(f"{name}: must be a count or a percentage such as '10' or '10%', got {value!r}")
     return value
 
 
 def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
         raise ValueError(f"{name}: must be a positive number, got {value!r}")
     return float(value)

@@ -29,12 +29,35 @@ FATAL_CODES = frozenset(
     }
 )
 
+# What botocore's standard retry mode treats as throttling or transient (botocore.retries.standard): 4xx, but retryable.
+RETRYABLE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+
 
 def is_fatal(error: ClientError) -> bool:
     """True for errors a retry cannot fix (throttling, 5xx and connection errors are retried instead)."""
     code = error.response.get("Error", {}).get("Code", "")
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return code in FATAL_CODES or (400 <= status < 500 and "Throttl" not in code and code != "RequestLimitExceeded")
+    retryable = code in RETRYABLE_CODES or "Throttl" in code or status == 429
+    return code in FATAL_CODES or (400 <= status < 500 and not retryable)
 
 
 @contextmanager

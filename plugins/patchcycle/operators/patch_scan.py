@@ -101,7 +101,8 @@ class PatchScanOperator(PatchCycleOperator):
                 with aws_call("ssm:CancelCommand", account, self.region_name):
                     hook.cancel_command(command_id)
             failures: dict[str, str] = {}
-            for command_id in event["commands"]:
+            sent = store.read_json(str(store.path(STAGE, f"{self.target.key}.commands.json")))["scan"]
+            for command_id in sent:
                 with aws_call("ssm:ListCommandInvocations", account, self.region_name):
                     invocations = hook.command_invocations(command_id)
                 for invocation in invocations:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+from botocore.exceptions import ClientError
 
 from patchcycle.hooks.patch_manager import PatchManagerHook
 
@@ -60,7 +61,13 @@ class CommandCompletionTrigger(BaseTrigger):
         async with await hook.get_async_conn() as client:
             while True:
                 for command_id in sorted(pending):
-                    response = await client.list_commands(CommandId=command_id)
+                    try:
+                        response = await client.list_commands(CommandId=command_id)
+                    except ClientError as error:
+                        # Right after SendCommand a command id may not be known yet: ask again next poll.
+                        if error.response.get("Error", {}).get("Code") != "InvalidCommandId":
+                            raise
+                        response = {}
                     command = response["Commands"][0] if response.get("Commands") else None
                     if command is None:
                         continue  # not visible yet: eventual consistency right after SendCommand

@@ -1,0 +1,162 @@
+"""PatchManagerHook against the sandbox (default scenario, no injected faults): paging and 50-id batching."""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from include.sandbox.scenario import DEFAULT_SCENARIO, parse_scenario
+from include.sandbox.server import SandboxServer
+from patchcycle.hooks.patch_manager import MAX_IDS_PER_CALL, PatchManagerHook, batches
+from tests.conftest import client_factory
+
+ACCOUNT = "123456789012"
+REGIONS = ("us-east-1", "eu-west-1")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SandboxServer]:
+    document = yaml.safe_load(DEFAULT_SCENARIO.read_text())
+    document.pop("faults", None)  # exact call counts: no throttling retries
+    started = SandboxServer(parse_scenario(document, source="<default without faults>"), strict=True).start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(autouse=True)
+def aws_default(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = {
+        "endpoint_url": server.url,
+        "region_name": "us-east-1",
+        "config_kwargs": {"retries": {"mode": "standard", "max_attempts": 3}},
+    }
+    connection = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+
+
+def hook(region: str) -> PatchManagerHook:
+    return PatchManagerHook(aws_conn_id="aws_default", region_name=region)
+
+
+def calls(server: SandboxServer, api: str) -> int:
+    with urllib.request.urlopen(f"{server.url}/_sandbox/calls", timeout=10) as response:
+        return int(json.loads(response.read()).get(api, 0))
+
+
+def advance(server: SandboxServer, seconds: float) -> None:
+    request = urllib.request.Request(
+        f"{server.url}/_sandbox/clock/advance", data=json.dumps({"seconds": seconds}).encode(), method="POST"
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def registered(server: SandboxServer, region: str) -> list[str]:
+    """The instances SSM knows in the region, as the sandbox holds them (launch order)."""
+    return [i.instance_id for i in server.world.instances(ACCOUNT, region).values() if i.registered]
+
+
+def expected_registered(region: str) -> int:
+    """From the scenario file: every instance group but the unmanaged ones."""
+    document = yaml.safe_load(DEFAULT_SCENARIO.read_text())
+    groups = document["accounts"][0]["regions"][region]["instance_groups"]
+    return sum(group["count"] for group in groups if group.get("agent") != "unmanaged")
+
+
+def test_batches_cut_at_fifty() -> None:
+    ids = [f"i-{n:017x}" for n in range(120)]
+    assert [len(batch) for batch in batches(ids)] == [50, 50, 20]
+    assert [i for batch in batches(ids) for i in batch] == ids
+    assert list(batches([])) == []
+    assert MAX_IDS_PER_CALL == 50
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_managed_instances_pages_past_fifty(server: SandboxServer, region: str) -> None:
+    want = expected_registered(region)
+    assert want > 50, "the scenario should need more than one page"
+    before = calls(server, "ssm:DescribeInstanceInformation")
+    managed = hook(region).managed_instances()
+    assert len(managed) == want
+    assert sorted(info["InstanceId"] for info in managed) == sorted(registered(server, region))
+    assert calls(server, "ssm:DescribeInstanceInformation") - before == math.ceil(want / 50)
+
+
+@pytest.mark.parametrize("count", [1, 50, 51, 100, 101])
+def test_instance_patch_states_batches_ids_fifty_per_call(server: SandboxServer, count: int) -> None:
+    ids = registered(server, "eu-west-1")
+    assert len(ids) == 100
+    wanted = [*ids, "i-0ffffffffffffffff"][:count]  # an id SSM does not know is simply absent
+    before = calls(server, "ssm:DescribeInstancePatchStates")
+    states = hook("eu-west-1").instance_patch_states(wanted)
+    assert calls(server, "ssm:DescribeInstancePatchStates") - before == math.ceil(count / 50)
+    assert sorted(state["InstanceId"] for state in states) == sorted(wanted[:100])
+    assert all(state["BaselineId"] and "MissingCount" in state for state in states)
+
+
+def test_instance_patch_states_of_no_ids_calls_nothing(server: SandboxServer) -> None:
+    before = calls(server, "ssm:DescribeInstancePatchStates")
+    assert hook("eu-west-1").instance_patch_states([]) == []
+    assert calls(server, "ssm:DescribeInstancePatchStates") == before
+
+
+@pytest.mark.parametrize("count", [0, 51])
+def test_send_patch_baseline_refuses_0_or_51_ids_before_calling_aws(server: SandboxServer, count: int) -> None:
+    ids = registered(server, "eu-west-1")[:count]
+    before = calls(server, "ssm:SendCommand")
+    with pytest.raises(ValueError, match=f"takes 1 to 50 instance ids, got {count}"):
+        hook("eu-west-1").send_patch_baseline(ids, operation="Scan", max_concurrency="50", max_errors="10%")
+    assert calls(server, "ssm:SendCommand") == before
+
+
+def test_send_patch_baseline_sends_the_scan_to_exactly_those_instances(server: SandboxServer) -> None:
+    ids = registered(server, "us-east-1")[:50]
+    ssm = hook("us-east-1")
+    command_id = ssm.send_patch_baseline(ids, operation="Scan", max_concurrency="10", max_errors="5", comment="x" * 150)
+    command = ssm.command(command_id)
+    assert command["DocumentName"] == "AWS-RunPatchBaseline"
+    assert command["InstanceIds"] == ids and command["TargetCount"] == 50
+    assert command["Parameters"] == {"Operation": ["Scan"], "RebootOption": ["NoReboot"]}
+    assert (command["MaxConcurrency"], command["MaxErrors"]) == ("10", "5")
+    assert command["Comment"] == "x" * 100  # SendCommand's Comment limit
+    advance(server, 120)
+    done = ssm.command(command_id)
+    assert done["CompletedCount"] == 50  # finished everywhere (one of these instances' scans fails)
+    invocations = ssm.command_invocations(command_id)
+    assert sorted(inv["InstanceId"] for inv in invocations) == sorted(ids)
+
+
+def test_command_invocations_pages(server: SandboxServer) -> None:
+    """A tag-targeted command can reach more than 50 instances: its invocations take several pages."""
+    ssm = client_factory(server.url)("ssm", region="eu-west-1")
+    command_id = ssm.send_command(
+        Targets=[{"Key": "tag:Environment", "Values": ["production"]}],
+        DocumentName="AWS-RunPatchBaseline",
+        Parameters={"Operation": ["Scan"]},
+    )["Command"]["CommandId"]
+    advance(server, 120)
+    production = [
+        i.instance_id
+        for i in server.world.instances(ACCOUNT, "eu-west-1").values()
+        if server.world.tags(ACCOUNT, "eu-west-1", i.instance_id).get("Environment") == "production"
+    ]
+    assert len(production) == 90
+    before = calls(server, "ssm:ListCommandInvocations")
+    invocations: list[dict[str, Any]] = hook("eu-west-1").command_invocations(command_id)
+    assert calls(server, "ssm:ListCommandInvocations") - before == 2
+    assert sorted(inv["InstanceId"] for inv in invocations) == sorted(production)
+    assert {inv["CommandId"] for inv in invocations} == {command_id}
+
+
+def test_instance_patches_filters_on_state(server: SandboxServer) -> None:
+    ssm = hook("us-east-1")
+    states = {s["InstanceId"]: s for s in ssm.instance_patch_states(registered(server, "us-east-1"))}
+    instance_id, state = next((i, s) for i, s in states.items() if s["MissingCount"] > 0)
+    missing = ssm.instance_patches(instance_id, ["Missing"])
+    assert len(missing) == state["MissingCount"]
+    assert {patch["State"] for patch in missing} == {"MISSING"}  # the response spells the enum in capitals

@@ -1,0 +1,214 @@
+"""CycleReportOperator over real stage artifacts: two targets, one whose inventory failed (AccessDenied)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import jsonschema
+import pandas as pd
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+from include.sandbox.scenario import parse_scenario
+from include.sandbox.server import SandboxServer
+from patchcycle.core.report import REPORT_SCHEMA
+from patchcycle.operators import cycle_report
+from patchcycle.operators.cycle_report import CycleReportOperator
+from patchcycle.operators.inventory import InventoryOperator
+from patchcycle.operators.patch_scan import PatchScanOperator
+
+ACCOUNT = "123456789012"
+DAG_ID = "patch_cycle"
+RUN_ID = "manual__report"
+PARTIAL_RUN_ID = "manual__partial"  # inventory only: the match task never ran
+AL2023 = "ami-0a1b2c3d4e5f60001"
+TARGETS = [
+    {"aws_conn_id": "aws_default", "region_name": "us-east-1"},
+    {"aws_conn_id": "aws_default", "region_name": "eu-west-1"},
+]
+SCENARIO: dict[str, Any] = {
+    "name": "report",
+    "seed": 11,
+    "clock": {"start": "2026-11-20T03:00:00Z", "speed": 1.0},
+    "amis": {AL2023: {"os": "AMAZON_LINUX_2023"}},
+    "accounts": [
+        {
+            "id": ACCOUNT,
+            "regions": {
+                "us-east-1": {
+                    "instance_groups": [
+                        {
+                            "name": "web",
+                            "count": 3,
+                            "ami": AL2023,
+                            "tags": {"PatchGroup": "web", "Environment": "production"},
+                            "patched_through": "2026-09-30",
+                        },
+                        {"name": "legacy", "count": 1, "ami": AL2023, "agent": "unmanaged"},
+                    ],
+                    "rds_instances": [
+                        {
+                            "id": "orders-db",
+                            "engine": "postgres",
+                            "engine_version": "16.3",
+                            "pending_maintenance": [{"action": "system-update", "description": "OS update"}],
+                        }
+                    ],
+                    "s3_buckets": [{"name": "reports-123456789012"}],
+                },
+                "eu-west-1": {
+                    "instance_groups": [
+                        {"name": "app", "count": 2, "ami": AL2023, "tags": {"PatchGroup": "web"}},
+                    ]
+                },
+            },
+        }
+    ],
+    "baselines": [
+        {
+            "name": "web-al2023",
+            "os": "AMAZON_LINUX_2023",
+            "patch_groups": ["web"],
+            "approval_rules": [{"classification": ["Security"], "approve_after_days": 0}],
+        }
+    ],
+    "faults": {"ec2:DescribeInstances": {"access_denied": True, "regions": ["eu-west-1"]}},
+    "commands": {"delivery_seconds": 1, "scan_seconds": 5},
+}
+
+
+def context(run_id: str) -> Any:
+    return {"dag": SimpleNamespace(dag_id=DAG_ID), "run_id": run_id, "params": {}}
+
+
+def artifact(root: Path, run_id: str, stage: str, name: str) -> Path:
+    return root / DAG_ID / run_id / stage / name
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The artifacts a run leaves when eu-west-1's inventory is refused: its match fails too."""
+    server = SandboxServer(parse_scenario(SCENARIO, source="<test_cycle_report>"), strict=True).start()
+    path = tmp_path_factory.mktemp("artifacts")
+    extra = {
+        "endpoint_url": server.url,
+        "region_name": "us-east-1",
+        "config_kwargs": {"retries": {"mode": "standard", "max_attempts": 3}},
+    }
+    connection = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+            stage_args = {"artifact_root": f"file://{path}"}
+            InventoryOperator(task_id="inventory", region_name="us-east-1", **stage_args).execute(context(RUN_ID))
+            with pytest.raises(AirflowFailException, match="ec2:DescribeInstances"):
+                InventoryOperator(task_id="inventory", region_name="eu-west-1", **stage_args).execute(context(RUN_ID))
+            scan = PatchScanOperator(task_id="match", region_name="us-east-1", poll_seconds=0.2, **stage_args)
+            with pytest.raises(TaskDeferred) as deferred:
+                scan.execute(context(RUN_ID))
+            advance = urllib.request.Request(f"{server.url}/_sandbox/clock/advance", data=b'{"seconds": 60}')
+            urllib.request.urlopen(advance, timeout=10).close()
+            scan.execute_complete(context(RUN_ID), first_event(deferred.value.trigger))
+            with pytest.raises(AirflowFailException, match="no inventory"):
+                PatchScanOperator(task_id="match", region_name="eu-west-1", **stage_args).execute(context(RUN_ID))
+            InventoryOperator(task_id="inventory", region_name="us-east-1", **stage_args).execute(
+                context(PARTIAL_RUN_ID)
+            )
+        yield path
+    finally:
+        server.stop()
+
+
+def first_event(trigger: Any) -> dict[str, Any]:
+    async def first() -> Any:
+        events = trigger.run()
+        try:
+            return await anext(events)
+        finally:
+            await events.aclose()
+
+    payload: dict[str, Any] = asyncio.run(asyncio.wait_for(first(), timeout=60)).payload
+    assert payload["status"] == "done"
+    return payload
+
+
+def report_operator(root: Path) -> CycleReportOperator:
+    return CycleReportOperator(task_id="report", targets=TARGETS, artifact_root=f"file://{root}", mode="scan")
+
+
+def written(root: Path, run_id: str) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(artifact(root, run_id, "report", "report.json").read_text())
+    return report
+
+
+def test_report_names_the_failed_targets_stage_and_error_and_accounts_for_the_rest(root: Path) -> None:
+    result = report_operator(root).execute(context(RUN_ID))
+
+    report = written(root, RUN_ID)
+    jsonschema.validate(report, REPORT_SCHEMA)
+    assert report["run_id"] == RUN_ID and report["mode"] == "scan"
+    (missing,) = report["incomplete"]
+    assert (missing["aws_conn_id"], missing["region"], missing["stage"]) == ("aws_default", "eu-west-1", "inventory")
+    assert missing["error"].startswith(
+        f"AirflowFailException: ec2:DescribeInstances failed in account {ACCOUNT}, region eu-west-1: "
+        "UnauthorizedOperation"
+    )
+    assert report["accounting"] == {"in_scope": 6, "sum_of_verdicts": 6, "ok": True, "problems": []}
+    assert {r["region"] for r in report["resources"]} == {"us-east-1"}
+    verdicts = Counter((r["resource_type"], r["verdict"]) for r in report["resources"])
+    assert verdicts == {
+        ("ec2", "NON_COMPLIANT"): 3,
+        ("ec2", "SKIPPED_UNMANAGED"): 1,
+        ("rds", "MAINTENANCE_PENDING"): 1,
+        ("s3", "AWS_MANAGED"): 1,
+    }
+    assert all(r["missing_patches"] for r in report["resources"] if r["verdict"] == "NON_COMPLIANT")
+
+    rows = list(csv.reader(io.StringIO(artifact(root, RUN_ID, "report", "report.csv").read_text())))
+    assert len(rows) == len(report["resources"]) + 1
+    html = artifact(root, RUN_ID, "report", "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "eu-west-1" in html
+    assert result["in_scope"] == 6 and result["incomplete"] == 1
+    for kind, uri in result["report"].items():
+        assert uri.endswith(f"/{DAG_ID}/{RUN_ID}/report/report.{kind}")
+        assert Path(uri.removeprefix("file://")).exists()
+
+
+def test_a_match_that_never_ran_is_reported_incomplete_and_its_instances_get_no_data(root: Path) -> None:
+    result = report_operator(root).execute(context(PARTIAL_RUN_ID))
+    report = written(root, PARTIAL_RUN_ID)
+    incomplete = {(part["region"], part["stage"]): part["error"] for part in report["incomplete"]}
+    # Neither task of this run left an error record.
+    assert incomplete == {
+        ("us-east-1", "match"): "the task did not finish",
+        ("eu-west-1", "inventory"): "the task did not finish",
+    }
+    assert report["accounting"]["ok"]
+    verdicts = Counter(r["verdict"] for r in report["resources"] if r["resource_type"] == "ec2")
+    assert verdicts == {"NO_DATA": 3, "SKIPPED_UNMANAGED": 1}
+    assert result["incomplete"] == 2
+
+
+def test_only_an_accounting_mismatch_fails_the_report(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = cycle_report.scan_verdicts
+
+    def losing_one(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        verdicts: pd.DataFrame = real(*args, **kwargs)
+        return verdicts.iloc[1:]
+
+    monkeypatch.setattr(cycle_report, "scan_verdicts", losing_one)
+    with pytest.raises(AirflowFailException, match="report accounting does not add up"):
+        report_operator(root).execute(context(RUN_ID))
+    report = written(root, RUN_ID)  # still written: the evidence of what went wrong
+    assert report["accounting"]["ok"] is False
+    assert report["accounting"]["sum_of_verdicts"] == report["accounting"]["in_scope"] - 1
+    assert "without a verdict" in report["accounting"]["problems"][0]

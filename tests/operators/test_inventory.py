@@ -1,0 +1,186 @@
+"""InventoryOperator.execute against the sandbox (default scenario): the table, its summary, scope and failures."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from airflow.sdk.exceptions import AirflowFailException
+
+from include.sandbox.scenario import DEFAULT_SCENARIO, Region, Scenario, parse_scenario
+from include.sandbox.server import SandboxServer
+from patchcycle.operators.inventory import InventoryOperator
+
+ACCOUNT = "123456789012"
+DAG_ID = "patch_cycle"
+REGIONS = ("us-east-1", "eu-west-1")
+DENIED_REGION = "us-west-2"  # the role may not call ec2:DescribeInstances there
+
+
+def scenario() -> Scenario:
+    document = yaml.safe_load(DEFAULT_SCENARIO.read_text())
+    document["faults"] = {"ec2:DescribeInstances": {"access_denied": True, "regions": [DENIED_REGION]}}
+    return parse_scenario(document, source="<default, ec2 denied in us-west-2>")
+
+
+def region(name: str) -> Region:
+    return next(r for account in scenario().accounts for r in account.regions if r.name == name)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SandboxServer]:
+    started = SandboxServer(scenario(), strict=True).start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def connection(server: SandboxServer) -> Iterator[None]:
+    extra = {
+        "endpoint_url": server.url,
+        "region_name": "us-east-1",
+        "config_kwargs": {"retries": {"mode": "standard", "max_attempts": 3}},
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(
+            "AIRFLOW_CONN_AWS_DEFAULT",
+            json.dumps({"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}),
+        )
+        yield
+
+
+def context(run_id: str) -> Any:
+    return {"dag": SimpleNamespace(dag_id=DAG_ID), "run_id": run_id, "params": {}}
+
+
+def run_inventory(root: Path, run_id: str, region_name: str, scope: dict[str, Any] | None = None) -> dict[str, Any]:
+    operator = InventoryOperator(
+        task_id="inventory", region_name=region_name, artifact_root=f"file://{root}", scope=scope
+    )
+    summary: dict[str, Any] = operator.execute(context(run_id))
+    return summary
+
+
+def artifact(root: Path, run_id: str, stage: str, name: str) -> Path:
+    return root / DAG_ID / run_id / stage / name
+
+
+@pytest.fixture(scope="module")
+def inventories(
+    connection: None, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[dict[str, Any], pd.DataFrame, Path]]:
+    """Each region's inventory without a scope: (returned summary, table, artifact root)."""
+    root = tmp_path_factory.mktemp("artifacts")
+    result = {}
+    for name in REGIONS:
+        summary = run_inventory(root, "full", name)
+        table = pd.read_parquet(artifact(root, "full", "inventory", f"aws_default.{name}.parquet"))
+        result[name] = (summary, table, root)
+    return result
+
+
+@pytest.mark.parametrize("name", REGIONS)
+def test_inventory_counts_match_the_scenario(
+    inventories: dict[str, tuple[dict[str, Any], pd.DataFrame, Path]], name: str
+) -> None:
+    summary, table, root = inventories[name]
+    expected = region(name)
+    by_type = {
+        "ec2": sum(group.count for group in expected.instance_groups),
+        "rds": len(expected.rds_instances),
+        "s3": len(expected.s3_buckets),
+    }
+    assert table["resource_type"].value_counts().to_dict() == by_type
+    assert set(table["region"]) == {name} and set(table["account_id"]) == {ACCOUNT}
+    assert not table.duplicated(["resource_type", "resource_id"]).any()
+    assert sorted(table.loc[table["resource_type"] == "rds", "resource_id"]) == sorted(
+        db.id for db in expected.rds_instances
+    )
+    assert sorted(table.loc[table["resource_type"] == "s3", "resource_id"]) == sorted(
+        b.name for b in expected.s3_buckets
+    )
+    online = sum(group.count for group in expected.instance_groups if group.agent == "online")
+    with_maintenance = sum(1 for db in expected.rds_instances if db.pending_maintenance)
+    assert summary == {
+        "aws_conn_id": "aws_default",
+        "region_name": name,
+        "account_id": ACCOUNT,
+        "resources": sum(by_type.values()),
+        "in_scope": sum(by_type.values()),
+        "by_type": by_type,
+        "patchable_in_scope": online + with_maintenance,
+    }
+    assert json.loads(artifact(root, "full", "inventory", f"aws_default.{name}.summary.json").read_text()) == summary
+    rds_plan = pd.read_parquet(artifact(root, "full", "inventory", f"aws_default.{name}.rds_plan.parquet"))
+    assert sorted(rds_plan["resource_id"]) == sorted(
+        db.id for db in expected.rds_instances for _ in db.pending_maintenance
+    )
+
+
+def test_unmanaged_and_offline_instances_are_kept_with_their_skip_reasons(
+    inventories: dict[str, tuple[dict[str, Any], pd.DataFrame, Path]],
+) -> None:
+    _, table, _ = inventories["us-east-1"]
+    ec2 = table[table["resource_type"] == "ec2"]
+    unmanaged = ec2[ec2["name"] == "legacy-prod-use1-unmanaged"]
+    offline = ec2[ec2["name"] == "batch-prod-use1-offline"]
+    assert (len(unmanaged), len(offline)) == (3, 4)
+    assert set(unmanaged["skip_reason"]) == {"unmanaged: not registered with Systems Manager"}
+    assert not unmanaged["managed"].any() and not unmanaged["patchable"].any()
+    assert offline["managed"].all() and not offline["patchable"].any()
+    assert set(offline["ping_status"]) == {"ConnectionLost"}
+    assert all(reason.startswith("offline: SSM Agent ConnectionLost since 2026-") for reason in offline["skip_reason"])
+    assert unmanaged["in_scope"].all() and offline["in_scope"].all()  # skipped, never dropped
+    online = ec2[~ec2["name"].isin(["legacy-prod-use1-unmanaged", "batch-prod-use1-offline"])]
+    assert online["patchable"].all() and set(online["skip_reason"]) == {""}
+    assert set(table.loc[table["resource_type"] == "s3", "skip_reason"]) == {"aws-managed: patched by AWS"}
+
+
+def test_scope_include_tags_filters(connection: None, tmp_path: Path) -> None:
+    summary = run_inventory(tmp_path, "staging", "us-east-1", scope={"include_tags": {"Environment": ["staging"]}})
+    table = pd.read_parquet(artifact(tmp_path, "staging", "inventory", "aws_default.us-east-1.parquet"))
+    expected = region("us-east-1")
+    staging_ec2 = sum(g.count for g in expected.instance_groups if g.tags.get("Environment") == "staging")
+    staging_rds = [db.id for db in expected.rds_instances if db.tags.get("Environment") == "staging"]
+    assert len(table) == summary["resources"] == 93 + 3 + 3  # out of scope is kept, marked
+    in_scope = table[table["in_scope"]]
+    assert summary["in_scope"] == len(in_scope) == staging_ec2 + len(staging_rds)
+    assert set(in_scope["environment"]) == {"staging"}
+    assert summary["patchable_in_scope"] == staging_ec2  # the staging database has no pending maintenance
+    out = table[~table["in_scope"]]
+    assert set(out.loc[out["environment"] == "production", "scope_reason"]) == {
+        "tag Environment is 'production', not one of ['staging']"
+    }
+    artifacts_bucket = table[table["resource_id"] == "patchcycle-artifacts"].iloc[0]
+    assert artifacts_bucket["scope_reason"] == "tag Environment is missing, not one of ['staging']"
+
+
+def test_access_denied_fails_at_once_naming_api_account_and_region_and_records_the_error(
+    server: SandboxServer, connection: None, tmp_path: Path
+) -> None:
+    def describe_instances_calls() -> int:
+        with urllib.request.urlopen(f"{server.url}/_sandbox/calls", timeout=10) as response:
+            return int(json.loads(response.read()).get("ec2:DescribeInstances", 0))
+
+    before = describe_instances_calls()
+    with pytest.raises(AirflowFailException) as caught:
+        run_inventory(tmp_path, "denied", DENIED_REGION)
+    message = str(caught.value)
+    assert "ec2:DescribeInstances" in message and ACCOUNT in message and DENIED_REGION in message
+    assert "UnauthorizedOperation" in message
+    assert describe_instances_calls() - before == 1  # no retry of an error no retry can fix
+
+    error_file = artifact(tmp_path, "denied", "errors", f"inventory.aws_default.{DENIED_REGION}.json")
+    recorded = json.loads(error_file.read_text())
+    assert recorded["stage"] == "inventory"
+    assert (recorded["aws_conn_id"], recorded["region"]) == ("aws_default", DENIED_REGION)
+    assert recorded["error"].startswith("AirflowFailException: ec2:DescribeInstances failed in account 123456789012")
+    assert recorded["at"]
+    assert not artifact(tmp_path, "denied", "inventory", f"aws_default.{DENIED_REGION}.parquet").exists()

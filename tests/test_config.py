@@ -1,0 +1,209 @@
+"""CycleConfig.from_params: valid params parse, and every bad field is refused by name before any AWS call."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+
+from patchcycle.config import CycleConfig, Target
+from patchcycle.core.scope import Scope
+
+DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "patch_cycle.py"
+TARGETS = [{"aws_conn_id": "aws_default", "regions": ["us-east-1", "eu-west-1"]}]
+
+
+def params(**overrides: Any) -> dict[str, Any]:
+    """Valid params with some fields replaced."""
+    return {"targets": TARGETS, "artifact_root": "s3://patchcycle-artifacts", **overrides}
+
+
+def refused(field: str, **overrides: Any) -> str:
+    """The error message for params with `overrides`; it must start by naming `field`."""
+    with pytest.raises(ValueError) as caught:
+        CycleConfig.from_params(params(**overrides))
+    message = str(caught.value)
+    assert message.startswith(f"{field}:"), message
+    return message
+
+
+def dag_param_defaults() -> dict[str, Any]:
+    spec = importlib.util.spec_from_file_location("patch_cycle_dag_for_config_test", DAG_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    defaults: dict[str, Any] = module.dag.params.dump()
+    return defaults
+
+
+def test_the_dags_param_defaults_are_valid() -> None:
+    defaults = dag_param_defaults()
+    config = CycleConfig.from_params(defaults)
+    assert config.targets == (Target("aws_default", "us-east-1"), Target("aws_default", "eu-west-1"))
+    assert config.mode == "scan"
+    assert config.scope == Scope()
+    assert config.artifact_root == "s3://patchcycle-artifacts"
+    assert (config.max_concurrency, config.max_errors) == ("50", "10%")
+    assert (config.poll_seconds, config.command_timeout_minutes) == (30.0, 60.0)
+
+
+def test_fields_left_out_take_their_defaults() -> None:
+    config = CycleConfig.from_params({"targets": TARGETS, "artifact_root": "file:///tmp/patchcycle/"})
+    assert config.artifact_root == "file:///tmp/patchcycle"  # trailing slash dropped
+    assert config.artifact_conn_id == "aws_default"
+    assert (config.mode, config.max_concurrency, config.max_errors) == ("scan", "50", "10%")
+    assert (config.poll_seconds, config.command_timeout_minutes) == (30.0, 60.0)
+
+
+def test_targets_fan_out_by_connection_and_region_in_order() -> None:
+    config = CycleConfig.from_params(
+        params(
+            targets=[
+                {"aws_conn_id": "aws_prod", "regions": ["us-east-1", "eu-west-1"]},
+                {"aws_conn_id": "aws_dev", "regions": ["us-east-1", "us-gov-west-1"]},
+            ]
+        )
+    )
+    assert [t.as_kwargs() for t in config.targets] == [
+        {"aws_conn_id": "aws_prod", "region_name": "us-east-1"},
+        {"aws_conn_id": "aws_prod", "region_name": "eu-west-1"},
+        {"aws_conn_id": "aws_dev", "region_name": "us-east-1"},
+        {"aws_conn_id": "aws_dev", "region_name": "us-gov-west-1"},
+    ]
+    assert config.targets[0].key == "aws_prod.us-east-1"
+
+
+@pytest.mark.parametrize(
+    ("targets", "field"),
+    [
+        (None, "targets"),
+        ([], "targets"),
+        ({"aws_conn_id": "aws_default", "regions": ["us-east-1"]}, "targets"),
+        (["aws_default"], "targets[0]"),
+        ([{"aws_conn_id": "aws_default", "regions": ["us-east-1"], "region": "x"}], "targets[0]"),
+        ([{"regions": ["us-east-1"]}], "targets[0].aws_conn_id"),
+        ([{"aws_conn_id": "has space", "regions": ["us-east-1"]}], "targets[0].aws_conn_id"),
+        ([{"aws_conn_id": "aws_default"}], "targets[0].regions"),
+        ([{"aws_conn_id": "aws_default", "regions": []}], "targets[0].regions"),
+        ([{"aws_conn_id": "aws_default", "regions": "us-east-1"}], "targets[0].regions"),
+    ],
+)
+def test_badly_shaped_targets_are_refused(targets: Any, field: str) -> None:
+    refused(field, targets=targets)
+
+
+@pytest.mark.parametrize("region", ["US-EAST-1", "us-east", "useast1", "us-east-1a", "", 1])
+def test_a_bad_region_name_is_refused(region: Any) -> None:
+    targets = [{"aws_conn_id": "aws_default", "regions": ["us-east-1", region]}]
+    message = refused("targets[0].regions[1]", targets=targets)
+    assert repr(region) in message
+
+
+def test_a_target_listed_twice_is_refused() -> None:
+    targets = [
+        {"aws_conn_id": "aws_default", "regions": ["us-east-1"]},
+        {"aws_conn_id": "aws_default", "regions": ["eu-west-1", "us-east-1"]},
+    ]
+    message = refused("targets[1].regions[1]", targets=targets)
+    assert "aws_default / us-east-1" in message and "twice" in message
+    # The same region under another connection (another account) is a different target.
+    other = [*targets[:1], {"aws_conn_id": "aws_other", "regions": ["us-east-1"]}]
+    assert len(CycleConfig.from_params(params(targets=other)).targets) == 2
+
+
+@pytest.mark.parametrize(
+    "root",
+    ["", "/tmp/artifacts", "file://relative/path", "gs://bucket", "s3://", "s3://A_Bucket", "http://example.com", None],
+)
+def test_an_artifact_root_outside_s3_or_file_is_refused(root: Any) -> None:
+    refused("artifact_root", artifact_root=root)
+
+
+@pytest.mark.parametrize("root", ["s3://patchcycle-artifacts", "s3://my.bucket-1/prefix/run", "file:///tmp/x"])
+def test_s3_and_absolute_file_artifact_roots_are_accepted(root: str) -> None:
+    assert CycleConfig.from_params(params(artifact_root=root)).artifact_root == root
+
+
+def test_an_empty_artifact_connection_is_refused() -> None:
+    refused("artifact_conn_id", artifact_conn_id="")
+
+
+# Candidates for SSM's MaxConcurrency / MaxErrors, valid or not.
+RATE_CANDIDATES = [
+    "0", "1", "10", "50", "1000000", "10000000", "00", "01", "007",
+    "0%", "1%", "5%", "05%", "00%", "10%", "99%", "100%", "101%", "1000%",
+    "", "-1", "ten", "10 %", "1.5", "%",
+]  # fmt: skip
+
+
+def model_pattern(shape: str) -> tuple[re.Pattern[str], int]:
+    """The pattern and maximum length botocore's SSM model gives a SendCommand member."""
+    metadata = botocore.session.get_session().get_service_model("ssm").shape_for(shape).metadata
+    return re.compile(metadata["pattern"]), int(metadata["max"])
+
+
+@pytest.mark.parametrize("field", ["max_concurrency", "max_errors"])
+def test_rate_controls_follow_the_ssm_api_syntax(field: str) -> None:
+    """Accepted exactly when SendCommand would accept it: a bad value must not fail only after the inventory."""
+    pattern, max_length = model_pattern("MaxConcurrency" if field == "max_concurrency" else "MaxErrors")
+    for value in RATE_CANDIDATES:
+        valid = bool(pattern.match(value)) and len(value) <= max_length
+        if valid:
+            assert getattr(CycleConfig.from_params(params(**{field: value})), field) == value
+        else:
+            assert str(value) in refused(field, **{field: value})
+
+
+@pytest.mark.parametrize("field", ["max_concurrency", "max_errors"])
+def test_rate_controls_must_be_strings(field: str) -> None:
+    refused(field, **{field: 10})
+
+
+@pytest.mark.parametrize("field", ["poll_seconds", "command_timeout_minutes"])
+@pytest.mark.parametrize("value", [0, -1, -0.5, "30", None, True])
+def test_waits_must_be_positive_numbers(field: str, value: Any) -> None:
+    refused(field, **{field: value})
+
+
+@pytest.mark.parametrize("field", ["poll_seconds", "command_timeout_minutes"])
+def test_waits_accept_ints_and_floats(field: str) -> None:
+    assert getattr(CycleConfig.from_params(params(**{field: 2})), field) == 2.0
+    assert getattr(CycleConfig.from_params(params(**{field: 0.5})), field) == 0.5
+
+
+def test_install_mode_is_refused_with_a_clear_message() -> None:
+    message = refused("mode", mode="install")
+    assert "'install'" in message and "run mode 'scan'" in message
+
+
+@pytest.mark.parametrize("mode", ["patch", "", None, "SCAN"])
+def test_an_unknown_mode_is_refused(mode: Any) -> None:
+    assert "must be one of ['scan', 'install']" in refused("mode", mode=mode)
+
+
+@pytest.mark.parametrize(
+    ("scope", "field"),
+    [
+        ("Environment=production", "scope"),
+        ({"include_tag": {"Environment": ["production"]}}, "scope.include_tag"),
+        ({"include_tags": ["Environment"]}, "scope.include_tags"),
+        ({"include_tags": {"Environment": []}}, "scope.include_tags.Environment"),
+        ({"exclude_ids": "i-0123"}, "scope.exclude_ids"),
+        ({"exclude_ids": [""]}, "scope.exclude_ids"),
+        ({"exclude_tags": {"Environment": "staging"}}, "scope.exclude_tags.Environment"),
+    ],
+)
+def test_scope_errors_name_the_scope_field(scope: Any, field: str) -> None:
+    refused(field, scope=scope)
+
+
+def test_scope_is_parsed() -> None:
+    scope = {"include_tags": {"Environment": ["production"]}, "exclude_ids": ["i-1"], "exclude_tags": {"App": ["x"]}}
+    config = CycleConfig.from_params(params(scope=scope))
+    assert config.scope == Scope(
+        include_tags={"Environment": ["production"]}, exclude_ids=frozenset({"i-1"}), exclude_tags={"App": ["x"]}
+    )
