@@ -6,8 +6,10 @@ Starts, each in its own process group and all bound to 127.0.0.1:
 the sandbox AWS, then `airflow db migrate`, then the api-server, scheduler,
 dag-processor and triggerer (LocalExecutor, SQLite, AIRFLOW_HOME under
 .demo/airflow, logs in .demo/logs). The `aws_default` connection points at the
-sandbox. Ctrl-C or SIGTERM stops every process it started; so does any of
-them dying unexpectedly.
+sandbox. Once the stack is up it triggers a patch_cycle scan through the REST
+API, watches the run, and copies its report out of the sandbox's S3 into
+.demo/reports/<run id>/. Ctrl-C or SIGTERM stops every process it started; so
+does any of them dying unexpectedly.
 """
 
 from __future__ import annotations
@@ -25,11 +27,17 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -41,6 +49,15 @@ STOP_GRACE_SECONDS = 15.0
 SANDBOX_TIMEOUT_SECONDS = 60.0
 MIGRATE_TIMEOUT_SECONDS = 300.0
 API_TIMEOUT_SECONDS = 240.0
+DAG_ID = "patch_cycle"
+DAG_PARSE_TIMEOUT_SECONDS = 120.0
+RUN_POLL_SECONDS = 5.0
+REQUEST_TIMEOUT_SECONDS = 10.0
+# The sandbox runs commands in seconds; a hung instance is cut short after 2 minutes.
+DEMO_RUN_CONF: dict[str, Any] = {"poll_seconds": 5, "command_timeout_minutes": 2}
+ARTIFACT_BUCKET = "patchcycle-artifacts"  # the patch_cycle DAG's default artifact_root
+REPORT_FILES = ("report.json", "report.csv", "report.html")
+FINISHED_STATES = ("success", "failed")
 
 
 class ServiceDied(Exception):
@@ -284,21 +301,165 @@ def read_admin_password(airflow_home: Path, timeout: float = 30.0) -> str:
             time.sleep(0.5)
 
 
-def trigger_patch_cycle(api_url: str, username: str, password: str) -> None:
-    """Hook: trigger a patch_cycle run through the REST API once the stack is up.
+class ApiError(Exception):
+    """The Airflow REST API answered with an unexpected status."""
 
-    Planned for a later issue; the demo only starts the stack for now.
+
+@dataclass
+class AirflowApi:
+    """A minimal client of Airflow's REST API, logged in as one user (JWT from POST /auth/token)."""
+
+    url: str
+    username: str
+    password: str
+    token: str | None = None
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """(status, decoded JSON body or text); logs in first, and again once if the token is refused."""
+        if self.token is None:
+            self.token = self._login()
+        status, answer = self._send(method, path, body, self.token)
+        if status == 401:
+            self.token = self._login()
+            status, answer = self._send(method, path, body, self.token)
+        return status, answer
+
+    def _login(self) -> str:
+        status, answer = self._send("POST", "/auth/token", {"username": self.username, "password": self.password})
+        if status not in (200, 201):
+            raise ApiError(f"POST /auth/token: HTTP {status}: {answer}")
+        return str(answer["access_token"])
+
+    def _send(self, method: str, path: str, body: dict[str, Any] | None, token: str | None = None) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:
+                return int(response.status), json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode(errors="replace")[:500]
+
+
+def safe_run_id(run_id: str) -> str:
+    """The run id as the artifact store spells it in paths (plugins/patchcycle/artifacts.py)."""
+    return run_id.replace(":", "_").replace("+", "_")
+
+
+@dataclass
+class CycleRun:
+    """The patch_cycle run the demo triggered, polled from the supervise loop until it finishes."""
+
+    api: AirflowApi
+    run_id: str
+    sandbox_url: str
+    reports_dir: Path
+    finished: bool = False
+    next_poll: float = field(default_factory=time.monotonic)
+
+    def poll(self) -> None:
+        """Check the run's state (at most every RUN_POLL_SECONDS); when it finishes, copy its report out."""
+        if self.finished or time.monotonic() < self.next_poll:
+            return
+        self.next_poll = time.monotonic() + RUN_POLL_SECONDS
+        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(self.run_id, safe='')}"
+        try:
+            status, answer = self.api.request("GET", path)
+            if status != 200:
+                raise ApiError(f"GET {path}: HTTP {status}: {answer}")
+            state = str(answer["state"])
+        except (ApiError, OSError, ValueError, KeyError) as err:
+            say(f"patch_cycle: cannot read the run's state: {err}")
+            return
+        if state not in FINISHED_STATES:
+            return
+        self.finished = True
+        say(f"patch_cycle run {self.run_id} finished: {state}")
+        self.copy_report()
+
+    def copy_report(self) -> None:
+        """Copy report.json/.csv/.html from the sandbox's S3 and print their paths and a summary."""
+        prefix = f"{DAG_ID}/{safe_run_id(self.run_id)}/report"
+        target = self.reports_dir / safe_run_id(self.run_id)
+        s3 = boto3.client(
+            "s3",
+            region_name="us-east-1",
+            endpoint_url=self.sandbox_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(connect_timeout=5, read_timeout=REQUEST_TIMEOUT_SECONDS, retries={"max_attempts": 3}),
+        )
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            for name in REPORT_FILES:
+                # get_object, not download_file: no transfer threads for Ctrl-C to wait on.
+                answer = s3.get_object(Bucket=ARTIFACT_BUCKET, Key=f"{prefix}/{name}")
+                (target / name).write_bytes(answer["Body"].read())
+                say(f"Report: {target / name}")
+            report = json.loads((target / "report.json").read_text())
+        except (BotoCoreError, ClientError, OSError, ValueError) as err:
+            say(f"patch_cycle: cannot copy the report from s3://{ARTIFACT_BUCKET}/{prefix}/: {err}")
+            return
+        say(f"Summary: {report_summary(report)}")
+
+
+def report_summary(report: dict[str, Any]) -> str:
+    """One line: resources in scope, verdict counts, and what does not add up."""
+    totals = report["totals"]
+    verdicts = ", ".join(f"{verdict} {count}" for verdict, count in totals["by_verdict"].items())
+    line = f"{totals['resources_in_scope']} resources in scope; by verdict: {verdicts or 'none'}"
+    if report["incomplete"]:
+        line += f"; INCOMPLETE: {len(report['incomplete'])} part(s) of the fleet could not be read"
+    if not report["accounting"]["ok"]:
+        line += "; ACCOUNTING FAILED"
+    return line
+
+
+def trigger_patch_cycle(
+    api: AirflowApi, sandbox_url: str, reports_dir: Path, services: Sequence[Service]
+) -> CycleRun | None:
+    """Unpause patch_cycle once the dag-processor has parsed it, and trigger a scan run.
+
+    API errors are printed and yield None (the demo goes on without a run); a service dying does not.
     """
+    say(f"Waiting for the dag-processor to parse {DAG_ID} ...")
+    deadline = time.monotonic() + DAG_PARSE_TIMEOUT_SECONDS
+    try:
+        while (status := api.request("GET", f"/api/v2/dags/{DAG_ID}")[0]) != 200:
+            check_alive(services)
+            if time.monotonic() > deadline:
+                raise ApiError(f"GET /api/v2/dags/{DAG_ID}: HTTP {status} after {DAG_PARSE_TIMEOUT_SECONDS:.0f} s")
+            time.sleep(1)
+        status, answer = api.request("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+        if status != 200:
+            raise ApiError(f"PATCH /api/v2/dags/{DAG_ID}: HTTP {status}: {answer}")
+        status, answer = api.request(
+            "POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": DEMO_RUN_CONF}
+        )
+        if status != 200:
+            raise ApiError(f"POST /api/v2/dags/{DAG_ID}/dagRuns: HTTP {status}: {answer}")
+        run_id = str(answer["dag_run_id"])
+    except (ApiError, OSError, ValueError, KeyError) as err:
+        say(f"Could not trigger {DAG_ID}: {err}")
+        return None
+    say(f"Triggered {DAG_ID} run: {run_id} (scan mode; its report will be copied to {reports_dir})")
+    say(f"Run UI: {api.url}/dags/{DAG_ID}/runs/{run_id}")
+    return CycleRun(api, run_id, sandbox_url, reports_dir)
 
 
 def raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def supervise(services: Sequence[Service]) -> None:
-    """Block until Ctrl-C/SIGTERM (KeyboardInterrupt) or until a service dies (ServiceDied)."""
+def supervise(services: Sequence[Service], cycle: CycleRun | None = None) -> None:
+    """Block until Ctrl-C/SIGTERM (KeyboardInterrupt) or until a service dies (ServiceDied).
+
+    Meanwhile polls the triggered run; its HTTP calls are short and bounded, and Ctrl-C interrupts them too.
+    """
     while True:
         check_alive(services)
+        if cycle is not None:
+            cycle.poll()
         time.sleep(1)
 
 
@@ -314,6 +475,9 @@ def run(args: argparse.Namespace, services: list[Service]) -> None:
     sandbox_url = f"http://{HOST}:{args.sandbox_port}"
     api_url = f"http://{HOST}:{args.api_port}"
     env = child_environment(paths, sandbox_url, api_url)
+    # No scheduled runs: unpausing would otherwise start a catch-up run for the latest Patch Tuesday at once,
+    # with the DAG's default params, queued ahead of the demo's own run (max_active_runs=1).
+    env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"
     airflow = shutil.which("airflow", path=env["PATH"])
     if airflow is None:
         raise SystemExit("the airflow command is not installed in this Python environment (run `make install`)")
@@ -344,9 +508,10 @@ def run(args: argparse.Namespace, services: list[Service]) -> None:
     password = read_admin_password(paths.airflow_home)
     say(f"Login: {ADMIN_USER} / {password}")
     say(f"UI: {api_url}")
-    trigger_patch_cycle(api_url, ADMIN_USER, password)
+    api = AirflowApi(api_url, ADMIN_USER, password)
+    cycle = trigger_patch_cycle(api, sandbox_url, paths.state_dir / "reports", services)
     say("Press Ctrl-C to stop.")
-    supervise(services)
+    supervise(services, cycle)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,8 @@
-"""`python -m include.demo` starts the sandbox and Airflow, serves an authenticated API, and stops without orphans."""
+"""`python -m include.demo` starts the sandbox and Airflow, serves an authenticated API, triggers a patch_cycle
+scan whose report it copies out, and stops without orphans.
+
+One demo start serves every check: starting it costs about a minute, the scan cycle two to four more.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO = REPO / "include" / "sandbox" / "scenarios" / "default.yaml"
 STARTUP_TIMEOUT = 150.0
+TRIGGER_TIMEOUT = 150.0  # the demo waits up to 120 s for the dag-processor to parse patch_cycle
+CYCLE_TIMEOUT = 360.0  # about 2-4 minutes: the scenario's hung instance is cut short after 2
 STOP_TIMEOUT = 30.0
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
@@ -121,8 +127,8 @@ class OutputReader:
         return "\n".join(self.lines)
 
 
-@pytest.mark.timeout(STARTUP_TIMEOUT + STOP_TIMEOUT + 60)
-def test_demo_serves_authenticated_api_and_stops_everything(tmp_path: Path) -> None:
+@pytest.mark.timeout(STARTUP_TIMEOUT + TRIGGER_TIMEOUT + CYCLE_TIMEOUT + STOP_TIMEOUT + 60)
+def test_demo_serves_api_runs_a_scan_cycle_and_stops_everything(tmp_path: Path) -> None:
     sandbox_port, api_port = free_port(), free_port()
     argv = [sys.executable, "-m", "include.demo", "--scenario", str(SCENARIO)]
     argv += ["--sandbox-port", str(sandbox_port), "--api-port", str(api_port), "--state-dir", str(tmp_path / "demo")]
@@ -166,6 +172,31 @@ def test_demo_serves_authenticated_api_and_stops_everything(tmp_path: Path) -> N
         for name in ("include.sandbox", "api_server", "scheduler", "dag-processor", "triggerer"):
             assert any(name in command for command in commands.values()), f"no {name} process in {commands}"
 
+        run_id = output.wait_for("Triggered patch_cycle run: ", TRIGGER_TIMEOUT).split(": ", 1)[1].split(" ")[0]
+        assert output.wait_for("Run UI: ", 5) == f"Run UI: {api}/dags/patch_cycle/runs/{run_id}"
+        triggered = time.monotonic()
+        print(f"run {run_id} triggered after {triggered - started:.1f} s")
+        status, body = http("GET", f"{api}/api/v2/dags/patch_cycle/dagRuns", token=token)
+        assert status == 200, body
+        assert [run["dag_run_id"] for run in body["dag_runs"]] == [run_id], "the demo's run must be the only one"
+        assert body["dag_runs"][0]["conf"] == {"poll_seconds": 5, "command_timeout_minutes": 2}
+
+        finished = output.wait_for("patch_cycle run ", CYCLE_TIMEOUT)
+        print(f"run finished {time.monotonic() - triggered:.1f} s after the trigger")
+        assert finished == f"patch_cycle run {run_id} finished: success"
+        report_dir = tmp_path / "demo" / "reports" / run_id.replace(":", "_").replace("+", "_")
+        assert output.wait_for("Report: ", 30) == f"Report: {report_dir / 'report.json'}"
+        summary = output.wait_for("Summary: ", 10)
+        for name in ("report.json", "report.csv", "report.html"):
+            assert (report_dir / name).stat().st_size > 0
+        report = json.loads((report_dir / "report.json").read_text())
+        assert report["run_id"] == run_id
+        assert report["mode"] == "scan"
+        assert report["accounting"]["ok"], report["accounting"]
+        assert report["incomplete"] == []
+        assert summary.startswith(f"Summary: {report['totals']['resources_in_scope']} resources in scope; by verdict: ")
+
+        pids |= started_by(demo.pid)  # the task processes the scheduler started since
         stopping = time.monotonic()
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=STOP_TIMEOUT) == 0

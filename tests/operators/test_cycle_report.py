@@ -151,7 +151,9 @@ def written(root: Path, run_id: str) -> dict[str, Any]:
 
 
 def test_report_names_the_failed_targets_stage_and_error_and_accounts_for_the_rest(root: Path) -> None:
-    result = report_operator(root).execute(context(RUN_ID))
+    # The report is written, then the task fails: a partial picture must not pass for a successful cycle.
+    with pytest.raises(AirflowFailException, match="parts of the fleet are missing: aws_default/eu-west-1 inventory"):
+        report_operator(root).execute(context(RUN_ID))
 
     report = written(root, RUN_ID)
     jsonschema.validate(report, REPORT_SCHEMA)
@@ -177,14 +179,11 @@ def test_report_names_the_failed_targets_stage_and_error_and_accounts_for_the_re
     assert len(rows) == len(report["resources"]) + 1
     html = artifact(root, RUN_ID, "report", "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "eu-west-1" in html
-    assert result["in_scope"] == 6 and result["incomplete"] == 1
-    for kind, uri in result["report"].items():
-        assert uri.endswith(f"/{DAG_ID}/{RUN_ID}/report/report.{kind}")
-        assert Path(uri.removeprefix("file://")).exists()
 
 
 def test_a_match_that_never_ran_is_reported_incomplete_and_its_instances_get_no_data(root: Path) -> None:
-    result = report_operator(root).execute(context(PARTIAL_RUN_ID))
+    with pytest.raises(AirflowFailException, match="parts of the fleet are missing"):
+        report_operator(root).execute(context(PARTIAL_RUN_ID))
     report = written(root, PARTIAL_RUN_ID)
     incomplete = {(part["region"], part["stage"]): part["error"] for part in report["incomplete"]}
     # Neither task of this run left an error record.
@@ -195,10 +194,23 @@ def test_a_match_that_never_ran_is_reported_incomplete_and_its_instances_get_no_
     assert report["accounting"]["ok"]
     verdicts = Counter(r["verdict"] for r in report["resources"] if r["resource_type"] == "ec2")
     assert verdicts == {"NO_DATA": 3, "SKIPPED_UNMANAGED": 1}
-    assert result["incomplete"] == 2
 
 
-def test_only_an_accounting_mismatch_fails_the_report(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_complete_run_returns_the_report_uris(root: Path) -> None:
+    only_us = CycleReportOperator(task_id="report", targets=TARGETS[:1], artifact_root=f"file://{root}", mode="scan")
+    result = only_us.execute(context(RUN_ID))
+    assert result["incomplete"] == 0 and result["in_scope"] == 6
+    for kind, uri in result["report"].items():
+        assert uri.endswith(f"/{DAG_ID}/{RUN_ID}/report/report.{kind}")
+        assert Path(uri.removeprefix("file://")).exists()
+
+
+def test_no_targets_fails_without_a_report(root: Path) -> None:
+    with pytest.raises(AirflowFailException, match="validate_params failed"):
+        CycleReportOperator(task_id="report", targets=None, artifact_root=f"file://{root}").execute(context(RUN_ID))
+
+
+def test_an_accounting_mismatch_fails_the_report(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = cycle_report.scan_verdicts
 
     def losing_one(*args: Any, **kwargs: Any) -> pd.DataFrame:

@@ -42,6 +42,8 @@ class CycleReportOperator(BaseOperator):
         self.mode = mode
 
     def execute(self, context: Context) -> dict[str, Any]:
+        if not self.targets:
+            raise AirflowFailException("no targets to report on: validate_params failed (see its log)")
         store = ArtifactStore(self.artifact_root, context["dag"].dag_id, context["run_id"], self.artifact_conn_id)
         inventories, plans, compliances, failures, missing = [], [], [], {}, []
         for target in (Target(t["aws_conn_id"], t["region_name"]) for t in self.targets or []):
@@ -59,7 +61,11 @@ class CycleReportOperator(BaseOperator):
             if compliance is not None:
                 compliances.append(compliance)
             failures.update(store.read_json(str(store.path("match", f"{target.key}.scan_failures.json"))))
-        inventory = combine(inventories) if inventories else empty_inventory().assign(in_scope=[], scope_reason=[])
+        inventory = (
+            combine(inventories)
+            if inventories
+            else empty_inventory().assign(in_scope=pd.Series(dtype=bool), scope_reason=pd.Series(dtype="str"))
+        )
         plan = combine_plan(plans) if plans else empty_plan()
         compliance = (
             pd.concat(compliances, ignore_index=True)
@@ -78,6 +84,10 @@ class CycleReportOperator(BaseOperator):
         self.log.info("Report: %s; totals: %s", uris["json"], report["totals"]["by_verdict"])
         if not report["accounting"]["ok"]:
             raise AirflowFailException(f"report accounting does not add up: {report['accounting']}")
+        if missing:
+            # The report is written, but a partial picture must not pass for a successful cycle.
+            parts = "; ".join(f"{m['aws_conn_id']}/{m['region']} {m['stage']}: {m['error']}" for m in missing)
+            raise AirflowFailException(f"report written to {uris['html']}, but parts of the fleet are missing: {parts}")
         return {"report": uris, "in_scope": report["totals"]["resources_in_scope"], "incomplete": len(missing)}
 
 
