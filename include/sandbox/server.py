@@ -22,7 +22,7 @@ from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from include.sandbox import fleet, protocol, query_protocol, rds_maintenance, ssm_commands, ssm_patches
+from include.sandbox import fleet, moto_fixes, protocol, query_protocol, rds_maintenance, ssm_commands, ssm_patches
 from include.sandbox.api import Handler, RequestContext
 from include.sandbox.scenario import Scenario
 from include.sandbox.world import World
@@ -275,6 +275,7 @@ class SandboxServer:
         # werkzeug logs every request at INFO: a patch cycle makes thousands.
         logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
         reset_moto()
+        moto_fixes.apply()
         self.world = World(scenario)
         fleet.seed(self.world)
         self.app = SandboxApp(self.world, strict=strict)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.bench import bench_sandbox
+from tests.bench import bench_cycle, bench_sandbox
 
 if __name__ == "__main__":
     bench_sandbox.main()
+    print()
+    bench_cycle.main()
