@@ -101,6 +101,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sandbox-port", type=int, default=5055)
     parser.add_argument("--api-port", type=int, default=8080)
     parser.add_argument(
+        "--run-conf",
+        type=json.loads,
+        default=DEMO_RUN_CONF,
+        help=f"params of the triggered patch_cycle run, as JSON (default: {json.dumps(DEMO_RUN_CONF)})",
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         default=REPO_ROOT / ".demo",
@@ -416,7 +422,7 @@ def report_summary(report: dict[str, Any]) -> str:
 
 
 def trigger_patch_cycle(
-    api: AirflowApi, sandbox_url: str, reports_dir: Path, services: Sequence[Service]
+    api: AirflowApi, sandbox_url: str, reports_dir: Path, services: Sequence[Service], conf: dict[str, Any]
 ) -> CycleRun | None:
     """Unpause patch_cycle once the dag-processor has parsed it, and trigger a scan run.
 
@@ -433,9 +439,7 @@ def trigger_patch_cycle(
         status, answer = api.request("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
         if status != 200:
             raise ApiError(f"PATCH /api/v2/dags/{DAG_ID}: HTTP {status}: {answer}")
-        status, answer = api.request(
-            "POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": DEMO_RUN_CONF}
-        )
+        status, answer = api.request("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
         if status != 200:
             raise ApiError(f"POST /api/v2/dags/{DAG_ID}/dagRuns: HTTP {status}: {answer}")
         run_id = str(answer["dag_run_id"])
@@ -509,7 +513,7 @@ def run(args: argparse.Namespace, services: list[Service]) -> None:
     say(f"Login: {ADMIN_USER} / {password}")
     say(f"UI: {api_url}")
     api = AirflowApi(api_url, ADMIN_USER, password)
-    cycle = trigger_patch_cycle(api, sandbox_url, paths.state_dir / "reports", services)
+    cycle = trigger_patch_cycle(api, sandbox_url, paths.state_dir / "reports", services, args.run_conf)
     say("Press Ctrl-C to stop.")
     supervise(services, cycle)
 

@@ -25,6 +25,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO = REPO / "include" / "sandbox" / "scenarios" / "default.yaml"
+RUN_CONF = {"poll_seconds": 2, "command_timeout_minutes": 0.25}
 STARTUP_TIMEOUT = 150.0
 TRIGGER_TIMEOUT = 150.0  # the demo waits up to 120 s for the dag-processor to parse patch_cycle
 CYCLE_TIMEOUT = 360.0  # about 2-4 minutes: the scenario's hung instance is cut short after 2
@@ -132,6 +133,8 @@ def test_demo_serves_api_runs_a_scan_cycle_and_stops_everything(tmp_path: Path) 
     sandbox_port, api_port = free_port(), free_port()
     argv = [sys.executable, "-m", "include.demo", "--scenario", str(SCENARIO)]
     argv += ["--sandbox-port", str(sandbox_port), "--api-port", str(api_port), "--state-dir", str(tmp_path / "demo")]
+    # The scenario's hung instance is cut short sooner than in the interactive demo.
+    argv += ["--run-conf", json.dumps(RUN_CONF)]
     started = time.monotonic()
     demo = subprocess.Popen(
         argv,
@@ -179,7 +182,7 @@ def test_demo_serves_api_runs_a_scan_cycle_and_stops_everything(tmp_path: Path) 
         status, body = http("GET", f"{api}/api/v2/dags/patch_cycle/dagRuns", token=token)
         assert status == 200, body
         assert [run["dag_run_id"] for run in body["dag_runs"]] == [run_id], "the demo's run must be the only one"
-        assert body["dag_runs"][0]["conf"] == {"poll_seconds": 5, "command_timeout_minutes": 2}
+        assert body["dag_runs"][0]["conf"] == RUN_CONF
 
         finished = output.wait_for("patch_cycle run ", CYCLE_TIMEOUT)
         print(f"run finished {time.monotonic() - triggered:.1f} s after the trigger")

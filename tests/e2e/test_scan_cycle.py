@@ -22,7 +22,7 @@ from include.sandbox.catalog import build_catalog
 from include.sandbox.scenario import DEFAULT_SCENARIO, Baseline, Scenario, load_scenario
 
 # A hung command is cut short after this long (the scenario's other commands take seconds).
-CONF = {"command_timeout_minutes": 0.5}
+CONF = {"command_timeout_minutes": 0.25}
 
 
 def approved(
