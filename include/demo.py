@@ -140,7 +140,7 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def aws_connection_json(sandbox_url: str) -> str:
+def aws_connection_json(sandbox_url: str, max_attempts: int = 10) -> str:
     """The aws_default connection, pointed at the sandbox with dummy keys."""
     return json.dumps(
         {
@@ -150,7 +150,7 @@ def aws_connection_json(sandbox_url: str) -> str:
             "extra": {
                 "endpoint_url": sandbox_url,
                 "region_name": "us-east-1",
-                "config_kwargs": {"retries": {"mode": "standard", "max_attempts": 10}},
+                "config_kwargs": {"retries": {"mode": "standard", "max_attempts": max_attempts}},
             },
         }
     )

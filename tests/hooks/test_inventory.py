@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC
 
 import pytest
 import yaml
 
+from include.demo import aws_connection_json
 from include.sandbox.scenario import DEFAULT_SCENARIO, Region, Scenario, parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.hooks.inventory import Ec2InventoryHook, RdsInventoryHook, S3InventoryHook
@@ -42,13 +42,7 @@ def server() -> Iterator[SandboxServer]:
 
 @pytest.fixture(autouse=True)
 def aws_default(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    extra = {
-        "endpoint_url": server.url,
-        "region_name": "us-east-1",
-        "config_kwargs": {"retries": {"mode": "standard", "max_attempts": 3}},
-    }
-    connection = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(server.url, max_attempts=3))
 
 
 @pytest.mark.parametrize("name", REGIONS)

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
+from include.demo import aws_connection_json
 from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.core.report import REPORT_SCHEMA
@@ -99,15 +100,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The artifacts a run leaves when eu-west-1's inventory is refused: its match fails too."""
     server = SandboxServer(parse_scenario(SCENARIO, source="<test_cycle_report>"), strict=True).start()
     path = tmp_path_factory.mktemp("artifacts")
-    extra = {
-        "endpoint_url": server.url,
-        "region_name": "us-east-1",
-        "config_kwargs": {"retries": {"mode": "standard", "max_attempts": 3}},
-    }
-    connection = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+            patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(server.url, max_attempts=3))
             stage_args = {"artifact_root": f"file://{path}"}
             InventoryOperator(task_id="inventory", region_name="us-east-1", **stage_args).execute(context(RUN_ID))
             with pytest.raises(AirflowFailException, match="ec2:DescribeInstances"):

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
+from include.demo import aws_connection_json
 from include.sandbox.scenario import DEFAULT_SCENARIO, parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.core.scope import Scope, apply_scope
@@ -42,16 +43,8 @@ def server() -> Iterator[SandboxServer]:
 
 @pytest.fixture(scope="module")
 def connection(server: SandboxServer) -> Iterator[None]:
-    extra = {
-        "endpoint_url": server.url,
-        "region_name": "us-east-1",
-        "config_kwargs": {"retries": {"mode": "standard", "max_attempts": 3}},
-    }
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(
-            "AIRFLOW_CONN_AWS_DEFAULT",
-            json.dumps({"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}),
-        )
+        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(server.url, max_attempts=3))
         yield
 
 

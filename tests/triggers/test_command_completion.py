@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from airflow.triggers.base import TriggerEvent
 
+from include.demo import aws_connection_json
 from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.hooks.patch_manager import PatchManagerHook
@@ -54,13 +55,7 @@ def server() -> Iterator[SandboxServer]:
 
 @pytest.fixture(autouse=True)
 def aws_default(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    extra = {
-        "endpoint_url": server.url,
-        "region_name": "us-east-1",
-        "config_kwargs": {"retries": {"mode": "standard", "max_attempts": 3}},
-    }
-    connection = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(server.url, max_attempts=3))
 
 
 def advance(server: SandboxServer, seconds: float) -> None:
