@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import tempfile
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,6 +76,35 @@ def sandbox(sandbox_factory: Callable[..., Any]) -> Any:
 def aws(sandbox: Any) -> Callable[..., Any]:
     """boto3 clients pointed at the sandbox: aws("ssm", region="eu-west-1")."""
     return client_factory(sandbox.url)
+
+
+def sandbox_calls(url: str, api: str) -> int:
+    """How many calls the sandbox has served for one "service:Operation"."""
+    with urllib.request.urlopen(f"{url}/_sandbox/calls", timeout=10) as response:
+        return int(json.loads(response.read()).get(api, 0))
+
+
+def advance_clock(url: str, seconds: float) -> None:
+    """Move the sandbox's simulated clock forward."""
+    request = urllib.request.Request(
+        f"{url}/_sandbox/clock/advance", data=json.dumps({"seconds": seconds}).encode(), method="POST"
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def first_trigger_payload(trigger: Any, timeout: float = 60) -> dict[str, Any]:
+    """Run a trigger as the triggerer would, until its first event; returns the event's payload."""
+
+    async def first() -> Any:
+        events = trigger.run()
+        try:
+            return await anext(events)
+        finally:
+            await events.aclose()
+
+    payload: dict[str, Any] = asyncio.run(asyncio.wait_for(first(), timeout=timeout)).payload
+    json.dumps(payload)  # it travels through the database
+    return payload
 
 
 def client_factory(url: str) -> Callable[..., Any]:

@@ -211,6 +211,3 @@ class World:
         if store is None:
             store = self._commands[(account_id, region)] = CommandStore(self, account_id, region)
         return store
-
-    def command_stores(self) -> list[CommandStore]:
-        return list(self._commands.values())

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +13,7 @@ from include.demo import aws_connection_json
 from include.sandbox.scenario import DEFAULT_SCENARIO, parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.hooks.patch_manager import MAX_IDS_PER_CALL, PatchManagerHook, batches
-from tests.conftest import client_factory
+from tests.conftest import advance_clock, client_factory, sandbox_calls
 
 ACCOUNT = "123456789012"
 REGIONS = ("us-east-1", "eu-west-1")
@@ -37,18 +35,6 @@ def aws_default(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def hook(region: str) -> PatchManagerHook:
     return PatchManagerHook(aws_conn_id="aws_default", region_name=region)
-
-
-def calls(server: SandboxServer, api: str) -> int:
-    with urllib.request.urlopen(f"{server.url}/_sandbox/calls", timeout=10) as response:
-        return int(json.loads(response.read()).get(api, 0))
-
-
-def advance(server: SandboxServer, seconds: float) -> None:
-    request = urllib.request.Request(
-        f"{server.url}/_sandbox/clock/advance", data=json.dumps({"seconds": seconds}).encode(), method="POST"
-    )
-    urllib.request.urlopen(request, timeout=10).close()
 
 
 def registered(server: SandboxServer, region: str) -> list[str]:
@@ -75,11 +61,11 @@ def test_batches_cut_at_fifty() -> None:
 def test_managed_instances_pages_past_fifty(server: SandboxServer, region: str) -> None:
     want = expected_registered(region)
     assert want > 50, "the scenario should need more than one page"
-    before = calls(server, "ssm:DescribeInstanceInformation")
+    before = sandbox_calls(server.url, "ssm:DescribeInstanceInformation")
     managed = hook(region).managed_instances()
     assert len(managed) == want
     assert sorted(info["InstanceId"] for info in managed) == sorted(registered(server, region))
-    assert calls(server, "ssm:DescribeInstanceInformation") - before == math.ceil(want / 50)
+    assert sandbox_calls(server.url, "ssm:DescribeInstanceInformation") - before == math.ceil(want / 50)
 
 
 @pytest.mark.parametrize("count", [1, 50, 51, 100, 101])
@@ -87,26 +73,26 @@ def test_instance_patch_states_batches_ids_fifty_per_call(server: SandboxServer,
     ids = registered(server, "eu-west-1")
     assert len(ids) == 100
     wanted = [*ids, "i-0ffffffffffffffff"][:count]  # an id SSM does not know is simply absent
-    before = calls(server, "ssm:DescribeInstancePatchStates")
+    before = sandbox_calls(server.url, "ssm:DescribeInstancePatchStates")
     states = hook("eu-west-1").instance_patch_states(wanted)
-    assert calls(server, "ssm:DescribeInstancePatchStates") - before == math.ceil(count / 50)
+    assert sandbox_calls(server.url, "ssm:DescribeInstancePatchStates") - before == math.ceil(count / 50)
     assert sorted(state["InstanceId"] for state in states) == sorted(wanted[:100])
     assert all(state["BaselineId"] and "MissingCount" in state for state in states)
 
 
 def test_instance_patch_states_of_no_ids_calls_nothing(server: SandboxServer) -> None:
-    before = calls(server, "ssm:DescribeInstancePatchStates")
+    before = sandbox_calls(server.url, "ssm:DescribeInstancePatchStates")
     assert hook("eu-west-1").instance_patch_states([]) == []
-    assert calls(server, "ssm:DescribeInstancePatchStates") == before
+    assert sandbox_calls(server.url, "ssm:DescribeInstancePatchStates") == before
 
 
 @pytest.mark.parametrize("count", [0, 51])
 def test_send_patch_baseline_refuses_0_or_51_ids_before_calling_aws(server: SandboxServer, count: int) -> None:
     ids = registered(server, "eu-west-1")[:count]
-    before = calls(server, "ssm:SendCommand")
+    before = sandbox_calls(server.url, "ssm:SendCommand")
     with pytest.raises(ValueError, match=f"takes 1 to 50 instance ids, got {count}"):
         hook("eu-west-1").send_patch_baseline(ids, operation="Scan", max_concurrency="50", max_errors="10%")
-    assert calls(server, "ssm:SendCommand") == before
+    assert sandbox_calls(server.url, "ssm:SendCommand") == before
 
 
 def test_send_patch_baseline_sends_the_scan_to_exactly_those_instances(server: SandboxServer) -> None:
@@ -119,7 +105,7 @@ def test_send_patch_baseline_sends_the_scan_to_exactly_those_instances(server: S
     assert command["Parameters"] == {"Operation": ["Scan"], "RebootOption": ["NoReboot"]}
     assert (command["MaxConcurrency"], command["MaxErrors"]) == ("10", "5")
     assert command["Comment"] == "x" * 100  # SendCommand's Comment limit
-    advance(server, 120)
+    advance_clock(server.url, 120)
     done = ssm.command(command_id)
     assert done["CompletedCount"] == 50  # finished everywhere (one of these instances' scans fails)
     invocations = ssm.command_invocations(command_id)
@@ -134,16 +120,16 @@ def test_command_invocations_pages(server: SandboxServer) -> None:
         DocumentName="AWS-RunPatchBaseline",
         Parameters={"Operation": ["Scan"]},
     )["Command"]["CommandId"]
-    advance(server, 120)
+    advance_clock(server.url, 120)
     production = [
         i.instance_id
         for i in server.world.instances(ACCOUNT, "eu-west-1").values()
         if server.world.tags(ACCOUNT, "eu-west-1", i.instance_id).get("Environment") == "production"
     ]
     assert len(production) == 90
-    before = calls(server, "ssm:ListCommandInvocations")
+    before = sandbox_calls(server.url, "ssm:ListCommandInvocations")
     invocations: list[dict[str, Any]] = hook("eu-west-1").command_invocations(command_id)
-    assert calls(server, "ssm:ListCommandInvocations") - before == 2
+    assert sandbox_calls(server.url, "ssm:ListCommandInvocations") - before == 2
     assert sorted(inv["InstanceId"] for inv in invocations) == sorted(production)
     assert {inv["CommandId"] for inv in invocations} == {command_id}
 

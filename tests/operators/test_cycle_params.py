@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from patchcycle.operators.cycle_params import CycleParamsOperator, cycle_config
+from patchcycle.operators.cycle_params import CycleParamsOperator
 
 PARAMS: dict[str, Any] = {
     "mode": "scan",
@@ -56,10 +56,3 @@ def test_invalid_params_fail_the_task_without_retries_naming_the_field(override:
         execute({**PARAMS, **override})
     assert str(caught.value).startswith(f"invalid params: {field}:"), str(caught.value)
     assert isinstance(caught.value.__cause__, ValueError)
-
-
-def test_cycle_config_reads_the_runs_params() -> None:
-    context: Any = {"params": {**PARAMS, "poll_seconds": 5}}
-    config = cycle_config(context)
-    assert config.poll_seconds == 5.0
-    assert [t.key for t in config.targets] == ["aws_prod.us-east-1", "aws_prod.eu-west-1", "aws_dev.us-east-1"]

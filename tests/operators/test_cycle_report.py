@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -26,6 +25,7 @@ from patchcycle.operators import cycle_report
 from patchcycle.operators.cycle_report import CycleReportOperator
 from patchcycle.operators.inventory import InventoryOperator
 from patchcycle.operators.patch_scan import PatchScanOperator
+from tests.conftest import first_trigger_payload
 
 ACCOUNT = "123456789012"
 DAG_ID = "patch_cycle"
@@ -112,7 +112,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                 scan.execute(context(RUN_ID))
             advance = urllib.request.Request(f"{server.url}/_sandbox/clock/advance", data=b'{"seconds": 60}')
             urllib.request.urlopen(advance, timeout=10).close()
-            scan.execute_complete(context(RUN_ID), first_event(deferred.value.trigger))
+            scan.execute_complete(context(RUN_ID), done_payload(deferred.value.trigger))
             with pytest.raises(AirflowFailException, match="no inventory"):
                 PatchScanOperator(task_id="match", region_name="eu-west-1", **stage_args).execute(context(RUN_ID))
             InventoryOperator(task_id="inventory", region_name="us-east-1", **stage_args).execute(
@@ -123,15 +123,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         server.stop()
 
 
-def first_event(trigger: Any) -> dict[str, Any]:
-    async def first() -> Any:
-        events = trigger.run()
-        try:
-            return await anext(events)
-        finally:
-            await events.aclose()
-
-    payload: dict[str, Any] = asyncio.run(asyncio.wait_for(first(), timeout=60)).payload
+def done_payload(trigger: Any) -> dict[str, Any]:
+    payload = first_trigger_payload(trigger)
     assert payload["status"] == "done"
     return payload
 

@@ -3,10 +3,8 @@ commands, the real trigger waits on them, execute_complete writes the plan, comp
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +23,7 @@ from patchcycle.core.scope import Scope, apply_scope
 from patchcycle.operators.inventory import InventoryOperator
 from patchcycle.operators.patch_scan import PatchScanOperator
 from patchcycle.triggers.command_completion import CommandCompletionTrigger
-from tests.conftest import client_factory
+from tests.conftest import advance_clock, client_factory, first_trigger_payload, sandbox_calls
 
 ACCOUNT = "123456789012"
 DAG_ID = "patch_cycle"
@@ -71,37 +69,10 @@ def scan_operator(root: Path, region: str, **kwargs: Any) -> PatchScanOperator:
     return PatchScanOperator(task_id="match", region_name=region, artifact_root=f"file://{root}", **kwargs)
 
 
-def calls(server: SandboxServer, api: str) -> int:
-    with urllib.request.urlopen(f"{server.url}/_sandbox/calls", timeout=10) as response:
-        return int(json.loads(response.read()).get(api, 0))
-
-
-def advance(server: SandboxServer, seconds: float) -> None:
-    request = urllib.request.Request(
-        f"{server.url}/_sandbox/clock/advance", data=json.dumps({"seconds": seconds}).encode(), method="POST"
-    )
-    urllib.request.urlopen(request, timeout=10).close()
-
-
 def deferral(operator: PatchScanOperator, run_id: str = RUN_ID) -> TaskDeferred:
     with pytest.raises(TaskDeferred) as caught:
         operator.execute(context(run_id))
     return caught.value
-
-
-def trigger_payload(trigger: Any) -> dict[str, Any]:
-    """Run the trigger as the triggerer would, until its first event."""
-
-    async def first() -> Any:
-        events = trigger.run()
-        try:
-            return await anext(events)
-        finally:
-            await events.aclose()
-
-    payload: dict[str, Any] = asyncio.run(asyncio.wait_for(first(), timeout=60)).payload
-    json.dumps(payload)  # it travels through the database
-    return payload
 
 
 def online(server: SandboxServer, region: str) -> list[str]:
@@ -121,7 +92,7 @@ def test_scan_defers_with_batches_of_fifty_then_writes_plan_compliance_and_failu
     assert len(targets) == 86
     (failing,) = with_fault(server, region, "scan_fails")
     operator = scan_operator(root, region, poll_seconds=0.2, command_timeout_minutes=5)
-    sent_before = calls(server, "ssm:SendCommand")
+    sent_before = sandbox_calls(server.url, "ssm:SendCommand")
 
     deferred = deferral(operator)
     assert deferred.method_name == "execute_complete"
@@ -129,14 +100,14 @@ def test_scan_defers_with_batches_of_fifty_then_writes_plan_compliance_and_failu
     trigger = deferred.trigger
     assert isinstance(trigger, CommandCompletionTrigger)
     assert len(trigger.command_ids) == math.ceil(len(targets) / 50) == 2
-    assert calls(server, "ssm:SendCommand") - sent_before == 2
+    assert sandbox_calls(server.url, "ssm:SendCommand") - sent_before == 2
     assert (trigger.aws_conn_id, trigger.region_name) == ("aws_default", region)
     assert (trigger.poll_interval, trigger.timeout) == (0.2, 300.0)
     commands = json.loads(artifact(root, RUN_ID, "match", f"{key}.commands.json").read_text())
     assert commands == {"scan": trigger.command_ids, "instances": targets}
 
-    advance(server, 120)
-    payload = trigger_payload(trigger)
+    advance_clock(server.url, 120)
+    payload = first_trigger_payload(trigger)
     assert payload["status"] == "done"
     summary = operator.execute_complete(context(RUN_ID), payload)
 
@@ -182,14 +153,14 @@ def test_a_hung_scan_is_cancelled_and_its_instance_reported_as_not_finished(serv
     trigger = deferred.trigger
     assert len(trigger.command_ids) == math.ceil(len(targets) / 50) == 2
 
-    advance(server, 120)  # every scan is done but the hung one, which would run for the document's 2 h
-    payload = trigger_payload(trigger)
+    advance_clock(server.url, 120)  # every scan is done but the hung one, which would run for the document's 2 h
+    payload = first_trigger_payload(trigger)
     assert payload["status"] == "timeout"
     (late,) = payload["pending"]
-    cancels_before = calls(server, "ssm:CancelCommand")
+    cancels_before = sandbox_calls(server.url, "ssm:CancelCommand")
     summary = operator.execute_complete(context(RUN_ID), payload)
 
-    assert calls(server, "ssm:CancelCommand") - cancels_before == 1
+    assert sandbox_calls(server.url, "ssm:CancelCommand") - cancels_before == 1
     ssm = client_factory(server.url)("ssm", region=region)
     (invocation,) = ssm.list_command_invocations(CommandId=late, InstanceId=hung)["CommandInvocations"]
     assert invocation["Status"] in ("Cancelling", "Cancelled")
@@ -213,7 +184,7 @@ def test_a_region_with_nothing_to_scan_returns_without_deferring(server: Sandbox
         target = artifact(root, run_id, "inventory", name)
         target.parent.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(target, index=False)
-    before = {api: calls(server, api) for api in ("ssm:SendCommand", "ssm:DescribeInstancePatchStates")}
+    before = {api: sandbox_calls(server.url, api) for api in ("ssm:SendCommand", "ssm:DescribeInstancePatchStates")}
 
     summary = scan_operator(root, "us-east-1").execute(context(run_id))  # no TaskDeferred
 
@@ -225,7 +196,7 @@ def test_a_region_with_nothing_to_scan_returns_without_deferring(server: Sandbox
         "non_compliant": 0,
         "plan_rows": 0,
     }
-    assert {api: calls(server, api) for api in before} == before
+    assert {api: sandbox_calls(server.url, api) for api in before} == before
     assert len(pd.read_parquet(artifact(root, run_id, "match", f"{key}.plan.parquet"))) == 0
     assert len(pd.read_parquet(artifact(root, run_id, "match", f"{key}.compliance.parquet"))) == 0
     assert json.loads(artifact(root, run_id, "match", f"{key}.scan_failures.json").read_text()) == {}
@@ -234,10 +205,10 @@ def test_a_region_with_nothing_to_scan_returns_without_deferring(server: Sandbox
 def test_missing_inventory_fails_without_calling_aws_and_records_the_error(
     server: SandboxServer, connection: None, tmp_path: Path
 ) -> None:
-    before = calls(server, "ssm:SendCommand")
+    before = sandbox_calls(server.url, "ssm:SendCommand")
     with pytest.raises(AirflowFailException, match=r"no inventory for aws_default\.us-east-1"):
         scan_operator(tmp_path, "us-east-1").execute(context("manual__no_inventory"))
-    assert calls(server, "ssm:SendCommand") == before
+    assert sandbox_calls(server.url, "ssm:SendCommand") == before
     recorded = json.loads(
         artifact(tmp_path, "manual__no_inventory", "errors", "match.aws_default.us-east-1.json").read_text()
     )

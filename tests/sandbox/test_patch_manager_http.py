@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,7 +9,7 @@ import pytest
 
 from include.sandbox.catalog import build_catalog
 from include.sandbox.scenario import parse_scenario
-from tests.conftest import client_factory
+from tests.conftest import advance_clock, client_factory
 
 AL2023 = "ami-0a1b2c3d4e5f60001"
 NOW = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
@@ -77,13 +75,6 @@ def expected_missing() -> set[str]:
     return missing
 
 
-def advance(url: str, seconds: float) -> None:
-    request = urllib.request.Request(
-        f"{url}/_sandbox/clock/advance", data=json.dumps({"seconds": seconds}).encode(), method="POST"
-    )
-    urllib.request.urlopen(request, timeout=10).close()
-
-
 @pytest.fixture
 def fleet(sandbox_factory: Any) -> tuple[Any, Any, list[str], str]:
     server = sandbox_factory(SCENARIO)
@@ -107,7 +98,7 @@ def test_scan_then_install_follows_the_baseline(fleet: tuple[Any, Any, list[str]
     ]
     assert scan["TargetCount"] == len(web)
     assert ssm.list_commands(CommandId=scan["CommandId"])["Commands"][0]["Status"] in ("Pending", "InProgress")
-    advance(server.url, 30)
+    advance_clock(server.url, 30)
     done = ssm.list_commands(CommandId=scan["CommandId"])["Commands"][0]
     assert (done["Status"], done["CompletedCount"], done["ErrorCount"]) == ("Success", len(web), 0)
     after_scan = ssm.describe_instance_patch_states(InstanceIds=web)["InstancePatchStates"]
@@ -120,7 +111,7 @@ def test_scan_then_install_follows_the_baseline(fleet: tuple[Any, Any, list[str]
         Parameters={"Operation": ["Install"], "RebootOption": ["RebootIfNeeded"]},
         MaxErrors="1",
     )["Command"]
-    advance(server.url, 120)
+    advance_clock(server.url, 120)
     final = ssm.list_commands(CommandId=install["CommandId"])["Commands"][0]
     assert (final["Status"], final["CompletedCount"], final["ErrorCount"]) == ("Failed", len(web), 1)
     invocations = ssm.list_command_invocations(CommandId=install["CommandId"])["CommandInvocations"]
@@ -148,7 +139,7 @@ def test_no_reboot_leaves_reboot_patches_pending(fleet: tuple[Any, Any, list[str
         DocumentName="AWS-RunPatchBaseline",
         Parameters={"Operation": ["Install"], "RebootOption": ["NoReboot"]},
     )
-    advance(server.url, 60)
+    advance_clock(server.url, 60)
     state = ssm.describe_instance_patch_states(InstanceIds=web[1:2])["InstancePatchStates"][0]
     assert state["InstalledPendingRebootCount"] == len(needs_reboot)
     assert state["MissingCount"] == 0
@@ -164,9 +155,9 @@ def test_offline_agent_times_out_delivery_and_the_rest_is_untouched(fleet: tuple
         Parameters={"Operation": ["Scan"]},
         TimeoutSeconds=30,
     )["Command"]
-    advance(server.url, 300)
+    advance_clock(server.url, 300)
     assert ssm.list_commands(CommandId=command["CommandId"])["Commands"][0]["Status"] == "Pending"  # never delivered
-    advance(server.url, 3 * 3600)  # past TimeoutSeconds plus the document's execution timeout
+    advance_clock(server.url, 3 * 3600)  # past TimeoutSeconds plus the document's execution timeout
     final = ssm.list_commands(CommandId=command["CommandId"])["Commands"][0]
     assert (final["Status"], final["DeliveryTimedOutCount"]) == ("TimedOut", 1)
     invocation = ssm.get_command_invocation(CommandId=command["CommandId"], InstanceId=offline)

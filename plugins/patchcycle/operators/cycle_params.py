@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -20,9 +18,3 @@ class CycleParamsOperator(BaseOperator):
             raise AirflowFailException(f"invalid params: {error}") from error
         self.log.info("Cycle in %s mode over %d (connection, region) targets", config.mode, len(config.targets))
         return [target.as_kwargs() for target in config.targets]
-
-
-def cycle_config(context: Context) -> CycleConfig:
-    """The run's config, for operators that need more than their own arguments."""
-    params: dict[str, Any] = dict(context["params"])
-    return CycleConfig.from_params(params)
