@@ -1,19 +1,30 @@
-"""patch_cycle: inventory -> match (Patch Manager scan) -> report, fanned out by (connection, region)."""
+"""patch_cycle: inventory -> match -> [install mode] staging -> approval -> production waves -> verify -> report.
+
+Tasks fan out by (connection, region); the waves span every target. Scan mode skips everything
+between match and report.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, chain
 
+from patchcycle.config import MAX_WAVES
+from patchcycle.operators.approval import PatchApprovalOperator
 from patchcycle.operators.cycle_params import CycleParamsOperator
 from patchcycle.operators.cycle_report import CycleReportOperator
+from patchcycle.operators.install_plan import InstallPlanOperator
 from patchcycle.operators.inventory import InventoryOperator
 from patchcycle.operators.patch_scan import PatchScanOperator
+from patchcycle.operators.patch_wave import PatchWaveOperator
+from patchcycle.operators.staging_checks import StagingHealthCheckOperator, StagingPatchOperator
+from patchcycle.operators.staging_stack import StagingStackOperator, StagingTeardownOperator
+from patchcycle.operators.verify_install import VerifyInstallOperator
 
 with DAG(
     dag_id="patch_cycle",
-    description="The AWS patch cycle: inventory, Patch Manager matching and a compliance report.",
+    description="The AWS patch cycle: inventory, matching, staging, approval, production waves, verification, report.",
     schedule="0 3 * * 2#2",  # the second Tuesday of the month, 03:00 UTC
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -29,11 +40,56 @@ with DAG(
     },
     params={
         "mode": Param(
-            "scan",
-            enum=["scan", "install"],
+            "default",
+            enum=["default", "scan", "install"],
             title="Mode",
-            description="scan: report what is missing without installing anything. install: not available yet.",
+            description=(
+                "scan: report what is missing, install nothing. install: stage, approve, roll out in waves, verify. "
+                "default: install on the monthly schedule, scan on a run triggered by hand."
+            ),
         ),
+        "approval_mode": Param(
+            "manual",
+            enum=["manual", "auto"],
+            title="Approval",
+            description="manual: a person approves in the UI. auto: approve only if staging passed every check.",
+        ),
+        "approval_timeout_hours": Param(
+            24, type="number", exclusiveMinimum=0, title="Approval timeout (hours)", description="No answer: Reject."
+        ),
+        "staging_max_instances": Param(
+            10,
+            type="integer",
+            minimum=1,
+            title="Staging instances per region (at most)",
+            description="One per distinct OS, AMI, instance family and patch group; profiles beyond it are skipped.",
+        ),
+        "staging_instance_profile": Param(
+            "",
+            type="string",
+            title="Staging instance profile",
+            description="IAM instance profile for staging instances (needs AmazonSSMManagedInstanceCore).",
+        ),
+        "staging_subnet_id": Param("", type="string", title="Staging subnet", description="Empty: the default VPC."),
+        "staging_timeout_minutes": Param(
+            30, type="number", exclusiveMinimum=0, title="Staging instances must be Online in SSM within (minutes)"
+        ),
+        "canary": Param("5%", type="string", title="Canary wave", description="A count or a % of the production set."),
+        "wave_percentages": Param(
+            [25, 25, 50],
+            type="array",
+            items={"type": "integer", "minimum": 1, "maximum": 100},
+            minItems=1,
+            maxItems=MAX_WAVES - 1,
+            title="Waves after the canary (% of the rest, adding up to 100)",
+        ),
+        "halt_threshold": Param(
+            "10%",
+            type="string",
+            title="Halt threshold",
+            description="A wave with more failed instances than this (a count or a % of the wave) halts the rest.",
+        ),
+        "reboot_option": Param("RebootIfNeeded", enum=["RebootIfNeeded", "NoReboot"], title="RebootOption"),
         "targets": Param(
             [{"aws_conn_id": "aws_default", "regions": ["us-east-1", "eu-west-1"]}],
             type="array",
@@ -78,23 +134,54 @@ with DAG(
         ),
     },
 ) as dag:
-    targets = CycleParamsOperator(task_id="validate_params", retries=0)
+    cycle = CycleParamsOperator(task_id="validate_params", retries=0)
+    targets, mode, settings = cycle.output, cycle.output["mode"], cycle.output["install"]
 
     artifacts = {"artifact_root": "{{ params.artifact_root }}", "artifact_conn_id": "{{ params.artifact_conn_id }}"}
+    commands = {
+        "max_concurrency": "{{ params.max_concurrency }}",
+        "max_errors": "{{ params.max_errors }}",
+        "poll_seconds": "{{ params.poll_seconds }}",
+        "command_timeout_minutes": "{{ params.command_timeout_minutes }}",
+    }
     inventory = InventoryOperator.partial(task_id="inventory", scope="{{ params.scope }}", **artifacts).expand_kwargs(
-        targets.output
+        targets
     )
     match = PatchScanOperator.partial(
         task_id="match",
         trigger_rule="all_done",  # one failed region's inventory must not stop the others' match
-        max_concurrency="{{ params.max_concurrency }}",
-        max_errors="{{ params.max_errors }}",
-        poll_seconds="{{ params.poll_seconds }}",
-        command_timeout_minutes="{{ params.command_timeout_minutes }}",
+        **commands,
         **artifacts,
-    ).expand_kwargs(targets.output)
+    ).expand_kwargs(targets)
+
+    plan_install = InstallPlanOperator(
+        task_id="plan_install", targets=targets, mode=mode, settings=settings, retries=0, **artifacts
+    )
+    create_staging = StagingStackOperator.partial(
+        task_id="create_staging", settings=settings, mode=mode, **artifacts
+    ).expand_kwargs(targets)
+    patch_staging = StagingPatchOperator.partial(
+        task_id="patch_staging", settings=settings, **commands, **artifacts
+    ).expand_kwargs(targets)
+    check_staging = StagingHealthCheckOperator.partial(
+        task_id="check_staging", settings=settings, **commands, **artifacts
+    ).expand_kwargs(targets)
+    delete_staging = StagingTeardownOperator.partial(task_id="delete_staging", **artifacts).expand_kwargs(targets)
+    approve = PatchApprovalOperator(
+        task_id="approve_production", targets=targets, settings=settings, retries=0, **artifacts
+    )
+    waves = [
+        PatchWaveOperator(task_id=f"wave_{n}", wave=n, targets=targets, settings=settings, **commands, **artifacts)
+        for n in range(1, MAX_WAVES + 1)
+    ]
+    verify = VerifyInstallOperator.partial(
+        task_id="verify", mode=mode, trigger_rule="all_done", **artifacts
+    ).expand_kwargs(targets)
     report = CycleReportOperator(
-        task_id="report", targets=targets.output, mode="{{ params.mode }}", trigger_rule="all_done", **artifacts
+        task_id="report", targets=targets, mode=mode, settings=settings, trigger_rule="all_done", **artifacts
     )
 
-    targets >> inventory >> match >> report
+    inventory >> match >> plan_install >> create_staging >> patch_staging >> check_staging
+    check_staging >> delete_staging.as_teardown(setups=create_staging, on_failure_fail_dagrun=True)
+    chain(check_staging, approve, *waves, verify, report)
+    match >> report

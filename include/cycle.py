@@ -143,6 +143,13 @@ def _copy_report(s3: Any, out_dir: Path) -> Path | None:
     target.mkdir(parents=True, exist_ok=True)
     for name in REPORT_FILES:
         s3.download_file(ARTIFACT_BUCKET, f"{prefix}/{name}", str(target / name))
+    # Every stage's tables and records too: the evidence behind the report, kept after the sandbox stops.
+    run_prefix = prefix.rsplit("/", 1)[0]
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=ARTIFACT_BUCKET, Prefix=f"{run_prefix}/"):
+        for obj in page.get("Contents", []):
+            local = target / "artifacts" / obj["Key"][len(run_prefix) + 1 :]
+            local.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(ARTIFACT_BUCKET, obj["Key"], str(local))
     return target
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import botocore.session
 import pytest
 
-from patchcycle.config import CycleConfig, Target
+from patchcycle.config import CycleConfig, InstallSettings, Target
 from patchcycle.core.scope import Scope
 
 DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "patch_cycle.py"
@@ -44,7 +44,9 @@ def test_the_dags_param_defaults_are_valid() -> None:
     defaults = dag_param_defaults()
     config = CycleConfig.from_params(defaults)
     assert config.targets == (Target("aws_default", "us-east-1"), Target("aws_default", "eu-west-1"))
-    assert config.mode == "scan"
+    assert config.mode == "scan"  # "default" scans on a run triggered by hand
+    assert CycleConfig.from_params(defaults, run_type="scheduled").mode == "install"
+    assert config.install == InstallSettings()
     assert config.scope == Scope()
     assert config.artifact_root == "s3://patchcycle-artifacts"
     assert (config.max_concurrency, config.max_errors) == ("50", "10%")
@@ -175,14 +177,51 @@ def test_waits_accept_ints_and_floats(field: str) -> None:
     assert getattr(CycleConfig.from_params(params(**{field: 0.5})), field) == 0.5
 
 
-def test_install_mode_is_refused_with_a_clear_message() -> None:
-    message = refused("mode", mode="install")
-    assert "'install'" in message and "run mode 'scan'" in message
+def test_install_mode_needs_an_s3_artifact_root() -> None:
+    assert CycleConfig.from_params(params(mode="install")).mode == "install"
+    message = refused("artifact_root", mode="install", artifact_root="file:///tmp/x")
+    assert "s3://" in message and "pinned patch list" in message
+
+
+@pytest.mark.parametrize(("run_type", "mode"), [("scheduled", "install"), ("manual", "scan"), ("backfill", "scan")])
+def test_mode_default_resolves_by_run_type(run_type: str, mode: str) -> None:
+    assert CycleConfig.from_params(params(mode="default"), run_type=run_type).mode == mode
 
 
 @pytest.mark.parametrize("mode", ["patch", "", None, "SCAN"])
 def test_an_unknown_mode_is_refused(mode: Any) -> None:
-    assert "must be one of ['scan', 'install']" in refused("mode", mode=mode)
+    assert "must be one of ['default', 'scan', 'install']" in refused("mode", mode=mode)
+
+
+def test_install_settings_defaults() -> None:
+    install = CycleConfig.from_params(params()).install
+    assert install == InstallSettings()
+    assert InstallSettings.from_dict(install.as_dict()) == install
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("approval_mode", "policy"),
+        ("approval_timeout_hours", 0),
+        ("staging_max_instances", 0),
+        ("staging_max_instances", 2.5),
+        ("staging_instance_profile", "has space"),
+        ("staging_subnet_id", "subnet-XYZ"),
+        ("staging_timeout_minutes", -1),
+        ("canary", "0%"),
+        ("canary", 5),
+        ("halt_threshold", "ten"),
+        ("reboot_option", "Always"),
+        ("wave_percentages", []),
+        ("wave_percentages", [50, 60]),
+        ("wave_percentages", [20, 20, 20, 20, 20]),
+        ("wave_percentages[1]", [50, "50"]),
+        ("wave_percentages[0]", [0, 100]),
+    ],
+)
+def test_bad_install_settings_are_refused_by_name(field: str, value: Any) -> None:
+    refused(field, **{field.split("[")[0]: value})
 
 
 @pytest.mark.parametrize(

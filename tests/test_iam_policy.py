@@ -2,10 +2,13 @@
 
 The calls are found statically with `ast`: boto3 client methods, paginators and waiters on
 the clients of hooks (`self.conn`, `self.get_conn()`, `hook.get_async_conn()`, `boto3.client(...)`),
-plus a short table of indirect calls (`hook.account_id`, ObjectStoragePath on s3://). Each call is
-mapped to its IAM action through botocore's service model. The tests fail when code calls AWS
-without the policy allowing it, when the policy allows what no code calls, and when the extractor
-meets a call it cannot attribute to a service (it never skips one silently).
+plus a short table of indirect calls (`hook.account_id`, ObjectStoragePath on s3://) and the waiters
+of the amazon provider's waiter triggers. Each call is mapped to its IAM action through botocore's
+service model. CloudFormation creates the staging stack's resources with the caller's permissions,
+so the actions that the resources of include/cloudformation/ need (TEMPLATE_RESOURCE_ACTIONS) are
+required too. The tests fail when code or a template needs AWS access the policy does not allow,
+when the policy allows what nothing needs, and when the extractor meets a call or a resource type it
+cannot attribute (it never skips one silently).
 """
 
 from __future__ import annotations
@@ -23,11 +26,16 @@ from typing import Any
 
 import botocore.session
 import pytest
+import yaml
 from botocore import xform_name
+
+from patchcycle.core.staging import stack_name
 
 REPO = Path(__file__).resolve().parents[1]
 POLICY_PATH = REPO / "include" / "iam" / "patchcycle-policy.json"
 SOURCE_DIRS = ("plugins", "dags")
+TEMPLATE_DIR = Path("include") / "cloudformation"
+TEMPLATE_SUFFIXES = (".yaml", ".yml", ".json")
 ARTIFACT_BUCKET = "patchcycle-artifacts"
 
 # The amazon provider's hooks and the boto3 service of their client (None: the subclass sets client_type).
@@ -60,6 +68,29 @@ S3_TRANSFER_HELPERS: dict[str, tuple[str, ...]] = {
 }
 # Clients the extractor cannot attribute to a service in a given file: "path/relative/to/repo.py" -> service.
 FILE_SERVICES: dict[str, str] = {}
+# The amazon provider's trigger base classes that run a botocore waiter of their `aws_hook_class`'s client. The
+# waiter names are the module's string literals that name a waiter of that client (e.g. a WAITERS tuple).
+WAITER_TRIGGER_BASES = frozenset({"AwsBaseWaiterTrigger"})
+
+# CloudFormation creates and deletes a template's resources with the credentials of the stack's caller (the
+# staging stack is created without a service role), so the role needs what the resource handlers call for the
+# properties the templates set. Every resource Type in include/cloudformation/ needs an entry: a type without one
+# fails the tests, naming it.
+TEMPLATE_RESOURCE_ACTIONS: dict[str, tuple[str, ...]] = {
+    # Create: RunInstances, with the template's and the stack's tags applied on create (ec2:CreateTags on the
+    # instance; Tags do not reach the volumes without PropagateTagsToVolumeOnCreation), iam:PassRole for the role of
+    # the IamInstanceProfile, DescribeInstances until it runs. Delete: TerminateInstances, DescribeInstances until
+    # it is terminated. ImageId is a plain String parameter, so no ssm:GetParameters.
+    "AWS::EC2::Instance": (
+        "ec2:CreateTags",
+        "ec2:DescribeInstances",
+        "ec2:RunInstances",
+        "ec2:TerminateInstances",
+        "iam:PassRole",
+    ),
+}
+# IAM actions that are permissions only, with no API operation of their own in botocore.
+PERMISSION_ONLY_ACTIONS = frozenset({"iam:PassRole"})
 
 # Indirect calls. The amazon provider's AwsBaseHook.account_id calls sts:GetCallerIdentity.
 INDIRECT_ATTRIBUTES: dict[str, tuple[tuple[str, str], ...]] = {"account_id": (("sts", "GetCallerIdentity"),)}
@@ -101,14 +132,40 @@ IAM_PREFIXES = {"stepfunctions": "states", "elbv2": "elasticloadbalancing", "elb
 
 # The resources each action must be allowed on; "*" (the default) means the statement must say Resource "*".
 SAMPLE_ACCOUNT, SAMPLE_REGION = "123456789012", "eu-west-1"
+SAMPLE_INSTANCE = f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:instance/i-0123456789abcdef0"
+# The staging stack of a run, named as the code names it; the UUID is CloudFormation's.
+SAMPLE_STACK = (
+    f"arn:aws:cloudformation:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:stack/"
+    f"{stack_name('scheduled__2025-01-07T02:00:00+00:00')}/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+)
+# The role of the staging instances' instance profile, named by the convention include/iam/README.md asks for.
+SAMPLE_INSTANCE_ROLE = f"arn:aws:iam::{SAMPLE_ACCOUNT}:role/patchcycle-staging-ssm"
+# RunInstances is authorized on every resource it touches: the AMI (no account in its ARN), the instance, its root
+# volume and network interface, and the subnet and security group (the default VPC's when the template sets none).
+SAMPLE_RUN_INSTANCES = (
+    f"arn:aws:ec2:{SAMPLE_REGION}::image/ami-0123456789abcdef0",
+    SAMPLE_INSTANCE,
+    f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:network-interface/eni-0123456789abcdef0",
+    f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:security-group/sg-0123456789abcdef0",
+    f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:subnet/subnet-0123456789abcdef0",
+    f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:volume/vol-0123456789abcdef0",
+)
 SAMPLE_RESOURCES: dict[str, tuple[str, ...]] = {
+    "cloudformation:CreateStack": (SAMPLE_STACK,),
+    "cloudformation:DeleteStack": (SAMPLE_STACK,),
+    "cloudformation:DescribeStackEvents": (SAMPLE_STACK,),
+    "cloudformation:DescribeStackResources": (SAMPLE_STACK,),
+    "cloudformation:DescribeStacks": (SAMPLE_STACK,),
+    "ec2:RunInstances": SAMPLE_RUN_INSTANCES,
+    "ec2:CreateTags": (SAMPLE_INSTANCE,),
+    "ec2:TerminateInstances": (SAMPLE_INSTANCE,),
+    "iam:PassRole": (SAMPLE_INSTANCE_ROLE,),
     "s3:GetBucketTagging": ("arn:aws:s3:::any-customer-bucket",),
     "s3:ListBucket": (f"arn:aws:s3:::{ARTIFACT_BUCKET}",),
     "s3:GetObject": (f"arn:aws:s3:::{ARTIFACT_BUCKET}/patch_cycle/run/inventory/target.parquet",),
     "s3:PutObject": (f"arn:aws:s3:::{ARTIFACT_BUCKET}/patch_cycle/run/inventory/target.parquet",),
     "s3:DeleteObject": (f"arn:aws:s3:::{ARTIFACT_BUCKET}/patch_cycle/run/inventory/target.parquet",),
 }
-SAMPLE_INSTANCE = f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:instance/i-0123456789abcdef0"
 # Write actions that support no resource-level permissions, so only Resource "*" can grant them.
 WRITE_ACTIONS_WITHOUT_RESOURCES: frozenset[str] = frozenset({"ssm:CancelCommand"})
 READ_ONLY_VERBS = ("Describe", "List", "Get")
@@ -358,7 +415,41 @@ class CallExtractor:
             for scope, cls in scopes:
                 found.extend(self._scope_calls(path, scope, cls))
             found.extend(self._object_storage_calls(path, tree))
+            found.extend(self._waiter_trigger_calls(path, tree))
         return found
+
+    def _waiter_trigger_calls(self, path: str, tree: ast.Module) -> Iterator[AwsCall]:
+        """A waiter trigger's waiters run in the provider's base class: `aws_hook_class` names the client."""
+        for node in tree.body:
+            if not (isinstance(node, ast.ClassDef) and WAITER_TRIGGER_BASES & set(map(_name_of, node.bases))):
+                continue
+            where = f"{path}:{node.lineno}"
+            hook = next(
+                (
+                    _name_of(item.value)
+                    for item in node.body
+                    if isinstance(item, ast.Assign)
+                    and any(isinstance(t, ast.Name) and t.id == "aws_hook_class" for t in item.targets)
+                ),
+                None,
+            )
+            if not hook or not self.is_hook(hook):
+                raise ExtractionError(
+                    f"{where}: {node.name} runs a waiter but sets no aws_hook_class the test can read"
+                )
+            service = self._client_of(("hook", hook, None))[1]
+            waiters = waiter_operations(service)
+            named = sorted(
+                {
+                    n.value
+                    for n in ast.walk(tree)
+                    if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in waiters
+                }
+            )
+            if not named:
+                raise ExtractionError(f"{where}: {node.name} names no {service} waiter literally in its module")
+            for waiter in named:
+                yield AwsCall(service, waiters[waiter], f"{where} (waiter {waiter})")
 
     def _scope_calls(self, path: str, scope: ast.AST, cls: str | None) -> Iterator[AwsCall]:
         env = self.bindings(scope, cls)
@@ -453,6 +544,41 @@ def extract_calls(sources: dict[str, str]) -> list[AwsCall]:
     return CallExtractor(sources).calls()
 
 
+# --- the CloudFormation templates: what CloudFormation does with the caller's permissions -----------------
+
+
+def template_calls(root: Path = REPO) -> list[AwsCall]:
+    """The IAM actions the resources of the templates in include/cloudformation/ need, as calls "made" there.
+
+    The call's service is the action's IAM prefix and its operation the action's name (iam_actions maps it back
+    to the same action). A resource type without a TEMPLATE_RESOURCE_ACTIONS entry raises ExtractionError.
+    """
+    found: list[AwsCall] = []
+    paths = sorted(p for p in (root / TEMPLATE_DIR).glob("*") if p.suffix in TEMPLATE_SUFFIXES)
+    for path in paths:
+        where = str(path.relative_to(root))
+        template = yaml.safe_load(path.read_text())  # long-form intrinsics only: plain YAML (or JSON)
+        resources = template.get("Resources") if isinstance(template, dict) else None
+        if not isinstance(resources, dict) or not resources:
+            raise ExtractionError(f"{where}: a CloudFormation template needs a Resources mapping")
+        for logical_id, resource in resources.items():
+            kind = resource.get("Type") if isinstance(resource, dict) else None
+            if kind not in TEMPLATE_RESOURCE_ACTIONS:
+                raise ExtractionError(
+                    f"{where}: resource {logical_id} has type {kind}, which TEMPLATE_RESOURCE_ACTIONS does not list: "
+                    "add the IAM actions CloudFormation needs to create and delete it with the role's permissions"
+                )
+            for action in TEMPLATE_RESOURCE_ACTIONS[kind]:
+                prefix, name = action.split(":")
+                found.append(AwsCall(prefix, name, f"{where} ({logical_id}: {kind})"))
+    return found
+
+
+def needed_calls(root: Path = REPO) -> list[AwsCall]:
+    """Everything the policy must allow: the code's calls and the templates' resources."""
+    return extract_calls(package_sources(root)) + template_calls(root)
+
+
 # --- the policy -------------------------------------------------------------------------------------------
 
 
@@ -525,6 +651,11 @@ def calls() -> list[AwsCall]:
     return extract_calls(package_sources())
 
 
+@pytest.fixture(scope="module")
+def needed(calls: list[AwsCall]) -> list[AwsCall]:
+    return calls + template_calls()
+
+
 # --- the policy document ----------------------------------------------------------------------------------
 
 
@@ -554,14 +685,14 @@ def test_policy_has_no_wildcard_actions(policy: dict[str, Any]) -> None:
 # --- policy against code ----------------------------------------------------------------------------------
 
 
-def test_policy_allows_every_call_the_code_makes(policy: dict[str, Any], calls: list[AwsCall]) -> None:
-    gaps = policy_gaps(policy, calls)
+def test_policy_allows_every_call_the_code_makes(policy: dict[str, Any], needed: list[AwsCall]) -> None:
+    gaps = policy_gaps(policy, needed)
     assert not gaps, "the code calls AWS beyond include/iam/patchcycle-policy.json:\n" + "\n".join(gaps)
 
 
-def test_policy_allows_nothing_the_code_does_not_call(policy: dict[str, Any], calls: list[AwsCall]) -> None:
-    excess = policy_excess(policy, calls)
-    assert not excess, "the policy allows actions no code calls (least privilege):\n" + "\n".join(excess)
+def test_policy_allows_nothing_the_code_does_not_call(policy: dict[str, Any], needed: list[AwsCall]) -> None:
+    excess = policy_excess(policy, needed)
+    assert not excess, "the policy allows actions nothing needs (least privilege):\n" + "\n".join(excess)
 
 
 def test_writes_are_scoped_to_resources(policy: dict[str, Any]) -> None:
@@ -639,9 +770,18 @@ def test_extractor_finds_the_known_calls(calls: list[AwsCall]) -> None:
         "sts:GetCallerIdentity",
         "s3:GetObject",
         "s3:PutObject",
+        "cloudformation:CreateStack",
+        "cloudformation:DescribeStacks",
+        "cloudformation:DescribeStackResources",
+        "cloudformation:DescribeStackEvents",
+        "cloudformation:DeleteStack",
     } <= found
     trigger_calls = {c.operation for c in calls if c.where.startswith("plugins/patchcycle/triggers/")}
     assert "ListCommands" in trigger_calls, "the triggerer's async client calls must be found too"
+    waiter_calls = {c.where.split(" (waiter ")[1] for c in calls if " (waiter " in c.where}
+    assert {"stack_create_complete)", "stack_delete_complete)"} <= waiter_calls, "the waiter triggers' waiters"
+    documents = {c.document for c in calls if c.operation == "SendCommand"}
+    assert documents == {"AWS-RunPatchBaseline", "AWS-RunShellScript", "AWS-RunPowerShellScript"}, documents
 
 
 # --- the extractor is a guard: it sees new calls and refuses what it cannot attribute ---------------------
@@ -696,6 +836,12 @@ def _ops(source: str) -> set[str]:
             "from airflow.sdk import ObjectStoragePath\ndef drop(uri):\n    ObjectStoragePath(uri).unlink()\n",
             {"s3:HeadBucket", "s3:HeadObject", "s3:ListObjectsV2", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
         ),
+        (
+            "WAITERS = ('stack_create_complete', 'stack_delete_complete')\n"
+            "class T(AwsBaseWaiterTrigger):\n"
+            "    aws_hook_class = CloudFormationHook\n",
+            {"cloudformation:DescribeStacks"},
+        ),
         ("def plain(items):\n    return items.count(1)\n", set()),
     ],
 )
@@ -712,6 +858,8 @@ def test_extractor_on_sources(source: str, expected: set[str]) -> None:
         ("def f(hook: SsmHook):\n    hook.get_command_invocation('c', 'i')\n", "PROVIDER_METHOD_CALLS"),
         ("class H(SsmHook):\n    def f(self, d):\n        self.conn.send_command(DocumentName=d)\n", "DocumentName"),
         ("class H(AwsBaseHook):\n    def f(self):\n        self.conn.list_things()\n", "no client_type"),
+        ("class T(AwsBaseWaiterTrigger):\n    pass\n", "sets no aws_hook_class"),
+        ("class T(AwsBaseWaiterTrigger):\n    aws_hook_class = SsmHook\n", "names no ssm waiter"),
     ],
 )
 def test_extractor_refuses_what_it_cannot_attribute(source: str, message: str) -> None:
@@ -730,16 +878,57 @@ def test_a_new_boto3_call_fails_the_policy_check(policy: dict[str, Any], tmp_pat
         + "    def inventory(self) -> None:\n"
         + "        self.conn.get_inventory()\n"
     )
-    calls = extract_calls(package_sources(tmp_path))
+    calls = extract_calls(package_sources(tmp_path)) + template_calls()
     assert not policy_excess(policy, calls)
     gaps = policy_gaps(policy, calls)
     assert len(gaps) == 1 and gaps[0].startswith("ssm:GetInventory on *"), gaps
 
 
-def test_an_unused_action_fails_the_least_privilege_check(policy: dict[str, Any], calls: list[AwsCall]) -> None:
+def test_an_unused_action_fails_the_least_privilege_check(policy: dict[str, Any], needed: list[AwsCall]) -> None:
     broader = json.loads(json.dumps(policy))
-    broader["Statement"][0]["Action"].append("ec2:TerminateInstances")
-    assert policy_excess(broader, calls) == [f"{broader['Statement'][0]['Sid']}: ec2:TerminateInstances"]
+    broader["Statement"][0]["Action"].append("ec2:StopInstances")
+    assert policy_excess(broader, needed) == [f"{broader['Statement'][0]['Sid']}: ec2:StopInstances"]
+
+
+# --- the CloudFormation templates -------------------------------------------------------------------------
+
+
+def test_template_resources_need_their_actions() -> None:
+    """A floor: the staging template's instance brings in what CloudFormation does to launch and delete it."""
+    needs = {f"{c.service}:{c.operation}": c.where for c in template_calls()}
+    assert set(TEMPLATE_RESOURCE_ACTIONS["AWS::EC2::Instance"]) <= set(needs), needs
+    assert needs["ec2:RunInstances"] == "include/cloudformation/staging.yaml (StagingInstance: AWS::EC2::Instance)"
+
+
+def test_template_resource_actions_are_real_actions() -> None:
+    for kind, actions in TEMPLATE_RESOURCE_ACTIONS.items():
+        assert list(actions) == sorted(actions), f"{kind}: keep actions sorted"
+        for action in actions:
+            prefix, name = action.split(":")
+            assert action in PERMISSION_ONLY_ACTIONS or name in operations(prefix).values(), f"{kind}: {action}"
+            assert iam_actions(prefix, name) == (action,), f"{kind}: {action} must map to itself"
+
+
+def test_a_template_resource_type_without_actions_fails(tmp_path: Path) -> None:
+    templates = tmp_path / TEMPLATE_DIR
+    templates.mkdir(parents=True)
+    shutil.copy(REPO / TEMPLATE_DIR / "staging.yaml", templates / "staging.yaml")
+    (templates / "logs.yaml").write_text(
+        "Resources:\n  RunLogs:\n    Type: AWS::S3::Bucket\n    Properties:\n      BucketName: run-logs\n"
+    )
+    with pytest.raises(ExtractionError, match=r"logs\.yaml: resource RunLogs has type AWS::S3::Bucket"):
+        template_calls(tmp_path)
+
+
+def test_the_staging_permissions_stay_on_staging_resources(policy: dict[str, Any]) -> None:
+    """Stacks other than the staging stacks, and roles other than the staging instance role, are out of reach."""
+    other_stack = f"arn:aws:cloudformation:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:stack/production-network/0f1e2d3c"
+    for action in ("cloudformation:CreateStack", "cloudformation:DeleteStack", "cloudformation:DescribeStacks"):
+        assert allows(policy, action, SAMPLE_STACK), action
+        assert not allows(policy, action, other_stack), f"{action} on a stack that is not a staging stack"
+    assert not allows(policy, "iam:PassRole", f"arn:aws:iam::{SAMPLE_ACCOUNT}:role/OrganizationAccountAccessRole")
+    for action in ("ec2:CreateTags", "ec2:TerminateInstances"):
+        assert not allows(policy, action, f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:security-group/sg-1"), action
 
 
 def test_provider_hook_table_matches_the_provider() -> None:

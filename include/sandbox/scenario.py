@@ -138,6 +138,19 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class StackFailure:
+    """A CloudFormation stack whose creation fails: ``resource`` is CREATE_FAILED and the stack rolls back."""
+
+    name_prefix: str
+    reason: str
+    region: str | None = None  # None: every region
+    resource: str | None = None  # logical id; None: the template's first AWS::EC2::Instance
+
+    def matches(self, stack_name: str, region: str) -> bool:
+        return stack_name.startswith(self.name_prefix) and self.region in (None, region)
+
+
+@dataclass(frozen=True)
 class CommandTimings:
     delivery_seconds: float = 1.0
     scan_seconds: float = 5.0
@@ -161,7 +174,12 @@ class Scenario:
     failures: tuple[Failure, ...] = ()
     faults: dict[str, Fault] = field(default_factory=dict)
     commands: CommandTimings = CommandTimings()
+    fail_stacks: tuple[StackFailure, ...] = ()
     source: str = "<memory>"
+
+    def stack_failure(self, stack_name: str, region: str) -> StackFailure | None:
+        """The injected failure of a stack created under this name in this region, if any (first match)."""
+        return next((f for f in self.fail_stacks if f.matches(stack_name, region)), None)
 
     def groups(self) -> list[tuple[Account, Region, InstanceGroup]]:
         """Every instance group with the account and region it lives in."""
@@ -287,6 +305,15 @@ def _build(raw: dict[str, Any], source: str) -> Scenario:
             for key, spec in raw.get("faults", {}).items()
         },
         commands=CommandTimings(**raw.get("commands", {})),
+        fail_stacks=tuple(
+            StackFailure(
+                name_prefix=f["name_prefix"],
+                reason=f["reason"],
+                region=f.get("region"),
+                resource=f.get("resource"),
+            )
+            for f in raw.get("cloudformation", {}).get("fail_stacks", ())
+        ),
         source=source,
     )
 
@@ -370,6 +397,13 @@ def _check_references(scenario: Scenario) -> None:
     for f_index, failure in enumerate(scenario.failures):
         if failure.group is not None and failure.group not in seen:
             raise ScenarioError(f"{where}: failures[{f_index}].group: no instance group is named {failure.group!r}")
+    regions = {region.name for account in scenario.accounts for region in account.regions}
+    for s_index, stack_failure in enumerate(scenario.fail_stacks):
+        if stack_failure.region is not None and stack_failure.region not in regions:
+            raise ScenarioError(
+                f"{where}: cloudformation.fail_stacks[{s_index}].region: "
+                f"{stack_failure.region} is not a region of any account"
+            )
     names: set[str] = set()
     for b_index, baseline in enumerate(scenario.baselines):
         if baseline.name in names:

@@ -22,7 +22,16 @@ from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from include.sandbox import fleet, moto_fixes, protocol, query_protocol, rds_maintenance, ssm_commands, ssm_patches
+from include.sandbox import (
+    cloudformation,
+    fleet,
+    moto_fixes,
+    protocol,
+    query_protocol,
+    rds_maintenance,
+    ssm_commands,
+    ssm_patches,
+)
 from include.sandbox.api import Handler, RequestContext
 from include.sandbox.scenario import Scenario
 from include.sandbox.world import World
@@ -40,6 +49,8 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     **ssm_patches.HANDLERS,
     **rds_maintenance.HANDLERS,
 }
+# Operations moto answers, after which the sandbox adds what moto lacks (e.g. a stack's injected failure).
+AFTER_MOTO: dict[tuple[str, str], cloudformation.AfterMoto] = {**cloudformation.AFTER_MOTO}
 
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 # Query-protocol services and the error envelope each uses.
@@ -68,11 +79,15 @@ class SandboxApp:
         if fault is not None:
             return _error(start_response, service, fault)
         handler = HANDLERS.get((service, operation))
-        if handler is None:
+        after = AFTER_MOTO.get((service, operation))
+        if handler is None and after is None:
             moto_response: Iterable[bytes] = self.moto(environ, start_response)
             return moto_response
         account_id = get_account_id_from(access_key) if access_key else "123456789012"
         ctx = RequestContext(account_id, region, service, operation)
+        if handler is None:
+            assert after is not None
+            return self._moto_then(after, ctx, environ, start_response, body)
         if query_protocol.speaks_query(service, operation):
             form = body or str(environ.get("QUERY_STRING", "")).encode()
             return self._serve_query(handler, ctx, form, start_response)
@@ -89,6 +104,37 @@ class SandboxApp:
                 ("x-amzn-RequestId", str(uuid.uuid4())),
             ],
         )
+        return [payload]
+
+    def _moto_then(
+        self,
+        after: cloudformation.AfterMoto,
+        ctx: RequestContext,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        body: bytes,
+    ) -> Iterable[bytes]:
+        """Let moto answer, then (if it succeeded) complete what moto lacks before the response leaves.
+
+        Under the World's lock, so that SSM never sees the state in between (e.g. a stack's
+        instances launched but not yet tagged or rolled back).
+        """
+        statuses: list[str] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            statuses.append(status)
+            return start_response(status, headers, exc_info)
+
+        with self.world.request():
+            response = self.moto(environ, capture)
+            try:
+                payload = b"".join(response)
+            finally:
+                close = getattr(response, "close", None)
+                if close is not None:
+                    close()
+            if statuses and statuses[-1].startswith("200"):
+                after(self.world, ctx, cloudformation.form_fields(body, str(environ.get("QUERY_STRING", ""))))
         return [payload]
 
     def _handle(self, handler: Handler, ctx: RequestContext, body: bytes) -> dict[str, Any]:

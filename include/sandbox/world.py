@@ -197,7 +197,8 @@ class World:
         )
         tags = dict(ec2_backends[account_id][region].tags.get(ec2.id, {}))
         for failure in self.scenario.failures:
-            if failure.tags and all(tags.get(k) == v for k, v in failure.tags.items()):
+            # A failure naming a group selects among the scenario's own instances only.
+            if failure.group is None and failure.tags and all(tags.get(k) == v for k, v in failure.tags.items()):
                 if failure.agent_offline:
                     instance.online = False
                 instance.faults.merge(failure)

@@ -24,11 +24,14 @@ class ArtifactStore:
     run_id: str
     conn_id: str | None = "aws_default"
 
-    def path(self, stage: str, name: str) -> ObjectStoragePath:
-        base = self.root.rstrip("/")
+    def uri(self, stage: str, name: str) -> str:
+        """The plain URI (s3://bucket/key or file:///path) of an artifact, as AWS and people read it."""
         safe_run = self.run_id.replace(":", "_").replace("+", "_")
-        conn_id = self.conn_id if base.startswith("s3://") else None
-        return ObjectStoragePath(f"{base}/{self.dag_id}/{safe_run}/{stage}/{name}", conn_id=conn_id)
+        return f"{self.root.rstrip('/')}/{self.dag_id}/{safe_run}/{stage}/{name}"
+
+    def path(self, stage: str, name: str) -> ObjectStoragePath:
+        uri = self.uri(stage, name)
+        return ObjectStoragePath(uri, conn_id=self.conn_id if uri.startswith("s3://") else None)
 
     def write_frame(self, stage: str, name: str, frame: pd.DataFrame) -> str:
         """Write a table as parquet; returns its URI."""
@@ -44,7 +47,7 @@ class ArtifactStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("wb") as handle:
             handle.write(data)
-        return str(target)
+        return self.uri(stage, name)
 
     def read_frame(self, uri: str) -> pd.DataFrame:
         return pd.read_parquet(io.BytesIO(self.read_bytes(uri)))

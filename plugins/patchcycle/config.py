@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from patchcycle.core.scope import Scope
 
 MODES = ("scan", "install")
+# "default" resolves by how the run started: the monthly schedule installs (behind the approval gate),
+# a run triggered by hand only scans unless asked to install.
+DEFAULT_MODE = "default"
+SCHEDULED_RUN_TYPES = frozenset({"scheduled"})
+APPROVAL_MODES = ("manual", "auto")
+REBOOT_OPTIONS = ("RebootIfNeeded", "NoReboot")
+# The DAG has this many production wave tasks: the canary and up to MAX_WAVES - 1 more.
+MAX_WAVES = 5
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 # SSM's MaxConcurrency / MaxErrors syntax (botocore's ssm model): a count or a percentage, at most 7 characters.
 _RATE = re.compile(r"^([1-9][0-9]*|[1-9][0-9]?%|100%)$")
 _ERRORS = re.compile(r"^([1-9][0-9]*|0|[1-9]?[0-9]%|100%)$")
 _RATE_MAX_LENGTH = 7
+_INSTANCE_PROFILE = re.compile(r"^[\w+=,.@-]{1,128}$")
+_SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_SHARE = re.compile(r"^([1-9][0-9]*|[1-9][0-9]?%|100%)$")
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,54 @@ class Target:
 
 
 @dataclass(frozen=True)
+class InstallSettings:
+    """How install mode stages, approves and rolls out (the install-only params)."""
+
+    approval_mode: str = "manual"
+    approval_timeout_hours: float = 24.0
+    staging_max_instances: int = 10
+    staging_instance_profile: str = ""
+    staging_subnet_id: str = ""
+    staging_timeout_minutes: float = 30.0
+    canary: str = "5%"
+    wave_percentages: tuple[int, ...] = (25, 25, 50)
+    halt_threshold: str = "10%"
+    reboot_option: str = "RebootIfNeeded"
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> InstallSettings:
+        defaults = cls()
+        return cls(
+            approval_mode=_choice("approval_mode", params.get("approval_mode", defaults.approval_mode), APPROVAL_MODES),
+            approval_timeout_hours=_positive(
+                "approval_timeout_hours", params.get("approval_timeout_hours", defaults.approval_timeout_hours)
+            ),
+            staging_max_instances=_count(
+                "staging_max_instances", params.get("staging_max_instances", defaults.staging_max_instances)
+            ),
+            staging_instance_profile=_optional_text(
+                "staging_instance_profile", params.get("staging_instance_profile", ""), _INSTANCE_PROFILE
+            ),
+            staging_subnet_id=_optional_text("staging_subnet_id", params.get("staging_subnet_id", ""), _SUBNET),
+            staging_timeout_minutes=_positive(
+                "staging_timeout_minutes", params.get("staging_timeout_minutes", defaults.staging_timeout_minutes)
+            ),
+            canary=_share("canary", params.get("canary", defaults.canary)),
+            wave_percentages=_wave_percentages(params.get("wave_percentages", list(defaults.wave_percentages))),
+            halt_threshold=_matching("halt_threshold", params.get("halt_threshold", defaults.halt_threshold), _ERRORS),
+            reboot_option=_choice("reboot_option", params.get("reboot_option", defaults.reboot_option), REBOOT_OPTIONS),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe, for XCom."""
+        return {**asdict(self), "wave_percentages": list(self.wave_percentages)}
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any]) -> InstallSettings:
+        return cls(**{**value, "wave_percentages": tuple(value["wave_percentages"])})
+
+
+@dataclass(frozen=True)
 class CycleConfig:
     targets: tuple[Target, ...]
     scope: Scope
@@ -44,28 +103,37 @@ class CycleConfig:
     max_errors: str
     poll_seconds: float
     command_timeout_minutes: float
+    install: InstallSettings = InstallSettings()
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> CycleConfig:
-        """Validate the DAG run's params; ValueError names the offending field."""
-        mode = params.get("mode", "scan")
+    def from_params(cls, params: Mapping[str, Any], run_type: str = "manual") -> CycleConfig:
+        """Validate the DAG run's params; ValueError names the offending field.
+
+        run_type (the DAG run's) resolves mode "default": install for scheduled runs, scan otherwise.
+        """
+        mode = params.get("mode", DEFAULT_MODE)
+        if mode == DEFAULT_MODE:
+            mode = "install" if run_type in SCHEDULED_RUN_TYPES else "scan"
         if mode not in MODES:
-            raise ValueError(f"mode: must be one of {list(MODES)}, got {mode!r}")
-        if mode == "install":
+            raise ValueError(f"mode: must be one of {[DEFAULT_MODE, *MODES]}, got {mode!r}")
+        artifact_root = _artifact_root(params.get("artifact_root", ""))
+        if mode == "install" and not artifact_root.startswith("s3://"):
+            # AWS-RunPatchBaseline reads the pinned patch list (InstallOverrideList) from S3.
             raise ValueError(
-                "mode: 'install' needs staging, the approval gate and production waves, which this version "
-                "does not have yet; run mode 'scan'"
+                f"artifact_root: install mode needs an s3:// artifact root, because instances read the "
+                f"pinned patch list from it; got {artifact_root!r}"
             )
         return cls(
             targets=_targets(params.get("targets")),
             scope=Scope.from_params(params.get("scope")),
             mode=mode,
-            artifact_root=_artifact_root(params.get("artifact_root", "")),
+            artifact_root=artifact_root,
             artifact_conn_id=_text("artifact_conn_id", params.get("artifact_conn_id", "aws_default")),
             max_concurrency=_matching("max_concurrency", params.get("max_concurrency", "50"), _RATE),
             max_errors=_matching("max_errors", params.get("max_errors", "10%"), _ERRORS),
             poll_seconds=_positive("poll_seconds", params.get("poll_seconds", 30)),
             command_timeout_minutes=_positive("command_timeout_minutes", params.get("command_timeout_minutes", 60)),
+            install=InstallSettings.from_params(params),
         )
 
 
@@ -118,3 +186,43 @@ def _positive(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
         raise ValueError(f"{name}: must be a positive number, got {value!r}")
     return float(value)
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}: must be one of {list(choices)}, got {value!r}")
+    return str(value)
+
+
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _optional_text(name: str, value: Any, pattern: re.Pattern[str]) -> str:
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ValueError(f"{name}: {value!r} is not valid here (leave it empty for none)")
+    return value
+
+
+def _share(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not _SHARE.match(value):
+        raise ValueError(f"{name}: must be a count or a percentage such as '2' or '5%', got {value!r}")
+    return value
+
+
+def _wave_percentages(value: Any) -> tuple[int, ...]:
+    name = "wave_percentages"
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError(f"{name}: must be a non-empty list of percentages that add up to 100, got {value!r}")
+    if len(value) > MAX_WAVES - 1:
+        raise ValueError(f"{name}: at most {MAX_WAVES - 1} waves follow the canary, got {len(value)}")
+    for index, share in enumerate(value):
+        if isinstance(share, bool) or not isinstance(share, int) or not 0 < share <= 100:
+            raise ValueError(f"{name}[{index}]: must be a whole percentage from 1 to 100, got {share!r}")
+    if sum(value) != 100:
+        raise ValueError(f"{name}: must add up to 100 (the instances left after the canary), got {sum(value)}")
+    return tuple(value)

@@ -1,9 +1,9 @@
-"""The HTML report: self-contained, charts titled, incomplete parts prominent, every text escaped."""
+"""The HTML report: self-contained, charts titled, incomplete parts and halts prominent, every text escaped."""
 
 from __future__ import annotations
 
 from patchcycle.core.report_html import REGION_CHART_TITLE, SEVERITY_CHART_TITLE, bar_chart, render_html
-from tests.core.test_report import sample_report
+from tests.core.test_report import install_report, sample_report
 
 EVIL = '<script>alert("pwned")</script>'
 
@@ -54,3 +54,48 @@ def test_bar_chart_scales_to_the_largest_value() -> None:
     svg = bar_chart("t", [("a", 10), ("b", 5)])
     assert 'width="420.0"' in svg and 'width="210.0"' in svg
     assert "no data" in bar_chart("empty", [])
+
+
+def _header_cells(page: str, table_after: str) -> list[str]:
+    """The header cells of the first table after `table_after`."""
+    start = page.index("<thead>", page.index(table_after))
+    head = page[start : page.index("</thead>", start)]
+    return [cell.split("</th>")[0] for cell in head.split("<th>")[1:]]
+
+
+def test_install_sections_come_before_the_resources() -> None:
+    report = install_report()
+    page = render_html(report)
+    resources = page.index("<h2>Resources (")
+    for section in ("<h2>Staging</h2>", "<h2>Approval</h2>", "<h2>Waves (2)</h2>"):
+        assert page.index(section) < resources, section
+    install = report["install"]
+    assert install["staging"]["stacks"][0]["stack_name"] in page
+    assert "yes, " + install["staging"]["stacks"][0]["deleted_at"] in page
+    for row in install["staging"]["instances"]:
+        assert row["instance_id"] in page
+    assert 'id="staging"' in page and "Staging FAILED: 1 of 2 staging instance(s) passed" in page
+    assert install["approval"]["by"] in page and install["approval"]["at"] in page
+    assert "Wave" in _header_cells(page, "<h2>Resources (")
+
+
+def test_halted_banner_only_when_halted() -> None:
+    assert 'id="halted"' not in render_html(install_report(halted=False))
+    page = render_html(install_report(halted=True))
+    banner = page.index('class="banner bad" id="halted"')
+    assert page.index("<h2>Waves (2)</h2>") < banner < page.index("<h2>Resources (")
+    assert "HALTED after wave 1: 1 of 1 failed, threshold 0 (0 allowed)" in page
+
+
+def test_html_escapes_a_malicious_install_reason() -> None:
+    page = render_html(install_report(reason=EVIL))
+    assert EVIL not in page
+    assert "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;" in page
+    assert "<script" not in page
+
+
+def test_scan_page_has_no_install_sections_and_no_wave_column() -> None:
+    page = render_html(sample_report())
+    for section in ("<h2>Staging</h2>", "<h2>Approval</h2>", "<h2>Waves", 'id="halted"'):
+        assert section not in page
+    assert "Wave" not in _header_cells(page, "<h2>Resources (")

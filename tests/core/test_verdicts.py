@@ -1,4 +1,4 @@
-"""Scan-mode verdicts for every case, the taxonomy, and the accounting identity."""
+"""Scan- and install-mode verdicts for every case, the taxonomy, and the accounting identity."""
 
 from __future__ import annotations
 
@@ -9,17 +9,21 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from patchcycle.core.inventory import combine, ec2_rows, rds_rows, s3_rows
+from patchcycle.core.inventory import combine, ec2_rows, rds_rows, s3_rows, typed_frame
 from patchcycle.core.plan import combine_plan, instance_compliance, patch_plan, rds_plan
 from patchcycle.core.scope import Scope, apply_scope
 from patchcycle.core.verdicts import (
     INSTALL,
+    OUTCOME_COLUMNS,
     SCAN,
     VERDICT_COLUMNS,
     VERDICTS,
     AccountingError,
+    ComplianceState,
+    Outcome,
     Verdict,
     check_accounting,
+    install_verdicts,
     scan_verdicts,
 )
 
@@ -224,3 +228,110 @@ def test_accounting_detects_a_dropped_and_a_duplicated_resource() -> None:
     assert len(swapped) == len(verdicts)
     with pytest.raises(ValueError, match="i-nodata"):
         check_accounting(fleet.inventory, swapped)
+
+
+def _outcome(resource_id: str, outcome: Outcome, detail: str = "", **fields: Any) -> dict[str, Any]:
+    """An OUTCOME_COLUMNS row in the east region of the scan fleet."""
+    row: dict[str, Any] = {"account_id": ACCOUNT, "region": EAST, "resource_id": resource_id, "wave": 1}
+    row |= {"outcome": outcome.value, "detail": detail, "pinned": 2, "installed": 0, "pending_reboot": 0}
+    return row | {"verified": outcome == Outcome.SENT} | fields
+
+
+SENT_OK = {"invocation_status": "Success", "installed": 2}
+
+
+def test_install_verdicts_map_every_outcome() -> None:
+    fleet = scan_fleet()
+    # Outcomes for instances the scan found healthy too, so that every outcome appears once.
+    outcomes = typed_frame(
+        [
+            _outcome("i-missing", Outcome.SENT, **SENT_OK),
+            _outcome("i-reboot", Outcome.SENT, invocation_status="Success", installed=1, pending_reboot=1),
+            _outcome("i-ok", Outcome.NOT_STAGED, "its profile p07 was not staged (cap 5 per target)", wave=0),
+            _outcome("i-nodata", Outcome.STAGING_FAILED, "staging of p02 failed: health check Failed (exit 1)"),
+            _outcome("i-offline", Outcome.REJECTED, "rejected by alice at 2026-11-20T03:10:00Z"),
+            _outcome("i-unmanaged", Outcome.HALTED, "halted after wave 1: 2 of 5 failed, threshold 0", wave=2),
+            _outcome("i-stopped", Outcome.NOT_RUN, "wave 2 did not run: the DAG was stopped", wave=2),
+        ],
+        OUTCOME_COLUMNS,
+    )
+    verdicts = install_verdicts(fleet.inventory, fleet.compliance, fleet.plan, fleet.scan_failures, outcomes)
+    assert list(verdicts.columns) == list(VERDICT_COLUMNS)
+    got = {row.resource_id: (row.verdict, row.reason) for row in verdicts.itertuples()}
+    assert got["i-missing"] == (Verdict.PATCHED, "2 planned patches installed and verified")
+    assert got["i-reboot"] == (Verdict.PATCHED_PENDING_REBOOT, "2 patches installed, 1 pending reboot")
+    assert got["i-ok"] == (Verdict.SKIPPED_EXCLUDED, "its profile p07 was not staged (cap 5 per target)")
+    assert got["i-nodata"] == (Verdict.SKIPPED_STAGING_FAILED, "staging of p02 failed: health check Failed (exit 1)")
+    assert got["i-offline"] == (Verdict.SKIPPED_REJECTED, "rejected by alice at 2026-11-20T03:10:00Z")
+    assert got["i-unmanaged"] == (Verdict.SKIPPED_HALTED, "halted after wave 1: 2 of 5 failed, threshold 0")
+    assert got["i-stopped"] == (Verdict.FAILED, "install not attempted: wave 2 did not run: the DAG was stopped")
+    # Resources without an outcome keep their scan verdict; RDS and S3 are as in scan mode.
+    for resource_id in ("i-scanfail", "orders-db", "quiet-db", "assets"):
+        assert got[resource_id] == (EXPECTED[resource_id][0].value, EXPECTED[resource_id][1])
+    check_accounting(fleet.inventory, verdicts)
+    assert all(INSTALL in VERDICTS[Verdict(verdict)].modes for verdict in verdicts["verdict"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        (
+            {"invocation_status": "Failed", "installed": 1, "not_installed": "kernel-6.1.1"},
+            "Install Failed: 1 planned patch not installed: kernel-6.1.1",
+        ),
+        (
+            {"invocation_status": "TimedOut", "detail": "Delivery Timed Out", "not_installed": "a;b"},
+            "Install TimedOut: Delivery Timed Out; 2 planned patches not installed: a, b",
+        ),
+        ({"invocation_status": "Success", "not_installed": "tzdata"}, "1 planned patch not installed: tzdata"),
+        ({**SENT_OK, "verified": False}, "patch state not read after the install"),
+        (
+            {"invocation_status": "", "verified": False},
+            "Install status unknown: patch state not read after the install",
+        ),
+    ],
+)
+def test_install_verdicts_fail_what_was_not_installed_and_verified(fields: dict[str, Any], reason: str) -> None:
+    fleet = scan_fleet()
+    outcomes = typed_frame([_outcome("i-missing", Outcome.SENT, **fields)], OUTCOME_COLUMNS)
+    verdicts = install_verdicts(fleet.inventory, fleet.compliance, fleet.plan, fleet.scan_failures, outcomes)
+    row = verdicts.set_index("resource_id").loc["i-missing"]
+    assert (row["verdict"], row["reason"]) == (Verdict.FAILED.value, reason)
+
+
+def test_install_verdicts_never_leave_outstanding_patches_silent() -> None:
+    fleet = scan_fleet()
+    outcomes = typed_frame([_outcome("i-missing", Outcome.SENT, **SENT_OK)], OUTCOME_COLUMNS)
+    verdicts = install_verdicts(fleet.inventory, fleet.compliance, fleet.plan, fleet.scan_failures, outcomes)
+    by_id = verdicts.set_index("resource_id")
+    # i-reboot had outstanding patches but no outcome: FAILED, not NON_COMPLIANT (a scan-only verdict).
+    assert by_id.loc["i-reboot", "verdict"] == Verdict.FAILED
+    assert by_id.loc["i-reboot", "reason"] == "no install outcome recorded (2 patches pending reboot)"
+    assert Verdict.NON_COMPLIANT not in set(verdicts["verdict"])
+    assert by_id.loc["i-ok", "verdict"] == Verdict.ALREADY_COMPLIANT
+    check_accounting(fleet.inventory, verdicts)
+
+
+def test_install_verdicts_refuse_outcomes_of_unknown_instances() -> None:
+    fleet = scan_fleet()
+    for resource_id in ("i-gone", "i-staging", "orders-db"):  # unknown, out of scope, not EC2
+        outcomes = typed_frame([_outcome(resource_id, Outcome.SENT, **SENT_OK)], OUTCOME_COLUMNS)
+        with pytest.raises(ValueError, match=f"^outcomes: .*{resource_id}"):
+            install_verdicts(fleet.inventory, fleet.compliance, fleet.plan, fleet.scan_failures, outcomes)
+    unknown = typed_frame([_outcome("i-missing", Outcome.SENT) | {"outcome": "LOST"}], OUTCOME_COLUMNS)
+    with pytest.raises(ValueError, match="unknown install outcome 'LOST'"):
+        install_verdicts(fleet.inventory, fleet.compliance, fleet.plan, fleet.scan_failures, unknown)
+
+
+def test_staging_failed_verdict_is_install_only_and_unknown() -> None:
+    info = VERDICTS[Verdict.SKIPPED_STAGING_FAILED]
+    assert info.modes == {INSTALL}
+    assert info.compliance == ComplianceState.UNKNOWN
+    assert {outcome.value for outcome in Outcome} == {
+        "NOT_STAGED",
+        "STAGING_FAILED",
+        "REJECTED",
+        "HALTED",
+        "NOT_RUN",
+        "SENT",
+    }

@@ -141,3 +141,123 @@ def test_instance_patches_filters_on_state(server: SandboxServer) -> None:
     missing = ssm.instance_patches(instance_id, ["Missing"])
     assert len(missing) == state["MissingCount"]
     assert {patch["State"] for patch in missing} == {"MISSING"}  # the response spells the enum in capitals
+
+
+# -- scripts (AWS-RunShellScript / AWS-RunPowerShellScript) and their output ----------------------
+
+
+def group_ids(server: SandboxServer, region: str, name: str) -> list[str]:
+    return [i.instance_id for i in server.world.instances(ACCOUNT, region).values() if i.group == name]
+
+
+def test_send_script_runs_the_commands_and_details_return_each_plugins_output(server: SandboxServer) -> None:
+    ids = group_ids(server, "us-east-1", "web-staging-use1")
+    assert len(ids) == 6
+    ssm = hook("us-east-1")
+    command_id = ssm.send_script(
+        ids,
+        document="AWS-RunShellScript",
+        commands=["uname -r", "dnf check-update || true"],
+        execution_timeout_seconds=600,
+        max_concurrency="3",
+        max_errors="1",
+        comment="y" * 120,
+    )
+    command = ssm.command(command_id)
+    assert command["DocumentName"] == "AWS-RunShellScript"
+    assert command["InstanceIds"] == ids
+    assert command["Parameters"]["commands"] == ["uname -r", "dnf check-update || true"]
+    assert command["Parameters"]["executionTimeout"] == ["600"]
+    assert (command["MaxConcurrency"], command["MaxErrors"], command["Comment"]) == ("3", "1", "y" * 100)
+    advance_clock(server.url, 120)
+    assert ssm.command(command_id)["Status"] == "Success"
+
+    plain = ssm.command_invocations(command_id)
+    assert sorted(inv["InstanceId"] for inv in plain) == sorted(ids)
+    assert all(inv["CommandPlugins"] == [] for inv in plain)  # without Details, AWS leaves the plugins out
+
+    detailed = ssm.command_invocations(command_id, details=True)
+    assert sorted(inv["InstanceId"] for inv in detailed) == sorted(ids)
+    for inv in detailed:
+        (plugin,) = inv["CommandPlugins"]
+        assert plugin["Name"] == "aws:runShellScript"
+        assert (plugin["Status"], plugin["ResponseCode"]) == ("Success", 0)
+        assert "Output" in plugin
+
+
+def test_send_script_powershell_on_windows(server: SandboxServer) -> None:
+    ids = group_ids(server, "us-east-1", "win-prod-use1")[:2]
+    ssm = hook("us-east-1")
+    command_id = ssm.send_script(
+        ids,
+        document="AWS-RunPowerShellScript",
+        commands=["Get-HotFix"],
+        execution_timeout_seconds=3600,
+        max_concurrency="50",
+        max_errors="0",
+    )
+    advance_clock(server.url, 120)
+    invocations = ssm.command_invocations(command_id, details=True)
+    assert {inv["CommandPlugins"][0]["Name"] for inv in invocations} == {"aws:runPowerShellScript"}
+    assert {inv["Status"] for inv in invocations} == {"Success"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"ids": 0}, "takes 1 to 50 instance ids, got 0"),
+        ({"ids": 51}, "takes 1 to 50 instance ids, got 51"),
+        ({"document": "AWS-RunPatchBaseline"}, "document must be one of"),
+        ({"document": "AWS-RunRemoteScript"}, "document must be one of"),
+        ({"commands": []}, "commands must be a non-empty sequence"),
+        ({"commands": "uname -r"}, "commands must be a non-empty sequence"),
+        ({"execution_timeout_seconds": 0}, "execution_timeout_seconds must be 1 to 172800, got 0"),
+        ({"execution_timeout_seconds": 172801}, "execution_timeout_seconds must be 1 to 172800, got 172801"),
+    ],
+)
+def test_send_script_refuses_bad_arguments_before_calling_aws(
+    server: SandboxServer, kwargs: dict[str, Any], message: str
+) -> None:
+    ids = registered(server, "eu-west-1")[: kwargs.pop("ids", 1)]
+    arguments: dict[str, Any] = {
+        "document": "AWS-RunShellScript",
+        "commands": ["true"],
+        "execution_timeout_seconds": 60,
+        "max_concurrency": "50",
+        "max_errors": "0",
+        **kwargs,
+    }
+    before = sandbox_calls(server.url, "ssm:SendCommand")
+    with pytest.raises(ValueError, match=message):
+        hook("eu-west-1").send_script(ids, **arguments)
+    assert sandbox_calls(server.url, "ssm:SendCommand") == before
+
+
+# -- DescribeInstanceInformation of given instances ------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [1, 50, 51, 100])
+def test_instance_information_batches_ids_fifty_per_call(server: SandboxServer, count: int) -> None:
+    ids = registered(server, "eu-west-1")[:count]
+    before = sandbox_calls(server.url, "ssm:DescribeInstanceInformation")
+    infos = hook("eu-west-1").instance_information(ids)
+    assert sandbox_calls(server.url, "ssm:DescribeInstanceInformation") - before == math.ceil(count / 50)
+    assert sorted(info["InstanceId"] for info in infos) == sorted(ids)
+    assert all(info["PingStatus"] in ("Online", "ConnectionLost") for info in infos)
+
+
+def test_instance_information_leaves_out_instances_ssm_does_not_know(server: SandboxServer) -> None:
+    instances = server.world.instances(ACCOUNT, "us-east-1").values()
+    unmanaged = [i.instance_id for i in instances if not i.registered]
+    offline = [i.instance_id for i in instances if i.registered and not i.online]
+    online = [i.instance_id for i in instances if i.registered and i.online][:3]
+    assert unmanaged and offline
+    infos = hook("us-east-1").instance_information([*online, *offline, *unmanaged])
+    status = {info["InstanceId"]: info["PingStatus"] for info in infos}
+    assert status == {**dict.fromkeys(online, "Online"), **dict.fromkeys(offline, "ConnectionLost")}
+
+
+def test_instance_information_of_no_ids_calls_nothing(server: SandboxServer) -> None:
+    before = sandbox_calls(server.url, "ssm:DescribeInstanceInformation")
+    assert hook("eu-west-1").instance_information([]) == []
+    assert sandbox_calls(server.url, "ssm:DescribeInstanceInformation") == before

@@ -25,10 +25,50 @@ PARAMS: dict[str, Any] = {
 }
 
 
+class Run:
+    def __init__(self, run_type: str) -> None:
+        self.run_type = run_type
+
+
+class TaskInstance:
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def outputs(params: dict[str, Any], run_type: str = "manual") -> dict[str, Any]:
+    """The targets it returns and the XComs it pushes."""
+    ti = TaskInstance()
+    context: Any = {"params": params, "dag_run": Run(run_type), "ti": ti}
+    targets = CycleParamsOperator(task_id="validate_params").execute(context)
+    return {"targets": targets, **ti.pushed}
+
+
 def execute(params: dict[str, Any]) -> list[dict[str, str]]:
-    context: Any = {"params": params}
-    result: list[dict[str, str]] = CycleParamsOperator(task_id="validate_params").execute(context)
-    return result
+    targets: list[dict[str, str]] = outputs(params)["targets"]
+    return targets
+
+
+@pytest.mark.parametrize(
+    ("mode", "run_type", "resolved"),
+    [
+        ("default", "scheduled", "install"),
+        ("default", "manual", "scan"),
+        ("default", "asset_triggered", "scan"),
+        ("scan", "scheduled", "scan"),
+        ("install", "manual", "install"),
+    ],
+)
+def test_mode_default_installs_on_the_schedule_and_scans_by_hand(mode: str, run_type: str, resolved: str) -> None:
+    assert outputs({**PARAMS, "mode": mode}, run_type)["mode"] == resolved
+
+
+def test_install_settings_are_published_for_later_tasks() -> None:
+    install = outputs({**PARAMS, "mode": "install", "canary": "2", "wave_percentages": [50, 50]})["install"]
+    assert install["canary"] == "2" and install["wave_percentages"] == [50, 50]
+    assert install["approval_mode"] == "manual"  # a person approves unless the run asks for the auto policy
 
 
 def test_returns_the_targets_as_operator_kwargs_in_order() -> None:
@@ -42,7 +82,11 @@ def test_returns_the_targets_as_operator_kwargs_in_order() -> None:
 @pytest.mark.parametrize(
     ("override", "field"),
     [
-        ({"mode": "install"}, "mode"),
+        ({"mode": "patch"}, "mode"),
+        ({"mode": "install", "artifact_root": "file:///tmp/x"}, "artifact_root"),
+        ({"approval_mode": "yes"}, "approval_mode"),
+        ({"wave_percentages": [50, 40]}, "wave_percentages"),
+        ({"canary": "0"}, "canary"),
         ({"targets": []}, "targets"),
         ({"targets": [{"aws_conn_id": "aws_prod", "regions": ["moon-base-1"]}]}, "targets[0].regions[0]"),
         ({"artifact_root": "ftp://x"}, "artifact_root"),

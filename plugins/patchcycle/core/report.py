@@ -3,6 +3,8 @@
 Totals are computed over in-scope resources; `accounting` states the identity
 `in scope = sum of verdicts` and whether it holds, and `incomplete` lists the parts of the fleet
 (connection, region, stage) that could not be read, so a partial report never looks complete.
+In install mode `install` records the staging rehearsal, the approval and the production waves, and
+each resource entry names the wave it was planned in.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
 
+import numpy as np
 import pandas as pd
 
 from patchcycle.core.inventory import KEY_COLUMNS, iso_utc
@@ -43,12 +46,113 @@ _COUNTS_BY_STATE: Final[dict[str, Any]] = {
     },
 }
 _STRINGS: Final[dict[str, Any]] = {"type": "array", "items": {"type": "string"}}
+_STRING: Final[dict[str, Any]] = {"type": "string"}
+_BOOL: Final[dict[str, Any]] = {"type": "boolean"}
+_COUNT: Final[dict[str, Any]] = {"type": "integer", "minimum": 0}
+
+WAVE_STATUSES: Final = ("done", "halted", "skipped", "not_run")
+APPROVAL_MODES: Final = ("manual", "auto")
+APPROVAL_DECISIONS: Final = ("Approve", "Reject", "")
+
+
+def _record(properties: Mapping[str, Any], description: str = "") -> dict[str, Any]:
+    """A closed object schema: every listed property required, no other."""
+    schema: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(properties),
+        "properties": dict(properties),
+    }
+    return {**schema, "description": description} if description else schema
+
+
+_STAGING_STACK: Final = _record(
+    {
+        "account_id": _STRING,
+        "region": _STRING,
+        "stack_name": _STRING,
+        "created": _BOOL,
+        "created_at": {**_STRING, "description": "ISO 8601 UTC; empty when not created"},
+        "deleted": _BOOL,
+        "deleted_at": {**_STRING, "description": "ISO 8601 UTC; empty when not deleted"},
+        "status": {**_STRING, "description": "the stack's last CloudFormation status"},
+        "error": {**_STRING, "description": "why creation or deletion failed; empty when neither did"},
+    }
+)
+_STAGING_INSTANCE: Final = _record(
+    {
+        "account_id": _STRING,
+        "region": _STRING,
+        "profile_id": _STRING,
+        "instance_id": _STRING,
+        "patch_group": _STRING,
+        "platform_name": _STRING,
+        "patch_ids": {**_STRINGS, "description": "the pinned patches planned for its profile"},
+        "install_status": {**_STRING, "description": "SSM invocation status of the install; empty if not sent"},
+        "installed": {**_COUNT, "description": "planned patches reported installed (incl. pending reboot)"},
+        "not_installed": {**_STRINGS, "description": "planned patches missing, failed or not reported"},
+        "health_status": {**_STRING, "description": "SSM invocation status of the health check; empty if not run"},
+        "health_output": _STRING,
+        "passed": _BOOL,
+        "reason": {**_STRING, "description": "why it failed; empty when passed"},
+    }
+)
+_WAVE: Final = _record(
+    {
+        "wave": {"type": "integer", "minimum": 1, "description": "1 = canary"},
+        "instances": _COUNT,
+        "sent": _COUNT,
+        "succeeded": _COUNT,
+        "failed": _COUNT,
+        "threshold": {**_STRING, "description": "the halt threshold: a count or a percentage"},
+        "allowed_failures": _COUNT,
+        "halted": _BOOL,
+        "status": {"enum": list(WAVE_STATUSES)},
+        "started_at": _STRING,
+        "finished_at": _STRING,
+    }
+)
+INSTALL_SCHEMA: Final[dict[str, Any]] = _record(
+    {
+        "staging": _record(
+            {
+                "stacks": {"type": "array", "items": _STAGING_STACK},
+                "instances": {"type": "array", "items": _STAGING_INSTANCE},
+                "passed": _BOOL,
+                "summary": _record({name: _COUNT for name in ("instances", "passed", "failed", "patches")}),
+            }
+        ),
+        "approval": _record(
+            {
+                "mode": {"enum": list(APPROVAL_MODES)},
+                "decision": {"enum": list(APPROVAL_DECISIONS), "description": "empty when no decision was made"},
+                "by": _STRING,
+                "at": {**_STRING, "description": "ISO 8601 UTC; empty when no decision was made"},
+                "timed_out": _BOOL,
+                "reason": _STRING,
+            }
+        ),
+        "waves": {"type": "array", "items": _WAVE},
+        "halted_after_wave": {"type": ["integer", "null"], "minimum": 1},
+        "pinned_patches": _COUNT,
+        "settings": _record(
+            {
+                "reboot_option": _STRING,
+                "canary": _STRING,
+                "wave_percentages": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                "halt_threshold": _STRING,
+                "staging_max_instances": _COUNT,
+            }
+        ),
+    },
+    "install mode: the staging rehearsal, the approval gate and the production waves",
+)
 
 REPORT_SCHEMA: Final[dict[str, Any]] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "patchcycle run report",
     "type": "object",
-    "required": ["run_id", "mode", "generated_at", "totals", "resources", "incomplete", "accounting"],
+    "required": ["run_id", "mode", "generated_at", "totals", "resources", "incomplete", "accounting", "install"],
     "additionalProperties": False,
     "properties": {
         "run_id": {"type": "string"},
@@ -108,6 +212,7 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
                     "missing_patches",
                     "cve_ids",
                     "patch_state",
+                    "wave",
                 ],
                 "properties": {
                     "resource_id": {"type": "string"},
@@ -161,6 +266,11 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
                             },
                         ],
                     },
+                    "wave": {
+                        "type": ["integer", "null"],
+                        "minimum": 1,
+                        "description": "install mode: the production wave it was planned in (1 = canary); else null",
+                    },
                 },
             },
         },
@@ -184,6 +294,7 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
                 "problems": _STRINGS,
             },
         },
+        "install": {"oneOf": [{"type": "null"}, INSTALL_SCHEMA], "description": "null in scan mode"},
     },
 }
 
@@ -198,6 +309,7 @@ CSV_COLUMNS: Final = (
     "verdict",
     "compliance_state",
     "reason",
+    "wave",
     "missing_patches",
     "cve_ids",
 )
@@ -245,6 +357,9 @@ def build_report(
     compliance: pd.DataFrame,
     missing_parts: list[dict[str, Any]],
     generated_at: dt.datetime | str,
+    *,
+    install: Mapping[str, Any] | None = None,
+    waves_by_resource: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The report.json document (REPORT_SCHEMA) of a run.
 
@@ -252,9 +367,16 @@ def build_report(
     compliance: COMPLIANCE_COLUMNS (each EC2 entry's `patch_state`, null when Patch Manager reported none);
     missing_parts: one dict per part of the fleet that could not be read (values made strings).
     Out-of-scope resources are only counted (totals.out_of_scope).
+    install: install mode only, the `install` section (INSTALL_SCHEMA) as the install operators recorded it;
+    copied with numpy scalars made plain Python values and datetimes ISO 8601 UTC text, not otherwise checked.
+    waves_by_resource: {EC2 instance id: wave number (1 = canary)}; an instance absent (or with wave < 1,
+    the outcome table's "no wave") gets wave null.
     """
     if mode not in MODES:
         raise ValueError(f"mode: must be one of {list(MODES)}, got {mode!r}")
+    if mode == "scan" and (install is not None or waves_by_resource):
+        raise ValueError("install, waves_by_resource: a scan-mode report has no install section or waves")
+    waves = {str(resource_id): int(wave) for resource_id, wave in (waves_by_resource or {}).items() if int(wave) >= 1}
     in_scope_mask = inventory["in_scope"] if "in_scope" in inventory.columns else pd.Series(True, index=inventory.index)
     resources_by_key = {_key(row): row for row in inventory[in_scope_mask].to_dict("records")}
     patches_by_key: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
@@ -283,6 +405,7 @@ def build_report(
                 "missing_patches": missing,
                 "cve_ids": sorted({cve for patch in missing for cve in patch["cve_ids"]}),
                 "patch_state": _patch_state(states_by_id.get(key[3])) if key[2] == "ec2" else None,
+                "wave": waves.get(key[3]) if key[2] == "ec2" else None,
             }
         )
 
@@ -328,7 +451,22 @@ def build_report(
             "ok": not problems,
             "problems": problems,
         },
+        "install": None if install is None else _plain(install),
     }
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy made of plain JSON types: the operators build `install` from pandas rows, whose numpy
+    scalars json.dumps would otherwise write as strings (ArtifactStore uses default=str)."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dt.datetime | np.datetime64):  # pd.Timestamp and NaT included: times are text here
+        return iso_utc(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _patch_state(state: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -359,11 +497,16 @@ def _csv_text(value: str) -> str:
 
 
 def report_csv(report: Mapping[str, Any]) -> str:
-    """The report's resources as CSV (header + one line per resource; cve_ids ";"-joined)."""
+    """The report's resources as CSV (header + one line per resource; cve_ids ";"-joined; wave empty when null)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for entry in report["resources"]:
-        values = {**entry, "missing_patches": len(entry["missing_patches"]), "cve_ids": ";".join(entry["cve_ids"])}
+        values = {
+            **entry,
+            "wave": "" if entry["wave"] is None else entry["wave"],
+            "missing_patches": len(entry["missing_patches"]),
+            "cve_ids": ";".join(entry["cve_ids"]),
+        }
         writer.writerow([_csv_text(str(values[column])) for column in CSV_COLUMNS])
     return buffer.getvalue()

@@ -177,12 +177,14 @@ def _cves_cell(cve_ids: Sequence[str]) -> str:
     return shown + (f" (+{more} more)" if more > 0 else "")
 
 
-def _resources_section(resources: Sequence[Mapping[str, Any]]) -> str:
-    headers = ["Resource", "Name", "Type", "Account", "Region", "Environment", "Responsibility", "Verdict"]
-    headers += ["Reason", "Missing", "CVEs"]
+def _resources_section(resources: Sequence[Mapping[str, Any]], with_waves: bool) -> str:
+    headers = ["Resource", "Name", "Type", "Account", "Region", "Environment", "Responsibility"]
+    headers += ["Wave"] if with_waves else []
+    headers += ["Verdict", "Reason", "Missing", "CVEs"]
     rows = []
     for entry in resources:
         color = COMPLIANCE_COLORS.get(str(entry["compliance_state"]), DEFAULT_COLOR)
+        wave = entry.get("wave")
         rows.append(
             [
                 f"<code>{escape(str(entry['resource_id']))}</code>",
@@ -192,6 +194,7 @@ def _resources_section(resources: Sequence[Mapping[str, Any]]) -> str:
                 escape(str(entry["region"])),
                 escape(str(entry["environment"])),
                 escape(str(entry["responsibility"])),
+                *([escape(str(wave)) if wave is not None else ""] if with_waves else []),
                 f'<span class="badge" style="background:{color}">{escape(str(entry["verdict"]))}</span>',
                 escape(str(entry["reason"])),
                 str(len(entry["missing_patches"])),
@@ -199,6 +202,129 @@ def _resources_section(resources: Sequence[Mapping[str, Any]]) -> str:
             ]
         )
     return f"<h2>Resources ({len(resources)})</h2>{_table(headers, rows)}"
+
+
+def _badge(passed: bool, yes: str = "PASSED", no: str = "FAILED") -> str:
+    color = COMPLIANCE_COLORS["COMPLIANT"] if passed else COMPLIANCE_COLORS["NON_COMPLIANT"]
+    return f'<span class="badge" style="background:{color}">{escape(yes if passed else no)}</span>'
+
+
+def _done_at(done: bool, at: str) -> str:
+    """E.g. "yes, 2026-11-20T03:05:00Z", "yes" (time unknown) or "no"."""
+    return escape(f"yes, {at}" if done and at else "yes" if done else "no")
+
+
+def _staging_section(staging: Mapping[str, Any], facts: str) -> str:
+    summary = staging["summary"]
+    counts = (
+        f"{summary['passed']} of {summary['instances']} staging instance(s) passed, {summary['failed']} failed, "
+        f"{summary['patches']} planned patch(es)"
+    )
+    headline = (
+        f'<div class="banner {"good" if staging["passed"] else "bad"}" id="staging">'
+        f"Staging {'passed' if staging['passed'] else 'FAILED'}: {escape(counts)}.</div>"
+    )
+    stack_rows = [
+        [
+            f"<code>{escape(str(stack['stack_name']))}</code>",
+            escape(str(stack["account_id"])),
+            escape(str(stack["region"])),
+            _done_at(bool(stack["created"]), str(stack["created_at"])),
+            _done_at(bool(stack["deleted"]), str(stack["deleted_at"])),
+            escape(str(stack["status"])),
+            escape(str(stack["error"])),
+        ]
+        for stack in staging["stacks"]
+    ]
+    stacks = _table(["Stack", "Account", "Region", "Created", "Deleted", "Status", "Error"], stack_rows)
+    instance_rows = [
+        [
+            f"<code>{escape(str(row['instance_id']))}</code>",
+            escape(str(row["profile_id"])),
+            escape(str(row["account_id"])),
+            escape(str(row["region"])),
+            escape(str(row["platform_name"])),
+            escape(str(row["patch_group"])),
+            f"{int(row['installed'])} of {len(row['patch_ids'])}",
+            escape(", ".join(str(patch) for patch in row["not_installed"])),
+            escape(str(row["install_status"])),
+            escape(str(row["health_status"])),
+            _badge(bool(row["passed"])),
+            escape(str(row["reason"])),
+        ]
+        for row in staging["instances"]
+    ]
+    headers = ["Instance", "Profile", "Account", "Region", "Platform", "Patch group", "Installed"]
+    headers += ["Not installed", "Install", "Health check", "Result", "Reason"]
+    return (
+        f'<h2>Staging</h2><p class="meta">{escape(facts)}</p>{headline}<h3>Stacks ({len(stack_rows)})</h3>{stacks}'
+        f"<h3>Staging instances ({len(instance_rows)})</h3>{_table(headers, instance_rows)}"
+    )
+
+
+def _approval_section(approval: Mapping[str, Any]) -> str:
+    decision = str(approval["decision"]) or ("none (timed out)" if approval["timed_out"] else "none")
+    rows = [
+        ["Decision", escape(decision)],
+        ["By", escape(str(approval["by"]))],
+        ["At", escape(str(approval["at"]))],
+        ["Timed out", "yes" if approval["timed_out"] else "no"],
+        ["Mode", escape(str(approval["mode"]))],
+        ["Reason", escape(str(approval["reason"]))],
+    ]
+    return f"<h2>Approval</h2>{_table(['Field', 'Value'], rows)}"
+
+
+def _waves_section(install: Mapping[str, Any], facts: str) -> str:
+    waves = list(install["waves"])
+    halted_after = install["halted_after_wave"]
+    banner = ""
+    if halted_after is not None:
+        halted = next((wave for wave in waves if wave["wave"] == halted_after), None)
+        detail = (
+            f": {halted['failed']} of {halted['sent']} failed, threshold {halted['threshold']} "
+            f"({halted['allowed_failures']} allowed)"
+            if halted is not None
+            else ""
+        )
+        banner = (
+            f'<div class="banner bad" id="halted">HALTED after wave {int(halted_after)}{escape(detail)}; '
+            "the later waves never ran (their instances are SKIPPED_HALTED).</div>"
+        )
+    rows = [
+        [
+            str(int(wave["wave"])) + (" (canary)" if wave["wave"] == 1 else ""),
+            str(int(wave["instances"])),
+            str(int(wave["sent"])),
+            str(int(wave["succeeded"])),
+            str(int(wave["failed"])),
+            escape(f"{wave['threshold']} ({wave['allowed_failures']} allowed)"),
+            escape(str(wave["status"])),
+            escape(str(wave["started_at"])),
+            escape(str(wave["finished_at"])),
+        ]
+        for wave in waves
+    ]
+    headers = ["Wave", "Instances", "Sent", "Succeeded", "Failed", "Threshold", "Status", "Started", "Finished"]
+    return f'<h2>Waves ({len(rows)})</h2><p class="meta">{escape(facts)}</p>{banner}{_table(headers, rows)}'
+
+
+def _install_sections(install: Mapping[str, Any]) -> str:
+    """Staging, approval and waves (install mode), each with the settings the run used for it."""
+    settings = install["settings"]
+    percentages = ", ".join(f"{int(share)}%" for share in settings["wave_percentages"])
+    staging_facts = (
+        f"{install['pinned_patches']} pinned patch(es) · staging cap {settings['staging_max_instances']} instance(s)"
+    )
+    wave_facts = (
+        f"canary {settings['canary']} · then {percentages or 'no further waves'} · "
+        f"halt threshold {settings['halt_threshold']} · reboot {settings['reboot_option']}"
+    )
+    return (
+        _staging_section(install["staging"], staging_facts)
+        + _approval_section(install["approval"])
+        + _waves_section(install, wave_facts)
+    )
 
 
 def render_html(report: Mapping[str, Any]) -> str:
@@ -214,6 +340,8 @@ def render_html(report: Mapping[str, Any]) -> str:
     meanings = report.get("verdict_meanings", {})
     legend = _table(["Verdict", "Meaning"], [[escape(k), escape(v)] for k, v in meanings.items()]) if meanings else ""
     title = f"Patch cycle report: {report['run_id']}"
+    install = report.get("install")
+    install_html = _install_sections(install) if install is not None else ""
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
@@ -221,5 +349,6 @@ def render_html(report: Mapping[str, Any]) -> str:
         f'<p class="meta">mode {escape(str(report["mode"]))} · generated {escape(str(report["generated_at"]))}</p>'
         f"{_incomplete_section(report['incomplete'])}{_accounting_section(report['accounting'])}"
         f'{_cards(totals)}<h2>Charts</h2><div class="charts">{"".join(charts)}</div>'
-        f"<h2>Verdict meanings</h2>{legend}{_resources_section(report['resources'])}</body></html>"
+        f"<h2>Verdict meanings</h2>{legend}{install_html}"
+        f"{_resources_section(report['resources'], with_waves=install is not None)}</body></html>"
     )

@@ -7,7 +7,7 @@ Resources out of scope get no verdict; they are counted apart (inventory `in_sco
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -32,6 +32,7 @@ class Verdict(StrEnum):
     SKIPPED_EXCLUDED = "SKIPPED_EXCLUDED"
     SKIPPED_HALTED = "SKIPPED_HALTED"
     SKIPPED_REJECTED = "SKIPPED_REJECTED"
+    SKIPPED_STAGING_FAILED = "SKIPPED_STAGING_FAILED"
     SCAN_FAILED = "SCAN_FAILED"
     MAINTENANCE_PENDING = "MAINTENANCE_PENDING"
     AWS_MANAGED = "AWS_MANAGED"
@@ -87,6 +88,12 @@ VERDICTS: Final[Mapping[Verdict, VerdictInfo]] = {
     Verdict.SKIPPED_REJECTED: VerdictInfo(
         "the approval gate rejected (or timed out) before its wave", frozenset({INSTALL}), _U
     ),
+    Verdict.SKIPPED_STAGING_FAILED: VerdictInfo(
+        "staging did not pass or could not run (stack creation, staging install or health checks failed), "
+        "and the approval policy did not let production go ahead",
+        frozenset({INSTALL}),
+        _U,
+    ),
     Verdict.SCAN_FAILED: VerdictInfo("the Patch Manager scan command failed on it (reason says how)", _BOTH, _U),
     Verdict.MAINTENANCE_PENDING: VerdictInfo(
         "RDS: AWS has maintenance actions pending, for the customer to schedule", _BOTH, _N
@@ -104,6 +111,44 @@ VERDICT_COLUMNS: Final[Mapping[str, str]] = {
     "verdict": "str",  # a Verdict value
     "reason": "str",  # human-readable, e.g. "3 missing patches (1 critical), 5 CVEs"
 }
+
+
+class Outcome(StrEnum):
+    """What install mode did with one production instance (OUTCOME_COLUMNS' `outcome`)."""
+
+    NOT_STAGED = "NOT_STAGED"  # its profile was over the staging cap
+    STAGING_FAILED = "STAGING_FAILED"  # its profile's staging failed and the approval policy stopped it
+    REJECTED = "REJECTED"  # the approval gate rejected or timed out
+    HALTED = "HALTED"  # an earlier wave passed the halt threshold
+    NOT_RUN = "NOT_RUN"  # its wave was due but the install was not attempted
+    SENT = "SENT"  # the install command was sent
+
+
+# One row per production instance, built by the install operators and read by install_verdicts.
+OUTCOME_COLUMNS: Final[Mapping[str, str]] = {
+    "account_id": "str",
+    "region": "str",
+    "resource_id": "str",
+    "outcome": "str",  # an Outcome value
+    "wave": "int64",  # the wave it was planned in (1 = canary), 0 if none
+    "detail": "str",  # why it was skipped; for SENT the invocation's StatusDetails or stderr
+    "invocation_status": "str",  # SENT: the SSM invocation Status (Success, Failed, TimedOut, ...); else ""
+    "pinned": "int64",  # pinned patches
+    "installed": "int64",  # pinned patches INSTALLED or INSTALLED_OTHER after the install
+    "pending_reboot": "int64",  # pinned patches INSTALLED_PENDING_REBOOT after the install
+    "not_installed": "str",  # pinned patch ids still missing, failed or not reported, sorted, ";"-joined
+    "verified": "bool",  # the instance's patch state was read after the install
+}
+
+# Skipped outcomes -> verdict, and the reason used when the outcome has no detail.
+_SKIPPED: Final[Mapping[str, tuple[Verdict, str]]] = {
+    Outcome.NOT_STAGED: (Verdict.SKIPPED_EXCLUDED, "its profile was not staged (over the staging cap)"),
+    Outcome.STAGING_FAILED: (Verdict.SKIPPED_STAGING_FAILED, "staging failed"),
+    Outcome.REJECTED: (Verdict.SKIPPED_REJECTED, "rejected at the approval gate"),
+    Outcome.HALTED: (Verdict.SKIPPED_HALTED, "halted by an earlier wave"),
+}
+
+Ec2Rule = Callable[[Mapping[str, Any], Mapping[str, Any] | None, list[Mapping[str, Any]]], tuple[Verdict, str]]
 
 
 class AccountingError(ValueError):
@@ -169,21 +214,14 @@ def _rds_verdict(resource: Mapping[str, Any], actions: list[Mapping[str, Any]]) 
     return Verdict.MAINTENANCE_PENDING, _plural(count, "pending maintenance action") + listed
 
 
-def scan_verdicts(
-    inventory: pd.DataFrame,
-    compliance: pd.DataFrame,
-    plan: pd.DataFrame,
-    scan_failures: Set[str] | Mapping[str, str],
-) -> pd.DataFrame:
-    """Scan-mode verdicts (VERDICT_COLUMNS): one row per in-scope resource of the inventory.
-
-    inventory: with `in_scope` (scope.apply_scope); compliance: plan.instance_compliance; plan:
-    patch_plan + rds_plan rows; scan_failures: instance ids whose scan command failed, or
-    {instance id: detail} (e.g. "exit code 1") to name how.
-    """
+def _require_scope(inventory: pd.DataFrame) -> None:
     if "in_scope" not in inventory.columns:
         raise ValueError("inventory has no in_scope column: apply the scope first (scope.apply_scope)")
-    failures = dict(scan_failures) if isinstance(scan_failures, Mapping) else dict.fromkeys(scan_failures, "")
+
+
+def _verdicts(inventory: pd.DataFrame, compliance: pd.DataFrame, plan: pd.DataFrame, ec2_rule: Ec2Rule) -> pd.DataFrame:
+    """One VERDICT_COLUMNS row per in-scope resource: EC2 by `ec2_rule`, RDS and S3 as in every mode."""
+    _require_scope(inventory)
     compliance_by_id = {str(row["resource_id"]): row for row in compliance.to_dict("records")}
     plan_by_key: dict[tuple[str, str, str, str], list[Mapping[str, Any]]] = {}
     for row in plan.to_dict("records"):
@@ -199,7 +237,7 @@ def scan_verdicts(
         )
         planned = plan_by_key.get(key, [])
         if resource["resource_type"] == "ec2":
-            verdict, reason = _ec2_verdict(resource, compliance_by_id.get(key[3]), planned, failures)
+            verdict, reason = ec2_rule(resource, compliance_by_id.get(key[3]), planned)
         elif resource["resource_type"] == "rds":
             verdict, reason = _rds_verdict(resource, planned)
         elif resource["resource_type"] == "s3":
@@ -209,6 +247,107 @@ def scan_verdicts(
         rows.append({column: resource[column] for column in VERDICT_COLUMNS if column in resource})
         rows[-1].update(verdict=verdict.value, reason=reason)
     return typed_frame(rows, VERDICT_COLUMNS)
+
+
+def _failures(scan_failures: Set[str] | Mapping[str, str]) -> dict[str, str]:
+    return dict(scan_failures) if isinstance(scan_failures, Mapping) else dict.fromkeys(scan_failures, "")
+
+
+def scan_verdicts(
+    inventory: pd.DataFrame,
+    compliance: pd.DataFrame,
+    plan: pd.DataFrame,
+    scan_failures: Set[str] | Mapping[str, str],
+) -> pd.DataFrame:
+    """Scan-mode verdicts (VERDICT_COLUMNS): one row per in-scope resource of the inventory.
+
+    inventory: with `in_scope` (scope.apply_scope); compliance: plan.instance_compliance; plan:
+    patch_plan + rds_plan rows; scan_failures: instance ids whose scan command failed, or
+    {instance id: detail} (e.g. "exit code 1") to name how.
+    """
+    failures = _failures(scan_failures)
+    return _verdicts(
+        inventory,
+        compliance,
+        plan,
+        lambda resource, state, planned: _ec2_verdict(resource, state, planned, failures),
+    )
+
+
+def _listed(ids: list[str], limit: int = 10) -> str:
+    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def _install_verdict(outcome: Mapping[str, Any]) -> tuple[Verdict, str]:
+    """The verdict of one production instance from its install outcome."""
+    kind, detail = str(outcome["outcome"]), str(outcome["detail"])
+    if kind in _SKIPPED:
+        verdict, default = _SKIPPED[kind]
+        return verdict, detail or default
+    if kind == Outcome.NOT_RUN:
+        return Verdict.FAILED, "install not attempted" + (f": {detail}" if detail else "")
+    if kind != Outcome.SENT:
+        raise ValueError(f"unknown install outcome {kind!r} for {outcome['resource_id']}")
+    status = str(outcome["invocation_status"])
+    not_installed = [pid for pid in str(outcome["not_installed"]).split(";") if pid]
+    problems = []
+    if status != "Success" and detail:
+        problems.append(detail)
+    if not outcome["verified"]:
+        problems.append("patch state not read after the install")
+    if not_installed:
+        count = _plural(len(not_installed), "planned patch", "planned patches")
+        problems.append(f"{count} not installed: {_listed(not_installed)}")
+    if status != "Success" or problems:
+        head = f"Install {status or 'status unknown'}" if status != "Success" else ""
+        return Verdict.FAILED, ": ".join(part for part in (head, "; ".join(problems)) if part)
+    installed, pending = int(outcome["installed"]), int(outcome["pending_reboot"])
+    if pending:
+        return (
+            Verdict.PATCHED_PENDING_REBOOT,
+            f"{_plural(installed + pending, 'patch', 'patches')} installed, {pending} pending reboot",
+        )
+    return Verdict.PATCHED, f"{_plural(installed, 'planned patch', 'planned patches')} installed and verified"
+
+
+def install_verdicts(
+    inventory: pd.DataFrame,
+    compliance: pd.DataFrame,
+    plan: pd.DataFrame,
+    scan_failures: Set[str] | Mapping[str, str],
+    outcomes: pd.DataFrame,
+) -> pd.DataFrame:
+    """Install-mode verdicts (VERDICT_COLUMNS): one row per in-scope resource of the inventory.
+
+    An EC2 instance with an install outcome (OUTCOME_COLUMNS) gets its verdict from it; any other keeps
+    its scan-mode verdict, except that outstanding patches without an outcome are FAILED, so an
+    instance the install left out is never silent. RDS and S3 are as in scan mode. ValueError when an
+    outcome names an instance that is not an in-scope EC2 instance.
+    """
+    failures = _failures(scan_failures)
+    by_key = {
+        (str(row["account_id"]), str(row["region"]), str(row["resource_id"])): row
+        for row in outcomes.to_dict("records")
+    }
+    _require_scope(inventory)
+    ec2 = inventory[inventory["in_scope"] & (inventory["resource_type"] == "ec2")]
+    known = set(zip(ec2["account_id"], ec2["region"], ec2["resource_id"], strict=True))
+    unknown = sorted("/".join(key) for key in set(by_key) - known)
+    if unknown:
+        raise ValueError(f"outcomes: {len(unknown)} instance(s) are not in-scope EC2 instances: {unknown[:10]}")
+
+    def ec2_rule(
+        resource: Mapping[str, Any], state: Mapping[str, Any] | None, planned: list[Mapping[str, Any]]
+    ) -> tuple[Verdict, str]:
+        outcome = by_key.get((str(resource["account_id"]), str(resource["region"]), str(resource["resource_id"])))
+        if outcome is not None:
+            return _install_verdict(outcome)
+        verdict, reason = _ec2_verdict(resource, state, planned, failures)
+        if verdict == Verdict.NON_COMPLIANT:
+            return Verdict.FAILED, f"no install outcome recorded ({reason})"
+        return verdict, reason
+
+    return _verdicts(inventory, compliance, plan, ec2_rule)
 
 
 def accounting_problems(inventory: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:

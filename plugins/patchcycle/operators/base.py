@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,22 +41,27 @@ class PatchCycleOperator(BaseOperator):
     def store(self, context: Context) -> ArtifactStore:
         return ArtifactStore(self.artifact_root, context["dag"].dag_id, context["run_id"], self.artifact_conn_id)
 
-    @contextmanager
-    def recording_failure(self, store: ArtifactStore, stage: str) -> Iterator[None]:
+    def recording_failure(self, store: ArtifactStore, stage: str) -> AbstractContextManager[None]:
         """Leave the error where the report finds it, so one failed region does not hide the others."""
-        try:
-            yield
-        except Exception as error:
-            store.write_json(
-                "errors",
-                f"{stage}.{self.target.key}.json",
-                {
-                    "stage": stage,
-                    "aws_conn_id": self.aws_conn_id,
-                    "region": self.region_name,
-                    "error": f"{type(error).__name__}: {error}",
-                    "at": datetime.now(UTC).isoformat(),
-                    "where": traceback.format_exception_only(error)[-1].strip(),
-                },
-            )
-            raise
+        return recorded_failure(
+            store, f"{stage}.{self.target.key}", stage=stage, aws_conn_id=self.aws_conn_id, region=self.region_name
+        )
+
+
+@contextmanager
+def recorded_failure(store: ArtifactStore, name: str, **where: str) -> Iterator[None]:
+    """On an exception, write errors/{name}.json (what failed, when, and `where`), then re-raise."""
+    try:
+        yield
+    except Exception as error:
+        store.write_json(
+            "errors",
+            f"{name}.json",
+            {
+                **where,
+                "error": f"{type(error).__name__}: {error}",
+                "at": datetime.now(UTC).isoformat(),
+                "where": traceback.format_exception_only(error)[-1].strip(),
+            },
+        )
+        raise

@@ -78,7 +78,7 @@ class PatchScanOperator(PatchCycleOperator):
             self.log.info("Sent Scan to %d instances in %d commands", len(ids), len(command_ids))
         wait = timedelta(minutes=float(self.command_timeout_minutes))
         self.defer(
-            trigger=CommandCompletionTrigger(
+            trigger=CommandCompletionTrigger.for_commands(
                 command_ids,
                 aws_conn_id=self.aws_conn_id,
                 region_name=self.region_name,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack, aclosing
+from typing import Any, Self
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from botocore.exceptions import ClientError
@@ -17,7 +19,12 @@ FINAL_STATUSES = frozenset({"Success", "Failed", "TimedOut", "Cancelled"})
 
 
 class CommandCompletionTrigger(BaseTrigger):
-    """Polls ListCommands' aggregate status and counts for a set of commands until all are final.
+    """Polls ListCommands' aggregate status and counts for commands in one or more (connection, region)
+    pairs until all are final, or until `timeout` seconds after `started_at`.
+
+    Each target is {"aws_conn_id": str | None, "region_name": str | None, "command_ids": [str]}; a
+    production wave spans regions, so one trigger waits on all of them. Command ids are globally unique.
+    Event: {"status": "done" | "timeout", "commands": {command id: summary}, "pending": [command ids]}.
 
     The provider's SsmRunCommandTrigger lists invocations once without paging, and an empty
     list (normal right after SendCommand) reads as done; the command's own status and
@@ -26,28 +33,60 @@ class CommandCompletionTrigger(BaseTrigger):
 
     def __init__(
         self,
+        targets: Sequence[Mapping[str, Any]],
+        poll_interval: float = 30.0,
+        timeout: float = 4 * 3600.0,
+        started_at: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.targets = [_target(target) for target in targets]
+        duplicated = sorted(command_id for command_id, n in Counter(self.command_ids).items() if n > 1)
+        if duplicated:
+            raise ValueError(f"command ids must be unique across targets; repeated: {duplicated}")
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.started_at = started_at if started_at is not None else time.time()
+
+    @classmethod
+    def for_commands(
+        cls,
         command_ids: Sequence[str],
         aws_conn_id: str | None,
         region_name: str | None,
         poll_interval: float = 30.0,
         timeout: float = 4 * 3600.0,
         started_at: float | None = None,
-    ) -> None:
-        super().__init__()
-        self.command_ids = list(command_ids)
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.poll_interval = poll_interval
-        self.timeout = timeout
-        self.started_at = started_at if started_at is not None else time.time()
+    ) -> Self:
+        """The trigger for commands of a single (connection, region) pair."""
+        target = {"aws_conn_id": aws_conn_id, "region_name": region_name, "command_ids": list(command_ids)}
+        return cls([target], poll_interval=poll_interval, timeout=timeout, started_at=started_at)
+
+    @property
+    def command_ids(self) -> list[str]:
+        """Every command waited on, in target order."""
+        return [command_id for target in self.targets for command_id in target["command_ids"]]
+
+    @property
+    def aws_conn_id(self) -> str | None:
+        """The connection, when every target uses the same (connection, region) pair."""
+        return self._single_pair()[0]
+
+    @property
+    def region_name(self) -> str | None:
+        """The region, when every target uses the same (connection, region) pair."""
+        return self._single_pair()[1]
+
+    def _single_pair(self) -> tuple[str | None, str | None]:
+        pairs = {(target["aws_conn_id"], target["region_name"]) for target in self.targets}
+        if len(pairs) != 1:
+            raise AttributeError(f"the trigger spans {len(pairs)} (connection, region) pairs: read .targets")
+        return next(iter(pairs))
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
-                "command_ids": self.command_ids,
-                "aws_conn_id": self.aws_conn_id,
-                "region_name": self.region_name,
+                "targets": [dict(target) for target in self.targets],
                 "poll_interval": self.poll_interval,
                 "timeout": self.timeout,
                 "started_at": self.started_at,
@@ -55,33 +94,76 @@ class CommandCompletionTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = PatchManagerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        # One client per (connection, region) pair, however many targets name it, open for the whole wait.
+        by_pair: dict[tuple[str | None, str | None], list[str]] = {}
+        for target in self.targets:
+            by_pair.setdefault((target["aws_conn_id"], target["region_name"]), []).extend(target["command_ids"])
         pending = set(self.command_ids)
         summaries: dict[str, dict[str, Any]] = {}
+        async with AsyncExitStack() as stack:
+            pollers = [
+                await stack.enter_async_context(aclosing(self._polls(aws_conn_id, region_name, command_ids, pending)))
+                for (aws_conn_id, region_name), command_ids in by_pair.items()
+            ]
+            while True:
+                for polled in await asyncio.gather(*(anext(poller) for poller in pollers)):
+                    for command_id, command in polled.items():
+                        summaries[command_id] = _summary(command)
+                        if command["Status"] in FINAL_STATUSES:
+                            pending.discard(command_id)
+                if not pending:
+                    yield TriggerEvent({"status": "done", "commands": summaries, "pending": []})
+                    return
+                if time.time() - self.started_at > self.timeout:
+                    yield TriggerEvent({"status": "timeout", "commands": summaries, "pending": sorted(pending)})
+                    return
+                self.log.info(
+                    "%d of %d commands still running in %d (connection, region) pairs",
+                    len(pending),
+                    len(self.command_ids),
+                    len(by_pair),
+                )
+                await asyncio.sleep(self.poll_interval)
+
+    async def _polls(
+        self, aws_conn_id: str | None, region_name: str | None, command_ids: Sequence[str], pending: set[str]
+    ) -> AsyncGenerator[dict[str, dict[str, Any]]]:
+        """One (connection, region) pair's client; each step asks ListCommands about its still pending commands.
+
+        A command not visible yet (right after SendCommand) is left out of that step's answer.
+        """
+        hook = PatchManagerHook(aws_conn_id=aws_conn_id, region_name=region_name)
         async with await hook.get_async_conn() as client:
             while True:
-                for command_id in sorted(pending):
+                found: dict[str, dict[str, Any]] = {}
+                for command_id in sorted(set(command_ids) & pending):
                     try:
                         response = await client.list_commands(CommandId=command_id)
                     except ClientError as error:
                         # Right after SendCommand a command id may not be known yet: ask again next poll.
                         if error.response.get("Error", {}).get("Code") != "InvalidCommandId":
                             raise
-                        response = {}
-                    command = response["Commands"][0] if response.get("Commands") else None
-                    if command is None:
-                        continue  # not visible yet: eventual consistency right after SendCommand
-                    summaries[command_id] = _summary(command)
-                    if command["Status"] in FINAL_STATUSES:
-                        pending.discard(command_id)
-                if not pending:
-                    yield TriggerEvent({"status": "done", "commands": summaries})
-                    return
-                if time.time() - self.started_at > self.timeout:
-                    yield TriggerEvent({"status": "timeout", "commands": summaries, "pending": sorted(pending)})
-                    return
-                self.log.info("%d of %d commands still running", len(pending), len(self.command_ids))
-                await asyncio.sleep(self.poll_interval)
+                        continue
+                    if response.get("Commands"):  # empty: eventual consistency right after SendCommand
+                        found[command_id] = response["Commands"][0]
+                yield found
+
+
+TARGET_KEYS = frozenset({"aws_conn_id", "region_name", "command_ids"})
+
+
+def _target(target: Mapping[str, Any]) -> dict[str, Any]:
+    """A target as a plain JSON-able dict; every key spelled out, so a typo cannot fall back to a default."""
+    if set(target) != TARGET_KEYS:
+        raise ValueError(f"a target has exactly the keys {sorted(TARGET_KEYS)}, got {sorted(target)}")
+    command_ids = target["command_ids"]
+    if isinstance(command_ids, str) or not all(isinstance(c, str) for c in command_ids):
+        raise ValueError(f"command_ids must be a list of command id strings, got {command_ids!r}")
+    return {
+        "aws_conn_id": target["aws_conn_id"],
+        "region_name": target["region_name"],
+        "command_ids": list(command_ids),
+    }
 
 
 def _summary(command: dict[str, Any]) -> dict[str, Any]:

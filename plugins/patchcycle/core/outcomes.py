@@ -1,0 +1,166 @@
+"""What happened to each production instance in install mode (OUTCOME_COLUMNS), from the run's records.
+
+Where the instance stopped decides: not staged, staging failed, rejected at the approval gate, halted by
+an earlier wave, its wave never ran, or sent (then verify says which pinned patches went in).
+`verdicts.install_verdicts` turns these into verdicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import pandas as pd
+
+from patchcycle.core.inventory import typed_frame
+from patchcycle.core.plan import split_cve_ids
+from patchcycle.core.verdicts import OUTCOME_COLUMNS, Outcome
+
+# DescribeInstancePatches' PatchComplianceData.State values.
+INSTALLED_STATES: Final = frozenset({"INSTALLED", "INSTALLED_OTHER"})
+PENDING_REBOOT_STATE: Final = "INSTALLED_PENDING_REBOOT"
+
+
+@dataclass(frozen=True)
+class StagingRecord:
+    """Did staging run to the end, did it pass, and if not, why (the first failures)."""
+
+    ran: bool
+    passed: bool
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    """The gate's decision (approval/decision.json)."""
+
+    decision: str  # Approve | Reject
+    mode: str  # manual | auto
+    by: str = ""
+    at: str = ""
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    """The waves as they ran: each wave's record (wave_N.json), the per-instance results, and task errors."""
+
+    waves: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    results: pd.DataFrame | None = None  # WAVE_RESULT_COLUMNS of every wave
+    errors: Mapping[int, str] = field(default_factory=dict)  # wave -> its task's recorded error
+
+
+ERROR_MARKER: Final = "----------ERROR-------"
+
+
+def invocation_error(output: str, limit: int = 300) -> str:
+    """The error part of a Run Command plugin output (after SSM's ERROR marker), else its last line."""
+    if ERROR_MARKER in output:
+        text = output.rsplit(ERROR_MARKER, 1)[1]
+    else:
+        lines = [line for line in output.splitlines() if line.strip()]
+        text = lines[-1] if lines else ""
+    return " ".join(text.split())[:limit]
+
+
+def halted_after(rollout: RolloutRecord) -> int | None:
+    """The wave whose failures halted the rollout, if one did."""
+    halted = [wave for wave, record in rollout.waves.items() if record.get("halted")]
+    return min(halted) if halted else None
+
+
+def install_outcomes(
+    production: pd.DataFrame,
+    staged_profiles: set[str],
+    wave_of: Mapping[str, int],
+    staging: StagingRecord,
+    approval: ApprovalRecord | None,
+    rollout: RolloutRecord,
+    verified: Mapping[str, Mapping[str, str]],
+    staging_cap: int,
+) -> pd.DataFrame:
+    """OUTCOME_COLUMNS, one row per production instance (production: account_id, region, resource_id,
+    profile_id, patch_ids). verified: instance id -> {patch id: DescribeInstancePatches State} after the install.
+    """
+    halt = halted_after(rollout)
+    results = {}
+    if rollout.results is not None:
+        results = {str(row["resource_id"]): row for row in rollout.results.to_dict("records")}
+    rows = []
+    for instance in production.to_dict("records"):
+        instance_id = str(instance["resource_id"])
+        pinned = split_cve_ids(str(instance["patch_ids"]))
+        wave = int(wave_of.get(instance_id, 0))
+        row: dict[str, Any] = {
+            **_EMPTY_OUTCOME,
+            "account_id": instance["account_id"],
+            "region": instance["region"],
+            "resource_id": instance_id,
+            "wave": wave,
+            "pinned": len(pinned),
+        }
+        if str(instance["profile_id"]) not in staged_profiles:
+            row.update(
+                outcome=Outcome.NOT_STAGED,
+                detail=f"its profile {instance['profile_id']} got no staging replica "
+                f"(over staging_max_instances={staging_cap} per region)",
+            )
+        elif instance_id in results:
+            row.update(_sent(results[instance_id], pinned, verified.get(instance_id)))
+        elif approval is None:
+            if not staging.ran or not staging.passed:
+                row.update(outcome=Outcome.STAGING_FAILED, detail=staging.error or "staging did not finish")
+            else:
+                row.update(outcome=Outcome.NOT_RUN, detail="the approval gate did not decide")
+        elif approval.decision != "Approve":
+            row.update(_rejected(approval, staging))
+        elif halt is not None and wave > halt:
+            record = rollout.waves[halt]
+            row.update(
+                outcome=Outcome.HALTED,
+                detail=f"halted after wave {halt}: {record.get('failed')} of {record.get('instances')} failed, "
+                f"more than the {record.get('allowed_failures')} allowed by halt_threshold {record.get('threshold')}",
+            )
+        else:
+            why = rollout.errors.get(wave) or "its task did not finish"
+            row.update(outcome=Outcome.NOT_RUN, detail=f"wave {wave} did not run: {why}")
+        rows.append(row)
+    return typed_frame(rows, OUTCOME_COLUMNS)
+
+
+_EMPTY_OUTCOME: Final[Mapping[str, Any]] = {
+    "invocation_status": "",
+    "installed": 0,
+    "pending_reboot": 0,
+    "not_installed": "",
+    "verified": False,
+    "detail": "",
+}
+
+
+def _rejected(approval: ApprovalRecord, staging: StagingRecord) -> dict[str, Any]:
+    if approval.mode == "auto" and not (staging.ran and staging.passed):
+        return {
+            "outcome": Outcome.STAGING_FAILED,
+            "detail": f"staging failed, the auto policy rejected: {staging.error}",
+        }
+    if approval.timed_out:
+        return {"outcome": Outcome.REJECTED, "detail": f"no answer in time: rejected by default at {approval.at}"}
+    return {"outcome": Outcome.REJECTED, "detail": f"rejected by {approval.by or 'unknown'} at {approval.at}"}
+
+
+def _sent(result: Mapping[str, Any], pinned: list[str], states: Mapping[str, str] | None) -> dict[str, Any]:
+    reported = states or {}
+    installed = [p for p in pinned if reported.get(p) in INSTALLED_STATES]
+    pending = [p for p in pinned if reported.get(p) == PENDING_REBOOT_STATE]
+    missing = sorted(set(pinned) - set(installed) - set(pending))
+    return {
+        "outcome": Outcome.SENT,
+        "detail": str(result["detail"]),
+        "invocation_status": str(result["status"]),
+        "installed": len(installed),
+        "pending_reboot": len(pending),
+        "not_installed": ";".join(missing),
+        "verified": states is not None,
+    }
