@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import yaml
 from botocore.config import Config
 
 from include.demo import (
@@ -37,6 +38,7 @@ from include.demo import (
 
 ARTIFACT_BUCKET = "patchcycle-artifacts"
 REPORT_FILES = ("report.json", "report.csv", "report.html")
+STAGING_PREFIX = "patchcycle-staging-"
 CYCLE_TIMEOUT_SECONDS = 1800.0
 
 
@@ -45,6 +47,7 @@ class CycleResult:
     succeeded: bool
     report_dir: Path | None
     log_path: Path
+    stacks_left: tuple[str, ...] = ()  # staging stacks not deleted when the run ended: "region/name status"
 
     @property
     def report_json(self) -> Path | None:
@@ -117,9 +120,29 @@ def run_cycle(scenario: Path, mode: str, out_dir: Path, conf: dict[str, Any] | N
         succeeded = run.returncode == 0 and "DagRun Finished" in log_path.read_text() and _run_succeeded(log_path)
         say(f"patch_cycle finished in {time.monotonic() - started:.0f} s: {'success' if succeeded else 'FAILED'}")
         report_dir = _copy_report(s3, out_dir)
-        return CycleResult(succeeded, report_dir, log_path)
+        return CycleResult(succeeded, report_dir, log_path, _stacks_left(url, scenario))
     finally:
         stop_services(services)
+
+
+def _stacks_left(url: str, scenario: Path) -> tuple[str, ...]:
+    """Staging stacks still present in the sandbox (teardown must leave none, whatever the run's outcome)."""
+    document = yaml.safe_load(scenario.read_text())
+    regions = sorted({region for account in document.get("accounts", []) for region in account.get("regions", {})})
+    left = []
+    for region in regions:
+        client = boto3.client(
+            "cloudformation",
+            region_name=region,
+            endpoint_url=url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        for page in client.get_paginator("list_stacks").paginate():
+            for stack in page["StackSummaries"]:
+                if stack["StackName"].startswith(STAGING_PREFIX) and stack["StackStatus"] != "DELETE_COMPLETE":
+                    left.append(f"{region}/{stack['StackName']} {stack['StackStatus']}")
+    return tuple(left)
 
 
 def _run_succeeded(log_path: Path) -> bool:
@@ -157,17 +180,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m include.cycle", description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", type=Path, default=REPO_ROOT / "include/sandbox/scenarios/default.yaml")
     parser.add_argument("--mode", choices=["scan", "install"], default="scan")
+
     parser.add_argument("--out", type=Path, default=REPO_ROOT / ".cycle")
     parser.add_argument("--conf", default="{}", help="extra patch_cycle params as JSON")
     args = parser.parse_args(argv)
     if not args.scenario.exists():
         say(f"error: scenario {args.scenario} does not exist")
         return 2
-    result = run_cycle(args.scenario.resolve(), args.mode, args.out.resolve(), json.loads(args.conf))
+    conf = json.loads(args.conf)
+    if conf.get("approval_mode", "auto") != "auto":
+        # `airflow dags test` has no scheduler to time a manual approval out: it would wait forever.
+        say("error: a headless cycle approves with approval_mode auto; approve by hand in `make demo`")
+        return 2
+    result = run_cycle(args.scenario.resolve(), args.mode, args.out.resolve(), {"approval_mode": "auto", **conf})
     if result.report_json is None:
         say(f"No report was written. Last lines of {result.log_path}:\n{log_tail(result.log_path, 40)}")
         return 1
     say(f"Report: {result.report_json}")
+    if result.stacks_left:
+        say(f"STAGING STACKS LEFT BEHIND (delete them): {', '.join(result.stacks_left)}")
+        return 1
     if not result.succeeded:
         say(f"The run did not succeed; see {result.log_path}")
         return 1

@@ -78,8 +78,33 @@ class CycleReportOperator(BaseOperator):
         if not report["accounting"]["ok"]:
             raise AirflowFailException(f"report accounting does not add up: {report['accounting']}")
         missing = tables.missing
+        if install is not None and not install["staging"]["passed"]:
+            # Nothing reached production because staging failed: an unattended run must not look successful.
+            raise AirflowFailException(
+                f"report written to {uris['html']}; production was not patched: staging did not pass "
+                f"({install['approval']['reason']})"
+            )
+        if install is not None:
+            unfinished = _unfinished_install(install)
+            if unfinished:
+                raise AirflowFailException(
+                    f"report written to {uris['html']}; the install did not finish: {unfinished}"
+                )
         if missing:
             # The report is written, but a partial picture must not pass for a successful cycle.
             parts = "; ".join(f"{m['aws_conn_id']}/{m['region']} {m['stage']}: {m['error']}" for m in missing)
             raise AirflowFailException(f"report written to {uris['html']}, but parts of the fleet are missing: {parts}")
         return {"report": uris, "in_scope": report["totals"]["resources_in_scope"], "incomplete": len(missing)}
+
+
+def _unfinished_install(install: dict[str, Any]) -> str:
+    """Why an install-mode run did not run its course ("" when it did: approved and every wave done, or rejected)."""
+    if install["halted_after_wave"] is not None:
+        return f"the rollout halted after wave {install['halted_after_wave']}"
+    decision = install["approval"]["decision"]
+    if not decision:
+        return f"the approval gate did not decide ({install['approval']['reason']})"
+    not_run = [str(wave["wave"]) for wave in install["waves"] if wave["status"] == "not_run"]
+    if decision == "Approve" and not_run:
+        return f"wave(s) {', '.join(not_run)} did not run"
+    return ""

@@ -54,15 +54,19 @@ def read_install_record(
     for target in targets:
         stack = read_json(store, "staging", f"{target.key}.stack.json")
         if stack is None:
-            staging_errors.append(f"{target.key}: no staging stack")
-            stack = {"stack_name": "", "created": False, "status": "", "error": "create_staging did not run"}
+            failure = _task_error(store, target, ("staging",))
+            staging_errors.append(f"{target.key}: no staging stack: {failure}")
+            stack = {"stack_name": "", "created": False, "status": "", "error": failure}
         elif stack.get("error"):
             staging_errors.append(f"{target.key}: stack {stack.get('stack_name')}: {stack['error']}")
         stacks.append(_stack_entry(target, stack))
         results = read_frame(store, "staging", f"{target.key}.results.parquet")
         if results is not None:
             results_frames.append(results)
-        elif stack.get("created"):
+        failed_task = any(
+            read_json(store, "errors", f"{stage}.{target.key}.json") for stage in ("staging_patch", "staging_checks")
+        )
+        if failed_task or (results is None and (stack.get("created") or stack.get("status") == "NOT_NEEDED")):
             failure = _task_error(store, target, ("staging_patch", "staging_checks"))
             staging_errors.append(f"{target.key}: staging checks did not finish: {failure}")
     results = (

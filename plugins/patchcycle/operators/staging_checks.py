@@ -193,6 +193,8 @@ class StagingHealthCheckOperator(StagingOperator):
         store = self.store(context)
         with self.recording_failure(store, "staging_checks"):
             staged = self.staged(store)
+            if staged.empty:
+                return self.execute_complete(context, {"status": "done", "commands": {}})
             record = read_json(store, STAGE, f"{self.target.key}.install.json") or {"install": {}}
             reachable = staged[
                 staged["instance_id"].map(lambda i: record["install"].get(i, {}).get("Status") != "Undeliverable")

@@ -92,7 +92,18 @@ class StagingStackOperator(PatchCycleOperator):
                 with aws_call("cloudformation:CreateStack", "", self.region_name):
                     hook.create(name, json.dumps(template), parameters, tags)
                 self.log.info("Creating stack %s with %d staging instances", name, len(profiles))
-            self._record(store, {"stack_name": name, "created": False, "status": "CREATE_IN_PROGRESS"})
+            # A re-run after a failed attempt must not keep that attempt's error and deletion in the record.
+            self._record(
+                store,
+                {
+                    "stack_name": name,
+                    "created": False,
+                    "status": "CREATE_IN_PROGRESS",
+                    "error": "",
+                    "deleted": False,
+                    "deleted_at": "",
+                },
+            )
         self.defer(
             trigger=StackStatusTrigger(
                 stack_name=name,

@@ -1,0 +1,253 @@
+"""PatchWaveOperator against the sandbox: Install pinned to each profile's override list, sent once however often
+the task is retried, then the halt gate over the wave's results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from botocore.exceptions import ClientError
+
+from include.sandbox.scenario import parse_scenario
+from include.sandbox.server import SandboxServer
+from patchcycle.hooks.patch_manager import PatchManagerHook
+from patchcycle.operators.patch_wave import WAVE_RESULT_COLUMNS, PatchWaveOperator
+from patchcycle.triggers.command_completion import CommandCompletionTrigger
+from tests.conftest import advance_clock, client_factory, first_trigger_payload, sandbox_calls
+from tests.operators.install_helpers import (
+    ACCOUNT,
+    FAILING_PATCH,
+    KEY,
+    REGION,
+    TARGETS,
+    artifact,
+    context,
+    copy_run,
+    deferral,
+    plan_run,
+    read_json,
+    sandbox_connection,
+    scenario,
+    settings,
+)
+
+BASE_RUN = "scheduled__base"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SandboxServer]:
+    started = SandboxServer(parse_scenario(scenario("waves"), source="<test_patch_wave>"), strict=True).start()
+    with sandbox_connection(started):
+        yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def base(server: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root holding BASE_RUN's inventory and install plan, its override lists published to S3."""
+    root = tmp_path_factory.mktemp("base")
+    plan_run(server, root, BASE_RUN, settings())
+    return root
+
+
+@pytest.fixture
+def fleet(server: SandboxServer, base: Path) -> dict[str, list[str]]:
+    """The production instances by what the scenario does to them."""
+    production = pd.read_parquet(artifact(base, BASE_RUN, "install", "production.parquet"))
+    failing = {i.instance_id for i in server.world.instances(ACCOUNT, REGION).values() if i.faults.install_fails}
+    web = production[production["patch_group"] == "web"]["resource_id"]
+    windows = production[production["patch_group"] == "windows"]["resource_id"]
+    return {
+        "failing": sorted(set(web) & failing),
+        "web": sorted(set(web) - failing),
+        "windows": sorted(windows),
+    }
+
+
+def new_run(base: Path, root: Path, run_id: str, waves: dict[int, list[str]]) -> None:
+    """A run whose plan is BASE_RUN's with these wave members (no other instance is in a wave)."""
+    copy_run(base, BASE_RUN, root, run_id, ("inventory", "install"))
+    plan = pd.read_parquet(artifact(base, BASE_RUN, "install", "waves.parquet"))
+    wave_of = {instance: wave for wave, instances in waves.items() for instance in instances}
+    plan = plan[plan["resource_id"].isin(wave_of)].assign(wave=lambda f: f["resource_id"].map(wave_of).astype("int64"))
+    plan.to_parquet(artifact(root, run_id, "install", "waves.parquet"), index=False)
+
+
+def wave_operator(root: Path, wave: int = 1, **kwargs: Any) -> PatchWaveOperator:
+    kwargs.setdefault("settings", settings())
+    return PatchWaveOperator(
+        task_id=f"wave_{wave}",
+        wave=wave,
+        targets=TARGETS,
+        artifact_root=f"file://{root}",
+        poll_seconds=0.1,
+        command_timeout_minutes=5,
+        **kwargs,
+    )
+
+
+def commands(server: SandboxServer, command_ids: list[str]) -> dict[str, dict[str, Any]]:
+    ssm = client_factory(server.url)("ssm", region=REGION)
+    return {cid: ssm.list_commands(CommandId=cid)["Commands"][0] for cid in command_ids}
+
+
+def profile_of(base: Path) -> dict[str, str]:
+    production = pd.read_parquet(artifact(base, BASE_RUN, "install", "production.parquet"))
+    return dict(zip(production["resource_id"], production["profile_id"], strict=True))
+
+
+def test_execute_sends_install_to_exactly_the_wave_with_each_profiles_override_list_and_defers(
+    server: SandboxServer, base: Path, fleet: dict[str, list[str]], tmp_path: Path
+) -> None:
+    run_id = "scheduled__send"
+    members = [*fleet["web"][:2], fleet["windows"][0]]
+    new_run(base, tmp_path, run_id, {1: members, 2: [*fleet["web"][2:], fleet["windows"][1]]})
+    overrides = read_json(base, BASE_RUN, "install", "overrides.json")
+    profiles = profile_of(base)
+    sent_before = sandbox_calls(server.url, "ssm:SendCommand")
+
+    deferred = deferral(wave_operator(tmp_path), context(run_id))
+
+    assert deferred.method_name == "execute_complete"
+    assert deferred.timeout == timedelta(minutes=15)  # the trigger's own bound plus a margin
+    trigger = deferred.trigger
+    assert isinstance(trigger, CommandCompletionTrigger)
+    assert (trigger.poll_interval, trigger.timeout) == (0.1, 300.0)
+    (target,) = trigger.targets
+    assert (target["aws_conn_id"], target["region_name"]) == ("aws_default", REGION)
+    assert sandbox_calls(server.url, "ssm:SendCommand") - sent_before == 2  # one per profile
+    sent = read_json(tmp_path, run_id, "waves", f"wave_1.{KEY}.sent.json")
+    assert [c["command_id"] for c in sent] == target["command_ids"]
+
+    by_profile = {}
+    for command_id, command in commands(server, target["command_ids"]).items():
+        (profile,) = {profiles[i] for i in command["InstanceIds"]}
+        by_profile[profile] = sorted(command["InstanceIds"])
+        assert command["DocumentName"] == "AWS-RunPatchBaseline"
+        assert command["Parameters"]["Operation"] == ["Install"]
+        assert command["Parameters"]["RebootOption"] == ["RebootIfNeeded"]
+        assert command["Parameters"]["InstallOverrideList"] == [overrides[profile]]
+        assert command["Comment"] == f"patchcycle wave 1 {run_id}"
+        assert next(c["instance_ids"] for c in sent if c["command_id"] == command_id) == command["InstanceIds"]
+    assert by_profile == {
+        profiles[fleet["web"][0]]: sorted(fleet["web"][:2]),
+        profiles[fleet["windows"][0]]: [fleet["windows"][0]],
+    }
+    record = read_json(tmp_path, run_id, "waves", "wave_1.json")
+    assert (record["wave"], record["instances"]) == (1, 3) and record["started_at"]
+
+
+def test_a_retried_wave_sends_nothing_twice(
+    server: SandboxServer, base: Path, fleet: dict[str, list[str]], tmp_path: Path
+) -> None:
+    run_id = "scheduled__retry"
+    new_run(base, tmp_path, run_id, {1: [*fleet["web"][:2], *fleet["windows"]]})
+    first = deferral(wave_operator(tmp_path), context(run_id)).trigger
+    started_at = read_json(tmp_path, run_id, "waves", "wave_1.json")["started_at"]
+    sent_before = sandbox_calls(server.url, "ssm:SendCommand")
+
+    again = deferral(wave_operator(tmp_path), context(run_id)).trigger  # a fresh operator: the task's retry
+
+    assert sandbox_calls(server.url, "ssm:SendCommand") == sent_before
+    assert again.command_ids == first.command_ids and len(first.command_ids) == 2
+    assert read_json(tmp_path, run_id, "waves", "wave_1.json")["started_at"] == started_at
+
+
+def test_a_retry_after_a_partial_send_sends_only_to_the_rest(
+    server: SandboxServer, base: Path, fleet: dict[str, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = "scheduled__partial"
+    members = [*fleet["web"][:2], *fleet["windows"]]
+    new_run(base, tmp_path, run_id, {1: members})
+    send = PatchManagerHook.send_patch_baseline
+    calls = []
+
+    def throttled_second_send(hook: PatchManagerHook, *args: Any, **kwargs: Any) -> str:
+        calls.append(args)
+        if len(calls) == 2:
+            error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+            raise ClientError({**error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "SendCommand")
+        return send(hook, *args, **kwargs)
+
+    monkeypatch.setattr(PatchManagerHook, "send_patch_baseline", throttled_second_send)
+    with pytest.raises(RuntimeError, match=r"ssm:SendCommand failed .*ThrottlingException.*\(retryable\)"):
+        wave_operator(tmp_path).execute(context(run_id))
+    monkeypatch.setattr(PatchManagerHook, "send_patch_baseline", send)
+    (recorded,) = read_json(tmp_path, run_id, "waves", f"wave_1.{KEY}.sent.json")
+    assert read_json(tmp_path, run_id, "errors", "wave_1.json")["stage"] == "wave_1"
+    sent_before = sandbox_calls(server.url, "ssm:SendCommand")
+
+    trigger = deferral(wave_operator(tmp_path), context(run_id)).trigger
+
+    assert sandbox_calls(server.url, "ssm:SendCommand") - sent_before == 1
+    assert trigger.command_ids[0] == recorded["command_id"] and len(trigger.command_ids) == 2
+    rest = commands(server, [trigger.command_ids[1]])[trigger.command_ids[1]]["InstanceIds"]
+    assert sorted(rest) == sorted(set(members) - set(recorded["instance_ids"]))
+    sent = read_json(tmp_path, run_id, "waves", f"wave_1.{KEY}.sent.json")
+    assert sorted(i for command in sent for i in command["instance_ids"]) == sorted(members)
+
+
+def test_execute_complete_writes_the_results_and_halts_past_the_threshold(
+    server: SandboxServer, base: Path, fleet: dict[str, list[str]], tmp_path: Path
+) -> None:
+    run_id = "scheduled__halt"
+    members = [*fleet["failing"], *fleet["web"][:2]]
+    assert len(fleet["failing"]) == 2
+    new_run(base, tmp_path, run_id, {1: members, 2: fleet["web"][2:]})
+    trigger = deferral(wave_operator(tmp_path, settings=settings(halt_threshold="1")), context(run_id)).trigger
+    advance_clock(server.url, 120)  # install, reboot and report: all done in simulated time
+    payload = first_trigger_payload(trigger)
+    assert payload["status"] == "done"
+
+    with pytest.raises(AirflowFailException) as caught:
+        wave_operator(tmp_path, settings=settings(halt_threshold="1")).execute_complete(context(run_id), payload)
+
+    assert str(caught.value) == (
+        "wave 1 halted the rollout: 2 of 4 instances failed, more than the 1 that halt_threshold 1 allows; "
+        "later waves will not run"
+    )
+    results = pd.read_parquet(artifact(tmp_path, run_id, "waves", "wave_1.results.parquet"))
+    assert list(results.columns) == list(WAVE_RESULT_COLUMNS)
+    assert sorted(results["resource_id"]) == sorted(members)
+    assert set(results["command_id"]) == set(trigger.command_ids)
+    assert set(results["wave"]) == {1} and set(results["account_id"]) == {ACCOUNT}
+    failed = results[~results["ok"]]
+    assert sorted(failed["resource_id"]) == fleet["failing"]
+    assert set(failed["status"]) == {"Failed"}
+    assert all(FAILING_PATCH in detail for detail in failed["detail"])
+    assert set(results.loc[results["ok"], "status"]) == {"Success"}
+    record = read_json(tmp_path, run_id, "waves", "wave_1.json")
+    assert {k: record[k] for k in ("instances", "sent", "succeeded", "failed", "allowed_failures", "halted")} == {
+        "instances": 4,
+        "sent": 4,
+        "succeeded": 2,
+        "failed": 2,
+        "allowed_failures": 1,
+        "halted": True,
+    }
+    assert (record["threshold"], record["status"]) == ("1", "halted") and record["finished_at"]
+
+    # The same outcome under a threshold it does not exceed: the rollout goes on.
+    summary = wave_operator(tmp_path, settings=settings(halt_threshold="50%")).execute_complete(
+        context(run_id), payload
+    )
+    assert summary == {"wave": 1, "instances": 4, "succeeded": 2, "failed": 2, "halted": False}
+    record = read_json(tmp_path, run_id, "waves", "wave_1.json")
+    assert (record["halted"], record["status"], record["allowed_failures"]) == (False, "done", 2)
+
+
+def test_an_empty_wave_is_skipped_without_calling_aws(
+    server: SandboxServer, base: Path, fleet: dict[str, list[str]], tmp_path: Path
+) -> None:
+    run_id = "scheduled__empty"
+    new_run(base, tmp_path, run_id, {1: fleet["web"][:1], 2: fleet["web"][1:]})
+    sent_before = sandbox_calls(server.url, "ssm:SendCommand")
+    with pytest.raises(AirflowSkipException, match="wave 3 has no instances"):
+        wave_operator(tmp_path, wave=3).execute(context(run_id))
+    assert sandbox_calls(server.url, "ssm:SendCommand") == sent_before
+    assert not artifact(tmp_path, run_id, "waves", "wave_3.json").exists()

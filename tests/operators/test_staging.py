@@ -1,0 +1,355 @@
+"""The staging operators against the sandbox: the stack (created, failed and cleaned up, torn down), the pinned
+install on the replicas, and the health checks (shell on Linux, PowerShell on Windows; a failing one is kept
+with its reason)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+from include.sandbox.scenario import parse_scenario
+from include.sandbox.server import SandboxServer
+from patchcycle.core.staging import stack_name
+from patchcycle.hooks.staging_stack import StagingStackHook
+from patchcycle.operators.staging_checks import HEALTHCHECKS, StagingHealthCheckOperator, StagingPatchOperator
+from patchcycle.operators.staging_stack import StagingStackOperator, StagingTeardownOperator
+from patchcycle.triggers.command_completion import CommandCompletionTrigger
+from patchcycle.triggers.stack_status import StackStatusTrigger
+from tests.conftest import advance_clock, client_factory, first_trigger_payload, sandbox_calls
+from tests.operators.install_helpers import (
+    ACCOUNT,
+    AL2023,
+    REGION,
+    artifact,
+    context,
+    copy_run,
+    deferral,
+    plan_run,
+    read_json,
+    sandbox_connection,
+    scenario,
+    settings,
+)
+
+BASE_RUN = "scheduled__staging"
+BROKEN_REGION = "eu-west-1"  # every staging stack there fails to create
+REASON = "Your requested instance type (t3.medium) is not supported in your requested Availability Zone"
+
+
+def staging_scenario() -> dict[str, Any]:
+    document = scenario(
+        "staging",
+        cloudformation={
+            "fail_stacks": [{"name_prefix": "patchcycle-staging-", "region": BROKEN_REGION, "reason": REASON}]
+        },
+    )
+    regions = document["accounts"][0]["regions"]
+    regions[BROKEN_REGION] = {
+        "instance_groups": [
+            {
+                "name": "web-eu",
+                "count": 3,
+                "ami": AL2023,
+                "instance_type": "t3.medium",
+                "tags": {"Environment": "production", "PatchGroup": "web"},
+                "patched_through": "2026-09-30",
+            }
+        ]
+    }
+    # The Windows replica's health check fails; the Linux replica's passes.
+    document["failures"] = [{"tags": {"patchcycle:role": "staging", "PatchGroup": "windows"}, "script_fails": True}]
+    return document
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SandboxServer]:
+    started = SandboxServer(parse_scenario(staging_scenario(), source="<test_staging>"), strict=True).start()
+    with sandbox_connection(started):
+        yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def base(server: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """BASE_RUN's inventory and install plan of REGION (two profiles: web on Linux, windows)."""
+    root = tmp_path_factory.mktemp("base")
+    plan_run(server, root, BASE_RUN, settings())
+    return root
+
+
+@pytest.fixture(scope="module")
+def broken(server: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """BASE_RUN's inventory and install plan of BROKEN_REGION."""
+    root = tmp_path_factory.mktemp("broken")
+    plan_run(server, root, BASE_RUN, settings(canary="1", wave_percentages=[100]), region=BROKEN_REGION)
+    return root
+
+
+def new_run(base: Path, root: Path, run_id: str) -> None:
+    copy_run(base, BASE_RUN, root, run_id, ("inventory", "install"))
+
+
+def stage_args(root: Path, region: str = REGION) -> dict[str, Any]:
+    return {"region_name": region, "artifact_root": f"file://{root}"}
+
+
+def create_operator(root: Path, region: str = REGION) -> StagingStackOperator:
+    return StagingStackOperator(
+        task_id="create_staging", settings=settings(), poll_seconds=0.5, **stage_args(root, region)
+    )
+
+
+def teardown_operator(root: Path, region: str = REGION) -> StagingTeardownOperator:
+    return StagingTeardownOperator(task_id="delete_staging", poll_seconds=0.5, **stage_args(root, region))
+
+
+def create_stack(root: Path, run_id: str) -> dict[str, Any]:
+    operator = create_operator(root)
+    payload = first_trigger_payload(deferral(operator, context(run_id)).trigger)
+    record: dict[str, Any] = operator.execute_complete(context(run_id), payload)
+    return record
+
+
+def staging_hook(region: str = REGION) -> StagingStackHook:
+    return StagingStackHook(aws_conn_id="aws_default", region_name=region)
+
+
+def profiles(base: Path) -> pd.DataFrame:
+    return pd.read_parquet(artifact(base, BASE_RUN, "install", "profiles.parquet"))
+
+
+# -- the stack ------------------------------------------------------------------------------------------------
+
+
+def test_create_defers_on_the_stack_then_records_its_instances_by_profile(
+    server: SandboxServer, base: Path, tmp_path: Path
+) -> None:
+    run_id = "scheduled__create"
+    new_run(base, tmp_path, run_id)
+    name = stack_name(run_id)
+    creates = sandbox_calls(server.url, "cloudformation:CreateStack")
+
+    deferred = deferral(create_operator(tmp_path), context(run_id))
+
+    assert sandbox_calls(server.url, "cloudformation:CreateStack") - creates == 1
+    assert deferred.method_name == "execute_complete"
+    trigger = deferred.trigger
+    assert isinstance(trigger, StackStatusTrigger)
+    _, kwargs = trigger.serialize()
+    assert (kwargs["stack_name"], kwargs["waiter_name"], kwargs["region_name"]) == (
+        name,
+        "stack_create_complete",
+        REGION,
+    )
+    assert read_json(tmp_path, run_id, "staging", "aws_default.us-east-1.stack.json")["status"] == "CREATE_IN_PROGRESS"
+    # A retried task finds its stack and waits for it again instead of creating another.
+    deferral(create_operator(tmp_path), context(run_id))
+    assert sandbox_calls(server.url, "cloudformation:CreateStack") - creates == 1
+
+    payload = first_trigger_payload(trigger)
+    assert payload == {"status": "success", "stack_name": name}
+    record = create_operator(tmp_path).execute_complete(context(run_id), payload)
+
+    staged = profiles(base)
+    staged = staged[staged["staged"] & (staged["region"] == REGION)]
+    assert sorted(record["instances"]) == sorted(staged["profile_id"]) and len(staged) == 2
+    assert (record["stack_name"], record["created"], record["status"]) == (name, True, "CREATE_COMPLETE")
+    assert record["account_ids"] == [ACCOUNT] and record["region"] == REGION and record["created_at"]
+    assert read_json(tmp_path, run_id, "staging", "aws_default.us-east-1.stack.json") == record
+    ec2 = client_factory(server.url)("ec2", region=REGION)
+    reservations = ec2.describe_instances(InstanceIds=list(record["instances"].values()))["Reservations"]
+    tags = {i["InstanceId"]: {t["Key"]: t["Value"] for t in i["Tags"]} for r in reservations for i in r["Instances"]}
+    for profile in staged.to_dict("records"):
+        instance_tags = tags[record["instances"][profile["profile_id"]]]
+        assert instance_tags["patchcycle:profile"] == profile["profile_id"]
+        assert instance_tags["patchcycle:role"] == "staging"
+        assert instance_tags["PatchGroup"] == profile["patch_group"]
+
+
+def test_a_stack_that_fails_to_create_is_deleted_and_the_task_fails_with_the_reason(
+    server: SandboxServer, broken: Path, tmp_path: Path
+) -> None:
+    run_id = "scheduled__broken"
+    new_run(broken, tmp_path, run_id)
+    name = stack_name(run_id)
+    operator = create_operator(tmp_path, BROKEN_REGION)
+    payload = first_trigger_payload(deferral(operator, context(run_id)).trigger)
+    assert payload["status"] == "error"
+
+    with pytest.raises(AirflowFailException) as caught:
+        create_operator(tmp_path, BROKEN_REGION).execute_complete(context(run_id), payload)
+
+    message = str(caught.value)
+    assert message.startswith(f"staging stack {name} in {BROKEN_REGION} failed to create (ROLLBACK_COMPLETE): ")
+    assert REASON in message and message.endswith("the stack was deleted")
+    assert staging_hook(BROKEN_REGION).status(name) is None  # by name, a deleted stack does not exist
+    record = read_json(tmp_path, run_id, "staging", f"aws_default.{BROKEN_REGION}.stack.json")
+    assert (record["created"], record["status"], record["deleted"]) == (False, "ROLLBACK_COMPLETE", True)
+    assert REASON in record["error"] and record["deleted_at"]
+    error = read_json(tmp_path, run_id, "errors", f"staging.aws_default.{BROKEN_REGION}.json")
+    assert error["stage"] == "staging" and REASON in error["error"]
+
+
+def test_a_rerun_after_a_failed_create_records_the_new_stack_without_the_old_failure(
+    server: SandboxServer, base: Path, tmp_path: Path
+) -> None:
+    run_id = "scheduled__rerun"
+    new_run(base, tmp_path, run_id)
+    # What the failed first attempt left (see the test above): its error, and its stack deleted.
+    failed = {
+        "stack_name": stack_name(run_id),
+        "created": False,
+        "status": "ROLLBACK_COMPLETE",
+        "error": f"StagingInstanceP01: {REASON}",
+        "deleted": True,
+        "deleted_at": "2026-11-20T03:00:00Z",
+        "account_ids": [ACCOUNT],
+        "region": REGION,
+    }
+    stack_json = artifact(tmp_path, run_id, "staging", "aws_default.us-east-1.stack.json")
+    stack_json.parent.mkdir(parents=True)
+    stack_json.write_text(json.dumps(failed))
+
+    record = create_stack(tmp_path, run_id)  # the task cleared and run again: this time the stack is created
+
+    assert (record["created"], record["status"]) == (True, "CREATE_COMPLETE")
+    assert not record.get("error") and not record.get("deleted") and not record.get("deleted_at")
+    torn_down = teardown_operator(tmp_path).execute_complete(
+        context(run_id), first_trigger_payload(deferral(teardown_operator(tmp_path), context(run_id)).trigger)
+    )
+    assert torn_down["deleted"] and torn_down["deleted_at"] >= torn_down["created_at"]
+
+
+def test_teardown_deletes_the_stack_in_the_triggerer_and_records_it(
+    server: SandboxServer, base: Path, tmp_path: Path
+) -> None:
+    run_id = "scheduled__teardown"
+    new_run(base, tmp_path, run_id)
+    created = create_stack(tmp_path, run_id)
+    name = created["stack_name"]
+    deletes = sandbox_calls(server.url, "cloudformation:DeleteStack")
+
+    deferred = deferral(teardown_operator(tmp_path), context(run_id))
+
+    assert sandbox_calls(server.url, "cloudformation:DeleteStack") - deletes == 1
+    trigger = deferred.trigger
+    assert isinstance(trigger, StackStatusTrigger) and deferred.method_name == "execute_complete"
+    assert trigger.serialize()[1]["waiter_name"] == "stack_delete_complete"
+    payload = first_trigger_payload(trigger)
+    assert payload == {"status": "success", "stack_name": name}
+    record = teardown_operator(tmp_path).execute_complete(context(run_id), payload)
+
+    assert record == {**created, "deleted": True, "deleted_at": record["deleted_at"]} and record["deleted_at"]
+    assert read_json(tmp_path, run_id, "staging", "aws_default.us-east-1.stack.json") == record
+    assert staging_hook().status(name) is None
+    ec2 = client_factory(server.url)("ec2", region=REGION)
+    reservations = ec2.describe_instances(InstanceIds=list(created["instances"].values()))["Reservations"]
+    assert {i["State"]["Name"] for r in reservations for i in r["Instances"]} == {"terminated"}
+
+    # Run again (a cleared teardown): nothing left to delete, no call, no deferral.
+    again = teardown_operator(tmp_path).execute(context(run_id))
+    assert sandbox_calls(server.url, "cloudformation:DeleteStack") - deletes == 1
+    assert again == record
+
+
+def test_teardown_without_a_stack_is_a_no_op(server: SandboxServer, tmp_path: Path) -> None:
+    run_id = "scheduled__nothing"
+    deletes = sandbox_calls(server.url, "cloudformation:DeleteStack")
+    record = teardown_operator(tmp_path).execute(context(run_id))  # no TaskDeferred
+    assert record == {"stack_name": stack_name(run_id), "created": False}
+    assert sandbox_calls(server.url, "cloudformation:DeleteStack") == deletes
+    assert read_json(tmp_path, run_id, "staging", "aws_default.us-east-1.stack.json") == record
+
+
+# -- the install and the health checks ---------------------------------------------------------------------
+
+
+def check_args(root: Path) -> dict[str, Any]:
+    return {"settings": settings(), "poll_seconds": 0.1, "command_timeout_minutes": 5, **stage_args(root)}
+
+
+def wait_for_commands(server: SandboxServer, operator: Any, run_id: str) -> dict[str, Any]:
+    """Execute until the operator waits on its commands (it may first wait for the replicas to be Online),
+    then run that trigger to its event."""
+    for _ in range(20):
+        with pytest.raises(TaskDeferred) as caught:
+            operator.execute(context(run_id))
+        if caught.value.method_name == "execute_complete":
+            break
+        advance_clock(server.url, 10)
+    trigger = caught.value.trigger
+    assert isinstance(trigger, CommandCompletionTrigger)
+    advance_clock(server.url, 60)
+    payload = first_trigger_payload(trigger)
+    assert payload["status"] == "done"
+    return payload
+
+
+def test_staging_installs_the_pinned_lists_then_health_checks_by_platform(
+    server: SandboxServer, base: Path, tmp_path: Path
+) -> None:
+    run_id = "scheduled__checks"
+    new_run(base, tmp_path, run_id)
+    instances = create_stack(tmp_path, run_id)["instances"]
+    staged = profiles(base).set_index("profile_id")
+    platform_of = {instance_id: staged.loc[profile, "platform_type"] for profile, instance_id in instances.items()}
+    assert sorted(platform_of.values()) == ["Linux", "Windows"]
+    overrides = read_json(base, BASE_RUN, "install", "overrides.json")
+    ssm = client_factory(server.url)("ssm", region=REGION)
+
+    patch = StagingPatchOperator(task_id="patch_staging", **check_args(tmp_path))
+    payload = wait_for_commands(server, patch, run_id)
+    summary = patch.execute_complete(context(run_id), payload)
+
+    assert summary == {"staging_instances": 2, "install_succeeded": 2}
+    install_commands = read_json(tmp_path, run_id, "staging", "aws_default.us-east-1.install_commands.json")
+    assert sorted(install_commands) == sorted(instances)
+    for profile, command_id in install_commands.items():
+        (command,) = ssm.list_commands(CommandId=command_id)["Commands"]
+        assert command["InstanceIds"] == [instances[profile]]
+        assert command["Parameters"]["Operation"] == ["Install"]
+        assert command["Parameters"]["InstallOverrideList"] == [overrides[profile]]
+
+    check = StagingHealthCheckOperator(task_id="check_staging", **check_args(tmp_path))
+    payload = wait_for_commands(server, check, run_id)
+    summary = check.execute_complete(context(run_id), payload)
+
+    assert summary == {"instances": 2, "passed": 1, "failed": 1}
+    health_commands = read_json(tmp_path, run_id, "staging", "aws_default.us-east-1.health_commands.json")
+    assert sorted(health_commands) == ["Linux", "Windows"]
+    expected = {"Linux": ("AWS-RunShellScript", "linux.sh"), "Windows": ("AWS-RunPowerShellScript", "windows.ps1")}
+    for platform, command_id in health_commands.items():
+        (command,) = ssm.list_commands(CommandId=command_id)["Commands"]
+        document, script = expected[platform]
+        assert command["DocumentName"] == document
+        assert command["InstanceIds"] == [i for i, p in platform_of.items() if p == platform]
+        assert command["Parameters"]["commands"] == [(HEALTHCHECKS / script).read_text()]
+        assert command["Parameters"]["executionTimeout"] == ["300"]
+
+    results = pd.read_parquet(artifact(tmp_path, run_id, "staging", "aws_default.us-east-1.results.parquet"))
+    by_platform = {platform_of[row["instance_id"]]: row for row in results.to_dict("records")}
+    linux, windows = by_platform["Linux"], by_platform["Windows"]
+    assert (linux["install_status"], linux["health_status"], linux["passed"], linux["reason"]) == (
+        "Success",
+        "Success",
+        True,
+        "",
+    )
+    linux_profile = next(p for p, i in instances.items() if platform_of[i] == "Linux")
+    assert linux["not_installed"] == "" and linux["installed"] == len(staged.loc[linux_profile, "patch_ids"].split(";"))
+    assert (windows["install_status"], windows["health_status"], windows["passed"]) == ("Success", "Failed", False)
+    assert windows["reason"].startswith("health check Failed (exit 1): ")
+    assert "failed to run commands: exit status 1" in windows["reason"]
+    assert "failed to run commands: exit status 1" in windows["health_output"]
+
+    # A retried check sends nothing again.
+    sent = sandbox_calls(server.url, "ssm:SendCommand")
+    with pytest.raises(TaskDeferred):
+        StagingHealthCheckOperator(task_id="check_staging", **check_args(tmp_path)).execute(context(run_id))
+    assert sandbox_calls(server.url, "ssm:SendCommand") == sent
