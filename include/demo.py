@@ -6,9 +6,10 @@ Starts, each in its own process group and all bound to 127.0.0.1:
 the sandbox AWS, then `airflow db migrate`, then the api-server, scheduler,
 dag-processor and triggerer (LocalExecutor, SQLite, AIRFLOW_HOME under
 .demo/airflow, logs in .demo/logs). The `aws_default` connection points at the
-sandbox. Once the stack is up it triggers a patch_cycle scan through the REST
-API, watches the run, and copies its report out of the sandbox's S3 into
-.demo/reports/<run id>/. Ctrl-C or SIGTERM stops every process it started; so
+sandbox. Once the stack is up it triggers a patch_cycle install run (approval
+mode manual) through the REST API, tells you where to approve it in the UI once
+staging has passed, watches the run, and copies its report out of the sandbox's
+S3 into .demo/reports/<run id>/. Ctrl-C or SIGTERM stops every process it started; so
 does any of them dying unexpectedly.
 """
 
@@ -53,8 +54,15 @@ DAG_ID = "patch_cycle"
 DAG_PARSE_TIMEOUT_SECONDS = 120.0
 RUN_POLL_SECONDS = 5.0
 REQUEST_TIMEOUT_SECONDS = 10.0
-# The sandbox runs commands in seconds; a hung instance is cut short after 2 minutes.
-DEMO_RUN_CONF: dict[str, Any] = {"poll_seconds": 5, "command_timeout_minutes": 2}
+# An install cycle that waits for you at the approval gate. The sandbox runs commands in seconds;
+# a hung instance is cut short after 2 minutes.
+DEMO_RUN_CONF: dict[str, Any] = {
+    "mode": "install",
+    "approval_mode": "manual",
+    "poll_seconds": 5,
+    "command_timeout_minutes": 2,
+}
+APPROVAL_TASK = "approve_production"
 ARTIFACT_BUCKET = "patchcycle-artifacts"  # the patch_cycle DAG's default artifact_root
 REPORT_FILES = ("report.json", "report.csv", "report.html")
 FINISHED_STATES = ("success", "failed")
@@ -361,6 +369,7 @@ class CycleRun:
     sandbox_url: str
     reports_dir: Path
     finished: bool = False
+    approval_announced: bool = False
     next_poll: float = field(default_factory=time.monotonic)
 
     def poll(self) -> None:
@@ -374,6 +383,8 @@ class CycleRun:
             if status != 200:
                 raise ApiError(f"GET {path}: HTTP {status}: {answer}")
             state = str(answer["state"])
+            if not self.approval_announced:
+                self.announce_approval(path)
         except (ApiError, OSError, ValueError, KeyError) as err:
             say(f"patch_cycle: cannot read the run's state: {err}")
             return
@@ -382,6 +393,22 @@ class CycleRun:
         self.finished = True
         say(f"patch_cycle run {self.run_id} finished: {state}")
         self.copy_report()
+
+    def announce_approval(self, run_path: str) -> None:
+        """Once the approval gate waits for an answer, say where to give it."""
+        status, answer = self.api.request("GET", f"{run_path}/taskInstances/{APPROVAL_TASK}")
+        # The request is written while the task still runs; it waits for an answer once it is awaiting_input.
+        if status != 200 or answer.get("state") != "awaiting_input":
+            return
+        status, answer = self.api.request("GET", f"{run_path}/hitlDetails?response_received=false")
+        if status != 200:
+            raise ApiError(f"GET {run_path}/hitlDetails: HTTP {status}: {answer}")
+        if not answer.get("hitl_details"):
+            return
+        self.approval_announced = True
+        run = urllib.parse.quote(self.run_id, safe="")
+        say(f"Approval needed: {self.api.url}/dags/{DAG_ID}/runs/{run}/tasks/{APPROVAL_TASK}/required_actions")
+        say("  (staging passed or failed as its summary says; Approve rolls the patches out, Reject skips production)")
 
     def copy_report(self) -> None:
         """Copy report.json/.csv/.html from the sandbox's S3 and print their paths and a summary."""
@@ -424,7 +451,7 @@ def report_summary(report: dict[str, Any]) -> str:
 def trigger_patch_cycle(
     api: AirflowApi, sandbox_url: str, reports_dir: Path, services: Sequence[Service], conf: dict[str, Any]
 ) -> CycleRun | None:
-    """Unpause patch_cycle once the dag-processor has parsed it, and trigger a scan run.
+    """Unpause patch_cycle once the dag-processor has parsed it, and trigger a run with `conf`.
 
     API errors are printed and yield None (the demo goes on without a run); a service dying does not.
     """
@@ -446,7 +473,10 @@ def trigger_patch_cycle(
     except (ApiError, OSError, ValueError, KeyError) as err:
         say(f"Could not trigger {DAG_ID}: {err}")
         return None
-    say(f"Triggered {DAG_ID} run: {run_id} (scan mode; its report will be copied to {reports_dir})")
+    mode = f"{conf.get('mode', 'default')} mode" + (
+        f", approval {conf['approval_mode']}" if conf.get("mode") == "install" and "approval_mode" in conf else ""
+    )
+    say(f"Triggered {DAG_ID} run: {run_id} ({mode}; its report will be copied to {reports_dir})")
     say(f"Run UI: {api.url}/dags/{DAG_ID}/runs/{run_id}")
     return CycleRun(api, run_id, sandbox_url, reports_dir)
 

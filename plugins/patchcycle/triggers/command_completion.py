@@ -100,6 +100,10 @@ class CommandCompletionTrigger(BaseTrigger):
             by_pair.setdefault((target["aws_conn_id"], target["region_name"]), []).extend(target["command_ids"])
         pending = set(self.command_ids)
         summaries: dict[str, dict[str, Any]] = {}
+        # First look after one interval: no command finishes at once, and an event within a second or two of
+        # deferring can resume the task before the scheduler has processed the deferring run's exit; Airflow
+        # 3.3.2 then fails that attempt ("finished with state success, but ... is running").
+        await asyncio.sleep(self.poll_interval)
         async with AsyncExitStack() as stack:
             pollers = [
                 await stack.enter_async_context(aclosing(self._polls(aws_conn_id, region_name, command_ids, pending)))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
+from airflow.triggers.base import TriggerEvent
 
 from patchcycle.hooks.staging_stack import StagingStackHook
 
@@ -58,3 +61,9 @@ class StackStatusTrigger(AwsBaseWaiterTrigger):
 
     def hook(self) -> StagingStackHook:
         return StagingStackHook(**self._hook_parameters)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        # First look after one delay, as CommandCompletionTrigger does (and for the same reason).
+        await asyncio.sleep(self.waiter_delay)
+        async for event in super().run():
+            yield event
