@@ -666,7 +666,7 @@ def test_policy_is_a_well_formed_identity_policy(policy: dict[str, Any]) -> None
     sids = [statement.get("Sid") for statement in policy["Statement"]]
     assert len(set(sids)) == len(sids), f"duplicate Sids: {sids}"
     for statement in policy["Statement"]:
-        assert set(statement) == {"Sid", "Effect", "Action", "Resource"}, statement
+        assert set(statement) - {"Condition"} == {"Sid", "Effect", "Action", "Resource"}, statement
         assert re.fullmatch(r"[A-Za-z0-9]+", statement["Sid"]), f"IAM Sids are alphanumeric: {statement['Sid']}"
         assert statement["Effect"] == "Allow"
         assert isinstance(statement["Action"], list) and statement["Action"], statement["Sid"]
@@ -940,3 +940,27 @@ def test_provider_hook_table_matches_the_provider() -> None:
             continue
         hook_class = next(getattr(m, name) for m in modules if hasattr(m, name))
         assert hook_class(aws_conn_id=None).client_type == service, name
+
+
+# Conditions narrow what resource ARNs cannot: which instances the role may launch, tag and terminate.
+STAGING_CONDITIONS = {
+    "ec2:TerminateInstances": {"StringEquals": {"aws:ResourceTag/patchcycle:role": "staging"}},
+    "ec2:CreateTags": {"StringEquals": {"ec2:CreateAction": "RunInstances"}},
+}
+
+
+def test_staging_instances_are_the_only_instances_the_role_can_terminate_or_retag(policy: dict[str, Any]) -> None:
+    for action, condition in STAGING_CONDITIONS.items():
+        statements = [s for s in policy["Statement"] if action in s["Action"]]
+        assert statements and all(s.get("Condition") == condition for s in statements), (action, statements)
+    launches = [s for s in policy["Statement"] if "ec2:RunInstances" in s["Action"]]
+    instance_launch = [s for s in launches if "arn:aws:ec2:*:*:instance/*" in _as_list(s["Resource"])]
+    assert instance_launch and all(
+        s.get("Condition") == {"StringEquals": {"aws:RequestTag/patchcycle:role": "staging"}} for s in instance_launch
+    ), "instances may only be launched tagged as staging"
+
+
+def test_the_staging_template_tags_its_instances_as_the_conditions_expect() -> None:
+    template = yaml.safe_load((REPO / "include" / "cloudformation" / "staging.yaml").read_text())
+    tags = {t["Key"]: t["Value"] for t in template["Resources"]["StagingInstance"]["Properties"]["Tags"]}
+    assert tags["patchcycle:role"] == "staging"
