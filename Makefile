@@ -7,6 +7,8 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 SCENARIO ?= include/sandbox/scenarios/default.yaml
 PORT ?= 5055
 MODE ?= scan
+# The slow end-to-end files spend most of their time waiting on Airflow and the sandbox: two files run at once.
+PYTEST_WORKERS ?= 2
 
 .PHONY: install lock test lint typecheck pytest demo sandbox cycle bench clean
 
@@ -30,7 +32,7 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 pytest: install
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint typecheck pytest
 

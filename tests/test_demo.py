@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 
@@ -241,6 +242,16 @@ def test_demo_runs_an_install_cycle_approved_through_the_rest_api_and_stops_ever
         assert gate["at"]
         assert report["install"]["waves"] and all(w["status"] == "done" for w in report["install"]["waves"])
         assert report["totals"]["by_verdict"]["PATCHED"] > 0
+        assert all(s["created"] and s["deleted"] for s in report["install"]["staging"]["stacks"])
+        for region in ("us-east-1", "eu-west-1"):  # and the sandbox agrees: no staging stack is left
+            stacks = boto3.client(
+                "cloudformation",
+                region_name=region,
+                endpoint_url=f"http://127.0.0.1:{sandbox_port}",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            ).list_stacks()["StackSummaries"]
+            assert stacks and {s["StackStatus"] for s in stacks} == {"DELETE_COMPLETE"}, stacks
         assert report["incomplete"] == []
         assert summary.startswith(f"Summary: {report['totals']['resources_in_scope']} resources in scope; by verdict: ")
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowSkipException
 
 from patchcycle.artifacts import ArtifactStore
 from patchcycle.config import Target
@@ -53,6 +54,8 @@ def recorded_failure(store: ArtifactStore, name: str, **where: str) -> Iterator[
     """On an exception, write errors/{name}.json (what failed, when, and `where`), then re-raise."""
     try:
         yield
+    except AirflowSkipException:
+        raise  # a skip is a decision, not a failure
     except Exception as error:
         store.write_json(
             "errors",

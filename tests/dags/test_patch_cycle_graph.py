@@ -1,0 +1,51 @@
+"""The patch_cycle graph: the gates sit where DESIGN.md puts them, with the trigger rules they rely on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag  # after tests/conftest.py has configured Airflow
+
+from patchcycle.config import MAX_WAVES
+
+DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "patch_cycle.py"
+
+
+@pytest.fixture(scope="module")
+def dag() -> object:
+    bag = DagBag(dag_folder=DAG_FILE, safe_mode=False)
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags["patch_cycle"]
+
+
+def downstream(dag: object, task_id: str) -> set[str]:
+    return set(dag.get_task(task_id).downstream_task_ids)  # type: ignore[attr-defined]
+
+
+def test_staging_stack_is_a_setup_with_its_deletion_as_teardown(dag: object) -> None:
+    create, delete = dag.get_task("create_staging"), dag.get_task("delete_staging")  # type: ignore[attr-defined]
+    assert create.is_setup and delete.is_teardown
+    assert "delete_staging" in downstream(dag, "create_staging")
+    assert delete.on_failure_fail_dagrun, "a stack left behind must fail the run"
+    # Staging is torn down before production waits for approval.
+    assert downstream(dag, "check_staging") == {"delete_staging", "approve_production"}
+
+
+def test_the_approval_gate_stands_between_staging_and_the_canary(dag: object) -> None:
+    assert downstream(dag, "approve_production") == {"wave_1"}
+    gate = dag.get_task("approve_production")  # type: ignore[attr-defined]
+    assert gate.defaults == ["Reject"] and gate.retries == 0
+
+
+def test_waves_run_one_after_another_and_each_needs_the_last_to_succeed(dag: object) -> None:
+    for wave in range(1, MAX_WAVES):
+        assert downstream(dag, f"wave_{wave}") == {f"wave_{wave + 1}"}
+        assert dag.get_task(f"wave_{wave + 1}").trigger_rule == "all_success"  # type: ignore[attr-defined]
+    assert downstream(dag, f"wave_{MAX_WAVES}") == {"verify"}
+
+
+def test_verify_and_report_run_whatever_happened_upstream(dag: object) -> None:
+    for task_id in ("verify", "report", "match"):
+        assert dag.get_task(task_id).trigger_rule == "all_done", task_id  # type: ignore[attr-defined]
+    assert {"report"} <= downstream(dag, "verify") and {"report"} <= downstream(dag, "match")
