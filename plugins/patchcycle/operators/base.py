@@ -34,13 +34,20 @@ class PatchCycleOperator(BaseOperator):
         self.region_name = region_name
         self.artifact_root = artifact_root
         self.artifact_conn_id = artifact_conn_id
+        self.account_id = ""  # known once the target's inventory exists (see store)
 
     @property
     def target(self) -> Target:
         return Target(self.aws_conn_id, self.region_name)
 
     def store(self, context: Context) -> ArtifactStore:
-        return ArtifactStore(self.artifact_root, context["dag"].dag_id, context["run_id"], self.artifact_conn_id)
+        """The run's artifact store; also learns this target's account (for error messages) from its inventory."""
+        store = ArtifactStore(self.artifact_root, context["dag"].dag_id, context["run_id"], self.artifact_conn_id)
+        inventory = store.path("inventory", f"{self.target.key}.parquet")
+        if not self.account_id and inventory.exists():
+            accounts = store.read_frame(str(inventory))["account_id"]
+            self.account_id = str(accounts.iloc[0]) if len(accounts) else ""
+        return store
 
     def recording_failure(self, store: ArtifactStore, stage: str) -> AbstractContextManager[None]:
         """Leave the error where the report finds it, so one failed region does not hide the others."""

@@ -96,11 +96,11 @@ class StagingOperator(PatchCycleOperator):
         hook = self.hook()
         late = set(event.get("pending", [])) if event.get("status") == "timeout" else set()
         for command_id in sorted(late):
-            with aws_call("ssm:CancelCommand", "", self.region_name):
+            with aws_call("ssm:CancelCommand", self.account_id, self.region_name):
                 hook.cancel_command(command_id)
         found: dict[str, dict[str, Any]] = {}
         for command_id in command_ids:
-            with aws_call("ssm:ListCommandInvocations", "", self.region_name):
+            with aws_call("ssm:ListCommandInvocations", self.account_id, self.region_name):
                 for invocation in hook.command_invocations(command_id, details=details):
                     plugins = invocation.get("CommandPlugins") or [{}]
                     found[invocation["InstanceId"]] = {
@@ -126,7 +126,7 @@ class StagingPatchOperator(StagingOperator):
             settings = InstallSettings.from_dict(self.settings)
             ids = sorted(staged["instance_id"])
             hook = self.hook()
-            with aws_call("ssm:DescribeInstanceInformation", "", self.region_name):
+            with aws_call("ssm:DescribeInstanceInformation", self.account_id, self.region_name):
                 online = {i["InstanceId"] for i in hook.instance_information(ids) if i.get("PingStatus") == "Online"}
             waiting = read_json(store, STAGE, f"{self.target.key}.online_wait.json") or {"since": _now()}
             store.write_json(STAGE, f"{self.target.key}.online_wait.json", waiting)
@@ -173,7 +173,7 @@ class StagingPatchOperator(StagingOperator):
                 install[instance_id] = {"Status": "Undeliverable", "StatusDetails": reason}
             hook = self.hook()
             patches: dict[str, list[dict[str, Any]]] = {}
-            with aws_call("ssm:DescribeInstancePatches", "", self.region_name):
+            with aws_call("ssm:DescribeInstancePatches", self.account_id, self.region_name):
                 for instance_id, invocation in install.items():
                     if invocation["Status"] != "Undeliverable":
                         patches[instance_id] = hook.instance_patches(instance_id, REPORTED_STATES)
@@ -207,7 +207,7 @@ class StagingHealthCheckOperator(StagingOperator):
                 if str(platform) not in SCRIPT_DOCUMENTS:
                     raise AirflowFailException(f"no health check for platform {platform!r} in {self.healthchecks}")
                 document, script = SCRIPT_DOCUMENTS[str(platform)]
-                with aws_call("ssm:SendCommand", "", self.region_name):
+                with aws_call("ssm:SendCommand", self.account_id, self.region_name):
                     sent[str(platform)] = hook.send_script(
                         sorted(group["instance_id"]),
                         document=document,

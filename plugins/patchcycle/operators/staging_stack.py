@@ -76,7 +76,7 @@ class StagingStackOperator(PatchCycleOperator):
                 return self._record(store, {"stack_name": name, "created": False, "status": "NOT_NEEDED"})
             settings = InstallSettings.from_dict(self.settings)
             hook = self.hook()
-            with aws_call("cloudformation:DescribeStacks", "", self.region_name):
+            with aws_call("cloudformation:DescribeStacks", self.account_id, self.region_name):
                 existing = hook.status(name)
             if existing is None or existing["status"] not in IN_PROGRESS:
                 if existing is not None:  # a failed earlier attempt of this run: start clean
@@ -89,7 +89,7 @@ class StagingStackOperator(PatchCycleOperator):
                     "SubnetId": settings.staging_subnet_id,
                 }
                 tags = {"patchcycle:run-id": context["run_id"][:255], "patchcycle:role": "staging"}
-                with aws_call("cloudformation:CreateStack", "", self.region_name):
+                with aws_call("cloudformation:CreateStack", self.account_id, self.region_name):
                     hook.create(name, json.dumps(template), parameters, tags)
                 self.log.info("Creating stack %s with %d staging instances", name, len(profiles))
             # A re-run after a failed attempt must not keep that attempt's error and deletion in the record.
@@ -122,7 +122,7 @@ class StagingStackOperator(PatchCycleOperator):
         with self.recording_failure(store, STAGE):
             hook = self.hook()
             if event.get("status") != "success":
-                with aws_call("cloudformation:DescribeStackEvents", "", self.region_name):
+                with aws_call("cloudformation:DescribeStackEvents", self.account_id, self.region_name):
                     reasons = hook.failure_reasons(name)
                 status = hook.status(name) or {}
                 error = "; ".join(reasons) or str(status.get("reason") or event.get("message", "unknown error"))
@@ -146,7 +146,7 @@ class StagingStackOperator(PatchCycleOperator):
                     f"({status.get('status', 'unknown status')}): {error}; "
                     + ("the stack was deleted" if deleted else "DELETING THE STACK FAILED: delete it by hand")
                 )
-            with aws_call("cloudformation:DescribeStackResources", "", self.region_name):
+            with aws_call("cloudformation:DescribeStackResources", self.account_id, self.region_name):
                 instances = hook.instances(name)
             profiles = self._staged_profiles(store)
             by_profile = {
@@ -181,11 +181,11 @@ class StagingStackOperator(PatchCycleOperator):
 
     def _delete_and_wait(self, hook: StagingStackHook, name: str) -> bool:
         """Delete a failed stack in the task itself (a rollback leaves no resources: it is quick)."""
-        with aws_call("cloudformation:DeleteStack", "", self.region_name):
+        with aws_call("cloudformation:DeleteStack", self.account_id, self.region_name):
             hook.delete(name)
         deadline = time.monotonic() + self.timeout_minutes * 60
         while time.monotonic() < deadline:
-            with aws_call("cloudformation:DescribeStacks", "", self.region_name):
+            with aws_call("cloudformation:DescribeStacks", self.account_id, self.region_name):
                 status = hook.status(name)
             if status is None or status["status"] == "DELETE_COMPLETE":
                 return True
@@ -214,11 +214,11 @@ class StagingTeardownOperator(PatchCycleOperator):
         store = self.store(context)
         name = stack_name(context["run_id"])
         hook = StagingStackHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
-        with aws_call("cloudformation:DescribeStacks", "", self.region_name):
+        with aws_call("cloudformation:DescribeStacks", self.account_id, self.region_name):
             existing = hook.status(name)
         if existing is None:
             return self._deleted(store, name, "no stack to delete")
-        with aws_call("cloudformation:DeleteStack", "", self.region_name):
+        with aws_call("cloudformation:DeleteStack", self.account_id, self.region_name):
             hook.delete(name)
         self.defer(
             trigger=StackStatusTrigger(
