@@ -368,6 +368,7 @@ class CycleRun:
     run_id: str
     sandbox_url: str
     reports_dir: Path
+    scheduler_log: Path | None = None
     finished: bool = False
     approval_announced: bool = False
     next_poll: float = field(default_factory=time.monotonic)
@@ -403,12 +404,27 @@ class CycleRun:
         status, answer = self.api.request("GET", f"{run_path}/hitlDetails?response_received=false")
         if status != 200:
             raise ApiError(f"GET {run_path}/hitlDetails: HTTP {status}: {answer}")
-        if not answer.get("hitl_details"):
+        if not answer.get("hitl_details") or not self.scheduler_saw_the_pause():
             return
         self.approval_announced = True
         run = urllib.parse.quote(self.run_id, safe="")
         say(f"Approval needed: {self.api.url}/dags/{DAG_ID}/runs/{run}/tasks/{APPROVAL_TASK}/required_actions")
         say("  (staging passed or failed as its summary says; Approve rolls the patches out, Reject skips production)")
+
+    def scheduler_saw_the_pause(self) -> bool:
+        """Has the scheduler processed the paused task's exit? (Airflow 3.3.2: an answer before that fails the task.)
+
+        The executor reports the workload that paused as finished; if the scheduler reads that report after the
+        answer has queued the task again, it takes it for a task killed from outside and fails it.
+        """
+        if self.scheduler_log is None:
+            return True
+        try:
+            log = self.scheduler_log.read_text(errors="replace")
+        except OSError:
+            return False
+        key = f"TaskInstanceKey(dag_id='{DAG_ID}', task_id='{APPROVAL_TASK}', run_id='{self.run_id}'"
+        return f"Received executor event with state success for task instance {key}" in log
 
     def copy_report(self) -> None:
         """Copy report.json/.csv/.html from the sandbox's S3 and print their paths and a summary."""
@@ -449,7 +465,12 @@ def report_summary(report: dict[str, Any]) -> str:
 
 
 def trigger_patch_cycle(
-    api: AirflowApi, sandbox_url: str, reports_dir: Path, services: Sequence[Service], conf: dict[str, Any]
+    api: AirflowApi,
+    sandbox_url: str,
+    reports_dir: Path,
+    services: Sequence[Service],
+    conf: dict[str, Any],
+    scheduler_log: Path | None = None,
 ) -> CycleRun | None:
     """Unpause patch_cycle once the dag-processor has parsed it, and trigger a run with `conf`.
 
@@ -478,7 +499,7 @@ def trigger_patch_cycle(
     )
     say(f"Triggered {DAG_ID} run: {run_id} ({mode}; its report will be copied to {reports_dir})")
     say(f"Run UI: {api.url}/dags/{DAG_ID}/runs/{run_id}")
-    return CycleRun(api, run_id, sandbox_url, reports_dir)
+    return CycleRun(api, run_id, sandbox_url, reports_dir, scheduler_log)
 
 
 def raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -543,7 +564,9 @@ def run(args: argparse.Namespace, services: list[Service]) -> None:
     say(f"Login: {ADMIN_USER} / {password}")
     say(f"UI: {api_url}")
     api = AirflowApi(api_url, ADMIN_USER, password)
-    cycle = trigger_patch_cycle(api, sandbox_url, paths.state_dir / "reports", services, args.run_conf)
+    cycle = trigger_patch_cycle(
+        api, sandbox_url, paths.state_dir / "reports", services, args.run_conf, paths.log_dir / "scheduler.log"
+    )
     say("Press Ctrl-C to stop.")
     supervise(services, cycle)
 

@@ -206,9 +206,8 @@ def test_demo_runs_an_install_cycle_approved_through_the_rest_api_and_stops_ever
         run_path = f"{api}/api/v2/dags/patch_cycle/dagRuns/{quoted}"
         status, body = http("GET", f"{run_path}/taskInstances/{APPROVAL}", token=token)
         assert status == 200 and body["state"] == "awaiting_input", body
-        # Airflow 3.3.2: an answer within a second or two of the pause can race the executor's report of the
-        # paused workload (the task is then failed); a person, or a script polling for awaiting_input, is slower.
-        time.sleep(5)
+        # The demo announces the gate once the scheduler has processed the paused workload's exit: an answer
+        # before that fails the task on Airflow 3.3.2 (see include/demo.py, CycleRun.scheduler_saw_the_pause).
         status, body = http("GET", f"{run_path}/hitlDetails?response_received=false", token=token)
         assert status == 200 and body["total_entries"] == 1, body
         (pending,) = body["hitl_details"]

@@ -13,7 +13,7 @@ from unittest import mock
 import pytest
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG
-from airflow.sdk.exceptions import DownstreamTasksSkipped, TaskAwaitingInput
+from airflow.sdk.exceptions import AirflowSkipException, DownstreamTasksSkipped, TaskAwaitingInput
 
 from patchcycle.artifacts import ArtifactStore
 from patchcycle.core.inventory import typed_frame
@@ -252,3 +252,21 @@ def test_a_person_approving_is_recorded_by_name(tmp_path: Path) -> None:
         False,
     )
     ctx["ti"].xcom_push.assert_not_called()
+
+
+@pytest.mark.parametrize("mode", ["manual", "auto"])
+def test_nothing_to_roll_out_asks_no_one(tmp_path: Path, mode: str) -> None:
+    run_id = f"scheduled__nothing_{mode}"
+    store = ArtifactStore(f"file://{tmp_path}", DAG_ID, run_id, None)
+    not_needed = {"stack_name": stack_name(run_id), "created": False, "status": "NOT_NEEDED"}
+    for region in (EAST, WEST):
+        store.write_json("staging", f"aws_default.{region}.stack.json", {**not_needed, "region": region})
+        store.write_frame("staging", f"aws_default.{region}.results", typed_frame([], STAGING_RESULT_COLUMNS))
+    store.write_frame("install", "waves", typed_frame([], WAVE_PLAN_COLUMNS))
+    operator, dag = approval(tmp_path, approval_mode=mode)
+    with (
+        mock.patch("airflow.providers.standard.operators.hitl.upsert_hitl_detail") as upsert,
+        pytest.raises(AirflowSkipException, match="nothing to roll out"),
+    ):
+        operator.execute(context(dag, operator, run_id))
+    upsert.assert_not_called()

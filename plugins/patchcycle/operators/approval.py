@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowSkipException
 
 from patchcycle.artifacts import ArtifactStore
 from patchcycle.config import InstallSettings
@@ -63,6 +64,9 @@ class PatchApprovalOperator(ApprovalOperator):
             if waves is not None
             else []
         )
+        if waves is not None and waves.empty and summary["instances"] == 0:
+            # Nothing needs patching: no one should be asked to approve an empty rollout.
+            raise AirflowSkipException("nothing to roll out: no in-scope instance needs patches")
         self.body = approval_body(
             summary,
             stacks,

@@ -99,6 +99,8 @@ class CycleReportOperator(BaseOperator):
 
 def _unfinished_install(install: dict[str, Any]) -> str:
     """Why an install-mode run did not run its course ("" when it did: approved and every wave done, or rejected)."""
+    if not install["waves"]:
+        return ""  # nothing needed patching: there was nothing to approve or roll out
     if install["halted_after_wave"] is not None:
         return f"the rollout halted after wave {install['halted_after_wave']}"
     decision = install["approval"]["decision"]

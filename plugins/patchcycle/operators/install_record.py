@@ -22,6 +22,8 @@ from patchcycle.core.staging import (
 )
 from patchcycle.operators.match_tables import MatchTables, read_frame, read_json
 
+NOTHING_TO_ROLL_OUT = "nothing to roll out: no instance needs patches"
+
 
 @dataclass
 class InstallRecord:
@@ -130,7 +132,7 @@ def read_install_record(
             "by": approval.by if approval else "",
             "at": approval.at if approval else "",
             "timed_out": approval.timed_out if approval else False,
-            "reason": _approval_reason(approval, staging),
+            "reason": _approval_reason(approval, staging) if wave_of else NOTHING_TO_ROLL_OUT,
         },
         "waves": _wave_entries(wave_of, rollout, approval),
         "halted_after_wave": halted_after(rollout),
