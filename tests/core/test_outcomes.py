@@ -83,6 +83,7 @@ def results(*rows: tuple[str, int, str, str]) -> pd.DataFrame:
                 "command_id": f"cmd-{wave}",
                 "status": status,
                 "detail": detail,
+                "health_failure": "",
                 "ok": status == "Success",
             }
             for rid, wave, status, detail in rows
@@ -222,6 +223,7 @@ def test_sent_counts_installed_pending_reboot_and_missing_pinned_patches() -> No
         "wave": 1,
         "detail": "Failed: Failed to install: P-4",
         "invocation_status": "Failed",
+        "health_failure": "",
         "pinned": 5,
         "installed": 2,
         "pending_reboot": 1,
@@ -264,3 +266,12 @@ def test_halted_after_is_the_first_halted_wave_or_none() -> None:
     assert halted_after(RolloutRecord()) is None
     assert halted_after(RolloutRecord(waves={1: {"halted": False}, 2: {"status": "done"}})) is None
     assert halted_after(RolloutRecord(waves={3: halted_wave(3), 1: {"halted": False}, 2: halted_wave(2)})) == 2
+
+
+def test_a_canary_health_check_failure_travels_with_the_sent_outcome() -> None:
+    health = "health check Failed (exit 1) after the install: FAIL: 1 failed systemd unit(s)"
+    frame = results(("i-canary", 1, "Success", ""))
+    frame.loc[0, ["health_failure", "ok"]] = [health, False]
+    rollout = RolloutRecord(waves={1: {"wave": 1, "halted": False}}, results=frame)
+    row = outcomes(rollout=rollout, verified={"i-canary": {"P-1": "INSTALLED"}})["i-canary"]
+    assert (row["outcome"], row["invocation_status"], row["health_failure"]) == (Outcome.SENT, "Success", health)

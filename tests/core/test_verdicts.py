@@ -234,6 +234,7 @@ def _outcome(resource_id: str, outcome: Outcome, detail: str = "", **fields: Any
     """An OUTCOME_COLUMNS row in the east region of the scan fleet."""
     row: dict[str, Any] = {"account_id": ACCOUNT, "region": EAST, "resource_id": resource_id, "wave": 1}
     row |= {"outcome": outcome.value, "detail": detail, "pinned": 2, "installed": 0, "pending_reboot": 0}
+    row |= {"health_failure": ""}
     return row | {"verified": outcome == Outcome.SENT} | fields
 
 
@@ -288,6 +289,10 @@ def test_install_verdicts_map_every_outcome() -> None:
         (
             {"invocation_status": "", "verified": False},
             "Install status unknown: patch state not read after the install",
+        ),
+        (
+            {**SENT_OK, "health_failure": "health check Failed (exit 1) after the install: FAIL: nginx"},
+            "health check Failed (exit 1) after the install: FAIL: nginx",
         ),
     ],
 )

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
 from botocore.exceptions import ClientError
 
 from include.sandbox.scenario import parse_scenario
@@ -192,6 +192,15 @@ def test_a_retry_after_a_partial_send_sends_only_to_the_rest(
     assert sorted(i for command in sent for i in command["instance_ids"]) == sorted(members)
 
 
+def finish_wave(server: SandboxServer, operator: PatchWaveOperator, run_id: str, payload: dict[str, Any]) -> Any:
+    """execute_complete, then (the canary) its health checks in the triggerer, then health_complete."""
+    with pytest.raises(TaskDeferred) as caught:
+        operator.execute_complete(context(run_id), payload)
+    assert caught.value.method_name == "health_complete"
+    advance_clock(server.url, 60)
+    return operator.health_complete(context(run_id), first_trigger_payload(caught.value.trigger))
+
+
 def test_execute_complete_writes_the_results_and_halts_past_the_threshold(
     server: SandboxServer, base: Path, fleet: dict[str, list[str]], tmp_path: Path
 ) -> None:
@@ -204,8 +213,11 @@ def test_execute_complete_writes_the_results_and_halts_past_the_threshold(
     payload = first_trigger_payload(trigger)
     assert payload["status"] == "done"
 
+    scripts_before = sandbox_calls(server.url, "ssm:SendCommand")
     with pytest.raises(AirflowFailException) as caught:
-        wave_operator(tmp_path, settings=settings(halt_threshold="1")).execute_complete(context(run_id), payload)
+        finish_wave(server, wave_operator(tmp_path, settings=settings(halt_threshold="1")), run_id, payload)
+    # The canary's two good installs ran the health checks: one command (one platform).
+    assert sandbox_calls(server.url, "ssm:SendCommand") == scripts_before + 1
 
     assert str(caught.value) == (
         "wave 1 halted the rollout: 2 of 4 instances failed, more than the 1 that halt_threshold 1 allows; "
@@ -220,7 +232,7 @@ def test_execute_complete_writes_the_results_and_halts_past_the_threshold(
     assert sorted(failed["resource_id"]) == fleet["failing"]
     assert set(failed["status"]) == {"Failed"}
     assert all(FAILING_PATCH in detail for detail in failed["detail"])
-    assert set(results.loc[results["ok"], "status"]) == {"Success"}
+    assert set(results.loc[results["ok"], "status"]) == {"Success"} and set(results["health_failure"]) == {""}
     record = read_json(tmp_path, run_id, "waves", "wave_1.json")
     assert {k: record[k] for k in ("instances", "sent", "succeeded", "failed", "allowed_failures", "halted")} == {
         "instances": 4,
@@ -232,13 +244,37 @@ def test_execute_complete_writes_the_results_and_halts_past_the_threshold(
     }
     assert (record["threshold"], record["status"]) == ("1", "halted") and record["finished_at"]
 
-    # The same outcome under a threshold it does not exceed: the rollout goes on.
-    summary = wave_operator(tmp_path, settings=settings(halt_threshold="50%")).execute_complete(
-        context(run_id), payload
-    )
+    # The same outcome under a threshold it does not exceed: the rollout goes on, and a retried wave
+    # does not run the health checks twice.
+    scripts_before = sandbox_calls(server.url, "ssm:SendCommand")
+    summary = finish_wave(server, wave_operator(tmp_path, settings=settings(halt_threshold="50%")), run_id, payload)
+    assert sandbox_calls(server.url, "ssm:SendCommand") == scripts_before
     assert summary == {"wave": 1, "instances": 4, "succeeded": 2, "failed": 2, "halted": False}
     record = read_json(tmp_path, run_id, "waves", "wave_1.json")
     assert (record["halted"], record["status"], record["allowed_failures"]) == (False, "done", 2)
+
+
+def test_a_canary_instance_failing_its_health_check_counts_as_failed(
+    server: SandboxServer, base: Path, fleet: dict[str, list[str]], tmp_path: Path
+) -> None:
+    run_id = "scheduled__canary_health"
+    members = fleet["web"][:2]
+    new_run(base, tmp_path, run_id, {1: members})
+    trigger = deferral(wave_operator(tmp_path), context(run_id)).trigger
+    advance_clock(server.url, 120)
+    payload = first_trigger_payload(trigger)
+    # The health check of the first canary instance fails: the sandbox's script_fails is per instance.
+    world = server.world
+    world.instance(ACCOUNT, REGION, members[0]).faults.script_fails = True
+    try:
+        with pytest.raises(AirflowFailException, match="wave 1 halted the rollout: 1 of 2 instances failed"):
+            finish_wave(server, wave_operator(tmp_path, settings=settings(halt_threshold="0")), run_id, payload)
+    finally:
+        world.instance(ACCOUNT, REGION, members[0]).faults.script_fails = False
+    results = pd.read_parquet(artifact(tmp_path, run_id, "waves", "wave_1.results.parquet")).set_index("resource_id")
+    assert results.loc[members[0], "status"] == "Success" and not results.loc[members[0], "ok"]
+    assert results.loc[members[0], "health_failure"].startswith("health check Failed (exit 1) after the install")
+    assert results.loc[members[1], "ok"] and results.loc[members[1], "health_failure"] == ""
 
 
 def test_an_empty_wave_is_skipped_without_calling_aws(

@@ -131,6 +131,7 @@ def install_outcomes(
 
 _EMPTY_OUTCOME: Final[Mapping[str, Any]] = {
     "invocation_status": "",
+    "health_failure": "",
     "installed": 0,
     "pending_reboot": 0,
     "not_installed": "",
@@ -159,6 +160,7 @@ def _sent(result: Mapping[str, Any], pinned: list[str], states: Mapping[str, str
         "outcome": Outcome.SENT,
         "detail": str(result["detail"]),
         "invocation_status": str(result["status"]),
+        "health_failure": health if isinstance(health := result.get("health_failure"), str) else "",
         "installed": len(installed),
         "pending_reboot": len(pending),
         "not_installed": ";".join(missing),

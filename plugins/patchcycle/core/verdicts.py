@@ -133,6 +133,7 @@ OUTCOME_COLUMNS: Final[Mapping[str, str]] = {
     "wave": "int64",  # the wave it was planned in (1 = canary), 0 if none
     "detail": "str",  # why it was skipped; for SENT the invocation's StatusDetails or stderr
     "invocation_status": "str",  # SENT: the SSM invocation Status (Success, Failed, TimedOut, ...); else ""
+    "health_failure": "str",  # SENT, canary: why its health check failed after a good install; else ""
     "pinned": "int64",  # pinned patches
     "installed": "int64",  # pinned patches INSTALLED or INSTALLED_OTHER after the install
     "pending_reboot": "int64",  # pinned patches INSTALLED_PENDING_REBOOT after the install
@@ -298,6 +299,8 @@ def _install_verdict(outcome: Mapping[str, Any]) -> tuple[Verdict, str]:
     if not_installed:
         count = _plural(len(not_installed), "planned patch", "planned patches")
         problems.append(f"{count} not installed: {_listed(not_installed)}")
+    if outcome.get("health_failure"):
+        problems.append(str(outcome["health_failure"]))
     if status != "Success" or problems:
         head = f"Install {status or 'status unknown'}" if status != "Success" else ""
         return Verdict.FAILED, ": ".join(part for part in (head, "; ".join(problems)) if part)

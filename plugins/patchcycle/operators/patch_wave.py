@@ -1,5 +1,6 @@
 """One production wave: AWS-RunPatchBaseline Install, pinned to the staged patch lists, across every target.
 
+The canary's instances then run the staging health checks too: a broken service counts as a failure.
 After the wave, its failures against halt_threshold decide: go on, or halt (the task fails, so the
 later waves never start and their instances are reported "halted after wave N"). The commands sent
 are recorded as they go, so a retried wave sends nothing twice.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
 import pandas as pd
@@ -24,6 +26,7 @@ from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.patch_manager import PatchManagerHook, batches
 from patchcycle.operators.base import recorded_failure
 from patchcycle.operators.match_tables import read_frame, read_json, targets_of
+from patchcycle.operators.staging_checks import HEALTHCHECKS, SCRIPT_DOCUMENTS
 from patchcycle.triggers.command_completion import CommandCompletionTrigger
 
 STAGE = "waves"
@@ -35,8 +38,10 @@ WAVE_RESULT_COLUMNS: Final = {
     "command_id": "str",
     "status": "str",  # the SSM invocation status: Success, Failed, TimedOut, Cancelled, ...
     "detail": "str",  # StatusDetails and the output's tail, for a failure
+    "health_failure": "str",  # the canary's health check, when it failed after a good install ("" otherwise)
     "ok": "bool",
 }
+CANARY = 1  # the wave whose instances also run the health checks (include/healthchecks), as staging did
 
 
 def now_iso() -> str:
@@ -61,6 +66,7 @@ class PatchWaveOperator(BaseOperator):
         self,
         *,
         wave: int,
+        healthchecks: str | Path = HEALTHCHECKS,
         targets: Any,
         settings: Any,
         artifact_root: str,
@@ -75,6 +81,7 @@ class PatchWaveOperator(BaseOperator):
         if wave < 1:
             raise ValueError(f"wave: waves are numbered from 1 (the canary), got {wave}")
         self.wave = wave
+        self.healthchecks = Path(healthchecks)
         self.targets = targets
         self.settings = settings
         self.artifact_root = artifact_root
@@ -132,10 +139,9 @@ class PatchWaveOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         store = self.store(context)
         with recorded_failure(store, f"wave_{self.wave}", stage=f"wave_{self.wave}"):
-            return self._complete(store, event)
+            return self._complete(context, store, event)
 
-    def _complete(self, store: ArtifactStore, event: dict[str, Any]) -> dict[str, Any]:
-        settings = InstallSettings.from_dict(self.settings)
+    def _complete(self, context: Context, store: ArtifactStore, event: dict[str, Any]) -> dict[str, Any]:
         members = self._members(store)
         late = set(event.get("pending", [])) if event.get("status") == "timeout" else set()
         rows: list[dict[str, Any]] = []
@@ -162,6 +168,84 @@ class PatchWaveOperator(BaseOperator):
                         )
                     )
         results = typed_frame(rows, WAVE_RESULT_COLUMNS)
+        if self.wave == CANARY and results["ok"].any():
+            store.write_frame(STAGE, f"wave_{self.wave}.installed", results)
+            waiting = self._send_health_checks(context, store, results)
+            wait = timedelta(minutes=float(self.command_timeout_minutes))
+            self.defer(
+                trigger=CommandCompletionTrigger(
+                    waiting, poll_interval=float(self.poll_seconds), timeout=wait.total_seconds()
+                ),
+                method_name="health_complete",
+                timeout=wait + timedelta(minutes=10),
+            )
+        return self._decide(store, members, results)
+
+    def health_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        store = self.store(context)
+        with recorded_failure(store, f"wave_{self.wave}", stage=f"wave_{self.wave}"):
+            results = store.read_frame(store.uri(STAGE, f"wave_{self.wave}.installed.parquet"))
+            late = set(event.get("pending", [])) if event.get("status") == "timeout" else set()
+            failures: dict[str, str] = {}
+            for target, account, _ in self._by_target(store, self._members(store)):
+                hook = PatchManagerHook(aws_conn_id=target.aws_conn_id, region_name=target.region_name)
+                for command_id in self._health_sent(store, target).values():
+                    if command_id in late:
+                        with aws_call("ssm:CancelCommand", account, target.region_name):
+                            hook.cancel_command(command_id)
+                    with aws_call("ssm:ListCommandInvocations", account, target.region_name):
+                        for invocation in hook.command_invocations(command_id, details=True):
+                            if invocation["Status"] != "Success":
+                                failures[invocation["InstanceId"]] = _health_failure(invocation)
+            failed = results["resource_id"].isin(failures)
+            results.loc[failed, "health_failure"] = results.loc[failed, "resource_id"].map(failures)
+            results.loc[failed, "ok"] = False
+            return self._decide(store, self._members(store), results)
+
+    def _send_health_checks(
+        self, context: Context, store: ArtifactStore, results: pd.DataFrame
+    ) -> list[dict[str, Any]]:
+        """The health checks on the canary's well-installed instances, per platform; recorded, never sent twice."""
+        production = read_frame(store, "install", "production.parquet")
+        assert production is not None  # plan_install wrote the wave plan from it
+        platform = dict(zip(production["resource_id"], production["platform_type"], strict=True))
+        waiting = []
+        for target, account, _ in self._by_target(store, self._members(store)):
+            sent = self._health_sent(store, target)
+            mine = results[
+                results["ok"] & (results["region"] == target.region_name) & (results["account_id"] == account)
+            ]
+            hook = PatchManagerHook(aws_conn_id=target.aws_conn_id, region_name=target.region_name)
+            for platform_type, group in mine.groupby(mine["resource_id"].map(platform)):
+                if str(platform_type) not in SCRIPT_DOCUMENTS:
+                    raise AirflowFailException(f"no health check for platform {platform_type!r} in {self.healthchecks}")
+                document, script = SCRIPT_DOCUMENTS[str(platform_type)]
+                for number, batch in enumerate(batches(sorted(group["resource_id"]))):
+                    key = f"{platform_type}.{number}"
+                    if key in sent:
+                        continue
+                    with aws_call("ssm:SendCommand", account, target.region_name):
+                        sent[key] = hook.send_script(
+                            batch,
+                            document=document,
+                            commands=[(self.healthchecks / script).read_text()],
+                            execution_timeout_seconds=int(float(self.command_timeout_minutes) * 60),
+                            max_concurrency=str(self.max_concurrency),
+                            max_errors="100%",  # every canary instance gets checked, whatever the others do
+                            comment=f"patchcycle canary health check {context['run_id']}",
+                        )
+                    store.write_json(STAGE, f"wave_{self.wave}.{target.key}.health.json", sent)
+            if sent:
+                waiting.append({**target.as_kwargs(), "command_ids": sorted(sent.values())})
+        return waiting
+
+    def _health_sent(self, store: ArtifactStore, target: Target) -> dict[str, str]:
+        sent: dict[str, str] = read_json(store, STAGE, f"wave_{self.wave}.{target.key}.health.json") or {}
+        return sent
+
+    def _decide(self, store: ArtifactStore, members: pd.DataFrame, results: pd.DataFrame) -> dict[str, Any]:
+        """The halt gate on the wave's outcome: its failures against halt_threshold."""
+        settings = InstallSettings.from_dict(self.settings)
         store.write_frame(STAGE, f"wave_{self.wave}.results", results)
         failures = int((~results["ok"]).sum()) + len(members) - len(results)  # never sent counts as failed
         halt, allowed = halt_decision(len(members), failures, settings.halt_threshold)
@@ -243,5 +327,15 @@ def _result(
         "command_id": command_id,
         "status": status,
         "detail": detail,
+        "health_failure": "",
         "ok": status == "Success",
     }
+
+
+def _health_failure(invocation: dict[str, Any]) -> str:
+    plugins = invocation.get("CommandPlugins") or [{}]
+    output = "\n".join(str(p.get("Output", "")) for p in plugins).strip()
+    code = plugins[0].get("ResponseCode", -1)
+    return f"health check {invocation['Status']} (exit {code}) after the install: {invocation_error(output)}".strip(
+        ": "
+    )
