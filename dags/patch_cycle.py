@@ -21,11 +21,13 @@ from patchcycle.operators.patch_wave import PatchWaveOperator
 from patchcycle.operators.staging_checks import StagingHealthCheckOperator, StagingPatchOperator
 from patchcycle.operators.staging_stack import StagingStackOperator, StagingTeardownOperator
 from patchcycle.operators.verify_install import VerifyInstallOperator
+from patchcycle.timetables import PatchTuesdayTimetable
 
 with DAG(
     dag_id="patch_cycle",
     description="The AWS patch cycle: inventory, matching, staging, approval, production waves, verification, report.",
-    schedule="0 3 * * 2#2",  # the second Tuesday of the month, 03:00 UTC
+    # A week after Microsoft's and most vendors' monthly releases, so the baselines' approval delays have passed.
+    schedule=PatchTuesdayTimetable(days_after=7, at="03:00", timezone="UTC"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
