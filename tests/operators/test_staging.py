@@ -17,7 +17,8 @@ from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.core.staging import stack_name
 from patchcycle.hooks.staging_stack import StagingStackHook
-from patchcycle.operators.staging_checks import HEALTHCHECKS, StagingHealthCheckOperator, StagingPatchOperator
+from patchcycle.operators.run_command import HEALTHCHECKS
+from patchcycle.operators.staging_checks import StagingHealthCheckOperator, StagingPatchOperator
 from patchcycle.operators.staging_stack import StagingStackOperator, StagingTeardownOperator
 from patchcycle.triggers.command_completion import CommandCompletionTrigger
 from patchcycle.triggers.stack_status import StackStatusTrigger
@@ -322,9 +323,10 @@ def test_staging_installs_the_pinned_lists_then_health_checks_by_platform(
 
     assert summary == {"instances": 2, "passed": 1, "failed": 1}
     health_commands = read_json(tmp_path, run_id, "staging", "aws_default.us-east-1.health_commands.json")
-    assert sorted(health_commands) == ["Linux", "Windows"]
+    assert sorted(health_commands) == ["Linux.0", "Windows.0"]  # one command (batch 0) per platform
     expected = {"Linux": ("AWS-RunShellScript", "linux.sh"), "Windows": ("AWS-RunPowerShellScript", "windows.ps1")}
-    for platform, command_id in health_commands.items():
+    for key, command_id in health_commands.items():
+        platform = key.split(".")[0]
         (command,) = ssm.list_commands(CommandId=command_id)["Commands"]
         document, script = expected[platform]
         assert command["DocumentName"] == document

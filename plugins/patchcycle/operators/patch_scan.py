@@ -15,6 +15,7 @@ from patchcycle.core.plan import combine_plan, instance_compliance, patch_plan
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.patch_manager import PatchManagerHook, batches
 from patchcycle.operators.base import PatchCycleOperator
+from patchcycle.operators.run_command import invocations, late_commands
 from patchcycle.triggers.command_completion import CommandCompletionTrigger
 
 STAGE = "match"
@@ -96,26 +97,18 @@ class PatchScanOperator(PatchCycleOperator):
             account = self._account(inventory)
             hook = self.hook()
             # Commands still running past the bound are cancelled; their unfinished instances count as failed.
-            late = set(event.get("pending", [])) if event.get("status") == "timeout" else set()
-            for command_id in sorted(late):
-                with aws_call("ssm:CancelCommand", account, self.region_name):
-                    hook.cancel_command(command_id)
-            failures: dict[str, str] = {}
+            late = late_commands(event)
             sent = store.read_json(str(store.path(STAGE, f"{self.target.key}.commands.json")))["scan"]
-            for command_id in sent:
-                with aws_call("ssm:ListCommandInvocations", account, self.region_name):
-                    invocations = hook.command_invocations(command_id)
-                for invocation in invocations:
-                    if invocation["Status"] == "Success":
-                        continue
-                    if command_id in late and invocation["Status"] in UNFINISHED:
-                        failures[invocation["InstanceId"]] = (
-                            f"scan did not finish within {self.command_timeout_minutes} minutes (cancelled)"
-                        )
-                    else:
-                        failures[invocation["InstanceId"]] = (
-                            f"{invocation['Status']} ({invocation.get('StatusDetails', '')})"
-                        )
+            failures: dict[str, str] = {}
+            for instance_id, invocation in invocations(hook, sent, late, account, self.region_name).items():
+                if invocation["Status"] == "Success":
+                    continue
+                if invocation["CommandId"] in late and invocation["Status"] in UNFINISHED:
+                    failures[instance_id] = (
+                        f"scan did not finish within {self.command_timeout_minutes} minutes (cancelled)"
+                    )
+                else:
+                    failures[instance_id] = f"{invocation['Status']} ({invocation.get('StatusDetails', '')})"
             return self._finish(store, inventory, _scan_targets(inventory), failures)
 
     def _finish(

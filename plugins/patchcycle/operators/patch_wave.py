@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,7 +27,7 @@ from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.patch_manager import PatchManagerHook, batches
 from patchcycle.operators.base import recorded_failure
 from patchcycle.operators.match_tables import read_frame, read_json, targets_of
-from patchcycle.operators.staging_checks import HEALTHCHECKS, SCRIPT_DOCUMENTS
+from patchcycle.operators.run_command import HEALTHCHECKS, invocations, late_commands, plugin_output, send_health_checks
 from patchcycle.triggers.command_completion import CommandCompletionTrigger
 
 STAGE = "waves"
@@ -143,27 +144,25 @@ class PatchWaveOperator(BaseOperator):
 
     def _complete(self, context: Context, store: ArtifactStore, event: dict[str, Any]) -> dict[str, Any]:
         members = self._members(store)
-        late = set(event.get("pending", [])) if event.get("status") == "timeout" else set()
+        late = late_commands(event)
         rows: list[dict[str, Any]] = []
         for target, account, _ in self._by_target(store, members):
             hook = PatchManagerHook(aws_conn_id=target.aws_conn_id, region_name=target.region_name)
-            for command in self._sent(store, target):
-                command_id = command["command_id"]
-                if command_id in late:
-                    with aws_call("ssm:CancelCommand", account, target.region_name):
-                        hook.cancel_command(command_id)
-                with aws_call("ssm:ListCommandInvocations", account, target.region_name):
-                    invocations = {i["InstanceId"]: i for i in hook.command_invocations(command_id, details=True)}
+            sent = self._sent(store, target)
+            found = invocations(hook, [c["command_id"] for c in sent], late, account, target.region_name, details=True)
+            for command in sent:
                 for instance_id in command["instance_ids"]:
+                    invocation = found.get(instance_id)
+                    cancelled = command["command_id"] in late
                     rows.append(
                         _result(
                             account,
                             target.region_name,
                             instance_id,
                             self.wave,
-                            command_id,
-                            invocations.get(instance_id),
-                            command_id in late,
+                            command["command_id"],
+                            invocation,
+                            cancelled,
                             self.command_timeout_minutes,
                         )
                     )
@@ -185,18 +184,20 @@ class PatchWaveOperator(BaseOperator):
         store = self.store(context)
         with recorded_failure(store, f"wave_{self.wave}", stage=f"wave_{self.wave}"):
             results = store.read_frame(store.uri(STAGE, f"wave_{self.wave}.installed.parquet"))
-            late = set(event.get("pending", [])) if event.get("status") == "timeout" else set()
             failures: dict[str, str] = {}
             for target, account, _ in self._by_target(store, self._members(store)):
                 hook = PatchManagerHook(aws_conn_id=target.aws_conn_id, region_name=target.region_name)
-                for command_id in self._health_sent(store, target).values():
-                    if command_id in late:
-                        with aws_call("ssm:CancelCommand", account, target.region_name):
-                            hook.cancel_command(command_id)
-                    with aws_call("ssm:ListCommandInvocations", account, target.region_name):
-                        for invocation in hook.command_invocations(command_id, details=True):
-                            if invocation["Status"] != "Success":
-                                failures[invocation["InstanceId"]] = _health_failure(invocation)
+                checked = invocations(
+                    hook,
+                    self._health_sent(store, target).values(),
+                    late_commands(event),
+                    account,
+                    target.region_name,
+                    details=True,
+                )
+                for instance_id, invocation in checked.items():
+                    if invocation["Status"] != "Success":
+                        failures[instance_id] = _health_failure(invocation)
             failed = results["resource_id"].isin(failures)
             results.loc[failed, "health_failure"] = results.loc[failed, "resource_id"].map(failures)
             results.loc[failed, "ok"] = False
@@ -211,30 +212,22 @@ class PatchWaveOperator(BaseOperator):
         platform = dict(zip(production["resource_id"], production["platform_type"], strict=True))
         waiting = []
         for target, account, _ in self._by_target(store, self._members(store)):
-            sent = self._health_sent(store, target)
             mine = results[
                 results["ok"] & (results["region"] == target.region_name) & (results["account_id"] == account)
             ]
-            hook = PatchManagerHook(aws_conn_id=target.aws_conn_id, region_name=target.region_name)
-            for platform_type, group in mine.groupby(mine["resource_id"].map(platform)):
-                if str(platform_type) not in SCRIPT_DOCUMENTS:
-                    raise AirflowFailException(f"no health check for platform {platform_type!r} in {self.healthchecks}")
-                document, script = SCRIPT_DOCUMENTS[str(platform_type)]
-                for number, batch in enumerate(batches(sorted(group["resource_id"]))):
-                    key = f"{platform_type}.{number}"
-                    if key in sent:
-                        continue
-                    with aws_call("ssm:SendCommand", account, target.region_name):
-                        sent[key] = hook.send_script(
-                            batch,
-                            document=document,
-                            commands=[(self.healthchecks / script).read_text()],
-                            execution_timeout_seconds=int(float(self.command_timeout_minutes) * 60),
-                            max_concurrency=str(self.max_concurrency),
-                            max_errors="100%",  # every canary instance gets checked, whatever the others do
-                            comment=f"patchcycle canary health check {context['run_id']}",
-                        )
-                    store.write_json(STAGE, f"wave_{self.wave}.{target.key}.health.json", sent)
+            by_platform = mine["resource_id"].groupby(mine["resource_id"].map(platform))
+            sent = send_health_checks(
+                PatchManagerHook(aws_conn_id=target.aws_conn_id, region_name=target.region_name),
+                {str(p): list(ids) for p, ids in by_platform},
+                sent=self._health_sent(store, target),
+                save=partial(store.write_json, STAGE, f"wave_{self.wave}.{target.key}.health.json"),
+                account=account,
+                region=target.region_name,
+                healthchecks=self.healthchecks,
+                timeout_minutes=float(self.command_timeout_minutes),
+                max_concurrency=str(self.max_concurrency),
+                comment=f"patchcycle canary health check {context['run_id']}",
+            )
             if sent:
                 waiting.append({**target.as_kwargs(), "command_ids": sorted(sent.values())})
         return waiting
@@ -313,7 +306,7 @@ def _result(
         status, detail = "NoInvocation", "Systems Manager reported no invocation for this instance"
     else:
         status = str(invocation["Status"])
-        output = "\n".join(str(p.get("Output", "")) for p in invocation.get("CommandPlugins") or []).strip()
+        _, output = plugin_output(invocation)
         detail = str(invocation.get("StatusDetails", ""))
         if status != "Success" and invocation_error(output):
             detail += f": {invocation_error(output)}"
@@ -333,9 +326,7 @@ def _result(
 
 
 def _health_failure(invocation: dict[str, Any]) -> str:
-    plugins = invocation.get("CommandPlugins") or [{}]
-    output = "\n".join(str(p.get("Output", "")) for p in plugins).strip()
-    code = plugins[0].get("ResponseCode", -1)
+    code, output = plugin_output(invocation)
     return f"health check {invocation['Status']} (exit {code}) after the install: {invocation_error(output)}".strip(
         ": "
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +17,15 @@ from patchcycle.artifacts import ArtifactStore
 from patchcycle.config import InstallSettings
 from patchcycle.core.staging import staging_results, staging_summary
 from patchcycle.hooks.aws_errors import aws_call
-from patchcycle.hooks.patch_manager import PatchManagerHook, ScriptDocument
+from patchcycle.hooks.patch_manager import PatchManagerHook
 from patchcycle.operators.base import PatchCycleOperator
 from patchcycle.operators.match_tables import read_frame, read_json
-from patchcycle.operators.staging_stack import INCLUDE
+from patchcycle.operators.run_command import HEALTHCHECKS, invocations, late_commands, plugin_output, send_health_checks
 from patchcycle.triggers.command_completion import CommandCompletionTrigger
 
 STAGE = "staging"
-HEALTHCHECKS = INCLUDE / "healthchecks"
 # DescribeInstancePatches states that show whether a pinned patch went in.
 REPORTED_STATES = ["Installed", "InstalledOther", "InstalledPendingReboot", "Missing", "Failed"]
-SCRIPT_DOCUMENTS: dict[str, tuple[ScriptDocument, str]] = {
-    "Linux": ("AWS-RunShellScript", "linux.sh"),
-    "Windows": ("AWS-RunPowerShellScript", "windows.ps1"),
-}
 
 
 class StagingOperator(PatchCycleOperator):
@@ -93,24 +89,20 @@ class StagingOperator(PatchCycleOperator):
         self, command_ids: Sequence[str], event: dict[str, Any], *, details: bool
     ) -> dict[str, dict[str, Any]]:
         """Each instance's invocation, flattened; commands still running at the bound are cancelled first."""
-        hook = self.hook()
-        late = set(event.get("pending", [])) if event.get("status") == "timeout" else set()
-        for command_id in sorted(late):
-            with aws_call("ssm:CancelCommand", self.account_id, self.region_name):
-                hook.cancel_command(command_id)
-        found: dict[str, dict[str, Any]] = {}
-        for command_id in command_ids:
-            with aws_call("ssm:ListCommandInvocations", self.account_id, self.region_name):
-                for invocation in hook.command_invocations(command_id, details=details):
-                    plugins = invocation.get("CommandPlugins") or [{}]
-                    found[invocation["InstanceId"]] = {
-                        "Status": invocation["Status"],
-                        "StatusDetails": invocation.get("StatusDetails", ""),
-                        "ResponseCode": plugins[0].get("ResponseCode", -1),
-                        "Output": "\n".join(str(p.get("Output", "")) for p in plugins).strip(),
-                        "CommandId": command_id,
-                    }
-        return found
+        found = invocations(
+            self.hook(), command_ids, late_commands(event), self.account_id, self.region_name, details=details
+        )
+        flat = {}
+        for instance_id, invocation in found.items():
+            code, output = plugin_output(invocation)
+            flat[instance_id] = {
+                "Status": invocation["Status"],
+                "StatusDetails": invocation.get("StatusDetails", ""),
+                "ResponseCode": code,
+                "Output": output,
+                "CommandId": invocation["CommandId"],
+            }
+        return flat
 
 
 class StagingPatchOperator(StagingOperator):
@@ -199,25 +191,18 @@ class StagingHealthCheckOperator(StagingOperator):
             reachable = staged[
                 staged["instance_id"].map(lambda i: record["install"].get(i, {}).get("Status") != "Undeliverable")
             ]
-            sent: dict[str, str] = read_json(store, STAGE, f"{self.target.key}.health_commands.json") or {}
-            hook = self.hook()
-            for platform, group in reachable.groupby("platform_type"):
-                if str(platform) in sent:
-                    continue  # a retried task does not run the checks twice
-                if str(platform) not in SCRIPT_DOCUMENTS:
-                    raise AirflowFailException(f"no health check for platform {platform!r} in {self.healthchecks}")
-                document, script = SCRIPT_DOCUMENTS[str(platform)]
-                with aws_call("ssm:SendCommand", self.account_id, self.region_name):
-                    sent[str(platform)] = hook.send_script(
-                        sorted(group["instance_id"]),
-                        document=document,
-                        commands=[(self.healthchecks / script).read_text()],
-                        execution_timeout_seconds=int(float(self.command_timeout_minutes) * 60),
-                        max_concurrency=str(self.max_concurrency),
-                        max_errors="100%",  # every staging instance gets checked, whatever the others do
-                        comment=f"patchcycle health check {context['run_id']}",
-                    )
-                store.write_json(STAGE, f"{self.target.key}.health_commands.json", sent)
+            sent = send_health_checks(
+                self.hook(),
+                {str(p): list(group["instance_id"]) for p, group in reachable.groupby("platform_type")},
+                sent=read_json(store, STAGE, f"{self.target.key}.health_commands.json") or {},
+                save=partial(store.write_json, STAGE, f"{self.target.key}.health_commands.json"),
+                account=self.account_id,
+                region=self.region_name,
+                healthchecks=self.healthchecks,
+                timeout_minutes=float(self.command_timeout_minutes),
+                max_concurrency=str(self.max_concurrency),
+                comment=f"patchcycle health check {context['run_id']}",
+            )
             if not sent:
                 return self.execute_complete(context, {"status": "done", "commands": {}})
         self.wait_for(sorted(sent.values()))

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 import yaml
@@ -39,30 +39,43 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-class StagingStackOperator(PatchCycleOperator):
-    """Creates this target's staging stack and waits for it in the triggerer; records its instances."""
+class StackOperator(PatchCycleOperator):
+    """What creating and deleting the staging stack share: the hook, and waiting for the stack in the triggerer."""
 
-    template_fields: Sequence[str] = (*PatchCycleOperator.template_fields, "settings", "mode")
-
-    def __init__(
-        self,
-        *,
-        settings: Any,
-        mode: Any = "install",
-        template_path: str | Path = TEMPLATE,
-        poll_seconds: float = 15,
-        timeout_minutes: float = 30,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, poll_seconds: float = 15, timeout_minutes: float = 30, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.settings = settings
-        self.mode = mode
-        self.template_path = Path(template_path)
         self.poll_seconds = poll_seconds
         self.timeout_minutes = timeout_minutes
 
     def hook(self) -> StagingStackHook:
         return StagingStackHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+
+    def wait_for_stack(self, name: str, waiter_name: str) -> NoReturn:
+        self.defer(
+            trigger=StackStatusTrigger(
+                stack_name=name,
+                waiter_name=waiter_name,
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                waiter_delay=int(self.poll_seconds),
+                waiter_max_attempts=max(1, int(self.timeout_minutes * 60 / self.poll_seconds)),
+            ),
+            method_name="execute_complete",
+        )
+
+
+class StagingStackOperator(StackOperator):
+    """Creates this target's staging stack and waits for it in the triggerer; records its instances."""
+
+    template_fields: Sequence[str] = (*PatchCycleOperator.template_fields, "settings", "mode")
+
+    def __init__(
+        self, *, settings: Any, mode: Any = "install", template_path: str | Path = TEMPLATE, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.mode = mode
+        self.template_path = Path(template_path)
 
     def execute(self, context: Context) -> dict[str, Any]:
         if self.mode != "install":
@@ -104,17 +117,7 @@ class StagingStackOperator(PatchCycleOperator):
                     "deleted_at": "",
                 },
             )
-        self.defer(
-            trigger=StackStatusTrigger(
-                stack_name=name,
-                waiter_name="stack_create_complete",
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                waiter_delay=int(self.poll_seconds),
-                waiter_max_attempts=max(1, int(self.timeout_minutes * 60 / self.poll_seconds)),
-            ),
-            method_name="execute_complete",
-        )
+        self.wait_for_stack(name, "stack_create_complete")
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         store = self.store(context)
@@ -169,15 +172,9 @@ class StagingStackOperator(PatchCycleOperator):
         if profiles is None:
             raise AirflowFailException("no install plan: plan_install did not finish")
         mine = profiles[
-            profiles["staged"]
-            & (profiles["region"] == self.region_name)
-            & (profiles["account_id"].isin(self._accounts(store)))
+            profiles["staged"] & (profiles["region"] == self.region_name) & (profiles["account_id"] == self.account_id)
         ]
         return mine.assign(logical_id=[instance_logical_id(p) for p in mine["profile_id"]]).reset_index(drop=True)
-
-    def _accounts(self, store: ArtifactStore) -> set[str]:
-        inventory = read_frame(store, "inventory", f"{self.target.key}.parquet")
-        return set(inventory["account_id"]) if inventory is not None else set()
 
     def _delete_and_wait(self, hook: StagingStackHook, name: str) -> bool:
         """Delete a failed stack in the task itself (a rollback leaves no resources: it is quick)."""
@@ -197,40 +194,25 @@ class StagingStackOperator(PatchCycleOperator):
 
     def _record(self, store: ArtifactStore, record: dict[str, Any]) -> dict[str, Any]:
         full = {**(read_json(store, STAGE, f"{self.target.key}.stack.json") or {}), **record}
-        full.update(account_ids=sorted(self._accounts(store)), region=self.region_name)
+        full.update(account_ids=[self.account_id] if self.account_id else [], region=self.region_name)
         store.write_json(STAGE, f"{self.target.key}.stack.json", full)
         return full
 
 
-class StagingTeardownOperator(PatchCycleOperator):
+class StagingTeardownOperator(StackOperator):
     """Deletes this target's staging stack, whatever happened upstream, and records when."""
-
-    def __init__(self, *, poll_seconds: float = 15, timeout_minutes: float = 30, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.poll_seconds = poll_seconds
-        self.timeout_minutes = timeout_minutes
 
     def execute(self, context: Context) -> dict[str, Any]:
         store = self.store(context)
         name = stack_name(context["run_id"])
-        hook = StagingStackHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        hook = self.hook()
         with aws_call("cloudformation:DescribeStacks", self.account_id, self.region_name):
             existing = hook.status(name)
         if existing is None:
             return self._deleted(store, name, "no stack to delete")
         with aws_call("cloudformation:DeleteStack", self.account_id, self.region_name):
             hook.delete(name)
-        self.defer(
-            trigger=StackStatusTrigger(
-                stack_name=name,
-                waiter_name="stack_delete_complete",
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                waiter_delay=int(self.poll_seconds),
-                waiter_max_attempts=max(1, int(self.timeout_minutes * 60 / self.poll_seconds)),
-            ),
-            method_name="execute_complete",
-        )
+        self.wait_for_stack(name, "stack_delete_complete")
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         store = self.store(context)

@@ -13,7 +13,7 @@ from patchcycle.core.plan import instance_compliance
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.patch_manager import PatchManagerHook
 from patchcycle.operators.base import PatchCycleOperator
-from patchcycle.operators.match_tables import read_frame, read_json
+from patchcycle.operators.match_tables import read_json
 from patchcycle.operators.staging_checks import REPORTED_STATES
 
 STAGE = "verify"
@@ -41,8 +41,7 @@ class VerifyInstallOperator(PatchCycleOperator):
                     for instance in command["instance_ids"]
                 }
             )
-            inventory = read_frame(store, "inventory", f"{self.target.key}.parquet")
-            account = str(inventory["account_id"].iloc[0]) if inventory is not None and len(inventory) else ""
+            account = self.account_id
             hook = PatchManagerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
             with aws_call("ssm:DescribeInstancePatchStates", account, self.region_name):
                 states = hook.instance_patch_states(sent) if sent else []
