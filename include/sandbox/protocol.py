@@ -14,6 +14,7 @@ import binascii
 import datetime as dt
 import functools
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -22,9 +23,11 @@ import botocore.session
 
 __all__ = [
     "AwsApiError",
+    "is_rest_json",
     "json_error_body",
     "operation_model",
     "query_member_key",
+    "rest_json_operation",
     "to_wire",
     "validate_query_request",
     "validate_query_response",
@@ -69,6 +72,47 @@ def _service_model(service: str) -> botocore.model.ServiceModel:
 def operation_model(service: str, operation: str) -> botocore.model.OperationModel:
     """Return botocore's model of ``operation`` (e.g. "DescribeInstancePatchStates")."""
     return _service_model(service).operation_model(operation)
+
+
+def is_rest_json(service: str) -> bool:
+    """Whether botocore talks to ``service`` in rest-json (responses are plain application/json)."""
+    try:
+        return bool(_service_model(service).resolved_protocol == "rest-json")
+    except Exception:  # not a botocore service name
+        return False
+
+
+def rest_json_operation(service: str, method: str, path: str) -> str:
+    """The rest-json operation that a (method, path) calls, from botocore's model ("" when none matches).
+
+    rest-json services (Inspector2, Security Hub, ...) name the operation only by method and request URI.
+    """
+    try:
+        routes = _rest_json_routes(service)
+    except Exception:  # an unknown or non-rest-json service: not ours to route
+        return ""
+    for route_method, pattern, name in routes:
+        if route_method == method and pattern.fullmatch(path):
+            return name
+    return ""
+
+
+@functools.cache
+def _rest_json_routes(service: str) -> tuple[tuple[str, re.Pattern[str], str], ...]:
+    model = _service_model(service)
+    if model.resolved_protocol != "rest-json":
+        return ()
+    routes = []
+    for name in model.operation_names:
+        http = model.operation_model(name).http
+        uri = str(http.get("requestUri", "/")).split("?", 1)[0]
+        # {name} binds one path segment, {name+} the rest of the path.
+        pattern = re.sub(r"\\\{[^}]+\\\+\\\}", ".+", re.escape(uri))
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", pattern)
+        routes.append((str(http.get("method", "POST")), re.compile(pattern), name))
+    # Literal routes before templated ones, so "/findings/list" never reads as "/findings/{id}".
+    routes.sort(key=lambda route: route[1].pattern.count("[^/]+") + route[1].pattern.count(".+"))
+    return tuple(routes)
 
 
 def validate_request(service: str, operation: str, params: dict[str, Any]) -> None:

@@ -73,7 +73,7 @@ class SandboxApp:
             return self._control(environ, start_response, path)
         body = _read_body(environ)
         service, region, access_key = _credential_scope(environ)
-        operation = _operation(environ, body)
+        operation = _operation(environ, body, service)
         self._count(f"{service}:{operation}")
         fault = self._draw_fault(service, operation, region)
         if fault is not None:
@@ -96,10 +96,11 @@ class SandboxApp:
         except protocol.AwsApiError as exc:
             return _error(start_response, service, exc)
         payload = json.dumps(result).encode()
+        rest = protocol.is_rest_json(service)
         start_response(
             "200 OK",
             [
-                ("Content-Type", "application/x-amz-json-1.1"),
+                ("Content-Type", "application/json" if rest else "application/x-amz-json-1.1"),
                 ("Content-Length", str(len(payload))),
                 ("x-amzn-RequestId", str(uuid.uuid4())),
             ],
@@ -239,10 +240,16 @@ def _credential_scope(environ: dict[str, Any]) -> tuple[str, str, str]:
     return SIGNING_TO_SERVICE.get(signing_name, signing_name), region, access_key
 
 
-def _operation(environ: dict[str, Any], body: bytes) -> str:
+def _operation(environ: dict[str, Any], body: bytes, service: str = "") -> str:
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     if target:
         return str(target.rsplit(".", 1)[-1])
+    # rest-json services (Inspector2, Security Hub) name the operation by method and path alone.
+    routed = protocol.rest_json_operation(
+        service, str(environ.get("REQUEST_METHOD", "")), str(environ.get("PATH_INFO", ""))
+    )
+    if routed:
+        return routed
     for source in (environ.get("QUERY_STRING", ""), body.decode("utf-8", "replace")):
         action = parse_qs(source).get("Action")
         if action:

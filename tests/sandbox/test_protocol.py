@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from botocore.parsers import create_parser
 
+from include.sandbox import protocol
 from include.sandbox.protocol import (
     AwsApiError,
     json_error_body,
@@ -313,3 +314,32 @@ def test_operation_model_is_cached() -> None:
     first = operation_model("ssm", "SendCommand")
     assert operation_model("ssm", "SendCommand") is first
     assert first.input_shape.required_members == ["DocumentName"]
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "path", "operation"),
+    [
+        ("inspector2", "POST", "/findings/list", "ListFindings"),
+        ("inspector2", "POST", "/coverage/list", "ListCoverage"),
+        ("securityhub", "POST", "/findings", "GetFindings"),
+        ("securityhub", "POST", "/findings/import", "BatchImportFindings"),
+        ("securityhub", "PATCH", "/findings/batchupdate", "BatchUpdateFindings"),
+        # A templated route binds one path segment.
+        ("securityhub", "DELETE", "/automationrulesv2/rule-1", "DeleteAutomationRuleV2"),
+    ],
+)
+def test_rest_json_operation_is_found_by_method_and_path(service: str, method: str, path: str, operation: str) -> None:
+    assert protocol.rest_json_operation(service, method, path) == operation
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "path"),
+    [
+        ("securityhub", "GET", "/findings/import"),  # right path, wrong method
+        ("securityhub", "DELETE", "/automationrulesv2/a/b"),  # a {name} binds exactly one segment
+        ("ssm", "POST", "/"),  # a JSON-target service: routed by X-Amz-Target instead
+        ("no-such-service", "POST", "/findings"),
+    ],
+)
+def test_rest_json_operation_is_empty_when_nothing_matches(service: str, method: str, path: str) -> None:
+    assert protocol.rest_json_operation(service, method, path) == ""
