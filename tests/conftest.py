@@ -92,6 +92,14 @@ def advance_clock(url: str, seconds: float) -> None:
     urllib.request.urlopen(request, timeout=10).close()
 
 
+def uninstall_patches(url: str, region: str, instance_id: str, patch_ids: list[str]) -> dict[str, Any]:
+    """Drift in the sandbox: remove installed patches from an instance (it is rescanned at once)."""
+    body = {"region": region, "instance_id": instance_id, "patch_ids": patch_ids}
+    request = urllib.request.Request(f"{url}/_sandbox/patches/uninstall", data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
 def first_trigger_payload(trigger: Any, timeout: float = 60) -> dict[str, Any]:
     """Run a trigger as the triggerer would, until its first event; returns the event's payload."""
 

@@ -14,6 +14,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -26,6 +27,7 @@ from include.sandbox import (
     cloudformation,
     fleet,
     moto_fixes,
+    patching,
     protocol,
     query_protocol,
     rds_maintenance,
@@ -212,12 +214,51 @@ class SandboxApp:
         elif path == "/_sandbox/clock/advance" and environ.get("REQUEST_METHOD") == "POST":
             seconds = float(json.loads(_read_body(environ) or b"{}").get("seconds", 0))
             body = {"now": self.world.clock.advance(seconds).isoformat()}
+        elif path == "/_sandbox/patches/uninstall" and environ.get("REQUEST_METHOD") == "POST":
+            try:
+                body = self._uninstall(json.loads(_read_body(environ) or b"{}"))
+            except (KeyError, TypeError, ValueError) as exc:
+                payload = json.dumps({"error": str(exc)}).encode()
+                start_response("400 Bad Request", [("Content-Type", "application/json")])
+                return [payload]
         else:
             start_response("404 Not Found", [("Content-Type", "application/json")])
             return [b'{"error": "unknown sandbox endpoint"}']
         payload = json.dumps(body).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
         return [payload]
+
+    def _uninstall(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Drift on demand: remove installed patches from an instance, then run the scan its daily
+        association would, so Patch Manager (and what reads its state) sees them MISSING again."""
+        account_id, region, instance_id, patch_ids = _uninstall_request(request)
+        with self.world.request():
+            instance = self.world.instance(account_id, region, instance_id)
+            if instance is None or not instance.registered:
+                raise ValueError(f"instance_id: {instance_id} is not a managed instance in {account_id}/{region}")
+            removed = sorted(p for p in patch_ids if instance.installed.pop(p, None) is not None)
+            instance.pending_reboot.difference_update(patch_ids)
+            now = self.world.now()
+            try:
+                patching.scan(
+                    self.world, instance, now - timedelta(seconds=self.world.scenario.commands.scan_seconds), now
+                )
+            except patching.ScanFailed:
+                instance.report = None
+        return {"instance_id": instance_id, "removed": removed, "scanned_at": now.isoformat()}
+
+
+def _uninstall_request(request: dict[str, Any]) -> tuple[str, str, str, list[str]]:
+    """(account_id, region, instance_id, patch_ids) of an uninstall request; ValueError names a bad field."""
+    fields = {name: request.get(name) for name in ("region", "instance_id")}
+    for name, value in fields.items():
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name}: a non-empty string is required")
+    patch_ids = request.get("patch_ids")
+    if not isinstance(patch_ids, list) or not patch_ids or not all(isinstance(p, str) for p in patch_ids):
+        raise ValueError("patch_ids: a non-empty list of patch ids is required")
+    account_id = str(request.get("account_id") or "123456789012")
+    return account_id, str(fields["region"]), str(fields["instance_id"]), list(patch_ids)
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:

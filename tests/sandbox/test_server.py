@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.conftest import client_factory
+from tests.conftest import client_factory, uninstall_patches
 
 ACCOUNT = "123456789012"
 
@@ -148,3 +149,28 @@ def test_unknown_control_endpoint_is_404(sandbox: Any) -> None:
     with pytest.raises(urllib.error.HTTPError) as raised:
         _get(f"{sandbox.url}/_sandbox/nope")
     assert raised.value.code == 404
+
+
+def test_uninstalling_a_patch_makes_patch_manager_report_it_missing(sandbox: Any, aws: Callable[..., Any]) -> None:
+    instance = next(i for i in sandbox.world.instances(ACCOUNT, "us-east-1").values() if i.group == "web-prod-use1")
+    patch_id = sorted(instance.installed)[0]
+    ssm = aws("ssm")
+    before = ssm.describe_instance_patch_states(InstanceIds=[instance.instance_id])["InstancePatchStates"][0]
+    answer = uninstall_patches(sandbox.url, "us-east-1", instance.instance_id, [patch_id, "NO-SUCH-PATCH"])
+    assert answer["removed"] == [patch_id]
+    after = ssm.describe_instance_patch_states(InstanceIds=[instance.instance_id])["InstancePatchStates"][0]
+    assert after["MissingCount"] == before["MissingCount"] + 1
+    assert after["OperationEndTime"] >= before["OperationEndTime"]
+    assert patch_id not in sandbox.world.instance(ACCOUNT, "us-east-1", instance.instance_id).installed
+
+
+def test_uninstall_names_the_bad_field(sandbox: Any) -> None:
+    request = urllib.request.Request(
+        f"{sandbox.url}/_sandbox/patches/uninstall",
+        data=json.dumps({"region": "us-east-1", "instance_id": "i-0000000000000000f", "patch_ids": ["X"]}).encode(),
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(request, timeout=10)
+    assert error.value.code == 400
+    assert "instance_id" in json.loads(error.value.read())["error"]
