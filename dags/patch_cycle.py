@@ -10,8 +10,10 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, chain
 
+from patchcycle.assets import PATCH_CYCLE_REPORT
 from patchcycle.config import MAX_WAVES
 from patchcycle.operators.approval import PatchApprovalOperator
+from patchcycle.operators.cycle_outcome import CycleOutcomeOperator
 from patchcycle.operators.cycle_params import CycleParamsOperator
 from patchcycle.operators.cycle_report import CycleReportOperator
 from patchcycle.operators.install_plan import InstallPlanOperator
@@ -180,10 +182,17 @@ with DAG(
         task_id="verify", mode=mode, trigger_rule="all_done", **artifacts
     ).expand_kwargs(targets)
     report = CycleReportOperator(
-        task_id="report", targets=targets, mode=mode, settings=settings, trigger_rule="all_done", **artifacts
+        task_id="report",
+        targets=targets,
+        mode=mode,
+        settings=settings,
+        trigger_rule="all_done",
+        outlets=[PATCH_CYCLE_REPORT],
+        **artifacts,
     )
+    conclude = CycleOutcomeOperator(task_id="conclude", retries=0, **artifacts)
 
     inventory >> match >> plan_install >> create_staging >> patch_staging >> check_staging
     check_staging >> delete_staging.as_teardown(setups=create_staging, on_failure_fail_dagrun=True)
-    chain(check_staging, approve, *waves, verify, report)
+    chain(check_staging, approve, *waves, verify, report, conclude)
     match >> report

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import urllib.request
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,8 +20,10 @@ from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from include.demo import aws_connection_json
 from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
+from patchcycle.assets import PATCH_CYCLE_REPORT
 from patchcycle.core.report import REPORT_SCHEMA
 from patchcycle.operators import cycle_report
+from patchcycle.operators.cycle_outcome import CycleOutcomeOperator
 from patchcycle.operators.cycle_report import CycleReportOperator
 from patchcycle.operators.inventory import InventoryOperator
 from patchcycle.operators.patch_scan import PatchScanOperator
@@ -88,7 +90,8 @@ SCENARIO: dict[str, Any] = {
 
 
 def context(run_id: str) -> Any:
-    return {"dag": SimpleNamespace(dag_id=DAG_ID), "run_id": run_id, "params": {}}
+    outlets: defaultdict[Any, SimpleNamespace] = defaultdict(SimpleNamespace)
+    return {"dag": SimpleNamespace(dag_id=DAG_ID), "run_id": run_id, "params": {}, "outlet_events": outlets}
 
 
 def artifact(root: Path, run_id: str, stage: str, name: str) -> Path:
@@ -138,12 +141,20 @@ def written(root: Path, run_id: str) -> dict[str, Any]:
     return report
 
 
+def outcome_operator(root: Path) -> CycleOutcomeOperator:
+    return CycleOutcomeOperator(task_id="conclude", artifact_root=f"file://{root}")
+
+
 def test_report_names_the_failed_targets_stage_and_error_and_accounts_for_the_rest(root: Path) -> None:
-    # The report is written, then the task fails: a partial picture must not pass for a successful cycle.
-    with pytest.raises(AirflowFailException, match="parts of the fleet are missing: aws_default/eu-west-1 inventory"):
-        report_operator(root).execute(context(RUN_ID))
+    # The report is written and published; the run's last task fails: a partial picture must not pass
+    # for a successful cycle.
+    assert report_operator(root).execute(context(RUN_ID))["ok"] is False
+    with pytest.raises(AirflowFailException, match="aws_default/eu-west-1 inventory: AirflowFailException: ec2"):
+        outcome_operator(root).execute(context(RUN_ID))
 
     report = written(root, RUN_ID)
+    (problem,) = report["outcome"]["problems"]  # its match never started: the inventory is the missing part
+    assert problem.startswith("aws_default/eu-west-1 inventory: AirflowFailException: ec2:DescribeInstances")
     jsonschema.validate(report, REPORT_SCHEMA)
     assert report["run_id"] == RUN_ID and report["mode"] == "scan"
     (missing,) = report["incomplete"]
@@ -170,8 +181,9 @@ def test_report_names_the_failed_targets_stage_and_error_and_accounts_for_the_re
 
 
 def test_a_match_that_never_ran_is_reported_incomplete_and_its_instances_get_no_data(root: Path) -> None:
-    with pytest.raises(AirflowFailException, match="parts of the fleet are missing"):
-        report_operator(root).execute(context(PARTIAL_RUN_ID))
+    report_operator(root).execute(context(PARTIAL_RUN_ID))
+    with pytest.raises(AirflowFailException, match="us-east-1 match: the task did not finish"):
+        outcome_operator(root).execute(context(PARTIAL_RUN_ID))
     report = written(root, PARTIAL_RUN_ID)
     incomplete = {(part["region"], part["stage"]): part["error"] for part in report["incomplete"]}
     # Neither task of this run left an error record.
@@ -184,10 +196,16 @@ def test_a_match_that_never_ran_is_reported_incomplete_and_its_instances_get_no_
     assert verdicts == {"NO_DATA": 3, "SKIPPED_UNMANAGED": 1}
 
 
-def test_a_complete_run_returns_the_report_uris(root: Path) -> None:
+def test_a_complete_run_returns_the_report_uris_and_updates_the_asset(root: Path) -> None:
     only_us = CycleReportOperator(task_id="report", targets=TARGETS[:1], artifact_root=f"file://{root}", mode="scan")
-    result = only_us.execute(context(RUN_ID))
-    assert result["incomplete"] == 0 and result["in_scope"] == 6
+    ctx = context(RUN_ID)
+    result = only_us.execute(ctx)
+    assert result["incomplete"] == 0 and result["in_scope"] == 6 and result["ok"] is True
+    extra = ctx["outlet_events"][PATCH_CYCLE_REPORT].extra
+    assert (extra["report"], extra["run_id"], extra["mode"]) == (result["report"]["json"], RUN_ID, "scan")
+    assert outcome_operator(root).execute(ctx)["ok"] is True
+    report = written(root, RUN_ID)
+    assert report["outcome"] == {"ok": True, "problems": []} and report["inspection"] is None
     for kind, uri in result["report"].items():
         assert uri.endswith(f"/{DAG_ID}/{RUN_ID}/report/report.{kind}")
         assert Path(uri.removeprefix("file://")).exists()

@@ -21,6 +21,13 @@ import pandas as pd
 
 from patchcycle.core.inventory import KEY_COLUMNS, iso_utc
 from patchcycle.core.plan import split_cve_ids
+from patchcycle.core.report_evidence import (
+    CONFIG_SCHEMA,
+    INSPECTION_SCHEMA,
+    OUTCOME_SCHEMA,
+    config_section,
+    outcome_section,
+)
 from patchcycle.core.verdicts import VERDICTS, ComplianceState, Verdict, accounting_problems
 
 MODES: Final = ("scan", "install")
@@ -152,7 +159,19 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "patchcycle run report",
     "type": "object",
-    "required": ["run_id", "mode", "generated_at", "totals", "resources", "incomplete", "accounting", "install"],
+    "required": [
+        "run_id",
+        "mode",
+        "generated_at",
+        "totals",
+        "resources",
+        "incomplete",
+        "accounting",
+        "install",
+        "inspection",
+        "config",
+        "outcome",
+    ],
     "additionalProperties": False,
     "properties": {
         "run_id": {"type": "string"},
@@ -295,6 +314,9 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
             },
         },
         "install": {"oneOf": [{"type": "null"}, INSTALL_SCHEMA], "description": "null in scan mode"},
+        "inspection": {**INSPECTION_SCHEMA, "description": "null in scan mode; " + INSPECTION_SCHEMA["description"]},
+        "config": CONFIG_SCHEMA,
+        "outcome": OUTCOME_SCHEMA,
     },
 }
 
@@ -360,6 +382,8 @@ def build_report(
     *,
     install: Mapping[str, Any] | None = None,
     waves_by_resource: Mapping[str, int] | None = None,
+    inspection: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report.json document (REPORT_SCHEMA) of a run.
 
@@ -371,11 +395,15 @@ def build_report(
     copied with numpy scalars made plain Python values and datetimes ISO 8601 UTC text, not otherwise checked.
     waves_by_resource: {EC2 instance id: wave number (1 = canary)}; an instance absent (or with wave < 1,
     the outcome table's "no wave") gets wave null.
+    inspection: install mode only, report_evidence.inspection_section; config: report_evidence.config_section
+    (an empty one when absent). `outcome` is derived from install and missing_parts.
     """
     if mode not in MODES:
         raise ValueError(f"mode: must be one of {list(MODES)}, got {mode!r}")
-    if mode == "scan" and (install is not None or waves_by_resource):
-        raise ValueError("install, waves_by_resource: a scan-mode report has no install section or waves")
+    if mode == "scan" and (install is not None or waves_by_resource or inspection is not None):
+        raise ValueError(
+            "install, waves_by_resource, inspection: a scan-mode report has no install section, waves or inspection"
+        )
     waves = {str(resource_id): int(wave) for resource_id, wave in (waves_by_resource or {}).items() if int(wave) >= 1}
     in_scope_mask = inventory["in_scope"] if "in_scope" in inventory.columns else pd.Series(True, index=inventory.index)
     resources_by_key = {_key(row): row for row in inventory[in_scope_mask].to_dict("records")}
@@ -452,6 +480,9 @@ def build_report(
             "problems": problems,
         },
         "install": None if install is None else _plain(install),
+        "inspection": None if inspection is None else _plain(inspection),
+        "config": _plain(config) if config is not None else config_section(None, []),
+        "outcome": outcome_section(install, missing_parts),
     }
 
 

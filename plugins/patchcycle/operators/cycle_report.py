@@ -10,9 +10,11 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from patchcycle.artifacts import ArtifactStore
+from patchcycle.assets import PATCH_CYCLE_REPORT
 from patchcycle.core.report import build_report, report_csv
 from patchcycle.core.report_html import render_html
 from patchcycle.core.verdicts import install_verdicts, scan_verdicts
+from patchcycle.operators.evidence_tables import read_evidence
 from patchcycle.operators.install_record import read_install_record
 from patchcycle.operators.match_tables import read_match_tables, targets_of
 
@@ -20,7 +22,13 @@ STAGE = "report"
 
 
 class CycleReportOperator(BaseOperator):
-    """Reads every target's artifacts (whatever their tasks' outcome) and writes report.json/.csv/.html."""
+    """Reads every target's artifacts (whatever their tasks' outcome) and writes report.json/.csv/.html.
+
+    It fails only when the report cannot be trusted (accounting); whether the cycle ran its course is the
+    report's `outcome`, which the run's last task (CycleOutcomeOperator) turns into the run's state, so the
+    findings and metrics of a halted or partial cycle are still published. Each report written updates the
+    PATCH_CYCLE_REPORT asset.
+    """
 
     template_fields: Sequence[str] = ("targets", "artifact_root", "artifact_conn_id", "mode", "settings")
 
@@ -57,6 +65,7 @@ class CycleReportOperator(BaseOperator):
             install, waves_by_resource, compliance = record.section, record.waves_by_resource, record.compliance
         else:
             verdicts = scan_verdicts(tables.inventory, tables.compliance, tables.plan, tables.scan_failures)
+        evidence = read_evidence(store, targets, str(self.mode))
         report = build_report(
             context["run_id"],
             str(self.mode),
@@ -64,10 +73,12 @@ class CycleReportOperator(BaseOperator):
             verdicts,
             tables.plan,
             compliance,
-            tables.missing,
+            [*tables.missing, *evidence.missing],
             datetime.now(UTC),
             install=install,
             waves_by_resource=waves_by_resource,
+            inspection=evidence.inspection,
+            config=evidence.config,
         )
         uris = {
             "json": store.write_json(STAGE, "report.json", report),
@@ -77,36 +88,17 @@ class CycleReportOperator(BaseOperator):
         self.log.info("Report: %s; totals: %s", uris["json"], report["totals"]["by_verdict"])
         if not report["accounting"]["ok"]:
             raise AirflowFailException(f"report accounting does not add up: {report['accounting']}")
-        missing = tables.missing
-        if install is not None and not install["staging"]["passed"]:
-            # Nothing reached production because staging failed: an unattended run must not look successful.
-            raise AirflowFailException(
-                f"report written to {uris['html']}; production was not patched: staging did not pass "
-                f"({install['approval']['reason']})"
-            )
-        if install is not None:
-            unfinished = _unfinished_install(install)
-            if unfinished:
-                raise AirflowFailException(
-                    f"report written to {uris['html']}; the install did not finish: {unfinished}"
-                )
-        if missing:
-            # The report is written, but a partial picture must not pass for a successful cycle.
-            parts = "; ".join(f"{m['aws_conn_id']}/{m['region']} {m['stage']}: {m['error']}" for m in missing)
-            raise AirflowFailException(f"report written to {uris['html']}, but parts of the fleet are missing: {parts}")
-        return {"report": uris, "in_scope": report["totals"]["resources_in_scope"], "incomplete": len(missing)}
-
-
-def _unfinished_install(install: dict[str, Any]) -> str:
-    """Why an install-mode run did not run its course ("" when it did: approved and every wave done, or rejected)."""
-    if not install["waves"]:
-        return ""  # nothing needed patching: there was nothing to approve or roll out
-    if install["halted_after_wave"] is not None:
-        return f"the rollout halted after wave {install['halted_after_wave']}"
-    decision = install["approval"]["decision"]
-    if not decision:
-        return f"the approval gate did not decide ({install['approval']['reason']})"
-    not_run = [str(wave["wave"]) for wave in install["waves"] if wave["status"] == "not_run"]
-    if decision == "Approve" and not_run:
-        return f"wave(s) {', '.join(not_run)} did not run"
-    return ""
+        context["outlet_events"][PATCH_CYCLE_REPORT].extra = {
+            "report": uris["json"],
+            "run_id": context["run_id"],
+            "mode": str(self.mode),
+            "artifact_root": self.artifact_root,
+            "artifact_conn_id": self.artifact_conn_id,
+            "generated_at": report["generated_at"],
+        }
+        return {
+            "report": uris,
+            "in_scope": report["totals"]["resources_in_scope"],
+            "incomplete": len(report["incomplete"]),
+            "ok": report["outcome"]["ok"],
+        }

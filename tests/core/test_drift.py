@@ -1,0 +1,105 @@
+"""Drift since the last cycle: each kind is found, and what the cycle already knew is not drift."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from patchcycle.core.drift import DRIFT_COLUMNS, DriftKind, detect_drift, drift_summary, watched_instances
+
+ACCOUNT, REGION = "111122223333", "us-east-1"
+
+
+def ec2(resource_id: str, verdict: str, compliance: str, patches: list[str], **extra: Any) -> dict[str, Any]:
+    return {
+        "resource_id": resource_id,
+        "resource_type": "ec2",
+        "account_id": extra.get("account_id", ACCOUNT),
+        "region": extra.get("region", REGION),
+        "verdict": verdict,
+        "compliance_state": compliance,
+        "missing_patches": [{"patch_id": p} for p in patches],
+        "patch_state": None if extra.get("no_state") else {"operation": "Install"},
+    }
+
+
+REPORT: dict[str, Any] = {
+    "resources": [
+        ec2("i-patched", "PATCHED", "COMPLIANT", ["P-1", "P-2"]),
+        ec2("i-failed", "FAILED", "NON_COMPLIANT", ["P-3"]),
+        ec2("i-clean", "COMPLIANT", "COMPLIANT", []),
+        ec2("i-nostate", "NO_DATA", "UNKNOWN", [], no_state=True),
+        ec2("i-other-region", "PATCHED", "COMPLIANT", ["P-1"], region="eu-west-1"),
+        {"resource_id": "db", "resource_type": "rds", "account_id": ACCOUNT, "region": REGION},
+    ],
+    "inspection": {
+        "cves": [
+            {"resource_id": "i-patched", "cve_id": "CVE-KNOWN", "status": "STILL_ACTIVE"},
+            {"resource_id": "i-patched", "cve_id": "CVE-FIXED", "status": "REMEDIATED"},
+        ],
+        "residual": [{"resource_id": "i-clean", "cve_id": "CVE-RESIDUAL"}],
+    },
+}
+
+
+def kinds(frame: pd.DataFrame) -> set[tuple[str, str, str]]:
+    return {(row.resource_id, row.kind, row.subject) for row in frame.itertuples()}
+
+
+def test_watched_instances_are_the_target_s_ec2_entries_with_a_patch_state() -> None:
+    ids = [entry["resource_id"] for entry in watched_instances(REPORT, ACCOUNT, REGION)]
+    assert ids == ["i-patched", "i-failed", "i-clean"]
+
+
+def test_nothing_changed_is_no_drift() -> None:
+    # i-failed's P-3 was already reported outstanding by the cycle: still missing is not a change.
+    absent = {"i-failed": [{"KBId": "P-3", "State": "FAILED", "Severity": "Critical"}]}
+    drift = detect_drift(REPORT, ACCOUNT, REGION, absent, None, [])
+    assert drift.empty and list(drift.columns) == list(DRIFT_COLUMNS)
+    assert drift_summary(drift, 3) == {
+        "instances_watched": 3,
+        "instances_drifted": 0,
+        "drift": 0,
+        "by_kind": {kind.value: 0 for kind in DriftKind},
+    }
+
+
+def test_each_kind_of_drift_is_found() -> None:
+    absent = {
+        "i-patched": [
+            {"KBId": "P-2", "State": "MISSING", "Severity": "Important"},
+            {"KBId": "P-9", "State": "MISSING"},
+        ],
+        "i-clean": [{"KBId": "P-8", "State": "MISSING"}],
+        "i-unknown": [{"KBId": "P-1", "State": "MISSING"}],  # not in the cycle's report: not watched
+    }
+    config = pd.DataFrame(
+        [
+            {"resource_id": "i-clean", "compliance": "NON_COMPLIANT", "annotation": "1 missing"},
+            {"resource_id": "i-failed", "compliance": "NON_COMPLIANT", "annotation": ""},  # the cycle knew it
+            {"resource_id": "i-patched", "compliance": "COMPLIANT", "annotation": ""},
+        ]
+    )
+    findings = [
+        {"resource_id": "i-patched", "cve_id": "CVE-NEW", "severity": "CRITICAL", "title": "openssl: CVE-NEW"},
+        {"resource_id": "i-patched", "cve_id": "CVE-NEW", "severity": "CRITICAL", "title": "listed twice"},
+        {"resource_id": "i-patched", "cve_id": "CVE-KNOWN", "severity": "CRITICAL", "title": "still active"},
+        {"resource_id": "i-patched", "cve_id": "CVE-FIXED", "severity": "CRITICAL", "title": "reopened"},
+        {"resource_id": "i-clean", "cve_id": "CVE-RESIDUAL", "severity": "CRITICAL", "title": "residual"},
+    ]
+    drift = detect_drift(REPORT, ACCOUNT, REGION, absent, config, findings, config_rule="rule-x")
+    assert kinds(drift) == {
+        ("i-patched", DriftKind.PATCH_UNINSTALLED, "P-2"),
+        ("i-patched", DriftKind.NEW_MISSING, "P-9"),
+        ("i-clean", DriftKind.NEW_MISSING, "P-8"),
+        ("i-clean", DriftKind.CONFIG_NON_COMPLIANT, "rule-x"),
+        ("i-patched", DriftKind.NEW_CRITICAL_FINDING, "CVE-NEW"),
+        # A CVE the cycle saw closed and now active again is new to it.
+        ("i-patched", DriftKind.NEW_CRITICAL_FINDING, "CVE-FIXED"),
+    }
+    uninstalled = drift[drift["kind"] == DriftKind.PATCH_UNINSTALLED].iloc[0]
+    assert (uninstalled["severity"], uninstalled["state"]) == ("Important", "MISSING")
+    assert "installed by the cycle" in uninstalled["detail"]
+    assert drift_summary(drift, 3)["instances_drifted"] == 2
+    assert drift_summary(drift, 3)["by_kind"][DriftKind.NEW_CRITICAL_FINDING] == 2
