@@ -99,3 +99,38 @@ def test_scan_page_has_no_install_sections_and_no_wave_column() -> None:
     for section in ("<h2>Staging</h2>", "<h2>Approval</h2>", "<h2>Waves", 'id="halted"'):
         assert section not in page
     assert "Wave" not in _header_cells(page, "<h2>Resources (")
+
+
+def test_inspection_config_and_outcome_sections() -> None:
+    report = install_report()
+    report["inspection"] = {
+        "cves": [
+            {"resource_id": "i-1", "cve_id": "CVE-2026-1", "status": "STILL_ACTIVE", "reason": EVIL},
+            {"resource_id": "i-2", "cve_id": "CVE-2026-2", "status": "REMEDIATED", "reason": ""},
+        ],
+        "residual": [{"resource_id": "i-1", "cve_id": "CVE-2026-9", "severity": "CRITICAL", "title": "t"}],
+        "by_status": {"REMEDIATED": 1, "STILL_ACTIVE": 1},
+        "residual_by_severity": {"CRITICAL": 1},
+    }
+    report["config"] = {
+        "resources": [
+            {"resource_id": "i-1", "compliance": "NON_COMPLIANT", "annotation": "2 missing"},
+            {"resource_id": "i-2", "compliance": "COMPLIANT", "annotation": ""},
+        ],
+        "by_compliance": {"COMPLIANT": 1, "NON_COMPLIANT": 1},
+        "targets": [{"region": "us-east-1", "rule_name": "patchcycle-rule"}],
+    }
+    report["outcome"] = {"ok": False, "problems": ["the install did not finish: the rollout halted after wave 1"]}
+    page = render_html(report)
+    inspection = page[page.index('id="inspection"') : page.index('id="config"')]
+    assert "CVE-2026-1" in inspection and "CVE-2026-2" in inspection and "REMEDIATED 1, STILL_ACTIVE 1" in inspection
+    assert "Residual critical and high findings (1)" in inspection and "CVE-2026-9" in inspection
+    assert EVIL not in page
+    config = page[page.index('id="config"') :]
+    assert "Not compliant (1)" in config and "patchcycle-rule" in config
+    assert page.index('id="outcome"') < page.index("<h2>Charts</h2>")  # before any number
+    assert "rollout halted after wave 1" in page
+    report["outcome"] = {"ok": True, "problems": []}
+    report["inspection"] = None
+    quiet = render_html(report)
+    assert 'id="outcome"' not in quiet and 'id="inspection"' not in quiet

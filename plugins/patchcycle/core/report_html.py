@@ -327,6 +327,99 @@ def _install_sections(install: Mapping[str, Any]) -> str:
     )
 
 
+def _outcome_section(outcome: Mapping[str, Any] | None) -> str:
+    if outcome is None or outcome["ok"]:
+        return ""
+    problems = "".join(f"<li>{escape(str(problem))}</li>" for problem in outcome["problems"])
+    return f'<div class="banner bad" id="outcome">The cycle did not run its course<ul>{problems}</ul></div>'
+
+
+_CVE_HEADERS = ("Account", "Region", "Instance", "CVE", "Severity", "Status", "Reason", "Patches", "Last scanned")
+_RESIDUAL_HEADERS = ("Account", "Region", "Instance", "CVE", "Severity", "Title", "Fixed in", "First observed")
+
+
+def _inspection_section(inspection: Mapping[str, Any] | None) -> str:
+    """Per-CVE remediation proof (Amazon Inspector) and the residual critical/high findings."""
+    if inspection is None:
+        return ""
+    by_status = ", ".join(f"{escape(k)} {int(v)}" for k, v in inspection["by_status"].items()) or "no CVEs to prove"
+    cve_rows = [
+        [
+            escape(row.get(key, ""))
+            for key in (
+                "account_id",
+                "region",
+                "resource_id",
+                "cve_id",
+                "severity",
+                "status",
+                "reason",
+                "patch_ids",
+                "last_scanned_at",
+            )
+        ]
+        for row in inspection["cves"]
+    ]
+    residual_rows = [
+        [
+            escape(row.get(key, ""))
+            for key in (
+                "account_id",
+                "region",
+                "resource_id",
+                "cve_id",
+                "severity",
+                "title",
+                "fixed_in",
+                "first_observed_at",
+            )
+        ]
+        for row in inspection["residual"]
+    ]
+    return (
+        f'<h2 id="inspection">CVE remediation (Amazon Inspector)</h2><p class="meta">{by_status}</p>'
+        f"{_table(_CVE_HEADERS, cve_rows)}"
+        f"<h3>Residual critical and high findings ({len(residual_rows)})</h3>{_table(_RESIDUAL_HEADERS, residual_rows)}"
+    )
+
+
+def _config_section(config: Mapping[str, Any] | None) -> str:
+    """AWS Config's patch-compliance rule: its evaluation per target and the non-compliant instances."""
+    if config is None or (not config["targets"] and not config["resources"]):
+        return ""
+    counts = ", ".join(f"{escape(k)} {int(v)}" for k, v in config["by_compliance"].items()) or "no evaluations"
+    columns = sorted({key for target in config["targets"] for key in target})
+    targets = [[escape(str(target.get(column, ""))) for column in columns] for target in config["targets"]]
+    flagged = [
+        [escape(row.get(key, "")) for key in ("account_id", "region", "resource_id", "compliance", "annotation")]
+        for row in config["resources"]
+        if row.get("compliance") != "COMPLIANT"
+    ]
+    return (
+        f'<h2 id="config">AWS Config patch compliance</h2><p class="meta">{counts}</p>{_table(columns, targets)}'
+        f"<h3>Not compliant ({len(flagged)})</h3>"
+        f"{_table(['Account', 'Region', 'Instance', 'Compliance', 'Annotation'], flagged)}"
+    )
+
+
+def _kpi_rows(value: Any, prefix: str = "") -> list[list[str]]:
+    """Nested KPI values flattened to (name, value) rows."""
+    if isinstance(value, Mapping):
+        return [
+            row for key, item in value.items() for row in _kpi_rows(item, f"{prefix}{key}." if prefix or key else "")
+        ]
+    if isinstance(value, list):
+        return [[escape(prefix.rstrip(".")), escape(", ".join(str(item) for item in value))]]
+    return [[escape(prefix.rstrip(".")), escape("" if value is None else str(value))]]
+
+
+def _kpis_section(kpis: Mapping[str, Any] | None) -> str:
+    if not kpis:
+        return ""
+    fleet = kpis.get("fleet", kpis)
+    return f'<h2 id="kpis">KPIs</h2>{_table(["KPI", "Value"], _kpi_rows(fleet))}'
+
+
 def render_html(report: Mapping[str, Any]) -> str:
     """The report (report.REPORT_SCHEMA) as a self-contained HTML page."""
     totals = report["totals"]
@@ -347,8 +440,11 @@ def render_html(report: Mapping[str, Any]) -> str:
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{escape(title)}</h1>"
         f'<p class="meta">mode {escape(str(report["mode"]))} · generated {escape(str(report["generated_at"]))}</p>'
+        f"{_outcome_section(report.get('outcome'))}"
         f"{_incomplete_section(report['incomplete'])}{_accounting_section(report['accounting'])}"
-        f'{_cards(totals)}<h2>Charts</h2><div class="charts">{"".join(charts)}</div>'
+        f"{_cards(totals)}{_kpis_section(report.get('kpis'))}"
+        f'<h2>Charts</h2><div class="charts">{"".join(charts)}</div>'
         f"<h2>Verdict meanings</h2>{legend}{install_html}"
+        f"{_inspection_section(report.get('inspection'))}{_config_section(report.get('config'))}"
         f"{_resources_section(report['resources'], with_waves=install is not None)}</body></html>"
     )
