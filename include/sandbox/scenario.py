@@ -151,6 +151,45 @@ class StackFailure:
 
 
 @dataclass(frozen=True)
+class UnpatchedFinding:
+    """An Inspector finding no catalog patch fixes, on the first `count` instances of a group (all when None)."""
+
+    group: str
+    cve: str
+    severity: str  # Inspector's: CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL or UNTRIAGED
+    package: str
+    count: int | None = None
+    version: str = ""  # the installed (vulnerable) version; "" lets the sandbox pick one
+
+
+@dataclass(frozen=True)
+class InspectorSettings:
+    """Amazon Inspector: how long after a patch-state change it rescans, and findings nothing patches."""
+
+    rescan_delay_seconds: float = 300.0
+    unpatched_findings: tuple[UnpatchedFinding, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConfigSettings:
+    """AWS Config: the configuration recorder per region and how long rule evaluations take."""
+
+    recorder: str = "recording"  # recording | stopped | none
+    recorder_by_region: dict[str, str] = field(default_factory=dict)  # region -> recorder state
+    recorded_resource_types: tuple[str, ...] = ()  # empty: every supported resource type
+    evaluation_seconds: float = 30.0
+    periodic_evaluation_minutes: float | None = None  # None: only on demand and on rule changes
+
+
+@dataclass(frozen=True)
+class SecurityHubSettings:
+    """AWS Security Hub: enabled in every account and region except `disabled_regions`."""
+
+    enabled: bool = True
+    disabled_regions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class CommandTimings:
     delivery_seconds: float = 1.0
     scan_seconds: float = 5.0
@@ -175,6 +214,9 @@ class Scenario:
     faults: dict[str, Fault] = field(default_factory=dict)
     commands: CommandTimings = CommandTimings()
     fail_stacks: tuple[StackFailure, ...] = ()
+    inspector: InspectorSettings = InspectorSettings()
+    config: ConfigSettings = ConfigSettings()
+    securityhub: SecurityHubSettings = SecurityHubSettings()
     source: str = "<memory>"
 
     def stack_failure(self, stack_name: str, region: str) -> StackFailure | None:
@@ -314,6 +356,12 @@ def _build(raw: dict[str, Any], source: str) -> Scenario:
             )
             for f in raw.get("cloudformation", {}).get("fail_stacks", ())
         ),
+        inspector=_inspector(raw.get("inspector", {})),
+        config=_config(raw.get("config", {})),
+        securityhub=SecurityHubSettings(
+            enabled=raw.get("securityhub", {}).get("enabled", True),
+            disabled_regions=tuple(raw.get("securityhub", {}).get("disabled_regions", ())),
+        ),
         source=source,
     )
 
@@ -329,6 +377,34 @@ def _failure(spec: dict[str, Any]) -> Failure:
         reboot_required=spec.get("reboot_required", False),
         command_hangs=spec.get("command_hangs", False),
         script_fails=spec.get("script_fails", False),
+    )
+
+
+def _inspector(spec: dict[str, Any]) -> InspectorSettings:
+    return InspectorSettings(
+        rescan_delay_seconds=float(spec.get("rescan_delay_seconds", InspectorSettings.rescan_delay_seconds)),
+        unpatched_findings=tuple(
+            UnpatchedFinding(
+                group=f["group"],
+                cve=f["cve"],
+                severity=f["severity"],
+                package=f["package"],
+                count=f.get("count"),
+                version=f.get("version", ""),
+            )
+            for f in spec.get("unpatched_findings", ())
+        ),
+    )
+
+
+def _config(spec: dict[str, Any]) -> ConfigSettings:
+    periodic = spec.get("periodic_evaluation_minutes")
+    return ConfigSettings(
+        recorder=spec.get("recorder", ConfigSettings.recorder),
+        recorder_by_region=dict(spec.get("regions", {})),
+        recorded_resource_types=tuple(spec.get("recorded_resource_types", ())),
+        evaluation_seconds=float(spec.get("evaluation_seconds", ConfigSettings.evaluation_seconds)),
+        periodic_evaluation_minutes=float(periodic) if periodic is not None else None,
     )
 
 
@@ -397,7 +473,17 @@ def _check_references(scenario: Scenario) -> None:
     for f_index, failure in enumerate(scenario.failures):
         if failure.group is not None and failure.group not in seen:
             raise ScenarioError(f"{where}: failures[{f_index}].group: no instance group is named {failure.group!r}")
+    for u_index, unpatched in enumerate(scenario.inspector.unpatched_findings):
+        if unpatched.group not in seen:
+            field_path = f"inspector.unpatched_findings[{u_index}].group"
+            raise ScenarioError(f"{where}: {field_path}: no instance group is named {unpatched.group!r}")
     regions = {region.name for account in scenario.accounts for region in account.regions}
+    for name, config_region in (
+        *((f"config.regions.{r}", r) for r in scenario.config.recorder_by_region),
+        *((f"securityhub.disabled_regions[{i}]", r) for i, r in enumerate(scenario.securityhub.disabled_regions)),
+    ):
+        if config_region not in regions:
+            raise ScenarioError(f"{where}: {name}: {config_region} is not a region of any account")
     for s_index, stack_failure in enumerate(scenario.fail_stacks):
         if stack_failure.region is not None and stack_failure.region not in regions:
             raise ScenarioError(

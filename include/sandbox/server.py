@@ -25,12 +25,16 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from include.sandbox import (
     cloudformation,
+    config_rules,
     fleet,
+    inspector,
     moto_fixes,
     patching,
     protocol,
     query_protocol,
     rds_maintenance,
+    securityhub,
+    ssm_baselines,
     ssm_commands,
     ssm_patches,
 )
@@ -49,7 +53,11 @@ SIGNING_TO_SERVICE = {"monitoring": "cloudwatch", "config": "config", "email": "
 HANDLERS: dict[tuple[str, str], Handler] = {
     **ssm_commands.HANDLERS,
     **ssm_patches.HANDLERS,
+    **ssm_baselines.HANDLERS,
     **rds_maintenance.HANDLERS,
+    **config_rules.HANDLERS,
+    **securityhub.HANDLERS,
+    **inspector.HANDLERS,
 }
 # Operations moto answers, after which the sandbox adds what moto lacks (e.g. a stack's injected failure).
 AFTER_MOTO: dict[tuple[str, str], cloudformation.AfterMoto] = {**cloudformation.AFTER_MOTO}
