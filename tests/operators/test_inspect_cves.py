@@ -1,0 +1,368 @@
+"""InspectCvesOperator against the sandbox: after real installs (pinned override lists, one without a reboot, one
+failing), verify's read-back and Inspector's rescans, each (instance, CVE of its pinned patches) gets its status,
+and the residual critical and high findings are listed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from botocore.exceptions import ClientError
+
+from include.sandbox.scenario import parse_scenario
+from include.sandbox.server import SandboxServer
+from patchcycle.core.inspection import CVE_COLUMNS, RESIDUAL_COLUMNS
+from patchcycle.core.inventory import iso_utc
+from patchcycle.core.plan import split_cve_ids
+from patchcycle.hooks.inspector import InspectorHook
+from patchcycle.hooks.patch_manager import PatchManagerHook
+from patchcycle.operators.inspect_cves import InspectCvesOperator
+from patchcycle.operators.verify_install import VerifyInstallOperator
+from patchcycle.triggers.inspector_rescan import InspectorRescanTrigger
+from tests.conftest import advance_clock, client_factory, first_trigger_payload
+from tests.operators.install_helpers import (
+    ACCOUNT,
+    FAILING_PATCH,
+    KEY,
+    REGION,
+    artifact,
+    context,
+    copy_run,
+    deferral,
+    plan_run,
+    read_json,
+    sandbox_connection,
+    scenario,
+    settings,
+)
+
+RUN = "scheduled__inspect"
+DELAY = 300.0  # simulated seconds from a patch-state change to Inspector's rescan
+WAIT_MINUTES = 0.02  # the operator's bound on the rescan wait: a little over a second
+UNPATCHED_CVE = "CVE-2026-40117"
+UNKNOWN_CVE = "CVE-2026-99999"  # listed by Patch Manager for a patch, never reported by Inspector
+NOT_FOUND_PATCH = "ALAS2023-2026-1101"
+
+
+def inspect_scenario() -> dict[str, Any]:
+    return scenario(
+        "inspect",
+        inspector={
+            "rescan_delay_seconds": DELAY,
+            "unpatched_findings": [{"group": "web", "cve": UNPATCHED_CVE, "severity": "HIGH", "package": "libssh2"}],
+        },
+    )
+
+
+@dataclass
+class Cycle:
+    root: Path
+    roles: dict[str, list[str]]
+    trigger: InspectorRescanTrigger
+    payload: dict[str, Any]
+    summary: dict[str, Any]
+    cves: pd.DataFrame
+    residual: pd.DataFrame
+    installed_at: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SandboxServer]:
+    started = SandboxServer(parse_scenario(inspect_scenario(), source="<test_inspect_cves>"), strict=True).start()
+    with sandbox_connection(started):
+        yield started
+    started.stop()
+
+
+def send(
+    server: SandboxServer, root: Path, instances: list[str], profile_of: dict[str, str], reboot: str
+) -> list[dict[str, Any]]:
+    """The pinned install, one command per profile, as a wave sends it; returns what the wave records as sent."""
+    overrides = read_json(root, RUN, "install", "overrides.json")
+    hook = PatchManagerHook(aws_conn_id="aws_default", region_name=REGION)
+    sent = []
+    for profile in sorted({profile_of[i] for i in instances}):
+        batch = sorted(i for i in instances if profile_of[i] == profile)
+        command_id = hook.send_patch_baseline(
+            batch,
+            operation="Install",
+            max_concurrency="50",
+            max_errors="100%",
+            reboot_option=reboot,
+            install_override_list=overrides[profile],
+        )
+        sent.append({"command_id": command_id, "instance_ids": batch})
+    advance_clock(server.url, 60)  # delivery, install and reboot are done
+    return sent
+
+
+def record_wave(root: Path, wave: int, sent: list[dict[str, Any]]) -> None:
+    path = artifact(root, RUN, "waves", f"wave_{wave}.{KEY}.sent.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(sent))
+
+
+def add_unknown_cve(root: Path) -> None:
+    """Patch Manager lists one more CVE for a patch than Inspector will ever report."""
+    path = artifact(root, RUN, "match", f"{KEY}.plan.parquet")
+    plan = pd.read_parquet(path)
+    rows = plan["patch_id"] == NOT_FOUND_PATCH
+    assert rows.any()
+    plan.loc[rows, "cve_ids"] = plan.loc[rows, "cve_ids"].map(
+        lambda ids: ";".join(sorted([*split_cve_ids(ids), UNKNOWN_CVE]))
+    )
+    plan.to_parquet(path, index=False)
+
+
+def inspect_operator(root: Path, **kwargs: Any) -> InspectCvesOperator:
+    return InspectCvesOperator(
+        task_id="inspect",
+        region_name=REGION,
+        artifact_root=f"file://{root}",
+        wait_minutes=kwargs.pop("wait_minutes", WAIT_MINUTES),
+        poll_seconds=0.1,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def cycle(server: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Cycle:
+    """Plan, installs in two waves (the second after the first's rescan), verify, then the inspect task."""
+    root = tmp_path_factory.mktemp("inspect")
+    plan_run(server, root, RUN, settings())
+    add_unknown_cve(root)
+    production = pd.read_parquet(artifact(root, RUN, "install", "production.parquet"))
+    profile_of = dict(zip(production["resource_id"], production["profile_id"], strict=True))
+    failing = {i.instance_id for i in server.world.instances(ACCOUNT, REGION).values() if i.faults.install_fails}
+    web = sorted(production.loc[production["patch_group"] == "web", "resource_id"])
+    windows = sorted(production.loc[production["patch_group"] == "windows", "resource_id"])
+    good_web = [i for i in web if i not in failing]
+    roles = {
+        "remediated": [*good_web[:2], windows[0]],
+        "no_reboot": [good_web[2]],
+        "failing": sorted(failing)[:1],
+        "late": [windows[1]],
+        "undelivered": [good_web[3]],  # the wave lists it, but its agent never got the command
+    }
+    wave_1 = send(server, root, [*roles["remediated"], *roles["failing"]], profile_of, "RebootIfNeeded")
+    wave_1 += send(server, root, roles["no_reboot"], profile_of, "NoReboot")
+    record_wave(
+        root, 1, [*wave_1, {"command_id": "5b8c4f2e-0000-4000-8000-000000000001", "instance_ids": roles["undelivered"]}]
+    )
+    advance_clock(server.url, DELAY)  # Inspector rescans wave 1's instances
+    record_wave(root, 2, send(server, root, roles["late"], profile_of, "RebootIfNeeded"))  # rescanned DELAY later
+    VerifyInstallOperator(task_id="verify", region_name=REGION, artifact_root=f"file://{root}").execute(context(RUN))
+
+    operator = inspect_operator(root)
+    deferred_at = datetime.now(UTC)
+    deferred = deferral(operator, context(RUN))
+    wait = timedelta(minutes=WAIT_MINUTES)
+    deadline = datetime.fromisoformat(deferred.trigger.deadline.replace("Z", "+00:00"))
+    assert deferred_at + wait <= deadline <= datetime.now(UTC) + wait
+    trigger = deferred.trigger
+    assert isinstance(trigger, InspectorRescanTrigger) and deferred.method_name == "execute_complete"
+    assert deferred.timeout == timedelta(minutes=WAIT_MINUTES) + timedelta(minutes=10)
+    payload = first_trigger_payload(trigger)
+    summary = operator.execute_complete(context(RUN), payload)
+    compliance = pd.read_parquet(artifact(root, RUN, "verify", f"{KEY}.compliance.parquet"))
+    return Cycle(
+        root=root,
+        roles=roles,
+        trigger=trigger,
+        payload=payload,
+        summary=summary,
+        cves=pd.read_parquet(artifact(root, RUN, "inspect", f"{KEY}.cves.parquet")),
+        residual=pd.read_parquet(artifact(root, RUN, "inspect", f"{KEY}.residual.parquet")),
+        installed_at={
+            str(r): iso_utc(t) for r, t in zip(compliance["resource_id"], compliance["operation_end_time"], strict=True)
+        },
+    )
+
+
+def expected_pairs(root: Path, instances: list[str]) -> dict[tuple[str, str], set[str]]:
+    """(instance, CVE) -> pinned patches carrying it: production's pinned lists and every plan row's CVE ids."""
+    production = pd.read_parquet(artifact(root, RUN, "install", "production.parquet"))
+    plan = pd.read_parquet(artifact(root, RUN, "match", f"{KEY}.plan.parquet"))
+    cves_of: dict[str, set[str]] = {}
+    for patch_id, ids in zip(plan["patch_id"], plan["cve_ids"], strict=True):
+        cves_of.setdefault(patch_id, set()).update(split_cve_ids(ids))
+    pairs: dict[tuple[str, str], set[str]] = {}
+    for instance_id, pinned in zip(production["resource_id"], production["patch_ids"], strict=True):
+        if instance_id in instances:
+            for patch_id in split_cve_ids(pinned):
+                for cve in cves_of.get(patch_id, ()):
+                    pairs.setdefault((instance_id, cve), set()).add(patch_id)
+    return pairs
+
+
+def rows_of(cycle: Cycle, instance_id: str) -> dict[str, dict[str, Any]]:
+    return {r["cve_id"]: r for r in cycle.cves[cycle.cves["resource_id"] == instance_id].to_dict("records")}
+
+
+def test_the_trigger_waits_for_every_installed_instance_until_the_bound(cycle: Cycle) -> None:
+    sent = sorted(i for name, role in cycle.roles.items() if name != "undelivered" for i in role)
+    assert cycle.trigger.installed_at == {i: cycle.installed_at[i] for i in sent}  # not the undelivered one
+    assert (cycle.trigger.aws_conn_id, cycle.trigger.region_name, cycle.trigger.poll_seconds) == (
+        "aws_default",
+        REGION,
+        0.1,
+    )
+    assert cycle.payload["status"] == "deadline"
+    assert set(cycle.payload["not_rescanned"]) == set(cycle.roles["late"])
+    assert set(cycle.payload["rescanned"]) == set(sent) - set(cycle.roles["late"])
+    for instance_id, scanned in cycle.payload["rescanned"].items():
+        assert scanned >= cycle.installed_at[instance_id]
+
+
+def test_one_row_per_instance_and_cve_of_its_pinned_patches(cycle: Cycle) -> None:
+    sent = [i for role in cycle.roles.values() for i in role]
+    pairs = expected_pairs(cycle.root, sent)
+    assert list(cycle.cves.columns) == list(CVE_COLUMNS)
+    assert set(zip(cycle.cves["resource_id"], cycle.cves["cve_id"], strict=True)) == set(pairs)
+    assert len(cycle.cves) == len(pairs)
+    for row in cycle.cves.to_dict("records"):
+        assert set(split_cve_ids(row["patch_ids"])) == pairs[(row["resource_id"], row["cve_id"])]
+        assert (row["account_id"], row["region"]) == (ACCOUNT, REGION)
+    statuses = cycle.cves["status"].value_counts().to_dict()
+    assert cycle.summary["statuses"] == {
+        s: statuses.get(s, 0) for s in ("REMEDIATED", "STILL_ACTIVE", "NOT_FOUND", "UNVERIFIED")
+    }
+    assert (cycle.summary["instances"], cycle.summary["cves"]) == (len(sent), len(cycle.cves))
+
+
+def test_installed_patches_cves_are_remediated_and_one_inspector_never_had_is_not_found(cycle: Cycle) -> None:
+    for instance_id in cycle.roles["remediated"]:
+        rows = rows_of(cycle, instance_id)
+        assert rows
+        for cve, row in rows.items():
+            if cve == UNKNOWN_CVE:
+                assert row["status"] == "NOT_FOUND" and row["finding_arn"] == ""
+                assert row["reason"] == "Inspector reported no finding for it on this instance"
+            else:
+                assert row["status"] == "REMEDIATED", row
+                assert row["reason"].startswith("finding closed at ") and row["finding_arn"]
+                assert row["last_scanned_at"] >= cycle.installed_at[instance_id]
+    assert any(UNKNOWN_CVE in rows_of(cycle, i) for i in cycle.roles["remediated"])
+
+
+def test_a_pending_reboot_keeps_the_kernel_cves_active_and_names_the_reboot(
+    server: SandboxServer, cycle: Cycle
+) -> None:
+    (instance_id,) = cycle.roles["no_reboot"]
+    rows = rows_of(cycle, instance_id)
+    catalog = server.world.catalog
+    reboot_patches = {p for r in rows.values() for p in split_cve_ids(r["patch_ids"]) if catalog.get(p).reboot}  # type: ignore[union-attr]
+    assert reboot_patches, "a web instance is pinned to a kernel update"
+    for cve, row in rows.items():
+        carriers = set(split_cve_ids(row["patch_ids"]))
+        if carriers & reboot_patches:
+            assert row["status"] == "STILL_ACTIVE"
+            assert row["reason"] == "pending reboot: " + ", ".join(
+                f"{p} is INSTALLED_PENDING_REBOOT" for p in sorted(carriers)
+            )
+        elif cve != UNKNOWN_CVE:
+            assert row["status"] == "REMEDIATED", row
+
+
+def test_a_failed_install_keeps_its_cves_active(server: SandboxServer, cycle: Cycle) -> None:
+    (instance_id,) = cycle.roles["failing"]
+    rows = rows_of(cycle, instance_id)
+    failed = [r for r in rows.values() if FAILING_PATCH in split_cve_ids(r["patch_ids"])]
+    assert failed
+    for row in failed:
+        assert (row["status"], row["reason"]) == ("STILL_ACTIVE", f"install failed: {FAILING_PATCH} FAILED")
+        assert row["severity"] == "CRITICAL"  # Inspector's, for the Critical OpenSSL advisory
+    others = [r for cve, r in rows.items() if r not in failed and cve != UNKNOWN_CVE]
+    assert others and {r["status"] for r in others} == {"REMEDIATED"}
+
+
+def test_an_instance_the_install_never_reached_keeps_its_cves_active(cycle: Cycle) -> None:
+    (instance_id,) = cycle.roles["undelivered"]
+    rows = rows_of(cycle, instance_id)
+    assert rows
+    for cve, row in rows.items():
+        if cve != UNKNOWN_CVE:
+            (patch_id,) = split_cve_ids(row["patch_ids"])
+            assert (row["status"], row["reason"]) == ("STILL_ACTIVE", f"patch not installed: {patch_id} is MISSING")
+
+
+def test_an_instance_not_rescanned_within_the_bound_is_unverified(cycle: Cycle) -> None:
+    (instance_id,) = cycle.roles["late"]
+    rows = rows_of(cycle, instance_id)
+    assert rows
+    for row in rows.values():
+        assert row["status"] == "UNVERIFIED"
+        assert row["reason"] == f"Inspector did not rescan {instance_id} within {WAIT_MINUTES:g} minutes"
+        assert row["last_scanned_at"] < cycle.installed_at[instance_id]
+
+
+def test_residual_findings_are_the_active_critical_and_high_ones_not_targeted(
+    server: SandboxServer, cycle: Cycle
+) -> None:
+    sent = [i for role in cycle.roles.values() for i in role]
+    pairs = expected_pairs(cycle.root, sent)
+    inspector = client_factory(server.url)("inspector2", region=REGION)
+    want = set()
+    for instance_id in sent:
+        pages = inspector.get_paginator("list_findings").paginate(
+            filterCriteria={"resourceId": [{"comparison": "EQUALS", "value": instance_id}]}
+        )
+        for finding in (f for page in pages for f in page["findings"]):
+            cve = finding["packageVulnerabilityDetails"]["vulnerabilityId"]
+            if (
+                finding["status"] == "ACTIVE"
+                and finding["severity"] in ("CRITICAL", "HIGH")
+                and (instance_id, cve) not in pairs
+            ):
+                want.add((instance_id, cve))
+    assert list(cycle.residual.columns) == list(RESIDUAL_COLUMNS)
+    assert set(zip(cycle.residual["resource_id"], cycle.residual["cve_id"], strict=True)) == want
+    web = {
+        *cycle.roles["no_reboot"],
+        *cycle.roles["failing"],
+        *cycle.roles["remediated"][:2],
+        *cycle.roles["undelivered"],
+    }
+    unpatched = cycle.residual[cycle.residual["cve_id"] == UNPATCHED_CVE]
+    assert set(unpatched["resource_id"]) == web and set(unpatched["fixed_in"]) == {"NotAvailable"}
+    assert cycle.summary["residual"] == len(cycle.residual)
+
+
+def test_nothing_sent_writes_empty_frames_without_waiting(server: SandboxServer, cycle: Cycle, tmp_path: Path) -> None:
+    copy_run(cycle.root, RUN, tmp_path, RUN, ("inventory", "install", "match"))
+    summary = inspect_operator(tmp_path).execute(context(RUN))  # no waves/*.sent.json: nothing was installed
+    assert summary["cves"] == 0 and summary["residual"] == 0
+    for name, columns in (("cves", CVE_COLUMNS), ("residual", RESIDUAL_COLUMNS)):
+        written = pd.read_parquet(artifact(tmp_path, RUN, "inspect", f"{KEY}.{name}.parquet"))
+        assert written.empty and list(written.columns) == list(columns)
+
+
+def test_scan_mode_skips(tmp_path: Path) -> None:
+    with pytest.raises(AirflowSkipException, match="scan mode"):
+        inspect_operator(tmp_path, mode="scan").execute(context(RUN))
+
+
+def test_an_aws_error_is_recorded_for_the_report(
+    server: SandboxServer, cycle: Cycle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy_run(cycle.root, RUN, tmp_path, RUN, ("inventory", "install", "match", "waves", "verify"))
+
+    def denied(self: InspectorHook, *args: Any, **kwargs: Any) -> Any:
+        error = {"Code": "AccessDeniedException", "Message": "not authorized to perform: inspector2:ListFindings"}
+        raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 403}}, "ListFindings")
+
+    monkeypatch.setattr(InspectorHook, "findings", denied)
+    with pytest.raises(
+        AirflowFailException, match=rf"inspector2:ListFindings failed in account {ACCOUNT}, region {REGION}"
+    ):
+        inspect_operator(tmp_path).execute_complete(context(RUN), cycle.payload)
+    error = read_json(tmp_path, RUN, "errors", f"inspect.{KEY}.json")
+    assert error["stage"] == "inspect" and "AccessDeniedException" in error["error"]
+    assert not artifact(tmp_path, RUN, "inspect", f"{KEY}.cves.parquet").exists()
