@@ -1,0 +1,347 @@
+"""PublishFindingsOperator against the sandbox: idempotent across runs, findings resolved once the run proves
+them fixed (and reopened when they fail again), CVE findings from the inspect stage, failures that fail the task."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import jsonschema
+import pandas as pd
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from include.demo import aws_connection_json
+from include.sandbox import patching
+from include.sandbox.scenario import parse_scenario
+from include.sandbox.server import SandboxServer
+from patchcycle.core.asff import CVE_GENERATOR, PATCH_GENERATOR, build_findings, finding_id, product_arn
+from patchcycle.core.report import REPORT_SCHEMA
+from patchcycle.operators.publish_findings import PublishFindingsOperator
+from tests.conftest import client_factory, sandbox_calls
+
+ACCOUNT = "123456789012"
+EAST, WEST = "us-east-1", "eu-west-1"
+KEY = f"aws_default.{EAST}"
+AL2023 = "ami-0a1b2c3d4e5f60001"
+DAG_ID = "patch_cycle"
+
+
+def scenario() -> dict[str, Any]:
+    group = {"ami": AL2023}
+    return {
+        "name": "publish",
+        "seed": 11,
+        "clock": {"start": "2026-11-20T03:00:00Z"},
+        "amis": {AL2023: {"os": "AMAZON_LINUX_2023"}},
+        "accounts": [
+            {
+                "id": ACCOUNT,
+                "regions": {
+                    EAST: {
+                        "instance_groups": [
+                            {"name": "behind", "count": 3, "patched_through": "2026-08-31", **group},
+                            {"name": "current", "count": 2, "patched_through": "2026-11-20", **group},
+                        ]
+                    },
+                    WEST: {"instance_groups": [{"name": "west", "count": 1, **group}]},
+                },
+            }
+        ],
+        "securityhub": {"disabled_regions": [WEST]},
+    }
+
+
+@pytest.fixture
+def server(sandbox_factory: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
+    started = sandbox_factory(parse_scenario(scenario(), source="<publish>"))
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(started.url, max_attempts=1))
+    yield started
+
+
+def context(run_id: str) -> Any:
+    return {"dag": SimpleNamespace(dag_id=DAG_ID), "run_id": run_id, "params": {}}
+
+
+def artifact(root: Path, run_id: str, stage: str, name: str) -> Path:
+    return root / DAG_ID / run_id / stage / name
+
+
+def report_entry(server: SandboxServer, instance: Any) -> dict[str, Any]:
+    """The report's entry for an instance, from the sandbox's Patch Manager state (as the match stage reads it)."""
+    report = instance.report
+    outstanding = {pid: state for pid, state in report.states.items() if state in patching.NON_COMPLIANT_STATES}
+    patches = []
+    for patch_id, state in sorted(outstanding.items()):
+        patch = server.world.catalog.get(patch_id)
+        assert patch is not None
+        patches.append(
+            {
+                "patch_id": patch_id,
+                "title": patch.title,
+                "classification": patch.classification,
+                "severity": patch.severity,
+                "state": state,
+                "cve_ids": list(patch.cves),
+            }
+        )
+    counts = patching.report_counts(report)
+    compliant = not outstanding
+    entry = {
+        "resource_id": instance.instance_id,
+        "resource_type": "ec2",
+        "account_id": ACCOUNT,
+        "region": instance.region,
+        "responsibility": "customer",
+        "verdict": "ALREADY_COMPLIANT" if compliant else "NON_COMPLIANT",
+        "compliance_state": "COMPLIANT" if compliant else "NON_COMPLIANT",
+        "reason": "nothing missing" if compliant else f"{len(patches)} outstanding patches",
+        "name": instance.group,
+        "environment": "production",
+        "missing_patches": patches,
+        "cve_ids": sorted({cve for p in patches for cve in p["cve_ids"]}),
+        "patch_state": {
+            "operation": report.operation,
+            "operation_end_time": report.end.isoformat().replace("+00:00", "Z"),
+            "baseline_id": report.baseline_id,
+            "patch_group": report.patch_group,
+            "missing": counts["MissingCount"],
+            "failed": counts["FailedCount"],
+            "installed_pending_reboot": counts["InstalledPendingRebootCount"],
+            "installed": counts["InstalledCount"],
+            "critical_non_compliant": counts["CriticalNonCompliantCount"],
+            "security_non_compliant": counts["SecurityNonCompliantCount"],
+            "other_non_compliant": counts["OtherNonCompliantCount"],
+        },
+        "wave": None,
+    }
+    jsonschema.validate(entry, REPORT_SCHEMA["properties"]["resources"]["items"])
+    return entry
+
+
+def write_report(server: SandboxServer, root: Path, run_id: str, mode: str = "scan") -> dict[str, Any]:
+    """report/report.json of `run_id`, for every instance of the sandbox as it stands (both regions)."""
+    with server.world.request():
+        resources = [
+            report_entry(server, instance)
+            for region in (EAST, WEST)
+            for _, instance in sorted(server.world.instances(ACCOUNT, region).items())
+        ]
+    report = {"run_id": run_id, "mode": mode, "resources": resources}
+    path = artifact(root, run_id, "report", "report.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report))
+    return report
+
+
+def non_compliant(report: dict[str, Any], region: str = EAST) -> set[str]:
+    return {
+        r["resource_id"]
+        for r in report["resources"]
+        if r["region"] == region and r["compliance_state"] == "NON_COMPLIANT"
+    }
+
+
+def publish(root: Path, run_id: str, region: str = EAST) -> dict[str, Any]:
+    operator = PublishFindingsOperator(task_id="publish_findings", region_name=region, artifact_root=f"file://{root}")
+    return dict(operator.execute(context(run_id)))
+
+
+def hub_findings(server: SandboxServer) -> dict[str, dict[str, Any]]:
+    hub = client_factory(server.url)("securityhub", region=EAST)
+    pages = hub.get_paginator("get_findings").paginate()
+    return {f["Id"]: f for page in pages for f in page["Findings"]}
+
+
+def foreign_finding(server: SandboxServer) -> str:
+    """Import a finding of another patchcycle generator (drift) about one of the instances; returns its id."""
+    instance = sorted(server.world.instances(ACCOUNT, EAST))[0]
+    fid = finding_id(ACCOUNT, EAST, instance, "drift/patch/KB1")
+    finding = {
+        "SchemaVersion": "2018-10-08",
+        "Id": fid,
+        "ProductArn": product_arn(ACCOUNT, EAST),
+        "GeneratorId": "patchcycle/drift",
+        "AwsAccountId": ACCOUNT,
+        "Types": ["Software and Configuration Checks/Patch Management/Drift"],
+        "CreatedAt": "2026-11-19T00:00:00Z",
+        "UpdatedAt": "2026-11-19T00:00:00Z",
+        "Severity": {"Label": "LOW"},
+        "Title": "Drift",
+        "Description": "A patch went missing after the cycle",
+        "Resources": [{"Type": "AwsEc2Instance", "Id": f"arn:aws:ec2:{EAST}:{ACCOUNT}:instance/{instance}"}],
+    }
+    hub = client_factory(server.url)("securityhub", region=EAST)
+    assert hub.batch_import_findings(Findings=[finding])["SuccessCount"] == 1
+    return fid
+
+
+def install(server: SandboxServer, group: str) -> list[str]:
+    """Patch a group's instances as a production wave would (straight in the sandbox)."""
+    with server.world.request():
+        now = server.world.now()
+        chosen = [i for i in server.world.instances(ACCOUNT, EAST).values() if i.group == group]
+        for instance in chosen:
+            patching.install(server.world, instance, now, now)
+    return sorted(i.instance_id for i in chosen)
+
+
+def test_publishing_the_same_report_twice_updates_and_never_duplicates(server: SandboxServer, tmp_path: Path) -> None:
+    report = write_report(server, tmp_path, "run_1")
+    expected = {finding_id(ACCOUNT, EAST, iid, "patch-compliance") for iid in non_compliant(report)}
+    assert len(expected) == 3
+    foreign = foreign_finding(server)  # another patchcycle generator's: not this task's to count or touch
+
+    first = publish(tmp_path, "run_1")
+    assert first == {
+        "aws_conn_id": "aws_default",
+        "region_name": EAST,
+        "imported": 3,
+        "new": 3,
+        "updated": 0,
+        "resolved": 0,
+        "reopened": 0,
+        "failed": 0,
+        "left_alone": 0,
+    }
+    stored = hub_findings(server)
+    assert stored.pop(foreign)["Workflow"] == {"Status": "NEW"}
+    assert set(stored) == expected
+    assert {f["GeneratorId"] for f in stored.values()} == {PATCH_GENERATOR}
+    document = json.loads(artifact(tmp_path, "run_1", "security_hub", f"{KEY}.json").read_text())
+    assert document["counts"]["imported"] == 3 and document["calls"] == {
+        "BatchImportFindings": 1,
+        "BatchUpdateFindings": 0,
+    }
+
+    # The same report again, in another run's store: every finding is updated in place.
+    same = artifact(tmp_path, "run_2", "report", "report.json")
+    same.parent.mkdir(parents=True)
+    same.write_text(artifact(tmp_path, "run_1", "report", "report.json").read_text())
+    second = publish(tmp_path, "run_2")
+    assert (second["imported"], second["new"], second["updated"], second["resolved"]) == (3, 0, 3, 0)
+    again = hub_findings(server)
+    assert set(again) == expected | {foreign}
+    for fid in expected:
+        assert again[fid]["CreatedAt"] == stored[fid]["CreatedAt"]
+        assert again[fid]["UpdatedAt"] >= stored[fid]["UpdatedAt"]
+
+
+def test_a_finding_is_resolved_once_its_instance_is_patched_and_reopened_if_it_fails_again(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    write_report(server, tmp_path, "run_1")
+    publish(tmp_path, "run_1")
+    patched = install(server, "behind")
+    updates = sandbox_calls(server.url, "securityhub:BatchUpdateFindings")
+
+    write_report(server, tmp_path, "run_2")
+    summary = publish(tmp_path, "run_2")
+    assert (summary["imported"], summary["resolved"], summary["failed"]) == (0, 3, 0)
+    assert sandbox_calls(server.url, "securityhub:BatchUpdateFindings") - updates == 1
+    stored = hub_findings(server)
+    for iid in patched:
+        finding = stored[finding_id(ACCOUNT, EAST, iid, "patch-compliance")]
+        assert finding["Workflow"] == {"Status": "RESOLVED"}
+        assert (
+            finding["Note"]["Text"] == "Resolved by patch cycle run run_2"
+            and finding["Note"]["UpdatedBy"] == "patchcycle"
+        )
+    document = json.loads(artifact(tmp_path, "run_2", "security_hub", f"{KEY}.json").read_text())
+    assert document["resolved_ids"] == sorted(finding_id(ACCOUNT, EAST, iid, "patch-compliance") for iid in patched)
+
+    # A later run finds one of them failing again: the finding reopens rather than staying resolved.
+    victim = patched[0]
+    with server.world.request():
+        instance = server.world.instance(ACCOUNT, EAST, victim)
+        assert instance is not None and instance.report is not None
+        instance.report.states[next(iter(instance.report.states))] = patching.FAILED
+    write_report(server, tmp_path, "run_3")
+    third = publish(tmp_path, "run_3")
+    assert (third["new"], third["updated"], third["reopened"], third["resolved"]) == (0, 1, 1, 0)
+    reopened = hub_findings(server)[finding_id(ACCOUNT, EAST, victim, "patch-compliance")]
+    assert reopened["Workflow"] == {"Status": "NEW"} and "run_3" in reopened["Note"]["Text"]
+
+
+def cve_table(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "account_id": ACCOUNT,
+                "region": EAST,
+                "resource_id": instance,
+                "cve_id": cve,
+                "patch_ids": "ALAS2023-2026-1134",
+                "severity": "CRITICAL",
+                "status": status,
+                "reason": "Inspector's rescan after the install",
+                "finding_arn": f"arn:aws:inspector2:{EAST}:{ACCOUNT}:finding/{cve}",
+                "last_scanned_at": "2026-11-20T04:00:00Z",
+            }
+            for instance, cve, status in rows
+        ]
+    )
+
+
+def test_install_mode_publishes_still_active_cves_and_resolves_remediated_ones(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    write_report(server, tmp_path, "run_1", mode="install")
+    target = sorted(i.instance_id for i in server.world.instances(ACCOUNT, EAST).values() if i.group == "current")[0]
+    rows = [(target, "CVE-2026-21001", "STILL_ACTIVE"), (target, "CVE-2026-25001", "UNVERIFIED")]
+    table = artifact(tmp_path, "run_1", "inspect", f"{KEY}.cves.parquet")
+    table.parent.mkdir(parents=True)
+    cve_table(rows).to_parquet(table)
+    summary = publish(tmp_path, "run_1")
+    assert summary["new"] == 3 + 1  # three non-compliant instances, one active CVE; UNVERIFIED is no evidence
+    active = hub_findings(server)[finding_id(ACCOUNT, EAST, target, "CVE-2026-21001")]
+    assert active["GeneratorId"] == CVE_GENERATOR and active["Vulnerabilities"][0]["Id"] == "CVE-2026-21001"
+
+    write_report(server, tmp_path, "run_2", mode="install")
+    table = artifact(tmp_path, "run_2", "inspect", f"{KEY}.cves.parquet")
+    table.parent.mkdir(parents=True)
+    cve_table([(target, "CVE-2026-21001", "REMEDIATED")]).to_parquet(table)
+    summary = publish(tmp_path, "run_2")
+    assert (summary["resolved"], summary["updated"], summary["new"]) == (1, 3, 0)
+    assert hub_findings(server)[active["Id"]]["Workflow"] == {"Status": "RESOLVED"}
+
+    # A scan-mode run has no Inspector evidence: it leaves the CVE findings as they are.
+    write_report(server, tmp_path, "run_3")
+    assert publish(tmp_path, "run_3")["resolved"] == 0
+
+
+def test_refused_findings_fail_the_task_after_the_rest_are_sent(
+    server: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = build_findings
+
+    def one_broken(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)
+        found.findings[0]["Title"] = " "  # ASFF refuses a blank title
+        return found
+
+    monkeypatch.setattr("patchcycle.operators.publish_findings.build_findings", one_broken)
+    report = write_report(server, tmp_path, "run_1")
+    with pytest.raises(AirflowFailException, match="refused 1 finding") as raised:
+        publish(tmp_path, "run_1")
+    assert "InvalidInput" in str(raised.value)
+    assert len(hub_findings(server)) == len(non_compliant(report)) - 1
+    document = json.loads(artifact(tmp_path, "run_1", "security_hub", f"{KEY}.json").read_text())
+    assert document["counts"]["failed"] == 1 and document["failed_imports"][0]["ErrorCode"] == "InvalidInput"
+    assert artifact(tmp_path, "run_1", "errors", f"security_hub.{KEY}.json").exists()
+
+
+def test_a_region_without_security_hub_fails_naming_it(server: SandboxServer, tmp_path: Path) -> None:
+    write_report(server, tmp_path, "run_1")
+    with pytest.raises(
+        AirflowFailException, match=f"securityhub:GetFindings failed in account {ACCOUNT}, region {WEST}"
+    ):
+        publish(tmp_path, "run_1", region=WEST)
+
+
+def test_no_report_no_publishing(tmp_path: Path) -> None:
+    with pytest.raises(AirflowFailException, match=r"report\.json is missing"):
+        publish(tmp_path, "run_1")
