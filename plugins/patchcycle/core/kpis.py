@@ -1,0 +1,312 @@
+"""The key performance indicators of a run, computed from its report document (core/report.build_report).
+
+Per (account, region) and for the whole fleet, over in-scope resources:
+
+- in_scope, already_compliant, non_compliant (compliance state NON_COMPLIANT), skipped (any SKIPPED_* verdict);
+- install mode: patched (PATCHED + PATCHED_PENDING_REBOOT), pending_reboot, failed (FAILED), attempted
+  (patched + failed: every instance the rollout owed an install, including "install not attempted" ones whose
+  wave was due but never ran), success_rate (100 * patched / attempted, in percent; None when attempted is 0);
+- failures_by_reason: SCAN_FAILED and NO_DATA by verdict, FAILED by the cause its reason text names
+  (FAILURE_CAUSES; the texts are verdicts._install_verdict's own);
+- time_to_patch (install mode): for each patched instance, the seconds from the run's start to the end of the
+  wave that installed it. The report carries no run start and no patch release dates: the start is the report's
+  `started_at` when it has one, else the install's first recorded time (staging stack created, or a wave started);
+- cves (when the report has an `inspection` section): (instance, CVE) rows by inspection status;
+- residual_findings (idem): residual Inspector findings rated CRITICAL or HIGH.
+
+Pure and deterministic: the same report gives the same document.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from patchcycle.core.verdicts import ComplianceState, Verdict
+
+PATCHED_VERDICTS: Final = frozenset({Verdict.PATCHED.value, Verdict.PATCHED_PENDING_REBOOT.value})
+SKIPPED_VERDICTS: Final = frozenset(v.value for v in Verdict if v.value.startswith("SKIPPED_"))
+# Verdicts that record something going wrong (skips are decisions or preconditions, counted apart).
+FAILURE_VERDICTS: Final = (Verdict.FAILED.value, Verdict.SCAN_FAILED.value, Verdict.NO_DATA.value)
+
+# FAILED verdicts by cause, from the reason text verdicts.install_verdicts writes; the first match wins, in the
+# order the reason lists its problems.
+_CAUSE_PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
+    ("NOT_ATTEMPTED", re.compile(r"^install not attempted")),  # its wave was due but did not run
+    ("NO_OUTCOME", re.compile(r"^no install outcome recorded")),  # outstanding patches, no outcome
+    ("INSTALL_COMMAND", re.compile(r"^Install ")),  # the Run Command install ended other than Success
+    ("NOT_VERIFIED", re.compile(r"^patch state not read after the install")),
+    ("NOT_INSTALLED", re.compile(r"^\d+ planned patch(es)? not installed")),  # command ok, patches missing
+    ("HEALTH_CHECK", re.compile(r"^health check ")),  # the canary's health check failed after the install
+)
+OTHER_CAUSE: Final = "OTHER"
+FAILURE_CAUSES: Final = (*(cause for cause, _ in _CAUSE_PATTERNS), OTHER_CAUSE)
+# Every failures_by_reason key, in a stable order: FAILED:<cause>, then the other failure verdicts.
+FAILURE_REASONS: Final = (
+    *(f"{Verdict.FAILED.value}:{cause}" for cause in FAILURE_CAUSES),
+    Verdict.SCAN_FAILED.value,
+    Verdict.NO_DATA.value,
+)
+INSTALL_ONLY_REASONS: Final = frozenset(r for r in FAILURE_REASONS if r.startswith(f"{Verdict.FAILED.value}:"))
+
+CVE_STATUSES: Final[Mapping[str, str]] = {
+    "REMEDIATED": "remediated",
+    "STILL_ACTIVE": "still_active",
+    "NOT_FOUND": "not_found",
+    "UNVERIFIED": "unverified",
+}
+RESIDUAL_SEVERITIES: Final[Mapping[str, str]] = {"CRITICAL": "critical", "HIGH": "high"}
+
+BASIS_RUN_START: Final = "run_start"
+BASIS_INSTALL_START: Final = "install_start"
+
+_COUNT: Final[dict[str, Any]] = {"type": "integer", "minimum": 0}
+
+
+def _nullable_counts(names: Iterable[str]) -> dict[str, Any]:
+    """Schema: null, or an object of the named counts."""
+    required = list(names)
+    counts = {"type": "object", "additionalProperties": False, "required": required}
+    return {"oneOf": [{"type": "null"}, {**counts, "properties": dict.fromkeys(required, _COUNT)}]}
+
+
+_BLOCK_PROPERTIES: Final[dict[str, Any]] = {
+    **{
+        name: _COUNT
+        for name in (
+            "in_scope",
+            "patched",
+            "pending_reboot",
+            "already_compliant",
+            "non_compliant",
+            "failed",
+            "skipped",
+            "attempted",
+        )
+    },
+    "success_rate": {"type": ["number", "null"], "minimum": 0, "maximum": 100},
+    "failures_by_reason": {
+        "type": "object",
+        "propertyNames": {"enum": list(FAILURE_REASONS)},
+        "additionalProperties": _COUNT,
+    },
+    "time_to_patch": {
+        "oneOf": [
+            {"type": "null"},
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["count", "min_seconds", "max_seconds", "mean_seconds", "samples"],
+                "properties": {
+                    "count": _COUNT,
+                    "min_seconds": {"type": "number"},
+                    "max_seconds": {"type": "number"},
+                    "mean_seconds": {"type": "number"},
+                    "samples": {
+                        "type": "array",
+                        "description": "[seconds, how many instances] pairs, sorted by seconds",
+                        "items": {"type": "array", "prefixItems": [{"type": "number"}, _COUNT], "items": False},
+                    },
+                },
+            },
+        ]
+    },
+    "cves": _nullable_counts(CVE_STATUSES.values()),
+    "residual_findings": _nullable_counts(RESIDUAL_SEVERITIES.values()),
+}
+_BLOCK_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": list(_BLOCK_PROPERTIES),
+    "properties": _BLOCK_PROPERTIES,
+}
+# The `kpis` section as compute_kpis returns it (for REPORT_SCHEMA, once the report stores it).
+KPIS_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["mode", "run_started_at", "time_to_patch_basis", "incomplete_parts", "fleet", "targets"],
+    "properties": {
+        "mode": {"enum": ["scan", "install"]},
+        "run_started_at": {"type": "string", "description": "ISO 8601 UTC: time_to_patch's origin; empty if none"},
+        "time_to_patch_basis": {"enum": [BASIS_RUN_START, BASIS_INSTALL_START, ""]},
+        "incomplete_parts": _COUNT,
+        "fleet": _BLOCK_SCHEMA,
+        "targets": {
+            "type": "array",
+            "items": {
+                **_BLOCK_SCHEMA,
+                "required": ["account_id", "region", *_BLOCK_SCHEMA["required"]],
+                "properties": {"account_id": {"type": "string"}, "region": {"type": "string"}, **_BLOCK_PROPERTIES},
+            },
+        },
+    },
+}
+
+
+def failure_reason(verdict: str, reason: str) -> str | None:
+    """The failures_by_reason key of one resource's verdict (None when the verdict is not a failure)."""
+    if verdict not in FAILURE_VERDICTS:
+        return None
+    if verdict != Verdict.FAILED.value:
+        return verdict
+    cause = next((name for name, pattern in _CAUSE_PATTERNS if pattern.match(reason)), OTHER_CAUSE)
+    return f"{verdict}:{cause}"
+
+
+def _time(value: Any) -> dt.datetime | None:
+    """An ISO 8601 text as an aware UTC datetime; None when empty or not a time."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+def _run_start(report: Mapping[str, Any]) -> tuple[dt.datetime | None, str]:
+    """time_to_patch's origin and its basis: the run's start if the report has it, else the install's start."""
+    started = _time(report.get("started_at"))
+    if started is not None:
+        return started, BASIS_RUN_START
+    install = report.get("install") or {}
+    stamps = [_time(stack.get("created_at")) for stack in install.get("staging", {}).get("stacks", [])]
+    stamps += [_time(wave.get("started_at")) for wave in install.get("waves", [])]
+    known = [stamp for stamp in stamps if stamp is not None]
+    return (min(known), BASIS_INSTALL_START) if known else (None, "")
+
+
+def _wave_ends(report: Mapping[str, Any]) -> dict[int, dt.datetime]:
+    ends = {}
+    for wave in (report.get("install") or {}).get("waves", []):
+        finished = _time(wave.get("finished_at"))
+        if finished is not None:
+            ends[int(wave["wave"])] = finished
+    return ends
+
+
+def _time_to_patch(seconds: Sequence[float]) -> dict[str, Any] | None:
+    if not seconds:
+        return None
+    counts = Counter(seconds)
+    return {
+        "count": len(seconds),
+        "min_seconds": min(seconds),
+        "max_seconds": max(seconds),
+        "mean_seconds": math.fsum(seconds) / len(seconds),
+        "samples": [[value, counts[value]] for value in sorted(counts)],
+    }
+
+
+def _counts_by(rows: Iterable[Mapping[str, Any]], field: str, names: Mapping[str, str]) -> dict[str, int]:
+    counts = dict.fromkeys(names.values(), 0)
+    for row in rows:
+        name = names.get(str(row.get(field, "")).upper())
+        if name is not None:
+            counts[name] += 1
+    return counts
+
+
+def _block(
+    mode: str,
+    resources: Sequence[Mapping[str, Any]],
+    seconds: Sequence[float],
+    inspection: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The KPIs of one set of resources (a target's, or the fleet's) and its inspection rows."""
+    verdicts = Counter(str(resource["verdict"]) for resource in resources)
+    patched = sum(verdicts[v] for v in PATCHED_VERDICTS)
+    failed = verdicts[Verdict.FAILED.value]
+    attempted = patched + failed
+    applicable = [r for r in FAILURE_REASONS if mode == "install" or r not in INSTALL_ONLY_REASONS]
+    reasons = Counter(failure_reason(str(r["verdict"]), str(r.get("reason", ""))) for r in resources)
+    return {
+        "in_scope": len(resources),
+        "patched": patched,
+        "pending_reboot": verdicts[Verdict.PATCHED_PENDING_REBOOT.value],
+        "already_compliant": verdicts[Verdict.ALREADY_COMPLIANT.value],
+        "non_compliant": sum(1 for r in resources if r.get("compliance_state") == ComplianceState.NON_COMPLIANT),
+        "failed": failed,
+        "skipped": sum(verdicts[v] for v in SKIPPED_VERDICTS),
+        "attempted": attempted,
+        "success_rate": 100.0 * patched / attempted if attempted else None,
+        "failures_by_reason": {reason: reasons[reason] for reason in applicable},
+        "time_to_patch": _time_to_patch(seconds),
+        "cves": None if inspection is None else _counts_by(inspection["cves"], "status", CVE_STATUSES),
+        "residual_findings": (
+            None if inspection is None else _counts_by(inspection["residual"], "severity", RESIDUAL_SEVERITIES)
+        ),
+    }
+
+
+def _inspection_of(report: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]] | None:
+    inspection = report.get("inspection")
+    if inspection is None:
+        return None
+    return {"cves": list(inspection.get("cves") or []), "residual": list(inspection.get("residual") or [])}
+
+
+def _where(row: Mapping[str, Any]) -> tuple[str, str]:
+    return str(row.get("account_id", "")), str(row.get("region", ""))
+
+
+def compute_kpis(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's KPIs (KPIS_SCHEMA): the fleet's, and each (account, region)'s, sorted by account then region.
+
+    Works on any report build_report produces, in scan or install mode, with or without `inspection` and
+    `kpis` (an existing `kpis` is ignored). Targets are the (account, region) pairs of the report's resources
+    and inspection rows; a part of the fleet that could not be read has none, and is counted in
+    incomplete_parts.
+    """
+    mode = str(report["mode"])
+    resources = list(report["resources"])
+    inspection = _inspection_of(report)
+    start, basis = _run_start(report)
+    ends = _wave_ends(report)
+
+    seconds_by_target: dict[tuple[str, str], list[float]] = {}
+    for resource in resources:
+        wave = resource.get("wave")
+        if str(resource["verdict"]) in PATCHED_VERDICTS and start is not None and wave in ends:
+            elapsed = (ends[int(wave)] - start).total_seconds()
+            seconds_by_target.setdefault(_where(resource), []).append(elapsed)
+
+    keys = {_where(r) for r in resources}
+    if inspection is not None:
+        keys |= {_where(row) for rows in inspection.values() for row in rows if row.get("account_id")}
+    targets = []
+    for account_id, region in sorted(keys):
+        mine = [r for r in resources if _where(r) == (account_id, region)]
+        own_inspection = None
+        if inspection is not None:
+            own_inspection = {
+                name: [row for row in rows if _where(row) == (account_id, region)] for name, rows in inspection.items()
+            }
+        block = _block(mode, mine, seconds_by_target.get((account_id, region), []), own_inspection)
+        targets.append({"account_id": account_id, "region": region, **block})
+    all_seconds = [value for key in sorted(seconds_by_target) for value in seconds_by_target[key]]
+    return {
+        "mode": mode,
+        "run_started_at": start.isoformat().replace("+00:00", "Z") if start else "",
+        "time_to_patch_basis": basis,
+        "incomplete_parts": len(report.get("incomplete") or []),
+        "fleet": _block(mode, resources, all_seconds, inspection),
+        "targets": targets,
+    }
+
+
+def empty_block(mode: str, with_inspection: bool) -> dict[str, Any]:
+    """The KPIs of a target with no resources in the report: zero counts, no rates or times."""
+    return _block(mode, [], [], {"cves": [], "residual": []} if with_inspection else None)
+
+
+def target_kpis(kpis: Mapping[str, Any], account_id: str, region: str) -> dict[str, Any]:
+    """One target's KPI block from compute_kpis' result; an empty block when the report has none of it."""
+    for target in kpis["targets"]:
+        if (target["account_id"], target["region"]) == (account_id, region):
+            return {key: value for key, value in target.items() if key not in ("account_id", "region")}
+    return empty_block(str(kpis["mode"]), kpis["fleet"]["cves"] is not None)
