@@ -1,7 +1,11 @@
-"""patch_cycle: inventory -> match -> [install mode] staging -> approval -> production waves -> verify -> report.
+"""patch_cycle: inventory -> match -> [install mode] staging -> approval -> production waves -> verify
+-> inspect (Amazon Inspector) and config (AWS Config) -> report -> Security Hub findings and CloudWatch KPIs
+-> conclude.
 
-Tasks fan out by (connection, region); the waves span every target. Scan mode skips everything
-between match and report.
+Tasks fan out by (connection, region); the waves span every target. Scan mode skips staging, approval,
+the waves, verify and inspect; it still reads Config, reports and publishes. The report updates the
+patch_cycle_report asset (patch_compliance_watch runs on it); conclude fails the run when the report says
+the cycle did not run its course.
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ from airflow.sdk import DAG, Param, chain
 from patchcycle.assets import PATCH_CYCLE_REPORT
 from patchcycle.config import MAX_WAVES
 from patchcycle.operators.approval import PatchApprovalOperator
+from patchcycle.operators.config_compliance import ConfigComplianceOperator
 from patchcycle.operators.cycle_outcome import CycleOutcomeOperator
 from patchcycle.operators.cycle_params import CycleParamsOperator
 from patchcycle.operators.cycle_report import CycleReportOperator
+from patchcycle.operators.inspect_cves import InspectCvesOperator
 from patchcycle.operators.install_plan import InstallPlanOperator
 from patchcycle.operators.inventory import InventoryOperator
 from patchcycle.operators.patch_scan import PatchScanOperator
 from patchcycle.operators.patch_wave import PatchWaveOperator
+from patchcycle.operators.publish_findings import PublishFindingsOperator
+from patchcycle.operators.publish_metrics import PublishMetricsOperator
 from patchcycle.operators.staging_checks import StagingHealthCheckOperator, StagingPatchOperator
 from patchcycle.operators.staging_stack import StagingStackOperator, StagingTeardownOperator
 from patchcycle.operators.verify_install import VerifyInstallOperator
@@ -27,7 +35,10 @@ from patchcycle.timetables import PatchTuesdayTimetable
 
 with DAG(
     dag_id="patch_cycle",
-    description="The AWS patch cycle: inventory, matching, staging, approval, production waves, verification, report.",
+    description=(
+        "The AWS patch cycle: inventory, matching, staging, approval, production waves, verification, "
+        "CVE proof, report, Security Hub and CloudWatch."
+    ),
     # A week after Microsoft's and most vendors' monthly releases, so the baselines' approval delays have passed.
     schedule=PatchTuesdayTimetable(days_after=7, at="03:00", timezone="UTC"),
     start_date=datetime(2026, 1, 1),
@@ -129,6 +140,32 @@ with DAG(
         "max_concurrency": Param("50", type="string", title="SSM MaxConcurrency", description="A count or a %."),
         "max_errors": Param("10%", type="string", title="SSM MaxErrors", description="A count or a %."),
         "poll_seconds": Param(30, type="number", minimum=1, title="Seconds between command status polls"),
+        "inspector_wait_minutes": Param(
+            120,
+            type="number",
+            exclusiveMinimum=0,
+            title="Inspector rescan wait (minutes)",
+            description=(
+                "How long inspect waits (in the triggerer) for Amazon Inspector to rescan each patched instance; "
+                "CVEs of an instance not rescanned by then are UNVERIFIED."
+            ),
+        ),
+        "config_rule_name": Param(
+            "patchcycle-ec2-managedinstance-patch-compliance",
+            type="string",
+            title="AWS Config rule",
+            description=(
+                "The EC2_MANAGEDINSTANCE_PATCH_COMPLIANCE_STATUS_CHECK rule to evaluate; created under this name "
+                "when the region has none."
+            ),
+        ),
+        "dashboard_name": Param(
+            "patchcycle",
+            type="string",
+            pattern="^(patchcycle[A-Za-z0-9_-]*)?$",
+            title="CloudWatch dashboard",
+            description="The KPI dashboard each target's account gets (must start with patchcycle); empty: none.",
+        ),
         "command_timeout_minutes": Param(
             60,
             type="number",
@@ -190,9 +227,30 @@ with DAG(
         outlets=[PATCH_CYCLE_REPORT],
         **artifacts,
     )
+    inspect = InspectCvesOperator.partial(
+        task_id="inspect",
+        mode=mode,
+        wait_minutes="{{ params.inspector_wait_minutes }}",
+        poll_seconds="{{ params.poll_seconds }}",
+        trigger_rule="all_done",
+        **artifacts,
+    ).expand_kwargs(targets)
+    config = ConfigComplianceOperator.partial(
+        task_id="config",
+        rule_name="{{ params.config_rule_name }}",
+        poll_seconds="{{ params.poll_seconds }}",
+        trigger_rule="all_done",  # after verify in install mode; straight after match in scan mode
+        **artifacts,
+    ).expand_kwargs(targets)
+    publish_findings = PublishFindingsOperator.partial(task_id="publish_findings", **artifacts).expand_kwargs(targets)
+    publish_metrics = PublishMetricsOperator.partial(
+        task_id="publish_metrics", targets=targets, dashboard_name="{{ params.dashboard_name }}", **artifacts
+    ).expand_kwargs(targets)
     conclude = CycleOutcomeOperator(task_id="conclude", retries=0, **artifacts)
 
     inventory >> match >> plan_install >> create_staging >> patch_staging >> check_staging
     check_staging >> delete_staging.as_teardown(setups=create_staging, on_failure_fail_dagrun=True)
-    chain(check_staging, approve, *waves, verify, report, conclude)
+    chain(
+        check_staging, approve, *waves, verify, [inspect, config], report, [publish_findings, publish_metrics], conclude
+    )
     match >> report

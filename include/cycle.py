@@ -37,7 +37,6 @@ from include.demo import (
 )
 
 ARTIFACT_BUCKET = "patchcycle-artifacts"
-REPORT_FILES = ("report.json", "report.csv", "report.html")
 STAGING_PREFIX = "patchcycle-staging-"
 CYCLE_TIMEOUT_SECONDS = 1800.0
 
@@ -71,32 +70,66 @@ def sandbox_s3(url: str) -> Any:
     )
 
 
-def run_cycle(scenario: Path, mode: str, out_dir: Path, conf: dict[str, Any] | None = None) -> CycleResult:
-    """Serve the scenario, run one patch_cycle with `airflow dags test`, copy its report out."""
-    paths = prepare_state_dir(out_dir / "state")
-    port = free_port()
-    url = f"http://{HOST}:{port}"
-    python = sys.executable
-    env = child_environment(paths, url, api_url=f"http://{HOST}:{free_port()}")
-    services: list[Service] = []
-    try:
-        services.append(
-            start_service(
-                "sandbox",
-                [python, "-m", "include.sandbox", "serve", "--scenario", str(scenario), "--port", str(port)],
-                env,
-                paths.log_dir,
+class CycleEnvironment:
+    """The sandbox serving a scenario and an Airflow home migrated for it: DAGs run here with `airflow dags test`.
+
+    Use as a context manager; the sandbox stops on exit. Runs share the Airflow database, so an asset
+    event one run emits (patch_cycle_report) is there for the next (patch_compliance_watch).
+    """
+
+    def __init__(self, scenario: Path, out_dir: Path) -> None:
+        self.scenario = scenario
+        self.out_dir = out_dir
+        self.paths = prepare_state_dir(out_dir / "state")
+        self.url = f"http://{HOST}:{free_port()}"
+        self.env = child_environment(self.paths, self.url, api_url=f"http://{HOST}:{free_port()}")
+        self._services: list[Service] = []
+        self._runs = 0
+
+    def __enter__(self) -> CycleEnvironment:
+        port = self.url.rsplit(":", 1)[1]
+        command = [sys.executable, "-m", "include.sandbox", "serve", "--scenario", str(self.scenario), "--port", port]
+        try:
+            self._services.append(start_service("sandbox", command, self.env, self.paths.log_dir))
+            migrate = subprocess.run(
+                ["airflow", "db", "migrate"], cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, check=False
             )
-        )
-        migrate = subprocess.run(
-            ["airflow", "db", "migrate"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False
-        )
-        if migrate.returncode != 0:
-            raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout[-2000:]}{migrate.stderr[-2000:]}")
-        wait_for_http(f"{url}/_sandbox/health", SANDBOX_TIMEOUT_SECONDS, services)
-        s3 = sandbox_s3(url)
-        if ARTIFACT_BUCKET not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-            s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+            if migrate.returncode != 0:
+                raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout[-2000:]}{migrate.stderr[-2000:]}")
+            wait_for_http(f"{self.url}/_sandbox/health", SANDBOX_TIMEOUT_SECONDS, self._services)
+            s3 = sandbox_s3(self.url)
+            if ARTIFACT_BUCKET not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+                s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+        except BaseException:
+            stop_services(self._services)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop_services(self._services)
+
+    def run_dag(self, dag_id: str, conf: dict[str, Any]) -> tuple[bool, Path]:
+        """`airflow dags test dag_id -c conf`: (whether the run succeeded, its log)."""
+        self._runs += 1
+        log_path = self.paths.log_dir / f"dags-test-{self._runs}-{dag_id}.log"
+        say(f"Running {dag_id} against scenario {self.scenario} ... (log: {log_path})")
+        started = time.monotonic()
+        with log_path.open("wb") as log:
+            run = subprocess.run(
+                ["airflow", "dags", "test", dag_id, "-c", json.dumps(conf)],
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=CYCLE_TIMEOUT_SECONDS,
+                check=False,
+            )
+        succeeded = run.returncode == 0 and "DagRun Finished" in log_path.read_text() and _run_succeeded(log_path)
+        say(f"{dag_id} finished in {time.monotonic() - started:.0f} s: {'success' if succeeded else 'FAILED'}")
+        return succeeded, log_path
+
+    def run_cycle(self, mode: str, conf: dict[str, Any] | None = None) -> CycleResult:
+        """One patch_cycle; its report and artifacts are copied to out_dir/<run id>/."""
         run_conf = {
             "mode": mode,
             "poll_seconds": 2,
@@ -104,25 +137,22 @@ def run_cycle(scenario: Path, mode: str, out_dir: Path, conf: dict[str, Any] | N
             "artifact_root": f"s3://{ARTIFACT_BUCKET}",
             **(conf or {}),
         }
-        log_path = paths.log_dir / "dags-test.log"
-        say(f"Running patch_cycle ({mode}) against scenario {scenario} ... (log: {log_path})")
-        started = time.monotonic()
-        with log_path.open("wb") as log:
-            run = subprocess.run(
-                ["airflow", "dags", "test", "patch_cycle", "-c", json.dumps(run_conf)],
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=CYCLE_TIMEOUT_SECONDS,
-                check=False,
-            )
-        succeeded = run.returncode == 0 and "DagRun Finished" in log_path.read_text() and _run_succeeded(log_path)
-        say(f"patch_cycle finished in {time.monotonic() - started:.0f} s: {'success' if succeeded else 'FAILED'}")
-        report_dir = _copy_report(s3, out_dir)
-        return CycleResult(succeeded, report_dir, log_path, _stacks_left(url, scenario))
-    finally:
-        stop_services(services)
+        succeeded, log_path = self.run_dag("patch_cycle", run_conf)
+        report_dir = _copy_run(sandbox_s3(self.url), self.out_dir, "patch_cycle", "report/report.json")
+        return CycleResult(succeeded, report_dir, log_path, _stacks_left(self.url, self.scenario))
+
+    def run_watch(self, conf: dict[str, Any] | None = None) -> tuple[bool, Path, Path | None]:
+        """One patch_compliance_watch: (succeeded, log, the copied drift.json or None)."""
+        run_conf = {"artifact_root": f"s3://{ARTIFACT_BUCKET}", "poll_seconds": 2, **(conf or {})}
+        succeeded, log_path = self.run_dag("patch_compliance_watch", run_conf)
+        run_dir = _copy_run(sandbox_s3(self.url), self.out_dir, "patch_compliance_watch", "drift_report/drift.json")
+        return succeeded, log_path, run_dir / "drift.json" if run_dir else None
+
+
+def run_cycle(scenario: Path, mode: str, out_dir: Path, conf: dict[str, Any] | None = None) -> CycleResult:
+    """Serve the scenario, run one patch_cycle with `airflow dags test`, copy its report out."""
+    with CycleEnvironment(scenario, out_dir) as environment:
+        return environment.run_cycle(mode, conf)
 
 
 def _stacks_left(url: str, scenario: Path) -> tuple[str, ...]:
@@ -150,29 +180,30 @@ def _run_succeeded(log_path: Path) -> bool:
     return bool(finished) and "state=success" in finished[-1]
 
 
-def _copy_report(s3: Any, out_dir: Path) -> Path | None:
-    """Copy the newest run's report files out of the sandbox's S3."""
+def _copy_run(s3: Any, out_dir: Path, dag_id: str, marker: str) -> Path | None:
+    """Copy the newest run of dag_id that wrote `marker` (stage/file) out of the sandbox's S3: the marker's
+    stage files at the top, every stage's tables and records under artifacts/ (the evidence, kept after the
+    sandbox stops)."""
     keys = [
         obj["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=ARTIFACT_BUCKET, Prefix="patch_cycle/")
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=ARTIFACT_BUCKET, Prefix=f"{dag_id}/")
         for obj in page.get("Contents", [])
-        if obj["Key"].endswith("/report/report.json")
+        if obj["Key"].endswith(f"/{marker}")
     ]
     if not keys:
         return None
-    prefix: str = sorted(keys)[-1].rsplit("/", 1)[0]
-    run_id: str = prefix.split("/")[1]
-    target = out_dir / run_id
+    stage_prefix: str = sorted(keys)[-1].rsplit("/", 1)[0]
+    run_prefix = stage_prefix.rsplit("/", 1)[0]
+    target = out_dir / run_prefix.split("/")[1]
     target.mkdir(parents=True, exist_ok=True)
-    for name in REPORT_FILES:
-        s3.download_file(ARTIFACT_BUCKET, f"{prefix}/{name}", str(target / name))
-    # Every stage's tables and records too: the evidence behind the report, kept after the sandbox stops.
-    run_prefix = prefix.rsplit("/", 1)[0]
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=ARTIFACT_BUCKET, Prefix=f"{run_prefix}/"):
         for obj in page.get("Contents", []):
-            local = target / "artifacts" / obj["Key"][len(run_prefix) + 1 :]
+            key = obj["Key"]
+            local = target / "artifacts" / key[len(run_prefix) + 1 :]
             local.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(ARTIFACT_BUCKET, obj["Key"], str(local))
+            s3.download_file(ARTIFACT_BUCKET, key, str(local))
+            if key.rsplit("/", 1)[0] == stage_prefix:
+                s3.download_file(ARTIFACT_BUCKET, key, str(target / key.rsplit("/", 1)[1]))
     return target
 
 

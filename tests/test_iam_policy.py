@@ -160,6 +160,27 @@ SAMPLE_RESOURCES: dict[str, tuple[str, ...]] = {
     "ec2:CreateTags": (SAMPLE_INSTANCE,),
     "ec2:TerminateInstances": (SAMPLE_INSTANCE,),
     "iam:PassRole": (SAMPLE_INSTANCE_ROLE,),
+    "cloudwatch:PutDashboard": (f"arn:aws:cloudwatch::{SAMPLE_ACCOUNT}:dashboard/patchcycle",),
+    "config:PutConfigRule": (f"arn:aws:config:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:config-rule/config-rule-a1b2c3",),
+    "config:StartConfigRulesEvaluation": (
+        f"arn:aws:config:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:config-rule/config-rule-a1b2c3",
+    ),
+    "securityhub:BatchImportFindings": (
+        f"arn:aws:securityhub:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:product/{SAMPLE_ACCOUNT}/default",
+    ),
+    "securityhub:BatchUpdateFindings": (f"arn:aws:securityhub:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:hub/default",),
+    **dict.fromkeys(
+        (
+            "ssm:CreatePatchBaseline",
+            "ssm:UpdatePatchBaseline",
+            "ssm:DeletePatchBaseline",
+            "ssm:RegisterPatchBaselineForPatchGroup",
+            "ssm:DeregisterPatchBaselineForPatchGroup",
+            "ssm:AddTagsToResource",
+            "ssm:RemoveTagsFromResource",
+        ),
+        (f"arn:aws:ssm:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:patchbaseline/pb-0123456789abcdef0",),
+    ),
     "s3:GetBucketTagging": ("arn:aws:s3:::any-customer-bucket",),
     "s3:ListBucket": (f"arn:aws:s3:::{ARTIFACT_BUCKET}",),
     "s3:GetObject": (f"arn:aws:s3:::{ARTIFACT_BUCKET}/patch_cycle/run/inventory/target.parquet",),
@@ -167,7 +188,8 @@ SAMPLE_RESOURCES: dict[str, tuple[str, ...]] = {
     "s3:DeleteObject": (f"arn:aws:s3:::{ARTIFACT_BUCKET}/patch_cycle/run/inventory/target.parquet",),
 }
 # Write actions that support no resource-level permissions, so only Resource "*" can grant them.
-WRITE_ACTIONS_WITHOUT_RESOURCES: frozenset[str] = frozenset({"ssm:CancelCommand"})
+# Actions AWS does not scope by resource (the Service Authorization Reference lists no resource type).
+WRITE_ACTIONS_WITHOUT_RESOURCES: frozenset[str] = frozenset({"ssm:CancelCommand", "cloudwatch:PutMetricData"})
 READ_ONLY_VERBS = ("Describe", "List", "Get")
 ARTIFACT_ACTIONS = frozenset({"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"})
 

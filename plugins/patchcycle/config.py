@@ -124,7 +124,7 @@ class CycleConfig:
                 f"pinned patch list from it; got {artifact_root!r}"
             )
         return cls(
-            targets=_targets(params.get("targets")),
+            targets=parse_targets(params.get("targets")),
             scope=Scope.from_params(params.get("scope")),
             mode=mode,
             artifact_root=artifact_root,
@@ -137,7 +137,8 @@ class CycleConfig:
         )
 
 
-def _targets(value: Any) -> tuple[Target, ...]:
+def parse_targets(value: Any) -> tuple[Target, ...]:
+    """The `targets` param ([{aws_conn_id, regions}]) as (connection, region) targets; ValueError names the field."""
     if not isinstance(value, list) or not value:
         raise ValueError("targets: must be a non-empty list of {aws_conn_id, regions}")
     targets: list[Target] = []
@@ -226,3 +227,37 @@ def _wave_percentages(value: Any) -> tuple[int, ...]:
     if sum(value) != 100:
         raise ValueError(f"{name}: must add up to 100 (the instances left after the canary), got {sum(value)}")
     return tuple(value)
+
+
+# Inspector's severities, most severe first (the watch's finding_severities choose among them).
+FINDING_SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNTRIAGED")
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """The patch_compliance_watch run's parameters."""
+
+    targets: tuple[Target, ...]
+    artifact_root: str
+    artifact_conn_id: str
+    finding_severities: tuple[str, ...]
+    config_rule_name: str
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> WatchConfig:
+        """Validate the watch run's params; ValueError names the offending field."""
+        severities = params.get("finding_severities", ["CRITICAL"])
+        if not isinstance(severities, list) or not severities:
+            raise ValueError(f"finding_severities: must be a non-empty list of {list(FINDING_SEVERITIES)}")
+        for index, severity in enumerate(severities):
+            if severity not in FINDING_SEVERITIES:
+                raise ValueError(
+                    f"finding_severities[{index}]: must be one of {list(FINDING_SEVERITIES)}, got {severity!r}"
+                )
+        return cls(
+            targets=parse_targets(params.get("targets")),
+            artifact_root=_artifact_root(params.get("artifact_root", "")),
+            artifact_conn_id=_text("artifact_conn_id", params.get("artifact_conn_id", "aws_default")),
+            finding_severities=tuple(dict.fromkeys(severities)),
+            config_rule_name=_text("config_rule_name", params.get("config_rule_name", "")),
+        )

@@ -46,3 +46,16 @@ def test_dag_file_integrity(path: Path) -> None:
         f"{path.name} took {warm_seconds:.2f} s to parse (budget {WARM_PARSE_BUDGET_SECONDS} s): "
         "move work out of the DAG file's top level"
     )
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda path: path.name)
+def test_every_jinja_argument_is_a_template_field(path: Path) -> None:
+    # An argument given "{{ params.x }}" but not listed in template_fields reaches execute() as that text.
+    bag, _ = parse(path)
+    for dag in bag.dags.values():
+        for task in dag.tasks:
+            given = getattr(task, "partial_kwargs", None) or vars(task)
+            templated = set(task.template_fields)
+            for name, value in given.items():
+                if isinstance(value, str) and "{{" in value:
+                    assert name in templated, f"{dag.dag_id}.{task.task_id}: {name}={value!r} is never rendered"

@@ -45,7 +45,18 @@ def test_waves_run_one_after_another_and_each_needs_the_last_to_succeed(dag: obj
     assert downstream(dag, f"wave_{MAX_WAVES}") == {"verify"}
 
 
-def test_verify_and_report_run_whatever_happened_upstream(dag: object) -> None:
-    for task_id in ("verify", "report", "match"):
+def test_verify_evidence_and_report_run_whatever_happened_upstream(dag: object) -> None:
+    for task_id in ("verify", "inspect", "config", "report", "match"):
         assert dag.get_task(task_id).trigger_rule == "all_done", task_id  # type: ignore[attr-defined]
-    assert {"report"} <= downstream(dag, "verify") and {"report"} <= downstream(dag, "match")
+    assert downstream(dag, "verify") == {"inspect", "config"}
+    assert downstream(dag, "inspect") == downstream(dag, "config") == {"report"}
+    assert {"report"} <= downstream(dag, "match")
+
+
+def test_findings_and_metrics_go_out_before_the_run_s_outcome_is_decided(dag: object) -> None:
+    assert downstream(dag, "report") == {"publish_findings", "publish_metrics"}
+    assert downstream(dag, "publish_findings") == downstream(dag, "publish_metrics") == {"conclude"}
+    conclude = dag.get_task("conclude")  # type: ignore[attr-defined]
+    # all_success: a failed report or publisher fails the run through conclude, never silently.
+    assert conclude.trigger_rule == "all_success" and not conclude.downstream_task_ids
+    assert [outlet.name for outlet in dag.get_task("report").outlets] == ["patch_cycle_report"]  # type: ignore[attr-defined]

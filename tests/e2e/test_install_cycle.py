@@ -37,7 +37,8 @@ def scenario_file(tmp_path: Path, name: str, change: Any = None) -> Path:
 
 
 def small_fleet(document: dict[str, Any]) -> None:
-    """One region: 12 web servers (Amazon Linux) and 8 app servers (Ubuntu), no injected failures."""
+    """One region: 12 web servers (Amazon Linux) and 8 app servers (Ubuntu), no injected failures (Inspector's
+    unpatched findings kept for the groups that remain)."""
     region = document["accounts"][0]["regions"]["us-east-1"]
     groups = {g["name"]: g for g in region["instance_groups"]}
     groups["web-prod-use1"]["count"], groups["app-prod-use1"]["count"] = 12, 8
@@ -45,6 +46,9 @@ def small_fleet(document: dict[str, Any]) -> None:
     region["rds_instances"] = []
     del document["accounts"][0]["regions"]["eu-west-1"]
     document["failures"], document["faults"] = [], {}
+    kept = {group["name"] for group in region["instance_groups"]}
+    inspector = document.get("inspector", {})
+    inspector["unpatched_findings"] = [f for f in inspector.get("unpatched_findings", []) if f["group"] in kept]
 
 
 SMALL_FLEET_TARGETS = [{"aws_conn_id": "aws_default", "regions": ["us-east-1"]}]

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from patchcycle.core.inventory import KEY_COLUMNS, iso_utc
+from patchcycle.core.kpis import KPIS_SCHEMA, compute_kpis
 from patchcycle.core.plan import split_cve_ids
 from patchcycle.core.report_evidence import (
     CONFIG_SCHEMA,
@@ -171,6 +172,8 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
         "inspection",
         "config",
         "outcome",
+        "started_at",
+        "kpis",
     ],
     "additionalProperties": False,
     "properties": {
@@ -317,6 +320,8 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
         "inspection": {**INSPECTION_SCHEMA, "description": "null in scan mode; " + INSPECTION_SCHEMA["description"]},
         "config": CONFIG_SCHEMA,
         "outcome": OUTCOME_SCHEMA,
+        "started_at": {"type": "string", "description": "ISO 8601 UTC: when the run started; empty if unknown"},
+        "kpis": KPIS_SCHEMA,
     },
 }
 
@@ -384,6 +389,7 @@ def build_report(
     waves_by_resource: Mapping[str, int] | None = None,
     inspection: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
+    started_at: dt.datetime | str | None = None,
 ) -> dict[str, Any]:
     """The report.json document (REPORT_SCHEMA) of a run.
 
@@ -396,7 +402,8 @@ def build_report(
     waves_by_resource: {EC2 instance id: wave number (1 = canary)}; an instance absent (or with wave < 1,
     the outcome table's "no wave") gets wave null.
     inspection: install mode only, report_evidence.inspection_section; config: report_evidence.config_section
-    (an empty one when absent). `outcome` is derived from install and missing_parts.
+    (an empty one when absent). `outcome` is derived from install and missing_parts, `kpis` from the rest
+    (core.kpis); started_at: the run's start, time to patch's origin.
     """
     if mode not in MODES:
         raise ValueError(f"mode: must be one of {list(MODES)}, got {mode!r}")
@@ -447,9 +454,10 @@ def build_report(
     cves = sorted({cve for row in ec2_patches for cve in split_cve_ids(str(row["cve_ids"]))})
     ec2_entries = [entry for entry in entries if entry["resource_type"] == "ec2"]
     problems = accounting_problems(inventory, verdicts)
-    return {
+    report: dict[str, Any] = {
         "run_id": run_id,
         "mode": mode,
+        "started_at": iso_utc(started_at) if started_at else "",
         "generated_at": iso_utc(generated_at),
         "totals": {
             "resources_in_scope": len(resources_by_key),
@@ -484,6 +492,8 @@ def build_report(
         "config": _plain(config) if config is not None else config_section(None, []),
         "outcome": outcome_section(install, missing_parts),
     }
+    report["kpis"] = compute_kpis(report)
+    return report
 
 
 def _plain(value: Any) -> Any:

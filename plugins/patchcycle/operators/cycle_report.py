@@ -79,6 +79,7 @@ class CycleReportOperator(BaseOperator):
             waves_by_resource=waves_by_resource,
             inspection=evidence.inspection,
             config=evidence.config,
+            started_at=getattr(context.get("dag_run"), "start_date", None),
         )
         uris = {
             "json": store.write_json(STAGE, "report.json", report),

@@ -1,0 +1,38 @@
+"""The watch's first task: validate its params and find the last patch cycle's report to compare with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from patchcycle.assets import PATCH_CYCLE_REPORT
+from patchcycle.config import WatchConfig
+
+
+class LastCycleOperator(BaseOperator):
+    """Validates the watch's params (WatchConfig) and reads the latest PATCH_CYCLE_REPORT event.
+
+    Returns the (connection, region) targets to fan out over; pushes `cycle` (the event's extra: the
+    report's URI, its run id and mode). Skips the run when no cycle has reported yet: there is nothing
+    to drift from.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(inlets=[PATCH_CYCLE_REPORT], **kwargs)
+
+    def execute(self, context: Context) -> list[dict[str, str]]:
+        try:
+            config = WatchConfig.from_params(context["params"])
+        except ValueError as error:
+            raise AirflowFailException(f"invalid params: {error}") from error
+        events = list(context["inlet_events"][PATCH_CYCLE_REPORT])
+        if not events:
+            raise AirflowSkipException("no patch_cycle report yet: run patch_cycle first, then watch for drift")
+        cycle = dict(events[-1].extra or {})
+        if not cycle.get("report"):
+            raise AirflowFailException(f"the latest {PATCH_CYCLE_REPORT.name} event names no report: {cycle}")
+        self.log.info("Watching for drift since %s (%s)", cycle.get("run_id"), cycle["report"])
+        context["ti"].xcom_push(key="cycle", value=cycle)
+        return [target.as_kwargs() for target in config.targets]

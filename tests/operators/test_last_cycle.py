@@ -1,0 +1,73 @@
+"""The watch's first task: its params are validated, and the latest cycle report event is what it compares with."""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from patchcycle.assets import PATCH_CYCLE_REPORT
+from patchcycle.operators.last_cycle import LastCycleOperator
+
+PARAMS = {
+    "targets": [{"aws_conn_id": "aws_default", "regions": ["us-east-1", "eu-west-1"]}],
+    "artifact_root": "s3://patchcycle-artifacts",
+    "finding_severities": ["CRITICAL", "HIGH"],
+    "config_rule_name": "patchcycle-rule",
+}
+
+
+class Ti:
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def context(events: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
+    return {
+        "params": {**PARAMS, **params},
+        "inlet_events": {PATCH_CYCLE_REPORT: [SimpleNamespace(extra=extra) for extra in events]},
+        "ti": Ti(),
+    }
+
+
+def test_the_latest_event_is_the_cycle_to_compare_with() -> None:
+    operator = LastCycleOperator(task_id="last_cycle")
+    assert [inlet.name for inlet in operator.inlets] == [PATCH_CYCLE_REPORT.name]
+    ctx = context([{"report": "s3://b/old.json", "run_id": "old"}, {"report": "s3://b/new.json", "run_id": "new"}])
+    targets = operator.execute(ctx)  # type: ignore[arg-type]
+    assert targets == [
+        {"aws_conn_id": "aws_default", "region_name": "us-east-1"},
+        {"aws_conn_id": "aws_default", "region_name": "eu-west-1"},
+    ]
+    assert ctx["ti"].pushed["cycle"]["run_id"] == "new"
+
+
+def test_no_cycle_yet_skips_the_watch() -> None:
+    with pytest.raises(AirflowSkipException, match="no patch_cycle report yet"):
+        LastCycleOperator(task_id="last_cycle").execute(context([]))  # type: ignore[arg-type]
+
+
+def test_an_event_without_a_report_fails_naming_it() -> None:
+    with pytest.raises(AirflowFailException, match="names no report"):
+        LastCycleOperator(task_id="last_cycle").execute(context([{"run_id": "x"}]))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"finding_severities": ["SEVERE"]}, "finding_severities[0]"),
+        ({"finding_severities": []}, "finding_severities"),
+        ({"targets": [{"aws_conn_id": "aws_default", "regions": ["mars-1"]}]}, "targets[0].regions[0]"),
+        ({"config_rule_name": ""}, "config_rule_name"),
+        ({"artifact_root": "/tmp/x"}, "artifact_root"),
+    ],
+)
+def test_bad_params_fail_naming_the_field(params: dict[str, Any], field: str) -> None:
+    with pytest.raises(AirflowFailException, match=rf"invalid params: {re.escape(field)}"):
+        LastCycleOperator(task_id="last_cycle").execute(context([{"report": "s3://b/r.json"}], **params))  # type: ignore[arg-type]
