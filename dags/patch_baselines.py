@@ -12,6 +12,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param
 
+from patchcycle.dag_params import targets_param
 from patchcycle.operators.patch_baselines import BaselineParamsOperator, PatchBaselinesOperator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -31,22 +32,7 @@ with DAG(
         "retry_exponential_backoff": True,
     },
     params={
-        "targets": Param(
-            [{"aws_conn_id": "aws_default", "regions": ["us-east-1", "eu-west-1"]}],
-            type="array",
-            minItems=1,
-            items={
-                "type": "object",
-                "required": ["aws_conn_id", "regions"],
-                "additionalProperties": False,
-                "properties": {
-                    "aws_conn_id": {"type": "string", "minLength": 1},
-                    "regions": {"type": "array", "minItems": 1, "items": {"type": "string"}},
-                },
-            },
-            title="Targets",
-            description="AWS connections (one per account) and the regions to apply the baselines in.",
-        ),
+        "targets": targets_param("apply the baselines"),
         "baselines_dir": Param(
             str(REPO_ROOT / "include" / "baselines"),
             type="string",

@@ -14,6 +14,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from patchcycle.assets import PATCH_CYCLE_REPORT
 from patchcycle.config import FINDING_SEVERITIES
+from patchcycle.dag_params import artifact_params, targets_param
 from patchcycle.operators.compliance_watch import DriftWatchOperator
 from patchcycle.operators.config_compliance import ConfigComplianceOperator
 from patchcycle.operators.cycle_outcome import CycleOutcomeOperator
@@ -41,13 +42,7 @@ with DAG(
         "max_retry_delay": timedelta(minutes=10),
     },
     params={
-        "targets": Param(
-            [{"aws_conn_id": "aws_default", "regions": ["us-east-1", "eu-west-1"]}],
-            type="array",
-            minItems=1,
-            title="Targets",
-            description="AWS connections (one per account) and the regions to watch in each.",
-        ),
+        "targets": targets_param("watch"),
         "finding_severities": Param(
             ["CRITICAL"],
             type="array",
@@ -62,8 +57,7 @@ with DAG(
             title="AWS Config rule",
             description="The EC2_MANAGEDINSTANCE_PATCH_COMPLIANCE_STATUS_CHECK rule (created when missing).",
         ),
-        "artifact_root": Param("s3://patchcycle-artifacts", type="string", title="Artifact root"),
-        "artifact_conn_id": Param("aws_default", type="string", title="Artifact store connection"),
+        **artifact_params(),
         "poll_seconds": Param(15, type="number", minimum=1, title="Seconds between AWS Config status polls"),
     },
 ) as dag:

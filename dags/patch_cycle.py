@@ -16,6 +16,7 @@ from airflow.sdk import DAG, Param, chain
 
 from patchcycle.assets import PATCH_CYCLE_REPORT
 from patchcycle.config import MAX_WAVES
+from patchcycle.dag_params import artifact_params, targets_param
 from patchcycle.operators.approval import PatchApprovalOperator
 from patchcycle.operators.config_compliance import ConfigComplianceOperator
 from patchcycle.operators.cycle_outcome import CycleOutcomeOperator
@@ -105,22 +106,7 @@ with DAG(
             description="A wave with more failed instances than this (a count or a % of the wave) halts the rest.",
         ),
         "reboot_option": Param("RebootIfNeeded", enum=["RebootIfNeeded", "NoReboot"], title="RebootOption"),
-        "targets": Param(
-            [{"aws_conn_id": "aws_default", "regions": ["us-east-1", "eu-west-1"]}],
-            type="array",
-            minItems=1,
-            items={
-                "type": "object",
-                "required": ["aws_conn_id", "regions"],
-                "additionalProperties": False,
-                "properties": {
-                    "aws_conn_id": {"type": "string", "minLength": 1},
-                    "regions": {"type": "array", "minItems": 1, "items": {"type": "string"}},
-                },
-            },
-            title="Targets",
-            description="AWS connections (one per account) and the regions to cover in each.",
-        ),
+        "targets": targets_param("cover"),
         "scope": Param(
             {"include_tags": {}, "exclude_ids": [], "exclude_tags": {}},
             type="object",
@@ -130,16 +116,16 @@ with DAG(
                 "exclude_tags: {tag: [values]}."
             ),
         ),
-        "artifact_root": Param(
-            "s3://patchcycle-artifacts",
-            type="string",
-            title="Artifact root",
-            description="Where each stage writes its tables and the report: s3://bucket[/prefix] or file:///path.",
-        ),
-        "artifact_conn_id": Param("aws_default", type="string", title="Artifact store connection"),
+        **artifact_params(),
         "max_concurrency": Param("50", type="string", title="SSM MaxConcurrency", description="A count or a %."),
         "max_errors": Param("10%", type="string", title="SSM MaxErrors", description="A count or a %."),
-        "poll_seconds": Param(30, type="number", minimum=1, title="Seconds between command status polls"),
+        "poll_seconds": Param(
+            30,
+            type="number",
+            minimum=1,
+            title="Seconds between status polls",
+            description="How often commands, staging stacks, Inspector rescans and Config evaluations are checked.",
+        ),
         "inspector_wait_minutes": Param(
             120,
             type="number",
@@ -199,7 +185,7 @@ with DAG(
         task_id="plan_install", targets=targets, mode=mode, settings=settings, retries=0, **artifacts
     )
     create_staging = StagingStackOperator.partial(
-        task_id="create_staging", settings=settings, mode=mode, **artifacts
+        task_id="create_staging", settings=settings, mode=mode, poll_seconds="{{ params.poll_seconds }}", **artifacts
     ).expand_kwargs(targets)
     patch_staging = StagingPatchOperator.partial(
         task_id="patch_staging", settings=settings, **commands, **artifacts
@@ -207,7 +193,9 @@ with DAG(
     check_staging = StagingHealthCheckOperator.partial(
         task_id="check_staging", settings=settings, **commands, **artifacts
     ).expand_kwargs(targets)
-    delete_staging = StagingTeardownOperator.partial(task_id="delete_staging", **artifacts).expand_kwargs(targets)
+    delete_staging = StagingTeardownOperator.partial(
+        task_id="delete_staging", poll_seconds="{{ params.poll_seconds }}", **artifacts
+    ).expand_kwargs(targets)
     approve = PatchApprovalOperator(
         task_id="approve_production", targets=targets, settings=settings, retries=0, **artifacts
     )

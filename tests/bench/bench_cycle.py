@@ -26,7 +26,7 @@ import tempfile
 import time
 import tracemalloc
 import urllib.request
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -560,7 +560,12 @@ def _run_cycle(results: Results, sandbox: SandboxControl, artifact_root: str) ->
     from patchcycle.operators.inventory import InventoryOperator
     from patchcycle.operators.patch_scan import PatchScanOperator
 
-    context: Any = {"dag": SimpleNamespace(dag_id=DAG_ID), "run_id": RUN_ID, "params": {"mode": "scan"}}
+    context: Any = {
+        "dag": SimpleNamespace(dag_id=DAG_ID),
+        "run_id": RUN_ID,
+        "params": {"mode": "scan"},
+        "outlet_events": defaultdict(SimpleNamespace),  # the report updates the patch_cycle_report asset
+    }
     common = {"aws_conn_id": CONN_ID, "artifact_root": artifact_root, "artifact_conn_id": CONN_ID}
     store = ArtifactStore(artifact_root, DAG_ID, RUN_ID, CONN_ID)
     steps, phases, facts, notes = results.steps, results.phases, results.facts, results.notes

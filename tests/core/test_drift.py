@@ -25,6 +25,7 @@ def ec2(resource_id: str, verdict: str, compliance: str, patches: list[str], **e
 
 
 REPORT: dict[str, Any] = {
+    "generated_at": "2026-11-20T04:00:00Z",
     "resources": [
         ec2("i-patched", "PATCHED", "COMPLIANT", ["P-1", "P-2"]),
         ec2("i-failed", "FAILED", "NON_COMPLIANT", ["P-3"]),
@@ -81,12 +82,53 @@ def test_each_kind_of_drift_is_found() -> None:
             {"resource_id": "i-patched", "compliance": "COMPLIANT", "annotation": ""},
         ]
     )
+    before, after = "2026-11-19T00:00:00Z", "2026-11-21T00:00:00Z"  # the report was written in between
     findings = [
-        {"resource_id": "i-patched", "cve_id": "CVE-NEW", "severity": "CRITICAL", "title": "openssl: CVE-NEW"},
-        {"resource_id": "i-patched", "cve_id": "CVE-NEW", "severity": "CRITICAL", "title": "listed twice"},
-        {"resource_id": "i-patched", "cve_id": "CVE-KNOWN", "severity": "CRITICAL", "title": "still active"},
-        {"resource_id": "i-patched", "cve_id": "CVE-FIXED", "severity": "CRITICAL", "title": "reopened"},
-        {"resource_id": "i-clean", "cve_id": "CVE-RESIDUAL", "severity": "CRITICAL", "title": "residual"},
+        {
+            "resource_id": "i-patched",
+            "cve_id": "CVE-NEW",
+            "severity": "CRITICAL",
+            "title": "t",
+            "first_observed_at": after,
+        },
+        {
+            "resource_id": "i-patched",
+            "cve_id": "CVE-NEW",
+            "severity": "CRITICAL",
+            "title": "twice",
+            "first_observed_at": after,
+        },
+        # Older than the report and not proved closed: the cycle saw it (still active), not drift.
+        {
+            "resource_id": "i-patched",
+            "cve_id": "CVE-KNOWN",
+            "severity": "CRITICAL",
+            "title": "t",
+            "first_observed_at": before,
+        },
+        # The cycle proved it closed; open again, whatever its first sighting.
+        {
+            "resource_id": "i-patched",
+            "cve_id": "CVE-FIXED",
+            "severity": "CRITICAL",
+            "title": "t",
+            "first_observed_at": before,
+        },
+        {
+            "resource_id": "i-clean",
+            "cve_id": "CVE-RESIDUAL",
+            "severity": "CRITICAL",
+            "title": "t",
+            "first_observed_at": before,
+        },
+        # On an instance the cycle did not inspect, there before the report: not drift either.
+        {
+            "resource_id": "i-clean",
+            "cve_id": "CVE-OLD",
+            "severity": "CRITICAL",
+            "title": "t",
+            "first_observed_at": before,
+        },
     ]
     drift = detect_drift(REPORT, ACCOUNT, REGION, absent, config, findings, config_rule="rule-x")
     assert kinds(drift) == {

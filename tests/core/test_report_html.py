@@ -118,7 +118,15 @@ def test_inspection_config_and_outcome_sections() -> None:
             {"resource_id": "i-2", "compliance": "COMPLIANT", "annotation": ""},
         ],
         "by_compliance": {"COMPLIANT": 1, "NON_COMPLIANT": 1},
-        "targets": [{"region": "us-east-1", "rule_name": "patchcycle-rule"}],
+        "targets": [
+            {
+                "region": "us-east-1",
+                "status": "evaluated",
+                "rule": {"name": "patchcycle-rule", "created": True},
+                "evaluation": {"evaluated_at": "2026-11-27T06:00:00Z"},
+                "message": "",
+            }
+        ],
     }
     report["outcome"] = {"ok": False, "problems": ["the install did not finish: the rollout halted after wave 1"]}
     page = render_html(report)
@@ -127,7 +135,8 @@ def test_inspection_config_and_outcome_sections() -> None:
     assert "Residual critical and high findings (1)" in inspection and "CVE-2026-9" in inspection
     assert EVIL not in page
     config = page[page.index('id="config"') :]
-    assert "Not compliant (1)" in config and "patchcycle-rule" in config
+    assert "Not compliant (1)" in config and "patchcycle-rule" in config and "2026-11-27T06:00:00Z" in config
+    assert "{" not in config  # summaries are shown as fields, not as Python dicts
     assert page.index('id="outcome"') < page.index("<h2>Charts</h2>")  # before any number
     assert "rollout halted after wave 1" in page
     report["outcome"] = {"ok": True, "problems": []}

@@ -23,6 +23,7 @@ from include.sandbox.server import SandboxServer
 from patchcycle.assets import PATCH_CYCLE_REPORT
 from patchcycle.core.report import REPORT_SCHEMA
 from patchcycle.operators import cycle_report
+from patchcycle.operators.config_compliance import ConfigComplianceOperator
 from patchcycle.operators.cycle_outcome import CycleOutcomeOperator
 from patchcycle.operators.cycle_report import CycleReportOperator
 from patchcycle.operators.inventory import InventoryOperator
@@ -85,6 +86,7 @@ SCENARIO: dict[str, Any] = {
         }
     ],
     "faults": {"ec2:DescribeInstances": {"access_denied": True, "regions": ["eu-west-1"]}},
+    "config": {"evaluation_seconds": 0.2},
     "commands": {"delivery_seconds": 1, "scan_seconds": 5},
 }
 
@@ -118,6 +120,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             scan.execute_complete(context(RUN_ID), done_payload(deferred.value.trigger))
             with pytest.raises(AirflowFailException, match="no inventory"):
                 PatchScanOperator(task_id="match", region_name="eu-west-1", **stage_args).execute(context(RUN_ID))
+            ConfigComplianceOperator(task_id="config", region_name="us-east-1", poll_seconds=0.2, **stage_args).execute(
+                context(RUN_ID)
+            )
             InventoryOperator(task_id="inventory", region_name="us-east-1", **stage_args).execute(
                 context(PARTIAL_RUN_ID)
             )
@@ -189,6 +194,7 @@ def test_a_match_that_never_ran_is_reported_incomplete_and_its_instances_get_no_
     # Neither task of this run left an error record.
     assert incomplete == {
         ("us-east-1", "match"): "the task did not finish",
+        ("us-east-1", "config"): "the task did not finish",  # its inventory was read: Config had to be too
         ("eu-west-1", "inventory"): "the task did not finish",
     }
     assert report["accounting"]["ok"]
@@ -206,6 +212,10 @@ def test_a_complete_run_returns_the_report_uris_and_updates_the_asset(root: Path
     assert outcome_operator(root).execute(ctx)["ok"] is True
     report = written(root, RUN_ID)
     assert report["outcome"] == {"ok": True, "problems": []} and report["inspection"] is None
+    managed = [r["resource_id"] for r in report["resources"] if r["verdict"] == "NON_COMPLIANT"]
+    assert {row["resource_id"]: row["compliance"] for row in report["config"]["resources"]} == dict.fromkeys(
+        managed, "NON_COMPLIANT"
+    )
     for kind, uri in result["report"].items():
         assert uri.endswith(f"/{DAG_ID}/{RUN_ID}/report/report.{kind}")
         assert Path(uri.removeprefix("file://")).exists()

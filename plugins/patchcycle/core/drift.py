@@ -7,8 +7,8 @@ and Amazon Inspector say now. Four kinds of drift, each one row of DRIFT_COLUMNS
 - NEW_MISSING: a patch missing now that the cycle did not list for the instance (newly released or
   approved, or removed from an instance the cycle found compliant).
 - CONFIG_NON_COMPLIANT: AWS Config's patch-compliance rule flags an instance the cycle left compliant.
-- NEW_CRITICAL_FINDING: an active Inspector finding (of the watched severities) the cycle did not know:
-  neither a CVE it set out to fix and saw still active, nor one of its residual findings.
+- NEW_CRITICAL_FINDING: an active Inspector finding (of the watched severities) the cycle did not know: first
+  observed after the cycle's report, or a CVE the cycle proved closed (REMEDIATED) that is open again.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import pandas as pd
 
-from patchcycle.core.inventory import typed_frame
+from patchcycle.core.inventory import typed_frame, utc_timestamp
 
 
 class DriftKind(StrEnum):
@@ -67,14 +67,20 @@ def watched_instances(report: Mapping[str, Any], account_id: str, region: str) -
     ]
 
 
-def _known_findings(report: Mapping[str, Any]) -> set[tuple[str, str]]:
-    """(instance, CVE) pairs the cycle already knew active: CVEs it saw still active, and its residual findings."""
+def _new_to_the_cycle(report: Mapping[str, Any], finding: Mapping[str, Any]) -> bool:
+    """Whether an active finding is one the cycle did not know: first observed after its report, or a CVE the
+    cycle proved closed that is open again. A finding older than the report that the cycle did not prove
+    closed was there to see (still active, residual, or on an instance it did not inspect): not drift."""
+    key = (str(finding["resource_id"]), str(finding["cve_id"]))
     inspection = report.get("inspection") or {}
-    known = {(row["resource_id"], row["cve_id"]) for row in inspection.get("residual", [])}
-    known |= {
-        (row["resource_id"], row["cve_id"]) for row in inspection.get("cves", []) if row.get("status") != "REMEDIATED"
-    }
-    return known
+    if any(
+        (row["resource_id"], row["cve_id"]) == key
+        for row in inspection.get("cves", [])
+        if row.get("status") == "REMEDIATED"
+    ):
+        return True
+    first_seen, reported = utc_timestamp(finding.get("first_observed_at")), utc_timestamp(report.get("generated_at"))
+    return first_seen is not None and reported is not None and first_seen > reported
 
 
 def detect_drift(
@@ -91,7 +97,7 @@ def detect_drift(
     absent_patches: {instance id: DescribeInstancePatches entries now in MISSING or FAILED (KBId, State,
     Severity)}; an instance absent from it has none. config: config_compliance.CONFIG_COLUMNS now (or None
     when Config was not read). findings: active Inspector findings now, as rows with resource_id, cve_id,
-    severity, title (already filtered to the watched severities).
+    severity, title, first_observed_at (already filtered to the watched severities).
     """
     rows: list[dict[str, str]] = []
     where = {"account_id": account_id, "region": region}
@@ -138,11 +144,10 @@ def detect_drift(
                         "detail": "AWS Config: NON_COMPLIANT" + (f" ({annotation})" if annotation else ""),
                     }
                 )
-    known = _known_findings(report)
     seen: set[tuple[str, str]] = set()
     for finding in findings:
         key = (str(finding["resource_id"]), str(finding["cve_id"]))
-        if key[0] not in instances or key in known or key in seen:
+        if key[0] not in instances or key in seen or not _new_to_the_cycle(report, finding):
             continue
         seen.add(key)
         rows.append(

@@ -335,7 +335,23 @@ def _outcome_section(outcome: Mapping[str, Any] | None) -> str:
 
 
 _CVE_HEADERS = ("Account", "Region", "Instance", "CVE", "Severity", "Status", "Reason", "Patches", "Last scanned")
+_CVE_KEYS = (
+    "account_id",
+    "region",
+    "resource_id",
+    "cve_id",
+    "severity",
+    "status",
+    "reason",
+    "patch_ids",
+    "last_scanned_at",
+)
 _RESIDUAL_HEADERS = ("Account", "Region", "Instance", "CVE", "Severity", "Title", "Fixed in", "First observed")
+_RESIDUAL_KEYS = ("account_id", "region", "resource_id", "cve_id", "severity", "title", "fixed_in", "first_observed_at")
+
+
+def _cells(row: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
+    return [escape(str(row.get(key, ""))) for key in keys]
 
 
 def _inspection_section(inspection: Mapping[str, Any] | None) -> str:
@@ -343,39 +359,8 @@ def _inspection_section(inspection: Mapping[str, Any] | None) -> str:
     if inspection is None:
         return ""
     by_status = ", ".join(f"{escape(k)} {int(v)}" for k, v in inspection["by_status"].items()) or "no CVEs to prove"
-    cve_rows = [
-        [
-            escape(row.get(key, ""))
-            for key in (
-                "account_id",
-                "region",
-                "resource_id",
-                "cve_id",
-                "severity",
-                "status",
-                "reason",
-                "patch_ids",
-                "last_scanned_at",
-            )
-        ]
-        for row in inspection["cves"]
-    ]
-    residual_rows = [
-        [
-            escape(row.get(key, ""))
-            for key in (
-                "account_id",
-                "region",
-                "resource_id",
-                "cve_id",
-                "severity",
-                "title",
-                "fixed_in",
-                "first_observed_at",
-            )
-        ]
-        for row in inspection["residual"]
-    ]
+    cve_rows = [_cells(row, _CVE_KEYS) for row in inspection["cves"]]
+    residual_rows = [_cells(row, _RESIDUAL_KEYS) for row in inspection["residual"]]
     return (
         f'<h2 id="inspection">CVE remediation (Amazon Inspector)</h2><p class="meta">{by_status}</p>'
         f"{_table(_CVE_HEADERS, cve_rows)}"
@@ -388,10 +373,23 @@ def _config_section(config: Mapping[str, Any] | None) -> str:
     if config is None or (not config["targets"] and not config["resources"]):
         return ""
     counts = ", ".join(f"{escape(k)} {int(v)}" for k, v in config["by_compliance"].items()) or "no evaluations"
-    columns = sorted({key for target in config["targets"] for key in target})
-    targets = [[escape(str(target.get(column, ""))) for column in columns] for target in config["targets"]]
+    columns = ["Region", "Status", "Rule", "Rule created", "Evaluated at", "Message"]
+    targets = [
+        [
+            escape(str(value))
+            for value in (
+                target.get("region", ""),
+                target.get("status", ""),
+                (target.get("rule") or {}).get("name", ""),
+                "yes" if (target.get("rule") or {}).get("created") else "no",
+                (target.get("evaluation") or {}).get("evaluated_at", ""),
+                target.get("message", ""),
+            )
+        ]
+        for target in config["targets"]
+    ]
     flagged = [
-        [escape(row.get(key, "")) for key in ("account_id", "region", "resource_id", "compliance", "annotation")]
+        _cells(row, ("account_id", "region", "resource_id", "compliance", "annotation"))
         for row in config["resources"]
         if row.get("compliance") != "COMPLIANT"
     ]

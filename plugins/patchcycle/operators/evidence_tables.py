@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from patchcycle.artifacts import ArtifactStore
-from patchcycle.config import Target
+from patchcycle.config import MAX_WAVES, Target
 from patchcycle.core.report_evidence import config_section, inspection_section
 from patchcycle.operators.match_tables import missing_part, read_frame, read_json
 
@@ -30,10 +30,19 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def read_evidence(store: ArtifactStore, targets: Iterable[Target], mode: str) -> EvidenceTables:
-    """Each target's inspect and config artifacts; a target whose stage recorded an error is listed missing.
+def _sent_installs(store: ArtifactStore, target: Target) -> bool:
+    """Whether any production wave sent the install to an instance of this target."""
+    return any(
+        command["instance_ids"]
+        for wave in range(1, MAX_WAVES + 1)
+        for command in read_json(store, "waves", f"wave_{wave}.{target.key}.sent.json") or []
+    )
 
-    A stage that left neither tables nor an error was skipped (e.g. nothing was patched there): not missing.
+
+def read_evidence(store: ArtifactStore, targets: Iterable[Target], mode: str) -> EvidenceTables:
+    """Each target's inspect and config artifacts. A stage that should have left them and did not is listed
+    missing, with its recorded error or "the task did not finish": inspect where a wave sent the install,
+    config wherever the inventory was read.
     """
     cves, residual, config_rows, config_targets, missing = [], [], [], [], []
     for target in targets:
@@ -43,7 +52,8 @@ def read_evidence(store: ArtifactStore, targets: Iterable[Target], mode: str) ->
                 cves.append(frame)
                 found = read_frame(store, INSPECT_STAGE, f"{target.key}.residual.parquet")
                 residual.extend([found] if found is not None else [])
-            elif read_json(store, "errors", f"{INSPECT_STAGE}.{target.key}.json") is not None:
+            elif _sent_installs(store, target):
+                # The install reached this target, so its CVEs had to be proved: a failed or lost task is missing.
                 missing.append(missing_part(store, target, INSPECT_STAGE))
         rows = read_frame(store, CONFIG_STAGE, f"{target.key}.compliance.parquet")
         summary = read_json(store, CONFIG_STAGE, f"{target.key}.json")
@@ -51,7 +61,8 @@ def read_evidence(store: ArtifactStore, targets: Iterable[Target], mode: str) ->
             config_rows.append(rows)
         if summary is not None:
             config_targets.append({"aws_conn_id": target.aws_conn_id, "region": target.region_name, **summary})
-        elif read_json(store, "errors", f"{CONFIG_STAGE}.{target.key}.json") is not None:
+        elif store.path("inventory", f"{target.key}.parquet").exists():
+            # Config reads every target whose inventory exists (a missing inventory is reported already).
             missing.append(missing_part(store, target, CONFIG_STAGE))
     return EvidenceTables(
         inspection=inspection_section(_concat(cves), _concat(residual)) if mode == "install" else None,

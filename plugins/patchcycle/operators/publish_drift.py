@@ -22,6 +22,7 @@ from patchcycle.operators.match_tables import read_frame, read_json
 from patchcycle.operators.publish_findings import MAX_NOTE
 
 STAGE = "publish_drift"
+UPDATED_BY = "patchcycle"
 
 
 class PublishDriftOperator(PatchCycleOperator):
@@ -60,10 +61,27 @@ class PublishDriftOperator(PatchCycleOperator):
             plan = reconcile(existing, findings)
             with aws_call("securityhub:BatchImportFindings", account, region):
                 imported = securityhub.import_findings(findings.findings)
-            note = f"No longer seen by the compliance watch, run {context['run_id']}"[:MAX_NOTE]
+            failed_ids = {f.get("Id", "") for f in imported.failed}
+            reopen = [i for i in plan.reopen if i["Id"] not in failed_ids]
+            run_id = context["run_id"]
             with aws_call("securityhub:BatchUpdateFindings", account, region):
                 resolved = (
-                    securityhub.update_workflow(plan.resolve, "RESOLVED", note, "patchcycle") if plan.resolve else None
+                    securityhub.update_workflow(
+                        plan.resolve,
+                        "RESOLVED",
+                        f"No longer seen by the compliance watch, run {run_id}"[:MAX_NOTE],
+                        UPDATED_BY,
+                    )
+                    if plan.resolve
+                    else None
+                )
+                # A RESOLVED drift finding that is back: importing it again does not reopen it on AWS.
+                reopened = (
+                    securityhub.update_workflow(
+                        reopen, "NEW", f"Drifting again in compliance watch run {run_id}"[:MAX_NOTE], UPDATED_BY
+                    )
+                    if reopen
+                    else None
                 )
             metrics = CloudWatchMetricsHook(aws_conn_id=self.aws_conn_id, region_name=region)
             with aws_call("cloudwatch:PutMetricData", account, region):
@@ -72,7 +90,8 @@ class PublishDriftOperator(PatchCycleOperator):
                 "imported": imported.success_count,
                 "new": len(plan.new_ids),
                 "resolved": len(resolved.processed) if resolved else 0,
-                "failed": len(imported.failed) + (len(resolved.unprocessed) if resolved else 0),
+                "reopened": len(reopened.processed) if reopened else 0,
+                "failed": len(imported.failed) + sum(len(r.unprocessed) for r in (resolved, reopened) if r),
                 "metric_calls": calls,
             }
             store.write_json(

@@ -42,10 +42,17 @@ def now_iso() -> str:
 class StackOperator(PatchCycleOperator):
     """What creating and deleting the staging stack share: the hook, and waiting for the stack in the triggerer."""
 
-    def __init__(self, *, poll_seconds: float = 15, timeout_minutes: float = 30, **kwargs: Any) -> None:
+    template_fields: Sequence[str] = (*PatchCycleOperator.template_fields, "poll_seconds")
+
+    def __init__(self, *, poll_seconds: float | str = 15, timeout_minutes: float = 30, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.poll_seconds = poll_seconds
         self.timeout_minutes = timeout_minutes
+
+    @property
+    def poll_delay(self) -> int:
+        """Whole seconds between stack status checks (the waiter's delay), at least 1."""
+        return max(1, round(float(self.poll_seconds)))
 
     def hook(self) -> StagingStackHook:
         return StagingStackHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
@@ -57,8 +64,8 @@ class StackOperator(PatchCycleOperator):
                 waiter_name=waiter_name,
                 aws_conn_id=self.aws_conn_id,
                 region_name=self.region_name,
-                waiter_delay=int(self.poll_seconds),
-                waiter_max_attempts=max(1, int(self.timeout_minutes * 60 / self.poll_seconds)),
+                waiter_delay=self.poll_delay,
+                waiter_max_attempts=max(1, int(self.timeout_minutes * 60 / self.poll_delay)),
             ),
             method_name="execute_complete",
         )
@@ -67,7 +74,7 @@ class StackOperator(PatchCycleOperator):
 class StagingStackOperator(StackOperator):
     """Creates this target's staging stack and waits for it in the triggerer; records its instances."""
 
-    template_fields: Sequence[str] = (*PatchCycleOperator.template_fields, "settings", "mode")
+    template_fields: Sequence[str] = (*StackOperator.template_fields, "settings", "mode")
 
     def __init__(
         self, *, settings: Any, mode: Any = "install", template_path: str | Path = TEMPLATE, **kwargs: Any
@@ -189,7 +196,7 @@ class StagingStackOperator(StackOperator):
             if status["status"] == "DELETE_FAILED":
                 self.log.error("Stack %s was not deleted: %s", name, status["reason"])
                 return False
-            time.sleep(min(self.poll_seconds, 5))
+            time.sleep(min(self.poll_delay, 5))
         return False
 
     def _record(self, store: ArtifactStore, record: dict[str, Any]) -> dict[str, Any]:
