@@ -40,10 +40,10 @@ def existing(instance: str, subject: str, generator: str = DRIFT_GENERATOR) -> d
 
 
 def test_each_drift_row_is_one_schema_valid_finding_with_a_stable_id() -> None:
-    first = drift_finding_set(DRIFT, ["i-1", "i-2"], [], ACCOUNT, REGION, "cycle-1", NOW, {})
+    first = drift_finding_set(DRIFT, [], ACCOUNT, REGION, "cycle-1", NOW, {})
     assert len(first.findings) == 3 and len(first.ids) == 3
     validate_request("securityhub", "BatchImportFindings", {"Findings": first.findings})
-    again = drift_finding_set(DRIFT, ["i-1", "i-2"], [], ACCOUNT, REGION, "cycle-1", "2026-11-28T06:00:00Z", {})
+    again = drift_finding_set(DRIFT, [], ACCOUNT, REGION, "cycle-1", "2026-11-28T06:00:00Z", {})
     assert again.ids == first.ids
     by_id = {f["Id"]: f for f in first.findings}
     cve = by_id[f"patchcycle/{ACCOUNT}/{REGION}/i-1/drift/NEW_CRITICAL_FINDING/CVE-2026-1"]
@@ -53,15 +53,19 @@ def test_each_drift_row_is_one_schema_valid_finding_with_a_stable_id() -> None:
     assert all(f["GeneratorId"] == DRIFT_GENERATOR and f["Compliance"]["Status"] == "FAILED" for f in first.findings)
 
 
-def test_only_drift_of_watched_instances_that_is_gone_is_fixed() -> None:
+def test_drift_of_this_account_and_region_that_is_gone_is_fixed() -> None:
     known = [
         existing("i-1", "drift/PATCH_UNINSTALLED/ALAS-1"),  # still drifting: not fixed
         existing("i-1", "drift/NEW_MISSING/ALAS-9"),  # gone: fixed
-        existing("i-3", "drift/NEW_MISSING/ALAS-9"),  # not watched this time: left alone
+        existing("i-3", "drift/NEW_MISSING/ALAS-9"),  # an instance the cycle no longer reports: fixed too
+        {**existing("i-1", "drift/NEW_MISSING/ALAS-9"), "Id": "patchcycle/999999999999/us-east-1/i-1/drift/x/y"},
         existing("i-1", "patch-compliance", generator="patchcycle/patch-compliance"),  # the cycle's: left alone
     ]
-    result = drift_finding_set(DRIFT, ["i-1", "i-2"], known, ACCOUNT, REGION, "cycle-1", NOW, {})
-    assert result.fixed_ids == {f"patchcycle/{ACCOUNT}/{REGION}/i-1/drift/NEW_MISSING/ALAS-9"}
+    result = drift_finding_set(DRIFT, known, ACCOUNT, REGION, "cycle-1", NOW, {})
+    assert result.fixed_ids == {
+        f"patchcycle/{ACCOUNT}/{REGION}/i-1/drift/NEW_MISSING/ALAS-9",
+        f"patchcycle/{ACCOUNT}/{REGION}/i-3/drift/NEW_MISSING/ALAS-9",
+    }
 
 
 def test_drift_metrics_count_instances_and_each_kind() -> None:

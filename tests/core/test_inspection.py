@@ -18,6 +18,7 @@ from patchcycle.core.inspection import (
     catalog_severity,
     classify_cves,
     coverage_frame,
+    current_findings,
     expected_cves,
     findings_frame,
     patch_cves,
@@ -360,3 +361,20 @@ def test_empty_inputs_give_empty_typed_frames() -> None:
     assert cves.empty and list(cves.columns) == list(CVE_COLUMNS)
     assert status_counts(cves) == dict.fromkeys(CveStatus, 0)
     assert residual_findings(findings_frame([]), empty, []).empty
+
+
+def test_the_open_finding_wins_when_inspector_holds_several_for_one_cve() -> None:
+    # A recurrence after the reopen window is a new finding while the closed one is kept: whichever order
+    # ListFindings returns them in, the CVE is where the open one says.
+    old = INSTALLED_AT - timedelta(days=40)
+    closed = finding("i-1", "CVE-2026-1", "CLOSED", "HIGH", INSTALLED_AT + timedelta(hours=1))
+    reopened = {
+        **finding("i-1", "CVE-2026-1", "ACTIVE", "HIGH", old),
+        "findingArn": "arn:aws:inspector2:x:y:finding/new",
+    }
+    for order in ([closed, reopened], [reopened, closed]):
+        (chosen,) = current_findings(findings_frame(order)).values()
+        assert chosen["status"] == "ACTIVE" and chosen["finding_arn"].endswith("/new")
+    newer = finding("i-1", "CVE-2026-1", "CLOSED", "HIGH", INSTALLED_AT + timedelta(hours=2))
+    (latest,) = current_findings(findings_frame([newer, closed])).values()
+    assert latest["updated_at"] == iso_utc(INSTALLED_AT + timedelta(hours=2))

@@ -20,7 +20,7 @@ import pytest
 from include.cycle import CycleEnvironment, CycleResult
 from include.sandbox.scenario import load_scenario
 from tests.conftest import uninstall_patches
-from tests.e2e.test_install_cycle import CONF, SMALL_FLEET_TARGETS, scenario_file, small_fleet
+from tests.e2e.install_helpers import CONF, SMALL_FLEET_TARGETS, scenario_file, small_fleet
 
 REGION = "us-east-1"
 WATCH_TARGETS = SMALL_FLEET_TARGETS

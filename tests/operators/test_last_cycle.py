@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException
 
 from patchcycle.assets import PATCH_CYCLE_REPORT
 from patchcycle.operators.last_cycle import LastCycleOperator
@@ -48,9 +48,10 @@ def test_the_latest_event_is_the_cycle_to_compare_with() -> None:
     assert ctx["ti"].pushed["cycle"]["run_id"] == "new"
 
 
-def test_no_cycle_yet_skips_the_watch() -> None:
-    with pytest.raises(AirflowSkipException, match="no patch_cycle report yet"):
-        LastCycleOperator(task_id="last_cycle").execute(context([]))  # type: ignore[arg-type]
+def test_no_cycle_yet_leaves_nothing_to_watch() -> None:
+    ctx = context([])
+    assert LastCycleOperator(task_id="last_cycle").execute(ctx) == []  # type: ignore[arg-type]
+    assert ctx["ti"].pushed == {"cycle": None}
 
 
 def test_an_event_without_a_report_fails_naming_it() -> None:

@@ -1,8 +1,8 @@
 """Security Hub findings and CloudWatch metrics for drift (core.drift rows), beside the cycle's own.
 
 One finding per drift row, id ``patchcycle/<account>/<region>/<instance>/drift/<kind>/<subject>`` under
-GeneratorId DRIFT_GENERATOR, so a watch run updates rather than duplicates. A drift finding of a watched
-instance that the latest watch no longer sees is fixed (resolved); the cycle's own findings are never
+GeneratorId DRIFT_GENERATOR, so a watch run updates rather than duplicates. A drift finding in the
+account and region that the latest watch no longer sees is fixed (resolved); the cycle's own findings are never
 touched here. Metrics: DriftInstances and Drift (by DriftKind) in the cycle's namespace, per target.
 """
 
@@ -15,6 +15,7 @@ from typing import Any, Final
 import pandas as pd
 
 from patchcycle.core.asff import (
+    GENERATOR_PREFIX,
     MAX_DESCRIPTION,
     MAX_TITLE,
     FindingSet,
@@ -74,7 +75,6 @@ def drift_finding(row: Mapping[str, Any], cycle_run_id: str, now: str, created_a
 
 def drift_finding_set(
     drift: pd.DataFrame,
-    watched: Iterable[str],
     existing: Iterable[Mapping[str, Any]],
     account_id: str,
     region: str,
@@ -82,8 +82,8 @@ def drift_finding_set(
     now: str,
     created_at: Mapping[str, str],
 ) -> FindingSet:
-    """This watch's drift findings of one target; existing drift findings of watched instances not seen now are
-    fixed. existing: this project's findings GetFindings returned (any generator; only drift ones count)."""
+    """This watch's drift findings of one target; its existing drift findings not seen now are fixed.
+    existing: the findings GetFindings returned (any generator; only drift ones of this account and region count)."""
     result = FindingSet()
     for row in drift.to_dict("records"):
         fid = finding_id(
@@ -91,11 +91,13 @@ def drift_finding_set(
         )
         result.findings.append(drift_finding(row, cycle_run_id, now, created_at.get(fid)))
     current = result.ids
-    prefixes = tuple(finding_id(account_id, region, instance, DRIFT_PREFIX) for instance in watched)
+    # The watch covers the whole account and region: drift it no longer sees is gone, including that of an
+    # instance the cycle no longer reports (terminated, out of scope).
+    here = f"{GENERATOR_PREFIX}{account_id}/{region}/"
     result.fixed_ids = {
         str(f["Id"])
         for f in existing
-        if f.get("GeneratorId") == DRIFT_GENERATOR and str(f["Id"]).startswith(prefixes) and str(f["Id"]) not in current
+        if f.get("GeneratorId") == DRIFT_GENERATOR and str(f["Id"]).startswith(here) and str(f["Id"]) not in current
     }
     return result
 

@@ -268,7 +268,7 @@ def classify_cves(
     `unchanged` instances were sent the install but never ran it: any scan of theirs shows their state.
     """
     cover = {str(row["resource_id"]): row for row in coverage.to_dict("records")}
-    by_key = {(str(row["resource_id"]), str(row["cve_id"])): row for row in findings.to_dict("records")}
+    by_key = current_findings(findings)
     rows = []
     for row in expected.to_dict("records"):
         instance_id, cve = str(row["resource_id"]), str(row["cve_id"])
@@ -326,6 +326,33 @@ def _by_finding(
     return CveStatus.STILL_ACTIVE, reason
 
 
+# When Inspector holds several findings for one (instance, CVE) (a recurrence after the 7-day reopen window
+# gets a new finding while the closed one is kept), the open one is the truth.
+_STATUS_PRECEDENCE: Final[Mapping[str, int]] = {"ACTIVE": 0, "SUPPRESSED": 1, "CLOSED": 2}
+
+
+def current_findings(findings: pd.DataFrame) -> dict[tuple[str, str], dict[str, Any]]:
+    """(instance, CVE) -> the finding that says where it stands now: ACTIVE before SUPPRESSED before CLOSED,
+    then the most recently updated."""
+    chosen: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in findings.to_dict("records"):
+        key = (str(row["resource_id"]), str(row["cve_id"]))
+        rank = (_STATUS_PRECEDENCE.get(str(row["status"]), 3), _negated_time(str(row["updated_at"])))
+        held = chosen.get(key)
+        if held is None or rank < (
+            _STATUS_PRECEDENCE.get(str(held["status"]), 3),
+            _negated_time(str(held["updated_at"])),
+        ):
+            chosen[key] = row
+    return chosen
+
+
+def _negated_time(iso: str) -> float:
+    """Sort key putting the latest time first (unknown times last)."""
+    stamp = pd.Timestamp(iso) if iso else None
+    return -stamp.timestamp() if stamp is not None and not pd.isna(stamp) else float("inf")
+
+
 def residual_findings(findings: pd.DataFrame, expected: pd.DataFrame, instance_ids: Collection[str]) -> pd.DataFrame:
     """RESIDUAL_COLUMNS: ACTIVE critical and high findings on these instances for CVEs the cycle did not target.
 
@@ -335,7 +362,7 @@ def residual_findings(findings: pd.DataFrame, expected: pd.DataFrame, instance_i
     wanted = set(instance_ids)
     rows = [
         {column: row[column] for column in RESIDUAL_COLUMNS}
-        for row in findings.to_dict("records")
+        for row in current_findings(findings).values()
         if row["status"] == "ACTIVE"
         and row["severity"] in RESIDUAL_SEVERITIES
         and row["resource_id"] in wanted

@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from patchcycle.artifacts import ArtifactStore
 from patchcycle.core.drift import DRIFT_COLUMNS, drift_document
 from patchcycle.core.inventory import typed_frame
+from patchcycle.operators.evidence_tables import CONFIG_STAGE
 from patchcycle.operators.match_tables import missing_part, read_frame, read_json, targets_of
 
 WATCH_STAGE = "watch"
@@ -52,6 +53,9 @@ class DriftReportOperator(BaseOperator):
                 continue
             frames.append(frame)
             watched += int(summary["instances_watched"])
+            if read_json(store, CONFIG_STAGE, f"{target.key}.json") is None:
+                # Watched without Config: its CONFIG_NON_COMPLIANT drift is unknown, not absent.
+                incomplete.append({k: str(v) for k, v in missing_part(store, target, CONFIG_STAGE).items()})
         drift = pd.concat(frames, ignore_index=True) if frames else typed_frame([], DRIFT_COLUMNS)
         document = drift_document(
             context["run_id"], self.cycle or {}, drift, watched, incomplete, datetime.now(UTC).isoformat()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException
 
 from patchcycle.assets import PATCH_CYCLE_REPORT
 from patchcycle.config import WatchConfig
@@ -15,8 +15,8 @@ class LastCycleOperator(BaseOperator):
     """Validates the watch's params (WatchConfig) and reads the latest PATCH_CYCLE_REPORT event.
 
     Returns the (connection, region) targets to fan out over; pushes `cycle` (the event's extra: the
-    report's URI, its run id and mode). Skips the run when no cycle has reported yet: there is nothing
-    to drift from.
+    report's URI, its run id and mode). When no cycle has reported yet there is nothing to drift from: it
+    returns no targets (every mapped task is then skipped) and pushes `cycle` None.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -29,7 +29,10 @@ class LastCycleOperator(BaseOperator):
             raise AirflowFailException(f"invalid params: {error}") from error
         events = list(context["inlet_events"][PATCH_CYCLE_REPORT])
         if not events:
-            raise AirflowSkipException("no patch_cycle report yet: run patch_cycle first, then watch for drift")
+            # Not a skip: a skipped task leaves no targets to map over, and its downstream would fail.
+            self.log.warning("No patch_cycle report yet: run patch_cycle first, then watch for drift")
+            context["ti"].xcom_push(key="cycle", value=None)
+            return []
         cycle = dict(events[-1].extra or {})
         if not cycle.get("report"):
             raise AirflowFailException(f"the latest {PATCH_CYCLE_REPORT.name} event names no report: {cycle}")

@@ -50,7 +50,6 @@ class PublishDriftOperator(PatchCycleOperator):
                 existing = securityhub.findings(drift_filter)
             findings = drift_finding_set(
                 drift,
-                watch["instances"],
                 existing,
                 account,
                 region,
@@ -94,13 +93,27 @@ class PublishDriftOperator(PatchCycleOperator):
                 "failed": len(imported.failed) + sum(len(r.unprocessed) for r in (resolved, reopened) if r),
                 "metric_calls": calls,
             }
+            unprocessed = [u for r in (resolved, reopened) if r for u in r.unprocessed]
             store.write_json(
-                STAGE, f"{self.target.key}.json", {**self.target.as_kwargs(), "account_id": account, **counts}
+                STAGE,
+                f"{self.target.key}.json",
+                {
+                    **self.target.as_kwargs(),
+                    "account_id": account,
+                    **counts,
+                    "failed_imports": imported.failed,
+                    "failed_updates": unprocessed,
+                },
             )
             if counts["failed"]:
+                problems = [f"{f.get('Id')}: {f.get('ErrorCode')} {f.get('ErrorMessage', '')}" for f in imported.failed]
+                problems += [
+                    f"{u['FindingIdentifier']['Id']}: {u.get('ErrorCode')} {u.get('ErrorMessage', '')}"
+                    for u in unprocessed
+                ]
                 raise AirflowFailException(
-                    f"Security Hub refused {counts['failed']} drift finding update(s) in account {account}, "
-                    f"region {region}: {imported.failed[:5]}"
+                    f"Security Hub refused {len(problems)} drift finding(s) in account {account}, region {region} "
+                    "(securityhub:BatchImportFindings / BatchUpdateFindings): " + "; ".join(problems[:10])
                 )
         self.log.info("Drift published for %s: %s", self.target.key, counts)
         return {**self.target.as_kwargs(), **counts}
