@@ -85,6 +85,12 @@ def first_cycle(environment: CycleEnvironment) -> tuple[CycleResult, dict[str, A
     return result, json.loads(result.report_json.read_text()), all_findings(environment.url)
 
 
+def test_before_any_cycle_the_watch_has_nothing_to_compare(environment: CycleEnvironment) -> None:
+    succeeded, log_path, drift_json = environment.run_watch({"targets": WATCH_TARGETS})
+    assert succeeded, f"see {log_path}"
+    assert drift_json is None and "No patch_cycle report yet" in log_path.read_text()
+
+
 def test_the_cycle_proves_each_cve_closed_or_says_why_not(
     first_cycle: tuple[CycleResult, dict[str, Any], list[dict[str, Any]]], scenario_path: Path
 ) -> None:

@@ -1,25 +1,29 @@
 """ConfigComplianceOperator against the sandbox: the rule created once and found after, compliance that matches
-the sandbox's patch state, and a region where Config cannot evaluate recorded as such."""
+the sandbox's patch state (the evaluation waited for in ConfigEvaluationTrigger), and a region where Config
+cannot evaluate recorded as such."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
 import pytest
+from airflow.sdk.exceptions import TaskDeferred
 
 from include.demo import aws_connection_json
 from include.sandbox import patching
 from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.core.config_compliance import CONFIG_COLUMNS, DEFAULT_RULE_NAME, PATCH_RULE_IDENTIFIER
-from patchcycle.operators.config_compliance import ConfigComplianceOperator
+from patchcycle.operators.config_compliance import DEFER_MARGIN, ConfigComplianceOperator
 from patchcycle.operators.inventory import InventoryOperator
-from tests.conftest import advance_clock, client_factory, sandbox_calls
+from patchcycle.triggers.config_evaluation import ConfigEvaluationTrigger
+from tests.conftest import advance_clock, client_factory, first_trigger_payload, sandbox_calls
 
 ACCOUNT = "123456789012"
 EAST, WEST, STOPPED = "us-east-1", "eu-west-1", "us-west-2"
@@ -86,6 +90,18 @@ def operator(root: Path, region: str = EAST, **kwargs: Any) -> ConfigComplianceO
     )
 
 
+def run(task: ConfigComplianceOperator, run_id: str) -> dict[str, Any]:
+    """execute() defers on the evaluation wait; the trigger runs as the triggerer would; execute_complete() resumes."""
+    with pytest.raises(TaskDeferred) as raised:
+        task.execute(context(run_id))
+    deferred = raised.value
+    trigger = deferred.trigger
+    assert isinstance(trigger, ConfigEvaluationTrigger) and deferred.method_name == "execute_complete"
+    assert deferred.timeout == timedelta(minutes=float(task.evaluation_timeout_minutes)) + DEFER_MARGIN
+    assert not deferred.kwargs  # Airflow 3.3.2 drops them: what the resumed task needs rides in the event
+    return dict(task.execute_complete(context(run_id), first_trigger_payload(trigger)))
+
+
 def inventory(root: Path, run_id: str, region: str = EAST) -> None:
     InventoryOperator(task_id="inventory", region_name=region, artifact_root=f"file://{root}").execute(context(run_id))
 
@@ -110,7 +126,7 @@ def test_creates_the_rule_when_missing_then_finds_it_and_matches_the_patch_state
     key = f"aws_default.{EAST}"
     inventory(tmp_path, "run_1")
     puts = sandbox_calls(server.url, "config:PutConfigRule")
-    first = operator(tmp_path).execute(context("run_1"))
+    first = run(operator(tmp_path), "run_1")
     assert sandbox_calls(server.url, "config:PutConfigRule") - puts == 1
     assert first["status"] == "evaluated" and first["rule_created"] is True and first["rule_name"] == DEFAULT_RULE_NAME
 
@@ -144,7 +160,7 @@ def test_creates_the_rule_when_missing_then_finds_it_and_matches_the_patch_state
     advance_clock(server.url, 61)  # Config takes one StartConfigRulesEvaluation a minute
     starts = sandbox_calls(server.url, "config:StartConfigRulesEvaluation")
     puts = sandbox_calls(server.url, "config:PutConfigRule")
-    second = operator(tmp_path).execute(context("run_2"))
+    second = run(operator(tmp_path), "run_2")
     assert second["rule_created"] is False
     assert sandbox_calls(server.url, "config:PutConfigRule") == puts
     assert sandbox_calls(server.url, "config:StartConfigRulesEvaluation") - starts == 1
@@ -178,9 +194,11 @@ def test_a_region_config_cannot_evaluate_is_recorded_not_failed(
 def test_an_evaluation_that_does_not_finish_in_time_fails_retryably(server: SandboxServer, tmp_path: Path) -> None:
     slow = operator(tmp_path, rule_name="patchcycle-slow", evaluation_timeout_minutes=0.001)
     with pytest.raises(TimeoutError, match=r"was not evaluated within 0\.001 minutes"):
-        slow.execute(context("run_slow"))
+        run(slow, "run_slow")
     error = json.loads(artifact(tmp_path, "run_slow", "errors", f"config.aws_default.{EAST}.json").read_text())
     assert error["stage"] == "config" and "TimeoutError" in error["error"]
+    assert f"in account {ACCOUNT}, region {EAST}" in error["error"]  # the account found before deferring
+    assert not artifact(tmp_path, "run_slow", "config", f"aws_default.{EAST}.json").exists()
 
 
 def test_a_bad_rule_name_fails_before_any_call(tmp_path: Path) -> None:

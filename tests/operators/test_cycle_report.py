@@ -120,9 +120,10 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             scan.execute_complete(context(RUN_ID), done_payload(deferred.value.trigger))
             with pytest.raises(AirflowFailException, match="no inventory"):
                 PatchScanOperator(task_id="match", region_name="eu-west-1", **stage_args).execute(context(RUN_ID))
-            ConfigComplianceOperator(task_id="config", region_name="us-east-1", poll_seconds=0.2, **stage_args).execute(
-                context(RUN_ID)
-            )
+            config = ConfigComplianceOperator(task_id="config", region_name="us-east-1", poll_seconds=0.2, **stage_args)
+            with pytest.raises(TaskDeferred) as evaluating:
+                config.execute(context(RUN_ID))
+            config.execute_complete(context(RUN_ID), first_trigger_payload(evaluating.value.trigger))
             InventoryOperator(task_id="inventory", region_name="us-east-1", **stage_args).execute(
                 context(PARTIAL_RUN_ID)
             )

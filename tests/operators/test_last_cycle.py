@@ -51,7 +51,7 @@ def test_the_latest_event_is_the_cycle_to_compare_with() -> None:
 def test_no_cycle_yet_leaves_nothing_to_watch() -> None:
     ctx = context([])
     assert LastCycleOperator(task_id="last_cycle").execute(ctx) == []  # type: ignore[arg-type]
-    assert ctx["ti"].pushed == {"cycle": None}
+    assert ctx["ti"].pushed == {"cycle": {}}
 
 
 def test_an_event_without_a_report_fails_naming_it() -> None:

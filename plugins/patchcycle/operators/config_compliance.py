@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Context
@@ -29,15 +29,19 @@ from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.config_rules import ConfigRulesHook
 from patchcycle.operators.base import PatchCycleOperator
 from patchcycle.operators.match_tables import read_frame
+from patchcycle.triggers.config_evaluation import ConfigEvaluationTrigger
 
 STAGE = "config"
 EVALUATED = "evaluated"
 NOT_EVALUATED = "not_evaluated"
+# The trigger's deadline bounds the wait; the task's own timeout leaves it room to report.
+DEFER_MARGIN = timedelta(minutes=10)
 
 
 class ConfigComplianceOperator(PatchCycleOperator):
     """Finds (or creates) the EC2_MANAGEDINSTANCE_PATCH_COMPLIANCE_STATUS_CHECK rule, has Config evaluate it now,
-    waits for that evaluation within `evaluation_timeout_minutes`, and writes each instance's compliance.
+    waits (in the triggerer: ConfigEvaluationTrigger) for that evaluation within `evaluation_timeout_minutes`,
+    and writes each instance's compliance.
 
     Where no configuration recorder records AWS::SSM::PatchCompliance, Config cannot evaluate: the stage
     records that (status not_evaluated, with the reason) and succeeds, creating nothing.
@@ -84,13 +88,19 @@ class ConfigComplianceOperator(PatchCycleOperator):
         message = f"AWS Config cannot evaluate patch compliance: {recorder.problem}"
         self.log.warning("%s (account %s, region %s)", message, self.account_id, self.region_name)
         table = empty_compliance_table()
-        self._write(store, table, status=NOT_EVALUATED, message=message, recorder=recorder, rule=None, evaluation=None)
+        self._write(
+            store, table, status=NOT_EVALUATED, message=message, recorder=recorder.as_dict(), rule=None, evaluation=None
+        )
         return {**self._summary(NOT_EVALUATED, table, rule_created=False), "message": message}
 
     def _evaluate(
         self, store: ArtifactStore, hook: ConfigRulesHook, rule_name: str, recorder: RecorderState
     ) -> dict[str, Any]:
+        """Find or create the rule, then wait in the triggerer for an evaluation invoked now (ConfigEvaluationTrigger:
+        a new rule's first one, or one it starts once any evaluation already running has finished)."""
         account, region = self.account_id, self.region_name
+        wait = timedelta(minutes=float(self.evaluation_timeout_minutes))
+        deadline = datetime.now(UTC) + wait
         with aws_call("config:DescribeConfigRules", account, region):
             rule = choose_patch_rule(hook.config_rules(), rule_name)
         created = rule is None
@@ -103,76 +113,69 @@ class ConfigComplianceOperator(PatchCycleOperator):
                 raise LookupError(f"config rule {rule_name} was created but DescribeConfigRules does not list it")
             self.log.info("Created config rule %s (%s) in %s", rule_name, PATCH_RULE_IDENTIFIER, region)
         name = str(rule["ConfigRuleName"])
-        times = self._wait_for_fresh_evaluation(hook, name, requested=not created)
-        with aws_call("config:GetComplianceDetailsByConfigRule", account, region):
-            results = hook.compliance_details(name, QUERYABLE_COMPLIANCE_TYPES)
-        expected = expected_instances(read_frame(store, "inventory", f"{self.target.key}.parquet"))
-        table = compliance_table(results, account, region, expected)
-        self._write(
-            store,
-            table,
-            status=EVALUATED,
-            message="",
-            recorder=recorder,
-            rule={
-                "name": name,
-                "arn": str(rule.get("ConfigRuleArn", "")),
-                "id": str(rule.get("ConfigRuleId", "")),
-                "created": created,
-                "found": not created,
-            },
-            evaluation={
-                "requested": not created,
-                "invoked_at": iso_utc(times.invoked),
-                "evaluated_at": iso_utc(times.evaluated),
-            },
+        with aws_call("config:DescribeConfigRuleEvaluationStatus", account, region):
+            before = EvaluationTimes.of(hook.evaluation_status(name))
+        self.log.info("Waiting up to %s for Config to evaluate %s in %s", wait, name, region)
+        self.defer(
+            trigger=ConfigEvaluationTrigger(
+                aws_conn_id=self.aws_conn_id,
+                region_name=region,
+                rule_name=name,
+                start=not created,
+                before_invoked=iso_utc(before.invoked) or None,
+                before_evaluated=iso_utc(before.evaluated) or None,
+                deadline=iso_utc(deadline),
+                poll_seconds=float(self.poll_seconds),
+                resume={
+                    "account_id": account,
+                    "recorder": recorder.as_dict(),
+                    "rule": {
+                        "name": name,
+                        "arn": str(rule.get("ConfigRuleArn", "")),
+                        "id": str(rule.get("ConfigRuleId", "")),
+                        "created": created,
+                        "found": not created,
+                    },
+                },
+            ),
+            method_name="execute_complete",
+            timeout=wait + DEFER_MARGIN,
         )
-        summary = self._summary(EVALUATED, table, rule_created=created)
-        self.log.info("Config %s in %s: %s", name, region, summary)
-        return {**summary, "rule_name": name}
 
-    def _wait_for_fresh_evaluation(self, hook: ConfigRulesHook, rule_name: str, *, requested: bool) -> EvaluationTimes:
-        """Wait (within the timeout) for an evaluation invoked now: a new rule's first one, or one we start.
-
-        An evaluation already running when we look began before this stage: it is let finish, then a new
-        one is started (Config refuses a start while one runs, or within a minute of the last).
-        """
-        deadline = time.monotonic() + float(self.evaluation_timeout_minutes) * 60
-        before = self._times(hook, rule_name)
-        if not requested:
-            return self._until(hook, rule_name, deadline, EvaluationTimes(None, None), before.invoked)
-        if before.in_progress:
-            before = self._until(hook, rule_name, deadline, before, before.invoked)
-        while True:
-            with aws_call("config:StartConfigRulesEvaluation", self.account_id, self.region_name):
-                started = hook.start_evaluation(rule_name)
-            if started:
-                break
-            self._pause(deadline, rule_name)
-        invoked = self._times(hook, rule_name).invoked
-        return self._until(hook, rule_name, deadline, before, invoked)
-
-    def _until(
-        self, hook: ConfigRulesHook, rule_name: str, deadline: float, before: EvaluationTimes, invoked: Any
-    ) -> EvaluationTimes:
-        while True:
-            times = self._times(hook, rule_name)
-            if times.newer_than(before, invoked):
-                return times
-            self._pause(deadline, rule_name)
-
-    def _times(self, hook: ConfigRulesHook, rule_name: str) -> EvaluationTimes:
-        with aws_call("config:DescribeConfigRuleEvaluationStatus", self.account_id, self.region_name):
-            return EvaluationTimes.of(hook.evaluation_status(rule_name))
-
-    def _pause(self, deadline: float, rule_name: str) -> None:
-        if time.monotonic() + float(self.poll_seconds) > deadline:
-            # Retryable: Config may just be slow; a task retry starts over.
-            raise TimeoutError(
-                f"config rule {rule_name} was not evaluated within {float(self.evaluation_timeout_minutes):g} minutes "
-                f"in account {self.account_id}, region {self.region_name}"
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        resume = event["resume"]  # what execute() knew, carried through the trigger
+        recorder, rule = resume["recorder"], resume["rule"]
+        self.account_id = resume["account_id"]  # found in execute() when not configured; the task starts afresh
+        store = self.store(context)
+        with self.recording_failure(store, STAGE):
+            account, region, name = self.account_id, self.region_name, str(rule["name"])
+            if event.get("status") != EVALUATED:
+                # Retryable: Config may just be slow; a task retry starts over.
+                raise TimeoutError(
+                    f"config rule {name} was not evaluated within {float(self.evaluation_timeout_minutes):g} "
+                    f"minutes in account {account}, region {region}"
+                )
+            hook = ConfigRulesHook(aws_conn_id=self.aws_conn_id, region_name=region)
+            with aws_call("config:GetComplianceDetailsByConfigRule", account, region):
+                results = hook.compliance_details(name, QUERYABLE_COMPLIANCE_TYPES)
+            expected = expected_instances(read_frame(store, "inventory", f"{self.target.key}.parquet"))
+            table = compliance_table(results, account, region, expected)
+            self._write(
+                store,
+                table,
+                status=EVALUATED,
+                message="",
+                recorder=recorder,
+                rule=rule,
+                evaluation={
+                    "requested": not rule["created"],
+                    "invoked_at": str(event.get("invoked_at", "")),
+                    "evaluated_at": str(event.get("evaluated_at", "")),
+                },
             )
-        time.sleep(float(self.poll_seconds))
+            summary = self._summary(EVALUATED, table, rule_created=bool(rule["created"]))
+            self.log.info("Config %s in %s: %s", name, region, summary)
+            return {**summary, "rule_name": name}
 
     def _write(
         self,
@@ -181,7 +184,7 @@ class ConfigComplianceOperator(PatchCycleOperator):
         *,
         status: str,
         message: str,
-        recorder: RecorderState,
+        recorder: dict[str, Any],
         rule: dict[str, Any] | None,
         evaluation: dict[str, Any] | None,
     ) -> None:
@@ -194,7 +197,7 @@ class ConfigComplianceOperator(PatchCycleOperator):
                 "account_id": self.account_id,
                 "status": status,
                 "message": message,
-                "recorder": recorder.as_dict(),
+                "recorder": recorder,
                 "rule": rule,
                 "evaluation": evaluation,
                 "counts": compliance_counts(table),

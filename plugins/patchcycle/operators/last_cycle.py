@@ -16,7 +16,7 @@ class LastCycleOperator(BaseOperator):
 
     Returns the (connection, region) targets to fan out over; pushes `cycle` (the event's extra: the
     report's URI, its run id and mode). When no cycle has reported yet there is nothing to drift from: it
-    returns no targets (every mapped task is then skipped) and pushes `cycle` None.
+    returns no targets (every mapped task is then skipped) and pushes an empty `cycle`.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -29,9 +29,10 @@ class LastCycleOperator(BaseOperator):
             raise AirflowFailException(f"invalid params: {error}") from error
         events = list(context["inlet_events"][PATCH_CYCLE_REPORT])
         if not events:
-            # Not a skip: a skipped task leaves no targets to map over, and its downstream would fail.
+            # Not a skip: a skipped task leaves no targets to map over, and its downstream would fail. Not None
+            # either: Airflow reads a None XCom as missing, which fails every task that takes it.
             self.log.warning("No patch_cycle report yet: run patch_cycle first, then watch for drift")
-            context["ti"].xcom_push(key="cycle", value=None)
+            context["ti"].xcom_push(key="cycle", value={})
             return []
         cycle = dict(events[-1].extra or {})
         if not cycle.get("report"):
