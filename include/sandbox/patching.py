@@ -76,6 +76,7 @@ _SEVERITY_KEYS = frozenset({"SEVERITY", "MSRC_SEVERITY", "PRIORITY"})
 
 _SNAPSHOTS = uuid.UUID("5f0c8a52-6d8e-4a53-9a43-4b1f1d1c3e70")  # namespace for deterministic snapshot ids
 _CREATED = "patching.baseline_created"  # World.extra key: baseline id -> when the sandbox first saw it
+_MODIFIED = "patching.baseline_modified"  # World.extra key: baseline id -> its last UpdatePatchBaseline
 
 
 class ScanFailed(Exception):
@@ -275,9 +276,19 @@ def effective_baseline(world: World, instance: ManagedInstance) -> BaselineView:
 
 
 def baseline_created(world: World, baseline_id: str) -> datetime:
-    """When the sandbox first saw a baseline (moto keeps no dates): its CreatedDate / ModifiedDate."""
+    """When the sandbox first saw a baseline (moto keeps no dates): its CreatedDate."""
     created: dict[str, datetime] = world.extra.setdefault(_CREATED, {})
     return created.setdefault(baseline_id, world.now())
+
+
+def baseline_modified(world: World, baseline_id: str) -> datetime:
+    """A baseline's ModifiedDate: its last UpdatePatchBaseline (see mark_baseline_modified), else its creation."""
+    modified: dict[str, datetime] = world.extra.get(_MODIFIED, {})
+    return modified.get(baseline_id) or baseline_created(world, baseline_id)
+
+
+def mark_baseline_modified(world: World, baseline_id: str) -> None:
+    world.extra.setdefault(_MODIFIED, {})[baseline_id] = world.now()
 
 
 def api_rules(rules: Iterable[Rule]) -> dict[str, Any]:

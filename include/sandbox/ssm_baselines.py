@@ -32,7 +32,7 @@ from typing import Any
 from moto.core.exceptions import ServiceException
 from moto.ssm.models import FakePatchGroup, ssm_backends
 
-from include.sandbox import patching
+from include.sandbox import patching, ssm_patches
 from include.sandbox.api import Handler, RequestContext
 from include.sandbox.paging import paginate
 from include.sandbox.protocol import AwsApiError
@@ -41,7 +41,6 @@ from include.sandbox.world import World
 PATCH_BASELINE = "PatchBaseline"
 DEFAULT_PAGE = 10
 _TOKENS = "ssm_baselines.client_tokens"  # World.extra key: (account, region, ClientToken) -> baseline id
-_MODIFIED = "ssm_baselines.modified"  # World.extra key: baseline id -> last UpdatePatchBaseline
 
 # The patch properties each OS filters on (DescribePatchProperties, plus what AWS's predefined baselines use).
 _WINDOWS_KEYS = frozenset({"PATCH_SET", "PRODUCT", "PRODUCT_FAMILY", "CLASSIFICATION", "MSRC_SEVERITY"})
@@ -181,29 +180,6 @@ def create_patch_baseline(world: World, ctx: RequestContext, params: dict[str, A
     return {"BaselineId": baseline_id}
 
 
-def _baseline_body(world: World, fake: Any) -> dict[str, Any]:
-    created = patching.baseline_created(world, fake.id)
-    body: dict[str, Any] = {
-        "BaselineId": fake.id,
-        "Name": fake.name,
-        "OperatingSystem": fake.operating_system,
-        "ApprovalRules": fake.approval_rules or {"PatchRules": []},
-        "ApprovedPatches": list(fake.approved_patches or []),
-        "ApprovedPatchesComplianceLevel": fake.approved_patches_compliance_level or "UNSPECIFIED",
-        "ApprovedPatchesEnableNonSecurity": bool(fake.approved_patches_enable_non_security),
-        "RejectedPatches": list(fake.rejected_patches or []),
-        "RejectedPatchesAction": fake.rejected_patches_action or "ALLOW_AS_DEPENDENCY",
-        "CreatedDate": created,
-        "ModifiedDate": world.extra.get(_MODIFIED, {}).get(fake.id, created),
-        "Sources": list(fake.sources or []),
-    }
-    if fake.global_filters:
-        body["GlobalFilters"] = fake.global_filters
-    if fake.description:
-        body["Description"] = fake.description
-    return body
-
-
 def update_patch_baseline(world: World, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     """Change the fields given (and, with Replace, reset the optional ones not given); answer the baseline."""
     fake = _baseline(ctx, params["BaselineId"])
@@ -221,8 +197,8 @@ def update_patch_baseline(world: World, ctx: RequestContext, params: dict[str, A
             setattr(fake, attribute, params[member])
         elif params.get("Replace"):
             setattr(fake, attribute, None)
-    world.extra.setdefault(_MODIFIED, {})[fake.id] = world.now()
-    return _baseline_body(world, fake)
+    patching.mark_baseline_modified(world, fake.id)
+    return ssm_patches.baseline_fields(world, fake)
 
 
 def _patch_groups_of(backend: Any, baseline_id: str) -> list[str]:

@@ -286,8 +286,8 @@ def _patch_groups(backend: Any, baseline_id: str) -> list[str]:
     return sorted(name for name, group in backend.patch_groups.items() if baseline_id in group.associations.values())
 
 
-def _moto_baseline(world: World, backend: Any, fake: Any) -> dict[str, Any]:
-    created = patching.baseline_created(world, fake.id)
+def baseline_fields(world: World, fake: Any) -> dict[str, Any]:
+    """A moto baseline as GetPatchBaseline and UpdatePatchBaseline answer it (without PatchGroups)."""
     response: dict[str, Any] = {
         "BaselineId": fake.id,
         "Name": fake.name,
@@ -298,9 +298,8 @@ def _moto_baseline(world: World, backend: Any, fake: Any) -> dict[str, Any]:
         "ApprovedPatchesEnableNonSecurity": bool(fake.approved_patches_enable_non_security),
         "RejectedPatches": list(fake.rejected_patches or []),
         "RejectedPatchesAction": fake.rejected_patches_action or "ALLOW_AS_DEPENDENCY",
-        "PatchGroups": _patch_groups(backend, fake.id),
-        "CreatedDate": created,
-        "ModifiedDate": created,
+        "CreatedDate": patching.baseline_created(world, fake.id),
+        "ModifiedDate": patching.baseline_modified(world, fake.id),
         "Sources": list(fake.sources or []),
     }
     if fake.global_filters:
@@ -308,6 +307,10 @@ def _moto_baseline(world: World, backend: Any, fake: Any) -> dict[str, Any]:
     if fake.description:
         response["Description"] = fake.description
     return response
+
+
+def _moto_baseline(world: World, backend: Any, fake: Any) -> dict[str, Any]:
+    return {**baseline_fields(world, fake), "PatchGroups": _patch_groups(backend, fake.id)}
 
 
 def _predefined_baseline(view: patching.BaselineView) -> dict[str, Any]:

@@ -56,6 +56,10 @@ class ArtifactStore:
         return json.loads(self.read_bytes(uri))
 
     def read_bytes(self, uri: str) -> bytes:
-        conn_id = self.conn_id if uri.startswith("s3://") else None
-        with ObjectStoragePath(uri, conn_id=conn_id).open("rb") as handle:
-            return bytes(handle.read())
+        return read_uri(uri, self.conn_id)
+
+
+def read_uri(uri: str, conn_id: str | None) -> bytes:
+    """An artifact's bytes by its plain URI; conn_id is used for s3:// only (e.g. another run's report)."""
+    with ObjectStoragePath(uri, conn_id=conn_id if uri.startswith("s3://") else None).open("rb") as handle:
+        return bytes(handle.read())

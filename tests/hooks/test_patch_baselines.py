@@ -12,7 +12,7 @@ from include.demo import aws_connection_json
 from include.sandbox import patching
 from include.sandbox.server import SandboxServer
 from patchcycle.hooks.patch_baselines import MAX_PAGE_SIZE, PatchBaselineHook
-from tests.conftest import sandbox_calls
+from tests.conftest import advance_clock, sandbox_calls
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -101,9 +101,10 @@ def test_a_retried_create_with_the_same_client_token_returns_the_same_baseline(h
     assert hook.create_baseline(request("pc-web", ClientToken="token-2")) != first
 
 
-def test_update_changes_only_the_fields_given(hook: PatchBaselineHook) -> None:
+def test_update_changes_only_the_fields_given(server: SandboxServer, hook: PatchBaselineHook) -> None:
     baseline_id = hook.create_baseline(request("pc-web", RejectedPatches=["ALAS2023-2026-1013"]))
     before = hook.baseline(baseline_id)
+    advance_clock(server.url, 60)
     hook.update_baseline(baseline_id, {"ApprovalRules": {"PatchRules": [rule(3, "Security", "Bugfix")]}})
     after = hook.baseline(baseline_id)
     assert after["ApprovalRules"]["PatchRules"][0]["ApproveAfterDays"] == 3
@@ -113,6 +114,8 @@ def test_update_changes_only_the_fields_given(hook: PatchBaselineHook) -> None:
     ]
     unchanged = ("Name", "Description", "RejectedPatches", "OperatingSystem", "ApprovedPatches")
     assert {k: after[k] for k in unchanged} == {k: before[k] for k in unchanged}
+    # GetPatchBaseline dates the update, as UpdatePatchBaseline's own answer does.
+    assert before["ModifiedDate"] == before["CreatedDate"] == after["CreatedDate"] < after["ModifiedDate"]
 
 
 @pytest.mark.parametrize(

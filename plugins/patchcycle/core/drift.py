@@ -67,17 +67,17 @@ def watched_instances(report: Mapping[str, Any], account_id: str, region: str) -
     ]
 
 
-def _new_to_the_cycle(report: Mapping[str, Any], finding: Mapping[str, Any]) -> bool:
+def _remediated(report: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """(instance, CVE) pairs the cycle proved closed."""
+    cves = (report.get("inspection") or {}).get("cves", [])
+    return {(row["resource_id"], row["cve_id"]) for row in cves if row.get("status") == "REMEDIATED"}
+
+
+def _new_to_the_cycle(report: Mapping[str, Any], remediated: set[tuple[str, str]], finding: Mapping[str, Any]) -> bool:
     """Whether an active finding is one the cycle did not know: first observed after its report, or a CVE the
     cycle proved closed that is open again. A finding older than the report that the cycle did not prove
     closed was there to see (still active, residual, or on an instance it did not inspect): not drift."""
-    key = (str(finding["resource_id"]), str(finding["cve_id"]))
-    inspection = report.get("inspection") or {}
-    if any(
-        (row["resource_id"], row["cve_id"]) == key
-        for row in inspection.get("cves", [])
-        if row.get("status") == "REMEDIATED"
-    ):
+    if (str(finding["resource_id"]), str(finding["cve_id"])) in remediated:
         return True
     first_seen, reported = utc_timestamp(finding.get("first_observed_at")), utc_timestamp(report.get("generated_at"))
     return first_seen is not None and reported is not None and first_seen > reported
@@ -145,9 +145,10 @@ def detect_drift(
                     }
                 )
     seen: set[tuple[str, str]] = set()
+    remediated = _remediated(report)
     for finding in findings:
         key = (str(finding["resource_id"]), str(finding["cve_id"]))
-        if key[0] not in instances or key in seen or not _new_to_the_cycle(report, finding):
+        if key[0] not in instances or key in seen or not _new_to_the_cycle(report, remediated, finding):
             continue
         seen.add(key)
         rows.append(

@@ -7,9 +7,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import Context, ObjectStoragePath
+from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from patchcycle.artifacts import read_uri
 from patchcycle.core.drift import detect_drift, drift_summary, watched_instances
 from patchcycle.core.inspection import findings_frame
 from patchcycle.hooks.aws_errors import aws_call
@@ -41,12 +42,10 @@ class DriftWatchOperator(PatchCycleOperator):
 
     def _cycle_report(self) -> dict[str, Any]:
         uri = str(self.cycle["report"])
-        conn_id = self.cycle.get("artifact_conn_id") if uri.startswith("s3://") else None
-        path = ObjectStoragePath(uri, conn_id=conn_id)
-        if not path.exists():
-            raise AirflowFailException(f"the last cycle's report {uri} is gone: cannot tell drift from it")
-        with path.open("rb") as handle:
-            report: dict[str, Any] = json.loads(handle.read())
+        try:
+            report: dict[str, Any] = json.loads(read_uri(uri, self.cycle.get("artifact_conn_id")))
+        except FileNotFoundError as error:
+            raise AirflowFailException(f"the last cycle's report {uri} is gone: cannot tell drift from it") from error
         return report
 
     def execute(self, context: Context) -> dict[str, Any]:

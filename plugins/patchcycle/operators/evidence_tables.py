@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 
 from patchcycle.artifacts import ArtifactStore
-from patchcycle.config import MAX_WAVES, Target
+from patchcycle.config import Target
 from patchcycle.core.report_evidence import config_section, inspection_section
-from patchcycle.operators.match_tables import missing_part, read_frame, read_json
+from patchcycle.operators.match_tables import missing_part, read_frame, read_json, sent_instances
 
 INSPECT_STAGE = "inspect"
 CONFIG_STAGE = "config"
@@ -30,15 +30,6 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def _sent_installs(store: ArtifactStore, target: Target) -> bool:
-    """Whether any production wave sent the install to an instance of this target."""
-    return any(
-        command["instance_ids"]
-        for wave in range(1, MAX_WAVES + 1)
-        for command in read_json(store, "waves", f"wave_{wave}.{target.key}.sent.json") or []
-    )
-
-
 def read_evidence(store: ArtifactStore, targets: Iterable[Target], mode: str) -> EvidenceTables:
     """Each target's inspect and config artifacts. A stage that should have left them and did not is listed
     missing, with its recorded error or "the task did not finish": inspect where a wave sent the install,
@@ -52,7 +43,7 @@ def read_evidence(store: ArtifactStore, targets: Iterable[Target], mode: str) ->
                 cves.append(frame)
                 found = read_frame(store, INSPECT_STAGE, f"{target.key}.residual.parquet")
                 residual.extend([found] if found is not None else [])
-            elif _sent_installs(store, target):
+            elif sent_instances(store, target):
                 # The install reached this target, so its CVEs had to be proved: a failed or lost task is missing.
                 missing.append(missing_part(store, target, INSPECT_STAGE))
         rows = read_frame(store, CONFIG_STAGE, f"{target.key}.compliance.parquet")

@@ -23,7 +23,6 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowSkipException
 
 from patchcycle.artifacts import ArtifactStore
-from patchcycle.config import MAX_WAVES
 from patchcycle.core.inspection import (
     CVE_COLUMNS,
     RESIDUAL_COLUMNS,
@@ -40,7 +39,7 @@ from patchcycle.core.staging import PRODUCTION_COLUMNS
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.inspector import InspectorHook
 from patchcycle.operators.base import PatchCycleOperator
-from patchcycle.operators.match_tables import read_frame, read_json
+from patchcycle.operators.match_tables import read_frame, read_json, sent_instances
 from patchcycle.triggers.inspector_rescan import InspectorRescanTrigger
 
 STAGE = "inspect"
@@ -72,7 +71,7 @@ class InspectCvesOperator(PatchCycleOperator):
             raise AirflowSkipException(f"{self.mode} mode: nothing was installed")
         store = self.store(context)
         with self.recording_failure(store, STAGE):
-            sent = self._sent(store)
+            sent = sent_instances(store, self.target)
             if not sent:
                 return self._write(store, [], typed_frame([], CVE_COLUMNS), typed_frame([], RESIDUAL_COLUMNS), {})
             installed_at, _ = self._install_times(store, sent)
@@ -102,7 +101,7 @@ class InspectCvesOperator(PatchCycleOperator):
                 len(event.get("not_rescanned", {})),
                 len(event.get("not_covered", {})),
             )
-            return self._inspect(store, self._sent(store), event)
+            return self._inspect(store, sent_instances(store, self.target), event)
 
     def _inspect(self, store: ArtifactStore, sent: list[str], event: dict[str, Any]) -> dict[str, Any]:
         production = read_frame(store, "install", "production.parquet")
@@ -146,17 +145,6 @@ class InspectCvesOperator(PatchCycleOperator):
         }
         self.log.info("Inspect %s: %s", self.target.key, summary)
         return summary
-
-    def _sent(self, store: ArtifactStore) -> list[str]:
-        """The instances a production wave sent the install to in this target (as verify reads them)."""
-        return sorted(
-            {
-                instance
-                for wave in range(1, MAX_WAVES + 1)
-                for command in read_json(store, "waves", f"wave_{wave}.{self.target.key}.sent.json") or []
-                for instance in command["instance_ids"]
-            }
-        )
 
     def _install_times(self, store: ArtifactStore, sent: list[str]) -> tuple[dict[str, str], set[str]]:
         """From verify's compliance: instance id -> ISO end of its Install, and the instances whose last

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from patchcycle.artifacts import ArtifactStore
-from patchcycle.config import Target
+from patchcycle.config import MAX_WAVES, Target
 from patchcycle.core.inventory import combine, empty_inventory
 from patchcycle.core.plan import COMPLIANCE_COLUMNS, combine_plan, empty_plan
 
@@ -33,6 +33,18 @@ def read_frame(store: ArtifactStore, stage: str, name: str) -> pd.DataFrame | No
 def read_json(store: ArtifactStore, stage: str, name: str) -> Any:
     path = store.path(stage, name)
     return store.read_json(str(path)) if path.exists() else None
+
+
+def sent_instances(store: ArtifactStore, target: Target) -> list[str]:
+    """The instances of a target that a production wave sent the install to (the waves' sent records), sorted."""
+    return sorted(
+        {
+            instance
+            for wave in range(1, MAX_WAVES + 1)
+            for command in read_json(store, "waves", f"wave_{wave}.{target.key}.sent.json") or []
+            for instance in command["instance_ids"]
+        }
+    )
 
 
 def missing_part(store: ArtifactStore, target: Target, stage: str) -> dict[str, Any]:

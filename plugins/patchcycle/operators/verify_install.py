@@ -8,12 +8,11 @@ from typing import Any
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowSkipException
 
-from patchcycle.config import MAX_WAVES
 from patchcycle.core.plan import instance_compliance
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.patch_manager import PatchManagerHook
 from patchcycle.operators.base import PatchCycleOperator
-from patchcycle.operators.match_tables import read_json
+from patchcycle.operators.match_tables import sent_instances
 from patchcycle.operators.staging_checks import REPORTED_STATES
 
 STAGE = "verify"
@@ -33,14 +32,7 @@ class VerifyInstallOperator(PatchCycleOperator):
             raise AirflowSkipException(f"{self.mode} mode: nothing was installed")
         store = self.store(context)
         with self.recording_failure(store, STAGE):
-            sent = sorted(
-                {
-                    instance
-                    for wave in range(1, MAX_WAVES + 1)
-                    for command in read_json(store, "waves", f"wave_{wave}.{self.target.key}.sent.json") or []
-                    for instance in command["instance_ids"]
-                }
-            )
+            sent = sent_instances(store, self.target)
             account = self.account_id
             hook = PatchManagerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
             with aws_call("ssm:DescribeInstancePatchStates", account, self.region_name):
