@@ -9,18 +9,17 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from patchcycle.baseline_files import load_baseline_files, parse_baselines
 from patchcycle.config import Target, parse_targets
-from patchcycle.core.baselines import (
+from patchcycle.core.baselines.diff import BaselineDiff
+from patchcycle.core.baselines.model import (
     BaselineConfigError,
-    BaselineDiff,
     BaselineSpec,
     CurrentBaseline,
     OwnershipError,
     Registration,
-    load_baseline_files,
-    parse_baselines,
-    plan_baselines,
 )
+from patchcycle.core.baselines.plan import plan_baselines
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.patch_baselines import PatchBaselineHook
 
