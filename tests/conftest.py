@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import json
 import os
 import tempfile
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,13 +40,54 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 
 
+# moto's state is process-wide: the sandboxes these fixtures started and have not stopped yet (at most one).
+_RUNNING: list[Any] = []
+
+
+def _start_sandbox(scenario: Any, strict: bool = True) -> Any:
+    from include.sandbox.server import SandboxServer
+
+    if _RUNNING:
+        raise RuntimeError(
+            f"a sandbox is already running in this process ({_RUNNING[0].url}); moto's state is process-wide, so a "
+            "module that uses `server` cannot also start another sandbox (sandbox_factory, fresh_server, sandbox)"
+        )
+    server = SandboxServer(scenario, strict=strict).start()
+    _RUNNING.append(server)
+    return server
+
+
+def _stop_sandbox(server: Any) -> None:
+    try:
+        server.stop()
+    finally:
+        _RUNNING.remove(server)
+
+
+def _as_scenario(scenario: Any, source: str = "<test>", drop_faults: bool = False) -> Any:
+    """A parsed Scenario from a path, a decoded document or a Scenario; drop_faults removes its `faults`."""
+    from include.sandbox.scenario import Scenario, load_scenario, parse_scenario
+
+    if isinstance(scenario, Scenario):
+        return dataclasses.replace(scenario, faults={}) if drop_faults else scenario
+    if not isinstance(scenario, dict):
+        if not drop_faults:
+            return load_scenario(scenario)
+        source = f"<{Path(scenario).name} without faults>"
+        scenario = yaml.safe_load(Path(scenario).read_text())
+    document = copy.deepcopy(scenario)
+    if drop_faults:
+        document.pop("faults", None)
+    return parse_scenario(document, source=source)
+
+
 @pytest.fixture
 def sandbox_factory() -> Iterator[Callable[..., Any]]:
-    """Start a sandbox for a scenario (a path or a decoded document); it is stopped after the test.
+    """Start a sandbox for a scenario (a path, a decoded document or a Scenario); it is stopped after the test.
 
     moto's state is process-wide, so only one sandbox runs at a time in a test process.
     """
-    from include.sandbox.scenario import DEFAULT_SCENARIO, Scenario, load_scenario, parse_scenario
+    from include.sandbox.scenario import DEFAULT_SCENARIO, Scenario
     from include.sandbox.server import SandboxServer
 
     started: list[SandboxServer] = []
@@ -51,19 +96,93 @@ def sandbox_factory() -> Iterator[Callable[..., Any]]:
         scenario: str | Path | dict[str, Any] | Scenario = DEFAULT_SCENARIO, strict: bool = True
     ) -> SandboxServer:
         for server in started:
-            server.stop()
+            _stop_sandbox(server)
         started.clear()
-        if isinstance(scenario, dict):
-            scenario = parse_scenario(scenario, source="<test>")
-        elif not isinstance(scenario, Scenario):
-            scenario = load_scenario(scenario)
-        server = SandboxServer(scenario, strict=strict).start()
+        server = _start_sandbox(_as_scenario(scenario), strict=strict)
         started.append(server)
         return server
 
     yield start
     for server in started:
-        server.stop()
+        _stop_sandbox(server)
+
+
+# -- `server` and `fresh_server`: the sandbox of a test module, with Airflow's connections pointed at it ----------
+#
+# Both read these optional module-level settings of the requesting test module:
+#
+#   SCENARIO              what the sandbox serves: a decoded document (dict), a path, or a parsed Scenario
+#                         (default: include/sandbox/scenarios/default.yaml; default_scenario() below changes it)
+#   SANDBOX_DROP_FAULTS   True: drop the scenario's `faults` (no throttling retries: exact call counts)
+#   SANDBOX_MAX_ATTEMPTS  botocore's retries max_attempts in every connection below (default 3)
+#   SANDBOX_CONNECTIONS   connections besides aws_default to the same sandbox: {conn_id: extra fields}, e.g.
+#                         {"aws_eu": {}}; a connection with a role_arn has its STS client pointed at the sandbox
+#
+# `server` is module-scoped: started before the module's first test that needs it, stopped after its last
+# (before the next module's starts: with --dist loadfile a worker runs whole files). A module whose tests all need
+# the connection though not the object says so with `pytestmark = pytest.mark.usefixtures("server")`.
+# `fresh_server` starts a new sandbox for each test (through sandbox_factory), for tests that count calls from zero
+# or change state the next test must not see. A module uses one of the two.
+
+
+def default_scenario(**sections: Any) -> dict[str, Any]:
+    """The default scenario's document (a fresh copy), with top-level sections replaced or added."""
+    from include.sandbox.scenario import DEFAULT_SCENARIO
+
+    document: dict[str, Any] = yaml.safe_load(DEFAULT_SCENARIO.read_text())
+    return {**document, **sections}
+
+
+def sandbox_scenario(module: ModuleType) -> Any:
+    """The parsed scenario a test module asks for (SCENARIO, SANDBOX_DROP_FAULTS)."""
+    from include.sandbox.scenario import DEFAULT_SCENARIO
+
+    source = f"<{module.__name__}>"
+    return _as_scenario(
+        getattr(module, "SCENARIO", DEFAULT_SCENARIO), source, getattr(module, "SANDBOX_DROP_FAULTS", False)
+    )
+
+
+def sandbox_connections(module: ModuleType, url: str) -> dict[str, str]:
+    """The AIRFLOW_CONN_* variables that point a test module's connections at the sandbox at `url`
+    (aws_default, SANDBOX_CONNECTIONS, SANDBOX_MAX_ATTEMPTS)."""
+    from include.demo import aws_connection_json
+
+    max_attempts: int = getattr(module, "SANDBOX_MAX_ATTEMPTS", 3)
+    wanted: dict[str, dict[str, Any]] = {"aws_default": {}, **getattr(module, "SANDBOX_CONNECTIONS", {})}
+    variables = {}
+    for conn_id, extra in wanted.items():
+        connection = json.loads(aws_connection_json(url, max_attempts=max_attempts))
+        connection["extra"].update(copy.deepcopy(extra))
+        if "role_arn" in extra:
+            # The provider's AssumeRole client ignores the global endpoint_url: point it at the sandbox explicitly.
+            connection["extra"].setdefault("service_config", {}).setdefault("sts", {"endpoint_url": url})
+        variables[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(connection)
+    return variables
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The module's sandbox, served strictly, its connections pointed at it until the module's last test is done."""
+    started = _start_sandbox(sandbox_scenario(request.module))
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in sandbox_connections(request.module, started.url).items():
+                patch.setenv(name, value)
+            yield started
+    finally:
+        _stop_sandbox(started)
+
+
+@pytest.fixture
+def fresh_server(
+    request: pytest.FixtureRequest, sandbox_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """A new sandbox for this test, set up from the module's settings as `server` is; stopped after the test."""
+    started = sandbox_factory(sandbox_scenario(request.module))
+    for name, value in sandbox_connections(request.module, started.url).items():
+        monkeypatch.setenv(name, value)
+    return started
 
 
 @pytest.fixture

@@ -43,7 +43,10 @@ TRIGGER_TIMEOUT = 150.0  # the demo waits up to 120 s for the dag-processor to p
 CYCLE_TIMEOUT = 360.0  # to the gate about a minute, then two more
 STOP_TIMEOUT = 30.0
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc"),
+]
 
 
 def free_port() -> int:

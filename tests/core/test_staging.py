@@ -261,6 +261,7 @@ def test_staging_template_has_one_replica_per_staged_profile() -> None:
     json.dumps(template)  # what the operator sends as TemplateBody
 
 
+@pytest.mark.slow  # cfn-lint loads its AWS specs: about 3 s
 def test_staging_template_passes_cfn_lint() -> None:
     api = pytest.importorskip("cfnlint.api")
     inventory, plan = production_fleet()

@@ -90,6 +90,7 @@ def big_parts(production: pd.DataFrame) -> tuple[int, int]:
     return groups, zones
 
 
+@pytest.mark.slow  # about 8 s for the eight fleets
 @pytest.mark.parametrize("seed", range(8))
 def test_generated_fleets_keep_every_wave_property(seed: int) -> None:
     rng = random.Random(seed)
@@ -119,6 +120,7 @@ def test_generated_fleets_keep_every_wave_property(seed: int) -> None:
     assert planned >= 15
 
 
+@pytest.mark.slow  # about 5 s for the six seeds
 @pytest.mark.parametrize("seed", range(6))
 def test_small_fleets_are_refused_only_when_no_plan_exists(seed: int) -> None:
     rng = random.Random(100 + seed)

@@ -19,7 +19,9 @@ from include.cycle import free_port
 from include.demo import HOST, REPO_ROOT, child_environment, prepare_state_dir
 from include.sandbox.scenario import DEFAULT_SCENARIO, parse_scenario
 from include.sandbox.server import SandboxServer
-from patchcycle.core.baselines import MANAGED_TAG_KEY, MANAGED_TAG_VALUE, load_baseline_files, normalized
+from patchcycle.baseline_files import load_baseline_files
+from patchcycle.core.baselines.diff import normalized
+from patchcycle.core.baselines.vocabulary import MANAGED_TAG_KEY, MANAGED_TAG_VALUE
 from tests.conftest import client_factory, sandbox_calls
 
 REGIONS = ("us-east-1", "eu-west-1")

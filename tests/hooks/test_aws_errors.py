@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.hooks.aws_errors import aws_call, is_fatal
 from patchcycle.hooks.patch_manager import PatchManagerHook
@@ -123,25 +121,12 @@ SCENARIO: dict[str, Any] = {
         "ssm:ListCommands": {"access_denied": True},
     },
 }
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    started = SandboxServer(parse_scenario(SCENARIO, source="<test_aws_errors>"), strict=True).start()
-    yield started
-    started.stop()
+# One retry keeps botocore's backoff sleeps short; max_attempts counts the retries (botocore).
+SANDBOX_MAX_ATTEMPTS = 1
 
 
 @pytest.fixture
-def hook(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> PatchManagerHook:
-    extra = {
-        "endpoint_url": server.url,
-        "region_name": "us-east-1",
-        # One retry keeps botocore's backoff sleeps short; max_attempts counts the retries (botocore).
-        "config_kwargs": {"retries": {"mode": "standard", "max_attempts": 1}},
-    }
-    connection = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+def hook(server: SandboxServer) -> PatchManagerHook:
     return PatchManagerHook(aws_conn_id="aws_default", region_name=REGION)
 
 

@@ -6,13 +6,11 @@ import datetime as dt
 import itertools
 import json
 import math
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from include.demo import aws_connection_json
 from patchcycle.hooks.cloudwatch_metrics import (
     MAX_DATUMS_PER_CALL,
     MAX_REQUEST_BYTES,
@@ -25,13 +23,7 @@ from tests.conftest import client_factory, sandbox_calls
 ACCOUNT, REGION = "123456789012", "eu-west-1"
 SCENARIO = {"name": "cloudwatch", "accounts": [{"id": ACCOUNT, "regions": {REGION: {}}}]}
 NAMESPACE = "PatchCycleTest"
-
-
-@pytest.fixture
-def server(sandbox_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    started = sandbox_factory(SCENARIO)
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(started.url, max_attempts=2))
-    yield started
+SANDBOX_MAX_ATTEMPTS = 2
 
 
 def hook() -> CloudWatchMetricsHook:
@@ -53,7 +45,7 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def test_2500_datums_take_three_calls_and_read_back(server: Any) -> None:
+def test_2500_datums_take_three_calls_and_read_back(fresh_server: Any) -> None:
     stamp = now()
     count = 2500
     data = [
@@ -70,10 +62,10 @@ def test_2500_datums_take_three_calls_and_read_back(server: Any) -> None:
     sizes = request_sizes(cloudwatch)
     calls = cloudwatch.put_metrics(NAMESPACE, data)
     assert calls == math.ceil(count / MAX_DATUMS_PER_CALL) == 3
-    assert sandbox_calls(server.url, "cloudwatch:PutMetricData") == calls == len(sizes)
+    assert sandbox_calls(fresh_server.url, "cloudwatch:PutMetricData") == calls == len(sizes)
     assert all(size <= MAX_REQUEST_BYTES for size in sizes)
 
-    client = client_factory(server.url)("cloudwatch", region=REGION)
+    client = client_factory(fresh_server.url)("cloudwatch", region=REGION)
     names = {
         (m["MetricName"], m["Dimensions"][0]["Value"])
         for page in client.get_paginator("list_metrics").paginate(Namespace=NAMESPACE)
@@ -93,7 +85,7 @@ def test_2500_datums_take_three_calls_and_read_back(server: Any) -> None:
     assert [p["Maximum"] for p in statistics["Datapoints"]] == [float(shard * 50 + 12)]
 
 
-def test_large_datums_are_batched_by_request_size(server: Any) -> None:
+def test_large_datums_are_batched_by_request_size(fresh_server: Any) -> None:
     stamp = now()
     values = [float(10_000 + n) for n in range(150)]
     data = [
@@ -108,7 +100,7 @@ def test_large_datums_are_batched_by_request_size(server: Any) -> None:
     calls = cloudwatch.put_metrics(NAMESPACE, data)
     assert calls >= math.ceil(total / MAX_REQUEST_BYTES) and calls == len(sizes)
     assert all(size <= MAX_REQUEST_BYTES for size in sizes)
-    client = client_factory(server.url)("cloudwatch", region=REGION)
+    client = client_factory(fresh_server.url)("cloudwatch", region=REGION)
     statistics = client.get_metric_statistics(
         Namespace=NAMESPACE,
         MetricName="TimeToPatch",
@@ -144,20 +136,20 @@ def test_batches_keep_order_and_respect_both_limits() -> None:
         ({"Value": 1.0}, "MetricName"),
     ],
 )
-def test_invalid_datums_fail_before_any_call(server: Any, datum: dict[str, Any], message: str) -> None:
+def test_invalid_datums_fail_before_any_call(fresh_server: Any, datum: dict[str, Any], message: str) -> None:
     good = [{"MetricName": "Ok", "Value": 1.0}] * 5
     with pytest.raises(ValueError, match=message):
         hook().put_metrics(NAMESPACE, [*good, datum])
-    assert sandbox_calls(server.url, "cloudwatch:PutMetricData") == 0
+    assert sandbox_calls(fresh_server.url, "cloudwatch:PutMetricData") == 0
 
 
-def test_put_dashboard_and_read_it_back(server: Any) -> None:
+def test_put_dashboard_and_read_it_back(fresh_server: Any) -> None:
     body = json.dumps(
         {"widgets": [{"type": "text", "x": 0, "y": 0, "width": 6, "height": 2, "properties": {"markdown": "hi"}}]}
     )
     assert hook().put_dashboard("patchcycle-test", body) == []
     # On AWS a dashboard belongs to the account; moto keeps dashboards per region, so read it where it was put.
-    client = client_factory(server.url)("cloudwatch", region=REGION)
+    client = client_factory(fresh_server.url)("cloudwatch", region=REGION)
     dashboard = client.get_dashboard(DashboardName="patchcycle-test")
     assert json.loads(dashboard["DashboardBody"]) == json.loads(body)
     assert dashboard["DashboardArn"] == f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/patchcycle-test"

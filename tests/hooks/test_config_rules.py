@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from include.demo import aws_connection_json
 from include.sandbox import patching
-from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.core.config_compliance import PATCH_RULE_IDENTIFIER, QUERYABLE_COMPLIANCE_TYPES, patch_rule_definition
 from patchcycle.hooks.config_rules import MAX_RESULTS_PER_PAGE, ConfigRulesHook
@@ -21,37 +18,25 @@ ACCOUNT, REGION = "123456789012", "us-east-1"
 AL2023 = "ami-0a1b2c3d4e5f60001"
 EVALUATION_SECONDS = 5
 FLEET = 150  # more than one page of results
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    document = {
-        "name": "config-hook",
-        "clock": {"start": "2026-11-20T03:00:00Z"},
-        "amis": {AL2023: {"os": "AMAZON_LINUX_2023"}},
-        "accounts": [
-            {
-                "id": ACCOUNT,
-                "regions": {
-                    REGION: {
-                        "instance_groups": [
-                            {"name": "web", "count": FLEET, "ami": AL2023, "patched_through": "2026-10-01"}
-                        ]
-                    }
-                },
-            }
-        ],
-        "config": {"evaluation_seconds": EVALUATION_SECONDS},
-    }
-    started = SandboxServer(parse_scenario(document, source="<config hook>"), strict=True).start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture(autouse=True)
-def aws_default(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    # One attempt: exact call counts, and LimitExceededException is not retried by botocore.
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(server.url, max_attempts=1))
+SCENARIO: dict[str, Any] = {
+    "name": "config-hook",
+    "clock": {"start": "2026-11-20T03:00:00Z"},
+    "amis": {AL2023: {"os": "AMAZON_LINUX_2023"}},
+    "accounts": [
+        {
+            "id": ACCOUNT,
+            "regions": {
+                REGION: {
+                    "instance_groups": [{"name": "web", "count": FLEET, "ami": AL2023, "patched_through": "2026-10-01"}]
+                }
+            },
+        }
+    ],
+    "config": {"evaluation_seconds": EVALUATION_SECONDS},
+}
+# One attempt: exact call counts, and LimitExceededException is not retried by botocore.
+SANDBOX_MAX_ATTEMPTS = 1
+pytestmark = pytest.mark.usefixtures("server")
 
 
 def hook() -> ConfigRulesHook:

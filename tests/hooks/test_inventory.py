@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC
 
 import pytest
 import yaml
 
-from include.demo import aws_connection_json
 from include.sandbox.scenario import DEFAULT_SCENARIO, Region, Scenario, parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.hooks.inventory import Ec2InventoryHook, RdsInventoryHook, S3InventoryHook
@@ -17,6 +15,7 @@ from tests.conftest import client_factory
 REGIONS = ("us-east-1", "eu-west-1")
 # Created by the fixture: a bucket without tags (GetBucketTagging answers NoSuchTagSet).
 UNTAGGED = ("eu-west-1", "untagged-eu-123456789012")
+SANDBOX_DROP_FAULTS = True
 
 
 def scenario() -> Scenario:
@@ -29,20 +28,12 @@ def region(name: str) -> Region:
     return next(r for account in scenario().accounts for r in account.regions if r.name == name)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    started = SandboxServer(scenario(), strict=True).start()
+@pytest.fixture(scope="module", autouse=True)
+def untagged_bucket(server: SandboxServer) -> None:
     bucket_region, bucket = UNTAGGED
-    client_factory(started.url)("s3", region=bucket_region).create_bucket(
+    client_factory(server.url)("s3", region=bucket_region).create_bucket(
         Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": bucket_region}
     )
-    yield started
-    started.stop()
-
-
-@pytest.fixture(autouse=True)
-def aws_default(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(server.url, max_attempts=3))
 
 
 @pytest.mark.parametrize("name", REGIONS)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from include.demo import aws_connection_json
 from include.sandbox import patching
 from include.sandbox.server import SandboxServer
 from patchcycle.hooks.patch_baselines import MAX_PAGE_SIZE, PatchBaselineHook
@@ -24,6 +22,7 @@ SCENARIO: dict[str, Any] = {
     "amis": {"ami-0a1b2c3d4e5f60001": {"os": "AMAZON_LINUX_2023"}},
     "accounts": [{"id": ACCOUNT, "regions": {"us-east-1": {}, REGION: {}}}],
 }
+SANDBOX_MAX_ATTEMPTS = 1
 
 
 UBUNTU_RULE = {"PatchFilterGroup": {"PatchFilters": [{"Key": "PRIORITY", "Values": ["Required"]}]}}
@@ -45,14 +44,7 @@ def request(name: str, os: str = "AMAZON_LINUX_2023", **extra: Any) -> dict[str,
 
 
 @pytest.fixture
-def server(sandbox_factory: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
-    started = sandbox_factory(SCENARIO)
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(started.url, max_attempts=1))
-    yield started
-
-
-@pytest.fixture
-def hook(server: SandboxServer) -> PatchBaselineHook:
+def hook(fresh_server: SandboxServer) -> PatchBaselineHook:
     return PatchBaselineHook(aws_conn_id="aws_default", region_name=REGION)
 
 
@@ -61,17 +53,17 @@ def error_code(raised: pytest.ExceptionInfo[ClientError]) -> str:
 
 
 def test_own_baselines_reads_every_page_and_only_the_accounts_own(
-    server: SandboxServer, hook: PatchBaselineHook
+    fresh_server: SandboxServer, hook: PatchBaselineHook
 ) -> None:
     count = MAX_PAGE_SIZE + 5
     names = {f"pc-{n:03d}" for n in range(count)}
     for name in sorted(names):
         hook.create_baseline(request(name))
-    before = sandbox_calls(server.url, "ssm:DescribePatchBaselines")
+    before = sandbox_calls(fresh_server.url, "ssm:DescribePatchBaselines")
     found = hook.own_baselines()
     assert {b["BaselineName"] for b in found} == names  # AWS's predefined baselines are not the account's
     assert len(found) == count
-    pages = sandbox_calls(server.url, "ssm:DescribePatchBaselines") - before
+    pages = sandbox_calls(fresh_server.url, "ssm:DescribePatchBaselines") - before
     assert pages == -(-count // MAX_PAGE_SIZE)
 
 
@@ -101,10 +93,10 @@ def test_a_retried_create_with_the_same_client_token_returns_the_same_baseline(h
     assert hook.create_baseline(request("pc-web", ClientToken="token-2")) != first
 
 
-def test_update_changes_only_the_fields_given(server: SandboxServer, hook: PatchBaselineHook) -> None:
+def test_update_changes_only_the_fields_given(fresh_server: SandboxServer, hook: PatchBaselineHook) -> None:
     baseline_id = hook.create_baseline(request("pc-web", RejectedPatches=["ALAS2023-2026-1013"]))
     before = hook.baseline(baseline_id)
-    advance_clock(server.url, 60)
+    advance_clock(fresh_server.url, 60)
     hook.update_baseline(baseline_id, {"ApprovalRules": {"PatchRules": [rule(3, "Security", "Bugfix")]}})
     after = hook.baseline(baseline_id)
     assert after["ApprovalRules"]["PatchRules"][0]["ApproveAfterDays"] == 3
@@ -141,7 +133,9 @@ def test_the_sandbox_refuses_rules_aws_refuses(hook: PatchBaselineHook, os: str,
     assert hook.own_baselines() == []
 
 
-def test_patch_groups_hold_one_baseline_per_operating_system(server: SandboxServer, hook: PatchBaselineHook) -> None:
+def test_patch_groups_hold_one_baseline_per_operating_system(
+    fresh_server: SandboxServer, hook: PatchBaselineHook
+) -> None:
     web = hook.create_baseline(request("pc-web"))
     web_two = hook.create_baseline(request("pc-web-two"))
     windows = hook.create_baseline({**request("pc-win", "WINDOWS"), "ApprovalRules": {"PatchRules": []}})
@@ -173,14 +167,14 @@ def test_patch_groups_hold_one_baseline_per_operating_system(server: SandboxServ
     assert [m["BaselineIdentity"]["BaselineId"] for m in hook.patch_groups()] == [windows]
 
 
-def test_patch_groups_reads_every_page(server: SandboxServer, hook: PatchBaselineHook) -> None:
+def test_patch_groups_reads_every_page(fresh_server: SandboxServer, hook: PatchBaselineHook) -> None:
     baseline_id = hook.create_baseline(request("pc-web"))
     groups = {f"group-{n:03d}" for n in range(MAX_PAGE_SIZE + 1)}
     for group in groups:
         hook.register_patch_group(baseline_id, group)
-    before = sandbox_calls(server.url, "ssm:DescribePatchGroups")
+    before = sandbox_calls(fresh_server.url, "ssm:DescribePatchGroups")
     assert {m["PatchGroup"] for m in hook.patch_groups()} == groups
-    assert sandbox_calls(server.url, "ssm:DescribePatchGroups") - before == 2
+    assert sandbox_calls(fresh_server.url, "ssm:DescribePatchGroups") - before == 2
 
 
 def test_a_baseline_in_use_cannot_be_deleted(hook: PatchBaselineHook) -> None:
@@ -205,7 +199,7 @@ def test_tags_are_set_and_removed(hook: PatchBaselineHook) -> None:
     assert hook.baseline_tags(baseline_id) == {"Owner": "ops"}
 
 
-def test_the_hook_works_in_the_region_it_is_given(server: SandboxServer, hook: PatchBaselineHook) -> None:
+def test_the_hook_works_in_the_region_it_is_given(fresh_server: SandboxServer, hook: PatchBaselineHook) -> None:
     hook.create_baseline(request("pc-web"))
     other = PatchBaselineHook(aws_conn_id="aws_default", region_name="us-east-1")
     assert other.own_baselines() == [] and other.patch_groups() == []

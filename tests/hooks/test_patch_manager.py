@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 
-from include.demo import aws_connection_json
-from include.sandbox.scenario import DEFAULT_SCENARIO, parse_scenario
+from include.sandbox.scenario import DEFAULT_SCENARIO
 from include.sandbox.server import SandboxServer
 from patchcycle.hooks.patch_manager import MAX_IDS_PER_CALL, PatchManagerHook, batches
 from tests.conftest import advance_clock, client_factory, sandbox_calls
 
 ACCOUNT = "123456789012"
 REGIONS = ("us-east-1", "eu-west-1")
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    document = yaml.safe_load(DEFAULT_SCENARIO.read_text())
-    document.pop("faults", None)  # exact call counts: no throttling retries
-    started = SandboxServer(parse_scenario(document, source="<default without faults>"), strict=True).start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture(autouse=True)
-def aws_default(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(server.url, max_attempts=3))
+SANDBOX_DROP_FAULTS = True  # the default scenario, exact call counts: no throttling retries
+pytestmark = pytest.mark.usefixtures("server")
 
 
 def hook(region: str) -> PatchManagerHook:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from include.demo import aws_connection_json
-from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.core.asff import product_arn
 from patchcycle.hooks.security_hub import (
@@ -23,18 +20,12 @@ from tests.conftest import sandbox_calls
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 PRODUCT = product_arn(ACCOUNT, REGION)
-
-
-@pytest.fixture
-def server(sandbox_factory: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
-    document = {
-        "name": "securityhub-hook",
-        "amis": {},
-        "accounts": [{"id": ACCOUNT, "regions": {REGION: {}}}],
-    }
-    started = sandbox_factory(parse_scenario(document, source="<securityhub hook>"))
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(started.url, max_attempts=1))
-    yield started
+SCENARIO: dict[str, Any] = {
+    "name": "securityhub-hook",
+    "amis": {},
+    "accounts": [{"id": ACCOUNT, "regions": {REGION: {}}}],
+}
+SANDBOX_MAX_ATTEMPTS = 1
 
 
 def hook() -> SecurityHubHook:
@@ -76,17 +67,17 @@ def test_import_batches_respect_count_and_size() -> None:
         list(import_batches([finding(1, Description="x" * 250_000)]))
 
 
-def test_250_findings_import_in_3_calls_and_read_back_in_3_pages(server: SandboxServer) -> None:
+def test_250_findings_import_in_3_calls_and_read_back_in_3_pages(fresh_server: SandboxServer) -> None:
     findings = [finding(n) for n in range(250)]
     result = hook().import_findings(findings)
     assert (result.success_count, result.failed, result.calls) == (250, [], 3)
-    assert calls(server, "BatchImportFindings") == math.ceil(250 / MAX_FINDINGS_PER_IMPORT) == 3
+    assert calls(fresh_server, "BatchImportFindings") == math.ceil(250 / MAX_FINDINGS_PER_IMPORT) == 3
     found = hook().findings({"GeneratorId": [{"Value": "patchcycle/", "Comparison": "PREFIX"}]})
     assert sorted(f["Id"] for f in found) == sorted(f["Id"] for f in findings)
-    assert calls(server, "GetFindings") == 3
+    assert calls(fresh_server, "GetFindings") == 3
 
 
-def test_refused_findings_are_collected_and_every_batch_is_still_sent(server: SandboxServer) -> None:
+def test_refused_findings_are_collected_and_every_batch_is_still_sent(fresh_server: SandboxServer) -> None:
     findings = [finding(n) for n in range(150)]
     findings[3] = finding(3, Title=" ")
     findings[120] = finding(120, SchemaVersion="2019-01-01")
@@ -98,12 +89,14 @@ def test_refused_findings_are_collected_and_every_batch_is_still_sent(server: Sa
     ]
 
 
-def test_workflow_updates_go_100_identifiers_a_call(server: SandboxServer) -> None:
+def test_workflow_updates_go_100_identifiers_a_call(fresh_server: SandboxServer) -> None:
     findings = [finding(n) for n in range(150)]
     hook().import_findings(findings)
     identifiers = [{"Id": f["Id"], "ProductArn": PRODUCT} for f in findings]
     result = hook().update_workflow(identifiers, "RESOLVED", "Resolved by run x", "patchcycle")
-    assert result.calls == calls(server, "BatchUpdateFindings") == math.ceil(150 / MAX_IDENTIFIERS_PER_UPDATE) == 2
+    assert (
+        result.calls == calls(fresh_server, "BatchUpdateFindings") == math.ceil(150 / MAX_IDENTIFIERS_PER_UPDATE) == 2
+    )
     assert len(result.processed) == 150 and result.unprocessed == []
     statuses = {
         f["Workflow"]["Status"] for f in hook().findings({"Id": [{"Value": "patchcycle/", "Comparison": "PREFIX"}]})

@@ -5,21 +5,17 @@ does not give are stubbed."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import yaml
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from include.demo import aws_connection_json
-from include.sandbox.scenario import DEFAULT_SCENARIO, parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.hooks.patch_manager import PatchManagerHook
 from patchcycle.hooks.staging_stack import StagingStackHook
-from tests.conftest import client_factory, sandbox_calls
+from tests.conftest import client_factory, default_scenario, sandbox_calls
 
 REGION = "eu-west-1"
 AL2023 = "ami-0a1b2c3d4e5f60001"  # an AMI of the default scenario: its instances register with SSM
@@ -43,19 +39,11 @@ TEMPLATE = json.dumps(
 )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    document = yaml.safe_load(DEFAULT_SCENARIO.read_text())
-    document.pop("faults", None)
-    document["cloudformation"] = {"fail_stacks": [{"name_prefix": BROKEN, "reason": CAPACITY, "resource": "Web"}]}
-    started = SandboxServer(parse_scenario(document, source="<default without faults>"), strict=True).start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture(autouse=True)
-def aws_default(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(server.url, max_attempts=3))
+SCENARIO = default_scenario(
+    cloudformation={"fail_stacks": [{"name_prefix": BROKEN, "reason": CAPACITY, "resource": "Web"}]}
+)
+SANDBOX_DROP_FAULTS = True
+pytestmark = pytest.mark.usefixtures("server")
 
 
 def hook() -> StagingStackHook:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +16,6 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from include.demo import aws_connection_json
 from include.sandbox.server import SandboxServer
 from patchcycle.config import InstallSettings
 from patchcycle.operators.install_plan import InstallPlanOperator
@@ -104,13 +102,6 @@ def artifact(root: Path, run_id: str, stage: str, name: str) -> Path:
 
 def read_json(root: Path, run_id: str, stage: str, name: str) -> Any:
     return json.loads(artifact(root, run_id, stage, name).read_text())
-
-
-@contextmanager
-def sandbox_connection(server: SandboxServer) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(server.url, max_attempts=3))
-        yield
 
 
 def deferral(operator: Any, ctx: Any) -> TaskDeferred:

@@ -5,7 +5,6 @@ cannot evaluate recorded as such."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,9 +14,7 @@ import pandas as pd
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from include.demo import aws_connection_json
 from include.sandbox import patching
-from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.core.config_compliance import CONFIG_COLUMNS, DEFAULT_RULE_NAME, PATCH_RULE_IDENTIFIER
 from patchcycle.operators.config_compliance import DEFER_MARGIN, ConfigComplianceOperator
@@ -61,18 +58,16 @@ def scenario() -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    started = SandboxServer(parse_scenario(scenario(), source="<config operator>"), strict=True).start()
-    # A managed instance that never reported a patch state: Config has no PatchCompliance item for it.
-    with started.world.request():
-        for instance in started.world.instances(ACCOUNT, EAST).values():
+SCENARIO = scenario()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def silent_instance(server: SandboxServer) -> None:
+    """A managed instance that never reported a patch state: Config has no PatchCompliance item for it."""
+    with server.world.request():
+        for instance in server.world.instances(ACCOUNT, EAST).values():
             if instance.group == "silent":
                 instance.report = None
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(started.url, max_attempts=3))
-        yield started
-    started.stop()
 
 
 def context(run_id: str) -> Any:

@@ -7,7 +7,6 @@ import io
 import json
 import urllib.request
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,8 +16,6 @@ import pandas as pd
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
-from include.demo import aws_connection_json
-from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.assets import PATCH_CYCLE_REPORT
 from patchcycle.core.report import REPORT_SCHEMA
@@ -90,6 +87,9 @@ SCENARIO: dict[str, Any] = {
     "commands": {"delivery_seconds": 1, "scan_seconds": 5},
 }
 
+# Every test reads `root`, a scan run of two targets with its Config evaluation (about 4.5 s): not in test-fast.
+pytestmark = pytest.mark.slow
+
 
 def context(run_id: str) -> Any:
     outlets: defaultdict[Any, SimpleNamespace] = defaultdict(SimpleNamespace)
@@ -101,35 +101,27 @@ def artifact(root: Path, run_id: str, stage: str, name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def root(server: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The artifacts a run leaves when eu-west-1's inventory is refused: its match fails too."""
-    server = SandboxServer(parse_scenario(SCENARIO, source="<test_cycle_report>"), strict=True).start()
     path = tmp_path_factory.mktemp("artifacts")
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(server.url, max_attempts=3))
-            stage_args = {"artifact_root": f"file://{path}"}
-            InventoryOperator(task_id="inventory", region_name="us-east-1", **stage_args).execute(context(RUN_ID))
-            with pytest.raises(AirflowFailException, match="ec2:DescribeInstances"):
-                InventoryOperator(task_id="inventory", region_name="eu-west-1", **stage_args).execute(context(RUN_ID))
-            scan = PatchScanOperator(task_id="match", region_name="us-east-1", poll_seconds=0.2, **stage_args)
-            with pytest.raises(TaskDeferred) as deferred:
-                scan.execute(context(RUN_ID))
-            advance = urllib.request.Request(f"{server.url}/_sandbox/clock/advance", data=b'{"seconds": 60}')
-            urllib.request.urlopen(advance, timeout=10).close()
-            scan.execute_complete(context(RUN_ID), done_payload(deferred.value.trigger))
-            with pytest.raises(AirflowFailException, match="no inventory"):
-                PatchScanOperator(task_id="match", region_name="eu-west-1", **stage_args).execute(context(RUN_ID))
-            config = ConfigComplianceOperator(task_id="config", region_name="us-east-1", poll_seconds=0.2, **stage_args)
-            with pytest.raises(TaskDeferred) as evaluating:
-                config.execute(context(RUN_ID))
-            config.execute_complete(context(RUN_ID), first_trigger_payload(evaluating.value.trigger))
-            InventoryOperator(task_id="inventory", region_name="us-east-1", **stage_args).execute(
-                context(PARTIAL_RUN_ID)
-            )
-        yield path
-    finally:
-        server.stop()
+    stage_args = {"artifact_root": f"file://{path}"}
+    InventoryOperator(task_id="inventory", region_name="us-east-1", **stage_args).execute(context(RUN_ID))
+    with pytest.raises(AirflowFailException, match="ec2:DescribeInstances"):
+        InventoryOperator(task_id="inventory", region_name="eu-west-1", **stage_args).execute(context(RUN_ID))
+    scan = PatchScanOperator(task_id="match", region_name="us-east-1", poll_seconds=0.2, **stage_args)
+    with pytest.raises(TaskDeferred) as deferred:
+        scan.execute(context(RUN_ID))
+    advance = urllib.request.Request(f"{server.url}/_sandbox/clock/advance", data=b'{"seconds": 60}')
+    urllib.request.urlopen(advance, timeout=10).close()
+    scan.execute_complete(context(RUN_ID), done_payload(deferred.value.trigger))
+    with pytest.raises(AirflowFailException, match="no inventory"):
+        PatchScanOperator(task_id="match", region_name="eu-west-1", **stage_args).execute(context(RUN_ID))
+    config = ConfigComplianceOperator(task_id="config", region_name="us-east-1", poll_seconds=0.2, **stage_args)
+    with pytest.raises(TaskDeferred) as evaluating:
+        config.execute(context(RUN_ID))
+    config.execute_complete(context(RUN_ID), first_trigger_payload(evaluating.value.trigger))
+    InventoryOperator(task_id="inventory", region_name="us-east-1", **stage_args).execute(context(PARTIAL_RUN_ID))
+    return path
 
 
 def done_payload(trigger: Any) -> dict[str, Any]:

@@ -5,7 +5,6 @@ and the residual critical and high findings are listed."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +15,6 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from botocore.exceptions import ClientError
 
-from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.core.inspection import CVE_COLUMNS, RESIDUAL_COLUMNS
 from patchcycle.core.inventory import iso_utc
@@ -38,7 +36,6 @@ from tests.operators.install_helpers import (
     deferral,
     plan_run,
     read_json,
-    sandbox_connection,
     scenario,
     settings,
 )
@@ -49,6 +46,8 @@ WAIT_MINUTES = 0.02  # the operator's bound on the rescan wait: a little over a 
 UNPATCHED_CVE = "CVE-2026-40117"
 UNKNOWN_CVE = "CVE-2026-99999"  # listed by Patch Manager for a patch, never reported by Inspector
 NOT_FOUND_PATCH = "ALAS2023-2026-1101"
+# The tests share `cycle`, a plan, two waves of installs, verify and the inspect task (about 6 s): not in test-fast.
+pytestmark = pytest.mark.slow
 
 
 def inspect_scenario() -> dict[str, Any]:
@@ -61,6 +60,9 @@ def inspect_scenario() -> dict[str, Any]:
     )
 
 
+SCENARIO = inspect_scenario()
+
+
 @dataclass
 class Cycle:
     root: Path
@@ -71,14 +73,6 @@ class Cycle:
     cves: pd.DataFrame
     residual: pd.DataFrame
     installed_at: dict[str, str]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    started = SandboxServer(parse_scenario(inspect_scenario(), source="<test_inspect_cves>"), strict=True).start()
-    with sandbox_connection(started):
-        yield started
-    started.stop()
 
 
 def send(

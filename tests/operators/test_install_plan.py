@@ -4,7 +4,6 @@ profiles, waves and one override list per staged profile; refused on a partial p
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ import pytest
 import yaml
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.core.plan import OUTSTANDING_STATES
 from patchcycle.core.staging import PRODUCTION_COLUMNS, PROFILE_COLUMNS
@@ -28,21 +26,13 @@ from tests.operators.install_helpers import (
     match_run,
     read_json,
     run_dir,
-    sandbox_connection,
     scenario,
     settings,
 )
 
 BASE_RUN = "scheduled__match"
 WEST = "eu-west-1"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    started = SandboxServer(parse_scenario(scenario("plan"), source="<test_install_plan>"), strict=True).start()
-    with sandbox_connection(started):
-        yield started
-    started.stop()
+SCENARIO = scenario("plan")
 
 
 @pytest.fixture(scope="module")

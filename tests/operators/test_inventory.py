@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
 from airflow.sdk.exceptions import AirflowFailException
 
-from include.demo import aws_connection_json
-from include.sandbox.scenario import DEFAULT_SCENARIO, Region, Scenario, parse_scenario
+from include.sandbox.scenario import Region, Scenario, parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.operators.inventory import InventoryOperator
+from tests.conftest import default_scenario
 
 ACCOUNT = "123456789012"
 DAG_ID = "patch_cycle"
@@ -25,28 +23,15 @@ REGIONS = ("us-east-1", "eu-west-1")
 DENIED_REGION = "us-west-2"  # the role may not call ec2:DescribeInstances there
 
 
+SCENARIO = default_scenario(faults={"ec2:DescribeInstances": {"access_denied": True, "regions": [DENIED_REGION]}})
+
+
 def scenario() -> Scenario:
-    document = yaml.safe_load(DEFAULT_SCENARIO.read_text())
-    document["faults"] = {"ec2:DescribeInstances": {"access_denied": True, "regions": [DENIED_REGION]}}
-    return parse_scenario(document, source="<default, ec2 denied in us-west-2>")
+    return parse_scenario(SCENARIO, source="<default, ec2 denied in us-west-2>")
 
 
 def region(name: str) -> Region:
     return next(r for account in scenario().accounts for r in account.regions if r.name == name)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    started = SandboxServer(scenario(), strict=True).start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture(scope="module")
-def connection(server: SandboxServer) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(server.url, max_attempts=3))
-        yield
 
 
 def context(run_id: str) -> Any:
@@ -67,7 +52,7 @@ def artifact(root: Path, run_id: str, stage: str, name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def inventories(
-    connection: None, tmp_path_factory: pytest.TempPathFactory
+    server: SandboxServer, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, tuple[dict[str, Any], pd.DataFrame, Path]]:
     """Each region's inventory without a scope: (returned summary, table, artifact root)."""
     root = tmp_path_factory.mktemp("artifacts")
@@ -136,7 +121,7 @@ def test_unmanaged_and_offline_instances_are_kept_with_their_skip_reasons(
     assert set(table.loc[table["resource_type"] == "s3", "skip_reason"]) == {"aws-managed: patched by AWS"}
 
 
-def test_scope_include_tags_filters(connection: None, tmp_path: Path) -> None:
+def test_scope_include_tags_filters(server: SandboxServer, tmp_path: Path) -> None:
     summary = run_inventory(tmp_path, "staging", "us-east-1", scope={"include_tags": {"Environment": ["staging"]}})
     table = pd.read_parquet(artifact(tmp_path, "staging", "inventory", "aws_default.us-east-1.parquet"))
     expected = region("us-east-1")
@@ -156,7 +141,7 @@ def test_scope_include_tags_filters(connection: None, tmp_path: Path) -> None:
 
 
 def test_access_denied_fails_at_once_naming_api_account_and_region_and_records_the_error(
-    server: SandboxServer, connection: None, tmp_path: Path
+    server: SandboxServer, tmp_path: Path
 ) -> None:
     def describe_instances_calls() -> int:
         with urllib.request.urlopen(f"{server.url}/_sandbox/calls", timeout=10) as response:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,15 +11,11 @@ import pytest
 import yaml
 from airflow.sdk.exceptions import AirflowFailException
 
-from include.demo import aws_connection_json
 from include.sandbox.server import SandboxServer
-from patchcycle.core.baselines import (
-    MANAGED_TAG_KEY,
-    MANAGED_TAG_VALUE,
-    BaselineSpec,
-    load_baseline_files,
-    normalized,
-)
+from patchcycle.baseline_files import load_baseline_files
+from patchcycle.core.baselines.diff import normalized
+from patchcycle.core.baselines.model import BaselineSpec
+from patchcycle.core.baselines.vocabulary import MANAGED_TAG_KEY, MANAGED_TAG_VALUE
 from patchcycle.operators.patch_baselines import BaselineParamsOperator, PatchBaselinesOperator
 from tests.conftest import client_factory, sandbox_calls
 
@@ -47,15 +42,8 @@ SCENARIO: dict[str, Any] = {
 
 
 @pytest.fixture
-def server(sandbox_factory: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
-    started = sandbox_factory(SCENARIO)
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(started.url, max_attempts=3))
-    yield started
-
-
-@pytest.fixture
-def ssm(server: SandboxServer) -> Any:
-    return client_factory(server.url)("ssm", region=REGIONS[0])
+def ssm(fresh_server: SandboxServer) -> Any:
+    return client_factory(fresh_server.url)("ssm", region=REGIONS[0])
 
 
 def documents(directory: Path = REPO_BASELINES) -> dict[str, Any]:
@@ -94,7 +82,7 @@ def registrations(ssm: Any) -> dict[tuple[str, str], str]:
     }
 
 
-def test_dry_run_reports_the_diff_and_changes_nothing(server: SandboxServer, ssm: Any) -> None:
+def test_dry_run_reports_the_diff_and_changes_nothing(fresh_server: SandboxServer, ssm: Any) -> None:
     declared = specs()
     summary = apply(documents(), dry_run=True)
     groups = sum(len(s.patch_groups) for s in declared)
@@ -114,11 +102,11 @@ def test_dry_run_reports_the_diff_and_changes_nothing(server: SandboxServer, ssm
     assert sorted(line for line in summary["changes"] if line.startswith("+ create")) == sorted(
         f"+ create {s.name} ({s.operating_system}, {len(s.approval_rules)} approval rule(s))" for s in declared
     )
-    assert set(writes(server).values()) == {0}
+    assert set(writes(fresh_server).values()) == {0}
     assert own(ssm) == {} and registrations(ssm) == {}
 
 
-def test_apply_creates_the_baselines_and_registrations_the_yaml_declares(server: SandboxServer, ssm: Any) -> None:
+def test_apply_creates_the_baselines_and_registrations_the_yaml_declares(fresh_server: SandboxServer, ssm: Any) -> None:
     declared = specs()
     summary = apply(documents())
     assert summary["applied"] is True and summary["counts"]["create"] == len(declared)
@@ -137,30 +125,30 @@ def test_apply_creates_the_baselines_and_registrations_the_yaml_declares(server:
         assert tags == {**spec.tags, MANAGED_TAG_KEY: MANAGED_TAG_VALUE}
     assert registrations(ssm) == {(g, s.operating_system): s.name for s in declared for g in s.patch_groups}
     # Only the target's region changed.
-    other = client_factory(server.url)("ssm", region=REGIONS[1])
+    other = client_factory(fresh_server.url)("ssm", region=REGIONS[1])
     assert own(other) == {}
 
 
-def test_a_second_apply_changes_nothing(server: SandboxServer, ssm: Any) -> None:
+def test_a_second_apply_changes_nothing(fresh_server: SandboxServer, ssm: Any) -> None:
     apply(documents())
-    before = writes(server)
+    before = writes(fresh_server)
     state = (own(ssm), registrations(ssm))
     summary = apply(documents())
-    assert writes(server) == before
+    assert writes(fresh_server) == before
     assert summary["applied"] is False
     assert {k: v for k, v in summary["counts"].items() if v} == {"unchanged": len(specs())}
     assert (own(ssm), registrations(ssm)) == state
 
 
-def test_a_changed_field_is_exactly_one_update(server: SandboxServer, ssm: Any, tmp_path: Path) -> None:
+def test_a_changed_field_is_exactly_one_update(fresh_server: SandboxServer, ssm: Any, tmp_path: Path) -> None:
     apply(documents())
     web = next(s for s in specs() if s.operating_system == "AMAZON_LINUX_2023")
     changed = copy.deepcopy(documents())
     rule = changed[web.source]["approval_rules"][0]
     rule["approve_after_days"] += 1
-    before = writes(server)
+    before = writes(fresh_server)
     summary = apply(changed)
-    after = writes(server)
+    after = writes(fresh_server)
     assert {op: after[op] - before[op] for op in WRITES if after[op] != before[op]} == {"UpdatePatchBaseline": 1}
     assert summary["counts"]["update"] == 1 and summary["counts"]["unchanged"] == len(specs()) - 1
     got = ssm.get_patch_baseline(BaselineId=own(ssm)[web.name])
@@ -168,7 +156,7 @@ def test_a_changed_field_is_exactly_one_update(server: SandboxServer, ssm: Any, 
     assert apply(changed)["applied"] is False  # and that is idempotent too
 
 
-def test_an_unmanaged_baseline_with_a_declared_name_is_refused(server: SandboxServer, ssm: Any) -> None:
+def test_an_unmanaged_baseline_with_a_declared_name_is_refused(fresh_server: SandboxServer, ssm: Any) -> None:
     declared = specs()
     taken = declared[0]
     theirs = ssm.create_patch_baseline(
@@ -177,18 +165,18 @@ def test_an_unmanaged_baseline_with_a_declared_name_is_refused(server: SandboxSe
         Description="made by hand",
         Tags=[{"Key": "Owner", "Value": "dba"}],
     )["BaselineId"]
-    before = writes(server)
+    before = writes(fresh_server)
     with pytest.raises(AirflowFailException) as raised:
         apply(documents())
     message = str(raised.value)
     assert f"{taken.name}: baseline {theirs} has this name but is not managed" in message
     assert ACCOUNT in message and REGIONS[0] in message and "nothing changed" in message
-    assert writes(server) == before
+    assert writes(fresh_server) == before
     assert ssm.get_patch_baseline(BaselineId=theirs)["Description"] == "made by hand"
     assert own(ssm) == {taken.name: theirs}
 
 
-def test_tagging_an_existing_baseline_hands_it_over(server: SandboxServer, ssm: Any) -> None:
+def test_tagging_an_existing_baseline_hands_it_over(fresh_server: SandboxServer, ssm: Any) -> None:
     taken = specs()[0]
     theirs = ssm.create_patch_baseline(Name=taken.name, OperatingSystem=taken.operating_system, Description="old")[
         "BaselineId"
@@ -202,7 +190,7 @@ def test_tagging_an_existing_baseline_hands_it_over(server: SandboxServer, ssm: 
     assert ssm.get_patch_baseline(BaselineId=theirs)["Description"] == taken.description
 
 
-def test_moving_a_patch_group_and_pruning(server: SandboxServer, ssm: Any, tmp_path: Path) -> None:
+def test_moving_a_patch_group_and_pruning(fresh_server: SandboxServer, ssm: Any, tmp_path: Path) -> None:
     apply(documents())
     declared = specs()
     web = next(s for s in declared if s.operating_system == "AMAZON_LINUX_2023")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,11 +12,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
-from include.demo import aws_connection_json
-from include.sandbox.scenario import DEFAULT_SCENARIO, parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.core.scope import Scope, apply_scope
 from patchcycle.operators.inventory import InventoryOperator
@@ -28,26 +24,11 @@ from tests.conftest import advance_clock, client_factory, first_trigger_payload,
 ACCOUNT = "123456789012"
 DAG_ID = "patch_cycle"
 RUN_ID = "manual__scan"
+SANDBOX_DROP_FAULTS = True  # the default scenario, exact call counts: no throttling retries
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    document = yaml.safe_load(DEFAULT_SCENARIO.read_text())
-    document.pop("faults", None)  # exact call counts: no throttling retries
-    started = SandboxServer(parse_scenario(document, source="<default without faults>"), strict=True).start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture(scope="module")
-def connection(server: SandboxServer) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(server.url, max_attempts=3))
-        yield
-
-
-@pytest.fixture(scope="module")
-def root(connection: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def root(server: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An artifact root holding RUN_ID's inventory of both regions (no scope)."""
     path = tmp_path_factory.mktemp("artifacts")
     for region in ("us-east-1", "eu-west-1"):
@@ -203,7 +184,7 @@ def test_a_region_with_nothing_to_scan_returns_without_deferring(server: Sandbox
 
 
 def test_missing_inventory_fails_without_calling_aws_and_records_the_error(
-    server: SandboxServer, connection: None, tmp_path: Path
+    server: SandboxServer, tmp_path: Path
 ) -> None:
     before = sandbox_calls(server.url, "ssm:SendCommand")
     with pytest.raises(AirflowFailException, match=r"no inventory for aws_default\.us-east-1"):

@@ -3,7 +3,6 @@ the task is retried, then the halt gate over the wave's results."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,6 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
 from botocore.exceptions import ClientError
 
-from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.hooks.patch_manager import PatchManagerHook
 from patchcycle.operators.patch_wave import WAVE_RESULT_COLUMNS, PatchWaveOperator
@@ -31,20 +29,14 @@ from tests.operators.install_helpers import (
     deferral,
     plan_run,
     read_json,
-    sandbox_connection,
     scenario,
     settings,
 )
 
 BASE_RUN = "scheduled__base"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    started = SandboxServer(parse_scenario(scenario("waves"), source="<test_patch_wave>"), strict=True).start()
-    with sandbox_connection(started):
-        yield started
-    started.stop()
+SCENARIO = scenario("waves")
+# Every test starts from `base`, an inventory, match and install plan (about 4 s), and sends installs: not in test-fast.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ them fixed (and reopened when they fail again), CVE findings from the inspect st
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,9 +13,7 @@ import pandas as pd
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from include.demo import aws_connection_json
 from include.sandbox import patching
-from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.core.asff import CVE_GENERATOR, PATCH_GENERATOR, build_findings, finding_id, product_arn
 from patchcycle.core.report import REPORT_SCHEMA
@@ -55,11 +52,8 @@ def scenario() -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def server(sandbox_factory: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
-    started = sandbox_factory(parse_scenario(scenario(), source="<publish>"))
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(started.url, max_attempts=1))
-    yield started
+SCENARIO = scenario()
+SANDBOX_MAX_ATTEMPTS = 1
 
 
 def context(run_id: str) -> Any:
@@ -189,11 +183,13 @@ def install(server: SandboxServer, group: str) -> list[str]:
     return sorted(i.instance_id for i in chosen)
 
 
-def test_publishing_the_same_report_twice_updates_and_never_duplicates(server: SandboxServer, tmp_path: Path) -> None:
-    report = write_report(server, tmp_path, "run_1")
+def test_publishing_the_same_report_twice_updates_and_never_duplicates(
+    fresh_server: SandboxServer, tmp_path: Path
+) -> None:
+    report = write_report(fresh_server, tmp_path, "run_1")
     expected = {finding_id(ACCOUNT, EAST, iid, "patch-compliance") for iid in non_compliant(report)}
     assert len(expected) == 3
-    foreign = foreign_finding(server)  # another patchcycle generator's: not this task's to count or touch
+    foreign = foreign_finding(fresh_server)  # another patchcycle generator's: not this task's to count or touch
 
     first = publish(tmp_path, "run_1")
     assert first == {
@@ -207,7 +203,7 @@ def test_publishing_the_same_report_twice_updates_and_never_duplicates(server: S
         "failed": 0,
         "left_alone": 0,
     }
-    stored = hub_findings(server)
+    stored = hub_findings(fresh_server)
     assert stored.pop(foreign)["Workflow"] == {"Status": "NEW"}
     assert set(stored) == expected
     assert {f["GeneratorId"] for f in stored.values()} == {PATCH_GENERATOR}
@@ -223,7 +219,7 @@ def test_publishing_the_same_report_twice_updates_and_never_duplicates(server: S
     same.write_text(artifact(tmp_path, "run_1", "report", "report.json").read_text())
     second = publish(tmp_path, "run_2")
     assert (second["imported"], second["new"], second["updated"], second["resolved"]) == (3, 0, 3, 0)
-    again = hub_findings(server)
+    again = hub_findings(fresh_server)
     assert set(again) == expected | {foreign}
     for fid in expected:
         assert again[fid]["CreatedAt"] == stored[fid]["CreatedAt"]
@@ -231,18 +227,18 @@ def test_publishing_the_same_report_twice_updates_and_never_duplicates(server: S
 
 
 def test_a_finding_is_resolved_once_its_instance_is_patched_and_reopened_if_it_fails_again(
-    server: SandboxServer, tmp_path: Path
+    fresh_server: SandboxServer, tmp_path: Path
 ) -> None:
-    write_report(server, tmp_path, "run_1")
+    write_report(fresh_server, tmp_path, "run_1")
     publish(tmp_path, "run_1")
-    patched = install(server, "behind")
-    updates = sandbox_calls(server.url, "securityhub:BatchUpdateFindings")
+    patched = install(fresh_server, "behind")
+    updates = sandbox_calls(fresh_server.url, "securityhub:BatchUpdateFindings")
 
-    write_report(server, tmp_path, "run_2")
+    write_report(fresh_server, tmp_path, "run_2")
     summary = publish(tmp_path, "run_2")
     assert (summary["imported"], summary["resolved"], summary["failed"]) == (0, 3, 0)
-    assert sandbox_calls(server.url, "securityhub:BatchUpdateFindings") - updates == 1
-    stored = hub_findings(server)
+    assert sandbox_calls(fresh_server.url, "securityhub:BatchUpdateFindings") - updates == 1
+    stored = hub_findings(fresh_server)
     for iid in patched:
         finding = stored[finding_id(ACCOUNT, EAST, iid, "patch-compliance")]
         assert finding["Workflow"] == {"Status": "RESOLVED"}
@@ -255,14 +251,14 @@ def test_a_finding_is_resolved_once_its_instance_is_patched_and_reopened_if_it_f
 
     # A later run finds one of them failing again: the finding reopens rather than staying resolved.
     victim = patched[0]
-    with server.world.request():
-        instance = server.world.instance(ACCOUNT, EAST, victim)
+    with fresh_server.world.request():
+        instance = fresh_server.world.instance(ACCOUNT, EAST, victim)
         assert instance is not None and instance.report is not None
         instance.report.states[next(iter(instance.report.states))] = patching.FAILED
-    write_report(server, tmp_path, "run_3")
+    write_report(fresh_server, tmp_path, "run_3")
     third = publish(tmp_path, "run_3")
     assert (third["new"], third["updated"], third["reopened"], third["resolved"]) == (0, 1, 1, 0)
-    reopened = hub_findings(server)[finding_id(ACCOUNT, EAST, victim, "patch-compliance")]
+    reopened = hub_findings(fresh_server)[finding_id(ACCOUNT, EAST, victim, "patch-compliance")]
     assert reopened["Workflow"] == {"Status": "NEW"} and "run_3" in reopened["Note"]["Text"]
 
 
@@ -287,34 +283,36 @@ def cve_table(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
 
 
 def test_install_mode_publishes_still_active_cves_and_resolves_remediated_ones(
-    server: SandboxServer, tmp_path: Path
+    fresh_server: SandboxServer, tmp_path: Path
 ) -> None:
-    write_report(server, tmp_path, "run_1", mode="install")
-    target = sorted(i.instance_id for i in server.world.instances(ACCOUNT, EAST).values() if i.group == "current")[0]
+    write_report(fresh_server, tmp_path, "run_1", mode="install")
+    target = sorted(
+        i.instance_id for i in fresh_server.world.instances(ACCOUNT, EAST).values() if i.group == "current"
+    )[0]
     rows = [(target, "CVE-2026-21001", "STILL_ACTIVE"), (target, "CVE-2026-25001", "UNVERIFIED")]
     table = artifact(tmp_path, "run_1", "inspect", f"{KEY}.cves.parquet")
     table.parent.mkdir(parents=True)
     cve_table(rows).to_parquet(table)
     summary = publish(tmp_path, "run_1")
     assert summary["new"] == 3 + 1  # three non-compliant instances, one active CVE; UNVERIFIED is no evidence
-    active = hub_findings(server)[finding_id(ACCOUNT, EAST, target, "CVE-2026-21001")]
+    active = hub_findings(fresh_server)[finding_id(ACCOUNT, EAST, target, "CVE-2026-21001")]
     assert active["GeneratorId"] == CVE_GENERATOR and active["Vulnerabilities"][0]["Id"] == "CVE-2026-21001"
 
-    write_report(server, tmp_path, "run_2", mode="install")
+    write_report(fresh_server, tmp_path, "run_2", mode="install")
     table = artifact(tmp_path, "run_2", "inspect", f"{KEY}.cves.parquet")
     table.parent.mkdir(parents=True)
     cve_table([(target, "CVE-2026-21001", "REMEDIATED")]).to_parquet(table)
     summary = publish(tmp_path, "run_2")
     assert (summary["resolved"], summary["updated"], summary["new"]) == (1, 3, 0)
-    assert hub_findings(server)[active["Id"]]["Workflow"] == {"Status": "RESOLVED"}
+    assert hub_findings(fresh_server)[active["Id"]]["Workflow"] == {"Status": "RESOLVED"}
 
     # A scan-mode run has no Inspector evidence: it leaves the CVE findings as they are.
-    write_report(server, tmp_path, "run_3")
+    write_report(fresh_server, tmp_path, "run_3")
     assert publish(tmp_path, "run_3")["resolved"] == 0
 
 
 def test_refused_findings_fail_the_task_after_the_rest_are_sent(
-    server: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fresh_server: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = build_findings
 
@@ -324,18 +322,18 @@ def test_refused_findings_fail_the_task_after_the_rest_are_sent(
         return found
 
     monkeypatch.setattr("patchcycle.operators.publish_findings.build_findings", one_broken)
-    report = write_report(server, tmp_path, "run_1")
+    report = write_report(fresh_server, tmp_path, "run_1")
     with pytest.raises(AirflowFailException, match="refused 1 finding") as raised:
         publish(tmp_path, "run_1")
     assert "InvalidInput" in str(raised.value)
-    assert len(hub_findings(server)) == len(non_compliant(report)) - 1
+    assert len(hub_findings(fresh_server)) == len(non_compliant(report)) - 1
     document = json.loads(artifact(tmp_path, "run_1", "security_hub", f"{KEY}.json").read_text())
     assert document["counts"]["failed"] == 1 and document["failed_imports"][0]["ErrorCode"] == "InvalidInput"
     assert artifact(tmp_path, "run_1", "errors", f"security_hub.{KEY}.json").exists()
 
 
-def test_a_region_without_security_hub_fails_naming_it(server: SandboxServer, tmp_path: Path) -> None:
-    write_report(server, tmp_path, "run_1")
+def test_a_region_without_security_hub_fails_naming_it(fresh_server: SandboxServer, tmp_path: Path) -> None:
+    write_report(fresh_server, tmp_path, "run_1")
     with pytest.raises(
         AirflowFailException, match=f"securityhub:GetFindings failed in account {ACCOUNT}, region {WEST}"
     ):

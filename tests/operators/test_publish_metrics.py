@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +11,6 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from include.demo import aws_connection_json
 from patchcycle.core.cloudwatch_metrics import NAMESPACE
 from patchcycle.hooks.cloudwatch_metrics import CloudWatchMetricsHook
 from patchcycle.operators.publish_metrics import PublishMetricsOperator
@@ -36,18 +34,9 @@ SCENARIO = {
     ],
 }
 DASHBOARD = "patchcycle-kpis"
-
-
-@pytest.fixture
-def server(sandbox_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> Any:
-    started = sandbox_factory(SCENARIO)
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(started.url, max_attempts=2))
-    other = json.loads(aws_connection_json(started.url, max_attempts=2))
-    other["extra"]["role_arn"] = f"arn:aws:iam::{OTHER_ACCOUNT}:role/patchcycle"
-    # The provider's AssumeRole client ignores the global endpoint_url: point it at the sandbox explicitly.
-    other["extra"]["service_config"] = {"sts": {"endpoint_url": started.url}}
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_OTHER", json.dumps(other))
-    return started
+SANDBOX_MAX_ATTEMPTS = 2
+# The other account's connection assumes a role there (its STS client is pointed at the sandbox: tests/conftest.py).
+SANDBOX_CONNECTIONS = {"aws_other": {"role_arn": f"arn:aws:iam::{OTHER_ACCOUNT}:role/patchcycle"}}
 
 
 def write_run(root: Path, report: dict[str, Any]) -> None:
@@ -119,13 +108,14 @@ def dashboard_lines(client: Any) -> list[list[Any]]:
     return [line for widget in body["widgets"] for line in widget["properties"].get("metrics", [])]
 
 
-def test_each_target_publishes_its_kpis_and_the_first_the_fleets(server: Any, tmp_path: Path) -> None:
+@pytest.mark.slow  # three targets in two accounts (an AssumeRole), every KPI read back: about 4 s
+def test_each_target_publishes_its_kpis_and_the_first_the_fleets(fresh_server: Any, tmp_path: Path) -> None:
     report = fresh_report()
     write_run(tmp_path, report)
     results = [publish(tmp_path, target) for target in TARGETS]
     assert [r["fleet"] for r in results] == [True, False, False]
-    assert sandbox_calls(server.url, "cloudwatch:PutMetricData") == sum(r["calls"] for r in results)
-    assert sandbox_calls(server.url, "cloudwatch:PutDashboard") == len(TARGETS)
+    assert sandbox_calls(fresh_server.url, "cloudwatch:PutMetricData") == sum(r["calls"] for r in results)
+    assert sandbox_calls(fresh_server.url, "cloudwatch:PutDashboard") == len(TARGETS)
 
     in_region = {region: sum(1 for r in report["resources"] if r["region"] == region) for region in (EAST, WEST)}
     for target, result in zip(TARGETS, results, strict=True):
@@ -158,13 +148,13 @@ def test_each_target_publishes_its_kpis_and_the_first_the_fleets(server: Any, tm
     assert record(tmp_path, TARGETS[2])["dashboard_targets"] == [{"account_id": OTHER_ACCOUNT, "region": OREGON}]
 
 
-def test_an_incomplete_target_publishes_no_numbers_of_its_own(server: Any, tmp_path: Path) -> None:
+def test_an_incomplete_target_publishes_no_numbers_of_its_own(fresh_server: Any, tmp_path: Path) -> None:
     missing = {"aws_conn_id": "aws_default", "region": WEST, "stage": "match", "error": "AccessDenied"}
     write_run(tmp_path, fresh_report(incomplete=[missing]))
     result = publish(tmp_path, TARGETS[1], dashboard_name="")
     assert result["metrics"] == result["calls"] == 0
     assert record(tmp_path, TARGETS[1])["incomplete_stages"] == ["match"]
-    assert sandbox_calls(server.url, "cloudwatch:PutDashboard") == 0  # dashboard_name "": metrics only
+    assert sandbox_calls(fresh_server.url, "cloudwatch:PutDashboard") == 0  # dashboard_name "": metrics only
     publish(tmp_path, TARGETS[0])
     fleet = {name: value for (name, dims), value in metrics(cloudwatch(TARGETS[0])).items() if not dims}
     assert fleet["IncompleteParts"] == 1
@@ -180,7 +170,7 @@ def test_an_incomplete_target_publishes_no_numbers_of_its_own(server: Any, tmp_p
     ],
 )
 def test_refusals_are_recorded(
-    server: Any, tmp_path: Path, report_changes: dict[str, Any] | None, kwargs: dict[str, Any], message: str
+    fresh_server: Any, tmp_path: Path, report_changes: dict[str, Any] | None, kwargs: dict[str, Any], message: str
 ) -> None:
     if report_changes is not None:
         write_run(tmp_path, fresh_report(**report_changes))
@@ -188,10 +178,10 @@ def test_refusals_are_recorded(
         publish(tmp_path, TARGETS[0], **kwargs)
     error = json.loads((tmp_path / DAG_ID / RUN_ID / "errors" / "metrics.aws_default.us-east-1.json").read_text())
     assert message in error["error"]
-    assert sandbox_calls(server.url, "cloudwatch:PutMetricData") == 0
+    assert sandbox_calls(fresh_server.url, "cloudwatch:PutMetricData") == 0
 
 
-def test_a_target_outside_the_run_is_refused(server: Any, tmp_path: Path) -> None:
+def test_a_target_outside_the_run_is_refused(fresh_server: Any, tmp_path: Path) -> None:
     write_run(tmp_path, fresh_report())
     with pytest.raises(AirflowFailException, match="not one of the run's targets"):
         publish(tmp_path, {"aws_conn_id": "aws_default", "region_name": "ap-south-1"})

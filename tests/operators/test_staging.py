@@ -5,7 +5,6 @@ with its reason)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ import pandas as pd
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
-from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.core.staging import stack_name
 from patchcycle.hooks.staging_stack import StagingStackHook
@@ -33,7 +31,6 @@ from tests.operators.install_helpers import (
     deferral,
     plan_run,
     read_json,
-    sandbox_connection,
     scenario,
     settings,
 )
@@ -41,6 +38,8 @@ from tests.operators.install_helpers import (
 BASE_RUN = "scheduled__staging"
 BROKEN_REGION = "eu-west-1"  # every staging stack there fails to create
 REASON = "Your requested instance type (t3.medium) is not supported in your requested Availability Zone"
+# Each test runs stacks, installs or health checks through the triggers (3 to 5 s each): not in `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 def staging_scenario() -> dict[str, Any]:
@@ -68,12 +67,7 @@ def staging_scenario() -> dict[str, Any]:
     return document
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    started = SandboxServer(parse_scenario(staging_scenario(), source="<test_staging>"), strict=True).start()
-    with sandbox_connection(started):
-        yield started
-    started.stop()
+SCENARIO = staging_scenario()
 
 
 @pytest.fixture(scope="module")

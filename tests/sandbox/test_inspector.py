@@ -55,13 +55,8 @@ Inspector = Any
 
 
 @pytest.fixture
-def server(sandbox_factory: Callable[..., SandboxServer]) -> SandboxServer:
-    return sandbox_factory(SCENARIO)
-
-
-@pytest.fixture
-def inspector(server: SandboxServer) -> Inspector:
-    return client_factory(server.url)("inspector2", region=REGION)
+def inspector(fresh_server: SandboxServer) -> Inspector:
+    return client_factory(fresh_server.url)("inspector2", region=REGION)
 
 
 def group(server: SandboxServer, name: str) -> list[str]:
@@ -126,9 +121,9 @@ def at(finding: dict[str, Any], member: str) -> datetime:
     return finding[member].astimezone(UTC)  # type: ignore[no-any-return]
 
 
-def test_findings_follow_the_seeded_patch_state(server: SandboxServer, inspector: Inspector) -> None:
-    catalog = server.world.catalog
-    web, app = group(server, "web"), group(server, "app")
+def test_findings_follow_the_seeded_patch_state(fresh_server: SandboxServer, inspector: Inspector) -> None:
+    catalog = fresh_server.world.catalog
+    web, app = group(fresh_server, "web"), group(fresh_server, "app")
     for instance_id, os, through in [(web[1], "AMAZON_LINUX_2023", PATCHED_THROUGH), (app[0], "UBUNTU", "2026-10-15")]:
         want = vulnerable(os, through)
         found = findings_of(inspector, instance_id)
@@ -148,45 +143,47 @@ def test_findings_follow_the_seeded_patch_state(server: SandboxServer, inspector
             assert finding["findingArn"].startswith(f"arn:aws:inspector2:{REGION}:{ACCOUNT}:finding/")
             # Seeded instances have been scanned all along: found the day after the patch's release.
             assert at(finding, "firstObservedAt") == released_at(patch) + timedelta(days=1)
-            assert at(finding, "lastObservedAt") == registered(server, instance_id)
+            assert at(finding, "lastObservedAt") == registered(fresh_server, instance_id)
         covered = coverage_of(inspector, instance_id)
         assert covered["scanStatus"] == {"statusCode": "ACTIVE", "reason": "SUCCESSFUL"}
         assert (covered["scanType"], covered["resourceType"]) == ("PACKAGE", "AWS_EC2_INSTANCE")
-        assert covered["lastScannedAt"].astimezone(UTC) == registered(server, instance_id)
+        assert covered["lastScannedAt"].astimezone(UTC) == registered(fresh_server, instance_id)
     # The same finding every time: a stable ARN per (instance, CVE).
     assert findings_of(inspector, web[1]) == findings_of(inspector, web[1])
 
 
-def test_unpatched_findings_stay_active_without_a_fix(server: SandboxServer, inspector: Inspector) -> None:
-    first, other = group(server, "web")[:2]
+def test_unpatched_findings_stay_active_without_a_fix(fresh_server: SandboxServer, inspector: Inspector) -> None:
+    first, other = group(fresh_server, "web")[:2]
     finding = findings_of(inspector, first)[UNPATCHED["cve"]]
     assert (finding["status"], finding["severity"], finding["fixAvailable"]) == ("ACTIVE", "HIGH", "NO")
     (package,) = finding["packageVulnerabilityDetails"]["vulnerablePackages"]
     assert (package["name"], package["fixedInVersion"]) == (UNPATCHED["package"], "NotAvailable")
     assert UNPATCHED["cve"] not in findings_of(inspector, other)  # count 1: the group's first instance only
-    every_patch = {p.id for p in server.world.catalog.for_os("AMAZON_LINUX_2023")}
-    install(server, first, every_patch, reboot="RebootIfNeeded")
-    advance_clock(server.url, DELAY + 1)
+    every_patch = {p.id for p in fresh_server.world.catalog.for_os("AMAZON_LINUX_2023")}
+    install(fresh_server, first, every_patch, reboot="RebootIfNeeded")
+    advance_clock(fresh_server.url, DELAY + 1)
     active = {cve for cve, f in findings_of(inspector, first).items() if f["status"] == "ACTIVE"}
     assert active == {UNPATCHED["cve"]}
 
 
-def test_an_install_closes_findings_only_once_inspector_rescans(server: SandboxServer, inspector: Inspector) -> None:
-    catalog = server.world.catalog
-    instance_id = group(server, "web")[1]
+def test_an_install_closes_findings_only_once_inspector_rescans(
+    fresh_server: SandboxServer, inspector: Inspector
+) -> None:
+    catalog = fresh_server.world.catalog
+    instance_id = group(fresh_server, "web")[1]
     before = findings_of(inspector, instance_id)
     # One patch that needs no reboot and one kernel update, installed without rebooting.
     open_patches = [p for p in catalog.for_os("AMAZON_LINUX_2023") if p.cves and set(p.cves) <= set(before)]
     plain = next(p for p in open_patches if not p.reboot)
     kernel = next(p for p in open_patches if p.reboot)
-    installed_at = install(server, instance_id, {plain.id, kernel.id})
+    installed_at = install(fresh_server, instance_id, {plain.id, kernel.id})
 
-    advance_clock(server.url, DELAY / 2)
+    advance_clock(fresh_server.url, DELAY / 2)
     halfway = findings_of(inspector, instance_id)
     assert {c: f["status"] for c, f in halfway.items()} == {c: f["status"] for c, f in before.items()}
-    assert coverage_of(inspector, instance_id)["lastScannedAt"].astimezone(UTC) == registered(server, instance_id)
+    assert coverage_of(inspector, instance_id)["lastScannedAt"].astimezone(UTC) == registered(fresh_server, instance_id)
 
-    advance_clock(server.url, DELAY / 2 + 1)
+    advance_clock(fresh_server.url, DELAY / 2 + 1)
     after = findings_of(inspector, instance_id)
     rescan = installed_at + timedelta(seconds=DELAY)
     assert coverage_of(inspector, instance_id)["lastScannedAt"].astimezone(UTC) == rescan
@@ -199,28 +196,28 @@ def test_an_install_closes_findings_only_once_inspector_rescans(server: SandboxS
     assert {after[c]["status"] for c in untouched} == {"ACTIVE"}
 
     # The reboot (an install with RebootIfNeeded) puts the kernel in effect: closed at the next rescan.
-    rebooted_at = install(server, instance_id, set(), reboot="RebootIfNeeded")
-    advance_clock(server.url, DELAY + 1)
+    rebooted_at = install(fresh_server, instance_id, set(), reboot="RebootIfNeeded")
+    advance_clock(fresh_server.url, DELAY + 1)
     rebooted = findings_of(inspector, instance_id)
     assert {rebooted[c]["status"] for c in kernel.cves} == {"CLOSED"}
     assert at(rebooted[kernel.cves[0]], "updatedAt") == rebooted_at + timedelta(seconds=DELAY)
 
     # The patch goes missing again (drift): the same finding is ACTIVE again after the next rescan.
-    world = server.world
+    world = fresh_server.world
     with world.request():
         instance = world.instance(ACCOUNT, REGION, instance_id)
         assert instance is not None
         del instance.installed[plain.id]
         patching.scan(world, instance, world.now() - timedelta(seconds=5), world.now())
-    advance_clock(server.url, DELAY + 1)
+    advance_clock(fresh_server.url, DELAY + 1)
     reopened = findings_of(inspector, instance_id)
     assert {reopened[c]["status"] for c in plain.cves} == {"ACTIVE"}
     assert reopened[plain.cves[0]]["findingArn"] == before[plain.cves[0]]["findingArn"]
     assert at(reopened[plain.cves[0]], "firstObservedAt") == at(before[plain.cves[0]], "firstObservedAt")
 
 
-def test_coverage_of_instances_without_a_working_agent(server: SandboxServer, inspector: Inspector) -> None:
-    offline, unmanaged = group(server, "offline")[0], group(server, "unmanaged")[0]
+def test_coverage_of_instances_without_a_working_agent(fresh_server: SandboxServer, inspector: Inspector) -> None:
+    offline, unmanaged = group(fresh_server, "offline")[0], group(fresh_server, "unmanaged")[0]
     assert coverage_of(inspector, offline)["scanStatus"] == {
         "statusCode": "INACTIVE",
         "reason": "UNMANAGED_EC2_INSTANCE",
@@ -229,33 +226,35 @@ def test_coverage_of_instances_without_a_working_agent(server: SandboxServer, in
     assert bare["scanStatus"] == {"statusCode": "INACTIVE", "reason": "UNMANAGED_EC2_INSTANCE"}
     assert "lastScannedAt" not in bare and findings_of(inspector, unmanaged) == {}
 
-    stopped = group(server, "web")[2]
-    client_factory(server.url)("ec2", region=REGION).stop_instances(InstanceIds=[stopped])
-    install(server, stopped, {p.id for p in server.world.catalog.for_os("AMAZON_LINUX_2023")})
-    advance_clock(server.url, DELAY + 1)
+    stopped = group(fresh_server, "web")[2]
+    client_factory(fresh_server.url)("ec2", region=REGION).stop_instances(InstanceIds=[stopped])
+    install(fresh_server, stopped, {p.id for p in fresh_server.world.catalog.for_os("AMAZON_LINUX_2023")})
+    advance_clock(fresh_server.url, DELAY + 1)
     covered = coverage_of(inspector, stopped)
     assert covered["scanStatus"] == {"statusCode": "INACTIVE", "reason": "EC2_INSTANCE_STOPPED"}
-    assert covered["lastScannedAt"].astimezone(UTC) == registered(server, stopped)  # no rescan: old findings stay
+    assert covered["lastScannedAt"].astimezone(UTC) == registered(fresh_server, stopped)  # no rescan: old findings stay
     assert {f["status"] for f in findings_of(inspector, stopped).values()} == {"ACTIVE"}
 
 
-def test_an_instance_launched_later_is_pending_its_initial_scan(server: SandboxServer, inspector: Inspector) -> None:
-    ec2 = client_factory(server.url)("ec2", region=REGION)
+def test_an_instance_launched_later_is_pending_its_initial_scan(
+    fresh_server: SandboxServer, inspector: Inspector
+) -> None:
+    ec2 = client_factory(fresh_server.url)("ec2", region=REGION)
     (launched,) = [i["InstanceId"] for i in ec2.run_instances(ImageId=AL2023, MinCount=1, MaxCount=1)["Instances"]]
     first = coverage_of(inspector, launched)
     assert first["scanStatus"] == {"statusCode": "ACTIVE", "reason": "PENDING_INITIAL_SCAN"}
     assert "lastScannedAt" not in first and findings_of(inspector, launched) == {}
-    advance_clock(server.url, DELAY + 1)
+    advance_clock(fresh_server.url, DELAY + 1)
     assert coverage_of(inspector, launched)["scanStatus"]["reason"] == "SUCCESSFUL"
     bare = vulnerable("AMAZON_LINUX_2023", "2000-01-01")
     assert set(findings_of(inspector, launched)) == set(bare)
 
 
-def test_finding_filters_or_within_a_key_and_across_keys(server: SandboxServer, inspector: Inspector) -> None:
-    web = group(server, "web")
+def test_finding_filters_or_within_a_key_and_across_keys(fresh_server: SandboxServer, inspector: Inspector) -> None:
+    web = group(fresh_server, "web")
     everything = all_findings(inspector)
     assert {f["resources"][0]["id"] for f in everything} == {
-        i.instance_id for i in server.world.instances(ACCOUNT, REGION).values() if i.registered
+        i.instance_id for i in fresh_server.world.instances(ACCOUNT, REGION).values() if i.registered
     }
 
     two = all_findings(inspector, resourceId=eq(web[0], web[1]))
@@ -281,9 +280,9 @@ def test_finding_filters_or_within_a_key_and_across_keys(server: SandboxServer, 
     assert all_findings(inspector, resourceType=eq("AWS_LAMBDA_FUNCTION")) == []
 
     # Dates: only what the rescan after an install changed.
-    every_patch = {p.id for p in server.world.catalog.for_os("AMAZON_LINUX_2023")}
-    installed_at = install(server, web[1], every_patch, reboot="RebootIfNeeded")
-    advance_clock(server.url, DELAY + 1)
+    every_patch = {p.id for p in fresh_server.world.catalog.for_os("AMAZON_LINUX_2023")}
+    installed_at = install(fresh_server, web[1], every_patch, reboot="RebootIfNeeded")
+    advance_clock(fresh_server.url, DELAY + 1)
     rescan = installed_at + timedelta(seconds=DELAY)
     window = [{"startInclusive": rescan - timedelta(seconds=1), "endInclusive": rescan + timedelta(seconds=1)}]
     updated = all_findings(inspector, updatedAt=window)
@@ -295,28 +294,28 @@ def test_finding_filters_or_within_a_key_and_across_keys(server: SandboxServer, 
     assert all_findings(inspector, lastObservedAt=[{"startInclusive": rescan}]) == []
 
 
-def test_coverage_filters(server: SandboxServer, inspector: Inspector) -> None:
-    web = group(server, "web")
-    installed_at = install(server, web[3], {p.id for p in server.world.catalog.for_os("AMAZON_LINUX_2023")})
-    advance_clock(server.url, DELAY + 1)
+def test_coverage_filters(fresh_server: SandboxServer, inspector: Inspector) -> None:
+    web = group(fresh_server, "web")
+    installed_at = install(fresh_server, web[3], {p.id for p in fresh_server.world.catalog.for_os("AMAZON_LINUX_2023")})
+    advance_clock(fresh_server.url, DELAY + 1)
 
     def ids(**criteria: Any) -> set[str]:
         pages = inspector.get_paginator("list_coverage").paginate(filterCriteria=criteria)
         return {item["resourceId"] for page in pages for item in page["coveredResources"]}
 
-    everyone = {i.instance_id for i in server.world.instances(ACCOUNT, REGION).values()}
+    everyone = {i.instance_id for i in fresh_server.world.instances(ACCOUNT, REGION).values()}
     assert ids() == everyone
     assert ids(resourceType=eq("AWS_EC2_INSTANCE"), scanType=eq("PACKAGE")) == everyone
-    assert ids(scanStatusCode=eq("INACTIVE")) == {*group(server, "offline"), *group(server, "unmanaged")}
+    assert ids(scanStatusCode=eq("INACTIVE")) == {*group(fresh_server, "offline"), *group(fresh_server, "unmanaged")}
     assert ids(scanStatusCode=[{"comparison": "NOT_EQUALS", "value": "INACTIVE"}]) == {
         *web,
-        *group(server, "app"),
+        *group(fresh_server, "app"),
     }
     assert ids(lastScannedAt=[{"startInclusive": installed_at}]) == {web[3]}
     assert ids(resourceId=eq(web[0], web[3]), scanType=eq("NETWORK")) == set()
 
 
-def test_paging_and_limits(server: SandboxServer, inspector: Inspector) -> None:
+def test_paging_and_limits(fresh_server: SandboxServer, inspector: Inspector) -> None:
     everything = all_findings(inspector)
     pages, token = [], None
     while True:
@@ -340,7 +339,7 @@ def test_paging_and_limits(server: SandboxServer, inspector: Inspector) -> None:
     unchecked = boto3.client(
         "inspector2",
         region_name=REGION,
-        endpoint_url=server.url,
+        endpoint_url=fresh_server.url,
         config=Config(parameter_validation=False, retries={"max_attempts": 1}),
     )
     refused(lambda: unchecked.list_findings(maxResults=0))

@@ -106,6 +106,7 @@ def test_throttling_is_a_real_throttling_exception(sandbox_factory: Callable[...
     assert aws("s3").list_buckets()["Buckets"] == []
 
 
+@pytest.mark.slow  # botocore's backoff between the throttled attempts: 5 to 7 s
 def test_botocore_retries_ride_out_partial_throttling(sandbox_factory: Callable[..., Any]) -> None:
     server = sandbox_factory(_throttling_scenario(0.5))
     aws = client_factory(server.url)

@@ -8,14 +8,11 @@ import importlib
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from airflow.triggers.base import TriggerEvent
 
-from include.demo import aws_connection_json
-from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.hooks.patch_manager import PatchManagerHook
 from patchcycle.triggers.command_completion import CommandCompletionTrigger
@@ -51,20 +48,9 @@ SCENARIO: dict[str, Any] = {
     "failures": [{"group": "hung", "command_hangs": True}, {"group": "hung-eu", "command_hangs": True}],
     "commands": {"delivery_seconds": 1, "scan_seconds": SCAN_SECONDS},
 }
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    started = SandboxServer(parse_scenario(SCENARIO, source="<test_command_completion>"), strict=True).start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture(autouse=True)
-def aws_default(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(server.url, max_attempts=3))
-    # A second connection (another account's, in production) to the same sandbox.
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_EU", aws_connection_json(server.url, max_attempts=3))
+# A second connection (another account's, in production) to the same sandbox.
+SANDBOX_CONNECTIONS: dict[str, dict[str, Any]] = {"aws_eu": {}}
+pytestmark = pytest.mark.usefixtures("server")
 
 
 def advance(server: SandboxServer, seconds: float) -> None:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from include.demo import aws_connection_json
 from include.sandbox.server import SandboxServer
 from patchcycle.core.config_compliance import EvaluationTimes, patch_rule_definition
 from patchcycle.core.inventory import iso_utc
@@ -36,13 +34,6 @@ SCENARIO: dict[str, Any] = {
     ],
     "config": {"evaluation_seconds": EVALUATION_SECONDS},
 }
-
-
-@pytest.fixture
-def server(sandbox_factory: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch) -> SandboxServer:
-    started = sandbox_factory(SCENARIO)
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(started.url, max_attempts=3))
-    return started
 
 
 def config(server: SandboxServer) -> Any:
@@ -109,59 +100,62 @@ def test_serialize_round_trips_through_an_importable_class_path() -> None:
         )
 
 
-def test_a_new_rule_is_waited_for_until_its_first_evaluation(server: SandboxServer) -> None:
-    config(server).put_config_rule(ConfigRule=patch_rule_definition(RULE))
-    before = times(server)
+def test_a_new_rule_is_waited_for_until_its_first_evaluation(fresh_server: SandboxServer) -> None:
+    config(fresh_server).put_config_rule(ConfigRule=patch_rule_definition(RULE))
+    before = times(fresh_server)
     assert before.in_progress  # a new rule evaluates on its own
-    starts = sandbox_calls(server.url, "config:StartConfigRulesEvaluation")
+    starts = sandbox_calls(fresh_server.url, "config:StartConfigRulesEvaluation")
     payload = first_trigger_payload(trigger(before, start=False))
-    after = times(server)
+    after = times(fresh_server)
     assert payload == {
         "status": "evaluated",
         "invoked_at": iso_utc(before.invoked),
         "evaluated_at": iso_utc(after.evaluated),
         "resume": {},
     }
-    assert sandbox_calls(server.url, "config:StartConfigRulesEvaluation") == starts  # Config started it
+    assert sandbox_calls(fresh_server.url, "config:StartConfigRulesEvaluation") == starts  # Config started it
 
 
-def test_a_running_evaluation_is_let_finish_then_a_fresh_one_started_and_waited_for(server: SandboxServer) -> None:
-    config(server).put_config_rule(ConfigRule=patch_rule_definition(RULE))
-    before = times(server)  # its own first evaluation, begun before the stage: not the one waited for
+def test_a_running_evaluation_is_let_finish_then_a_fresh_one_started_and_waited_for(
+    fresh_server: SandboxServer,
+) -> None:
+    config(fresh_server).put_config_rule(ConfigRule=patch_rule_definition(RULE))
+    before = times(fresh_server)  # its own first evaluation, begun before the stage: not the one waited for
     assert before.in_progress
-    starts = sandbox_calls(server.url, "config:StartConfigRulesEvaluation")
-    polls = sandbox_calls(server.url, "config:DescribeConfigRuleEvaluationStatus")
+    starts = sandbox_calls(fresh_server.url, "config:StartConfigRulesEvaluation")
+    polls = sandbox_calls(fresh_server.url, "config:DescribeConfigRuleEvaluationStatus")
     payload = first_trigger_payload(trigger(before, start=True))
-    after = times(server)
+    after = times(fresh_server)
     assert payload["status"] == "evaluated" and payload["evaluated_at"] == iso_utc(after.evaluated)
     assert after.invoked is not None and before.invoked is not None and after.invoked > before.invoked
     assert payload["invoked_at"] == iso_utc(after.invoked) and payload["evaluated_at"] > payload["invoked_at"]
-    assert sandbox_calls(server.url, "config:StartConfigRulesEvaluation") - starts == 1
-    assert sandbox_calls(server.url, "config:DescribeConfigRuleEvaluationStatus") - polls > 2  # it polled
+    assert sandbox_calls(fresh_server.url, "config:StartConfigRulesEvaluation") - starts == 1
+    assert sandbox_calls(fresh_server.url, "config:DescribeConfigRuleEvaluationStatus") - polls > 2  # it polled
 
 
-def test_a_refused_start_is_retried_until_config_takes_it(server: SandboxServer) -> None:
-    client = config(server)
+def test_a_refused_start_is_retried_until_config_takes_it(fresh_server: SandboxServer) -> None:
+    client = config(fresh_server)
     client.put_config_rule(ConfigRule=patch_rule_definition(RULE))
-    advance_clock(server.url, EVALUATION_SECONDS + 1)
+    advance_clock(fresh_server.url, EVALUATION_SECONDS + 1)
     client.start_config_rules_evaluation(ConfigRuleNames=[RULE])
-    advance_clock(server.url, 50)  # finished, but started less than a minute ago: the next start is refused
-    before = times(server)
+    advance_clock(fresh_server.url, 50)  # finished, but started less than a minute ago: the next start is refused
+    before = times(fresh_server)
     assert not before.in_progress
-    starts = sandbox_calls(server.url, "config:StartConfigRulesEvaluation")
+    starts = sandbox_calls(fresh_server.url, "config:StartConfigRulesEvaluation")
     payload = first_trigger_payload(trigger(before, start=True))
     assert payload["status"] == "evaluated"
     assert before.evaluated is not None and payload["evaluated_at"] > iso_utc(before.evaluated)
-    assert sandbox_calls(server.url, "config:StartConfigRulesEvaluation") - starts > 1  # refused, then taken
+    assert sandbox_calls(fresh_server.url, "config:StartConfigRulesEvaluation") - starts > 1  # refused, then taken
 
 
-def test_the_deadline_ends_the_wait(server: SandboxServer) -> None:
-    client = config(server)
+@pytest.mark.slow  # waits out the trigger's deadline
+def test_the_deadline_ends_the_wait(fresh_server: SandboxServer) -> None:
+    client = config(fresh_server)
     client.put_config_rule(ConfigRule=patch_rule_definition(RULE))
-    advance_clock(server.url, EVALUATION_SECONDS + 1)
+    advance_clock(fresh_server.url, EVALUATION_SECONDS + 1)
     client.start_config_rules_evaluation(ConfigRuleNames=[RULE])
-    advance_clock(server.url, EVALUATION_SECONDS + 1)
-    before = times(server)  # evaluated; the next evaluation cannot be started and finished within the deadline
+    advance_clock(fresh_server.url, EVALUATION_SECONDS + 1)
+    before = times(fresh_server)  # evaluated; the next evaluation cannot be started and finished within the deadline
     started = datetime.now(UTC)
     payload = first_trigger_payload(trigger(before, start=True, seconds=0.5))
     assert payload == {"status": "deadline", "resume": {}}

@@ -7,13 +7,11 @@ import importlib
 import json
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from include.demo import aws_connection_json
 from include.sandbox import patching
 from include.sandbox.server import SandboxServer
 from patchcycle.core.inventory import iso_utc
@@ -43,13 +41,6 @@ SCENARIO: dict[str, Any] = {
     ],
     "inspector": {"rescan_delay_seconds": DELAY},
 }
-
-
-@pytest.fixture
-def server(sandbox_factory: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch) -> SandboxServer:
-    started = sandbox_factory(SCENARIO)
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(started.url, max_attempts=3))
-    return started
 
 
 def group(server: SandboxServer, name: str) -> list[str]:
@@ -105,17 +96,19 @@ def test_serialize_round_trips_through_an_importable_class_path() -> None:
         )
 
 
-def test_waits_until_every_instance_is_rescanned_after_its_install(server: SandboxServer) -> None:
-    first, second, _ = group(server, "web")
-    installed = {first: install(server, first), second: install(server, second)}
-    calls_before = sandbox_calls(server.url, "inspector2:ListCoverage")
+def test_waits_until_every_instance_is_rescanned_after_its_install(fresh_server: SandboxServer) -> None:
+    first, second, _ = group(fresh_server, "web")
+    installed = {first: install(fresh_server, first), second: install(fresh_server, second)}
+    calls_before = sandbox_calls(fresh_server.url, "inspector2:ListCoverage")
 
     def rescan_once_polled() -> None:
         """The rescans come DELAY simulated seconds after the installs: move the clock once the trigger polled."""
         deadline = time.monotonic() + 30
-        while sandbox_calls(server.url, "inspector2:ListCoverage") == calls_before and time.monotonic() < deadline:
+        while (
+            sandbox_calls(fresh_server.url, "inspector2:ListCoverage") == calls_before and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
-        advance_clock(server.url, DELAY + 1)
+        advance_clock(fresh_server.url, DELAY + 1)
 
     mover = threading.Thread(target=rescan_once_polled)
     mover.start()
@@ -126,25 +119,25 @@ def test_waits_until_every_instance_is_rescanned_after_its_install(server: Sandb
     assert payload["status"] == "rescanned"
     assert payload["rescanned"] == {iid: iso_utc(when + timedelta(seconds=DELAY)) for iid, when in installed.items()}
     assert payload["not_rescanned"] == {} and payload["not_covered"] == {}
-    assert sandbox_calls(server.url, "inspector2:ListCoverage") - calls_before > 1  # it polled before the rescans
+    assert sandbox_calls(fresh_server.url, "inspector2:ListCoverage") - calls_before > 1  # it polled before the rescans
 
 
-def test_an_instance_already_scanned_after_the_given_time_needs_no_wait(server: SandboxServer) -> None:
-    unchanged = group(server, "web")[2]
-    instance = server.world.instance(ACCOUNT, REGION, unchanged)
+def test_an_instance_already_scanned_after_the_given_time_needs_no_wait(fresh_server: SandboxServer) -> None:
+    unchanged = group(fresh_server, "web")[2]
+    instance = fresh_server.world.instance(ACCOUNT, REGION, unchanged)
     assert instance is not None
     scanned = iso_utc(instance.registration_date)  # the scenario's instances were scanned at registration
     payload = first_trigger_payload(trigger({unchanged: scanned}))
     assert payload == {"status": "rescanned", "rescanned": {unchanged: scanned}, "not_rescanned": {}, "not_covered": {}}
 
 
-def test_the_deadline_reports_which_instances_were_not_rescanned(server: SandboxServer) -> None:
-    early, late, _ = group(server, "web")
-    offline = group(server, "offline")[0]
-    early_at = install(server, early)
-    advance_clock(server.url, DELAY + 1)  # early's rescan is done
-    late_at = install(server, late)  # late's is DELAY away: after the deadline
-    registered = server.world.instance(ACCOUNT, REGION, late)
+def test_the_deadline_reports_which_instances_were_not_rescanned(fresh_server: SandboxServer) -> None:
+    early, late, _ = group(fresh_server, "web")
+    offline = group(fresh_server, "offline")[0]
+    early_at = install(fresh_server, early)
+    advance_clock(fresh_server.url, DELAY + 1)  # early's rescan is done
+    late_at = install(fresh_server, late)  # late's is DELAY away: after the deadline
+    registered = fresh_server.world.instance(ACCOUNT, REGION, late)
     assert registered is not None
     installed_at = {early: iso_utc(early_at), late: iso_utc(late_at), offline: iso_utc(late_at)}
 

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterator
 
 import pytest
-import yaml
 
-from include.demo import aws_connection_json
-from include.sandbox.scenario import DEFAULT_SCENARIO, parse_scenario
 from include.sandbox.server import SandboxServer
 from patchcycle.hooks.staging_stack import StagingStackHook
 from patchcycle.triggers.stack_status import StackStatusTrigger
-from tests.conftest import first_trigger_payload, sandbox_calls
+from tests.conftest import default_scenario, first_trigger_payload, sandbox_calls
 
 REGION = "eu-west-1"
 BROKEN = "staging-broken"  # stacks named so fail and roll back
@@ -30,20 +26,11 @@ TEMPLATE = json.dumps(
     }
 )
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    document = yaml.safe_load(DEFAULT_SCENARIO.read_text())
-    document.pop("faults", None)
-    document["cloudformation"] = {"fail_stacks": [{"name_prefix": BROKEN, "reason": "Insufficient capacity."}]}
-    started = SandboxServer(parse_scenario(document, source="<default without faults>"), strict=True).start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture(autouse=True)
-def aws_default(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(server.url, max_attempts=3))
+SCENARIO = default_scenario(
+    cloudformation={"fail_stacks": [{"name_prefix": BROKEN, "reason": "Insufficient capacity."}]}
+)
+SANDBOX_DROP_FAULTS = True
+pytestmark = pytest.mark.usefixtures("server")
 
 
 def staging() -> StagingStackHook:
