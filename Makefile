@@ -10,7 +10,7 @@ MODE ?= scan
 # The slow end-to-end files spend most of their time waiting on Airflow and the sandbox: two files run at once.
 PYTEST_WORKERS ?= 2
 
-.PHONY: install lock test test-fast lint typecheck pytest demo sandbox cycle bench clean
+.PHONY: install lock test test-fast lint typecheck pytest docs demo sandbox cycle bench clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,10 @@ test: lint typecheck pytest
 # The edit-test loop: unit and sandbox tests, no Airflow runs (marker e2e) and nothing slow; no lint or typecheck.
 test-fast: install
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not e2e and not slow"
+
+# Regenerates docs/artifacts.md from the run-artifact contract (a test fails when it is not current).
+docs: install
+	PYTHONPATH=plugins $(PY) -m patchcycle.artifact_docs
 
 sandbox: install
 	$(PY) -m include.sandbox serve --scenario $(SCENARIO) --port $(PORT)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import boto3
@@ -50,7 +51,7 @@ class CycleResult:
 
     @property
     def report_json(self) -> Path | None:
-        return self.report_dir / "report.json" if self.report_dir else None
+        return self.report_dir / report_file("report") if self.report_dir else None
 
 
 def free_port() -> int:
@@ -81,6 +82,8 @@ class CycleEnvironment:
         self.scenario = scenario
         self.out_dir = out_dir
         self.paths = prepare_state_dir(out_dir / "state")
+        # This process reads the runs' artifacts through the plugin package, which loads Airflow: this home.
+        os.environ.setdefault("AIRFLOW_HOME", str(self.paths.airflow_home))
         self.url = f"http://{HOST}:{free_port()}"
         self.env = child_environment(self.paths, self.url, api_url=f"http://{HOST}:{free_port()}")
         self._services: list[Service] = []
@@ -138,15 +141,15 @@ class CycleEnvironment:
             **(conf or {}),
         }
         succeeded, log_path = self.run_dag("patch_cycle", run_conf)
-        report_dir = _copy_run(sandbox_s3(self.url), self.out_dir, "patch_cycle", "report/report.json")
+        report_dir = _copy_run(sandbox_s3(self.url), self.out_dir, "patch_cycle", "report")
         return CycleResult(succeeded, report_dir, log_path, _stacks_left(self.url, self.scenario))
 
     def run_watch(self, conf: dict[str, Any] | None = None) -> tuple[bool, Path, Path | None]:
         """One patch_compliance_watch: (succeeded, log, the copied drift.json or None)."""
         run_conf = {"artifact_root": f"s3://{ARTIFACT_BUCKET}", "poll_seconds": 2, **(conf or {})}
         succeeded, log_path = self.run_dag("patch_compliance_watch", run_conf)
-        run_dir = _copy_run(sandbox_s3(self.url), self.out_dir, "patch_compliance_watch", "drift_report/drift.json")
-        return succeeded, log_path, run_dir / "drift.json" if run_dir else None
+        run_dir = _copy_run(sandbox_s3(self.url), self.out_dir, "patch_compliance_watch", "drift")
+        return succeeded, log_path, run_dir / report_file("drift") if run_dir else None
 
 
 def run_cycle(scenario: Path, mode: str, out_dir: Path, conf: dict[str, Any] | None = None) -> CycleResult:
@@ -180,10 +183,24 @@ def _run_succeeded(log_path: Path) -> bool:
     return bool(finished) and "state=success" in finished[-1]
 
 
-def _copy_run(s3: Any, out_dir: Path, dag_id: str, marker: str) -> Path | None:
-    """Copy the newest run of dag_id that wrote `marker` (stage/file) out of the sandbox's S3: the marker's
-    stage files at the top, every stage's tables and records under artifacts/ (the evidence, kept after the
-    sandbox stops)."""
+def _report(kind: str) -> Any:
+    """The report document of a DAG: "report" (patch_cycle's) or "drift" (patch_compliance_watch's)."""
+    # Imported here: the plugin package loads Airflow, configured by CycleEnvironment by then.
+    from patchcycle.run_artifacts import DRIFT_JSON, REPORT_JSON
+
+    return {"report": REPORT_JSON, "drift": DRIFT_JSON}[kind]
+
+
+def report_file(kind: str) -> str:
+    """The file name of a DAG's report document, as copied next to the run's artifacts."""
+    return PurePosixPath(_report(kind).file()).name
+
+
+def _copy_run(s3: Any, out_dir: Path, dag_id: str, kind: str) -> Path | None:
+    """Copy the newest run of dag_id that wrote its report (kind: see _report) out of the sandbox's S3: the
+    report's stage files at the top, every stage's tables and records under artifacts/ (the evidence, kept
+    after the sandbox stops)."""
+    marker = _report(kind).file()
     keys = [
         obj["Key"]
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=ARTIFACT_BUCKET, Prefix=f"{dag_id}/")

@@ -32,7 +32,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import FrameType
 from typing import Any
 
@@ -64,7 +64,6 @@ DEMO_RUN_CONF: dict[str, Any] = {
 }
 APPROVAL_TASK = "approve_production"
 ARTIFACT_BUCKET = "patchcycle-artifacts"  # the patch_cycle DAG's default artifact_root
-REPORT_FILES = ("report.json", "report.csv", "report.html")
 FINISHED_STATES = ("success", "failed")
 
 
@@ -355,11 +354,6 @@ class AirflowApi:
             return err.code, err.read().decode(errors="replace")[:500]
 
 
-def safe_run_id(run_id: str) -> str:
-    """The run id as the artifact store spells it in paths (plugins/patchcycle/artifacts.py)."""
-    return run_id.replace(":", "_").replace("+", "_")
-
-
 @dataclass
 class CycleRun:
     """The patch_cycle run the demo triggered, polled from the supervise loop until it finishes."""
@@ -428,8 +422,11 @@ class CycleRun:
 
     def copy_report(self) -> None:
         """Copy report.json/.csv/.html from the sandbox's S3 and print their paths and a summary."""
-        prefix = f"{DAG_ID}/{safe_run_id(self.run_id)}/report"
-        target = self.reports_dir / safe_run_id(self.run_id)
+        # The run's layout comes from the plugin package (imported here: it loads Airflow, configured by then).
+        from patchcycle.run_artifacts import REPORT_CSV, REPORT_HTML, REPORT_JSON, RunArtifacts
+
+        run = RunArtifacts(f"s3://{ARTIFACT_BUCKET}", DAG_ID, self.run_id, conn_id=None)
+        target = self.reports_dir / run.folder_name
         s3 = boto3.client(
             "s3",
             region_name="us-east-1",
@@ -438,16 +435,19 @@ class CycleRun:
             aws_secret_access_key="testing",
             config=Config(connect_timeout=5, read_timeout=REQUEST_TIMEOUT_SECONDS, retries={"max_attempts": 3}),
         )
+        bucket_prefix = f"s3://{ARTIFACT_BUCKET}/"
         try:
             target.mkdir(parents=True, exist_ok=True)
-            for name in REPORT_FILES:
+            for artifact in (REPORT_JSON, REPORT_CSV, REPORT_HTML):
+                key = run.uri(artifact).removeprefix(bucket_prefix)
+                local = target / PurePosixPath(key).name
                 # get_object, not download_file: no transfer threads for Ctrl-C to wait on.
-                answer = s3.get_object(Bucket=ARTIFACT_BUCKET, Key=f"{prefix}/{name}")
-                (target / name).write_bytes(answer["Body"].read())
-                say(f"Report: {target / name}")
-            report = json.loads((target / "report.json").read_text())
+                answer = s3.get_object(Bucket=ARTIFACT_BUCKET, Key=key)
+                local.write_bytes(answer["Body"].read())
+                say(f"Report: {local}")
+            report = json.loads((target / PurePosixPath(REPORT_JSON.file()).name).read_text())
         except (BotoCoreError, ClientError, OSError, ValueError) as err:
-            say(f"patch_cycle: cannot copy the report from s3://{ARTIFACT_BUCKET}/{prefix}/: {err}")
+            say(f"patch_cycle: cannot copy the report from {run.stage_uri(REPORT_JSON)}: {err}")
             return
         say(f"Summary: {report_summary(report)}")
 
@@ -527,6 +527,8 @@ def run(args: argparse.Namespace, services: list[Service]) -> None:
             raise SystemExit(f"port {port} on {HOST} is in use (choose another with --sandbox-port/--api-port)")
 
     paths = prepare_state_dir(args.state_dir)
+    # This process reads the run's artifacts through the plugin package, which loads Airflow: the demo's home.
+    os.environ.setdefault("AIRFLOW_HOME", str(paths.airflow_home))
     sandbox_url = f"http://{HOST}:{args.sandbox_port}"
     api_url = f"http://{HOST}:{args.api_port}"
     env = child_environment(paths, sandbox_url, api_url)

@@ -54,7 +54,16 @@ def _start_sandbox(scenario: Any, strict: bool = True) -> Any:
         )
     server = SandboxServer(scenario, strict=strict).start()
     _RUNNING.append(server)
+    forget_object_stores()
     return server
+
+
+def forget_object_stores() -> None:
+    """Airflow caches object stores by connection id ("s3-aws_default"): a new sandbox is on a new port, so the
+    stores of the last one must go (an artifact root on the sandbox's S3 would reach the stopped one)."""
+    from airflow.sdk.io import store
+
+    store._STORE_CACHE.clear()
 
 
 def _stop_sandbox(server: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import botocore.session
 import pytest
 
-from patchcycle.config import CycleConfig, InstallSettings, Target
+from patchcycle.config import BaselinesConfig, CycleConfig, InstallSettings, RunConfig, Target, WatchConfig
 from patchcycle.core.scope import Scope
 
 DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "patch_cycle.py"
@@ -49,15 +50,43 @@ def test_the_dags_param_defaults_are_valid() -> None:
     assert config.install == InstallSettings()
     assert config.scope == Scope()
     assert config.artifact_root == "s3://patchcycle-artifacts"
-    assert (config.max_concurrency, config.max_errors) == ("50", "10%")
+    assert (str(config.max_concurrency), str(config.max_errors)) == ("50", "10%")
     assert (config.poll_seconds, config.command_timeout_minutes) == (30.0, 60.0)
+
+
+def test_the_dags_params_are_the_settings_fields_with_their_defaults() -> None:
+    """One place for each default: the DAG's params are derived from CycleConfig, field by field."""
+    defaults = dag_param_defaults()
+    settings = CycleConfig.settings()
+    assert list(defaults) == list(settings)
+    assert defaults == {name: default for name, (default, _) in settings.items()}
+    assert CycleConfig.from_params(defaults) == CycleConfig.from_params({})
+
+
+def test_the_config_travels_as_params_and_reads_back_the_same() -> None:
+    config = CycleConfig.from_params(
+        params(
+            mode="install",
+            scope={"include_tags": {"Environment": ["production"]}, "exclude_ids": ["i-1"], "exclude_tags": {}},
+            canary="3",
+            halt_threshold="0",
+            wave_percentages=[50, 50],
+            max_errors="0%",
+            approval_mode="auto",
+        )
+    )
+    sent = config.as_params()
+    assert json.loads(json.dumps(sent)) == sent  # XCom-safe
+    assert CycleConfig.from_params(sent) == config
+    assert sent["mode"] == "install" and sent["canary"] == "3" and sent["targets"] == TARGETS
+    assert RunConfig.from_params(sent).artifact_root == config.artifact_root  # a base class reads its part
 
 
 def test_fields_left_out_take_their_defaults() -> None:
     config = CycleConfig.from_params({"targets": TARGETS, "artifact_root": "file:///tmp/patchcycle/"})
     assert config.artifact_root == "file:///tmp/patchcycle"  # trailing slash dropped
     assert config.artifact_conn_id == "aws_default"
-    assert (config.mode, config.max_concurrency, config.max_errors) == ("scan", "50", "10%")
+    assert (config.mode, str(config.max_concurrency), str(config.max_errors)) == ("scan", "50", "10%")
     assert (config.poll_seconds, config.command_timeout_minutes) == (30.0, 60.0)
 
 
@@ -155,7 +184,7 @@ def test_rate_controls_follow_the_ssm_api_syntax(field: str) -> None:
     for value in RATE_CANDIDATES:
         valid = bool(pattern.match(value)) and len(value) <= max_length
         if valid:
-            assert getattr(CycleConfig.from_params(params(**{field: value})), field) == value
+            assert str(getattr(CycleConfig.from_params(params(**{field: value})), field)) == value
         else:
             assert str(value) in refused(field, **{field: value})
 
@@ -196,7 +225,7 @@ def test_an_unknown_mode_is_refused(mode: Any) -> None:
 def test_install_settings_defaults() -> None:
     install = CycleConfig.from_params(params()).install
     assert install == InstallSettings()
-    assert InstallSettings.from_dict(install.as_dict()) == install
+    assert InstallSettings.from_params(install.as_params()) == install
 
 
 @pytest.mark.parametrize(
@@ -246,3 +275,32 @@ def test_scope_is_parsed() -> None:
     assert config.scope == Scope(
         include_tags={"Environment": ["production"]}, exclude_ids=frozenset({"i-1"}), exclude_tags={"App": ["x"]}
     )
+
+
+def test_watch_config_defaults_and_refusals() -> None:
+    config = WatchConfig.from_params({})
+    assert config.finding_severities == ("CRITICAL",) and config.poll_seconds == 15.0
+    assert WatchConfig.from_params({"finding_severities": ["HIGH", "CRITICAL", "HIGH"]}).finding_severities == (
+        "HIGH",
+        "CRITICAL",
+    )
+    with pytest.raises(ValueError, match=r"^finding_severities\[1\]: must be one of"):
+        WatchConfig.from_params({"finding_severities": ["HIGH", "SEVERE"]})
+    with pytest.raises(ValueError, match=r"^config_rule_name: must be 1 to 64 characters"):
+        WatchConfig.from_params({"config_rule_name": ""})
+
+
+def test_baselines_config_resolves_a_relative_directory_from_the_repository() -> None:
+    config = BaselinesConfig.from_params({"baselines_dir": "include/baselines"})
+    assert config.directory == Path(__file__).resolve().parents[1] / "include" / "baselines"
+    assert config.dry_run is True and config.prune is False
+    with pytest.raises(ValueError, match=r"^dry_run: must be true or false"):
+        BaselinesConfig.from_params({"dry_run": "no"})
+
+
+@pytest.mark.parametrize("name", ["", "x" * 300, "other-dashboard", "patchcycle with space"])
+def test_a_dashboard_the_policy_does_not_allow_is_refused(name: str) -> None:
+    if name == "":
+        assert CycleConfig.from_params(params(dashboard_name="")).dashboard_name == ""  # no dashboard
+    else:
+        refused("dashboard_name", dashboard_name=name)

@@ -368,6 +368,10 @@ def _query_services() -> frozenset[str]:
     return frozenset({"rds", "cloudformation", "sts", "iam", "cloudwatch", "sns", "sqs", "elasticache"})
 
 
+# How often the serving loop looks for shutdown(): tests start and stop many sandboxes.
+STOP_POLL_SECONDS = 0.05
+
+
 class SandboxServer:
     """The sandbox served on 127.0.0.1 from a background thread (the CLI and the pytest fixture use it)."""
 
@@ -395,7 +399,12 @@ class SandboxServer:
         self._server.serve_forever()
 
     def start(self) -> SandboxServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox-aws", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": STOP_POLL_SECONDS},
+            name="sandbox-aws",
+            daemon=True,
+        )
         self._thread.start()
         return self
 

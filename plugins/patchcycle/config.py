@@ -1,37 +1,53 @@
-"""The patch_cycle run's parameters as a validated dataclass: bad input fails before any AWS call."""
+"""The DAG runs' settings as validated, frozen dataclasses: the one place each param is defined.
+
+Each field is a DAG param: its default, its form in the Airflow UI (title, description, JSON schema) and its
+parser live on the field (`setting`). The DAG files derive their `Param`s from these classes
+(patchcycle.dag_params), each run's first task validates the params with `from_params` (bad input fails
+naming the field, before any AWS call) and hands the whole config on as `as_params()`, a JSON-safe dict that
+every later task reads back with `from_params`.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final, Self, TypeVar
 
+from patchcycle.core.cloudwatch_metrics import check_dashboard_name
+from patchcycle.core.config_compliance import check_rule_name
+from patchcycle.core.quantities import CountOrPercent
 from patchcycle.core.scope import Scope
+from patchcycle.core.verdicts import INSTALL, MODES, SCAN
 
-MODES = ("scan", "install")
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 # "default" resolves by how the run started: the monthly schedule installs (behind the approval gate),
 # a run triggered by hand only scans unless asked to install.
-DEFAULT_MODE = "default"
-SCHEDULED_RUN_TYPES = frozenset({"scheduled"})
-APPROVAL_MODES = ("manual", "auto")
-REBOOT_OPTIONS = ("RebootIfNeeded", "NoReboot")
+DEFAULT_MODE: Final = "default"
+SCHEDULED_RUN_TYPES: Final = frozenset({"scheduled"})
+APPROVAL_MODES: Final = ("manual", "auto")
+REBOOT_OPTIONS: Final = ("RebootIfNeeded", "NoReboot")
 # The DAG has this many production wave tasks: the canary and up to MAX_WAVES - 1 more.
-MAX_WAVES = 5
+MAX_WAVES: Final = 5
+# Inspector's severities, most severe first (the watch's finding_severities choose among them).
+FINDING_SEVERITIES: Final = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNTRIAGED")
+DEFAULT_RULE_NAME: Final = "patchcycle-ec2-managedinstance-patch-compliance"
+
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
-# SSM's MaxConcurrency / MaxErrors syntax (botocore's ssm model): a count or a percentage, at most 7 characters.
-_RATE = re.compile(r"^([1-9][0-9]*|[1-9][0-9]?%|100%)$")
-_ERRORS = re.compile(r"^([1-9][0-9]*|0|[1-9]?[0-9]%|100%)$")
-_RATE_MAX_LENGTH = 7
+_ARTIFACT_ROOT = re.compile(r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.+)$")
 _INSTANCE_PROFILE = re.compile(r"^[\w+=,.@-]{1,128}$")
 _SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
-_SHARE = re.compile(r"^([1-9][0-9]*|[1-9][0-9]?%|100%)$")
+_DASHBOARD = "^(patchcycle[A-Za-z0-9_-]*)?$"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Target:
-    """One (AWS connection, region) the cycle covers: the unit tasks fan out by."""
+    """One (AWS connection, region) the run covers: the unit tasks fan out by."""
 
     aws_conn_id: str
     region_name: str
@@ -44,106 +60,16 @@ class Target:
         return {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name}
 
 
-@dataclass(frozen=True)
-class InstallSettings:
-    """How install mode stages, approves and rolls out (the install-only params)."""
-
-    approval_mode: str = "manual"
-    approval_timeout_hours: float = 24.0
-    staging_max_instances: int = 10
-    staging_instance_profile: str = ""
-    staging_subnet_id: str = ""
-    staging_timeout_minutes: float = 30.0
-    canary: str = "5%"
-    wave_percentages: tuple[int, ...] = (25, 25, 50)
-    halt_threshold: str = "10%"
-    reboot_option: str = "RebootIfNeeded"
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> InstallSettings:
-        defaults = cls()
-        return cls(
-            approval_mode=_choice("approval_mode", params.get("approval_mode", defaults.approval_mode), APPROVAL_MODES),
-            approval_timeout_hours=_positive(
-                "approval_timeout_hours", params.get("approval_timeout_hours", defaults.approval_timeout_hours)
-            ),
-            staging_max_instances=_count(
-                "staging_max_instances", params.get("staging_max_instances", defaults.staging_max_instances)
-            ),
-            staging_instance_profile=_optional_text(
-                "staging_instance_profile", params.get("staging_instance_profile", ""), _INSTANCE_PROFILE
-            ),
-            staging_subnet_id=_optional_text("staging_subnet_id", params.get("staging_subnet_id", ""), _SUBNET),
-            staging_timeout_minutes=_positive(
-                "staging_timeout_minutes", params.get("staging_timeout_minutes", defaults.staging_timeout_minutes)
-            ),
-            canary=_share("canary", params.get("canary", defaults.canary)),
-            wave_percentages=_wave_percentages(params.get("wave_percentages", list(defaults.wave_percentages))),
-            halt_threshold=_matching("halt_threshold", params.get("halt_threshold", defaults.halt_threshold), _ERRORS),
-            reboot_option=_choice("reboot_option", params.get("reboot_option", defaults.reboot_option), REBOOT_OPTIONS),
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-safe, for XCom."""
-        return {**asdict(self), "wave_percentages": list(self.wave_percentages)}
-
-    @classmethod
-    def from_dict(cls, value: Mapping[str, Any]) -> InstallSettings:
-        return cls(**{**value, "wave_percentages": tuple(value["wave_percentages"])})
+# ---- parsers: one per kind of value; each names the field it refuses ----
 
 
-@dataclass(frozen=True)
-class CycleConfig:
-    targets: tuple[Target, ...]
-    scope: Scope
-    mode: str
-    artifact_root: str
-    artifact_conn_id: str
-    max_concurrency: str
-    max_errors: str
-    poll_seconds: float
-    command_timeout_minutes: float
-    install: InstallSettings = InstallSettings()
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any], run_type: str = "manual") -> CycleConfig:
-        """Validate the DAG run's params; ValueError names the offending field.
-
-        run_type (the DAG run's) resolves mode "default": install for scheduled runs, scan otherwise.
-        """
-        mode = params.get("mode", DEFAULT_MODE)
-        if mode == DEFAULT_MODE:
-            mode = "install" if run_type in SCHEDULED_RUN_TYPES else "scan"
-        if mode not in MODES:
-            raise ValueError(f"mode: must be one of {[DEFAULT_MODE, *MODES]}, got {mode!r}")
-        artifact_root = _artifact_root(params.get("artifact_root", ""))
-        if mode == "install" and not artifact_root.startswith("s3://"):
-            # AWS-RunPatchBaseline reads the pinned patch list (InstallOverrideList) from S3.
-            raise ValueError(
-                f"artifact_root: install mode needs an s3:// artifact root, because instances read the "
-                f"pinned patch list from it; got {artifact_root!r}"
-            )
-        return cls(
-            targets=parse_targets(params.get("targets")),
-            scope=Scope.from_params(params.get("scope")),
-            mode=mode,
-            artifact_root=artifact_root,
-            artifact_conn_id=_text("artifact_conn_id", params.get("artifact_conn_id", "aws_default")),
-            max_concurrency=_matching("max_concurrency", params.get("max_concurrency", "50"), _RATE),
-            max_errors=_matching("max_errors", params.get("max_errors", "10%"), _ERRORS),
-            poll_seconds=_positive("poll_seconds", params.get("poll_seconds", 30)),
-            command_timeout_minutes=_positive("command_timeout_minutes", params.get("command_timeout_minutes", 60)),
-            install=InstallSettings.from_params(params),
-        )
-
-
-def parse_targets(value: Any) -> tuple[Target, ...]:
-    """The `targets` param ([{aws_conn_id, regions}]) as (connection, region) targets; ValueError names the field."""
-    if not isinstance(value, list) or not value:
-        raise ValueError("targets: must be a non-empty list of {aws_conn_id, regions}")
+def parse_targets(name: str, value: Any) -> tuple[Target, ...]:
+    """The `targets` param ([{aws_conn_id, regions}]) as (connection, region) targets, in order."""
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError(f"{name}: must be a non-empty list of {{aws_conn_id, regions}}")
     targets: list[Target] = []
     for index, entry in enumerate(value):
-        where = f"targets[{index}]"
+        where = f"{name}[{index}]"
         if not isinstance(entry, Mapping):
             raise ValueError(f"{where}: must be an object with aws_conn_id and regions")
         unknown = set(entry) - {"aws_conn_id", "regions"}
@@ -153,7 +79,7 @@ def parse_targets(value: Any) -> tuple[Target, ...]:
         if not isinstance(conn_id, str) or not _CONN_ID.match(conn_id):
             raise ValueError(f"{where}.aws_conn_id: must be an Airflow connection id, got {conn_id!r}")
         regions = entry.get("regions")
-        if not isinstance(regions, list) or not regions:
+        if not isinstance(regions, list | tuple) or not regions:
             raise ValueError(f"{where}.regions: must be a non-empty list of region names")
         for r_index, region in enumerate(regions):
             if not isinstance(region, str) or not _REGION.match(region):
@@ -165,58 +91,80 @@ def parse_targets(value: Any) -> tuple[Target, ...]:
     return tuple(targets)
 
 
-def _artifact_root(value: Any) -> str:
-    if not isinstance(value, str) or not re.match(r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.+)$", value):
-        raise ValueError(f"artifact_root: must be s3://bucket[/prefix] or file:///path, got {value!r}")
-    return value.rstrip("/")
+def dump_targets(targets: tuple[Target, ...]) -> list[dict[str, Any]]:
+    """Targets back in the param's form: one entry per run of targets sharing a connection, order kept."""
+    entries: list[dict[str, Any]] = []
+    for target in targets:
+        if entries and entries[-1]["aws_conn_id"] == target.aws_conn_id:
+            entries[-1]["regions"].append(target.region_name)
+        else:
+            entries.append({"aws_conn_id": target.aws_conn_id, "regions": [target.region_name]})
+    return entries
 
 
-def _text(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{name}: must be a non-empty string")
-    return value
-
-
-def _matching(name: str, value: Any, pattern: re.Pattern[str]) -> str:
-    if not isinstance(value, str) or not pattern.match(value) or len(value) > _RATE_MAX_LENGTH:
-        raise ValueError(f"{name}: must be a count or a percentage such as '10' or '10%', got {value!r}")
-    return value
-
-
-def _positive(name: str, value: Any) -> float:
+def parse_duration(name: str, value: Any) -> float:
+    """A positive, finite number (of the unit the param's name gives: seconds, minutes, hours)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
         raise ValueError(f"{name}: must be a positive number, got {value!r}")
     return float(value)
 
 
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}: must be one of {list(choices)}, got {value!r}")
-    return str(value)
-
-
-def _count(name: str, value: Any) -> int:
+def parse_count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}: must be a whole number of at least 1, got {value!r}")
     return value
 
 
-def _optional_text(name: str, value: Any, pattern: re.Pattern[str]) -> str:
-    if value == "":
-        return ""
-    if not isinstance(value, str) or not pattern.match(value):
-        raise ValueError(f"{name}: {value!r} is not valid here (leave it empty for none)")
+def parse_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: must be true or false, got {value!r}")
     return value
 
 
-def _share(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not _SHARE.match(value):
-        raise ValueError(f"{name}: must be a count or a percentage such as '2' or '5%', got {value!r}")
+def parse_text(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name}: must be a non-empty string")
     return value
 
 
-def _wave_percentages(value: Any) -> tuple[int, ...]:
-    name = "wave_percentages"
+def _choice(*choices: str) -> Callable[[str, Any], str]:
+    def parse(name: str, value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"{name}: must be one of {list(choices)}, got {value!r}")
+        return str(value)
+
+    return parse
+
+
+def _optional_text(pattern: re.Pattern[str]) -> Callable[[str, Any], str]:
+    def parse(name: str, value: Any) -> str:
+        if value == "":
+            return ""
+        if not isinstance(value, str) or not pattern.match(value):
+            raise ValueError(f"{name}: {value!r} is not valid here (leave it empty for none)")
+        return value
+
+    return parse
+
+
+def _count_or_percent(minimum: int) -> Callable[[str, Any], CountOrPercent]:
+    def parse(name: str, value: Any) -> CountOrPercent:
+        return CountOrPercent.parse(name, value, minimum=minimum)
+
+    return parse
+
+
+def parse_artifact_root(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not _ARTIFACT_ROOT.match(value):
+        raise ValueError(f"{name}: must be s3://bucket[/prefix] or file:///path, got {value!r}")
+    return value.rstrip("/")
+
+
+def parse_scope(name: str, value: Any) -> Scope:
+    return Scope.from_params(value)  # its errors name scope.<field>
+
+
+def parse_wave_percentages(name: str, value: Any) -> tuple[int, ...]:
     if not isinstance(value, list | tuple) or not value:
         raise ValueError(f"{name}: must be a non-empty list of percentages that add up to 100, got {value!r}")
     if len(value) > MAX_WAVES - 1:
@@ -229,35 +177,396 @@ def _wave_percentages(value: Any) -> tuple[int, ...]:
     return tuple(value)
 
 
-# Inspector's severities, most severe first (the watch's finding_severities choose among them).
-FINDING_SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNTRIAGED")
+def parse_severities(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError(f"{name}: must be a non-empty list of {list(FINDING_SEVERITIES)}")
+    for index, severity in enumerate(value):
+        if severity not in FINDING_SEVERITIES:
+            raise ValueError(f"{name}[{index}]: must be one of {list(FINDING_SEVERITIES)}, got {severity!r}")
+    return tuple(dict.fromkeys(value))
+
+
+def parse_rule_name(name: str, value: Any) -> str:
+    try:
+        return check_rule_name(value) if isinstance(value, str) else check_rule_name("")
+    except ValueError as error:
+        raise ValueError(f"{name}: {str(error).removeprefix('rule_name: ')}") from error
+
+
+def parse_dashboard_name(name: str, value: Any) -> str:
+    if value == "":
+        return ""  # no dashboard
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: must be a string, got {value!r}")
+    try:
+        return check_dashboard_name(value)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from error
+
+
+def parse_directory(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name}: must be a directory path, got {value!r}")
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A value in the param's JSON form."""
+    if isinstance(value, CountOrPercent):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+# ---- fields that are DAG params ----
 
 
 @dataclass(frozen=True)
-class WatchConfig:
-    """The patch_compliance_watch run's parameters."""
+class Setting:
+    """How one config field is a DAG param: its form in the UI and how its value is read and written back."""
 
-    targets: tuple[Target, ...]
-    artifact_root: str
-    artifact_conn_id: str
-    finding_severities: tuple[str, ...]
-    config_rule_name: str
+    title: str
+    description: str
+    schema: Mapping[str, Any]  # JSON schema keywords for the Airflow form: type, enum, minimum, ...
+    parse: Callable[[str, Any], Any]
+    dump: Callable[[Any], Any]
+
+
+def setting(
+    default: T,
+    parse: Callable[[str, Any], T],
+    title: str,
+    description: str = "",
+    *,
+    dump: Callable[[Any], Any] = _plain,
+    **schema: Any,
+) -> T:
+    """A dataclass field that is a DAG param, with its default, UI form and parser."""
+    spec = Setting(title, description, schema, parse, dump)
+    value: T = field(default=default, metadata={"setting": spec})
+    return value
+
+
+def group(settings_class: type[T]) -> T:
+    """A field holding a nested group of settings (flattened into the DAG's params)."""
+    value: T = field(default_factory=settings_class, metadata={"group": settings_class})
+    return value
+
+
+class Settings:
+    """What every settings dataclass shares: reading the params, writing them back, listing them as params."""
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> WatchConfig:
-        """Validate the watch run's params; ValueError names the offending field."""
-        severities = params.get("finding_severities", ["CRITICAL"])
-        if not isinstance(severities, list) or not severities:
-            raise ValueError(f"finding_severities: must be a non-empty list of {list(FINDING_SEVERITIES)}")
-        for index, severity in enumerate(severities):
-            if severity not in FINDING_SEVERITIES:
-                raise ValueError(
-                    f"finding_severities[{index}]: must be one of {list(FINDING_SEVERITIES)}, got {severity!r}"
-                )
-        return cls(
-            targets=parse_targets(params.get("targets")),
-            artifact_root=_artifact_root(params.get("artifact_root", "")),
-            artifact_conn_id=_text("artifact_conn_id", params.get("artifact_conn_id", "aws_default")),
-            finding_severities=tuple(dict.fromkeys(severities)),
-            config_rule_name=_text("config_rule_name", params.get("config_rule_name", "")),
-        )
+    def from_params(cls, params: Mapping[str, Any]) -> Self:
+        """Validate the params (missing ones take their default); ValueError names the offending field.
+
+        Params the class does not define are ignored, so a base class reads its part of a subclass's params.
+        """
+        values: dict[str, Any] = {}
+        for item in fields(cls):  # type: ignore[arg-type]
+            if "group" in item.metadata:
+                values[item.name] = item.metadata["group"].from_params(params)
+                continue
+            spec: Setting = item.metadata["setting"]
+            raw = params[item.name] if item.name in params else spec.dump(item.default)
+            values[item.name] = spec.parse(item.name, raw)
+        return cls(**values)
+
+    def as_params(self) -> dict[str, Any]:
+        """The settings as the flat, JSON-safe params dict `from_params` reads back (the XCom form)."""
+        params: dict[str, Any] = {}
+        for item in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, item.name)
+            if "group" in item.metadata:
+                params.update(value.as_params())
+            else:
+                params[item.name] = item.metadata["setting"].dump(value)
+        return params
+
+    @classmethod
+    def settings(cls) -> dict[str, tuple[Any, Setting]]:
+        """Every param, in field order (groups flattened): name -> (its default in the param's form, its setting)."""
+        found: dict[str, tuple[Any, Setting]] = {}
+        for item in fields(cls):  # type: ignore[arg-type]
+            if "group" in item.metadata:
+                found.update(item.metadata["group"].settings())
+            else:
+                spec: Setting = item.metadata["setting"]
+                found[item.name] = (spec.dump(item.default), spec)
+        return found
+
+
+# ---- the runs' settings ----
+
+DEFAULT_TARGETS: Final = (Target("aws_default", "us-east-1"), Target("aws_default", "eu-west-1"))
+_TARGETS_SCHEMA: Final = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "required": ["aws_conn_id", "regions"],
+        "additionalProperties": False,
+        "properties": {
+            "aws_conn_id": {"type": "string", "minLength": 1},
+            "regions": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        },
+    },
+}
+
+
+def _targets(purpose: str) -> tuple[Target, ...]:
+    return setting(
+        DEFAULT_TARGETS,
+        parse_targets,
+        "Targets",
+        f"AWS connections (one per account) and the regions to {purpose} in each.",
+        dump=dump_targets,
+        **_TARGETS_SCHEMA,
+    )
+
+
+def _artifact_root() -> str:
+    return setting(
+        "s3://patchcycle-artifacts",
+        parse_artifact_root,
+        "Artifact root",
+        "Where each stage writes its tables and the report: s3://bucket[/prefix] or file:///path.",
+        type="string",
+    )
+
+
+def _config_rule_name(description: str) -> str:
+    return setting(DEFAULT_RULE_NAME, parse_rule_name, "AWS Config rule", description, type="string")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig(Settings):
+    """What the patch_cycle and patch_compliance_watch runs share: where they look, and where they keep things."""
+
+    targets: tuple[Target, ...] = _targets("cover")
+    artifact_root: str = _artifact_root()
+    artifact_conn_id: str = setting("aws_default", parse_text, "Artifact store connection", type="string")
+    config_rule_name: str = _config_rule_name(
+        "The EC2_MANAGEDINSTANCE_PATCH_COMPLIANCE_STATUS_CHECK rule to evaluate; created under this name when the "
+        "region has none."
+    )
+    poll_seconds: float = setting(
+        30.0,
+        parse_duration,
+        "Seconds between status polls",
+        "How often commands, staging stacks, Inspector rescans and Config evaluations are checked.",
+        type="number",
+        minimum=1,
+    )
+
+    @property
+    def poll_interval(self) -> timedelta:
+        return timedelta(seconds=self.poll_seconds)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallSettings(Settings):
+    """How install mode stages, approves and rolls out (the install-only params)."""
+
+    approval_mode: str = setting(
+        "manual",
+        _choice(*APPROVAL_MODES),
+        "Approval",
+        "manual: a person approves in the UI. auto: approve only if staging passed every check.",
+        enum=list(APPROVAL_MODES),
+    )
+    approval_timeout_hours: float = setting(
+        24.0, parse_duration, "Approval timeout (hours)", "No answer: Reject.", type="number", exclusiveMinimum=0
+    )
+    staging_max_instances: int = setting(
+        10,
+        parse_count,
+        "Staging instances per region (at most)",
+        "One per distinct OS, AMI, instance family and patch group; profiles beyond it are skipped.",
+        type="integer",
+        minimum=1,
+    )
+    staging_instance_profile: str = setting(
+        "",
+        _optional_text(_INSTANCE_PROFILE),
+        "Staging instance profile",
+        "IAM instance profile for staging instances (needs AmazonSSMManagedInstanceCore).",
+        type="string",
+    )
+    staging_subnet_id: str = setting(
+        "", _optional_text(_SUBNET), "Staging subnet", "Empty: the default VPC.", type="string"
+    )
+    staging_timeout_minutes: float = setting(
+        30.0,
+        parse_duration,
+        "Staging instances must be Online in SSM within (minutes)",
+        type="number",
+        exclusiveMinimum=0,
+    )
+    canary: CountOrPercent = setting(
+        CountOrPercent(5, percent=True),
+        _count_or_percent(1),
+        "Canary wave",
+        "A count or a % of the production set.",
+        type="string",
+    )
+    wave_percentages: tuple[int, ...] = setting(
+        (25, 25, 50),
+        parse_wave_percentages,
+        "Waves after the canary (% of the rest, adding up to 100)",
+        type="array",
+        items={"type": "integer", "minimum": 1, "maximum": 100},
+        minItems=1,
+        maxItems=MAX_WAVES - 1,
+    )
+    halt_threshold: CountOrPercent = setting(
+        CountOrPercent(10, percent=True),
+        _count_or_percent(0),
+        "Halt threshold",
+        "A wave with more failed instances than this (a count or a % of the wave) halts the rest.",
+        type="string",
+    )
+    reboot_option: str = setting("RebootIfNeeded", _choice(*REBOOT_OPTIONS), "RebootOption", enum=list(REBOOT_OPTIONS))
+
+    @property
+    def approval_timeout(self) -> timedelta:
+        return timedelta(hours=self.approval_timeout_hours)
+
+    @property
+    def staging_timeout(self) -> timedelta:
+        return timedelta(minutes=self.staging_timeout_minutes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CycleConfig(RunConfig):
+    """The patch_cycle run's settings. `mode` is resolved ("scan" or "install") once validated."""
+
+    mode: str = setting(
+        DEFAULT_MODE,
+        _choice(DEFAULT_MODE, *MODES),
+        "Mode",
+        "scan: report what is missing, install nothing. install: stage, approve, roll out in waves, verify. "
+        "default: install on the monthly schedule, scan on a run triggered by hand.",
+        enum=[DEFAULT_MODE, *MODES],
+    )
+    install: InstallSettings = group(InstallSettings)
+    scope: Scope = setting(
+        Scope(),
+        parse_scope,
+        "Scope",
+        "include_tags: {tag: [values]}, every tag must match; exclude_ids: [ids]; exclude_tags: {tag: [values]}.",
+        dump=Scope.as_params,
+        type="object",
+    )
+    max_concurrency: CountOrPercent = setting(
+        CountOrPercent(50, percent=False), _count_or_percent(1), "SSM MaxConcurrency", "A count or a %.", type="string"
+    )
+    max_errors: CountOrPercent = setting(
+        CountOrPercent(10, percent=True), _count_or_percent(0), "SSM MaxErrors", "A count or a %.", type="string"
+    )
+    command_timeout_minutes: float = setting(
+        60.0,
+        parse_duration,
+        "Command time limit (minutes)",
+        "Commands still running after this are cancelled; their instances are reported as failed.",
+        type="number",
+        exclusiveMinimum=0,
+    )
+    inspector_wait_minutes: float = setting(
+        120.0,
+        parse_duration,
+        "Inspector rescan wait (minutes)",
+        "How long inspect waits (in the triggerer) for Amazon Inspector to rescan each patched instance; CVEs of "
+        "an instance not rescanned by then are UNVERIFIED.",
+        type="number",
+        exclusiveMinimum=0,
+    )
+    dashboard_name: str = setting(
+        "patchcycle",
+        parse_dashboard_name,
+        "CloudWatch dashboard",
+        "The KPI dashboard each target's account gets (must start with patchcycle); empty: none.",
+        type="string",
+        pattern=_DASHBOARD,
+    )
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], run_type: str = "manual") -> Self:
+        """Validate the run's params; ValueError names the offending field.
+
+        run_type (the DAG run's) resolves mode "default": install for scheduled runs, scan otherwise.
+        """
+        mode = params.get("mode", DEFAULT_MODE)
+        if mode == DEFAULT_MODE:
+            mode = INSTALL if run_type in SCHEDULED_RUN_TYPES else SCAN
+        config = super().from_params({**params, "mode": mode})
+        if config.mode == INSTALL and not config.artifact_root.startswith("s3://"):
+            # AWS-RunPatchBaseline reads the pinned patch list (InstallOverrideList) from S3.
+            raise ValueError(
+                f"artifact_root: install mode needs an s3:// artifact root, because instances read the "
+                f"pinned patch list from it; got {config.artifact_root!r}"
+            )
+        return config
+
+    @property
+    def installs(self) -> bool:
+        return self.mode == INSTALL
+
+    @property
+    def command_timeout(self) -> timedelta:
+        return timedelta(minutes=self.command_timeout_minutes)
+
+    @property
+    def inspector_wait(self) -> timedelta:
+        return timedelta(minutes=self.inspector_wait_minutes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WatchConfig(RunConfig):
+    """The patch_compliance_watch run's settings."""
+
+    targets: tuple[Target, ...] = _targets("watch")
+    finding_severities: tuple[str, ...] = setting(
+        ("CRITICAL",),
+        parse_severities,
+        "Finding severities",
+        "Active Inspector findings of these severities that the cycle did not know count as drift.",
+        type="array",
+        items={"enum": list(FINDING_SEVERITIES)},
+        minItems=1,
+    )
+    config_rule_name: str = _config_rule_name(
+        "The EC2_MANAGEDINSTANCE_PATCH_COMPLIANCE_STATUS_CHECK rule (created when missing)."
+    )
+    poll_seconds: float = setting(
+        15.0, parse_duration, "Seconds between AWS Config status polls", type="number", minimum=1
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaselinesConfig(Settings):
+    """The patch_baselines run's settings."""
+
+    targets: tuple[Target, ...] = _targets("apply the baselines")
+    baselines_dir: str = setting(
+        str(REPO_ROOT / "include" / "baselines"),
+        parse_directory,
+        "Baselines directory",
+        "The *.yaml baseline files (a relative path is taken from the repository root).",
+        type="string",
+    )
+    dry_run: bool = setting(True, parse_flag, "Dry run", "Log the diff and change nothing.", type="boolean")
+    prune: bool = setting(
+        False,
+        parse_flag,
+        "Prune",
+        "Delete managed baselines no file declares any more (never an unmanaged one).",
+        type="boolean",
+    )
+
+    @property
+    def directory(self) -> Path:
+        """baselines_dir, a relative path taken from the repository root."""
+        path = Path(self.baselines_dir).expanduser()
+        return path if path.is_absolute() else REPO_ROOT / path

@@ -2,11 +2,13 @@
 batch limits allow, and the wall time and peak memory of the pandas steps.
 
 Runs the operators the patch_cycle DAG maps over (connection, region) -- InventoryOperator,
-PatchScanOperator, then CycleReportOperator -- through their own execute() with a minimal context and
-a file:// artifact store, without a scheduler. The one difference from a DAG run is the wait: instead
-of CommandCompletionTrigger sleeping in the triggerer, ListCommands is polled the same way and the
-sandbox's simulated clock is advanced by poll_seconds between rounds. API calls are the sandbox's own
-counts (GET /_sandbox/calls), diffed per phase. Asserts nothing about time.
+PatchScanOperator, then CycleReportOperator -- through their own execute() with a minimal context, the
+run's validated config (scan mode, as validate_params pushes it) and a file:// artifact root, without a
+scheduler; the bench reads the run's tables back through the run-artifact contract, as the tasks do. The
+one difference from a DAG run is the wait: instead of CommandCompletionTrigger sleeping in the triggerer,
+ListCommands is polled the same way and the sandbox's simulated clock is advanced by poll_seconds between
+rounds (and before the first: the trigger first looks one interval after the deferral). API calls are the
+sandbox's own counts (GET /_sandbox/calls), diffed per phase. Asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -164,7 +166,8 @@ class StepStats:
 
 
 class PandasSteps:
-    """Times every core (pandas) function the operators call, and the artifact store's parquet I/O.
+    """Times every core (pandas) function the operators (and the report's read-back helpers) call, and the
+    run-artifact contract's parquet I/O (encoding and decoding its tables).
 
     Wall time is taken as the operators run. Peak memory is taken afterwards by calling each step
     again on the same arguments under tracemalloc and a fresh Arrow proxy pool, so that tracing
@@ -178,7 +181,7 @@ class PandasSteps:
         self._depth = 0
         self._undo: list[tuple[Any, str, Any]] = []
 
-    def install(self, operator_modules: list[ModuleType], artifact_store: type) -> None:
+    def install(self, operator_modules: list[ModuleType], table_class: type) -> None:
         for module in operator_modules:
             source = inspect.getsource(module)
             for name, value in list(vars(module).items()):
@@ -190,8 +193,8 @@ class PandasSteps:
                             self._wrap(value, called, f"{value.__name__.rsplit('.', 1)[-1]}.{called}")
             if inspect.isfunction(getattr(module, "_scan_targets", None)):  # the match's own pandas filter
                 self._wrap(module, "_scan_targets", f"{module.__name__.rsplit('.', 1)[-1]}._scan_targets")
-        for method in ("read_frame", "write_frame"):
-            self._wrap(artifact_store, method, f"artifacts.{method} (parquet)")
+        for method, what in (("decode", "parquet read"), ("encode", "parquet write")):
+            self._wrap(table_class, method, f"Table.{method} ({what})")
 
     def restore(self) -> None:
         for owner, name, original in reversed(self._undo):
@@ -327,12 +330,14 @@ def _timed(phase: Phase, what: str) -> Iterator[None]:
 
 
 def _wait_for_commands(hook: Any, sandbox: SandboxControl, trigger: Any) -> tuple[dict[str, Any], int]:
-    """CommandCompletionTrigger.run's loop, with the sandbox clock advanced instead of sleeping."""
+    """CommandCompletionTrigger.run's loop, with the sandbox clock advanced instead of sleeping (the trigger
+    also first looks one interval after the task deferred)."""
     from patchcycle.triggers.command_completion import FINAL_STATUSES, _summary
 
     pending = set(trigger.command_ids)
     summaries: dict[str, dict[str, Any]] = {}
     waited, rounds = 0.0, 0
+    sandbox.advance(trigger.poll_interval)
     while True:
         rounds += 1
         for command_id in sorted(pending):
@@ -344,7 +349,7 @@ def _wait_for_commands(hook: Any, sandbox: SandboxControl, trigger: Any) -> tupl
             if command["Status"] in FINAL_STATUSES:
                 pending.discard(command_id)
         if not pending:
-            return {"status": "done", "commands": summaries}, rounds
+            return {"status": "done", "commands": summaries, "pending": []}, rounds
         if waited >= trigger.timeout:
             return {"status": "timeout", "commands": summaries, "pending": sorted(pending)}, rounds
         sandbox.advance(trigger.poll_interval)
@@ -515,10 +520,11 @@ def _run(artifact_dir: Path) -> Results:
     try:
         _point_connection_at(server.url, regions[0])
         # Imported only now: Airflow reads the environment set above when it is first imported.
-        from patchcycle import artifacts
+        from patchcycle import run_artifacts
         from patchcycle.hooks import inventory as inventory_hooks
         from patchcycle.hooks import patch_manager
         from patchcycle.operators import cycle_report, inventory, patch_scan
+        from patchcycle.readback import evidence, match
 
         for name in ("airflow", "airflow.task", "airflow.providers", "botocore", "urllib3"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -532,7 +538,8 @@ def _run(artifact_dir: Path) -> Results:
             hooks=HookTimes(),
             notes=[],
         )
-        results.steps.install([inventory, patch_scan, cycle_report], artifacts.ArtifactStore)
+        # The report reads the tables back through patchcycle.readback: its pandas steps are timed there.
+        results.steps.install([inventory, patch_scan, cycle_report, match, evidence], run_artifacts.Table)
         results.hooks.install(
             [
                 patch_manager.PatchManagerHook,
@@ -555,19 +562,30 @@ def _run_cycle(results: Results, sandbox: SandboxControl, artifact_root: str) ->
     """inventory for every region, then match for every region, then the report: the DAG's order."""
     from airflow.sdk.exceptions import TaskDeferred
 
-    from patchcycle.artifacts import ArtifactStore
+    from patchcycle.config import CycleConfig, Target
     from patchcycle.operators.cycle_report import CycleReportOperator
     from patchcycle.operators.inventory import InventoryOperator
     from patchcycle.operators.patch_scan import PatchScanOperator
+    from patchcycle.run_artifacts import INVENTORY, MATCH_PLAN, RunArtifacts
 
+    # What validate_params pushes (XCom `config`) for a scan of every region, and every task takes.
+    config = CycleConfig.from_params(
+        {
+            "mode": "scan",
+            "targets": [{"aws_conn_id": CONN_ID, "regions": list(results.regions)}],
+            "artifact_root": artifact_root,
+            "artifact_conn_id": CONN_ID,
+            "poll_seconds": POLL_SECONDS,
+        }
+    ).as_params()
     context: Any = {
         "dag": SimpleNamespace(dag_id=DAG_ID),
         "run_id": RUN_ID,
-        "params": {"mode": "scan"},
+        "params": {},
         "outlet_events": defaultdict(SimpleNamespace),  # the report updates the patch_cycle_report asset
     }
-    common = {"aws_conn_id": CONN_ID, "artifact_root": artifact_root, "artifact_conn_id": CONN_ID}
-    store = ArtifactStore(artifact_root, DAG_ID, RUN_ID, CONN_ID)
+    common = {"aws_conn_id": CONN_ID, "config": config}
+    artifacts = RunArtifacts(artifact_root, DAG_ID, RUN_ID, CONN_ID)
     steps, phases, facts, notes = results.steps, results.phases, results.facts, results.notes
 
     @contextmanager
@@ -589,13 +607,13 @@ def _run_cycle(results: Results, sandbox: SandboxControl, artifact_root: str) ->
             operator = InventoryOperator(task_id="inventory", region_name=region, **common)
             with _timed(phase, f"{region}: InventoryOperator.execute"):
                 summary = operator.execute(context)
-        facts.add_inventory(store.read_frame(str(store.path("inventory", f"{CONN_ID}.{region}.parquet"))))
+        facts.add_inventory(artifacts.read(INVENTORY, target=Target(CONN_ID, region)))
         notes.append(f"inventory {region}: {summary['resources']} resources, {summary['in_scope']} in scope")
 
     for region in results.regions:
         phase = phases["match"]
         with in_phase(phase):
-            scan = PatchScanOperator(task_id="match", region_name=region, poll_seconds=POLL_SECONDS, **common)
+            scan = PatchScanOperator(task_id="match", region_name=region, **common)
             deferral: TaskDeferred | None = None
             with _timed(phase, f"{region}: execute (SendCommand, then defer)"):
                 try:
@@ -605,12 +623,12 @@ def _run_cycle(results: Results, sandbox: SandboxControl, artifact_root: str) ->
             summaries: dict[str, Any] = {}
             if deferral is not None:
                 with _timed(phase, f"{region}: wait (ListCommands; clock +{POLL_SECONDS:.0f} s a round)"):
-                    event, rounds = _wait_for_commands(scan.hook(), sandbox, deferral.trigger)
+                    event, rounds = _wait_for_commands(scan.hook, sandbox, deferral.trigger)
                 with _timed(phase, f"{region}: {deferral.method_name} (invocations, states, patches)"):
                     result = getattr(scan, deferral.method_name)(context, event)
                 summaries = event["commands"]
                 notes.append(f"match {region}: {len(summaries)} Scan commands final after {rounds} poll rounds")
-        plan = store.read_frame(str(store.path("match", f"{CONN_ID}.{region}.plan.parquet")))
+        plan = artifacts.read(MATCH_PLAN, target=Target(CONN_ID, region))
         facts.add_match(int(result["scanned"]), summaries, int(result["non_compliant"]), plan)
         notes.append(
             f"match {region}: {result['scanned']} scanned, {result['scan_failures']} scan failures, "
@@ -619,12 +637,7 @@ def _run_cycle(results: Results, sandbox: SandboxControl, artifact_root: str) ->
 
     phase = phases["report"]
     with in_phase(phase):
-        report = CycleReportOperator(
-            task_id="report",
-            targets=[{"aws_conn_id": CONN_ID, "region_name": region} for region in results.regions],
-            artifact_root=artifact_root,
-            artifact_conn_id=CONN_ID,
-        )
+        report = CycleReportOperator(task_id="report", config=config)
         with _timed(phase, "CycleReportOperator.execute (all regions)"):
             outcome = report.execute(context)
     notes.append(f"report: {outcome['in_scope']} resources in scope, {outcome['incomplete']} parts missing")

@@ -43,6 +43,7 @@ def patch(patch_id: str, severity: str, cves: list[str] | None = None) -> dict[s
 
 def resource(instance_id: str, compliance: str, patches: list[dict[str, Any]] = (), **overrides: Any) -> dict[str, Any]:  # type: ignore[assignment]
     verdict = {"NON_COMPLIANT": "NON_COMPLIANT", "COMPLIANT": "ALREADY_COMPLIANT", "UNKNOWN": "SKIPPED_OFFLINE"}
+    code = {"NON_COMPLIANT": "PATCHES_OUTSTANDING", "COMPLIANT": "NO_MISSING_PATCHES", "UNKNOWN": "AGENT_OFFLINE"}
     entry = {
         "resource_id": instance_id,
         "resource_type": "ec2",
@@ -51,6 +52,7 @@ def resource(instance_id: str, compliance: str, patches: list[dict[str, Any]] = 
         "responsibility": "customer",
         "verdict": verdict[compliance],
         "compliance_state": compliance,
+        "reason_code": code[compliance],
         "reason": f"{len(patches)} missing patches",
         "name": f"web-{instance_id}",
         "environment": "production",
@@ -151,6 +153,8 @@ def test_non_compliant_instances_become_schema_valid_findings() -> None:
     assert (finding["CreatedAt"], finding["UpdatedAt"], finding["Workflow"]) == (NOW, NOW, {"Status": "NEW"})
     assert "CVE-2026-21001" in finding["Description"] and "ALAS2023-2026-1100" in finding["Description"]
     assert finding["PatchSummary"]["Id"] == "pb-0123456789abcdef0" and finding["PatchSummary"]["MissingCount"] == 2
+    # The reason code travels as a product field, so Security Hub filters and counts by it, never by prose.
+    assert finding["ProductFields"]["patchcycle/ReasonCode"] == "PATCHES_OUTSTANDING"
     assert found.fixed_ids == {finding_id(ACCOUNT, REGION, "i-2", "patch-compliance")}
 
 

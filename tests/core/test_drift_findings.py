@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from include.sandbox.protocol import validate_request
 from patchcycle.core.drift import DRIFT_COLUMNS, DriftKind, drift_summary
 from patchcycle.core.drift_findings import DRIFT_GENERATOR, drift_finding_set, drift_metric_data
-from patchcycle.core.inventory import typed_frame
+from patchcycle.core.frames import typed_frame
 
 ACCOUNT, REGION, NOW = "123456789012", "us-east-1", "2026-11-27T06:00:00Z"
 

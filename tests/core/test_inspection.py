@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from patchcycle.core.frames import typed_frame
 from patchcycle.core.inspection import (
     CVE_COLUMNS,
     CVE_STATUS_MEANINGS,
@@ -26,9 +27,9 @@ from patchcycle.core.inspection import (
     status_counts,
     still_active_reason,
 )
-from patchcycle.core.inventory import iso_utc, typed_frame
 from patchcycle.core.plan import PLAN_COLUMNS
 from patchcycle.core.staging import PRODUCTION_COLUMNS
+from patchcycle.core.timestamps import iso_utc
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 INSTALLED_AT = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)

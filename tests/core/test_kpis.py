@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from patchcycle.core.inventory import typed_frame
+from patchcycle.core.frames import typed_frame
 from patchcycle.core.kpis import (
     BASIS_INSTALL_START,
     BASIS_RUN_START,
@@ -34,16 +34,20 @@ HEALTH = "health check Failed (exit 1) after the install: FAIL: nginx"
 INSTALL: dict[str, tuple[int, Outcome, dict[str, Any], str | None]] = {
     "i-missing": (1, Outcome.SENT, SENT_OK, None),
     "i-ok": (2, Outcome.SENT, {"invocation_status": "Success", "installed": 1, "pending_reboot": 1}, None),
-    "i-nodata": (1, Outcome.SENT, {**SENT_OK, "health_failure": HEALTH}, "FAILED:HEALTH_CHECK"),
-    "i-offline": (2, Outcome.NOT_RUN, {"detail": "wave 2 did not run: stopped"}, "FAILED:NOT_ATTEMPTED"),
+    "i-nodata": (1, Outcome.SENT, {**SENT_OK, "health_failure": HEALTH}, "HEALTH_CHECK_FAILED"),
+    "i-offline": (2, Outcome.NOT_RUN, {"detail": "wave 2 did not run: stopped"}, "NOT_ATTEMPTED"),
     "i-unmanaged": (2, Outcome.HALTED, {"detail": "halted after wave 1"}, None),
-    "i-stopped": (2, Outcome.SENT, {"invocation_status": "TimedOut", "detail": "x"}, "FAILED:INSTALL_COMMAND"),
+    "i-stopped": (2, Outcome.SENT, {"invocation_status": "TimedOut", "detail": "x"}, "INSTALL_FAILED"),
 }
-NO_OUTCOME = {"i-reboot": "FAILED:NO_OUTCOME", "i-scanfail": "SCAN_FAILED"}
+NO_OUTCOME = {"i-reboot": "NO_OUTCOME", "i-scanfail": "SCAN_FAILED"}
+
+
+SKIP_CODES = {Outcome.NOT_RUN: "NOT_ATTEMPTED", Outcome.HALTED: "HALTED", Outcome.REJECTED: "REJECTED"}
 
 
 def outcome_row(resource_id: str, wave: int, outcome: Outcome, fields: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"account_id": ACCOUNT, "region": EAST, "resource_id": resource_id, "wave": wave}
+    row |= {"reason_code": SKIP_CODES.get(outcome, "")}
     row |= {"outcome": outcome.value, "detail": "", "pinned": 2, "installed": 0, "pending_reboot": 0}
     return row | {"health_failure": "", "verified": outcome == Outcome.SENT} | fields
 
@@ -139,7 +143,7 @@ def test_nothing_attempted_has_no_success_rate() -> None:
 
 
 def test_all_failed_is_a_zero_success_rate() -> None:
-    failing = {"i-missing": (1, Outcome.SENT, {"invocation_status": "Failed"}, "FAILED:INSTALL_COMMAND")}
+    failing = {"i-missing": (1, Outcome.SENT, {"invocation_status": "Failed"}, "INSTALL_FAILED")}
     fleet = compute_kpis(install_report(failing))["fleet"]
     assert fleet["patched"] == 0 and fleet["failed"] >= 1 and fleet["success_rate"] == 0.0
 
@@ -160,7 +164,7 @@ def test_scan_mode_kpis() -> None:
     # Install-only causes are not counted in scan mode; scan failures and missing patch states are.
     assert set(fleet["failures_by_reason"]) == set(FAILURE_REASONS) - INSTALL_ONLY_REASONS
     assert fleet["failures_by_reason"]["SCAN_FAILED"] == totals["by_verdict"]["SCAN_FAILED"]
-    assert fleet["failures_by_reason"]["NO_DATA"] == totals["by_verdict"]["NO_DATA"]
+    assert fleet["failures_by_reason"]["NO_PATCH_STATE"] == totals["by_verdict"]["NO_DATA"]
     assert kpis["incomplete_parts"] == len(report["incomplete"])
 
 
@@ -227,28 +231,44 @@ def test_deterministic_and_independent_of_an_existing_kpis_section() -> None:
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"invocation_status": "Failed", "not_installed": "kernel-6.1.1"}, "FAILED:INSTALL_COMMAND"),
-        ({"invocation_status": "", "verified": False}, "FAILED:INSTALL_COMMAND"),
-        ({"invocation_status": "Success", "not_installed": "tzdata"}, "FAILED:NOT_INSTALLED"),
-        ({"invocation_status": "Success", "not_installed": "a;b"}, "FAILED:NOT_INSTALLED"),
-        ({**SENT_OK, "verified": False}, "FAILED:NOT_VERIFIED"),
-        ({**SENT_OK, "health_failure": HEALTH}, "FAILED:HEALTH_CHECK"),
+        ({"invocation_status": "Failed", "not_installed": "kernel-6.1.1"}, "INSTALL_FAILED"),
+        ({"invocation_status": "", "verified": False}, "INSTALL_FAILED"),
+        ({"invocation_status": "Success", "not_installed": "tzdata"}, "PATCHES_NOT_INSTALLED"),
+        ({"invocation_status": "Success", "not_installed": "a;b"}, "PATCHES_NOT_INSTALLED"),
+        ({**SENT_OK, "verified": False}, "NOT_VERIFIED"),
+        ({**SENT_OK, "health_failure": HEALTH}, "HEALTH_CHECK_FAILED"),
     ],
 )
 def test_failed_reasons_from_install_verdicts_map_to_their_cause(fields: dict[str, Any], expected: str) -> None:
-    """The causes are read from the reason texts install_verdicts writes: a change of wording fails here."""
+    """KPIs count the code install_verdicts gives each failure (never its wording)."""
     report = install_report({"i-missing": (1, Outcome.SENT, fields, expected)})
     entry = next(r for r in report["resources"] if r["resource_id"] == "i-missing")
     assert entry["verdict"] == Verdict.FAILED
-    assert failure_reason(entry["verdict"], entry["reason"]) == expected
+    assert failure_reason(entry["verdict"], entry["reason_code"]) == expected
     assert compute_kpis(report)["fleet"]["failures_by_reason"][expected] == 1  # i-missing alone has this cause
 
 
 def test_failure_reason_of_verdicts() -> None:
-    assert failure_reason(Verdict.PATCHED.value, "") is None
-    assert failure_reason(Verdict.SKIPPED_HALTED.value, "halted") is None
-    assert failure_reason(Verdict.SCAN_FAILED.value, "scan command failed: exit code 1") == "SCAN_FAILED"
-    assert failure_reason(Verdict.FAILED.value, "something new went wrong") == "FAILED:OTHER"
+    assert failure_reason(Verdict.PATCHED.value, "INSTALLED") is None
+    assert failure_reason(Verdict.SKIPPED_HALTED.value, "HALTED") is None
+    assert failure_reason(Verdict.SCAN_FAILED.value, "SCAN_TIMEOUT") == "SCAN_TIMEOUT"
+    assert failure_reason(Verdict.NO_DATA.value, "NO_PATCH_STATE") == "NO_PATCH_STATE"
+
+
+def test_failure_reasons_are_the_codes_of_the_failure_verdicts() -> None:
+    assert set(FAILURE_REASONS) == {
+        "INSTALL_FAILED",
+        "INSTALL_TIMEOUT",
+        "NOT_VERIFIED",
+        "PATCHES_NOT_INSTALLED",
+        "HEALTH_CHECK_FAILED",
+        "NOT_ATTEMPTED",
+        "NO_OUTCOME",
+        "SCAN_FAILED",
+        "SCAN_TIMEOUT",
+        "NO_PATCH_STATE",
+    }
+    assert set(FAILURE_REASONS) - INSTALL_ONLY_REASONS == {"SCAN_FAILED", "SCAN_TIMEOUT", "NO_PATCH_STATE"}
 
 
 def test_target_kpis_of_a_target_without_resources_is_zeros() -> None:

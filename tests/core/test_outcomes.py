@@ -1,5 +1,5 @@
 """install_outcomes: where each production instance stopped (staging, the gate, a halt, its wave, or sent and
-verified), plus invocation_error and halted_after."""
+verified), and halted_after."""
 
 from __future__ import annotations
 
@@ -10,16 +10,14 @@ import pandas as pd
 import pytest
 
 from patchcycle.core.outcomes import (
-    ERROR_MARKER,
     ApprovalRecord,
     RolloutRecord,
     StagingRecord,
     halted_after,
     install_outcomes,
-    invocation_error,
 )
 from patchcycle.core.verdicts import OUTCOME_COLUMNS, Outcome
-from patchcycle.operators.patch_wave import WAVE_RESULT_COLUMNS
+from patchcycle.core.waves import WAVE_RESULT_COLUMNS, WaveRecord
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 PASSED = StagingRecord(ran=True, passed=True)
@@ -82,6 +80,7 @@ def results(*rows: tuple[str, int, str, str]) -> pd.DataFrame:
                 "wave": wave,
                 "command_id": f"cmd-{wave}",
                 "status": status,
+                "reason_code": "" if status == "Success" else "INSTALL_FAILED",
                 "detail": detail,
                 "health_failure": "",
                 "ok": status == "Success",
@@ -92,8 +91,12 @@ def results(*rows: tuple[str, int, str, str]) -> pd.DataFrame:
     )
 
 
-def halted_wave(wave: int) -> dict[str, Any]:
-    return {"wave": wave, "instances": 4, "failed": 2, "allowed_failures": 1, "threshold": "1", "halted": True}
+def halted_wave(wave: int) -> WaveRecord:
+    return WaveRecord(wave=wave, instances=4, started_at=AT, failed=2, allowed_failures=1, threshold="1", halted=True)
+
+
+def done_wave(wave: int) -> WaveRecord:
+    return WaveRecord(wave=wave, instances=1, started_at=AT, status="done")
 
 
 # -- where the instance stopped ---------------------------------------------------------------------------
@@ -103,7 +106,7 @@ def test_an_instance_whose_profile_got_no_replica_is_not_staged_whatever_happene
     rollout = RolloutRecord(results=results(("i-canary", 1, "Success", "")))
     for approval in (APPROVED, None, ApprovalRecord(decision="Reject", mode="manual", by="bob", at=AT)):
         row = outcomes(approval=approval, rollout=rollout)["i-unstaged"]
-        assert row["outcome"] == Outcome.NOT_STAGED
+        assert (row["outcome"], row["reason_code"]) == (Outcome.NOT_STAGED, "NOT_STAGED")
         assert row["detail"] == "its profile p03 got no staging replica (over staging_max_instances=2 per region)"
         assert (row["wave"], row["pinned"], row["invocation_status"], row["verified"]) == (0, 3, "", False)
 
@@ -121,7 +124,10 @@ def test_staging_failed_and_no_decision_is_staging_failed_with_the_staging_error
 ) -> None:
     rows = outcomes(staging=staging, approval=None)
     for instance_id in WAVE_OF:
-        assert rows[instance_id]["outcome"] == Outcome.STAGING_FAILED
+        assert (rows[instance_id]["outcome"], rows[instance_id]["reason_code"]) == (
+            Outcome.STAGING_FAILED,
+            "STAGING_FAILED",
+        )
         assert rows[instance_id]["detail"].startswith(detail)
     assert rows["i-second"]["wave"] == 2 and rows["i-second"]["pinned"] == 2
 
@@ -129,13 +135,17 @@ def test_staging_failed_and_no_decision_is_staging_failed_with_the_staging_error
 def test_staging_passed_but_no_decision_is_not_run() -> None:
     row = outcomes(staging=PASSED, approval=None)["i-canary"]
     assert (row["outcome"], row["detail"]) == (Outcome.NOT_RUN, "the approval gate did not decide")
+    assert row["reason_code"] == "NOT_ATTEMPTED"
 
 
 def test_the_auto_policy_rejecting_after_a_staging_failure_is_staging_failed() -> None:
     auto = ApprovalRecord(decision="Reject", mode="auto", by="approval policy: auto", at=AT)
     rows = outcomes(staging=FAILED, approval=auto)
     for instance_id in WAVE_OF:
-        assert rows[instance_id]["outcome"] == Outcome.STAGING_FAILED
+        assert (rows[instance_id]["outcome"], rows[instance_id]["reason_code"]) == (
+            Outcome.STAGING_FAILED,
+            "STAGING_FAILED",
+        )
         assert rows[instance_id]["detail"] == "staging failed, the auto policy rejected: p01 i-staging1: install Failed"
 
 
@@ -145,7 +155,7 @@ def test_a_person_rejecting_is_rejected_by_them_at_that_time() -> None:
     for staging in (PASSED, FAILED):
         rows = outcomes(staging=staging, approval=manual)
         for instance_id in WAVE_OF:
-            assert rows[instance_id]["outcome"] == Outcome.REJECTED
+            assert (rows[instance_id]["outcome"], rows[instance_id]["reason_code"]) == (Outcome.REJECTED, "REJECTED")
             assert rows[instance_id]["detail"] == f"rejected by bob at {AT}"
     anonymous = ApprovalRecord(decision="Reject", mode="manual", by="", at=AT)
     assert outcomes(approval=anonymous)["i-third"]["detail"] == f"rejected by unknown at {AT}"
@@ -155,18 +165,21 @@ def test_no_answer_in_time_is_rejected_by_default() -> None:
     timeout = ApprovalRecord(decision="Reject", mode="manual", by="", at=AT, timed_out=True)
     rows = outcomes(approval=timeout)
     for instance_id in WAVE_OF:
-        assert rows[instance_id]["outcome"] == Outcome.REJECTED
+        assert (rows[instance_id]["outcome"], rows[instance_id]["reason_code"]) == (
+            Outcome.REJECTED,
+            "APPROVAL_TIMEOUT",
+        )
         assert rows[instance_id]["detail"] == f"no answer in time: rejected by default at {AT}"
 
 
 def test_instances_of_the_waves_after_the_halting_wave_are_halted() -> None:
     rollout = RolloutRecord(
-        waves={1: {"wave": 1, "halted": False}, 2: halted_wave(2)},
+        waves={1: done_wave(1), 2: halted_wave(2)},
         results=results(("i-canary", 1, "Success", ""), ("i-second", 2, "Failed", "Failed: boom")),
     )
     rows = outcomes(rollout=rollout)
     assert rows["i-canary"]["outcome"] == rows["i-second"]["outcome"] == Outcome.SENT
-    assert rows["i-third"]["outcome"] == Outcome.HALTED
+    assert (rows["i-third"]["outcome"], rows["i-third"]["reason_code"]) == (Outcome.HALTED, "HALTED")
     assert rows["i-third"]["detail"] == (
         "halted after wave 2: 2 of 4 failed, more than the 1 allowed by halt_threshold 1"
     )
@@ -182,7 +195,7 @@ def test_an_instance_of_the_halting_wave_that_was_never_sent_is_not_halted_but_n
 
 def test_a_wave_that_did_not_run_names_its_task_error() -> None:
     rollout = RolloutRecord(
-        waves={1: {"wave": 1, "halted": False}},
+        waves={1: done_wave(1)},
         results=results(("i-canary", 1, "Success", "")),
         errors={2: "AirflowFailException: no wave plan: plan_install did not finish"},
     )
@@ -201,7 +214,7 @@ def test_a_wave_that_did_not_run_names_its_task_error() -> None:
 def test_sent_counts_installed_pending_reboot_and_missing_pinned_patches() -> None:
     fleet = production(("i-canary", "p01", "P-1;P-2;P-3;P-4;P-5"), ("i-second", "p01", "P-1"))
     rollout = RolloutRecord(
-        waves={1: {"wave": 1, "halted": False}},
+        waves={1: done_wave(1)},
         results=results(("i-canary", 1, "Failed", "Failed: Failed to install: P-4"), ("i-second", 2, "Success", "")),
     )
     verified = {
@@ -220,6 +233,7 @@ def test_sent_counts_installed_pending_reboot_and_missing_pinned_patches() -> No
         "region": REGION,
         "resource_id": "i-canary",
         "outcome": Outcome.SENT,
+        "reason_code": "INSTALL_FAILED",
         "wave": 1,
         "detail": "Failed: Failed to install: P-4",
         "invocation_status": "Failed",
@@ -242,36 +256,16 @@ def test_a_sent_instance_stays_sent_even_if_a_later_wave_halted() -> None:
     assert (row["outcome"], row["installed"], row["not_installed"], row["verified"]) == (Outcome.SENT, 1, "", True)
 
 
-# -- helpers ----------------------------------------------------------------------------------------------
-
-
-def test_invocation_error_takes_the_text_after_the_last_error_marker() -> None:
-    output = f"Installing 3 patches\nInstalled 2\n\n{ERROR_MARKER}\nFailed to install:\n   ALAS-1   \n"
-    assert invocation_error(output) == "Failed to install: ALAS-1"
-    twice = f"out\n{ERROR_MARKER}\nfirst\n{ERROR_MARKER}\nsecond error"
-    assert invocation_error(twice) == "second error"
-    assert invocation_error(f"out\n{ERROR_MARKER}\n" + "x" * 400) == "x" * 300
-    assert invocation_error(f"{ERROR_MARKER} " + "y " * 20, limit=10) == "y y y y y "[:10]
-
-
-def test_invocation_error_without_the_marker_is_the_last_non_blank_line() -> None:
-    assert invocation_error("starting\nscanning\nexit status 2\n\n   \n") == "exit status 2"
-    assert invocation_error("  only   line  ") == "only line"
-    assert invocation_error("") == ""
-    assert invocation_error("\n \n") == ""
-    assert invocation_error("z" * 500, limit=50) == "z" * 50
-
-
 def test_halted_after_is_the_first_halted_wave_or_none() -> None:
     assert halted_after(RolloutRecord()) is None
-    assert halted_after(RolloutRecord(waves={1: {"halted": False}, 2: {"status": "done"}})) is None
-    assert halted_after(RolloutRecord(waves={3: halted_wave(3), 1: {"halted": False}, 2: halted_wave(2)})) == 2
+    assert halted_after(RolloutRecord(waves={1: done_wave(1), 2: done_wave(2)})) is None
+    assert halted_after(RolloutRecord(waves={3: halted_wave(3), 1: done_wave(1), 2: halted_wave(2)})) == 2
 
 
 def test_a_canary_health_check_failure_travels_with_the_sent_outcome() -> None:
     health = "health check Failed (exit 1) after the install: FAIL: 1 failed systemd unit(s)"
     frame = results(("i-canary", 1, "Success", ""))
     frame.loc[0, ["health_failure", "ok"]] = [health, False]
-    rollout = RolloutRecord(waves={1: {"wave": 1, "halted": False}}, results=frame)
+    rollout = RolloutRecord(waves={1: done_wave(1)}, results=frame)
     row = outcomes(rollout=rollout, verified={"i-canary": {"P-1": "INSTALLED"}})["i-canary"]
     assert (row["outcome"], row["invocation_status"], row["health_failure"]) == (Outcome.SENT, "Success", health)

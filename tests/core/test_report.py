@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from patchcycle.core.report import CSV_COLUMNS, REPORT_SCHEMA, build_report, report_csv
-from patchcycle.core.verdicts import Verdict, scan_verdicts
+from patchcycle.core.verdicts import ReasonCode, Verdict, scan_verdicts
 from tests.core.test_verdicts import Fleet, scan_fleet
 
 RUN_ID = "scheduled__2026-11-20T03:00:00+00:00"
@@ -49,12 +49,20 @@ def sample_report(name_of_ok: str = "web-1", drop: str = "") -> dict[str, Any]:
 WAVES_BY_RESOURCE = {"i-missing": 1, "i-reboot": 2, "i-ok": 0}  # 0: the outcome table's "no wave"
 # What the install run did to the instances the scan found missing patches on (the rest keep their scan verdict).
 INSTALL_VERDICTS = {
-    "i-missing": (Verdict.PATCHED, "4 planned patches installed and verified"),
-    "i-reboot": (Verdict.PATCHED_PENDING_REBOOT, "2 patches installed, 2 pending reboot"),
+    "i-missing": (Verdict.PATCHED, ReasonCode.INSTALLED, "4 planned patches installed and verified"),
+    "i-reboot": (
+        Verdict.PATCHED_PENDING_REBOOT,
+        ReasonCode.INSTALLED_PENDING_REBOOT,
+        "2 patches installed, 2 pending reboot",
+    ),
 }
 HALTED_VERDICTS = {
-    "i-missing": (Verdict.FAILED, "Install Failed: 1 planned patch not installed: kernel-6.1.1"),
-    "i-reboot": (Verdict.SKIPPED_HALTED, "halted after wave 1: 1 of 1 failed, threshold 0"),
+    "i-missing": (
+        Verdict.FAILED,
+        ReasonCode.INSTALL_FAILED,
+        "Install Failed: 1 planned patch not installed: kernel-6.1.1",
+    ),
+    "i-reboot": (Verdict.SKIPPED_HALTED, ReasonCode.HALTED, "halted after wave 1: 1 of 1 failed, threshold 0"),
 }
 
 
@@ -167,9 +175,10 @@ def install_report(halted: bool = False, reason: str = "health check Failed (exi
     """The install-mode report of the test fleet: scan verdicts, and the install's outcome where it patched."""
     fleet = scan_fleet()
     verdicts = scan_verdicts(fleet.inventory, fleet.compliance, fleet.plan, fleet.scan_failures)
-    for resource_id, (verdict, why) in (HALTED_VERDICTS if halted else INSTALL_VERDICTS).items():
+    for resource_id, (verdict, code, why) in (HALTED_VERDICTS if halted else INSTALL_VERDICTS).items():
         row = verdicts["resource_id"] == resource_id
         verdicts.loc[row, "verdict"] = verdict.value
+        verdicts.loc[row, "reason_code"] = code.value
         verdicts.loc[row, "reason"] = why
     return build_report(
         RUN_ID,

@@ -9,19 +9,24 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from patchcycle.core.inventory import combine, ec2_rows, rds_rows, s3_rows, typed_frame
+from patchcycle.core.frames import typed_frame
+from patchcycle.core.inventory import combine, ec2_rows, rds_rows, s3_rows
 from patchcycle.core.plan import combine_plan, instance_compliance, patch_plan, rds_plan
 from patchcycle.core.scope import Scope, apply_scope
 from patchcycle.core.verdicts import (
     INSTALL,
     OUTCOME_COLUMNS,
+    REASON_CODES,
     SCAN,
     VERDICT_COLUMNS,
     VERDICTS,
     AccountingError,
     ComplianceState,
     Outcome,
+    ReasonCode,
+    ScanFailure,
     Verdict,
+    accounting_problems,
     check_accounting,
     install_verdicts,
     scan_verdicts,
@@ -39,7 +44,7 @@ class Fleet:
     inventory: pd.DataFrame
     compliance: pd.DataFrame
     plan: pd.DataFrame
-    scan_failures: dict[str, str]
+    scan_failures: dict[str, ScanFailure]
 
 
 def _instance(iid: str, state: str = "running", **tags: str) -> dict[str, Any]:
@@ -159,21 +164,42 @@ def scan_fleet(name_of_ok: str = "web-1") -> Fleet:
         ],
     }
     plan = combine_plan([patch_plan(states, patches, inventory), rds_plan(pending)])
-    return Fleet(inventory, instance_compliance(states), plan, {"i-scanfail": "exit code 1"})
+    failures = {"i-scanfail": ScanFailure(ReasonCode.SCAN_FAILED, "exit code 1")}
+    return Fleet(inventory, instance_compliance(states), plan, failures)
 
 
 EXPECTED = {
-    "i-ok": (Verdict.ALREADY_COMPLIANT, "no missing patches (last Scan 2026-11-20T03:05:00Z)"),
-    "i-missing": (Verdict.NON_COMPLIANT, "3 missing patches, 1 failed patch (1 critical), 3 CVEs"),
-    "i-reboot": (Verdict.NON_COMPLIANT, "2 patches pending reboot"),
-    "i-offline": (Verdict.SKIPPED_OFFLINE, "offline: SSM Agent ConnectionLost since 2026-11-18T02:30:00Z"),
-    "i-unmanaged": (Verdict.SKIPPED_UNMANAGED, "unmanaged: not registered with Systems Manager"),
-    "i-stopped": (Verdict.SKIPPED_STOPPED, "instance is stopped"),
-    "i-scanfail": (Verdict.SCAN_FAILED, "scan command failed: exit code 1"),
-    "i-nodata": (Verdict.NO_DATA, "managed and Online, but Patch Manager reported no patch state"),
-    "orders-db": (Verdict.MAINTENANCE_PENDING, "1 pending maintenance action: system-update"),
-    "quiet-db": (Verdict.ALREADY_COMPLIANT, "no pending maintenance actions"),
-    "assets": (Verdict.AWS_MANAGED, "AWS-managed: patched by AWS, listed only"),
+    "i-ok": (
+        Verdict.ALREADY_COMPLIANT,
+        ReasonCode.NO_MISSING_PATCHES,
+        "no missing patches (last Scan 2026-11-20T03:05:00Z)",
+    ),
+    "i-missing": (
+        Verdict.NON_COMPLIANT,
+        ReasonCode.PATCHES_OUTSTANDING,
+        "3 missing patches, 1 failed patch (1 critical), 3 CVEs",
+    ),
+    "i-reboot": (Verdict.NON_COMPLIANT, ReasonCode.PATCHES_OUTSTANDING, "2 patches pending reboot"),
+    "i-offline": (
+        Verdict.SKIPPED_OFFLINE,
+        ReasonCode.AGENT_OFFLINE,
+        "offline: SSM Agent ConnectionLost since 2026-11-18T02:30:00Z",
+    ),
+    "i-unmanaged": (Verdict.SKIPPED_UNMANAGED, ReasonCode.UNMANAGED, "unmanaged: not registered with Systems Manager"),
+    "i-stopped": (Verdict.SKIPPED_STOPPED, ReasonCode.STOPPED, "instance is stopped"),
+    "i-scanfail": (Verdict.SCAN_FAILED, ReasonCode.SCAN_FAILED, "scan command failed: exit code 1"),
+    "i-nodata": (
+        Verdict.NO_DATA,
+        ReasonCode.NO_PATCH_STATE,
+        "managed and Online, but Patch Manager reported no patch state",
+    ),
+    "orders-db": (
+        Verdict.MAINTENANCE_PENDING,
+        ReasonCode.MAINTENANCE_PENDING,
+        "1 pending maintenance action: system-update",
+    ),
+    "quiet-db": (Verdict.ALREADY_COMPLIANT, ReasonCode.NO_PENDING_MAINTENANCE, "no pending maintenance actions"),
+    "assets": (Verdict.AWS_MANAGED, ReasonCode.AWS_MANAGED, "AWS-managed: patched by AWS, listed only"),
 }
 
 
@@ -181,8 +207,8 @@ def test_scan_verdicts_cover_every_scan_mode_case() -> None:
     fleet = scan_fleet()
     verdicts = scan_verdicts(fleet.inventory, fleet.compliance, fleet.plan, fleet.scan_failures)
     assert list(verdicts.columns) == list(VERDICT_COLUMNS)
-    got = {row.resource_id: (row.verdict, row.reason) for row in verdicts.itertuples()}
-    assert got == {rid: (verdict.value, reason) for rid, (verdict, reason) in EXPECTED.items()}
+    got = {row.resource_id: (row.verdict, row.reason_code, row.reason) for row in verdicts.itertuples()}
+    assert got == {rid: (verdict.value, code.value, reason) for rid, (verdict, code, reason) in EXPECTED.items()}
     assert "i-staging" not in got  # out of scope: counted apart, no verdict
     by_id = verdicts.set_index("resource_id")
     assert by_id.loc["orders-db", "responsibility"] == "shared"
@@ -191,11 +217,35 @@ def test_scan_verdicts_cover_every_scan_mode_case() -> None:
     check_accounting(fleet.inventory, verdicts)
 
 
-def test_scan_failures_as_a_set_of_ids() -> None:
+def test_a_scan_cut_at_the_time_limit_is_a_scan_timeout() -> None:
     fleet = scan_fleet()
-    verdicts = scan_verdicts(fleet.inventory, fleet.compliance, fleet.plan, {"i-scanfail", "i-ok"})
-    reasons = verdicts.set_index("resource_id")["reason"]
-    assert reasons["i-scanfail"] == reasons["i-ok"] == "scan command failed"
+    late = ScanFailure(ReasonCode.SCAN_TIMEOUT, "scan did not finish within 2 minutes (cancelled)")
+    verdicts = scan_verdicts(fleet.inventory, fleet.compliance, fleet.plan, {"i-scanfail": late, "i-ok": late})
+    by_id = verdicts.set_index("resource_id")
+    for resource_id in ("i-scanfail", "i-ok"):
+        assert (by_id.loc[resource_id, "verdict"], by_id.loc[resource_id, "reason_code"]) == (
+            "SCAN_FAILED",
+            "SCAN_TIMEOUT",
+        )
+        assert (
+            by_id.loc[resource_id, "reason"] == "scan command failed: scan did not finish within 2 minutes (cancelled)"
+        )
+
+
+def test_every_reason_code_goes_with_one_verdict_and_is_explained() -> None:
+    assert set(REASON_CODES) == set(ReasonCode)
+    for code, (verdict, meaning) in REASON_CODES.items():
+        assert isinstance(verdict, Verdict) and meaning, code
+    assert {verdict for verdict, _ in REASON_CODES.values()} == set(Verdict)  # every verdict has a code
+
+
+def test_accounting_refuses_a_code_that_does_not_go_with_its_verdict() -> None:
+    fleet = scan_fleet()
+    verdicts = scan_verdicts(fleet.inventory, fleet.compliance, fleet.plan, fleet.scan_failures)
+    verdicts.loc[verdicts["resource_id"] == "i-ok", "reason_code"] = "INSTALL_FAILED"
+    assert accounting_problems(fleet.inventory, verdicts) == [
+        "reason code(s) that do not go with their verdict: ['ALREADY_COMPLIANT/INSTALL_FAILED']"
+    ]
 
 
 def test_scan_verdicts_need_the_scope_applied() -> None:
@@ -208,7 +258,7 @@ def test_taxonomy_documents_every_verdict_and_scan_mode_cases() -> None:
     assert set(VERDICTS) == set(Verdict)
     assert all(info.meaning and info.modes <= {SCAN, INSTALL} for info in VERDICTS.values())
     scan_mode = {verdict for verdict, info in VERDICTS.items() if SCAN in info.modes}
-    assert {verdict for verdict, _ in EXPECTED.values()} <= scan_mode
+    assert {verdict for verdict, _, _ in EXPECTED.values()} <= scan_mode
     assert Verdict.PATCHED not in scan_mode and Verdict.NON_COMPLIANT not in {
         v for v, info in VERDICTS.items() if INSTALL in info.modes
     }
@@ -230,9 +280,19 @@ def test_accounting_detects_a_dropped_and_a_duplicated_resource() -> None:
         check_accounting(fleet.inventory, swapped)
 
 
+SKIP_CODES = {
+    Outcome.NOT_STAGED: "NOT_STAGED",
+    Outcome.STAGING_FAILED: "STAGING_FAILED",
+    Outcome.REJECTED: "REJECTED",
+    Outcome.HALTED: "HALTED",
+    Outcome.NOT_RUN: "NOT_ATTEMPTED",
+}
+
+
 def _outcome(resource_id: str, outcome: Outcome, detail: str = "", **fields: Any) -> dict[str, Any]:
-    """An OUTCOME_COLUMNS row in the east region of the scan fleet."""
+    """An OUTCOME_COLUMNS row in the east region of the scan fleet (a SENT one's code is "": it succeeded)."""
     row: dict[str, Any] = {"account_id": ACCOUNT, "region": EAST, "resource_id": resource_id, "wave": 1}
+    row |= {"reason_code": SKIP_CODES.get(outcome, "")}
     row |= {"outcome": outcome.value, "detail": detail, "pinned": 2, "installed": 0, "pending_reboot": 0}
     row |= {"health_failure": ""}
     return row | {"verified": outcome == Outcome.SENT} | fields
@@ -259,6 +319,16 @@ def test_install_verdicts_map_every_outcome() -> None:
     verdicts = install_verdicts(fleet.inventory, fleet.compliance, fleet.plan, fleet.scan_failures, outcomes)
     assert list(verdicts.columns) == list(VERDICT_COLUMNS)
     got = {row.resource_id: (row.verdict, row.reason) for row in verdicts.itertuples()}
+    codes = dict(zip(verdicts["resource_id"], verdicts["reason_code"], strict=True))
+    assert {rid: codes[rid] for rid in ("i-missing", "i-reboot", "i-ok", "i-nodata", "i-offline", "i-unmanaged")} == {
+        "i-missing": "INSTALLED",
+        "i-reboot": "INSTALLED_PENDING_REBOOT",
+        "i-ok": "NOT_STAGED",
+        "i-nodata": "STAGING_FAILED",
+        "i-offline": "REJECTED",
+        "i-unmanaged": "HALTED",
+    }
+    assert codes["i-stopped"] == "NOT_ATTEMPTED"
     assert got["i-missing"] == (Verdict.PATCHED, "2 planned patches installed and verified")
     assert got["i-reboot"] == (Verdict.PATCHED_PENDING_REBOOT, "2 patches installed, 1 pending reboot")
     assert got["i-ok"] == (Verdict.SKIPPED_EXCLUDED, "its profile p07 was not staged (cap 5 per target)")
@@ -268,40 +338,60 @@ def test_install_verdicts_map_every_outcome() -> None:
     assert got["i-stopped"] == (Verdict.FAILED, "install not attempted: wave 2 did not run: the DAG was stopped")
     # Resources without an outcome keep their scan verdict; RDS and S3 are as in scan mode.
     for resource_id in ("i-scanfail", "orders-db", "quiet-db", "assets"):
-        assert got[resource_id] == (EXPECTED[resource_id][0].value, EXPECTED[resource_id][1])
+        assert got[resource_id] == (EXPECTED[resource_id][0].value, EXPECTED[resource_id][2])
     check_accounting(fleet.inventory, verdicts)
     assert all(INSTALL in VERDICTS[Verdict(verdict)].modes for verdict in verdicts["verdict"])
 
 
 @pytest.mark.parametrize(
-    ("fields", "reason"),
+    ("fields", "code", "reason"),
     [
         (
-            {"invocation_status": "Failed", "installed": 1, "not_installed": "kernel-6.1.1"},
-            "Install Failed: 1 planned patch not installed: kernel-6.1.1",
+            {"invocation_status": "Failed", "reason_code": "INSTALL_FAILED", "installed": 1, "not_installed": "k-6.1"},
+            "INSTALL_FAILED",
+            "Install Failed: 1 planned patch not installed: k-6.1",
         ),
         (
             {"invocation_status": "TimedOut", "detail": "Delivery Timed Out", "not_installed": "a;b"},
+            "INSTALL_FAILED",  # a failed send with no code of its own is an install failure
             "Install TimedOut: Delivery Timed Out; 2 planned patches not installed: a, b",
         ),
-        ({"invocation_status": "Success", "not_installed": "tzdata"}, "1 planned patch not installed: tzdata"),
-        ({**SENT_OK, "verified": False}, "patch state not read after the install"),
+        (
+            {
+                "invocation_status": "Cancelled",
+                "reason_code": "INSTALL_TIMEOUT",
+                "detail": "did not finish (cancelled)",
+            },
+            "INSTALL_TIMEOUT",
+            "Install Cancelled: did not finish (cancelled)",
+        ),
+        (
+            {"invocation_status": "Success", "not_installed": "tzdata"},
+            "PATCHES_NOT_INSTALLED",
+            "1 planned patch not installed: tzdata",
+        ),
+        ({**SENT_OK, "verified": False}, "NOT_VERIFIED", "patch state not read after the install"),
         (
             {"invocation_status": "", "verified": False},
+            "INSTALL_FAILED",
             "Install status unknown: patch state not read after the install",
         ),
         (
             {**SENT_OK, "health_failure": "health check Failed (exit 1) after the install: FAIL: nginx"},
+            "HEALTH_CHECK_FAILED",
             "health check Failed (exit 1) after the install: FAIL: nginx",
         ),
     ],
 )
-def test_install_verdicts_fail_what_was_not_installed_and_verified(fields: dict[str, Any], reason: str) -> None:
+def test_install_verdicts_fail_what_was_not_installed_and_verified(
+    fields: dict[str, Any], code: str, reason: str
+) -> None:
     fleet = scan_fleet()
     outcomes = typed_frame([_outcome("i-missing", Outcome.SENT, **fields)], OUTCOME_COLUMNS)
     verdicts = install_verdicts(fleet.inventory, fleet.compliance, fleet.plan, fleet.scan_failures, outcomes)
     row = verdicts.set_index("resource_id").loc["i-missing"]
-    assert (row["verdict"], row["reason"]) == (Verdict.FAILED.value, reason)
+    assert (row["verdict"], row["reason_code"]) == (Verdict.FAILED.value, code)
+    assert row["reason"] == reason
 
 
 def test_install_verdicts_never_leave_outstanding_patches_silent() -> None:
@@ -312,6 +402,7 @@ def test_install_verdicts_never_leave_outstanding_patches_silent() -> None:
     # i-reboot had outstanding patches but no outcome: FAILED, not NON_COMPLIANT (a scan-only verdict).
     assert by_id.loc["i-reboot", "verdict"] == Verdict.FAILED
     assert by_id.loc["i-reboot", "reason"] == "no install outcome recorded (2 patches pending reboot)"
+    assert by_id.loc["i-reboot", "reason_code"] == "NO_OUTCOME"
     assert Verdict.NON_COMPLIANT not in set(verdicts["verdict"])
     assert by_id.loc["i-ok", "verdict"] == Verdict.ALREADY_COMPLIANT
     check_accounting(fleet.inventory, verdicts)

@@ -46,11 +46,34 @@ def test_waves_run_one_after_another_and_each_needs_the_last_to_succeed(dag: obj
 
 
 def test_verify_evidence_and_report_run_whatever_happened_upstream(dag: object) -> None:
-    for task_id in ("verify", "inspect", "config", "report", "match"):
+    for task_id in ("verify", "config", "report", "match"):
         assert dag.get_task(task_id).trigger_rule == "all_done", task_id  # type: ignore[attr-defined]
+    # inspect follows verify even when it failed, but not when the mode gate skipped it.
+    assert dag.get_task("inspect").trigger_rule == "none_skipped"  # type: ignore[attr-defined]
     assert downstream(dag, "verify") == {"inspect", "config"}
     assert downstream(dag, "inspect") == downstream(dag, "config") == {"report"}
     assert {"report"} <= downstream(dag, "match")
+
+
+def test_the_mode_is_checked_once_by_the_gate_before_the_install_branch(dag: object) -> None:
+    gate = dag.get_task("install_mode")  # type: ignore[attr-defined]
+    assert type(gate).__name__ == "InstallModeGate" and gate.ignore_downstream_trigger_rules is False
+    assert downstream(dag, "match") == {"install_mode", "report"}
+    # It skips exactly the install branch's entry and verify; the rest follow their trigger rules.
+    assert downstream(dag, "install_mode") == {"plan_install", "verify"}
+    operators = {type(task).__name__ for task in dag.tasks}  # type: ignore[attr-defined]
+    assert "ShortCircuitOperator" not in operators  # the one gate is the project's own class
+
+
+def test_every_task_but_the_first_takes_the_validated_config(dag: object) -> None:
+    for task in dag.tasks:  # type: ignore[attr-defined]
+        if task.task_id == "validate_params":
+            continue
+        config = task.partial_kwargs.get("config") if hasattr(task, "partial_kwargs") else getattr(task, "config", None)
+        if task.task_id == "install_mode":
+            config = task.op_kwargs["config"]
+        assert config is not None, task.task_id
+        assert (config.operator.task_id, config.key) == ("validate_params", "config"), task.task_id
 
 
 def test_findings_and_metrics_go_out_before_the_run_s_outcome_is_decided(dag: object) -> None:

@@ -1,7 +1,9 @@
 """End to end: `airflow dags test patch_cycle` in install mode (approval_mode auto) against the sandbox.
 
-The default scenario, every verdict derived from the scenario file (the failure paths are in
-test_install_failures.py). The run must leave no staging stack behind.
+The default scenario, with its failures (failed installs, pending reboots, failed scans), every verdict derived
+from the scenario file; the other failure paths (a halting canary, a stack that fails to create, a failed
+staging health check) are proven by the operator, core and DAG graph tests. The run must leave no staging
+stack behind.
 """
 
 from __future__ import annotations

@@ -1,15 +1,13 @@
-"""Shared by the install-mode operator tests: a small fleet, and a run's artifacts up to plan_install.
+"""Shared by the install-mode operator tests: a small fleet, a run's validated config, and its artifacts up to
+plan_install.
 
-The artifact root is a file:// directory; the pinned patch lists (InstallOverrideList) are copied into the
-sandbox's S3 bucket and overrides.json is pointed at them, because instances read the list from S3.
+Runs keep their artifacts where install mode needs them, in the sandbox's S3 (instances read the pinned patch
+lists from there), and the tests read them back through the run-artifact contract, as the operators do.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,17 +15,18 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from include.sandbox.server import SandboxServer
-from patchcycle.config import InstallSettings
+from patchcycle.config import CycleConfig, Target
 from patchcycle.operators.install_plan import InstallPlanOperator
 from patchcycle.operators.inventory import InventoryOperator
 from patchcycle.operators.patch_scan import PatchScanOperator
-from tests.conftest import advance_clock, client_factory, first_trigger_payload
+from patchcycle.run_artifacts import Artifact, RunArtifacts
+from tests.conftest import advance_clock, first_trigger_payload
 
 ACCOUNT = "123456789012"
 DAG_ID = "patch_cycle"
 REGION = "us-east-1"
-KEY = f"aws_default.{REGION}"
-TARGETS = [{"aws_conn_id": "aws_default", "region_name": REGION}]
+TARGET = Target("aws_default", REGION)
+TARGETS = [TARGET.as_kwargs()]
 BUCKET = "patchcycle-artifacts"
 AL2023 = "ami-0a1b2c3d4e5f60001"
 WINDOWS = "ami-0a1b2c3d4e5f60003"
@@ -82,26 +81,34 @@ def scenario(name: str, **sections: Any) -> dict[str, Any]:
     }
 
 
-def settings(**overrides: Any) -> dict[str, Any]:
-    """The install settings XCom (validate_params' `install`), with waves that fit eight instances."""
-    defaults: dict[str, Any] = {"canary": "2", "wave_percentages": [50, 50], "approval_mode": "auto"}
-    return InstallSettings.from_params({**defaults, **overrides}).as_dict()
+def cycle_config(root: str, regions: Iterable[str] = (REGION,), **overrides: Any) -> dict[str, Any]:
+    """A test run's validated config (validate_params' `config` XCom): install mode, its artifacts under `root`,
+    waves that fit eight instances, the auto approval policy, and quick polls."""
+    params = {
+        "mode": "install",
+        "targets": [{"aws_conn_id": "aws_default", "regions": list(regions)}],
+        "artifact_root": root,
+        "canary": "2",
+        "wave_percentages": [50, 50],
+        "approval_mode": "auto",
+        "poll_seconds": 0.1,
+        **overrides,
+    }
+    return CycleConfig.from_params(params).as_params()
+
+
+def s3_root(name: str) -> str:
+    """An artifact root of its own in the sandbox's bucket."""
+    return f"s3://{BUCKET}/tests/{name}"
+
+
+def run_artifacts(config: dict[str, Any], run_id: str) -> RunArtifacts:
+    """The run's artifacts, read and written as its tasks do."""
+    return RunArtifacts(config["artifact_root"], DAG_ID, run_id, config["artifact_conn_id"])
 
 
 def context(run_id: str, **extra: Any) -> Any:
     return {"dag": SimpleNamespace(dag_id=DAG_ID), "run_id": run_id, "params": {}, **extra}
-
-
-def run_dir(root: Path, run_id: str) -> Path:
-    return root / DAG_ID / run_id.replace(":", "_").replace("+", "_")
-
-
-def artifact(root: Path, run_id: str, stage: str, name: str) -> Path:
-    return run_dir(root, run_id) / stage / name
-
-
-def read_json(root: Path, run_id: str, stage: str, name: str) -> Any:
-    return json.loads(artifact(root, run_id, stage, name).read_text())
 
 
 def deferral(operator: Any, ctx: Any) -> TaskDeferred:
@@ -110,11 +117,10 @@ def deferral(operator: Any, ctx: Any) -> TaskDeferred:
     return caught.value
 
 
-def match_run(server: SandboxServer, root: Path, run_id: str, region: str = REGION) -> None:
+def match_run(server: SandboxServer, config: dict[str, Any], run_id: str, region: str = REGION) -> None:
     """Inventory and match of a region for `run_id`, as the scan-mode tasks leave them."""
-    stage_args: dict[str, Any] = {"region_name": region, "artifact_root": f"file://{root}"}
-    InventoryOperator(task_id="inventory", **stage_args).execute(context(run_id))
-    scan = PatchScanOperator(task_id="match", poll_seconds=0.1, **stage_args)
+    InventoryOperator(task_id="inventory", config=config, region_name=region).execute(context(run_id))
+    scan = PatchScanOperator(task_id="match", config=config, region_name=region)
     trigger = deferral(scan, context(run_id)).trigger
     advance_clock(server.url, 30)
     payload = first_trigger_payload(trigger)
@@ -122,34 +128,22 @@ def match_run(server: SandboxServer, root: Path, run_id: str, region: str = REGI
     scan.execute_complete(context(run_id), payload)
 
 
-def plan_run(
-    server: SandboxServer, root: Path, run_id: str, install: Mapping[str, Any], region: str = REGION
-) -> dict[str, Any]:
-    """Inventory, match and plan_install of a region for `run_id`, the override lists published to the sandbox's S3."""
-    match_run(server, root, run_id, region)
-    targets = [{"aws_conn_id": "aws_default", "region_name": region}]
-    summary: dict[str, Any] = InstallPlanOperator(
-        task_id="plan_install", targets=targets, mode="install", settings=install, artifact_root=f"file://{root}"
-    ).execute(context(run_id))
-    publish_overrides(server, root, run_id)
+def plan_run(server: SandboxServer, config: dict[str, Any], run_id: str, region: str = REGION) -> dict[str, Any]:
+    """Inventory, match and plan_install of a region for `run_id` (the override lists land in the sandbox's S3)."""
+    match_run(server, config, run_id, region)
+    summary: dict[str, Any] = InstallPlanOperator(task_id="plan_install", config=config).execute(context(run_id))
     return summary
 
 
-def publish_overrides(server: SandboxServer, root: Path, run_id: str) -> dict[str, str]:
-    """Copy the run's override lists to s3://BUCKET/<run>/ and point overrides.json at them."""
-    s3 = client_factory(server.url)("s3")
-    local: dict[str, str] = read_json(root, run_id, "install", "overrides.json")
-    published = {}
-    for profile_id, uri in local.items():
-        assert uri.startswith("file://"), uri
-        key = f"tests/{run_id}/overrides/{profile_id}.yaml"
-        s3.put_object(Bucket=BUCKET, Key=key, Body=Path(uri.removeprefix("file://")).read_bytes())
-        published[profile_id] = f"s3://{BUCKET}/{key}"
-    artifact(root, run_id, "install", "overrides.json").write_text(json.dumps(published))
-    return published
-
-
-def copy_run(root: Path, source: str, target_root: Path, target: str, stages: tuple[str, ...]) -> None:
-    """Copy stages of one run's artifacts to another run (another root), as a fresh run would have them."""
-    for stage in stages:
-        shutil.copytree(run_dir(root, source) / stage, run_dir(target_root, target) / stage)
+def copy_run(
+    config: dict[str, Any], source: str, target: str, artifacts: Iterable[Artifact[Any]], targets: Iterable[Target]
+) -> RunArtifacts:
+    """Copy artifacts of one run to another (per target where the artifact is a target's), as a fresh run would
+    have them; returns the new run's artifacts."""
+    old, new = run_artifacts(config, source), run_artifacts(config, target)
+    for artifact in artifacts:
+        for where in targets if "target" in artifact.placeholders else [None]:
+            value = old.find(artifact, target=where)
+            if value is not None:
+                new.write(artifact, value, target=where)
+    return new

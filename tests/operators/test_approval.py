@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
@@ -15,16 +14,31 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowSkipException, DownstreamTasksSkipped, TaskAwaitingInput
 
-from patchcycle.artifacts import ArtifactStore
-from patchcycle.core.inventory import typed_frame
+from patchcycle.config import Target
+from patchcycle.core.frames import typed_frame
+from patchcycle.core.outcomes import ApprovalRecord
 from patchcycle.core.staging import STAGING_RESULT_COLUMNS, stack_name
 from patchcycle.core.waves import WAVE_PLAN_COLUMNS
 from patchcycle.operators.approval import PatchApprovalOperator
-from tests.operators.install_helpers import ACCOUNT, DAG_ID, read_json, settings
+from patchcycle.run_artifacts import (
+    APPROVAL_DECISION,
+    APPROVAL_REQUEST,
+    REPORT_HTML,
+    STACK,
+    STAGING_RESULTS,
+    WAVE_PLAN,
+    RunArtifacts,
+)
+from patchcycle.run_records import StackRecord
+from tests.operators.install_helpers import ACCOUNT, DAG_ID, cycle_config, run_artifacts, s3_root, scenario
 
 EAST, WEST = "us-east-1", "eu-west-1"
-TARGETS = [{"aws_conn_id": "aws_default", "region_name": region} for region in (EAST, WEST)]
+EAST_TARGET, WEST_TARGET = Target("aws_default", EAST), Target("aws_default", WEST)
 FAILURE = "health check Failed (exit 1): FAIL: 1 failed systemd unit(s)"
+# The artifacts live in the sandbox's S3 (install mode needs an s3:// root); the gate itself calls no AWS API.
+SCENARIO = scenario("approval")
+ROOT = s3_root("approval")
+pytestmark = pytest.mark.usefixtures("server")
 
 
 def staging_row(region: str, profile: str, instance: str, passed: bool = True) -> dict[str, Any]:
@@ -46,39 +60,42 @@ def staging_row(region: str, profile: str, instance: str, passed: bool = True) -
     }
 
 
-def write_staging(
-    root: Path, run_id: str, *, east_passes: bool = True, west_stack: dict[str, Any] | None = None
-) -> ArtifactStore:
-    """Staging as check_staging leaves it: us-east-1 with two replicas; eu-west-1 with one (or a stack record)."""
-    store = ArtifactStore(f"file://{root}", DAG_ID, run_id, None)
-    created = {"stack_name": stack_name(run_id), "created": True, "status": "CREATE_COMPLETE", "account_ids": [ACCOUNT]}
-    store.write_json("staging", f"aws_default.{EAST}.stack.json", {**created, "region": EAST})
+def created_stack(run_id: str, region: str) -> StackRecord:
+    return StackRecord(
+        stack_name=stack_name(run_id), account_id=ACCOUNT, region=region, created=True, status="CREATE_COMPLETE"
+    )
+
+
+def write_staging(run_id: str, *, east_passes: bool = True, west_stack: dict[str, Any] | None = None) -> RunArtifacts:
+    """Staging as check_staging leaves it: us-east-1 with two replicas; eu-west-1 with one (or a stack record:
+    the given fields, or none at all when empty)."""
+    artifacts = run_artifacts(config(), run_id)
+    artifacts.write(STACK, created_stack(run_id, EAST), target=EAST_TARGET)
     rows = [staging_row(EAST, "p01", "i-0staging00001"), staging_row(EAST, "p02", "i-0staging00002", east_passes)]
-    store.write_frame("staging", f"aws_default.{EAST}.results", typed_frame(rows, STAGING_RESULT_COLUMNS))
+    artifacts.write(STAGING_RESULTS, typed_frame(rows, STAGING_RESULT_COLUMNS), target=EAST_TARGET)
     if west_stack is None:
-        store.write_json("staging", f"aws_default.{WEST}.stack.json", {**created, "region": WEST})
+        artifacts.write(STACK, created_stack(run_id, WEST), target=WEST_TARGET)
         west = [staging_row(WEST, "p03", "i-0staging00003")]
-        store.write_frame("staging", f"aws_default.{WEST}.results", typed_frame(west, STAGING_RESULT_COLUMNS))
+        artifacts.write(STAGING_RESULTS, typed_frame(west, STAGING_RESULT_COLUMNS), target=WEST_TARGET)
     elif west_stack:
-        store.write_json("staging", f"aws_default.{WEST}.stack.json", {**west_stack, "region": WEST})
+        fields = {"stack_name": stack_name(run_id), "account_id": ACCOUNT, **west_stack}
+        artifacts.write(STACK, StackRecord(region=WEST, **fields), target=WEST_TARGET)
     waves = [
         {"account_id": ACCOUNT, "region": EAST, "resource_id": f"i-{n:017x}", "profile_id": "p01", "wave": wave}
         for n, wave in enumerate([1, 2, 2, 3, 3, 3])
     ]
-    store.write_frame("install", "waves", typed_frame(waves, WAVE_PLAN_COLUMNS))
-    return store
+    artifacts.write(WAVE_PLAN, typed_frame(waves, WAVE_PLAN_COLUMNS))
+    return artifacts
 
 
-def approval(root: Path, **install: Any) -> tuple[PatchApprovalOperator, DAG]:
+def config(**install: Any) -> dict[str, Any]:
+    return cycle_config(ROOT, regions=[EAST, WEST], **install)
+
+
+def approval(**install: Any) -> tuple[PatchApprovalOperator, DAG]:
     """The gate in a DAG shaped like patch_cycle's: check_staging >> approve >> wave_1 >> wave_2."""
     with DAG(dag_id=DAG_ID, schedule=None) as dag:
-        operator = PatchApprovalOperator(
-            task_id="approve_production",
-            targets=TARGETS,
-            settings=settings(**install),
-            artifact_root=f"file://{root}",
-            artifact_conn_id="aws_default",
-        )
+        operator = PatchApprovalOperator(task_id="approve_production", config=config(**install))
         EmptyOperator(task_id="check_staging") >> operator >> EmptyOperator(task_id="wave_1")
         dag.get_task("wave_1") >> EmptyOperator(task_id="wave_2")
     return operator, dag
@@ -89,57 +106,55 @@ def context(dag: DAG, operator: PatchApprovalOperator, run_id: str) -> Any:
     return {"dag": dag, "run_id": run_id, "task": operator, "ti": ti, "task_instance": ti, "params": {}}
 
 
-def decision(root: Path, run_id: str) -> dict[str, Any]:
-    document: dict[str, Any] = read_json(root, run_id, "approval", "decision.json")
-    return document
+def decision(run_id: str) -> ApprovalRecord:
+    return run_artifacts(config(), run_id).read(APPROVAL_DECISION)
 
 
-def test_auto_approves_when_every_replica_passed_and_every_stack_was_created(tmp_path: Path) -> None:
+def test_auto_approves_when_every_replica_passed_and_every_stack_was_created() -> None:
     run_id = "scheduled__auto_ok"
-    write_staging(tmp_path, run_id)
-    operator, dag = approval(tmp_path, approval_mode="auto")
+    artifacts = write_staging(run_id)
+    operator, dag = approval(approval_mode="auto")
     ctx = context(dag, operator, run_id)
 
     result = operator.execute(ctx)  # neither waits nor skips
 
     assert result["chosen_options"] == ["Approve"]
-    recorded = decision(tmp_path, run_id)
-    assert {k: v for k, v in recorded.items() if k != "at"} == {
-        "mode": "auto",
-        "decision": "Approve",
-        "by": "approval policy: auto",
-        "timed_out": False,
-        "staging_passed": True,
-    }
-    assert datetime.fromisoformat(recorded["at"]) <= datetime.now(UTC)
-    request = read_json(tmp_path, run_id, "approval", "request.json")
-    assert (request["mode"], request["staging_passed"]) == ("auto", True)
-    assert request["body"].startswith("# Staging passed: 3 replicas patched and healthy")
+    recorded = decision(run_id)
+    assert recorded == ApprovalRecord(
+        mode="auto",
+        decision="Approve",
+        by="approval policy: auto",
+        at=recorded.at,
+        timed_out=False,
+        staging_passed=True,
+    )
+    assert datetime.fromisoformat(recorded.at) <= datetime.now(UTC)
+    request = artifacts.read(APPROVAL_REQUEST)
+    assert (request.mode, request.staging_passed) == ("auto", True)
+    assert request.body.startswith("# Staging passed: 3 replicas patched and healthy")
     ctx["ti"].xcom_push.assert_not_called()
 
 
-def test_auto_counts_a_target_that_needed_no_stack_as_passed(tmp_path: Path) -> None:
+def test_auto_counts_a_target_that_needed_no_stack_as_passed() -> None:
     run_id = "scheduled__auto_not_needed"
-    write_staging(
-        tmp_path, run_id, west_stack={"stack_name": stack_name(run_id), "created": False, "status": "NOT_NEEDED"}
-    )
-    operator, dag = approval(tmp_path, approval_mode="auto")
+    write_staging(run_id, west_stack={"created": False, "status": "NOT_NEEDED"})
+    operator, dag = approval(approval_mode="auto")
     assert operator.execute(context(dag, operator, run_id))["chosen_options"] == ["Approve"]
-    assert decision(tmp_path, run_id)["decision"] == "Approve"
+    assert decision(run_id).decision == "Approve"
 
 
 @pytest.mark.parametrize(
     ("case", "staging"),
     [
-        ("a staging instance failed", {"east_passes": False}),
-        ("a stack was not created", {"west_stack": {"created": False, "status": "ROLLBACK_COMPLETE", "error": "boom"}}),
-        ("a stack has no record", {"west_stack": {}}),  # create_staging never wrote one
+        ("instance_failed", {"east_passes": False}),  # a staging instance failed
+        ("stack_failed", {"west_stack": {"created": False, "status": "ROLLBACK_COMPLETE", "error": "boom"}}),
+        ("no_stack_record", {"west_stack": {}}),  # create_staging never wrote one
     ],
 )
-def test_auto_rejects_and_skips_the_first_wave(tmp_path: Path, case: str, staging: dict[str, Any]) -> None:
-    run_id = "scheduled__auto_reject"
-    write_staging(tmp_path, run_id, **staging)
-    operator, dag = approval(tmp_path, approval_mode="auto")
+def test_auto_rejects_and_skips_the_first_wave(case: str, staging: dict[str, Any]) -> None:
+    run_id = f"scheduled__auto_reject_{case}"
+    write_staging(run_id, **staging)
+    operator, dag = approval(approval_mode="auto")
     ctx = context(dag, operator, run_id)
 
     with pytest.raises(DownstreamTasksSkipped) as caught:
@@ -147,15 +162,15 @@ def test_auto_rejects_and_skips_the_first_wave(tmp_path: Path, case: str, stagin
 
     assert caught.value.tasks == ["wave_1"], case  # the direct downstream; later waves follow by trigger rule
     ctx["ti"].xcom_push.assert_called_once_with(key="skipmixin_key", value={"skipped": ["wave_1"]})
-    recorded = decision(tmp_path, run_id)
-    assert (recorded["mode"], recorded["decision"], recorded["by"]) == ("auto", "Reject", "approval policy: auto")
-    assert (recorded["timed_out"], recorded["staging_passed"]) == (False, False)
+    recorded = decision(run_id)
+    assert (recorded.mode, recorded.decision, recorded.by) == ("auto", "Reject", "approval policy: auto")
+    assert (recorded.timed_out, recorded.staging_passed) == (False, False)
 
 
-def test_a_reject_calls_skip_with_only_the_direct_downstream_task(tmp_path: Path) -> None:
+def test_a_reject_calls_skip_with_only_the_direct_downstream_task() -> None:
     run_id = "scheduled__skip_spy"
-    write_staging(tmp_path, run_id, east_passes=False)
-    operator, dag = approval(tmp_path, approval_mode="auto")
+    write_staging(run_id, east_passes=False)
+    operator, dag = approval(approval_mode="auto")
     ctx = context(dag, operator, run_id)
     with mock.patch.object(PatchApprovalOperator, "skip", autospec=True) as skip:
         operator.execute(ctx)
@@ -164,12 +179,10 @@ def test_a_reject_calls_skip_with_only_the_direct_downstream_task(tmp_path: Path
     assert [task.task_id for task in call.kwargs["tasks"]] == ["wave_1"]
 
 
-def test_manual_asks_a_person_with_the_failures_and_the_report_link_and_the_response_timeout(
-    tmp_path: Path,
-) -> None:
+def test_manual_asks_a_person_with_the_failures_and_the_report_link_and_the_response_timeout() -> None:
     run_id = "scheduled__manual"
-    store = write_staging(tmp_path, run_id, east_passes=False)
-    operator, dag = approval(tmp_path, approval_mode="manual", approval_timeout_hours=6)
+    artifacts = write_staging(run_id, east_passes=False)
+    operator, dag = approval(approval_mode="manual", approval_timeout_hours=6)
     ctx = context(dag, operator, run_id)
 
     with (
@@ -183,21 +196,21 @@ def test_manual_asks_a_person_with_the_failures_and_the_report_link_and_the_resp
     body = operator.body
     assert body is not None and body.startswith("# Staging FAILED: 1 of 3 replicas failed")
     assert "i-0staging00002" in body and FAILURE in body
-    assert f"- Report: {store.uri('report', 'report.html')}" in body
-    assert f"- Staging results: {store.uri('staging', '')}" in body
+    assert f"- Report: {artifacts.uri(REPORT_HTML)}" in body
+    assert f"- Staging results: {artifacts.stage_uri(STAGING_RESULTS)}" in body
     upsert.assert_called_once()
     request = upsert.call_args.kwargs
     assert request["ti_id"] == ctx["task_instance"].id
     assert (request["options"], request["defaults"], request["body"]) == (["Approve", "Reject"], ["Reject"], body)
-    recorded = read_json(tmp_path, run_id, "approval", "request.json")
-    assert (recorded["mode"], recorded["staging_passed"], recorded["body"]) == ("manual", False, body)
-    assert not (tmp_path / DAG_ID / run_id / "approval" / "decision.json").exists()  # nobody decided yet
+    recorded = artifacts.read(APPROVAL_REQUEST)
+    assert (recorded.mode, recorded.staging_passed, recorded.body) == ("manual", False, body)
+    assert not artifacts.exists(APPROVAL_DECISION)  # nobody decided yet
 
 
-def test_a_timed_out_request_records_a_default_reject_by_nobody(tmp_path: Path) -> None:
+def test_a_timed_out_request_records_a_default_reject_by_nobody() -> None:
     run_id = "scheduled__timeout"
-    write_staging(tmp_path, run_id)
-    operator, dag = approval(tmp_path, approval_mode="manual")
+    write_staging(run_id)
+    operator, dag = approval(approval_mode="manual")
     ctx = context(dag, operator, run_id)
     with mock.patch("airflow.providers.standard.operators.hitl.upsert_hitl_detail"), pytest.raises(TaskAwaitingInput):
         operator.execute(ctx)
@@ -215,20 +228,20 @@ def test_a_timed_out_request_records_a_default_reject_by_nobody(tmp_path: Path) 
         operator.execute_complete(ctx, event)
 
     assert caught.value.tasks == ["wave_1"]
-    assert decision(tmp_path, run_id) == {
-        "mode": "manual",
-        "decision": "Reject",
-        "by": "",
-        "at": at.isoformat(),
-        "timed_out": True,
-        "staging_passed": True,
-    }
+    assert decision(run_id) == ApprovalRecord(
+        mode="manual",
+        decision="Reject",
+        by="",
+        at=at.isoformat(),
+        timed_out=True,
+        staging_passed=True,
+    )
 
 
-def test_a_person_approving_is_recorded_by_name(tmp_path: Path) -> None:
+def test_a_person_approving_is_recorded_by_name() -> None:
     run_id = "scheduled__person"
-    write_staging(tmp_path, run_id)
-    operator, dag = approval(tmp_path, approval_mode="manual")
+    write_staging(run_id)
+    operator, dag = approval(approval_mode="manual")
     ctx = context(dag, operator, run_id)
     with mock.patch("airflow.providers.standard.operators.hitl.upsert_hitl_detail"), pytest.raises(TaskAwaitingInput):
         operator.execute(ctx)
@@ -244,8 +257,8 @@ def test_a_person_approving_is_recorded_by_name(tmp_path: Path) -> None:
     result = operator.execute_complete(ctx, event)
 
     assert result["chosen_options"] == ["Approve"]
-    recorded = decision(tmp_path, run_id)
-    assert (recorded["decision"], recorded["by"], recorded["at"], recorded["timed_out"]) == (
+    recorded = decision(run_id)
+    assert (recorded.decision, recorded.by, recorded.at, recorded.timed_out) == (
         "Approve",
         "alice",
         at.isoformat(),
@@ -255,15 +268,17 @@ def test_a_person_approving_is_recorded_by_name(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["manual", "auto"])
-def test_nothing_to_roll_out_asks_no_one(tmp_path: Path, mode: str) -> None:
+def test_nothing_to_roll_out_asks_no_one(mode: str) -> None:
     run_id = f"scheduled__nothing_{mode}"
-    store = ArtifactStore(f"file://{tmp_path}", DAG_ID, run_id, None)
-    not_needed = {"stack_name": stack_name(run_id), "created": False, "status": "NOT_NEEDED"}
-    for region in (EAST, WEST):
-        store.write_json("staging", f"aws_default.{region}.stack.json", {**not_needed, "region": region})
-        store.write_frame("staging", f"aws_default.{region}.results", typed_frame([], STAGING_RESULT_COLUMNS))
-    store.write_frame("install", "waves", typed_frame([], WAVE_PLAN_COLUMNS))
-    operator, dag = approval(tmp_path, approval_mode=mode)
+    artifacts = run_artifacts(config(), run_id)
+    for target in (EAST_TARGET, WEST_TARGET):
+        not_needed = StackRecord(
+            stack_name=stack_name(run_id), account_id=ACCOUNT, region=target.region_name, status="NOT_NEEDED"
+        )
+        artifacts.write(STACK, not_needed, target=target)
+        artifacts.write(STAGING_RESULTS, typed_frame([], STAGING_RESULT_COLUMNS), target=target)
+    artifacts.write(WAVE_PLAN, typed_frame([], WAVE_PLAN_COLUMNS))
+    operator, dag = approval(approval_mode=mode)
     with (
         mock.patch("airflow.providers.standard.operators.hitl.upsert_hitl_detail") as upsert,
         pytest.raises(AirflowSkipException, match="nothing to roll out"),

@@ -1,13 +1,20 @@
-"""CycleParamsOperator: the first task validates the run's params and returns the targets to fan out over."""
+"""CycleParamsOperator: the first task validates the run's params, returns the targets to fan out over and hands
+the whole validated config on; installs() and InstallModeGate are the one place the mode is checked."""
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG
+from airflow.sdk.exceptions import AirflowFailException, DownstreamTasksSkipped
 
-from patchcycle.operators.cycle_params import CycleParamsOperator
+from patchcycle.config import CycleConfig
+from patchcycle.operators.cycle_params import CycleParamsOperator, installs
+from patchcycle.operators.mode_gate import InstallModeGate
 
 PARAMS: dict[str, Any] = {
     "mode": "scan",
@@ -62,13 +69,80 @@ def execute(params: dict[str, Any]) -> list[dict[str, str]]:
     ],
 )
 def test_mode_default_installs_on_the_schedule_and_scans_by_hand(mode: str, run_type: str, resolved: str) -> None:
-    assert outputs({**PARAMS, "mode": mode}, run_type)["mode"] == resolved
+    pushed = outputs({**PARAMS, "mode": mode}, run_type)
+    assert set(pushed) == {"targets", "config"}  # the config is the only XCom: no separate mode or install keys
+    assert pushed["config"]["mode"] == resolved
+    # Resolved once: read back by a later task (whatever its own run type), the config keeps the run's mode.
+    assert CycleConfig.from_params(pushed["config"]).mode == resolved
+    assert installs(pushed["config"]) is (resolved == "install")
 
 
 def test_install_settings_are_published_for_later_tasks() -> None:
-    install = outputs({**PARAMS, "mode": "install", "canary": "2", "wave_percentages": [50, 50]})["install"]
-    assert install["canary"] == "2" and install["wave_percentages"] == [50, 50]
-    assert install["approval_mode"] == "manual"  # a person approves unless the run asks for the auto policy
+    config = outputs({**PARAMS, "mode": "install", "canary": "2", "wave_percentages": [50, 50]})["config"]
+    assert config["canary"] == "2" and config["wave_percentages"] == [50, 50]
+    assert config["approval_mode"] == "manual"  # a person approves unless the run asks for the auto policy
+    install = CycleConfig.from_params(config).install
+    assert str(install.canary) == "2" and install.wave_percentages == (50, 50) and install.approval_mode == "manual"
+
+
+@pytest.mark.parametrize(
+    ("params", "run_type"),
+    [
+        (PARAMS, "manual"),
+        ({**PARAMS, "mode": "default"}, "scheduled"),
+        (
+            {
+                **PARAMS,
+                "mode": "install",
+                "canary": "10%",
+                "halt_threshold": "0",
+                "wave_percentages": [20, 30, 50],
+                "approval_mode": "auto",
+                "scope": {"include_tags": {"Environment": ["production"]}, "exclude_ids": ["i-1"], "exclude_tags": {}},
+                "dashboard_name": "",
+                "poll_seconds": 0.5,
+            },
+            "manual",
+        ),
+    ],
+)
+def test_the_config_xcom_round_trips_into_the_cycle_config(params: dict[str, Any], run_type: str) -> None:
+    pushed = outputs(params, run_type)["config"]
+    assert json.loads(json.dumps(pushed)) == pushed  # XCom stores JSON
+    config = CycleConfig.from_params(pushed)
+    assert config == CycleConfig.from_params(params, run_type=run_type)  # every setting, as validated
+    assert config.as_params() == pushed
+
+
+def test_installs_only_in_install_mode() -> None:
+    assert installs(outputs({**PARAMS, "mode": "install"})["config"]) is True
+    assert installs(outputs({**PARAMS, "mode": "scan"})["config"]) is False
+    assert installs(outputs({**PARAMS, "mode": "default"}, "scheduled")["config"]) is True
+    assert installs(outputs({**PARAMS, "mode": "default"}, "manual")["config"]) is False
+
+
+def gate_run(mode: str) -> tuple[InstallModeGate, Any]:
+    """The gate in a DAG shaped like patch_cycle's (the install branch's entry and verify right after it, the
+    report further down), run on a config of `mode`; returns the gate and what its execute returned."""
+    with DAG("gate", schedule=None):
+        gate = InstallModeGate(task_id="install_mode", config=outputs({**PARAMS, "mode": mode})["config"])
+        plan_install, verify, report = (EmptyOperator(task_id=t) for t in ("plan_install", "verify", "report"))
+        gate >> [plan_install, verify]
+        plan_install >> verify >> report
+    ti = SimpleNamespace(map_index=-1, pushed={})
+    ti.xcom_push = lambda key, value: ti.pushed.__setitem__(key, value)
+    return gate, gate.execute({"ti": ti, "task": gate, "dag_run": SimpleNamespace()})  # type: ignore[arg-type]
+
+
+def test_the_gate_lets_the_install_branch_run_in_install_mode() -> None:
+    assert gate_run("install")[1] is True
+
+
+def test_the_gate_skips_only_the_install_branch_s_entry_and_verify_in_scan_mode() -> None:
+    with pytest.raises(DownstreamTasksSkipped) as skipped:
+        gate_run("scan")
+    # Only its direct downstream: the report (and the rest) follow their own trigger rules.
+    assert sorted(skipped.value.tasks) == ["plan_install", "verify"]
 
 
 def test_returns_the_targets_as_operator_kwargs_in_order() -> None:

@@ -4,40 +4,60 @@ and the residual critical and high findings are listed."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import ClientError
 
 from include.sandbox.server import SandboxServer
 from patchcycle.core.inspection import CVE_COLUMNS, RESIDUAL_COLUMNS
-from patchcycle.core.inventory import iso_utc
 from patchcycle.core.plan import split_cve_ids
+from patchcycle.core.timestamps import iso_utc
 from patchcycle.hooks.inspector import InspectorHook
 from patchcycle.hooks.patch_manager import PatchManagerHook
 from patchcycle.operators.inspect_cves import InspectCvesOperator
 from patchcycle.operators.verify_install import VerifyInstallOperator
+from patchcycle.run_artifacts import (
+    CVES,
+    INVENTORY,
+    INVENTORY_SUMMARY,
+    MATCH_COMPLIANCE,
+    MATCH_PLAN,
+    OVERRIDES,
+    PRODUCTION,
+    PROFILES,
+    RDS_PLAN,
+    RESIDUAL,
+    SCAN_FAILURES,
+    TARGET_ERROR,
+    VERIFIED_PATCHES,
+    VERIFY_COMPLIANCE,
+    WAVE_PLAN,
+    WAVE_SENT,
+    Artifact,
+    RunArtifacts,
+    Step,
+)
+from patchcycle.run_records import SentCommand
 from patchcycle.triggers.inspector_rescan import InspectorRescanTrigger
 from tests.conftest import advance_clock, client_factory, first_trigger_payload
 from tests.operators.install_helpers import (
     ACCOUNT,
     FAILING_PATCH,
-    KEY,
     REGION,
-    artifact,
+    TARGET,
     context,
     copy_run,
+    cycle_config,
     deferral,
     plan_run,
-    read_json,
+    run_artifacts,
+    s3_root,
     scenario,
-    settings,
 )
 
 RUN = "scheduled__inspect"
@@ -63,9 +83,28 @@ def inspect_scenario() -> dict[str, Any]:
 SCENARIO = inspect_scenario()
 
 
+ROOT = s3_root("inspect-cves")
+CONFIG = cycle_config(ROOT, inspector_wait_minutes=WAIT_MINUTES)
+# What the stages before inspect leave a run: inventory, match, plan_install, the waves' sent records (copied apart:
+# they are per wave) and verify.
+PLANNED = (
+    INVENTORY,
+    RDS_PLAN,
+    INVENTORY_SUMMARY,
+    MATCH_PLAN,
+    MATCH_COMPLIANCE,
+    SCAN_FAILURES,
+    PRODUCTION,
+    PROFILES,
+    WAVE_PLAN,
+    OVERRIDES,
+)
+VERIFIED = (VERIFY_COMPLIANCE, VERIFIED_PATCHES)
+
+
 @dataclass
 class Cycle:
-    root: Path
+    artifacts: RunArtifacts
     roles: dict[str, list[str]]
     trigger: InspectorRescanTrigger
     payload: dict[str, Any]
@@ -76,10 +115,10 @@ class Cycle:
 
 
 def send(
-    server: SandboxServer, root: Path, instances: list[str], profile_of: dict[str, str], reboot: str
-) -> list[dict[str, Any]]:
+    server: SandboxServer, artifacts: RunArtifacts, instances: list[str], profile_of: dict[str, str], reboot: str
+) -> list[SentCommand]:
     """The pinned install, one command per profile, as a wave sends it; returns what the wave records as sent."""
-    overrides = read_json(root, RUN, "install", "overrides.json")
+    overrides = artifacts.read(OVERRIDES)
     hook = PatchManagerHook(aws_conn_id="aws_default", region_name=REGION)
     sent = []
     for profile in sorted({profile_of[i] for i in instances}):
@@ -92,47 +131,41 @@ def send(
             reboot_option=reboot,
             install_override_list=overrides[profile],
         )
-        sent.append({"command_id": command_id, "instance_ids": batch})
+        sent.append(SentCommand(command_id=command_id, instance_ids=batch))
     advance_clock(server.url, 60)  # delivery, install and reboot are done
     return sent
 
 
-def record_wave(root: Path, wave: int, sent: list[dict[str, Any]]) -> None:
-    path = artifact(root, RUN, "waves", f"wave_{wave}.{KEY}.sent.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(sent))
-
-
-def add_unknown_cve(root: Path) -> None:
+def add_unknown_cve(artifacts: RunArtifacts) -> None:
     """Patch Manager lists one more CVE for a patch than Inspector will ever report."""
-    path = artifact(root, RUN, "match", f"{KEY}.plan.parquet")
-    plan = pd.read_parquet(path)
+    plan = artifacts.read(MATCH_PLAN, target=TARGET)
     rows = plan["patch_id"] == NOT_FOUND_PATCH
     assert rows.any()
     plan.loc[rows, "cve_ids"] = plan.loc[rows, "cve_ids"].map(
         lambda ids: ";".join(sorted([*split_cve_ids(ids), UNKNOWN_CVE]))
     )
-    plan.to_parquet(path, index=False)
+    artifacts.write(MATCH_PLAN, plan, target=TARGET)
 
 
-def inspect_operator(root: Path, **kwargs: Any) -> InspectCvesOperator:
-    return InspectCvesOperator(
-        task_id="inspect",
-        region_name=REGION,
-        artifact_root=f"file://{root}",
-        wait_minutes=kwargs.pop("wait_minutes", WAIT_MINUTES),
-        poll_seconds=0.1,
-        **kwargs,
-    )
+def inspect_operator() -> InspectCvesOperator:
+    return InspectCvesOperator(task_id="inspect", region_name=REGION, config=CONFIG)
+
+
+def copy_cycle(cycle: Cycle, run_id: str, artifacts: tuple[Artifact[Any], ...], waves: bool) -> RunArtifacts:
+    """A run holding these artifacts of the cycle's run (and its waves' sent records if `waves`); its artifacts."""
+    copied = copy_run(CONFIG, RUN, run_id, artifacts, [TARGET])
+    for wave in (1, 2) if waves else ():
+        copied.write(WAVE_SENT, cycle.artifacts.read(WAVE_SENT, wave=wave, target=TARGET), wave=wave, target=TARGET)
+    return copied
 
 
 @pytest.fixture(scope="module")
-def cycle(server: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Cycle:
+def cycle(server: SandboxServer) -> Cycle:
     """Plan, installs in two waves (the second after the first's rescan), verify, then the inspect task."""
-    root = tmp_path_factory.mktemp("inspect")
-    plan_run(server, root, RUN, settings())
-    add_unknown_cve(root)
-    production = pd.read_parquet(artifact(root, RUN, "install", "production.parquet"))
+    plan_run(server, CONFIG, RUN)
+    artifacts = run_artifacts(CONFIG, RUN)
+    add_unknown_cve(artifacts)
+    production = artifacts.read(PRODUCTION)
     profile_of = dict(zip(production["resource_id"], production["profile_id"], strict=True))
     failing = {i.instance_id for i in server.world.instances(ACCOUNT, REGION).values() if i.faults.install_fails}
     web = sorted(production.loc[production["patch_group"] == "web", "resource_id"])
@@ -145,16 +178,16 @@ def cycle(server: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Cy
         "late": [windows[1]],
         "undelivered": [good_web[3]],  # the wave lists it, but its agent never got the command
     }
-    wave_1 = send(server, root, [*roles["remediated"], *roles["failing"]], profile_of, "RebootIfNeeded")
-    wave_1 += send(server, root, roles["no_reboot"], profile_of, "NoReboot")
-    record_wave(
-        root, 1, [*wave_1, {"command_id": "5b8c4f2e-0000-4000-8000-000000000001", "instance_ids": roles["undelivered"]}]
-    )
+    wave_1 = send(server, artifacts, [*roles["remediated"], *roles["failing"]], profile_of, "RebootIfNeeded")
+    wave_1 += send(server, artifacts, roles["no_reboot"], profile_of, "NoReboot")
+    undelivered = SentCommand(command_id="5b8c4f2e-0000-4000-8000-000000000001", instance_ids=roles["undelivered"])
+    artifacts.write(WAVE_SENT, [*wave_1, undelivered], wave=1, target=TARGET)
     advance_clock(server.url, DELAY)  # Inspector rescans wave 1's instances
-    record_wave(root, 2, send(server, root, roles["late"], profile_of, "RebootIfNeeded"))  # rescanned DELAY later
-    VerifyInstallOperator(task_id="verify", region_name=REGION, artifact_root=f"file://{root}").execute(context(RUN))
+    wave_2 = send(server, artifacts, roles["late"], profile_of, "RebootIfNeeded")  # rescanned DELAY later
+    artifacts.write(WAVE_SENT, wave_2, wave=2, target=TARGET)
+    VerifyInstallOperator(task_id="verify", region_name=REGION, config=CONFIG).execute(context(RUN))
 
-    operator = inspect_operator(root)
+    operator = inspect_operator()
     deferred_at = datetime.now(UTC)
     deferred = deferral(operator, context(RUN))
     wait = timedelta(minutes=WAIT_MINUTES)
@@ -165,25 +198,25 @@ def cycle(server: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Cy
     assert deferred.timeout == timedelta(minutes=WAIT_MINUTES) + timedelta(minutes=10)
     payload = first_trigger_payload(trigger)
     summary = operator.execute_complete(context(RUN), payload)
-    compliance = pd.read_parquet(artifact(root, RUN, "verify", f"{KEY}.compliance.parquet"))
+    compliance = artifacts.read(VERIFY_COMPLIANCE, target=TARGET)
     return Cycle(
-        root=root,
+        artifacts=artifacts,
         roles=roles,
         trigger=trigger,
         payload=payload,
         summary=summary,
-        cves=pd.read_parquet(artifact(root, RUN, "inspect", f"{KEY}.cves.parquet")),
-        residual=pd.read_parquet(artifact(root, RUN, "inspect", f"{KEY}.residual.parquet")),
+        cves=artifacts.read(CVES, target=TARGET),
+        residual=artifacts.read(RESIDUAL, target=TARGET),
         installed_at={
             str(r): iso_utc(t) for r, t in zip(compliance["resource_id"], compliance["operation_end_time"], strict=True)
         },
     )
 
 
-def expected_pairs(root: Path, instances: list[str]) -> dict[tuple[str, str], set[str]]:
+def expected_pairs(artifacts: RunArtifacts, instances: list[str]) -> dict[tuple[str, str], set[str]]:
     """(instance, CVE) -> pinned patches carrying it: production's pinned lists and every plan row's CVE ids."""
-    production = pd.read_parquet(artifact(root, RUN, "install", "production.parquet"))
-    plan = pd.read_parquet(artifact(root, RUN, "match", f"{KEY}.plan.parquet"))
+    production = artifacts.read(PRODUCTION)
+    plan = artifacts.read(MATCH_PLAN, target=TARGET)
     cves_of: dict[str, set[str]] = {}
     for patch_id, ids in zip(plan["patch_id"], plan["cve_ids"], strict=True):
         cves_of.setdefault(patch_id, set()).update(split_cve_ids(ids))
@@ -217,7 +250,7 @@ def test_the_trigger_waits_for_every_installed_instance_until_the_bound(cycle: C
 
 def test_one_row_per_instance_and_cve_of_its_pinned_patches(cycle: Cycle) -> None:
     sent = [i for role in cycle.roles.values() for i in role]
-    pairs = expected_pairs(cycle.root, sent)
+    pairs = expected_pairs(cycle.artifacts, sent)
     assert list(cycle.cves.columns) == list(CVE_COLUMNS)
     assert set(zip(cycle.cves["resource_id"], cycle.cves["cve_id"], strict=True)) == set(pairs)
     assert len(cycle.cves) == len(pairs)
@@ -301,7 +334,7 @@ def test_residual_findings_are_the_active_critical_and_high_ones_not_targeted(
     server: SandboxServer, cycle: Cycle
 ) -> None:
     sent = [i for role in cycle.roles.values() for i in role]
-    pairs = expected_pairs(cycle.root, sent)
+    pairs = expected_pairs(cycle.artifacts, sent)
     inspector = client_factory(server.url)("inspector2", region=REGION)
     want = set()
     for instance_id in sent:
@@ -329,24 +362,21 @@ def test_residual_findings_are_the_active_critical_and_high_ones_not_targeted(
     assert cycle.summary["residual"] == len(cycle.residual)
 
 
-def test_nothing_sent_writes_empty_frames_without_waiting(server: SandboxServer, cycle: Cycle, tmp_path: Path) -> None:
-    copy_run(cycle.root, RUN, tmp_path, RUN, ("inventory", "install", "match"))
-    summary = inspect_operator(tmp_path).execute(context(RUN))  # no waves/*.sent.json: nothing was installed
+def test_nothing_sent_writes_empty_frames_without_waiting(server: SandboxServer, cycle: Cycle) -> None:
+    run_id = "scheduled__nothing_sent"
+    artifacts = copy_cycle(cycle, run_id, PLANNED, waves=False)  # no wave sent records: nothing was installed
+    summary = inspect_operator().execute(context(run_id))  # no TaskDeferred
     assert summary["cves"] == 0 and summary["residual"] == 0
-    for name, columns in (("cves", CVE_COLUMNS), ("residual", RESIDUAL_COLUMNS)):
-        written = pd.read_parquet(artifact(tmp_path, RUN, "inspect", f"{KEY}.{name}.parquet"))
+    for artifact, columns in ((CVES, CVE_COLUMNS), (RESIDUAL, RESIDUAL_COLUMNS)):
+        written = artifacts.read(artifact, target=TARGET)
         assert written.empty and list(written.columns) == list(columns)
 
 
-def test_scan_mode_skips(tmp_path: Path) -> None:
-    with pytest.raises(AirflowSkipException, match="scan mode"):
-        inspect_operator(tmp_path, mode="scan").execute(context(RUN))
-
-
 def test_an_aws_error_is_recorded_for_the_report(
-    server: SandboxServer, cycle: Cycle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: SandboxServer, cycle: Cycle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    copy_run(cycle.root, RUN, tmp_path, RUN, ("inventory", "install", "match", "waves", "verify"))
+    run_id = "scheduled__inspect_denied"
+    artifacts = copy_cycle(cycle, run_id, (*PLANNED, *VERIFIED), waves=True)
 
     def denied(self: InspectorHook, *args: Any, **kwargs: Any) -> Any:
         error = {"Code": "AccessDeniedException", "Message": "not authorized to perform: inspector2:ListFindings"}
@@ -356,7 +386,7 @@ def test_an_aws_error_is_recorded_for_the_report(
     with pytest.raises(
         AirflowFailException, match=rf"inspector2:ListFindings failed in account {ACCOUNT}, region {REGION}"
     ):
-        inspect_operator(tmp_path).execute_complete(context(RUN), cycle.payload)
-    error = read_json(tmp_path, RUN, "errors", f"inspect.{KEY}.json")
-    assert error["stage"] == "inspect" and "AccessDeniedException" in error["error"]
-    assert not artifact(tmp_path, RUN, "inspect", f"{KEY}.cves.parquet").exists()
+        inspect_operator().execute_complete(context(run_id), cycle.payload)
+    error = artifacts.read(TARGET_ERROR, step=Step.INSPECT, target=TARGET)
+    assert error.stage == "inspect" and "AccessDeniedException" in error.error
+    assert not artifacts.exists(CVES, target=TARGET)

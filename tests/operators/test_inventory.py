@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
-from pathlib import Path
-from types import SimpleNamespace
+from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
@@ -14,13 +11,16 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from include.sandbox.scenario import Region, Scenario, parse_scenario
 from include.sandbox.server import SandboxServer
+from patchcycle.config import Target
 from patchcycle.operators.inventory import InventoryOperator
-from tests.conftest import default_scenario
+from patchcycle.run_artifacts import INVENTORY, INVENTORY_SUMMARY, RDS_PLAN, TARGET_ERROR, RunArtifacts, Step
+from tests.conftest import default_scenario, sandbox_calls
+from tests.operators.install_helpers import ACCOUNT, context, cycle_config, run_artifacts, s3_root
 
-ACCOUNT = "123456789012"
-DAG_ID = "patch_cycle"
 REGIONS = ("us-east-1", "eu-west-1")
 DENIED_REGION = "us-west-2"  # the role may not call ec2:DescribeInstances there
+FULL_RUN = "manual__full"
+ROOT = s3_root("inventory")  # the default scenario's patchcycle-artifacts bucket
 
 
 SCENARIO = default_scenario(faults={"ec2:DescribeInstances": {"access_denied": True, "regions": [DENIED_REGION]}})
@@ -34,41 +34,39 @@ def region(name: str) -> Region:
     return next(r for account in scenario().accounts for r in account.regions if r.name == name)
 
 
-def context(run_id: str) -> Any:
-    return {"dag": SimpleNamespace(dag_id=DAG_ID), "run_id": run_id, "params": {}}
+def config(**params: Any) -> dict[str, Any]:
+    """A scan run's validated config (the inventory reads only its scope and where its artifacts go)."""
+    return cycle_config(ROOT, mode="scan", **params)
 
 
-def run_inventory(root: Path, run_id: str, region_name: str, scope: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_inventory(run_id: str, region_name: str, scope: dict[str, Any] | None = None) -> dict[str, Any]:
     operator = InventoryOperator(
-        task_id="inventory", region_name=region_name, artifact_root=f"file://{root}", scope=scope
+        task_id="inventory", region_name=region_name, config=config(**({"scope": scope} if scope else {}))
     )
     summary: dict[str, Any] = operator.execute(context(run_id))
     return summary
 
 
-def artifact(root: Path, run_id: str, stage: str, name: str) -> Path:
-    return root / DAG_ID / run_id / stage / name
+def target(region_name: str) -> Target:
+    return Target("aws_default", region_name)
 
 
 @pytest.fixture(scope="module")
-def inventories(
-    server: SandboxServer, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, tuple[dict[str, Any], pd.DataFrame, Path]]:
-    """Each region's inventory without a scope: (returned summary, table, artifact root)."""
-    root = tmp_path_factory.mktemp("artifacts")
+def inventories(server: SandboxServer) -> dict[str, tuple[dict[str, Any], pd.DataFrame, RunArtifacts]]:
+    """Each region's inventory without a scope: (returned summary, table, the run's artifacts)."""
+    artifacts = run_artifacts(config(), FULL_RUN)
     result = {}
     for name in REGIONS:
-        summary = run_inventory(root, "full", name)
-        table = pd.read_parquet(artifact(root, "full", "inventory", f"aws_default.{name}.parquet"))
-        result[name] = (summary, table, root)
+        summary = run_inventory(FULL_RUN, name)
+        result[name] = (summary, artifacts.read(INVENTORY, target=target(name)), artifacts)
     return result
 
 
 @pytest.mark.parametrize("name", REGIONS)
 def test_inventory_counts_match_the_scenario(
-    inventories: dict[str, tuple[dict[str, Any], pd.DataFrame, Path]], name: str
+    inventories: dict[str, tuple[dict[str, Any], pd.DataFrame, RunArtifacts]], name: str
 ) -> None:
-    summary, table, root = inventories[name]
+    summary, table, artifacts = inventories[name]
     expected = region(name)
     by_type = {
         "ec2": sum(group.count for group in expected.instance_groups),
@@ -95,15 +93,15 @@ def test_inventory_counts_match_the_scenario(
         "by_type": by_type,
         "patchable_in_scope": online + with_maintenance,
     }
-    assert json.loads(artifact(root, "full", "inventory", f"aws_default.{name}.summary.json").read_text()) == summary
-    rds_plan = pd.read_parquet(artifact(root, "full", "inventory", f"aws_default.{name}.rds_plan.parquet"))
+    assert asdict(artifacts.read(INVENTORY_SUMMARY, target=target(name))) == summary
+    rds_plan = artifacts.read(RDS_PLAN, target=target(name))
     assert sorted(rds_plan["resource_id"]) == sorted(
         db.id for db in expected.rds_instances for _ in db.pending_maintenance
     )
 
 
 def test_unmanaged_and_offline_instances_are_kept_with_their_skip_reasons(
-    inventories: dict[str, tuple[dict[str, Any], pd.DataFrame, Path]],
+    inventories: dict[str, tuple[dict[str, Any], pd.DataFrame, RunArtifacts]],
 ) -> None:
     _, table, _ = inventories["us-east-1"]
     ec2 = table[table["resource_type"] == "ec2"]
@@ -121,9 +119,10 @@ def test_unmanaged_and_offline_instances_are_kept_with_their_skip_reasons(
     assert set(table.loc[table["resource_type"] == "s3", "skip_reason"]) == {"aws-managed: patched by AWS"}
 
 
-def test_scope_include_tags_filters(server: SandboxServer, tmp_path: Path) -> None:
-    summary = run_inventory(tmp_path, "staging", "us-east-1", scope={"include_tags": {"Environment": ["staging"]}})
-    table = pd.read_parquet(artifact(tmp_path, "staging", "inventory", "aws_default.us-east-1.parquet"))
+def test_scope_include_tags_filters(server: SandboxServer) -> None:
+    run_id = "manual__staging_scope"
+    summary = run_inventory(run_id, "us-east-1", scope={"include_tags": {"Environment": ["staging"]}})
+    table = run_artifacts(config(), run_id).read(INVENTORY, target=target("us-east-1"))
     expected = region("us-east-1")
     staging_ec2 = sum(g.count for g in expected.instance_groups if g.tags.get("Environment") == "staging")
     staging_rds = [db.id for db in expected.rds_instances if db.tags.get("Environment") == "staging"]
@@ -141,24 +140,23 @@ def test_scope_include_tags_filters(server: SandboxServer, tmp_path: Path) -> No
 
 
 def test_access_denied_fails_at_once_naming_api_account_and_region_and_records_the_error(
-    server: SandboxServer, tmp_path: Path
+    server: SandboxServer,
 ) -> None:
-    def describe_instances_calls() -> int:
-        with urllib.request.urlopen(f"{server.url}/_sandbox/calls", timeout=10) as response:
-            return int(json.loads(response.read()).get("ec2:DescribeInstances", 0))
-
-    before = describe_instances_calls()
+    run_id = "manual__denied"
+    denied = target(DENIED_REGION)
+    before = sandbox_calls(server.url, "ec2:DescribeInstances")
     with pytest.raises(AirflowFailException) as caught:
-        run_inventory(tmp_path, "denied", DENIED_REGION)
+        run_inventory(run_id, DENIED_REGION)
     message = str(caught.value)
     assert "ec2:DescribeInstances" in message and ACCOUNT in message and DENIED_REGION in message
     assert "UnauthorizedOperation" in message
-    assert describe_instances_calls() - before == 1  # no retry of an error no retry can fix
+    assert sandbox_calls(server.url, "ec2:DescribeInstances") - before == 1  # no retry of an error no retry can fix
 
-    error_file = artifact(tmp_path, "denied", "errors", f"inventory.aws_default.{DENIED_REGION}.json")
-    recorded = json.loads(error_file.read_text())
-    assert recorded["stage"] == "inventory"
-    assert (recorded["aws_conn_id"], recorded["region"]) == ("aws_default", DENIED_REGION)
-    assert recorded["error"].startswith("AirflowFailException: ec2:DescribeInstances failed in account 123456789012")
-    assert recorded["at"]
-    assert not artifact(tmp_path, "denied", "inventory", f"aws_default.{DENIED_REGION}.parquet").exists()
+    artifacts = run_artifacts(config(), run_id)
+    recorded = artifacts.read(TARGET_ERROR, step=Step.INVENTORY, target=denied)
+    assert recorded.stage == "inventory"
+    assert (recorded.aws_conn_id, recorded.region) == ("aws_default", DENIED_REGION)
+    assert recorded.error.startswith("AirflowFailException: ec2:DescribeInstances failed in account 123456789012")
+    assert recorded.at
+    assert not artifacts.exists(INVENTORY, target=denied)
+    assert not artifacts.exists(INVENTORY_SUMMARY, target=denied)

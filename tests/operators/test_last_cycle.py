@@ -10,6 +10,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from patchcycle.assets import PATCH_CYCLE_REPORT
+from patchcycle.config import WatchConfig
 from patchcycle.operators.last_cycle import LastCycleOperator
 
 PARAMS = {
@@ -48,10 +49,21 @@ def test_the_latest_event_is_the_cycle_to_compare_with() -> None:
     assert ctx["ti"].pushed["cycle"]["run_id"] == "new"
 
 
+def test_the_validated_config_is_handed_on() -> None:
+    ctx = context([{"report": "s3://b/r.json", "run_id": "r"}], poll_seconds=5)
+    LastCycleOperator(task_id="last_cycle").execute(ctx)  # type: ignore[arg-type]
+    pushed = ctx["ti"].pushed["config"]
+    config = WatchConfig.from_params(pushed)  # what every later task of the watch reads back
+    assert config == WatchConfig.from_params({**PARAMS, "poll_seconds": 5}) and config.as_params() == pushed
+    assert config.finding_severities == ("CRITICAL", "HIGH") and config.config_rule_name == "patchcycle-rule"
+    assert config.poll_seconds == 5.0
+
+
 def test_no_cycle_yet_leaves_nothing_to_watch() -> None:
     ctx = context([])
     assert LastCycleOperator(task_id="last_cycle").execute(ctx) == []  # type: ignore[arg-type]
-    assert ctx["ti"].pushed == {"cycle": {}}
+    # An empty cycle (not None: Airflow reads a None XCom as missing), and the config all the same.
+    assert ctx["ti"].pushed == {"cycle": {}, "config": WatchConfig.from_params(PARAMS).as_params()}
 
 
 def test_an_event_without_a_report_fails_naming_it() -> None:

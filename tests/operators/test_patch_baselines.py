@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from include.sandbox.server import SandboxServer
 from patchcycle.baseline_files import load_baseline_files
+from patchcycle.config import BaselinesConfig
 from patchcycle.core.baselines.diff import normalized
 from patchcycle.core.baselines.model import BaselineSpec
 from patchcycle.core.baselines.vocabulary import MANAGED_TAG_KEY, MANAGED_TAG_VALUE
@@ -51,9 +52,15 @@ def documents(directory: Path = REPO_BASELINES) -> dict[str, Any]:
     return {spec.source: spec.as_document() for spec in load_baseline_files(directory)}
 
 
+def settings(**params: Any) -> dict[str, Any]:
+    """The run's validated config, as validate pushes it (XCom `config`)."""
+    targets = [{"aws_conn_id": "aws_default", "regions": list(REGIONS)}]
+    return BaselinesConfig.from_params({"targets": targets, **params}).as_params()
+
+
 def apply(docs: dict[str, Any], *, dry_run: bool = False, prune: bool = False, region: str = REGIONS[0]) -> Any:
     operator = PatchBaselinesOperator(
-        task_id="apply", region_name=region, baselines=docs, plan_only=dry_run, prune=prune
+        task_id="apply", region_name=region, config=settings(dry_run=dry_run, prune=prune), baselines=docs
     )
     return operator.execute({})  # type: ignore[arg-type]
 
@@ -230,20 +237,31 @@ def test_moving_a_patch_group_and_pruning(fresh_server: SandboxServer, ssm: Any,
     assert all(name != dropped.name for name in registrations(ssm).values())
 
 
-def test_validate_returns_the_targets_and_hands_over_the_baselines(tmp_path: Path) -> None:
+def test_validate_returns_the_targets_and_hands_over_the_config_and_baselines() -> None:
     pushed: dict[str, Any] = {}
     ti = SimpleNamespace(xcom_push=lambda key, value: pushed.__setitem__(key, value))
     params = {
         "targets": [{"aws_conn_id": "aws_default", "regions": list(REGIONS)}],
-        "baselines_dir": "include/baselines",
+        "baselines_dir": "include/baselines",  # relative: taken from the repository root
         "dry_run": False,
         "prune": True,
     }
-    operator = BaselineParamsOperator(task_id="validate", relative_to=str(REPO))
+    operator = BaselineParamsOperator(task_id="validate")
     targets = operator.execute({"params": params, "ti": ti})  # type: ignore[arg-type]
     assert targets == [{"aws_conn_id": "aws_default", "region_name": region} for region in REGIONS]
-    assert pushed["dry_run"] is False and pushed["prune"] is True
+    assert set(pushed) == {"config", "baselines"}
+    config = BaselinesConfig.from_params(pushed["config"])  # what apply reads back
+    assert config == BaselinesConfig.from_params(params) and config.as_params() == pushed["config"]
+    assert config.dry_run is False and config.prune is True and config.directory == REPO_BASELINES
     assert pushed["baselines"] == documents()
+
+
+def test_apply_refuses_settings_that_did_not_pass_validation() -> None:
+    operator = PatchBaselinesOperator(
+        task_id="apply", region_name=REGIONS[0], config={**settings(), "dry_run": "no"}, baselines=documents()
+    )
+    with pytest.raises(AirflowFailException, match=r"^invalid settings or baseline: dry_run: must be true or false"):
+        operator.execute({})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

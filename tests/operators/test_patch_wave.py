@@ -4,53 +4,74 @@ the task is retried, then the halt gate over the wave's results."""
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
 from botocore.exceptions import ClientError
 
 from include.sandbox.server import SandboxServer
+from patchcycle.core.verdicts import ReasonCode
+from patchcycle.core.waves import WAVE_RESULT_COLUMNS
 from patchcycle.hooks.patch_manager import PatchManagerHook
-from patchcycle.operators.patch_wave import WAVE_RESULT_COLUMNS, PatchWaveOperator
+from patchcycle.operators.patch_wave import PatchWaveOperator
+from patchcycle.run_artifacts import (
+    INVENTORY,
+    INVENTORY_SUMMARY,
+    OVERRIDES,
+    PRODUCTION,
+    PROFILES,
+    RDS_PLAN,
+    RUN_ERROR,
+    WAVE,
+    WAVE_PLAN,
+    WAVE_RESULTS,
+    WAVE_SENT,
+    RunArtifacts,
+    Step,
+)
 from patchcycle.triggers.command_completion import CommandCompletionTrigger
 from tests.conftest import advance_clock, client_factory, first_trigger_payload, sandbox_calls
 from tests.operators.install_helpers import (
     ACCOUNT,
     FAILING_PATCH,
-    KEY,
     REGION,
-    TARGETS,
-    artifact,
+    TARGET,
     context,
     copy_run,
+    cycle_config,
     deferral,
     plan_run,
-    read_json,
+    run_artifacts,
+    s3_root,
     scenario,
-    settings,
 )
 
 BASE_RUN = "scheduled__base"
 SCENARIO = scenario("waves")
+ROOT = s3_root("patch-wave")
+# What inventory and plan_install leave a run (the override lists stay where BASE_RUN's overrides point).
+PLANNED = (INVENTORY, RDS_PLAN, INVENTORY_SUMMARY, PRODUCTION, PROFILES, WAVE_PLAN, OVERRIDES)
 # Every test starts from `base`, an inventory, match and install plan (about 4 s), and sends installs: not in test-fast.
 pytestmark = pytest.mark.slow
 
 
+def config(**install: Any) -> dict[str, Any]:
+    """The module's runs' config (a five-minute command time limit), with these install settings."""
+    return cycle_config(ROOT, command_timeout_minutes=5, **install)
+
+
 @pytest.fixture(scope="module")
-def base(server: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A root holding BASE_RUN's inventory and install plan, its override lists published to S3."""
-    root = tmp_path_factory.mktemp("base")
-    plan_run(server, root, BASE_RUN, settings())
-    return root
+def base(server: SandboxServer) -> RunArtifacts:
+    """BASE_RUN's inventory and install plan (its override lists in the sandbox's S3); its artifacts."""
+    plan_run(server, config(), BASE_RUN)
+    return run_artifacts(config(), BASE_RUN)
 
 
 @pytest.fixture
-def fleet(server: SandboxServer, base: Path) -> dict[str, list[str]]:
+def fleet(server: SandboxServer, base: RunArtifacts) -> dict[str, list[str]]:
     """The production instances by what the scenario does to them."""
-    production = pd.read_parquet(artifact(base, BASE_RUN, "install", "production.parquet"))
+    production = base.read(PRODUCTION)
     failing = {i.instance_id for i in server.world.instances(ACCOUNT, REGION).values() if i.faults.install_fails}
     web = production[production["patch_group"] == "web"]["resource_id"]
     windows = production[production["patch_group"] == "windows"]["resource_id"]
@@ -61,26 +82,18 @@ def fleet(server: SandboxServer, base: Path) -> dict[str, list[str]]:
     }
 
 
-def new_run(base: Path, root: Path, run_id: str, waves: dict[int, list[str]]) -> None:
-    """A run whose plan is BASE_RUN's with these wave members (no other instance is in a wave)."""
-    copy_run(base, BASE_RUN, root, run_id, ("inventory", "install"))
-    plan = pd.read_parquet(artifact(base, BASE_RUN, "install", "waves.parquet"))
+def new_run(base: RunArtifacts, run_id: str, waves: dict[int, list[str]]) -> RunArtifacts:
+    """A run whose plan is BASE_RUN's with these wave members (no other instance is in a wave); its artifacts."""
+    artifacts = copy_run(config(), BASE_RUN, run_id, PLANNED, [TARGET])
+    plan = base.read(WAVE_PLAN)
     wave_of = {instance: wave for wave, instances in waves.items() for instance in instances}
     plan = plan[plan["resource_id"].isin(wave_of)].assign(wave=lambda f: f["resource_id"].map(wave_of).astype("int64"))
-    plan.to_parquet(artifact(root, run_id, "install", "waves.parquet"), index=False)
+    artifacts.write(WAVE_PLAN, plan.reset_index(drop=True))
+    return artifacts
 
 
-def wave_operator(root: Path, wave: int = 1, **kwargs: Any) -> PatchWaveOperator:
-    kwargs.setdefault("settings", settings())
-    return PatchWaveOperator(
-        task_id=f"wave_{wave}",
-        wave=wave,
-        targets=TARGETS,
-        artifact_root=f"file://{root}",
-        poll_seconds=0.1,
-        command_timeout_minutes=5,
-        **kwargs,
-    )
+def wave_operator(wave: int = 1, **install: Any) -> PatchWaveOperator:
+    return PatchWaveOperator(task_id=f"wave_{wave}", wave=wave, config=config(**install))
 
 
 def commands(server: SandboxServer, command_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -88,22 +101,22 @@ def commands(server: SandboxServer, command_ids: list[str]) -> dict[str, dict[st
     return {cid: ssm.list_commands(CommandId=cid)["Commands"][0] for cid in command_ids}
 
 
-def profile_of(base: Path) -> dict[str, str]:
-    production = pd.read_parquet(artifact(base, BASE_RUN, "install", "production.parquet"))
+def profile_of(base: RunArtifacts) -> dict[str, str]:
+    production = base.read(PRODUCTION)
     return dict(zip(production["resource_id"], production["profile_id"], strict=True))
 
 
 def test_execute_sends_install_to_exactly_the_wave_with_each_profiles_override_list_and_defers(
-    server: SandboxServer, base: Path, fleet: dict[str, list[str]], tmp_path: Path
+    server: SandboxServer, base: RunArtifacts, fleet: dict[str, list[str]]
 ) -> None:
     run_id = "scheduled__send"
     members = [*fleet["web"][:2], fleet["windows"][0]]
-    new_run(base, tmp_path, run_id, {1: members, 2: [*fleet["web"][2:], fleet["windows"][1]]})
-    overrides = read_json(base, BASE_RUN, "install", "overrides.json")
+    artifacts = new_run(base, run_id, {1: members, 2: [*fleet["web"][2:], fleet["windows"][1]]})
+    overrides = base.read(OVERRIDES)
     profiles = profile_of(base)
     sent_before = sandbox_calls(server.url, "ssm:SendCommand")
 
-    deferred = deferral(wave_operator(tmp_path), context(run_id))
+    deferred = deferral(wave_operator(), context(run_id))
 
     assert deferred.method_name == "execute_complete"
     assert deferred.timeout == timedelta(minutes=15)  # the trigger's own bound plus a margin
@@ -113,8 +126,8 @@ def test_execute_sends_install_to_exactly_the_wave_with_each_profiles_override_l
     (target,) = trigger.targets
     assert (target["aws_conn_id"], target["region_name"]) == ("aws_default", REGION)
     assert sandbox_calls(server.url, "ssm:SendCommand") - sent_before == 2  # one per profile
-    sent = read_json(tmp_path, run_id, "waves", f"wave_1.{KEY}.sent.json")
-    assert [c["command_id"] for c in sent] == target["command_ids"]
+    sent = artifacts.read(WAVE_SENT, wave=1, target=TARGET)
+    assert [c.command_id for c in sent] == target["command_ids"]
 
     by_profile = {}
     for command_id, command in commands(server, target["command_ids"]).items():
@@ -125,37 +138,37 @@ def test_execute_sends_install_to_exactly_the_wave_with_each_profiles_override_l
         assert command["Parameters"]["RebootOption"] == ["RebootIfNeeded"]
         assert command["Parameters"]["InstallOverrideList"] == [overrides[profile]]
         assert command["Comment"] == f"patchcycle wave 1 {run_id}"
-        assert next(c["instance_ids"] for c in sent if c["command_id"] == command_id) == command["InstanceIds"]
+        assert next(c.instance_ids for c in sent if c.command_id == command_id) == command["InstanceIds"]
     assert by_profile == {
         profiles[fleet["web"][0]]: sorted(fleet["web"][:2]),
         profiles[fleet["windows"][0]]: [fleet["windows"][0]],
     }
-    record = read_json(tmp_path, run_id, "waves", "wave_1.json")
-    assert (record["wave"], record["instances"]) == (1, 3) and record["started_at"]
+    record = artifacts.read(WAVE, wave=1)
+    assert (record.wave, record.instances) == (1, 3) and record.started_at
 
 
 def test_a_retried_wave_sends_nothing_twice(
-    server: SandboxServer, base: Path, fleet: dict[str, list[str]], tmp_path: Path
+    server: SandboxServer, base: RunArtifacts, fleet: dict[str, list[str]]
 ) -> None:
     run_id = "scheduled__retry"
-    new_run(base, tmp_path, run_id, {1: [*fleet["web"][:2], *fleet["windows"]]})
-    first = deferral(wave_operator(tmp_path), context(run_id)).trigger
-    started_at = read_json(tmp_path, run_id, "waves", "wave_1.json")["started_at"]
+    artifacts = new_run(base, run_id, {1: [*fleet["web"][:2], *fleet["windows"]]})
+    first = deferral(wave_operator(), context(run_id)).trigger
+    started_at = artifacts.read(WAVE, wave=1).started_at
     sent_before = sandbox_calls(server.url, "ssm:SendCommand")
 
-    again = deferral(wave_operator(tmp_path), context(run_id)).trigger  # a fresh operator: the task's retry
+    again = deferral(wave_operator(), context(run_id)).trigger  # a fresh operator: the task's retry
 
     assert sandbox_calls(server.url, "ssm:SendCommand") == sent_before
     assert again.command_ids == first.command_ids and len(first.command_ids) == 2
-    assert read_json(tmp_path, run_id, "waves", "wave_1.json")["started_at"] == started_at
+    assert artifacts.read(WAVE, wave=1).started_at == started_at
 
 
 def test_a_retry_after_a_partial_send_sends_only_to_the_rest(
-    server: SandboxServer, base: Path, fleet: dict[str, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: SandboxServer, base: RunArtifacts, fleet: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_id = "scheduled__partial"
     members = [*fleet["web"][:2], *fleet["windows"]]
-    new_run(base, tmp_path, run_id, {1: members})
+    artifacts = new_run(base, run_id, {1: members})
     send = PatchManagerHook.send_patch_baseline
     calls = []
 
@@ -168,20 +181,20 @@ def test_a_retry_after_a_partial_send_sends_only_to_the_rest(
 
     monkeypatch.setattr(PatchManagerHook, "send_patch_baseline", throttled_second_send)
     with pytest.raises(RuntimeError, match=r"ssm:SendCommand failed .*ThrottlingException.*\(retryable\)"):
-        wave_operator(tmp_path).execute(context(run_id))
+        wave_operator().execute(context(run_id))
     monkeypatch.setattr(PatchManagerHook, "send_patch_baseline", send)
-    (recorded,) = read_json(tmp_path, run_id, "waves", f"wave_1.{KEY}.sent.json")
-    assert read_json(tmp_path, run_id, "errors", "wave_1.json")["stage"] == "wave_1"
+    (recorded,) = artifacts.read(WAVE_SENT, wave=1, target=TARGET)
+    assert artifacts.read(RUN_ERROR, step=Step.wave(1)).stage == "wave_1"
     sent_before = sandbox_calls(server.url, "ssm:SendCommand")
 
-    trigger = deferral(wave_operator(tmp_path), context(run_id)).trigger
+    trigger = deferral(wave_operator(), context(run_id)).trigger
 
     assert sandbox_calls(server.url, "ssm:SendCommand") - sent_before == 1
-    assert trigger.command_ids[0] == recorded["command_id"] and len(trigger.command_ids) == 2
+    assert trigger.command_ids[0] == recorded.command_id and len(trigger.command_ids) == 2
     rest = commands(server, [trigger.command_ids[1]])[trigger.command_ids[1]]["InstanceIds"]
-    assert sorted(rest) == sorted(set(members) - set(recorded["instance_ids"]))
-    sent = read_json(tmp_path, run_id, "waves", f"wave_1.{KEY}.sent.json")
-    assert sorted(i for command in sent for i in command["instance_ids"]) == sorted(members)
+    assert sorted(rest) == sorted(set(members) - set(recorded.instance_ids))
+    sent = artifacts.read(WAVE_SENT, wave=1, target=TARGET)
+    assert sorted(i for command in sent for i in command.instance_ids) == sorted(members)
 
 
 def finish_wave(server: SandboxServer, operator: PatchWaveOperator, run_id: str, payload: dict[str, Any]) -> Any:
@@ -194,20 +207,20 @@ def finish_wave(server: SandboxServer, operator: PatchWaveOperator, run_id: str,
 
 
 def test_execute_complete_writes_the_results_and_halts_past_the_threshold(
-    server: SandboxServer, base: Path, fleet: dict[str, list[str]], tmp_path: Path
+    server: SandboxServer, base: RunArtifacts, fleet: dict[str, list[str]]
 ) -> None:
     run_id = "scheduled__halt"
     members = [*fleet["failing"], *fleet["web"][:2]]
     assert len(fleet["failing"]) == 2
-    new_run(base, tmp_path, run_id, {1: members, 2: fleet["web"][2:]})
-    trigger = deferral(wave_operator(tmp_path, settings=settings(halt_threshold="1")), context(run_id)).trigger
+    artifacts = new_run(base, run_id, {1: members, 2: fleet["web"][2:]})
+    trigger = deferral(wave_operator(halt_threshold="1"), context(run_id)).trigger
     advance_clock(server.url, 120)  # install, reboot and report: all done in simulated time
     payload = first_trigger_payload(trigger)
     assert payload["status"] == "done"
 
     scripts_before = sandbox_calls(server.url, "ssm:SendCommand")
     with pytest.raises(AirflowFailException) as caught:
-        finish_wave(server, wave_operator(tmp_path, settings=settings(halt_threshold="1")), run_id, payload)
+        finish_wave(server, wave_operator(halt_threshold="1"), run_id, payload)
     # The canary's two good installs ran the health checks: one command (one platform).
     assert sandbox_calls(server.url, "ssm:SendCommand") == scripts_before + 1
 
@@ -215,44 +228,38 @@ def test_execute_complete_writes_the_results_and_halts_past_the_threshold(
         "wave 1 halted the rollout: 2 of 4 instances failed, more than the 1 that halt_threshold 1 allows; "
         "later waves will not run"
     )
-    results = pd.read_parquet(artifact(tmp_path, run_id, "waves", "wave_1.results.parquet"))
+    results = artifacts.read(WAVE_RESULTS, wave=1)
     assert list(results.columns) == list(WAVE_RESULT_COLUMNS)
     assert sorted(results["resource_id"]) == sorted(members)
     assert set(results["command_id"]) == set(trigger.command_ids)
     assert set(results["wave"]) == {1} and set(results["account_id"]) == {ACCOUNT}
     failed = results[~results["ok"]]
     assert sorted(failed["resource_id"]) == fleet["failing"]
-    assert set(failed["status"]) == {"Failed"}
+    assert set(failed["status"]) == {"Failed"} and set(failed["reason_code"]) == {ReasonCode.INSTALL_FAILED}
     assert all(FAILING_PATCH in detail for detail in failed["detail"])
     assert set(results.loc[results["ok"], "status"]) == {"Success"} and set(results["health_failure"]) == {""}
-    record = read_json(tmp_path, run_id, "waves", "wave_1.json")
-    assert {k: record[k] for k in ("instances", "sent", "succeeded", "failed", "allowed_failures", "halted")} == {
-        "instances": 4,
-        "sent": 4,
-        "succeeded": 2,
-        "failed": 2,
-        "allowed_failures": 1,
-        "halted": True,
-    }
-    assert (record["threshold"], record["status"]) == ("1", "halted") and record["finished_at"]
+    assert set(results.loc[results["ok"], "reason_code"]) == {""}
+    record = artifacts.read(WAVE, wave=1)
+    assert (record.instances, record.sent, record.succeeded, record.failed, record.allowed_failures) == (4, 4, 2, 2, 1)
+    assert (record.halted, record.threshold, record.status) == (True, "1", "halted") and record.finished_at
 
     # The same outcome under a threshold it does not exceed: the rollout goes on, and a retried wave
     # does not run the health checks twice.
     scripts_before = sandbox_calls(server.url, "ssm:SendCommand")
-    summary = finish_wave(server, wave_operator(tmp_path, settings=settings(halt_threshold="50%")), run_id, payload)
+    summary = finish_wave(server, wave_operator(halt_threshold="50%"), run_id, payload)
     assert sandbox_calls(server.url, "ssm:SendCommand") == scripts_before
     assert summary == {"wave": 1, "instances": 4, "succeeded": 2, "failed": 2, "halted": False}
-    record = read_json(tmp_path, run_id, "waves", "wave_1.json")
-    assert (record["halted"], record["status"], record["allowed_failures"]) == (False, "done", 2)
+    record = artifacts.read(WAVE, wave=1)
+    assert (record.halted, record.status, record.allowed_failures) == (False, "done", 2)
 
 
 def test_a_canary_instance_failing_its_health_check_counts_as_failed(
-    server: SandboxServer, base: Path, fleet: dict[str, list[str]], tmp_path: Path
+    server: SandboxServer, base: RunArtifacts, fleet: dict[str, list[str]]
 ) -> None:
     run_id = "scheduled__canary_health"
     members = fleet["web"][:2]
-    new_run(base, tmp_path, run_id, {1: members})
-    trigger = deferral(wave_operator(tmp_path), context(run_id)).trigger
+    artifacts = new_run(base, run_id, {1: members})
+    trigger = deferral(wave_operator(), context(run_id)).trigger
     advance_clock(server.url, 120)
     payload = first_trigger_payload(trigger)
     # The health check of the first canary instance fails: the sandbox's script_fails is per instance.
@@ -260,22 +267,22 @@ def test_a_canary_instance_failing_its_health_check_counts_as_failed(
     world.instance(ACCOUNT, REGION, members[0]).faults.script_fails = True
     try:
         with pytest.raises(AirflowFailException, match="wave 1 halted the rollout: 1 of 2 instances failed"):
-            finish_wave(server, wave_operator(tmp_path, settings=settings(halt_threshold="0")), run_id, payload)
+            finish_wave(server, wave_operator(halt_threshold="0"), run_id, payload)
     finally:
         world.instance(ACCOUNT, REGION, members[0]).faults.script_fails = False
-    results = pd.read_parquet(artifact(tmp_path, run_id, "waves", "wave_1.results.parquet")).set_index("resource_id")
+    results = artifacts.read(WAVE_RESULTS, wave=1).set_index("resource_id")
     assert results.loc[members[0], "status"] == "Success" and not results.loc[members[0], "ok"]
     assert results.loc[members[0], "health_failure"].startswith("health check Failed (exit 1) after the install")
     assert results.loc[members[1], "ok"] and results.loc[members[1], "health_failure"] == ""
 
 
 def test_an_empty_wave_is_skipped_without_calling_aws(
-    server: SandboxServer, base: Path, fleet: dict[str, list[str]], tmp_path: Path
+    server: SandboxServer, base: RunArtifacts, fleet: dict[str, list[str]]
 ) -> None:
     run_id = "scheduled__empty"
-    new_run(base, tmp_path, run_id, {1: fleet["web"][:1], 2: fleet["web"][1:]})
+    artifacts = new_run(base, run_id, {1: fleet["web"][:1], 2: fleet["web"][1:]})
     sent_before = sandbox_calls(server.url, "ssm:SendCommand")
     with pytest.raises(AirflowSkipException, match="wave 3 has no instances"):
-        wave_operator(tmp_path, wave=3).execute(context(run_id))
+        wave_operator(wave=3).execute(context(run_id))
     assert sandbox_calls(server.url, "ssm:SendCommand") == sent_before
-    assert not artifact(tmp_path, run_id, "waves", "wave_3.json").exists()
+    assert not artifacts.exists(WAVE, wave=3)

@@ -3,9 +3,9 @@ them fixed (and reopened when they fail again), CVE findings from the inspect st
 
 from __future__ import annotations
 
-import json
+import datetime as dt
+import re
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import jsonschema
@@ -15,16 +15,25 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from include.sandbox import patching
 from include.sandbox.server import SandboxServer
+from patchcycle.config import Target
 from patchcycle.core.asff import CVE_GENERATOR, PATCH_GENERATOR, build_findings, finding_id, product_arn
-from patchcycle.core.report import REPORT_SCHEMA
-from patchcycle.operators.publish_findings import PublishFindingsOperator
+from patchcycle.core.frames import typed_frame
+from patchcycle.core.inspection import CVE_COLUMNS
+from patchcycle.core.inventory import INVENTORY_COLUMNS
+from patchcycle.core.plan import COMPLIANCE_COLUMNS, PLAN_COLUMNS
+from patchcycle.core.report import REPORT_SCHEMA, build_report
+from patchcycle.core.scope import SCOPE_COLUMNS
+from patchcycle.core.verdicts import VERDICT_COLUMNS, ReasonCode
+from patchcycle.operators.publish_findings import UPDATED_BY, PublishFindingsOperator
+from patchcycle.run_artifacts import CVES, PUBLISHED_FINDINGS, REPORT_JSON, TARGET_ERROR, Step
+from patchcycle.run_records import PublishedFindings
 from tests.conftest import client_factory, sandbox_calls
+from tests.operators.install_helpers import BUCKET, context, cycle_config, run_artifacts, s3_root
 
 ACCOUNT = "123456789012"
 EAST, WEST = "us-east-1", "eu-west-1"
-KEY = f"aws_default.{EAST}"
+TARGET = Target("aws_default", EAST)
 AL2023 = "ami-0a1b2c3d4e5f60001"
-DAG_ID = "patch_cycle"
 
 
 def scenario() -> dict[str, Any]:
@@ -42,7 +51,8 @@ def scenario() -> dict[str, Any]:
                         "instance_groups": [
                             {"name": "behind", "count": 3, "patched_through": "2026-08-31", **group},
                             {"name": "current", "count": 2, "patched_through": "2026-11-20", **group},
-                        ]
+                        ],
+                        "s3_buckets": [{"name": BUCKET}],  # install mode keeps its artifacts in S3
                     },
                     WEST: {"instance_groups": [{"name": "west", "count": 1, **group}]},
                 },
@@ -56,12 +66,13 @@ SCENARIO = scenario()
 SANDBOX_MAX_ATTEMPTS = 1
 
 
-def context(run_id: str) -> Any:
-    return {"dag": SimpleNamespace(dag_id=DAG_ID), "run_id": run_id, "params": {}}
+def config(root: str, mode: str = "scan") -> dict[str, Any]:
+    """The run's validated config over both regions (scan mode may keep its artifacts in file://)."""
+    return cycle_config(root, regions=(EAST, WEST), mode=mode)
 
 
-def artifact(root: Path, run_id: str, stage: str, name: str) -> Path:
-    return root / DAG_ID / run_id / stage / name
+def scan_config(tmp_path: Path) -> dict[str, Any]:
+    return config(f"file://{tmp_path}")
 
 
 def report_entry(server: SandboxServer, instance: Any) -> dict[str, Any]:
@@ -92,6 +103,7 @@ def report_entry(server: SandboxServer, instance: Any) -> dict[str, Any]:
         "responsibility": "customer",
         "verdict": "ALREADY_COMPLIANT" if compliant else "NON_COMPLIANT",
         "compliance_state": "COMPLIANT" if compliant else "NON_COMPLIANT",
+        "reason_code": ReasonCode.NO_MISSING_PATCHES if compliant else ReasonCode.PATCHES_OUTSTANDING,
         "reason": "nothing missing" if compliant else f"{len(patches)} outstanding patches",
         "name": instance.group,
         "environment": "production",
@@ -116,18 +128,33 @@ def report_entry(server: SandboxServer, instance: Any) -> dict[str, Any]:
     return entry
 
 
-def write_report(server: SandboxServer, root: Path, run_id: str, mode: str = "scan") -> dict[str, Any]:
-    """report/report.json of `run_id`, for every instance of the sandbox as it stands (both regions)."""
+def report_of(run_id: str, mode: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """A schema-valid report holding these resources (the findings read only its run id, mode and resources;
+    its other sections are those of a run that read nothing)."""
+    empty = {
+        name: typed_frame([], columns)
+        for name, columns in (
+            ("inventory", {**INVENTORY_COLUMNS, **SCOPE_COLUMNS}),
+            ("verdicts", VERDICT_COLUMNS),
+            ("plan", PLAN_COLUMNS),
+            ("compliance", COMPLIANCE_COLUMNS),
+        )
+    }
+    report = build_report(run_id, mode, **empty, missing_parts=[], generated_at=dt.datetime.now(dt.UTC))
+    return report | {"resources": resources}
+
+
+def write_report(server: SandboxServer, run_config: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The report of `run_id` (in the config's mode), for every instance of the sandbox as it stands (both
+    regions)."""
     with server.world.request():
         resources = [
             report_entry(server, instance)
             for region in (EAST, WEST)
             for _, instance in sorted(server.world.instances(ACCOUNT, region).items())
         ]
-    report = {"run_id": run_id, "mode": mode, "resources": resources}
-    path = artifact(root, run_id, "report", "report.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report))
+    report = report_of(run_id, run_config["mode"], resources)
+    run_artifacts(run_config, run_id).write(REPORT_JSON, report)
     return report
 
 
@@ -139,9 +166,14 @@ def non_compliant(report: dict[str, Any], region: str = EAST) -> set[str]:
     }
 
 
-def publish(root: Path, run_id: str, region: str = EAST) -> dict[str, Any]:
-    operator = PublishFindingsOperator(task_id="publish_findings", region_name=region, artifact_root=f"file://{root}")
+def publish(run_config: dict[str, Any], run_id: str, region: str = EAST) -> dict[str, Any]:
+    operator = PublishFindingsOperator(task_id="publish_findings", region_name=region, config=run_config)
     return dict(operator.execute(context(run_id)))
+
+
+def published(run_config: dict[str, Any], run_id: str) -> PublishedFindings:
+    """What the run's publish_findings recorded for TARGET."""
+    return run_artifacts(run_config, run_id).read(PUBLISHED_FINDINGS, target=TARGET)
 
 
 def hub_findings(server: SandboxServer) -> dict[str, dict[str, Any]]:
@@ -186,12 +218,13 @@ def install(server: SandboxServer, group: str) -> list[str]:
 def test_publishing_the_same_report_twice_updates_and_never_duplicates(
     fresh_server: SandboxServer, tmp_path: Path
 ) -> None:
-    report = write_report(fresh_server, tmp_path, "run_1")
+    run_config = scan_config(tmp_path)
+    report = write_report(fresh_server, run_config, "run_1")
     expected = {finding_id(ACCOUNT, EAST, iid, "patch-compliance") for iid in non_compliant(report)}
     assert len(expected) == 3
     foreign = foreign_finding(fresh_server)  # another patchcycle generator's: not this task's to count or touch
 
-    first = publish(tmp_path, "run_1")
+    first = publish(run_config, "run_1")
     assert first == {
         "aws_conn_id": "aws_default",
         "region_name": EAST,
@@ -207,17 +240,16 @@ def test_publishing_the_same_report_twice_updates_and_never_duplicates(
     assert stored.pop(foreign)["Workflow"] == {"Status": "NEW"}
     assert set(stored) == expected
     assert {f["GeneratorId"] for f in stored.values()} == {PATCH_GENERATOR}
-    document = json.loads(artifact(tmp_path, "run_1", "security_hub", f"{KEY}.json").read_text())
-    assert document["counts"]["imported"] == 3 and document["calls"] == {
+    document = published(run_config, "run_1")
+    assert document.counts["imported"] == 3 and document.calls == {
         "BatchImportFindings": 1,
         "BatchUpdateFindings": 0,
     }
+    assert (document.run_id, document.mode, document.account_id) == ("run_1", "scan", ACCOUNT)
 
     # The same report again, in another run's store: every finding is updated in place.
-    same = artifact(tmp_path, "run_2", "report", "report.json")
-    same.parent.mkdir(parents=True)
-    same.write_text(artifact(tmp_path, "run_1", "report", "report.json").read_text())
-    second = publish(tmp_path, "run_2")
+    run_artifacts(run_config, "run_2").write(REPORT_JSON, run_artifacts(run_config, "run_1").read(REPORT_JSON))
+    second = publish(run_config, "run_2")
     assert (second["imported"], second["new"], second["updated"], second["resolved"]) == (3, 0, 3, 0)
     again = hub_findings(fresh_server)
     assert set(again) == expected | {foreign}
@@ -229,25 +261,24 @@ def test_publishing_the_same_report_twice_updates_and_never_duplicates(
 def test_a_finding_is_resolved_once_its_instance_is_patched_and_reopened_if_it_fails_again(
     fresh_server: SandboxServer, tmp_path: Path
 ) -> None:
-    write_report(fresh_server, tmp_path, "run_1")
-    publish(tmp_path, "run_1")
+    run_config = scan_config(tmp_path)
+    write_report(fresh_server, run_config, "run_1")
+    publish(run_config, "run_1")
     patched = install(fresh_server, "behind")
     updates = sandbox_calls(fresh_server.url, "securityhub:BatchUpdateFindings")
 
-    write_report(fresh_server, tmp_path, "run_2")
-    summary = publish(tmp_path, "run_2")
+    write_report(fresh_server, run_config, "run_2")
+    summary = publish(run_config, "run_2")
     assert (summary["imported"], summary["resolved"], summary["failed"]) == (0, 3, 0)
     assert sandbox_calls(fresh_server.url, "securityhub:BatchUpdateFindings") - updates == 1
     stored = hub_findings(fresh_server)
     for iid in patched:
         finding = stored[finding_id(ACCOUNT, EAST, iid, "patch-compliance")]
         assert finding["Workflow"] == {"Status": "RESOLVED"}
-        assert (
-            finding["Note"]["Text"] == "Resolved by patch cycle run run_2"
-            and finding["Note"]["UpdatedBy"] == "patchcycle"
-        )
-    document = json.loads(artifact(tmp_path, "run_2", "security_hub", f"{KEY}.json").read_text())
-    assert document["resolved_ids"] == sorted(finding_id(ACCOUNT, EAST, iid, "patch-compliance") for iid in patched)
+        assert finding["Note"]["Text"] == "Resolved by patch cycle run run_2"
+        assert finding["Note"]["UpdatedBy"] == UPDATED_BY == "patchcycle"
+    document = published(run_config, "run_2")
+    assert document.resolved_ids == sorted(finding_id(ACCOUNT, EAST, iid, "patch-compliance") for iid in patched)
 
     # A later run finds one of them failing again: the finding reopens rather than staying resolved.
     victim = patched[0]
@@ -255,15 +286,16 @@ def test_a_finding_is_resolved_once_its_instance_is_patched_and_reopened_if_it_f
         instance = fresh_server.world.instance(ACCOUNT, EAST, victim)
         assert instance is not None and instance.report is not None
         instance.report.states[next(iter(instance.report.states))] = patching.FAILED
-    write_report(fresh_server, tmp_path, "run_3")
-    third = publish(tmp_path, "run_3")
+    write_report(fresh_server, run_config, "run_3")
+    third = publish(run_config, "run_3")
     assert (third["new"], third["updated"], third["reopened"], third["resolved"]) == (0, 1, 1, 0)
     reopened = hub_findings(fresh_server)[finding_id(ACCOUNT, EAST, victim, "patch-compliance")]
     assert reopened["Workflow"] == {"Status": "NEW"} and "run_3" in reopened["Note"]["Text"]
+    assert published(run_config, "run_3").reopened_ids == [reopened["Id"]]
 
 
 def cve_table(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
-    return pd.DataFrame(
+    return typed_frame(
         [
             {
                 "account_id": ACCOUNT,
@@ -278,37 +310,40 @@ def cve_table(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
                 "last_scanned_at": "2026-11-20T04:00:00Z",
             }
             for instance, cve, status in rows
-        ]
+        ],
+        CVE_COLUMNS,
     )
 
 
-def test_install_mode_publishes_still_active_cves_and_resolves_remediated_ones(
-    fresh_server: SandboxServer, tmp_path: Path
-) -> None:
-    write_report(fresh_server, tmp_path, "run_1", mode="install")
+def test_install_mode_publishes_still_active_cves_and_resolves_remediated_ones(fresh_server: SandboxServer) -> None:
+    install_config = config(s3_root("publish-findings"), mode="install")
+    write_report(fresh_server, install_config, "run_1")
     target = sorted(
         i.instance_id for i in fresh_server.world.instances(ACCOUNT, EAST).values() if i.group == "current"
     )[0]
     rows = [(target, "CVE-2026-21001", "STILL_ACTIVE"), (target, "CVE-2026-25001", "UNVERIFIED")]
-    table = artifact(tmp_path, "run_1", "inspect", f"{KEY}.cves.parquet")
-    table.parent.mkdir(parents=True)
-    cve_table(rows).to_parquet(table)
-    summary = publish(tmp_path, "run_1")
+    run_artifacts(install_config, "run_1").write(CVES, cve_table(rows), target=TARGET)
+    summary = publish(install_config, "run_1")
     assert summary["new"] == 3 + 1  # three non-compliant instances, one active CVE; UNVERIFIED is no evidence
     active = hub_findings(fresh_server)[finding_id(ACCOUNT, EAST, target, "CVE-2026-21001")]
     assert active["GeneratorId"] == CVE_GENERATOR and active["Vulnerabilities"][0]["Id"] == "CVE-2026-21001"
 
-    write_report(fresh_server, tmp_path, "run_2", mode="install")
-    table = artifact(tmp_path, "run_2", "inspect", f"{KEY}.cves.parquet")
-    table.parent.mkdir(parents=True)
-    cve_table([(target, "CVE-2026-21001", "REMEDIATED")]).to_parquet(table)
-    summary = publish(tmp_path, "run_2")
+    write_report(fresh_server, install_config, "run_2")
+    remediated = cve_table([(target, "CVE-2026-21001", "REMEDIATED")])
+    run_artifacts(install_config, "run_2").write(CVES, remediated, target=TARGET)
+    summary = publish(install_config, "run_2")
     assert (summary["resolved"], summary["updated"], summary["new"]) == (1, 3, 0)
     assert hub_findings(fresh_server)[active["Id"]]["Workflow"] == {"Status": "RESOLVED"}
 
-    # A scan-mode run has no Inspector evidence: it leaves the CVE findings as they are.
-    write_report(fresh_server, tmp_path, "run_3")
-    assert publish(tmp_path, "run_3")["resolved"] == 0
+    # A scan-mode run has no Inspector evidence: it reads no CVE table (even one left in its store) and leaves
+    # the CVE findings as they are.
+    scan = config(install_config["artifact_root"])
+    reopen = cve_table([(target, "CVE-2026-21001", "STILL_ACTIVE")])
+    write_report(fresh_server, scan, "run_3")
+    run_artifacts(scan, "run_3").write(CVES, reopen, target=TARGET)
+    summary = publish(scan, "run_3")
+    assert (summary["resolved"], summary["reopened"], summary["new"]) == (0, 0, 0)
+    assert hub_findings(fresh_server)[active["Id"]]["Workflow"] == {"Status": "RESOLVED"}
 
 
 def test_refused_findings_fail_the_task_after_the_rest_are_sent(
@@ -322,24 +357,31 @@ def test_refused_findings_fail_the_task_after_the_rest_are_sent(
         return found
 
     monkeypatch.setattr("patchcycle.operators.publish_findings.build_findings", one_broken)
-    report = write_report(fresh_server, tmp_path, "run_1")
+    run_config = scan_config(tmp_path)
+    report = write_report(fresh_server, run_config, "run_1")
     with pytest.raises(AirflowFailException, match="refused 1 finding") as raised:
-        publish(tmp_path, "run_1")
+        publish(run_config, "run_1")
     assert "InvalidInput" in str(raised.value)
     assert len(hub_findings(fresh_server)) == len(non_compliant(report)) - 1
-    document = json.loads(artifact(tmp_path, "run_1", "security_hub", f"{KEY}.json").read_text())
-    assert document["counts"]["failed"] == 1 and document["failed_imports"][0]["ErrorCode"] == "InvalidInput"
-    assert artifact(tmp_path, "run_1", "errors", f"security_hub.{KEY}.json").exists()
+    document = published(run_config, "run_1")
+    assert document.counts["failed"] == 1 and document.failed_imports[0]["ErrorCode"] == "InvalidInput"
+    error = run_artifacts(run_config, "run_1").read(TARGET_ERROR, step=Step.SECURITY_HUB, target=TARGET)
+    assert "refused 1 finding" in error.error and (error.aws_conn_id, error.region) == ("aws_default", EAST)
 
 
 def test_a_region_without_security_hub_fails_naming_it(fresh_server: SandboxServer, tmp_path: Path) -> None:
-    write_report(fresh_server, tmp_path, "run_1")
+    run_config = scan_config(tmp_path)
+    write_report(fresh_server, run_config, "run_1")
     with pytest.raises(
         AirflowFailException, match=f"securityhub:GetFindings failed in account {ACCOUNT}, region {WEST}"
     ):
-        publish(tmp_path, "run_1", region=WEST)
+        publish(run_config, "run_1", region=WEST)
 
 
 def test_no_report_no_publishing(tmp_path: Path) -> None:
-    with pytest.raises(AirflowFailException, match=r"report\.json is missing"):
-        publish(tmp_path, "run_1")
+    run_config = scan_config(tmp_path)
+    artifacts = run_artifacts(run_config, "run_1")
+    with pytest.raises(AirflowFailException, match=rf"^{re.escape(artifacts.uri(REPORT_JSON))} is missing"):
+        publish(run_config, "run_1")
+    assert artifacts.read(TARGET_ERROR, step=Step.SECURITY_HUB, target=TARGET).stage == Step.SECURITY_HUB
+    assert not artifacts.exists(PUBLISHED_FINDINGS, target=TARGET)

@@ -4,8 +4,7 @@ with its reason)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
@@ -13,11 +12,29 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from include.sandbox.server import SandboxServer
+from patchcycle.config import Target
 from patchcycle.core.staging import stack_name
 from patchcycle.hooks.staging_stack import StagingStackHook
 from patchcycle.operators.run_command import HEALTHCHECKS
 from patchcycle.operators.staging_checks import StagingHealthCheckOperator, StagingPatchOperator
 from patchcycle.operators.staging_stack import StagingStackOperator, StagingTeardownOperator
+from patchcycle.run_artifacts import (
+    INVENTORY,
+    INVENTORY_SUMMARY,
+    OVERRIDES,
+    PRODUCTION,
+    PROFILES,
+    RDS_PLAN,
+    STACK,
+    STAGING_HEALTH_COMMANDS,
+    STAGING_INSTALL_COMMANDS,
+    STAGING_RESULTS,
+    TARGET_ERROR,
+    WAVE_PLAN,
+    RunArtifacts,
+    Step,
+)
+from patchcycle.run_records import StackRecord
 from patchcycle.triggers.command_completion import CommandCompletionTrigger
 from patchcycle.triggers.stack_status import StackStatusTrigger
 from tests.conftest import advance_clock, client_factory, first_trigger_payload, sandbox_calls
@@ -25,18 +42,21 @@ from tests.operators.install_helpers import (
     ACCOUNT,
     AL2023,
     REGION,
-    artifact,
+    TARGET,
     context,
     copy_run,
+    cycle_config,
     deferral,
     plan_run,
-    read_json,
+    run_artifacts,
+    s3_root,
     scenario,
-    settings,
 )
 
 BASE_RUN = "scheduled__staging"
+BROKEN_RUN = "scheduled__staging_broken"
 BROKEN_REGION = "eu-west-1"  # every staging stack there fails to create
+BROKEN_TARGET = Target("aws_default", BROKEN_REGION)
 REASON = "Your requested instance type (t3.medium) is not supported in your requested Availability Zone"
 # Each test runs stacks, installs or health checks through the triggers (3 to 5 s each): not in `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -68,44 +88,42 @@ def staging_scenario() -> dict[str, Any]:
 
 
 SCENARIO = staging_scenario()
+ROOT = s3_root("staging")
+# What inventory and plan_install leave a run (the override lists stay where BASE_RUN's overrides point).
+PLANNED = (INVENTORY, RDS_PLAN, INVENTORY_SUMMARY, PRODUCTION, PROFILES, WAVE_PLAN, OVERRIDES)
 
 
 @pytest.fixture(scope="module")
-def base(server: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """BASE_RUN's inventory and install plan of REGION (two profiles: web on Linux, windows)."""
-    root = tmp_path_factory.mktemp("base")
-    plan_run(server, root, BASE_RUN, settings())
-    return root
+def base(server: SandboxServer) -> dict[str, Any]:
+    """BASE_RUN's inventory and install plan of REGION (two profiles: web on Linux, windows); the module's config."""
+    config = cycle_config(ROOT, command_timeout_minutes=5)
+    plan_run(server, config, BASE_RUN)
+    return config
 
 
 @pytest.fixture(scope="module")
-def broken(server: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """BASE_RUN's inventory and install plan of BROKEN_REGION."""
-    root = tmp_path_factory.mktemp("broken")
-    plan_run(server, root, BASE_RUN, settings(canary="1", wave_percentages=[100]), region=BROKEN_REGION)
-    return root
+def broken(server: SandboxServer) -> dict[str, Any]:
+    """BROKEN_RUN's inventory and install plan of BROKEN_REGION; the config of runs there."""
+    config = cycle_config(ROOT, regions=[BROKEN_REGION], canary="1", wave_percentages=[100])
+    plan_run(server, config, BROKEN_RUN, region=BROKEN_REGION)
+    return config
 
 
-def new_run(base: Path, root: Path, run_id: str) -> None:
-    copy_run(base, BASE_RUN, root, run_id, ("inventory", "install"))
+def new_run(config: dict[str, Any], run_id: str, source: str = BASE_RUN, target: Target = TARGET) -> RunArtifacts:
+    """A run with `source`'s inventory and install plan; its artifacts."""
+    return copy_run(config, source, run_id, PLANNED, [target])
 
 
-def stage_args(root: Path, region: str = REGION) -> dict[str, Any]:
-    return {"region_name": region, "artifact_root": f"file://{root}"}
+def create_operator(config: dict[str, Any], region: str = REGION) -> StagingStackOperator:
+    return StagingStackOperator(task_id="create_staging", config=config, region_name=region)
 
 
-def create_operator(root: Path, region: str = REGION) -> StagingStackOperator:
-    return StagingStackOperator(
-        task_id="create_staging", settings=settings(), poll_seconds=0.5, **stage_args(root, region)
-    )
+def teardown_operator(config: dict[str, Any], region: str = REGION) -> StagingTeardownOperator:
+    return StagingTeardownOperator(task_id="delete_staging", config=config, region_name=region)
 
 
-def teardown_operator(root: Path, region: str = REGION) -> StagingTeardownOperator:
-    return StagingTeardownOperator(task_id="delete_staging", poll_seconds=0.5, **stage_args(root, region))
-
-
-def create_stack(root: Path, run_id: str) -> dict[str, Any]:
-    operator = create_operator(root)
+def create_stack(config: dict[str, Any], run_id: str) -> dict[str, Any]:
+    operator = create_operator(config)
     payload = first_trigger_payload(deferral(operator, context(run_id)).trigger)
     record: dict[str, Any] = operator.execute_complete(context(run_id), payload)
     return record
@@ -115,22 +133,22 @@ def staging_hook(region: str = REGION) -> StagingStackHook:
     return StagingStackHook(aws_conn_id="aws_default", region_name=region)
 
 
-def profiles(base: Path) -> pd.DataFrame:
-    return pd.read_parquet(artifact(base, BASE_RUN, "install", "profiles.parquet"))
+def profiles(config: dict[str, Any]) -> pd.DataFrame:
+    return run_artifacts(config, BASE_RUN).read(PROFILES)
 
 
 # -- the stack ------------------------------------------------------------------------------------------------
 
 
 def test_create_defers_on_the_stack_then_records_its_instances_by_profile(
-    server: SandboxServer, base: Path, tmp_path: Path
+    server: SandboxServer, base: dict[str, Any]
 ) -> None:
     run_id = "scheduled__create"
-    new_run(base, tmp_path, run_id)
+    artifacts = new_run(base, run_id)
     name = stack_name(run_id)
     creates = sandbox_calls(server.url, "cloudformation:CreateStack")
 
-    deferred = deferral(create_operator(tmp_path), context(run_id))
+    deferred = deferral(create_operator(base), context(run_id))
 
     assert sandbox_calls(server.url, "cloudformation:CreateStack") - creates == 1
     assert deferred.method_name == "execute_complete"
@@ -142,21 +160,21 @@ def test_create_defers_on_the_stack_then_records_its_instances_by_profile(
         "stack_create_complete",
         REGION,
     )
-    assert read_json(tmp_path, run_id, "staging", "aws_default.us-east-1.stack.json")["status"] == "CREATE_IN_PROGRESS"
+    assert artifacts.read(STACK, target=TARGET).status == "CREATE_IN_PROGRESS"
     # A retried task finds its stack and waits for it again instead of creating another.
-    deferral(create_operator(tmp_path), context(run_id))
+    deferral(create_operator(base), context(run_id))
     assert sandbox_calls(server.url, "cloudformation:CreateStack") - creates == 1
 
     payload = first_trigger_payload(trigger)
     assert payload == {"status": "success", "stack_name": name}
-    record = create_operator(tmp_path).execute_complete(context(run_id), payload)
+    record = create_operator(base).execute_complete(context(run_id), payload)
 
     staged = profiles(base)
     staged = staged[staged["staged"] & (staged["region"] == REGION)]
     assert sorted(record["instances"]) == sorted(staged["profile_id"]) and len(staged) == 2
     assert (record["stack_name"], record["created"], record["status"]) == (name, True, "CREATE_COMPLETE")
-    assert record["account_ids"] == [ACCOUNT] and record["region"] == REGION and record["created_at"]
-    assert read_json(tmp_path, run_id, "staging", "aws_default.us-east-1.stack.json") == record
+    assert record["account_id"] == ACCOUNT and record["region"] == REGION and record["created_at"]
+    assert asdict(artifacts.read(STACK, target=TARGET)) == record
     ec2 = client_factory(server.url)("ec2", region=REGION)
     reservations = ec2.describe_instances(InstanceIds=list(record["instances"].values()))["Reservations"]
     tags = {i["InstanceId"]: {t["Key"]: t["Value"] for t in i["Tags"]} for r in reservations for i in r["Instances"]}
@@ -168,69 +186,67 @@ def test_create_defers_on_the_stack_then_records_its_instances_by_profile(
 
 
 def test_a_stack_that_fails_to_create_is_deleted_and_the_task_fails_with_the_reason(
-    server: SandboxServer, broken: Path, tmp_path: Path
+    server: SandboxServer, broken: dict[str, Any]
 ) -> None:
     run_id = "scheduled__broken"
-    new_run(broken, tmp_path, run_id)
+    artifacts = new_run(broken, run_id, BROKEN_RUN, BROKEN_TARGET)
     name = stack_name(run_id)
-    operator = create_operator(tmp_path, BROKEN_REGION)
+    operator = create_operator(broken, BROKEN_REGION)
     payload = first_trigger_payload(deferral(operator, context(run_id)).trigger)
     assert payload["status"] == "error"
 
     with pytest.raises(AirflowFailException) as caught:
-        create_operator(tmp_path, BROKEN_REGION).execute_complete(context(run_id), payload)
+        create_operator(broken, BROKEN_REGION).execute_complete(context(run_id), payload)
 
     message = str(caught.value)
     assert message.startswith(f"staging stack {name} in {BROKEN_REGION} failed to create (ROLLBACK_COMPLETE): ")
     assert REASON in message and message.endswith("the stack was deleted")
     assert staging_hook(BROKEN_REGION).status(name) is None  # by name, a deleted stack does not exist
-    record = read_json(tmp_path, run_id, "staging", f"aws_default.{BROKEN_REGION}.stack.json")
-    assert (record["created"], record["status"], record["deleted"]) == (False, "ROLLBACK_COMPLETE", True)
-    assert REASON in record["error"] and record["deleted_at"]
-    error = read_json(tmp_path, run_id, "errors", f"staging.aws_default.{BROKEN_REGION}.json")
-    assert error["stage"] == "staging" and REASON in error["error"]
+    record = artifacts.read(STACK, target=BROKEN_TARGET)
+    assert (record.created, record.status, record.deleted) == (False, "ROLLBACK_COMPLETE", True)
+    assert REASON in record.error and record.deleted_at
+    error = artifacts.read(TARGET_ERROR, step=Step.STAGING, target=BROKEN_TARGET)
+    assert error.stage == "staging" and REASON in error.error
 
 
 def test_a_rerun_after_a_failed_create_records_the_new_stack_without_the_old_failure(
-    server: SandboxServer, base: Path, tmp_path: Path
+    server: SandboxServer, base: dict[str, Any]
 ) -> None:
     run_id = "scheduled__rerun"
-    new_run(base, tmp_path, run_id)
+    artifacts = new_run(base, run_id)
     # What the failed first attempt left (see the test above): its error, and its stack deleted.
-    failed = {
-        "stack_name": stack_name(run_id),
-        "created": False,
-        "status": "ROLLBACK_COMPLETE",
-        "error": f"StagingInstanceP01: {REASON}",
-        "deleted": True,
-        "deleted_at": "2026-11-20T03:00:00Z",
-        "account_ids": [ACCOUNT],
-        "region": REGION,
-    }
-    stack_json = artifact(tmp_path, run_id, "staging", "aws_default.us-east-1.stack.json")
-    stack_json.parent.mkdir(parents=True)
-    stack_json.write_text(json.dumps(failed))
+    failed = StackRecord(
+        stack_name=stack_name(run_id),
+        account_id=ACCOUNT,
+        region=REGION,
+        created=False,
+        status="ROLLBACK_COMPLETE",
+        error=f"StagingInstanceP01: {REASON}",
+        deleted=True,
+        deleted_at="2026-11-20T03:00:00Z",
+    )
+    artifacts.write(STACK, failed, target=TARGET)
 
-    record = create_stack(tmp_path, run_id)  # the task cleared and run again: this time the stack is created
+    record = create_stack(base, run_id)  # the task cleared and run again: this time the stack is created
 
     assert (record["created"], record["status"]) == (True, "CREATE_COMPLETE")
-    assert not record.get("error") and not record.get("deleted") and not record.get("deleted_at")
-    torn_down = teardown_operator(tmp_path).execute_complete(
-        context(run_id), first_trigger_payload(deferral(teardown_operator(tmp_path), context(run_id)).trigger)
+    assert not record["error"] and not record["deleted"] and not record["deleted_at"]
+    torn_down = teardown_operator(base).execute_complete(
+        context(run_id), first_trigger_payload(deferral(teardown_operator(base), context(run_id)).trigger)
     )
     assert torn_down["deleted"] and torn_down["deleted_at"] >= torn_down["created_at"]
 
 
 def test_teardown_deletes_the_stack_in_the_triggerer_and_records_it(
-    server: SandboxServer, base: Path, tmp_path: Path
+    server: SandboxServer, base: dict[str, Any]
 ) -> None:
     run_id = "scheduled__teardown"
-    new_run(base, tmp_path, run_id)
-    created = create_stack(tmp_path, run_id)
+    artifacts = new_run(base, run_id)
+    created = create_stack(base, run_id)
     name = created["stack_name"]
     deletes = sandbox_calls(server.url, "cloudformation:DeleteStack")
 
-    deferred = deferral(teardown_operator(tmp_path), context(run_id))
+    deferred = deferral(teardown_operator(base), context(run_id))
 
     assert sandbox_calls(server.url, "cloudformation:DeleteStack") - deletes == 1
     trigger = deferred.trigger
@@ -238,35 +254,33 @@ def test_teardown_deletes_the_stack_in_the_triggerer_and_records_it(
     assert trigger.serialize()[1]["waiter_name"] == "stack_delete_complete"
     payload = first_trigger_payload(trigger)
     assert payload == {"status": "success", "stack_name": name}
-    record = teardown_operator(tmp_path).execute_complete(context(run_id), payload)
+    record = teardown_operator(base).execute_complete(context(run_id), payload)
 
     assert record == {**created, "deleted": True, "deleted_at": record["deleted_at"]} and record["deleted_at"]
-    assert read_json(tmp_path, run_id, "staging", "aws_default.us-east-1.stack.json") == record
+    assert asdict(artifacts.read(STACK, target=TARGET)) == record
     assert staging_hook().status(name) is None
     ec2 = client_factory(server.url)("ec2", region=REGION)
     reservations = ec2.describe_instances(InstanceIds=list(created["instances"].values()))["Reservations"]
     assert {i["State"]["Name"] for r in reservations for i in r["Instances"]} == {"terminated"}
 
     # Run again (a cleared teardown): nothing left to delete, no call, no deferral.
-    again = teardown_operator(tmp_path).execute(context(run_id))
+    again = teardown_operator(base).execute(context(run_id))
     assert sandbox_calls(server.url, "cloudformation:DeleteStack") - deletes == 1
     assert again == record
 
 
-def test_teardown_without_a_stack_is_a_no_op(server: SandboxServer, tmp_path: Path) -> None:
-    run_id = "scheduled__nothing"
+def test_teardown_without_a_stack_is_a_no_op(server: SandboxServer) -> None:
+    run_id = "scheduled__nothing"  # a run with no artifacts at all: its inventory did not even run
+    config = cycle_config(ROOT)
     deletes = sandbox_calls(server.url, "cloudformation:DeleteStack")
-    record = teardown_operator(tmp_path).execute(context(run_id))  # no TaskDeferred
-    assert record == {"stack_name": stack_name(run_id), "created": False}
+    record = teardown_operator(config).execute(context(run_id))  # no TaskDeferred
+    assert record == asdict(StackRecord(stack_name=stack_name(run_id), account_id="", region=REGION))
+    assert not record["created"] and not record["deleted"]
     assert sandbox_calls(server.url, "cloudformation:DeleteStack") == deletes
-    assert read_json(tmp_path, run_id, "staging", "aws_default.us-east-1.stack.json") == record
+    assert asdict(run_artifacts(config, run_id).read(STACK, target=TARGET)) == record
 
 
 # -- the install and the health checks ---------------------------------------------------------------------
-
-
-def check_args(root: Path) -> dict[str, Any]:
-    return {"settings": settings(), "poll_seconds": 0.1, "command_timeout_minutes": 5, **stage_args(root)}
 
 
 def wait_for_commands(server: SandboxServer, operator: Any, run_id: str) -> dict[str, Any]:
@@ -287,23 +301,23 @@ def wait_for_commands(server: SandboxServer, operator: Any, run_id: str) -> dict
 
 
 def test_staging_installs_the_pinned_lists_then_health_checks_by_platform(
-    server: SandboxServer, base: Path, tmp_path: Path
+    server: SandboxServer, base: dict[str, Any]
 ) -> None:
     run_id = "scheduled__checks"
-    new_run(base, tmp_path, run_id)
-    instances = create_stack(tmp_path, run_id)["instances"]
+    artifacts = new_run(base, run_id)
+    instances = create_stack(base, run_id)["instances"]
     staged = profiles(base).set_index("profile_id")
     platform_of = {instance_id: staged.loc[profile, "platform_type"] for profile, instance_id in instances.items()}
     assert sorted(platform_of.values()) == ["Linux", "Windows"]
-    overrides = read_json(base, BASE_RUN, "install", "overrides.json")
+    overrides = run_artifacts(base, BASE_RUN).read(OVERRIDES)
     ssm = client_factory(server.url)("ssm", region=REGION)
 
-    patch = StagingPatchOperator(task_id="patch_staging", **check_args(tmp_path))
+    patch = StagingPatchOperator(task_id="patch_staging", config=base, region_name=REGION)
     payload = wait_for_commands(server, patch, run_id)
     summary = patch.execute_complete(context(run_id), payload)
 
     assert summary == {"staging_instances": 2, "install_succeeded": 2}
-    install_commands = read_json(tmp_path, run_id, "staging", "aws_default.us-east-1.install_commands.json")
+    install_commands = artifacts.read(STAGING_INSTALL_COMMANDS, target=TARGET)
     assert sorted(install_commands) == sorted(instances)
     for profile, command_id in install_commands.items():
         (command,) = ssm.list_commands(CommandId=command_id)["Commands"]
@@ -311,12 +325,12 @@ def test_staging_installs_the_pinned_lists_then_health_checks_by_platform(
         assert command["Parameters"]["Operation"] == ["Install"]
         assert command["Parameters"]["InstallOverrideList"] == [overrides[profile]]
 
-    check = StagingHealthCheckOperator(task_id="check_staging", **check_args(tmp_path))
+    check = StagingHealthCheckOperator(task_id="check_staging", config=base, region_name=REGION)
     payload = wait_for_commands(server, check, run_id)
     summary = check.execute_complete(context(run_id), payload)
 
     assert summary == {"instances": 2, "passed": 1, "failed": 1}
-    health_commands = read_json(tmp_path, run_id, "staging", "aws_default.us-east-1.health_commands.json")
+    health_commands = artifacts.read(STAGING_HEALTH_COMMANDS, target=TARGET)
     assert sorted(health_commands) == ["Linux.0", "Windows.0"]  # one command (batch 0) per platform
     expected = {"Linux": ("AWS-RunShellScript", "linux.sh"), "Windows": ("AWS-RunPowerShellScript", "windows.ps1")}
     for key, command_id in health_commands.items():
@@ -328,7 +342,7 @@ def test_staging_installs_the_pinned_lists_then_health_checks_by_platform(
         assert command["Parameters"]["commands"] == [(HEALTHCHECKS / script).read_text()]
         assert command["Parameters"]["executionTimeout"] == ["300"]
 
-    results = pd.read_parquet(artifact(tmp_path, run_id, "staging", "aws_default.us-east-1.results.parquet"))
+    results = artifacts.read(STAGING_RESULTS, target=TARGET)
     by_platform = {platform_of[row["instance_id"]]: row for row in results.to_dict("records")}
     linux, windows = by_platform["Linux"], by_platform["Windows"]
     assert (linux["install_status"], linux["health_status"], linux["passed"], linux["reason"]) == (
@@ -347,5 +361,5 @@ def test_staging_installs_the_pinned_lists_then_health_checks_by_platform(
     # A retried check sends nothing again.
     sent = sandbox_calls(server.url, "ssm:SendCommand")
     with pytest.raises(TaskDeferred):
-        StagingHealthCheckOperator(task_id="check_staging", **check_args(tmp_path)).execute(context(run_id))
+        StagingHealthCheckOperator(task_id="check_staging", config=base, region_name=REGION).execute(context(run_id))
     assert sandbox_calls(server.url, "ssm:SendCommand") == sent

@@ -115,9 +115,19 @@ def test_serialize_round_trips_several_targets_in_order() -> None:
         {"aws_conn_id": "aws_prod", "region_name": "eu-west-1", "command_ids": ["c-3"]},
         {"aws_conn_id": None, "region_name": None, "command_ids": ["c-4"]},  # boto3's default chain
     ]
-    trigger = CommandCompletionTrigger(targets, poll_interval=5, timeout=90, started_at=1000.0)
+    config = {"retries": {"mode": "adaptive", "max_attempts": 8}}
+    trigger = CommandCompletionTrigger(
+        targets, poll_interval=5, timeout=90, started_at=1000.0, verify=False, botocore_config=config
+    )
     _, kwargs, again = round_trip(trigger)
-    assert kwargs == {"targets": targets, "poll_interval": 5, "timeout": 90, "started_at": 1000.0}
+    assert kwargs == {
+        "targets": targets,
+        "poll_interval": 5,
+        "timeout": 90,
+        "started_at": 1000.0,
+        "verify": False,
+        "botocore_config": config,
+    }
     assert again.command_ids == ["c-1", "c-2", "c-3", "c-4"]
     with pytest.raises(AttributeError, match=r"spans 3 \(connection, region\) pairs"):
         _ = again.region_name

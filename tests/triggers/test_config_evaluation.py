@@ -12,7 +12,7 @@ import pytest
 
 from include.sandbox.server import SandboxServer
 from patchcycle.core.config_compliance import EvaluationTimes, patch_rule_definition
-from patchcycle.core.inventory import iso_utc
+from patchcycle.core.timestamps import iso_utc
 from patchcycle.triggers.config_evaluation import ConfigEvaluationTrigger
 from tests.conftest import advance_clock, client_factory, first_trigger_payload, sandbox_calls
 
@@ -71,6 +71,8 @@ def test_serialize_round_trips_through_an_importable_class_path() -> None:
         deadline="2026-11-20T03:15:00Z",
         poll_seconds=15,
         resume={"account_id": "123456789012", "rule": {"name": RULE}},
+        verify="/etc/ssl/ca.pem",
+        botocore_config={"read_timeout": 30},
     )
     path, kwargs = original.serialize()
     assert path == "patchcycle.triggers.config_evaluation.ConfigEvaluationTrigger"
@@ -84,6 +86,8 @@ def test_serialize_round_trips_through_an_importable_class_path() -> None:
         "deadline": "2026-11-20T03:15:00Z",
         "poll_seconds": 15.0,
         "resume": {"account_id": "123456789012", "rule": {"name": RULE}},
+        "verify": "/etc/ssl/ca.pem",
+        "botocore_config": {"read_timeout": 30},
     }
     module, _, name = path.rpartition(".")
     again = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))

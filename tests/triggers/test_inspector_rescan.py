@@ -14,7 +14,7 @@ import pytest
 
 from include.sandbox import patching
 from include.sandbox.server import SandboxServer
-from patchcycle.core.inventory import iso_utc
+from patchcycle.core.timestamps import iso_utc
 from patchcycle.triggers.inspector_rescan import InspectorRescanTrigger
 from tests.conftest import advance_clock, first_trigger_payload, sandbox_calls
 
@@ -77,6 +77,8 @@ def test_serialize_round_trips_through_an_importable_class_path() -> None:
         installed_at={"i-0123456789abcdef0": "2026-11-20T04:00:00Z"},
         deadline="2026-11-20T06:00:00+00:00",
         poll_seconds=30,
+        verify=False,
+        botocore_config={"retries": {"mode": "standard", "max_attempts": 5}},
     )
     path, kwargs = original.serialize()
     assert path == "patchcycle.triggers.inspector_rescan.InspectorRescanTrigger"
@@ -86,6 +88,8 @@ def test_serialize_round_trips_through_an_importable_class_path() -> None:
         "installed_at": {"i-0123456789abcdef0": "2026-11-20T04:00:00Z"},
         "deadline": "2026-11-20T06:00:00Z",
         "poll_seconds": 30.0,
+        "verify": False,
+        "botocore_config": {"retries": {"mode": "standard", "max_attempts": 5}},
     }
     module, _, name = path.rpartition(".")
     again = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))

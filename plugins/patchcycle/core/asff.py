@@ -31,7 +31,8 @@ from typing import Any, Final
 
 import pandas as pd
 
-from patchcycle.core.inventory import iso_utc, partition_of
+from patchcycle.core.inventory import partition_of
+from patchcycle.core.timestamps import iso_utc
 
 SCHEMA_VERSION: Final = "2018-10-08"
 GENERATOR_PREFIX: Final = "patchcycle/"
@@ -188,6 +189,7 @@ def patch_compliance_finding(
             "patchcycle/RunId": run_id,
             "patchcycle/Mode": mode,
             "patchcycle/Verdict": str(resource.get("verdict", "")),
+            "patchcycle/ReasonCode": str(resource.get("reason_code", "")),
             "patchcycle/OutstandingPatches": ";".join(str(p["patch_id"]) for p in patches),
             "patchcycle/Wave": _text(resource.get("wave")),
         }

@@ -18,7 +18,8 @@ from typing import Any, Final
 
 import pandas as pd
 
-from patchcycle.core.inventory import iso_utc, typed_frame, utc_timestamp
+from patchcycle.core.frames import typed_frame
+from patchcycle.core.timestamps import iso_utc, utc_timestamp
 
 PATCH_RULE_IDENTIFIER: Final = "EC2_MANAGEDINSTANCE_PATCH_COMPLIANCE_STATUS_CHECK"
 PATCH_COMPLIANCE_TYPE: Final = "AWS::SSM::PatchCompliance"

@@ -19,7 +19,8 @@ from typing import Any, Final
 
 import pandas as pd
 
-from patchcycle.core.inventory import typed_frame, utc_timestamp
+from patchcycle.core.frames import typed_frame
+from patchcycle.core.timestamps import utc_timestamp
 
 
 class DriftKind(StrEnum):
@@ -45,6 +46,42 @@ DRIFT_COLUMNS: Final[Mapping[str, str]] = {
     "severity": "str",  # the patch's severity, the finding's, or "" for Config
     "state": "str",  # the patch state, the finding status or the Config compliance now
     "detail": "str",  # one line for people
+}
+
+_STRING: Final[dict[str, Any]] = {"type": "string"}
+_COUNT: Final[dict[str, Any]] = {"type": "integer", "minimum": 0}
+
+
+def _closed(properties: Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "required": list(properties), "properties": properties}
+
+
+# The watch's drift.json (drift_document).
+DRIFT_SCHEMA: Final[dict[str, Any]] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "patchcycle drift report",
+    **_closed(
+        {
+            "run_id": _STRING,
+            "generated_at": _STRING,
+            "cycle": _closed({key: _STRING for key in ("run_id", "report", "mode", "generated_at")}),
+            "summary": _closed(
+                {
+                    "instances_watched": _COUNT,
+                    "instances_drifted": _COUNT,
+                    "drift": _COUNT,
+                    "by_kind": _closed({kind.value: _COUNT for kind in DriftKind}),
+                }
+            ),
+            "kind_meanings": {"type": "object", "additionalProperties": _STRING},
+            "drift": {"type": "array", "items": _closed(dict.fromkeys(DRIFT_COLUMNS, _STRING))},
+            "incomplete": {
+                "type": "array",
+                "items": {"type": "object", "required": ["stage", "error"], "additionalProperties": _STRING},
+            },
+            "outcome": _closed({"ok": {"type": "boolean"}, "problems": {"type": "array", "items": _STRING}}),
+        }
+    ),
 }
 
 # Verdicts after which the cycle's report says the instance holds its listed patches.

@@ -21,8 +21,9 @@ from typing import Any, Final
 
 import pandas as pd
 
-from patchcycle.core.inventory import iso_utc, typed_frame, utc_timestamp
+from patchcycle.core.frames import typed_frame
 from patchcycle.core.plan import split_cve_ids
+from patchcycle.core.timestamps import iso_utc, utc_timestamp
 
 
 class CveStatus(StrEnum):

@@ -18,7 +18,8 @@ from typing import Any, Final
 
 import pandas as pd
 
-UTC_TIMESTAMP: Final = "datetime64[us, UTC]"
+from patchcycle.core.frames import typed_frame
+from patchcycle.core.timestamps import iso_utc
 
 
 class Responsibility(StrEnum):
@@ -69,37 +70,6 @@ KEY_COLUMNS: Final = ("account_id", "region", "resource_type", "resource_id")
 # EC2 states whose instances are gone or going: left out of the inventory.
 GONE_STATES: Final = frozenset({"terminated", "shutting-down"})
 UNMANAGED_REASON: Final = "unmanaged: not registered with Systems Manager"
-
-
-def typed_frame(rows: Iterable[Mapping[str, Any]], columns: Mapping[str, str]) -> pd.DataFrame:
-    """A DataFrame of exactly `columns` (name -> dtype); text None becomes "", datetimes become UTC."""
-    frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
-    for name, dtype in columns.items():
-        if dtype == "str":
-            frame[name] = frame[name].astype(object).where(frame[name].notna(), "")
-        elif dtype.startswith("datetime64"):
-            frame[name] = pd.to_datetime(frame[name].astype(object), utc=True)
-    return frame.astype(dict(columns))
-
-
-def utc_timestamp(value: Any) -> pd.Timestamp | None:
-    """A UTC timestamp from a datetime, ISO string or epoch seconds; None when empty or missing."""
-    if value is None or value == "" or (isinstance(value, float) and pd.isna(value)):
-        return None
-    if isinstance(value, int | float):
-        return pd.Timestamp(value, unit="s", tz="UTC")
-    stamp = pd.Timestamp(value)
-    if pd.isna(stamp):
-        return None
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def iso_utc(value: Any) -> str:
-    """ISO 8601 UTC with a Z suffix ("2026-11-20T03:00:00Z"); "" when empty or missing."""
-    stamp = utc_timestamp(value)
-    if stamp is None:
-        return ""
-    return str(stamp.isoformat()).replace("+00:00", "Z")
 
 
 def partition_of(region: str) -> str:

@@ -6,8 +6,8 @@ Per (account, region) and for the whole fleet, over in-scope resources:
 - install mode: patched (PATCHED + PATCHED_PENDING_REBOOT), pending_reboot, failed (FAILED), attempted
   (patched + failed: every instance the rollout owed an install, including "install not attempted" ones whose
   wave was due but never ran), success_rate (100 * patched / attempted, in percent; None when attempted is 0);
-- failures_by_reason: SCAN_FAILED and NO_DATA by verdict, FAILED by the cause its reason text names
-  (FAILURE_CAUSES; the texts are verdicts._install_verdict's own);
+- failures_by_reason: the failed resources (verdicts FAILED, SCAN_FAILED and NO_DATA) by their reason code
+  (verdicts.REASON_CODES);
 - time_to_patch (install mode): for each patched instance, the seconds from the run's start to the end of the
   wave that installed it. The report carries no run start and no patch release dates: the start is the report's
   `started_at` when it has one, else the install's first recorded time (staging stack created, or a wave started);
@@ -21,37 +21,23 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from patchcycle.core.verdicts import ComplianceState, Verdict
+from patchcycle.core.verdicts import INSTALL, MODES, REASON_CODES, ComplianceState, Verdict
 
 PATCHED_VERDICTS: Final = frozenset({Verdict.PATCHED.value, Verdict.PATCHED_PENDING_REBOOT.value})
 SKIPPED_VERDICTS: Final = frozenset(v.value for v in Verdict if v.value.startswith("SKIPPED_"))
 # Verdicts that record something going wrong (skips are decisions or preconditions, counted apart).
 FAILURE_VERDICTS: Final = (Verdict.FAILED.value, Verdict.SCAN_FAILED.value, Verdict.NO_DATA.value)
 
-# FAILED verdicts by cause, from the reason text verdicts.install_verdicts writes; the first match wins, in the
-# order the reason lists its problems.
-_CAUSE_PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
-    ("NOT_ATTEMPTED", re.compile(r"^install not attempted")),  # its wave was due but did not run
-    ("NO_OUTCOME", re.compile(r"^no install outcome recorded")),  # outstanding patches, no outcome
-    ("INSTALL_COMMAND", re.compile(r"^Install ")),  # the Run Command install ended other than Success
-    ("NOT_VERIFIED", re.compile(r"^patch state not read after the install")),
-    ("NOT_INSTALLED", re.compile(r"^\d+ planned patch(es)? not installed")),  # command ok, patches missing
-    ("HEALTH_CHECK", re.compile(r"^health check ")),  # the canary's health check failed after the install
+# Every failures_by_reason key, in a stable order: the reason codes of the failure verdicts.
+FAILURE_REASONS: Final = tuple(code.value for code, (verdict, _) in REASON_CODES.items() if verdict in FAILURE_VERDICTS)
+# The codes only install mode gives (scan mode never reports them, not even as zeros).
+INSTALL_ONLY_REASONS: Final = frozenset(
+    code.value for code, (verdict, _) in REASON_CODES.items() if verdict == Verdict.FAILED
 )
-OTHER_CAUSE: Final = "OTHER"
-FAILURE_CAUSES: Final = (*(cause for cause, _ in _CAUSE_PATTERNS), OTHER_CAUSE)
-# Every failures_by_reason key, in a stable order: FAILED:<cause>, then the other failure verdicts.
-FAILURE_REASONS: Final = (
-    *(f"{Verdict.FAILED.value}:{cause}" for cause in FAILURE_CAUSES),
-    Verdict.SCAN_FAILED.value,
-    Verdict.NO_DATA.value,
-)
-INSTALL_ONLY_REASONS: Final = frozenset(r for r in FAILURE_REASONS if r.startswith(f"{Verdict.FAILED.value}:"))
 
 CVE_STATUSES: Final[Mapping[str, str]] = {
     "REMEDIATED": "remediated",
@@ -130,7 +116,7 @@ KPIS_SCHEMA: Final[dict[str, Any]] = {
     "additionalProperties": False,
     "required": ["mode", "run_started_at", "time_to_patch_basis", "incomplete_parts", "fleet", "targets"],
     "properties": {
-        "mode": {"enum": ["scan", "install"]},
+        "mode": {"enum": list(MODES)},
         "run_started_at": {"type": "string", "description": "ISO 8601 UTC: time_to_patch's origin; empty if none"},
         "time_to_patch_basis": {"enum": [BASIS_RUN_START, BASIS_INSTALL_START, ""]},
         "incomplete_parts": _COUNT,
@@ -147,14 +133,9 @@ KPIS_SCHEMA: Final[dict[str, Any]] = {
 }
 
 
-def failure_reason(verdict: str, reason: str) -> str | None:
+def failure_reason(verdict: str, reason_code: str) -> str | None:
     """The failures_by_reason key of one resource's verdict (None when the verdict is not a failure)."""
-    if verdict not in FAILURE_VERDICTS:
-        return None
-    if verdict != Verdict.FAILED.value:
-        return verdict
-    cause = next((name for name, pattern in _CAUSE_PATTERNS if pattern.match(reason)), OTHER_CAUSE)
-    return f"{verdict}:{cause}"
+    return reason_code if verdict in FAILURE_VERDICTS else None
 
 
 def _time(value: Any) -> dt.datetime | None:
@@ -222,8 +203,8 @@ def _block(
     patched = sum(verdicts[v] for v in PATCHED_VERDICTS)
     failed = verdicts[Verdict.FAILED.value]
     attempted = patched + failed
-    applicable = [r for r in FAILURE_REASONS if mode == "install" or r not in INSTALL_ONLY_REASONS]
-    reasons = Counter(failure_reason(str(r["verdict"]), str(r.get("reason", ""))) for r in resources)
+    applicable = [r for r in FAILURE_REASONS if mode == INSTALL or r not in INSTALL_ONLY_REASONS]
+    reasons = Counter(failure_reason(str(r["verdict"]), str(r["reason_code"])) for r in resources)
     return {
         "in_scope": len(resources),
         "patched": patched,

@@ -13,9 +13,10 @@ from typing import Any, Final
 
 import pandas as pd
 
-from patchcycle.core.inventory import typed_frame
+from patchcycle.core.frames import typed_frame
 from patchcycle.core.plan import split_cve_ids
-from patchcycle.core.verdicts import OUTCOME_COLUMNS, Outcome
+from patchcycle.core.verdicts import OUTCOME_COLUMNS, Outcome, ReasonCode
+from patchcycle.core.waves import WaveRecord
 
 # DescribeInstancePatches' PatchComplianceData.State values.
 INSTALLED_STATES: Final = frozenset({"INSTALLED", "INSTALLED_OTHER"})
@@ -31,42 +32,38 @@ class StagingRecord:
     error: str = ""
 
 
-@dataclass(frozen=True)
-class ApprovalRecord:
-    """The gate's decision (approval/decision.json)."""
+APPROVE: Final = "Approve"
+REJECT: Final = "Reject"
 
-    decision: str  # Approve | Reject
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalRecord:
+    """The gate's decision, by whom and when, and whether staging had passed."""
+
+    decision: str  # APPROVE | REJECT
     mode: str  # manual | auto
     by: str = ""
     at: str = ""
     timed_out: bool = False
+    staging_passed: bool = False
+
+    @property
+    def approved(self) -> bool:
+        return self.decision == APPROVE
 
 
 @dataclass(frozen=True)
 class RolloutRecord:
     """The waves as they ran: each wave's record (wave_N.json), the per-instance results, and task errors."""
 
-    waves: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    waves: Mapping[int, WaveRecord] = field(default_factory=dict)
     results: pd.DataFrame | None = None  # WAVE_RESULT_COLUMNS of every wave
     errors: Mapping[int, str] = field(default_factory=dict)  # wave -> its task's recorded error
 
 
-ERROR_MARKER: Final = "----------ERROR-------"
-
-
-def invocation_error(output: str, limit: int = 300) -> str:
-    """The error part of a Run Command plugin output (after SSM's ERROR marker), else its last line."""
-    if ERROR_MARKER in output:
-        text = output.rsplit(ERROR_MARKER, 1)[1]
-    else:
-        lines = [line for line in output.splitlines() if line.strip()]
-        text = lines[-1] if lines else ""
-    return " ".join(text.split())[:limit]
-
-
 def halted_after(rollout: RolloutRecord) -> int | None:
     """The wave whose failures halted the rollout, if one did."""
-    halted = [wave for wave, record in rollout.waves.items() if record.get("halted")]
+    halted = [wave for wave, record in rollout.waves.items() if record.halted]
     return min(halted) if halted else None
 
 
@@ -103,6 +100,7 @@ def install_outcomes(
         if str(instance["profile_id"]) not in staged_profiles:
             row.update(
                 outcome=Outcome.NOT_STAGED,
+                reason_code=ReasonCode.NOT_STAGED,
                 detail=f"its profile {instance['profile_id']} got no staging replica "
                 f"(over staging_max_instances={staging_cap} per region)",
             )
@@ -110,26 +108,32 @@ def install_outcomes(
             row.update(_sent(results[instance_id], pinned, verified.get(instance_id)))
         elif approval is None:
             if not staging.ran or not staging.passed:
-                row.update(outcome=Outcome.STAGING_FAILED, detail=staging.error or "staging did not finish")
+                row.update(
+                    outcome=Outcome.STAGING_FAILED,
+                    reason_code=ReasonCode.STAGING_FAILED,
+                    detail=staging.error or "staging did not finish",
+                )
             else:
-                row.update(outcome=Outcome.NOT_RUN, detail="the approval gate did not decide")
-        elif approval.decision != "Approve":
+                row.update(_not_run("the approval gate did not decide"))
+        elif not approval.approved:
             row.update(_rejected(approval, staging))
         elif halt is not None and wave > halt:
             record = rollout.waves[halt]
             row.update(
                 outcome=Outcome.HALTED,
-                detail=f"halted after wave {halt}: {record.get('failed')} of {record.get('instances')} failed, "
-                f"more than the {record.get('allowed_failures')} allowed by halt_threshold {record.get('threshold')}",
+                reason_code=ReasonCode.HALTED,
+                detail=f"halted after wave {halt}: {record.failed} of {record.instances} failed, "
+                f"more than the {record.allowed_failures} allowed by halt_threshold {record.threshold}",
             )
         else:
             why = rollout.errors.get(wave) or "its task did not finish"
-            row.update(outcome=Outcome.NOT_RUN, detail=f"wave {wave} did not run: {why}")
+            row.update(_not_run(f"wave {wave} did not run: {why}"))
         rows.append(row)
     return typed_frame(rows, OUTCOME_COLUMNS)
 
 
 _EMPTY_OUTCOME: Final[Mapping[str, Any]] = {
+    "reason_code": "",
     "invocation_status": "",
     "health_failure": "",
     "installed": 0,
@@ -140,15 +144,28 @@ _EMPTY_OUTCOME: Final[Mapping[str, Any]] = {
 }
 
 
+def _not_run(detail: str) -> dict[str, Any]:
+    return {"outcome": Outcome.NOT_RUN, "reason_code": ReasonCode.NOT_ATTEMPTED, "detail": detail}
+
+
 def _rejected(approval: ApprovalRecord, staging: StagingRecord) -> dict[str, Any]:
     if approval.mode == "auto" and not (staging.ran and staging.passed):
         return {
             "outcome": Outcome.STAGING_FAILED,
+            "reason_code": ReasonCode.STAGING_FAILED,
             "detail": f"staging failed, the auto policy rejected: {staging.error}",
         }
     if approval.timed_out:
-        return {"outcome": Outcome.REJECTED, "detail": f"no answer in time: rejected by default at {approval.at}"}
-    return {"outcome": Outcome.REJECTED, "detail": f"rejected by {approval.by or 'unknown'} at {approval.at}"}
+        return {
+            "outcome": Outcome.REJECTED,
+            "reason_code": ReasonCode.APPROVAL_TIMEOUT,
+            "detail": f"no answer in time: rejected by default at {approval.at}",
+        }
+    return {
+        "outcome": Outcome.REJECTED,
+        "reason_code": ReasonCode.REJECTED,
+        "detail": f"rejected by {approval.by or 'unknown'} at {approval.at}",
+    }
 
 
 def _sent(result: Mapping[str, Any], pinned: list[str], states: Mapping[str, str] | None) -> dict[str, Any]:
@@ -158,6 +175,7 @@ def _sent(result: Mapping[str, Any], pinned: list[str], states: Mapping[str, str
     missing = sorted(set(pinned) - set(installed) - set(pending))
     return {
         "outcome": Outcome.SENT,
+        "reason_code": str(result["reason_code"]),
         "detail": str(result["detail"]),
         "invocation_status": str(result["status"]),
         "health_failure": health if isinstance(health := result.get("health_failure"), str) else "",

@@ -16,7 +16,8 @@ from typing import Any, Final
 
 import pandas as pd
 
-from patchcycle.core.inventory import UTC_TIMESTAMP, typed_frame, utc_timestamp
+from patchcycle.core.frames import UTC_TIMESTAMP, typed_frame
+from patchcycle.core.timestamps import utc_timestamp
 
 # Patch Manager patch states that leave an instance non-compliant and so belong in the plan.
 OUTSTANDING_STATES: Final = ("MISSING", "FAILED", "INSTALLED_PENDING_REBOOT")

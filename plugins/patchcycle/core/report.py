@@ -19,8 +19,9 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from patchcycle.core.inventory import KEY_COLUMNS, iso_utc
+from patchcycle.core.inventory import KEY_COLUMNS
 from patchcycle.core.kpis import KPIS_SCHEMA, compute_kpis
+from patchcycle.core.outcomes import APPROVE, REJECT
 from patchcycle.core.plan import split_cve_ids
 from patchcycle.core.report_evidence import (
     CONFIG_SCHEMA,
@@ -29,9 +30,9 @@ from patchcycle.core.report_evidence import (
     config_section,
     outcome_section,
 )
-from patchcycle.core.verdicts import VERDICTS, ComplianceState, Verdict, accounting_problems
+from patchcycle.core.timestamps import iso_utc
+from patchcycle.core.verdicts import MODES, SCAN, VERDICTS, ComplianceState, ReasonCode, Verdict, accounting_problems
 
-MODES: Final = ("scan", "install")
 UNSPECIFIED_SEVERITY: Final = "Unspecified"
 
 PATCH_STATE_COUNTS: Final = (
@@ -60,7 +61,7 @@ _COUNT: Final[dict[str, Any]] = {"type": "integer", "minimum": 0}
 
 WAVE_STATUSES: Final = ("done", "halted", "skipped", "not_run")
 APPROVAL_MODES: Final = ("manual", "auto")
-APPROVAL_DECISIONS: Final = ("Approve", "Reject", "")
+APPROVAL_DECISIONS: Final = (APPROVE, REJECT, "")
 
 
 def _record(properties: Mapping[str, Any], description: str = "") -> dict[str, Any]:
@@ -228,6 +229,7 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
                     "responsibility",
                     "verdict",
                     "compliance_state",
+                    "reason_code",
                     "reason",
                     "name",
                     "environment",
@@ -244,7 +246,11 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
                     "responsibility": {"enum": ["customer", "shared", "aws"]},
                     "verdict": {"enum": [verdict.value for verdict in Verdict]},
                     "compliance_state": {"enum": [state.value for state in ComplianceState]},
-                    "reason": {"type": "string"},
+                    "reason_code": {
+                        "enum": [code.value for code in ReasonCode],
+                        "description": "why, for programs (docs/report.md lists the codes)",
+                    },
+                    "reason": {"type": "string", "description": "why, for people"},
                     "name": {"type": "string"},
                     "environment": {"type": "string"},
                     "missing_patches": {
@@ -335,6 +341,7 @@ CSV_COLUMNS: Final = (
     "responsibility",
     "verdict",
     "compliance_state",
+    "reason_code",
     "reason",
     "wave",
     "missing_patches",
@@ -407,7 +414,7 @@ def build_report(
     """
     if mode not in MODES:
         raise ValueError(f"mode: must be one of {list(MODES)}, got {mode!r}")
-    if mode == "scan" and (install is not None or waves_by_resource or inspection is not None):
+    if mode == SCAN and (install is not None or waves_by_resource or inspection is not None):
         raise ValueError(
             "install, waves_by_resource, inspection: a scan-mode report has no install section, waves or inspection"
         )
@@ -434,6 +441,7 @@ def build_report(
                 "responsibility": str(verdict_row["responsibility"]),
                 "verdict": str(verdict_row["verdict"]),
                 "compliance_state": _compliance_state(str(verdict_row["verdict"])),
+                "reason_code": str(verdict_row["reason_code"]),
                 "reason": str(verdict_row["reason"]),
                 "name": str(resource.get("name", "")),
                 "environment": str(resource.get("environment", "")),

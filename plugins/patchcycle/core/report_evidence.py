@@ -13,6 +13,8 @@ from typing import Any, Final
 
 import pandas as pd
 
+from patchcycle.core.outcomes import APPROVE
+
 _STRING: Final[dict[str, Any]] = {"type": "string"}
 _ROWS: Final[dict[str, Any]] = {
     "type": "array",
@@ -98,7 +100,7 @@ def unfinished_install(install: Mapping[str, Any]) -> str:
     if not decision:
         return f"the approval gate did not decide ({install['approval']['reason']})"
     not_run = [str(wave["wave"]) for wave in install["waves"] if wave["status"] == "not_run"]
-    if decision == "Approve" and not_run:
+    if decision == APPROVE and not_run:
         return f"wave(s) {', '.join(not_run)} did not run"
     return ""
 

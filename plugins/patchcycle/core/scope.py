@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import pandas as pd
 
 SCOPE_FIELDS = ("include_tags", "exclude_ids", "exclude_tags")
+# The columns apply_scope adds to the inventory.
+SCOPE_COLUMNS: Final[Mapping[str, str]] = {"in_scope": "bool", "scope_reason": "str"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,14 @@ class Scope:
             exclude_ids=frozenset(_parse_ids("scope.exclude_ids", params.get("exclude_ids"))),
             exclude_tags=_parse_tag_filter("scope.exclude_tags", params.get("exclude_tags")),
         )
+
+    def as_params(self) -> dict[str, Any]:
+        """The scope in the param's form (from_params reads it back)."""
+        return {
+            "include_tags": {key: list(values) for key, values in self.include_tags.items()},
+            "exclude_ids": sorted(self.exclude_ids),
+            "exclude_tags": {key: list(values) for key, values in self.exclude_tags.items()},
+        }
 
     def reason_out_of_scope(self, resource_id: str, tags: Mapping[str, str]) -> str:
         """ "" when the resource is in scope, else why it is not."""

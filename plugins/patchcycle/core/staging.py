@@ -12,13 +12,13 @@ import copy
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Collection, Mapping, Sequence, Set
 from typing import Any, Final
 
 import pandas as pd
 import yaml
 
-from patchcycle.core.inventory import typed_frame
+from patchcycle.core.frames import typed_frame
 from patchcycle.core.plan import OUTSTANDING_STATES, split_cve_ids
 
 PRODUCTION_COLUMNS: Final[Mapping[str, str]] = {
@@ -35,6 +35,9 @@ PRODUCTION_COLUMNS: Final[Mapping[str, str]] = {
     "patch_ids": "str",  # the instance's pinned patches: distinct outstanding patch ids, sorted, ";"-joined
     "pinned": "int64",
 }
+
+# The production instances once assigned their staging profile (install/production).
+PLANNED_PRODUCTION_COLUMNS: Final[Mapping[str, str]] = {**PRODUCTION_COLUMNS, "profile_id": "str"}
 
 PROFILE_KEY: Final = ("account_id", "region", "platform_name", "image_id", "instance_family", "patch_group")
 
@@ -85,9 +88,7 @@ def instance_family(instance_type: str) -> str:
     return instance_type.split(".", 1)[0]
 
 
-def production_instances(
-    inventory: pd.DataFrame, plan: pd.DataFrame, scan_failures: Set[str] | Mapping[str, str]
-) -> pd.DataFrame:
+def production_instances(inventory: pd.DataFrame, plan: pd.DataFrame, scan_failures: Collection[str]) -> pd.DataFrame:
     """The instances install mode patches (PRODUCTION_COLUMNS), sorted by account, region, id.
 
     In-scope, patchable EC2 instances with at least one outstanding plan row, whose scan did not fail.

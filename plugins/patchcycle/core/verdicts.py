@@ -7,15 +7,17 @@ Resources out of scope get no verdict; they are counted apart (inventory `in_sco
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
 import pandas as pd
 
-from patchcycle.core.inventory import KEY_COLUMNS, UNMANAGED_REASON, iso_utc, typed_frame
+from patchcycle.core.frames import typed_frame
+from patchcycle.core.inventory import KEY_COLUMNS, UNMANAGED_REASON
 from patchcycle.core.plan import split_cve_ids
+from patchcycle.core.timestamps import iso_utc
 
 
 class Verdict(StrEnum):
@@ -48,6 +50,37 @@ class ComplianceState(StrEnum):
     NOT_APPLICABLE = "NOT_APPLICABLE"  # AWS-managed: nothing for the customer to patch
 
 
+class ReasonCode(StrEnum):
+    """Why a resource got its verdict, for programs (KPIs, metrics, findings count these); `reason` says it for
+    people. REASON_CODES documents each and the verdict it goes with."""
+
+    NO_MISSING_PATCHES = "NO_MISSING_PATCHES"
+    NO_PENDING_MAINTENANCE = "NO_PENDING_MAINTENANCE"
+    PATCHES_OUTSTANDING = "PATCHES_OUTSTANDING"
+    INSTALLED = "INSTALLED"
+    INSTALLED_PENDING_REBOOT = "INSTALLED_PENDING_REBOOT"
+    INSTALL_FAILED = "INSTALL_FAILED"
+    INSTALL_TIMEOUT = "INSTALL_TIMEOUT"
+    NOT_VERIFIED = "NOT_VERIFIED"
+    PATCHES_NOT_INSTALLED = "PATCHES_NOT_INSTALLED"
+    HEALTH_CHECK_FAILED = "HEALTH_CHECK_FAILED"
+    NOT_ATTEMPTED = "NOT_ATTEMPTED"
+    NO_OUTCOME = "NO_OUTCOME"
+    STOPPED = "STOPPED"
+    UNMANAGED = "UNMANAGED"
+    AGENT_OFFLINE = "AGENT_OFFLINE"
+    NOT_STAGED = "NOT_STAGED"
+    HALTED = "HALTED"
+    REJECTED = "REJECTED"
+    APPROVAL_TIMEOUT = "APPROVAL_TIMEOUT"
+    STAGING_FAILED = "STAGING_FAILED"
+    SCAN_FAILED = "SCAN_FAILED"
+    SCAN_TIMEOUT = "SCAN_TIMEOUT"
+    NO_PATCH_STATE = "NO_PATCH_STATE"
+    MAINTENANCE_PENDING = "MAINTENANCE_PENDING"
+    AWS_MANAGED = "AWS_MANAGED"
+
+
 @dataclass(frozen=True)
 class VerdictInfo:
     """One verdict's meaning, the run modes that give it, and the compliance state it implies."""
@@ -58,6 +91,7 @@ class VerdictInfo:
 
 
 SCAN, INSTALL = "scan", "install"
+MODES: Final = (SCAN, INSTALL)  # what a run does: report only, or install behind the gates
 _BOTH = frozenset({SCAN, INSTALL})
 _C, _N, _U, _NA = (
     ComplianceState.COMPLIANT,
@@ -102,6 +136,45 @@ VERDICTS: Final[Mapping[Verdict, VerdictInfo]] = {
     Verdict.NO_DATA: VerdictInfo("managed and Online but Patch Manager reported no patch state", _BOTH, _U),
 }
 
+_R = ReasonCode
+# Each code, the verdict it goes with, and what it means.
+REASON_CODES: Final[Mapping[ReasonCode, tuple[Verdict, str]]] = {
+    _R.NO_MISSING_PATCHES: (Verdict.ALREADY_COMPLIANT, "Patch Manager reports no missing, failed or pending patch"),
+    _R.NO_PENDING_MAINTENANCE: (Verdict.ALREADY_COMPLIANT, "RDS reports no pending maintenance action"),
+    _R.PATCHES_OUTSTANDING: (Verdict.NON_COMPLIANT, "patches missing, failed or pending reboot (scan mode)"),
+    _R.INSTALLED: (Verdict.PATCHED, "every pinned patch reported installed after the install"),
+    _R.INSTALLED_PENDING_REBOOT: (Verdict.PATCHED_PENDING_REBOOT, "installed; some need a reboot to take effect"),
+    _R.INSTALL_FAILED: (Verdict.FAILED, "the install command ended other than Success"),
+    _R.INSTALL_TIMEOUT: (Verdict.FAILED, "the install command did not finish within command_timeout_minutes"),
+    _R.NOT_VERIFIED: (Verdict.FAILED, "the patch state could not be read after the install"),
+    _R.PATCHES_NOT_INSTALLED: (Verdict.FAILED, "the install succeeded but pinned patches are still not installed"),
+    _R.HEALTH_CHECK_FAILED: (Verdict.FAILED, "the canary's health check failed after a good install"),
+    _R.NOT_ATTEMPTED: (Verdict.FAILED, "its wave was due but did not run (the task failed or did not finish)"),
+    _R.NO_OUTCOME: (Verdict.FAILED, "patches were outstanding but the install recorded nothing for it"),
+    _R.STOPPED: (Verdict.SKIPPED_STOPPED, "the instance is stopped or stopping"),
+    _R.UNMANAGED: (Verdict.SKIPPED_UNMANAGED, "the instance is not registered with Systems Manager"),
+    _R.AGENT_OFFLINE: (Verdict.SKIPPED_OFFLINE, "its SSM Agent is not Online"),
+    _R.NOT_STAGED: (Verdict.SKIPPED_EXCLUDED, "its profile was over staging_max_instances and got no rehearsal"),
+    _R.HALTED: (Verdict.SKIPPED_HALTED, "an earlier wave passed the halt threshold"),
+    _R.REJECTED: (Verdict.SKIPPED_REJECTED, "a person rejected the rollout at the approval gate"),
+    _R.APPROVAL_TIMEOUT: (Verdict.SKIPPED_REJECTED, "no answer at the approval gate in time: rejected by default"),
+    _R.STAGING_FAILED: (Verdict.SKIPPED_STAGING_FAILED, "staging failed or did not finish, so it was not rolled out"),
+    _R.SCAN_FAILED: (Verdict.SCAN_FAILED, "the Patch Manager scan command failed on it"),
+    _R.SCAN_TIMEOUT: (Verdict.SCAN_FAILED, "the scan did not finish within command_timeout_minutes"),
+    _R.NO_PATCH_STATE: (Verdict.NO_DATA, "managed and Online, but Patch Manager reported no patch state"),
+    _R.MAINTENANCE_PENDING: (Verdict.MAINTENANCE_PENDING, "RDS has pending maintenance actions to schedule"),
+    _R.AWS_MANAGED: (Verdict.AWS_MANAGED, "fully AWS-managed (S3): listed, never patched by the customer"),
+}
+
+
+@dataclass(frozen=True)
+class ScanFailure:
+    """Why one instance's scan failed: SCAN_FAILED or SCAN_TIMEOUT, and what Systems Manager said."""
+
+    reason_code: ReasonCode
+    detail: str
+
+
 VERDICT_COLUMNS: Final[Mapping[str, str]] = {
     "resource_id": "str",
     "resource_type": "str",
@@ -109,6 +182,7 @@ VERDICT_COLUMNS: Final[Mapping[str, str]] = {
     "region": "str",
     "responsibility": "str",
     "verdict": "str",  # a Verdict value
+    "reason_code": "str",  # a ReasonCode value
     "reason": "str",  # human-readable, e.g. "3 missing patches (1 critical), 5 CVEs"
 }
 
@@ -124,12 +198,13 @@ class Outcome(StrEnum):
     SENT = "SENT"  # the install command was sent
 
 
-# One row per production instance, built by the install operators and read by install_verdicts.
+# One row per production instance, built by core.outcomes and read by install_verdicts.
 OUTCOME_COLUMNS: Final[Mapping[str, str]] = {
     "account_id": "str",
     "region": "str",
     "resource_id": "str",
     "outcome": "str",  # an Outcome value
+    "reason_code": "str",  # a ReasonCode: why it was skipped, or (SENT) how its install failed; "" when it did not
     "wave": "int64",  # the wave it was planned in (1 = canary), 0 if none
     "detail": "str",  # why it was skipped; for SENT the invocation's StatusDetails or stderr
     "invocation_status": "str",  # SENT: the SSM invocation Status (Success, Failed, TimedOut, ...); else ""
@@ -141,15 +216,30 @@ OUTCOME_COLUMNS: Final[Mapping[str, str]] = {
     "verified": "bool",  # the instance's patch state was read after the install
 }
 
-# Skipped outcomes -> verdict, and the reason used when the outcome has no detail.
-_SKIPPED: Final[Mapping[str, tuple[Verdict, str]]] = {
-    Outcome.NOT_STAGED: (Verdict.SKIPPED_EXCLUDED, "its profile was not staged (over the staging cap)"),
-    Outcome.STAGING_FAILED: (Verdict.SKIPPED_STAGING_FAILED, "staging failed"),
-    Outcome.REJECTED: (Verdict.SKIPPED_REJECTED, "rejected at the approval gate"),
-    Outcome.HALTED: (Verdict.SKIPPED_HALTED, "halted by an earlier wave"),
+# Skipped outcomes: the reason used when the outcome has no detail.
+_SKIPPED_REASONS: Final[Mapping[str, str]] = {
+    Outcome.NOT_STAGED: "its profile was not staged (over the staging cap)",
+    Outcome.STAGING_FAILED: "staging failed",
+    Outcome.REJECTED: "rejected at the approval gate",
+    Outcome.HALTED: "halted by an earlier wave",
 }
 
-Ec2Rule = Callable[[Mapping[str, Any], Mapping[str, Any] | None, list[Mapping[str, Any]]], tuple[Verdict, str]]
+
+@dataclass(frozen=True)
+class Decision:
+    """One resource's verdict: the verdict, its code (REASON_CODES) and the reason for people."""
+
+    verdict: Verdict
+    code: ReasonCode
+    reason: str
+
+    @classmethod
+    def of(cls, code: ReasonCode, reason: str) -> Decision:
+        """The decision a code implies (each code goes with one verdict)."""
+        return cls(REASON_CODES[code][0], code, reason)
+
+
+Ec2Rule = Callable[[Mapping[str, Any], Mapping[str, Any] | None, list[Mapping[str, Any]]], Decision]
 
 
 class AccountingError(ValueError):
@@ -181,38 +271,39 @@ def _ec2_verdict(
     resource: Mapping[str, Any],
     compliance: Mapping[str, Any] | None,
     patches: list[Mapping[str, Any]],
-    scan_failures: Mapping[str, str],
-) -> tuple[Verdict, str]:
+    scan_failures: Mapping[str, ScanFailure],
+) -> Decision:
     """The scan-mode verdict of one EC2 instance; the first matching rule wins."""
     resource_id = str(resource["resource_id"])
     if resource["state"] in ("stopped", "stopping"):
-        return Verdict.SKIPPED_STOPPED, f"instance is {resource['state']}"
+        return Decision.of(_R.STOPPED, f"instance is {resource['state']}")
     if not resource["managed"]:
-        return Verdict.SKIPPED_UNMANAGED, UNMANAGED_REASON
+        return Decision.of(_R.UNMANAGED, UNMANAGED_REASON)
     if resource["ping_status"] != "Online":
-        return Verdict.SKIPPED_OFFLINE, str(resource["skip_reason"]) or f"SSM Agent {resource['ping_status']}"
+        return Decision.of(_R.AGENT_OFFLINE, str(resource["skip_reason"]) or f"SSM Agent {resource['ping_status']}")
     if resource_id in scan_failures:
-        detail = scan_failures[resource_id]
-        return Verdict.SCAN_FAILED, f"scan command failed: {detail}" if detail else "scan command failed"
+        failure = scan_failures[resource_id]
+        detail = f"scan command failed: {failure.detail}" if failure.detail else "scan command failed"
+        return Decision.of(failure.reason_code, detail)
     if compliance is None:
-        return Verdict.NO_DATA, "managed and Online, but Patch Manager reported no patch state"
+        return Decision.of(_R.NO_PATCH_STATE, "managed and Online, but Patch Manager reported no patch state")
     if compliance["missing"] or compliance["failed"] or compliance["installed_pending_reboot"]:
         cves = {cve for patch in patches for cve in split_cve_ids(str(patch["cve_ids"]))}
-        return Verdict.NON_COMPLIANT, _non_compliant_reason(compliance, len(cves))
+        return Decision.of(_R.PATCHES_OUTSTANDING, _non_compliant_reason(compliance, len(cves)))
     last = iso_utc(compliance["operation_end_time"])
-    return Verdict.ALREADY_COMPLIANT, "no missing patches" + (
-        f" (last {compliance['operation']} {last})" if last else ""
+    return Decision.of(
+        _R.NO_MISSING_PATCHES, "no missing patches" + (f" (last {compliance['operation']} {last})" if last else "")
     )
 
 
-def _rds_verdict(resource: Mapping[str, Any], actions: list[Mapping[str, Any]]) -> tuple[Verdict, str]:
+def _rds_verdict(resource: Mapping[str, Any], actions: list[Mapping[str, Any]]) -> Decision:
     """MAINTENANCE_PENDING when the DB instance has pending actions, else ALREADY_COMPLIANT."""
     count = int(resource["pending_actions"])
     if not count:
-        return Verdict.ALREADY_COMPLIANT, "no pending maintenance actions"
+        return Decision.of(_R.NO_PENDING_MAINTENANCE, "no pending maintenance actions")
     names = sorted({str(action["patch_id"]) for action in actions})
     listed = f": {', '.join(names)}" if names else ""
-    return Verdict.MAINTENANCE_PENDING, _plural(count, "pending maintenance action") + listed
+    return Decision.of(_R.MAINTENANCE_PENDING, _plural(count, "pending maintenance action") + listed)
 
 
 def _require_scope(inventory: pd.DataFrame) -> None:
@@ -238,40 +329,34 @@ def _verdicts(inventory: pd.DataFrame, compliance: pd.DataFrame, plan: pd.DataFr
         )
         planned = plan_by_key.get(key, [])
         if resource["resource_type"] == "ec2":
-            verdict, reason = ec2_rule(resource, compliance_by_id.get(key[3]), planned)
+            decision = ec2_rule(resource, compliance_by_id.get(key[3]), planned)
         elif resource["resource_type"] == "rds":
-            verdict, reason = _rds_verdict(resource, planned)
+            decision = _rds_verdict(resource, planned)
         elif resource["resource_type"] == "s3":
-            verdict, reason = Verdict.AWS_MANAGED, "AWS-managed: patched by AWS, listed only"
+            decision = Decision.of(_R.AWS_MANAGED, "AWS-managed: patched by AWS, listed only")
         else:
             raise ValueError(f"unknown resource_type {resource['resource_type']!r} for {key[3]}")
         rows.append({column: resource[column] for column in VERDICT_COLUMNS if column in resource})
-        rows[-1].update(verdict=verdict.value, reason=reason)
+        rows[-1].update(verdict=decision.verdict.value, reason_code=decision.code.value, reason=decision.reason)
     return typed_frame(rows, VERDICT_COLUMNS)
-
-
-def _failures(scan_failures: Set[str] | Mapping[str, str]) -> dict[str, str]:
-    return dict(scan_failures) if isinstance(scan_failures, Mapping) else dict.fromkeys(scan_failures, "")
 
 
 def scan_verdicts(
     inventory: pd.DataFrame,
     compliance: pd.DataFrame,
     plan: pd.DataFrame,
-    scan_failures: Set[str] | Mapping[str, str],
+    scan_failures: Mapping[str, ScanFailure],
 ) -> pd.DataFrame:
     """Scan-mode verdicts (VERDICT_COLUMNS): one row per in-scope resource of the inventory.
 
     inventory: with `in_scope` (scope.apply_scope); compliance: plan.instance_compliance; plan:
-    patch_plan + rds_plan rows; scan_failures: instance ids whose scan command failed, or
-    {instance id: detail} (e.g. "exit code 1") to name how.
+    patch_plan + rds_plan rows; scan_failures: {instance id: ScanFailure} for the instances whose scan failed.
     """
-    failures = _failures(scan_failures)
     return _verdicts(
         inventory,
         compliance,
         plan,
-        lambda resource, state, planned: _ec2_verdict(resource, state, planned, failures),
+        lambda resource, state, planned: _ec2_verdict(resource, state, planned, scan_failures),
     )
 
 
@@ -279,55 +364,55 @@ def _listed(ids: list[str], limit: int = 10) -> str:
     return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
-def _install_verdict(outcome: Mapping[str, Any]) -> tuple[Verdict, str]:
+def _install_verdict(outcome: Mapping[str, Any]) -> Decision:
     """The verdict of one production instance from its install outcome."""
-    kind, detail = str(outcome["outcome"]), str(outcome["detail"])
-    if kind in _SKIPPED:
-        verdict, default = _SKIPPED[kind]
-        return verdict, detail or default
+    kind, detail, code = str(outcome["outcome"]), str(outcome["detail"]), str(outcome["reason_code"])
+    if kind in _SKIPPED_REASONS:
+        return Decision.of(ReasonCode(code), detail or _SKIPPED_REASONS[kind])
     if kind == Outcome.NOT_RUN:
-        return Verdict.FAILED, "install not attempted" + (f": {detail}" if detail else "")
+        return Decision.of(_R.NOT_ATTEMPTED, "install not attempted" + (f": {detail}" if detail else ""))
     if kind != Outcome.SENT:
         raise ValueError(f"unknown install outcome {kind!r} for {outcome['resource_id']}")
     status = str(outcome["invocation_status"])
     not_installed = [pid for pid in str(outcome["not_installed"]).split(";") if pid]
-    problems = []
-    if status != "Success" and detail:
-        problems.append(detail)
+    # Every problem is told, in this order; the first one is the code.
+    problems: list[tuple[ReasonCode, str]] = []
+    if status != "Success":
+        problems.append((ReasonCode(code) if code else _R.INSTALL_FAILED, detail))
     if not outcome["verified"]:
-        problems.append("patch state not read after the install")
+        problems.append((_R.NOT_VERIFIED, "patch state not read after the install"))
     if not_installed:
         count = _plural(len(not_installed), "planned patch", "planned patches")
-        problems.append(f"{count} not installed: {_listed(not_installed)}")
+        problems.append((_R.PATCHES_NOT_INSTALLED, f"{count} not installed: {_listed(not_installed)}"))
     if outcome.get("health_failure"):
-        problems.append(str(outcome["health_failure"]))
-    if status != "Success" or problems:
+        problems.append((_R.HEALTH_CHECK_FAILED, str(outcome["health_failure"])))
+    if problems:
         head = f"Install {status or 'status unknown'}" if status != "Success" else ""
-        return Verdict.FAILED, ": ".join(part for part in (head, "; ".join(problems)) if part)
+        told = "; ".join(text for _, text in problems if text)
+        return Decision.of(problems[0][0], ": ".join(part for part in (head, told) if part))
     installed, pending = int(outcome["installed"]), int(outcome["pending_reboot"])
     if pending:
-        return (
-            Verdict.PATCHED_PENDING_REBOOT,
+        return Decision.of(
+            _R.INSTALLED_PENDING_REBOOT,
             f"{_plural(installed + pending, 'patch', 'patches')} installed, {pending} pending reboot",
         )
-    return Verdict.PATCHED, f"{_plural(installed, 'planned patch', 'planned patches')} installed and verified"
+    return Decision.of(_R.INSTALLED, f"{_plural(installed, 'planned patch', 'planned patches')} installed and verified")
 
 
 def install_verdicts(
     inventory: pd.DataFrame,
     compliance: pd.DataFrame,
     plan: pd.DataFrame,
-    scan_failures: Set[str] | Mapping[str, str],
+    scan_failures: Mapping[str, ScanFailure],
     outcomes: pd.DataFrame,
 ) -> pd.DataFrame:
     """Install-mode verdicts (VERDICT_COLUMNS): one row per in-scope resource of the inventory.
 
     An EC2 instance with an install outcome (OUTCOME_COLUMNS) gets its verdict from it; any other keeps
-    its scan-mode verdict, except that outstanding patches without an outcome are FAILED, so an
+    its scan-mode verdict, except that outstanding patches without an outcome are FAILED (NO_OUTCOME), so an
     instance the install left out is never silent. RDS and S3 are as in scan mode. ValueError when an
     outcome names an instance that is not an in-scope EC2 instance.
     """
-    failures = _failures(scan_failures)
     by_key = {
         (str(row["account_id"]), str(row["region"]), str(row["resource_id"])): row
         for row in outcomes.to_dict("records")
@@ -341,14 +426,14 @@ def install_verdicts(
 
     def ec2_rule(
         resource: Mapping[str, Any], state: Mapping[str, Any] | None, planned: list[Mapping[str, Any]]
-    ) -> tuple[Verdict, str]:
+    ) -> Decision:
         outcome = by_key.get((str(resource["account_id"]), str(resource["region"]), str(resource["resource_id"])))
         if outcome is not None:
             return _install_verdict(outcome)
-        verdict, reason = _ec2_verdict(resource, state, planned, failures)
-        if verdict == Verdict.NON_COMPLIANT:
-            return Verdict.FAILED, f"no install outcome recorded ({reason})"
-        return verdict, reason
+        decision = _ec2_verdict(resource, state, planned, scan_failures)
+        if decision.verdict == Verdict.NON_COMPLIANT:
+            return Decision.of(_R.NO_OUTCOME, f"no install outcome recorded ({decision.reason})")
+        return decision
 
     return _verdicts(inventory, compliance, plan, ec2_rule)
 
@@ -371,6 +456,15 @@ def accounting_problems(inventory: pd.DataFrame, verdicts: pd.DataFrame) -> list
     unknown = sorted(set(verdicts["verdict"]) - {verdict.value for verdict in Verdict})
     if unknown:
         problems.append(f"unknown verdict(s): {unknown}")
+    mismatched = sorted(
+        {
+            f"{verdict}/{code}"
+            for verdict, code in zip(verdicts["verdict"], verdicts["reason_code"], strict=True)
+            if code not in REASON_CODES or REASON_CODES[ReasonCode(code)][0] != verdict
+        }
+    )
+    if mismatched:
+        problems.append(f"reason code(s) that do not go with their verdict: {mismatched}")
     return problems
 
 

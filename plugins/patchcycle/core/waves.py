@@ -13,14 +13,17 @@ sizes leave no such plan, plan_waves says so rather than break the rule.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 
 import pandas as pd
 
-from patchcycle.core.inventory import typed_frame
+from patchcycle.core.frames import typed_frame
+from patchcycle.core.invocations import UNFINISHED, invocation_error, plugin_output
+from patchcycle.core.quantities import CountOrPercent
+from patchcycle.core.verdicts import ReasonCode
 
 WAVE_PLAN_COLUMNS: Final[Mapping[str, str]] = {
     "account_id": "str",
@@ -32,7 +35,38 @@ WAVE_PLAN_COLUMNS: Final[Mapping[str, str]] = {
     "wave": "int64",  # 1 = canary
 }
 
-_SHARE = re.compile(r"^\s*(\d+)\s*(%?)\s*$")
+# One row per instance a wave sent the install to (waves/wave_N.results).
+WAVE_RESULT_COLUMNS: Final[Mapping[str, str]] = {
+    "account_id": "str",
+    "region": "str",
+    "resource_id": "str",
+    "wave": "int64",
+    "command_id": "str",
+    "status": "str",  # the SSM invocation status: Success, Failed, TimedOut, Cancelled, ... or NoInvocation
+    "reason_code": "str",  # INSTALL_FAILED or INSTALL_TIMEOUT when the install did not succeed; "" when it did
+    "detail": "str",  # StatusDetails and the output's tail, for a failure
+    "health_failure": "str",  # the canary's health check, when it failed after a good install ("" otherwise)
+    "ok": "bool",
+}
+CANARY: Final = 1  # the wave whose instances also run the health checks (include/healthchecks), as staging did
+
+
+@dataclass(frozen=True, kw_only=True)
+class WaveRecord:
+    """One production wave: its size, and once it ended its outcome against the halt threshold."""
+
+    wave: int
+    instances: int
+    started_at: str
+    status: str = "running"  # running, done or halted
+    sent: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    threshold: str = ""
+    allowed_failures: int = 0
+    halted: bool = False
+    finished_at: str = ""
+
 
 # A group an instance belongs to: ("group", account, region, patch group) or ("az", account, zone).
 Part = tuple[str, ...]
@@ -40,18 +74,7 @@ Part = tuple[str, ...]
 Cell = tuple[Part, Part]
 
 
-def parse_share(name: str, spec: str) -> tuple[int, bool]:
-    """A count "3" -> (3, False) or a percentage "5%" -> (5, True); ValueError naming `name`."""
-    match = _SHARE.match(spec) if isinstance(spec, str) else None
-    if match is None:
-        raise ValueError(f"{name}: must be a count like '3' or a percentage like '5%', got {spec!r}")
-    value, percent = int(match.group(1)), match.group(2) == "%"
-    if percent and value > 100:
-        raise ValueError(f"{name}: a percentage is at most 100%, got {spec!r}")
-    return value, percent
-
-
-def _wave_sizes(total: int, canary: str, wave_percentages: Sequence[int], max_waves: int) -> list[int]:
+def _wave_sizes(total: int, canary: CountOrPercent, wave_percentages: Sequence[int], max_waves: int) -> list[int]:
     """Instances per wave, canary first; zero-sized waves dropped."""
     if max_waves < 1:
         raise ValueError(f"max_waves: must be at least 1, got {max_waves}")
@@ -66,10 +89,9 @@ def _wave_sizes(total: int, canary: str, wave_percentages: Sequence[int], max_wa
         raise ValueError(
             f"wave_percentages: must add up to 100, got {list(wave_percentages)} ({sum(wave_percentages)})"
         )
-    value, percent = parse_share("canary", canary)
-    if not percent and value < 1:
-        raise ValueError(f"canary: must be at least 1 instance, got {canary!r}")
-    size = max(1, math.ceil(value * total / 100)) if percent else value
+    if canary.value < 1:
+        raise ValueError(f"canary: must be at least 1 instance or 1%, got {canary}")
+    size = max(1, canary.of(total, round_up=True))
     # The canary never takes everything: something must be left to hold back if it fails.
     canary_size = min(size, total - 1) if total >= 2 else total
     rest = total - canary_size
@@ -259,7 +281,9 @@ def _violations(plan: pd.DataFrame) -> list[str]:
     return found
 
 
-def plan_waves(production: pd.DataFrame, canary: str, wave_percentages: Sequence[int], max_waves: int) -> pd.DataFrame:
+def plan_waves(
+    production: pd.DataFrame, canary: CountOrPercent, wave_percentages: Sequence[int], max_waves: int
+) -> pd.DataFrame:
     """Each production instance's wave (WAVE_PLAN_COLUMNS), sorted by wave, account, region, id.
 
     Wave 1 is the canary: `canary` instances, or that percentage of all (rounded up, at least 1, never
@@ -292,11 +316,54 @@ def plan_waves(production: pd.DataFrame, canary: str, wave_percentages: Sequence
     return plan
 
 
-def halt_decision(wave_size: int, failures: int, threshold: str) -> tuple[bool, int]:
+def halt_decision(wave_size: int, failures: int, threshold: CountOrPercent) -> tuple[bool, int]:
     """(halt?, failures allowed) after a wave: halt when more instances failed than `threshold` allows.
 
-    threshold: a count ("2") or a percentage of the wave ("10%", rounded down).
+    threshold: a count (2) or a percentage of the wave (10%, rounded down).
     """
-    value, percent = parse_share("halt_threshold", threshold)
-    allowed = value * wave_size // 100 if percent else value
+    allowed = threshold.of(wave_size, round_up=False)
     return failures > allowed, allowed
+
+
+def wave_result(
+    where: tuple[str, str],
+    instance_id: str,
+    wave: int,
+    command_id: str,
+    invocation: Mapping[str, Any] | None,
+    cancelled: bool,
+    timeout_minutes: float,
+) -> dict[str, Any]:
+    """One WAVE_RESULT_COLUMNS row: how the install went on an instance (where: its account and region).
+
+    cancelled: its command was still running at the time limit and was cancelled (INSTALL_TIMEOUT).
+    """
+    code = ReasonCode.INSTALL_FAILED
+    if invocation is None:
+        status, detail = "NoInvocation", "Systems Manager reported no invocation for this instance"
+    else:
+        status = str(invocation["Status"])
+        error = invocation_error(plugin_output(invocation)[1])
+        detail = str(invocation.get("StatusDetails", "")) + (f": {error}" if status != "Success" and error else "")
+    if cancelled and status in UNFINISHED:
+        code, detail = ReasonCode.INSTALL_TIMEOUT, f"did not finish within {timeout_minutes:g} minutes (cancelled)"
+    return {
+        "account_id": where[0],
+        "region": where[1],
+        "resource_id": instance_id,
+        "wave": wave,
+        "command_id": command_id,
+        "status": status,
+        "reason_code": "" if status == "Success" else code.value,
+        "detail": detail,
+        "health_failure": "",
+        "ok": status == "Success",
+    }
+
+
+def health_failure(invocation: Mapping[str, Any]) -> str:
+    """Why a health check that did not succeed failed, for people."""
+    code, output = plugin_output(invocation)
+    return f"health check {invocation['Status']} (exit {code}) after the install: {invocation_error(output)}".strip(
+        ": "
+    )

@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowSkipException
 
-from patchcycle.artifacts import ArtifactStore
-from patchcycle.config import InstallSettings
-from patchcycle.core.inventory import typed_frame
+from patchcycle.config import CycleConfig
+from patchcycle.core.frames import concat_frames
+from patchcycle.core.outcomes import APPROVE, REJECT, ApprovalRecord
 from patchcycle.core.staging import STAGING_RESULT_COLUMNS, approval_body, staging_summary
-from patchcycle.operators.match_tables import read_frame, read_json, targets_of
+from patchcycle.operators.base import RunTask
+from patchcycle.run_artifacts import (
+    APPROVAL_DECISION,
+    APPROVAL_REQUEST,
+    REPORT_HTML,
+    STACK,
+    STAGING_RESULTS,
+    WAVE_PLAN,
+    RunArtifacts,
+)
+from patchcycle.run_records import ApprovalRequest, StackRecord
 
-STAGE = "approval"
 POLICY_USER = {"id": "patchcycle-policy", "name": "approval policy: auto"}
 
 
-class PatchApprovalOperator(ApprovalOperator):
+class PatchApprovalOperator(ApprovalOperator, RunTask[CycleConfig]):
     """Asks a person to approve production (approval_mode manual) or applies the auto policy.
 
     The body summarises staging: instances, patches, pass/fail and each failure's reason. The auto
@@ -30,36 +39,19 @@ class PatchApprovalOperator(ApprovalOperator):
     when, is written to the run's artifacts for the report.
     """
 
-    template_fields: Sequence[str] = (
-        *ApprovalOperator.template_fields,
-        "targets",
-        "settings",
-        "artifact_root",
-        "artifact_conn_id",
-    )
+    config_class = CycleConfig
+    template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "config")
 
-    def __init__(
-        self,
-        *,
-        targets: Any,
-        settings: Any,
-        artifact_root: str,
-        artifact_conn_id: str = "aws_default",
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, config: Any, **kwargs: Any) -> None:
         kwargs.setdefault("subject", "Patch cycle {{ run_id }}: roll the staged patches out to production?")
-        super().__init__(defaults=[ApprovalOperator.REJECT], **kwargs)
-        self.targets = targets
-        self.settings = settings
-        self.artifact_root = artifact_root
-        self.artifact_conn_id = artifact_conn_id
+        super().__init__(defaults=[REJECT], **kwargs)
+        self.config = config
 
     def execute(self, context: Context) -> Any:
-        settings = InstallSettings.from_dict(self.settings)
-        store = ArtifactStore(self.artifact_root, context["dag"].dag_id, context["run_id"], self.artifact_conn_id)
-        summary, stacks = self._staging(store)
-        waves = read_frame(store, "install", "waves.parquet")
-        wave_sizes = (
+        artifacts, config = self.artifacts(context), self.settings()
+        summary, stacks = self._staging(artifacts, config)
+        waves = artifacts.find(WAVE_PLAN)
+        sizes = (
             [{"wave": int(w), "instances": int(n)} for w, n in waves.groupby("wave").size().items()]
             if waves is not None
             else []
@@ -69,18 +61,17 @@ class PatchApprovalOperator(ApprovalOperator):
             raise AirflowSkipException("nothing to roll out: no in-scope instance needs patches")
         self.body = approval_body(
             summary,
-            stacks,
-            wave_sizes,
-            settings.halt_threshold,
-            store.uri("report", "report.html"),
-            store.uri("staging", ""),
+            [asdict(stack) for stack in stacks],
+            sizes,
+            str(config.install.halt_threshold),
+            artifacts.uri(REPORT_HTML),
+            artifacts.stage_uri(STAGING_RESULTS),
         )
-        passed = summary["failed"] == 0 and all(s.get("created") or s.get("status") == "NOT_NEEDED" for s in stacks)
-        store.write_json(
-            STAGE, "request.json", {"mode": settings.approval_mode, "staging_passed": passed, "body": self.body}
-        )
-        if settings.approval_mode == "auto":
-            decision = ApprovalOperator.APPROVE if passed else ApprovalOperator.REJECT
+        passed = summary["failed"] == 0 and all(s.created or s.status == "NOT_NEEDED" for s in stacks)
+        mode = config.install.approval_mode
+        artifacts.write(APPROVAL_REQUEST, ApprovalRequest(mode=mode, staging_passed=passed, body=self.body))
+        if mode == "auto":
+            decision = APPROVE if passed else REJECT
             self.log.info("approval_mode auto: %s (staging %s)", decision, "passed" if passed else "failed")
             event = {
                 "chosen_options": [decision],
@@ -90,39 +81,36 @@ class PatchApprovalOperator(ApprovalOperator):
                 "timedout": False,
             }
             return self.execute_complete(context, event)
-        self.response_timeout = timedelta(hours=settings.approval_timeout_hours)
+        self.response_timeout = config.install.approval_timeout
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        store = ArtifactStore(self.artifact_root, context["dag"].dag_id, context["run_id"], self.artifact_conn_id)
-        request = read_json(store, STAGE, "request.json") or {}
+        artifacts = self.artifacts(context)
+        request = artifacts.find(APPROVAL_REQUEST)
         user = event.get("responded_by_user") or {}
         responded_at = event.get("responded_at")
         timed_out = bool(event.get("timedout")) or not user
-        decision = (event.get("chosen_options") or [ApprovalOperator.REJECT])[0]
-        store.write_json(
-            STAGE,
-            "decision.json",
-            {
-                "mode": request.get("mode", ""),
-                "decision": decision,
-                "by": "" if timed_out else str(user.get("name") or user.get("id") or ""),
-                "at": responded_at.isoformat() if isinstance(responded_at, datetime) else str(responded_at or ""),
-                "timed_out": timed_out,
-                "staging_passed": bool(request.get("staging_passed")),
-            },
+        artifacts.write(
+            APPROVAL_DECISION,
+            ApprovalRecord(
+                decision=(event.get("chosen_options") or [REJECT])[0],
+                mode=request.mode if request else "",
+                by="" if timed_out else str(user.get("name") or user.get("id") or ""),
+                at=responded_at.isoformat() if isinstance(responded_at, datetime) else str(responded_at or ""),
+                timed_out=timed_out,
+                staging_passed=bool(request and request.staging_passed),
+            ),
         )
         return super().execute_complete(context, event)
 
-    def _staging(self, store: ArtifactStore) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def _staging(self, artifacts: RunArtifacts, config: CycleConfig) -> tuple[dict[str, Any], list[StackRecord]]:
         frames, stacks = [], []
-        for target in targets_of(self.targets):
-            stack = read_json(store, "staging", f"{target.key}.stack.json")
+        for target in config.targets:
+            stack = artifacts.find(STACK, target=target)
             stacks.append(
-                stack or {"stack_name": "", "region": target.region_name, "created": False, "error": "not created"}
+                stack or StackRecord(stack_name="", account_id="", region=target.region_name, error="not created")
             )
-            results = read_frame(store, "staging", f"{target.key}.results.parquet")
+            results = artifacts.find(STAGING_RESULTS, target=target)
             if results is not None:
                 frames.append(results)
-        results = pd.concat(frames, ignore_index=True) if frames else typed_frame([], STAGING_RESULT_COLUMNS)
-        return staging_summary(results), stacks
+        return staging_summary(concat_frames(frames, STAGING_RESULT_COLUMNS)), stacks

@@ -1,21 +1,20 @@
-"""AWS Config: confirm each instance's patch compliance with the managed rule, after verify (scan and install mode)."""
+"""AWS Config: confirm each instance's patch compliance with the managed rule (both DAGs, both modes)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
+import pandas as pd
 from airflow.sdk import Context
 
-from patchcycle.artifacts import ArtifactStore
+from patchcycle.config import RunConfig
 from patchcycle.core.config_compliance import (
-    DEFAULT_RULE_NAME,
     PATCH_RULE_IDENTIFIER,
     QUERYABLE_COMPLIANCE_TYPES,
     EvaluationTimes,
     RecorderState,
-    check_rule_name,
     choose_patch_rule,
     compliance_counts,
     compliance_table,
@@ -24,98 +23,83 @@ from patchcycle.core.config_compliance import (
     patch_rule_definition,
     recorder_state,
 )
-from patchcycle.core.inventory import iso_utc
+from patchcycle.core.timestamps import iso_utc
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.config_rules import ConfigRulesHook
-from patchcycle.operators.base import PatchCycleOperator
-from patchcycle.operators.match_tables import read_frame
+from patchcycle.operators.base import DEFER_MARGIN, TargetOperator
+from patchcycle.run_artifacts import CONFIG_COMPLIANCE, CONFIG_SUMMARY, INVENTORY, RunArtifacts, Step
+from patchcycle.run_records import ConfigEvaluation, ConfigRuleRef, ConfigSummary
 from patchcycle.triggers.config_evaluation import ConfigEvaluationTrigger
 
-STAGE = "config"
 EVALUATED = "evaluated"
 NOT_EVALUATED = "not_evaluated"
-# The trigger's deadline bounds the wait; the task's own timeout leaves it room to report.
-DEFER_MARGIN = timedelta(minutes=10)
+# How long Config may take to evaluate the rule; past it the task fails (and retries).
+EVALUATION_TIMEOUT = timedelta(minutes=15)
 
 
-class ConfigComplianceOperator(PatchCycleOperator):
-    """Finds (or creates) the EC2_MANAGEDINSTANCE_PATCH_COMPLIANCE_STATUS_CHECK rule, has Config evaluate it now,
-    waits (in the triggerer: ConfigEvaluationTrigger) for that evaluation within `evaluation_timeout_minutes`,
-    and writes each instance's compliance.
+class ConfigComplianceOperator(TargetOperator[ConfigRulesHook, RunConfig]):
+    """Finds (or creates) the EC2_MANAGEDINSTANCE_PATCH_COMPLIANCE_STATUS_CHECK rule named by the run's
+    config_rule_name, has Config evaluate it now, waits (in the triggerer: ConfigEvaluationTrigger) for that
+    evaluation within `evaluation_timeout`, and writes each instance's compliance.
 
     Where no configuration recorder records AWS::SSM::PatchCompliance, Config cannot evaluate: the stage
     records that (status not_evaluated, with the reason) and succeeds, creating nothing.
     """
 
-    template_fields: Sequence[str] = (
-        *PatchCycleOperator.template_fields,
-        "rule_name",
-        "evaluation_timeout_minutes",
-        "poll_seconds",
-    )
+    aws_hook_class = ConfigRulesHook
+    config_class = RunConfig
 
-    def __init__(
-        self,
-        *,
-        rule_name: str = DEFAULT_RULE_NAME,
-        evaluation_timeout_minutes: float | str = 15,
-        poll_seconds: float | str = 15,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, evaluation_timeout: timedelta = EVALUATION_TIMEOUT, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.rule_name = rule_name
-        self.evaluation_timeout_minutes = evaluation_timeout_minutes
-        self.poll_seconds = poll_seconds
+        self.evaluation_timeout = evaluation_timeout
 
     def execute(self, context: Context) -> dict[str, Any]:
-        store = self.store(context)
-        with self.recording_failure(store, STAGE):
-            rule_name = check_rule_name(str(self.rule_name))
-            hook = ConfigRulesHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
-            if not self.account_id:
-                with aws_call("sts:GetCallerIdentity", "(unknown)", self.region_name):
-                    self.account_id = hook.account_id
-            with aws_call("config:DescribeConfigurationRecorders", self.account_id, self.region_name):
-                recorders = hook.configuration_recorders()
-            with aws_call("config:DescribeConfigurationRecorderStatus", self.account_id, self.region_name):
-                statuses = hook.recorder_statuses()
+        artifacts = self.artifacts(context)
+        with self.recording_failure(artifacts, Step.CONFIG):
+            account, region = self.account_or_caller(artifacts), str(self.region_name)
+            with aws_call("config:DescribeConfigurationRecorders", account, region):
+                recorders = self.hook.configuration_recorders()
+            with aws_call("config:DescribeConfigurationRecorderStatus", account, region):
+                statuses = self.hook.recorder_statuses()
             recorder = recorder_state(recorders, statuses)
             if recorder.problem:
-                return self._not_evaluated(store, recorder)
-            return self._evaluate(store, hook, rule_name, recorder)
+                return self._not_evaluated(artifacts, recorder)
+            self._evaluate(self.settings().config_rule_name, recorder, account)
 
-    def _not_evaluated(self, store: ArtifactStore, recorder: RecorderState) -> dict[str, Any]:
+    def _not_evaluated(self, artifacts: RunArtifacts, recorder: RecorderState) -> dict[str, Any]:
         message = f"AWS Config cannot evaluate patch compliance: {recorder.problem}"
-        self.log.warning("%s (account %s, region %s)", message, self.account_id, self.region_name)
+        self.log.warning("%s (account %s, region %s)", message, self._account_id, self.region_name)
         table = empty_compliance_table()
-        self._write(
-            store, table, status=NOT_EVALUATED, message=message, recorder=recorder.as_dict(), rule=None, evaluation=None
-        )
+        self._write(artifacts, table, NOT_EVALUATED, message, recorder.as_dict(), None, None)
         return {**self._summary(NOT_EVALUATED, table, rule_created=False), "message": message}
 
-    def _evaluate(
-        self, store: ArtifactStore, hook: ConfigRulesHook, rule_name: str, recorder: RecorderState
-    ) -> dict[str, Any]:
+    def _evaluate(self, rule_name: str, recorder: RecorderState, account: str) -> NoReturn:
         """Find or create the rule, then wait in the triggerer for an evaluation invoked now (ConfigEvaluationTrigger:
         a new rule's first one, or one it starts once any evaluation already running has finished)."""
-        account, region = self.account_id, self.region_name
-        wait = timedelta(minutes=float(self.evaluation_timeout_minutes))
-        deadline = datetime.now(UTC) + wait
+        region = str(self.region_name)
+        deadline = datetime.now(UTC) + self.evaluation_timeout
         with aws_call("config:DescribeConfigRules", account, region):
-            rule = choose_patch_rule(hook.config_rules(), rule_name)
+            rule = choose_patch_rule(self.hook.config_rules(), rule_name)
         created = rule is None
         if rule is None:
             with aws_call("config:PutConfigRule", account, region):
-                hook.put_config_rule(patch_rule_definition(rule_name))
+                self.hook.put_config_rule(patch_rule_definition(rule_name))
             with aws_call("config:DescribeConfigRules", account, region):
-                rule = choose_patch_rule(hook.config_rules(), rule_name)
+                rule = choose_patch_rule(self.hook.config_rules(), rule_name)
             if rule is None:
                 raise LookupError(f"config rule {rule_name} was created but DescribeConfigRules does not list it")
             self.log.info("Created config rule %s (%s) in %s", rule_name, PATCH_RULE_IDENTIFIER, region)
         name = str(rule["ConfigRuleName"])
         with aws_call("config:DescribeConfigRuleEvaluationStatus", account, region):
-            before = EvaluationTimes.of(hook.evaluation_status(name))
-        self.log.info("Waiting up to %s for Config to evaluate %s in %s", wait, name, region)
+            before = EvaluationTimes.of(self.hook.evaluation_status(name))
+        self.log.info("Waiting up to %s for Config to evaluate %s in %s", self.evaluation_timeout, name, region)
+        reference = ConfigRuleRef(
+            name=name,
+            arn=str(rule.get("ConfigRuleArn", "")),
+            id=str(rule.get("ConfigRuleId", "")),
+            created=created,
+            found=not created,
+        )
         self.defer(
             trigger=ConfigEvaluationTrigger(
                 aws_conn_id=self.aws_conn_id,
@@ -125,87 +109,68 @@ class ConfigComplianceOperator(PatchCycleOperator):
                 before_invoked=iso_utc(before.invoked) or None,
                 before_evaluated=iso_utc(before.evaluated) or None,
                 deadline=iso_utc(deadline),
-                poll_seconds=float(self.poll_seconds),
-                resume={
-                    "account_id": account,
-                    "recorder": recorder.as_dict(),
-                    "rule": {
-                        "name": name,
-                        "arn": str(rule.get("ConfigRuleArn", "")),
-                        "id": str(rule.get("ConfigRuleId", "")),
-                        "created": created,
-                        "found": not created,
-                    },
-                },
+                poll_seconds=self.settings().poll_seconds,
+                # What the resumed task needs, carried through the trigger's event.
+                resume={"account_id": account, "recorder": recorder.as_dict(), "rule": asdict(reference)},
+                verify=self.verify,
+                botocore_config=self.botocore_config,
             ),
             method_name="execute_complete",
-            timeout=wait + DEFER_MARGIN,
+            timeout=self.evaluation_timeout + DEFER_MARGIN,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         resume = event["resume"]  # what execute() knew, carried through the trigger
-        recorder, rule = resume["recorder"], resume["rule"]
-        self.account_id = resume["account_id"]  # found in execute() when not configured; the task starts afresh
-        store = self.store(context)
-        with self.recording_failure(store, STAGE):
-            account, region, name = self.account_id, self.region_name, str(rule["name"])
+        rule = ConfigRuleRef(**resume["rule"])
+        self._account_id = resume["account_id"]  # found in execute() when unknown; the task starts afresh
+        artifacts = self.artifacts(context)
+        with self.recording_failure(artifacts, Step.CONFIG):
+            account, region = self._account_id, str(self.region_name)
             if event.get("status") != EVALUATED:
                 # Retryable: Config may just be slow; a task retry starts over.
                 raise TimeoutError(
-                    f"config rule {name} was not evaluated within {float(self.evaluation_timeout_minutes):g} "
-                    f"minutes in account {account}, region {region}"
+                    f"config rule {rule.name} was not evaluated within "
+                    f"{self.evaluation_timeout.total_seconds() / 60:g} minutes in account {account}, region {region}"
                 )
-            hook = ConfigRulesHook(aws_conn_id=self.aws_conn_id, region_name=region)
             with aws_call("config:GetComplianceDetailsByConfigRule", account, region):
-                results = hook.compliance_details(name, QUERYABLE_COMPLIANCE_TYPES)
-            expected = expected_instances(read_frame(store, "inventory", f"{self.target.key}.parquet"))
+                results = self.hook.compliance_details(rule.name, QUERYABLE_COMPLIANCE_TYPES)
+            expected = expected_instances(artifacts.find(INVENTORY, target=self.target))
             table = compliance_table(results, account, region, expected)
-            self._write(
-                store,
-                table,
-                status=EVALUATED,
-                message="",
-                recorder=recorder,
-                rule=rule,
-                evaluation={
-                    "requested": not rule["created"],
-                    "invoked_at": str(event.get("invoked_at", "")),
-                    "evaluated_at": str(event.get("evaluated_at", "")),
-                },
+            evaluation = ConfigEvaluation(
+                requested=not rule.created,
+                invoked_at=str(event.get("invoked_at", "")),
+                evaluated_at=str(event.get("evaluated_at", "")),
             )
-            summary = self._summary(EVALUATED, table, rule_created=bool(rule["created"]))
-            self.log.info("Config %s in %s: %s", name, region, summary)
-            return {**summary, "rule_name": name}
+            self._write(artifacts, table, EVALUATED, "", resume["recorder"], rule, evaluation)
+            summary = self._summary(EVALUATED, table, rule_created=rule.created)
+            self.log.info("Config %s in %s: %s", rule.name, region, summary)
+            return {**summary, "rule_name": rule.name}
 
     def _write(
         self,
-        store: ArtifactStore,
-        table: Any,
-        *,
+        artifacts: RunArtifacts,
+        table: pd.DataFrame,
         status: str,
         message: str,
         recorder: dict[str, Any],
-        rule: dict[str, Any] | None,
-        evaluation: dict[str, Any] | None,
+        rule: ConfigRuleRef | None,
+        evaluation: ConfigEvaluation | None,
     ) -> None:
-        store.write_frame(STAGE, f"{self.target.key}.compliance", table)
-        store.write_json(
-            STAGE,
-            f"{self.target.key}.json",
-            {
-                **self.target.as_kwargs(),
-                "account_id": self.account_id,
-                "status": status,
-                "message": message,
-                "recorder": recorder,
-                "rule": rule,
-                "evaluation": evaluation,
-                "counts": compliance_counts(table),
-                "instances": len(table),
-            },
+        artifacts.write(CONFIG_COMPLIANCE, table, target=self.target)
+        summary = ConfigSummary(
+            **self.target.as_kwargs(),
+            account_id=self._account_id,
+            status=status,
+            message=message,
+            recorder=recorder,
+            rule=rule,
+            evaluation=evaluation,
+            counts=compliance_counts(table),
+            instances=len(table),
         )
+        artifacts.write(CONFIG_SUMMARY, summary, target=self.target)
 
-    def _summary(self, status: str, table: Any, *, rule_created: bool) -> dict[str, Any]:
+    def _summary(self, status: str, table: pd.DataFrame, *, rule_created: bool) -> dict[str, Any]:
         counts = compliance_counts(table)
         return {
             **self.target.as_kwargs(),

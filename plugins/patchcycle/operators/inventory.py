@@ -2,52 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from airflow.sdk import Context
 
+from patchcycle.config import CycleConfig
 from patchcycle.core import inventory as inv
 from patchcycle.core.plan import rds_plan
-from patchcycle.core.scope import Scope, apply_scope
+from patchcycle.core.scope import apply_scope
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.inventory import Ec2InventoryHook, RdsInventoryHook, S3InventoryHook
 from patchcycle.hooks.patch_manager import PatchManagerHook
-from patchcycle.operators.base import PatchCycleOperator
+from patchcycle.operators.base import TargetOperator
+from patchcycle.run_artifacts import INVENTORY, INVENTORY_SUMMARY, RDS_PLAN, Step
+from patchcycle.run_records import InventorySummary
 
-STAGE = "inventory"
 
-
-class InventoryOperator(PatchCycleOperator):
-    """Reads EC2 (+ SSM managed-instance data), RDS (+ pending maintenance) and S3, applies the scope,
+class InventoryOperator(TargetOperator[Ec2InventoryHook, CycleConfig]):
+    """Reads EC2 (+ SSM managed-instance data), RDS (+ pending maintenance) and S3, applies the run's scope,
     and writes the inventory table; returns counts only."""
 
-    template_fields: Sequence[str] = (*PatchCycleOperator.template_fields, "scope")
-
-    def __init__(self, *, scope: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.scope = scope or {}
+    aws_hook_class = Ec2InventoryHook
+    config_class = CycleConfig
 
     def execute(self, context: Context) -> dict[str, Any]:
-        store = self.store(context)
-        with self.recording_failure(store, STAGE):
-            scope = Scope.from_params(self.scope)
-            hook_args: dict[str, Any] = {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name}
-            region = self.region_name
-            ssm = PatchManagerHook(**hook_args)
+        artifacts = self.artifacts(context)
+        with self.recording_failure(artifacts, Step.INVENTORY):
+            region = str(self.region_name)
+            ssm = self.hook_for(PatchManagerHook)
             with aws_call("sts:GetCallerIdentity", "(this connection)", region):
                 account = ssm.account_id
             with aws_call("ec2:DescribeInstances", account, region):
-                instances = Ec2InventoryHook(**hook_args).instances()
+                instances = self.hook.instances()
             with aws_call("ssm:DescribeInstanceInformation", account, region):
                 managed = ssm.managed_instances()
-            rds = RdsInventoryHook(**hook_args)
+            rds = self.hook_for(RdsInventoryHook)
             with aws_call("rds:DescribeDBInstances", account, region):
                 databases = rds.db_instances()
             with aws_call("rds:DescribePendingMaintenanceActions", account, region):
                 pending = rds.pending_maintenance_actions()
             with aws_call("s3:ListBuckets", account, region):
-                buckets = S3InventoryHook(**hook_args).buckets_in_region(region)
+                buckets = self.hook_for(S3InventoryHook).buckets_in_region(region)
 
             table = inv.combine(
                 [
@@ -56,18 +52,17 @@ class InventoryOperator(PatchCycleOperator):
                     inv.s3_rows(account, region, buckets),
                 ]
             )
-            table = apply_scope(table, scope)
-            key = self.target.key
-            store.write_frame(STAGE, key, table)
-            store.write_frame(STAGE, f"{key}.rds_plan", rds_plan(pending))
-            summary = {
+            table = apply_scope(table, self.settings().scope)
+            artifacts.write(INVENTORY, table, target=self.target)
+            artifacts.write(RDS_PLAN, rds_plan(pending), target=self.target)
+            summary = InventorySummary(
                 **self.target.as_kwargs(),
-                "account_id": account,
-                "resources": len(table),
-                "in_scope": int(table["in_scope"].sum()),
-                "by_type": {str(k): int(v) for k, v in table["resource_type"].value_counts().items()},
-                "patchable_in_scope": int((table["in_scope"] & table["patchable"]).sum()),
-            }
-            store.write_json(STAGE, f"{key}.summary.json", summary)
-            self.log.info("Inventory of %s: %s", key, summary)
-            return summary
+                account_id=account,
+                resources=len(table),
+                in_scope=int(table["in_scope"].sum()),
+                by_type={str(k): int(v) for k, v in table["resource_type"].value_counts().items()},
+                patchable_in_scope=int((table["in_scope"] & table["patchable"]).sum()),
+            )
+            artifacts.write(INVENTORY_SUMMARY, summary, target=self.target)
+            self.log.info("Inventory of %s: %s", self.target.key, summary)
+            return asdict(summary)

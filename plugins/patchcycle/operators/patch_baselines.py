@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from patchcycle.baseline_files import load_baseline_files, parse_baselines
-from patchcycle.config import Target, parse_targets
+from patchcycle.config import BaselinesConfig, Target
 from patchcycle.core.baselines.diff import BaselineDiff
 from patchcycle.core.baselines.model import (
     BaselineConfigError,
@@ -25,115 +26,79 @@ from patchcycle.hooks.patch_baselines import PatchBaselineHook
 
 
 class BaselineParamsOperator(BaseOperator):
-    """Validates the run's params and every baseline file before any AWS call.
+    """Validates the run's params (BaselinesConfig) and every baseline file before any AWS call.
 
-    Returns the (connection, region) targets to fan out over; pushes `baselines` ({file: document}, the
-    validated baselines for every target to apply alike), `dry_run` and `prune` as XCom keys.
+    Returns the (connection, region) targets to fan out over; pushes `config` (the validated settings) and
+    `baselines` ({file: document}, the validated baselines, so every target applies the same ones).
     """
 
-    def __init__(self, *, relative_to: str = "", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.relative_to = relative_to  # a relative baselines_dir is resolved against this directory
-
     def execute(self, context: Context) -> list[dict[str, str]]:
-        params = context["params"]
         try:
-            targets = parse_targets(params.get("targets"))
-            dry_run = _flag(params, "dry_run", True)
-            prune = _flag(params, "prune", False)
-            directory = self.baselines_dir(params.get("baselines_dir"))
+            config = BaselinesConfig.from_params(context["params"])
         except ValueError as error:
             raise AirflowFailException(f"invalid params: {error}") from error
         try:
-            specs = load_baseline_files(directory)
+            specs = load_baseline_files(config.directory)
         except BaselineConfigError as error:
             raise AirflowFailException(f"invalid baseline file: {error}") from error
         self.log.info(
             "%d baselines in %s for %d (connection, region) targets%s%s",
             len(specs),
-            directory,
-            len(targets),
-            " (dry run: nothing will change)" if dry_run else "",
-            " (prune: managed baselines not in the files will be deleted)" if prune else "",
+            config.directory,
+            len(config.targets),
+            " (dry run: nothing will change)" if config.dry_run else "",
+            " (prune: managed baselines not in the files will be deleted)" if config.prune else "",
         )
         ti = context["ti"]
+        ti.xcom_push(key="config", value=config.as_params())
         ti.xcom_push(key="baselines", value={spec.source: spec.as_document() for spec in specs})
-        ti.xcom_push(key="dry_run", value=dry_run)
-        ti.xcom_push(key="prune", value=prune)
-        return [target.as_kwargs() for target in targets]
-
-    def baselines_dir(self, value: Any) -> Path:
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"baselines_dir: must be a directory path, got {value!r}")
-        path = Path(value).expanduser()
-        return path if path.is_absolute() or not self.relative_to else Path(self.relative_to) / path
+        return [target.as_kwargs() for target in config.targets]
 
 
-def _flag(params: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = params.get(name, default)
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}: must be true or false, got {value!r}")
-    return value
-
-
-class PatchBaselinesOperator(BaseOperator):
+class PatchBaselinesOperator(AwsBaseOperator[PatchBaselineHook]):
     """One target's baselines: read SSM, diff against the baselines, log the diff, apply it unless dry_run.
 
-    plan_only is the run's dry_run. Returns a small summary: the target, account, whether it applied, the
-    counts per change kind and the diff's lines. Idempotent: once applied, the diff is empty and only reads
-    are made.
+    Returns a small summary: the target, account, whether it applied, the counts per change kind and the
+    diff's lines. Idempotent: once applied, the diff is empty and only reads are made.
     """
 
-    template_fields: Sequence[str] = ("aws_conn_id", "region_name", "baselines", "plan_only", "prune")
+    aws_hook_class = PatchBaselineHook
+    template_fields: Sequence[str] = aws_template_fields("config", "baselines")
 
-    def __init__(
-        self,
-        *,
-        aws_conn_id: str = "aws_default",
-        region_name: str,
-        baselines: Any,
-        plan_only: Any = True,
-        prune: Any = False,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, config: Any, baselines: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
+        self.config = config
         self.baselines = baselines
-        self.plan_only = plan_only  # the run's dry_run (BaseOperator.dry_run is a method)
-        self.prune = prune
 
     @property
     def target(self) -> Target:
-        return Target(self.aws_conn_id, self.region_name)
+        return Target(str(self.aws_conn_id), str(self.region_name))
 
     def execute(self, context: Context) -> dict[str, Any]:
-        if not isinstance(self.plan_only, bool) or not isinstance(self.prune, bool):
-            raise AirflowFailException(f"plan_only and prune must be true or false: {self.plan_only!r}, {self.prune!r}")
         try:
+            config = BaselinesConfig.from_params(self.config or {})
             specs = parse_baselines(self.baselines or {})
-        except BaselineConfigError as error:
-            raise AirflowFailException(f"invalid baseline: {error}") from error
-        region = self.region_name
-        hook = PatchBaselineHook(aws_conn_id=self.aws_conn_id, region_name=region)
+        except (ValueError, BaselineConfigError) as error:
+            raise AirflowFailException(f"invalid settings or baseline: {error}") from error
+        region = str(self.region_name)
         with aws_call("sts:GetCallerIdentity", "(this connection)", region):
-            account = hook.account_id
-        current, registrations = self.read_ssm(hook, specs, account)
+            account = self.hook.account_id
+        current, registrations = self.read_ssm(self.hook, specs, account)
         where = f"{self.target.key} (account {account})"
         try:
-            diff = plan_baselines(specs, current, registrations, prune=self.prune)
+            diff = plan_baselines(specs, current, registrations, prune=config.prune)
         except OwnershipError as error:
             raise AirflowFailException(f"{where}: refused, nothing changed: {error}") from error
-        mode = "dry run, nothing changed" if self.plan_only else "applying"
+        mode = "dry run, nothing changed" if config.dry_run else "applying"
         self.log.info("Baselines diff for %s, %s:\n%s", where, mode, "\n".join(diff.lines()) or "(none)")
-        if not self.plan_only:
-            self.apply(hook, diff, account)
+        if not config.dry_run:
+            self.apply(self.hook, diff, account)
             self.log.info("Applied %d changes in %s", len(diff.changes), where)
         return {
             **self.target.as_kwargs(),
             "account_id": account,
-            "dry_run": self.plan_only,
-            "applied": not self.plan_only and not diff.empty,
+            "dry_run": config.dry_run,
+            "applied": not config.dry_run and not diff.empty,
             "counts": diff.counts(),
             "changes": diff.lines(),
         }
@@ -143,7 +108,7 @@ class PatchBaselinesOperator(BaseOperator):
     ) -> tuple[list[CurrentBaseline], list[Registration]]:
         """The account's baselines with their tags (and the fields of managed ones the files declare),
         and its patch groups' registrations."""
-        region = self.region_name
+        region = str(self.region_name)
         declared = {spec.name for spec in specs}
         with aws_call("ssm:DescribePatchBaselines", account, region):
             identities = hook.own_baselines()
@@ -175,7 +140,7 @@ class PatchBaselinesOperator(BaseOperator):
 
     def apply(self, hook: PatchBaselineHook, diff: BaselineDiff, account: str) -> None:
         """Make the calls in the diff's order (baselines before their patch groups, moves as pairs)."""
-        region = self.region_name
+        region = str(self.region_name)
         created: dict[str, str] = {}
         for change in diff.changes:
             self.log.info("%s", change.describe())

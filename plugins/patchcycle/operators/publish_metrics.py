@@ -10,68 +10,45 @@ the same body.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from patchcycle.artifacts import ArtifactStore
-from patchcycle.config import Target
-from patchcycle.core.cloudwatch_metrics import NAMESPACE, check_dashboard_name, dashboard_body, metric_data
+from patchcycle.config import CycleConfig, Target
+from patchcycle.core.cloudwatch_metrics import NAMESPACE, dashboard_body, metric_data
 from patchcycle.core.kpis import compute_kpis
+from patchcycle.core.timestamps import iso_utc, parse_utc
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.cloudwatch_metrics import CloudWatchMetricsHook
-from patchcycle.operators.base import PatchCycleOperator
-from patchcycle.operators.match_tables import read_json, targets_of
+from patchcycle.operators.base import TargetOperator
+from patchcycle.run_artifacts import INVENTORY_SUMMARY, PUBLISHED_METRICS, REPORT_JSON, RunArtifacts, Step
+from patchcycle.run_records import PublishedMetrics
 
-STAGE = "metrics"
-DEFAULT_DASHBOARD = "patchcycle"
 # PutMetricData takes timestamps from two weeks before now to two hours after.
 MAX_AGE = dt.timedelta(days=14)
 MAX_AHEAD = dt.timedelta(hours=2)
 
 
-class PublishMetricsOperator(PatchCycleOperator):
-    """Reads report.json, publishes this target's KPIs (and the fleet's, from the first target), puts the
-    dashboard, and writes metrics/{target.key}.json; returns counts only.
+class PublishMetricsOperator(TargetOperator[CloudWatchMetricsHook, CycleConfig]):
+    """Reads the report, publishes this target's KPIs (and the fleet's, from the first target), puts the
+    run's dashboard_name dashboard ("" publishes metrics only), and records what it sent; returns counts only."""
 
-    targets: the run's targets ([{aws_conn_id, region_name}], validate_params' XCom), in their order.
-    dashboard_name: the account's dashboard; "" publishes metrics only.
-    """
-
-    template_fields: Sequence[str] = (*PatchCycleOperator.template_fields, "targets", "dashboard_name")
-
-    def __init__(
-        self, *, targets: list[dict[str, str]] | Any, dashboard_name: str | Any = DEFAULT_DASHBOARD, **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        self.targets = targets
-        self.dashboard_name = dashboard_name
+    aws_hook_class = CloudWatchMetricsHook
+    config_class = CycleConfig
 
     def execute(self, context: Context) -> dict[str, Any]:
-        store = self.store(context)
-        with self.recording_failure(store, STAGE):
-            targets = targets_of(self.targets)
+        artifacts, config = self.artifacts(context), self.settings()
+        with self.recording_failure(artifacts, Step.METRICS):
+            targets = list(config.targets)
             if self.target not in targets:
                 raise AirflowFailException(f"{self.target.key} is not one of the run's targets")
-            dashboard_name = str(self.dashboard_name or "")
-            if dashboard_name:
-                try:
-                    check_dashboard_name(dashboard_name)
-                except ValueError as error:
-                    raise AirflowFailException(str(error)) from error
-            report = read_json(store, "report", "report.json")
-            if report is None:
-                raise AirflowFailException("no report/report.json: the report task did not write one")
+            report = artifacts.read(REPORT_JSON)
             timestamp = _timestamp(report, dt.datetime.now(dt.UTC))
             kpis = compute_kpis(report)
-            hook = CloudWatchMetricsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
-            accounts = _accounts(store, targets)
-            account = accounts.get(self.target, "")
-            if not account:
-                with aws_call("sts:GetCallerIdentity", "(this connection)", self.region_name):
-                    account = hook.account_id
+            accounts = _accounts(artifacts, targets)
+            account = accounts.get(self.target) or self.account_or_caller(artifacts)
+            region = str(self.region_name)
 
             fleet = targets[0] == self.target
             incomplete = sorted(
@@ -80,50 +57,48 @@ class PublishMetricsOperator(PatchCycleOperator):
                 if (part.get("aws_conn_id"), part.get("region")) == (self.aws_conn_id, self.region_name)
             )
             # A target the report could not fully read has partial numbers, not zeros: none are published for it.
-            mine = [] if incomplete else [(account, self.region_name)]
+            mine = [] if incomplete else [(account, region)]
             data = metric_data(kpis, timestamp, targets=mine, fleet=fleet)
-            with aws_call("cloudwatch:PutMetricData", account, self.region_name):
-                calls = hook.put_metrics(NAMESPACE, data)
+            with aws_call("cloudwatch:PutMetricData", account, region):
+                calls = self.hook.put_metrics(NAMESPACE, data)
 
             messages: list[dict[str, Any]] = []
             same_account = [(account, t.region_name) for t in targets if accounts.get(t) == account]
-            if dashboard_name:
+            if config.dashboard_name:
                 body = dashboard_body(
                     NAMESPACE,
                     same_account,
                     fleet_region=targets[0].region_name if accounts.get(targets[0]) == account else None,
                 )
-                with aws_call("cloudwatch:PutDashboard", account, self.region_name):
-                    messages = hook.put_dashboard(dashboard_name, body)
+                with aws_call("cloudwatch:PutDashboard", account, region):
+                    messages = self.hook.put_dashboard(config.dashboard_name, body)
                 for message in messages:
-                    self.log.warning("Dashboard %s: %s", dashboard_name, message)
+                    self.log.warning("Dashboard %s: %s", config.dashboard_name, message)
 
-            record = {
+            record = PublishedMetrics(
                 **self.target.as_kwargs(),
-                "account_id": account,
-                "namespace": NAMESPACE,
-                "timestamp": timestamp.isoformat().replace("+00:00", "Z"),
-                "metric_count": len(data),
-                "calls": calls,
-                "fleet": fleet,
-                "target_metrics": not incomplete,
-                "incomplete_stages": incomplete,
-                "dashboard_name": dashboard_name,
-                "dashboard_targets": [{"account_id": a, "region": r} for a, r in sorted(set(same_account))],
-                "dashboard_messages": messages,
-            }
-            uri = store.write_json(STAGE, f"{self.target.key}.json", record)
+                account_id=account,
+                namespace=NAMESPACE,
+                timestamp=iso_utc(timestamp),
+                metric_count=len(data),
+                calls=calls,
+                fleet=fleet,
+                target_metrics=not incomplete,
+                incomplete_stages=incomplete,
+                dashboard_name=config.dashboard_name,
+                dashboard_targets=[{"account_id": a, "region": r} for a, r in sorted(set(same_account))],
+                dashboard_messages=messages,
+            )
+            uri = artifacts.write(PUBLISHED_METRICS, record, target=self.target)
             self.log.info("Published %d metrics in %d call(s) from %s: %s", len(data), calls, self.target.key, uri)
             return {**self.target.as_kwargs(), "metrics": len(data), "calls": calls, "fleet": fleet, "record": uri}
 
 
 def _timestamp(report: dict[str, Any], now: dt.datetime) -> dt.datetime:
     """The report's generated_at: every datum of the run carries it, whichever task sends it, whenever."""
-    try:
-        stamp = dt.datetime.fromisoformat(str(report["generated_at"]))
-    except (KeyError, ValueError) as error:
-        raise AirflowFailException(f"report.json has no valid generated_at: {error}") from error
-    stamp = stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
+    stamp = parse_utc(report.get("generated_at"))
+    if stamp is None:
+        raise AirflowFailException(f"the report has no valid generated_at: {report.get('generated_at')!r}")
     if not now - MAX_AGE < stamp < now + MAX_AHEAD:
         raise AirflowFailException(
             f"the report was generated at {stamp.isoformat()}: CloudWatch takes data points from at most "
@@ -132,14 +107,14 @@ def _timestamp(report: dict[str, Any], now: dt.datetime) -> dt.datetime:
     return stamp
 
 
-def _accounts(store: ArtifactStore, targets: list[Target]) -> dict[Target, str]:
+def _accounts(artifacts: RunArtifacts, targets: list[Target]) -> dict[Target, str]:
     """Each target's account, from its inventory summary; a target without one shares its connection's account
     (one connection, one set of credentials) when another target of that connection has one."""
     found: dict[Target, str] = {}
     for target in targets:
-        summary = read_json(store, "inventory", f"{target.key}.summary.json") or {}
-        if summary.get("account_id"):
-            found[target] = str(summary["account_id"])
+        summary = artifacts.find(INVENTORY_SUMMARY, target=target)
+        if summary is not None and summary.account_id:
+            found[target] = summary.account_id
     by_connection = {target.aws_conn_id: account for target, account in found.items()}
     for target in targets:
         if target not in found and target.aws_conn_id in by_connection:

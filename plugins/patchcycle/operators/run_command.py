@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from patchcycle.core.quantities import CountOrPercent
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.patch_manager import PatchManagerHook, ScriptDocument, batches
 
@@ -45,12 +46,6 @@ def invocations(
     return found
 
 
-def plugin_output(invocation: Mapping[str, Any]) -> tuple[int, str]:
-    """(the first plugin's ResponseCode, every plugin's Output joined) of an invocation read with details."""
-    plugins = invocation.get("CommandPlugins") or [{}]
-    return int(plugins[0].get("ResponseCode", -1)), "\n".join(str(p.get("Output", "")) for p in plugins).strip()
-
-
 def send_health_checks(
     hook: PatchManagerHook,
     ids_by_platform: Mapping[str, Sequence[str]],
@@ -61,7 +56,7 @@ def send_health_checks(
     region: str,
     healthchecks: Path,
     timeout_minutes: float,
-    max_concurrency: str,
+    max_concurrency: CountOrPercent,
     comment: str,
 ) -> dict[str, str]:
     """Send include/healthchecks per platform, 50 instances per command; `sent` ("platform.batch" -> command id)
@@ -80,7 +75,7 @@ def send_health_checks(
                     document=document,
                     commands=[(healthchecks / script).read_text()],
                     execution_timeout_seconds=int(timeout_minutes * 60),
-                    max_concurrency=max_concurrency,
+                    max_concurrency=str(max_concurrency),
                     max_errors="100%",  # every instance gets checked, whatever the others do
                     comment=comment,
                 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -11,96 +11,68 @@ from typing import Any
 import pandas as pd
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import Context
-from airflow.sdk.exceptions import AirflowFailException
 
-from patchcycle.artifacts import ArtifactStore
-from patchcycle.config import InstallSettings
+from patchcycle.config import CycleConfig
+from patchcycle.core.invocations import plugin_output
 from patchcycle.core.staging import staging_results, staging_summary
+from patchcycle.core.timestamps import parse_utc
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.patch_manager import PatchManagerHook
-from patchcycle.operators.base import PatchCycleOperator
-from patchcycle.operators.match_tables import read_frame, read_json
-from patchcycle.operators.run_command import HEALTHCHECKS, invocations, late_commands, plugin_output, send_health_checks
-from patchcycle.triggers.command_completion import CommandCompletionTrigger
+from patchcycle.operators.base import TargetOperator
+from patchcycle.operators.run_command import HEALTHCHECKS, invocations, late_commands, send_health_checks
+from patchcycle.run_artifacts import (
+    NOT_ONLINE,
+    ONLINE_WAIT,
+    OVERRIDES,
+    PROFILES,
+    STACK,
+    STAGING_HEALTH_COMMANDS,
+    STAGING_INSTALL,
+    STAGING_INSTALL_COMMANDS,
+    STAGING_RESULTS,
+    RunArtifacts,
+    Step,
+)
+from patchcycle.run_records import CommandInvocation, OnlineWait, StagingInstall
 
-STAGE = "staging"
 # DescribeInstancePatches states that show whether a pinned patch went in.
 REPORTED_STATES = ["Installed", "InstalledOther", "InstalledPendingReboot", "Missing", "Failed"]
 
 
-class StagingOperator(PatchCycleOperator):
-    """What the staging steps share: the run's settings, the staged instances, and command waiting."""
+class StagingOperator(TargetOperator[PatchManagerHook, CycleConfig]):
+    """What the staging steps share: the staged instances, and reading their commands' invocations."""
 
-    template_fields: Sequence[str] = (
-        *PatchCycleOperator.template_fields,
-        "settings",
-        "max_concurrency",
-        "max_errors",
-        "poll_seconds",
-        "command_timeout_minutes",
-    )
+    aws_hook_class = PatchManagerHook
+    config_class = CycleConfig
 
-    def __init__(
-        self,
-        *,
-        settings: Any,
-        max_concurrency: str = "50",
-        max_errors: str = "10%",
-        poll_seconds: float | str = 30,
-        command_timeout_minutes: float | str = 60,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.settings = settings
-        self.max_concurrency = max_concurrency
-        self.max_errors = max_errors
-        self.poll_seconds = poll_seconds
-        self.command_timeout_minutes = command_timeout_minutes
-
-    def hook(self) -> PatchManagerHook:
-        return PatchManagerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
-
-    def staged(self, store: ArtifactStore) -> pd.DataFrame:
+    def staged(self, artifacts: RunArtifacts) -> pd.DataFrame:
         """The staged profiles of this target with their instance id (none when no stack was needed)."""
-        stack = read_json(store, STAGE, f"{self.target.key}.stack.json")
-        if stack is None:
-            raise AirflowFailException(f"no staging stack record for {self.target.key}: create_staging did not finish")
-        profiles = read_frame(store, "install", "profiles.parquet")
-        assert profiles is not None  # create_staging read it
-        instances: dict[str, str] = stack.get("instances", {})
+        instances = artifacts.read(STACK, target=self.target).instances
+        profiles = artifacts.read(PROFILES)
         mine = profiles[profiles["profile_id"].isin(instances)]
         return mine.assign(instance_id=[instances[p] for p in mine["profile_id"]]).reset_index(drop=True)
 
-    def wait_for(self, command_ids: list[str]) -> None:
-        wait = timedelta(minutes=float(self.command_timeout_minutes))
-        self.defer(
-            trigger=CommandCompletionTrigger.for_commands(
-                command_ids,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                poll_interval=float(self.poll_seconds),
-                timeout=wait.total_seconds(),
-            ),
-            method_name="execute_complete",
-            timeout=wait + timedelta(minutes=10),
-        )
-
     def invocations(
-        self, command_ids: Sequence[str], event: dict[str, Any], *, details: bool
-    ) -> dict[str, dict[str, Any]]:
+        self, artifacts: RunArtifacts, command_ids: Sequence[str], event: dict[str, Any]
+    ) -> dict[str, CommandInvocation]:
         """Each instance's invocation, flattened; commands still running at the bound are cancelled first."""
         found = invocations(
-            self.hook(), command_ids, late_commands(event), self.account_id, self.region_name, details=details
+            self.hook,
+            command_ids,
+            late_commands(event),
+            self.account_id(artifacts),
+            str(self.region_name),
+            details=True,
         )
-        flat = {}
+        flat: dict[str, CommandInvocation] = {}
         for instance_id, invocation in found.items():
             code, output = plugin_output(invocation)
             flat[instance_id] = {
-                "Status": invocation["Status"],
-                "StatusDetails": invocation.get("StatusDetails", ""),
+                "Status": str(invocation["Status"]),
+                "StatusDetails": str(invocation.get("StatusDetails", "")),
                 "ResponseCode": code,
                 "Output": output,
-                "CommandId": invocation["CommandId"],
+                "CommandId": str(invocation["CommandId"]),
             }
         return flat
 
@@ -109,67 +81,62 @@ class StagingPatchOperator(StagingOperator):
     """Waits until the staging instances are Online in SSM, installs each profile's pinned list, verifies it."""
 
     def execute(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        store = self.store(context)
-        with self.recording_failure(store, "staging_patch"):
-            staged = self.staged(store)
+        artifacts, config = self.artifacts(context), self.settings()
+        account, region = self.account_id(artifacts), str(self.region_name)
+        with self.recording_failure(artifacts, Step.STAGING_PATCH):
+            staged = self.staged(artifacts)
             if staged.empty:
-                store.write_json(STAGE, f"{self.target.key}.install.json", {"install": {}, "patches": {}})
+                artifacts.write(STAGING_INSTALL, StagingInstall(install={}, patches={}), target=self.target)
                 return {"staging_instances": 0}
-            settings = InstallSettings.from_dict(self.settings)
             ids = sorted(staged["instance_id"])
-            hook = self.hook()
-            with aws_call("ssm:DescribeInstanceInformation", self.account_id, self.region_name):
-                online = {i["InstanceId"] for i in hook.instance_information(ids) if i.get("PingStatus") == "Online"}
-            waiting = read_json(store, STAGE, f"{self.target.key}.online_wait.json") or {"since": _now()}
-            store.write_json(STAGE, f"{self.target.key}.online_wait.json", waiting)
-            waited = datetime.now(UTC) - datetime.fromisoformat(waiting["since"])
-            if set(ids) - online and waited < timedelta(minutes=settings.staging_timeout_minutes):
+            with aws_call("ssm:DescribeInstanceInformation", account, region):
+                online = {
+                    i["InstanceId"] for i in self.hook.instance_information(ids) if i.get("PingStatus") == "Online"
+                }
+            waiting = artifacts.find(ONLINE_WAIT, target=self.target) or OnlineWait(since=datetime.now(UTC).isoformat())
+            artifacts.write(ONLINE_WAIT, waiting, target=self.target)
+            waited = datetime.now(UTC) - (parse_utc(waiting.since) or datetime.now(UTC))
+            if set(ids) - online and waited < config.install.staging_timeout:
                 self.log.info("%d of %d staging instances Online in SSM; waiting", len(online), len(ids))
-                self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=float(self.poll_seconds))), method_name="execute")
-            overrides: dict[str, str] = read_json(store, "install", "overrides.json")
-            sent: dict[str, str] = read_json(store, STAGE, f"{self.target.key}.install_commands.json") or {}
+                self.defer(trigger=TimeDeltaTrigger(config.poll_interval), method_name="execute")
+            overrides = artifacts.read(OVERRIDES)
+            sent = artifacts.find(STAGING_INSTALL_COMMANDS, target=self.target) or {}
             for profile in staged[staged["instance_id"].isin(online)].to_dict("records"):
                 if profile["profile_id"] in sent:
                     continue  # a retried task does not install twice
-                with aws_call("ssm:SendCommand", str(profile["account_id"]), self.region_name):
-                    sent[profile["profile_id"]] = hook.send_patch_baseline(
+                with aws_call("ssm:SendCommand", str(profile["account_id"]), region):
+                    sent[profile["profile_id"]] = self.hook.send_patch_baseline(
                         [profile["instance_id"]],
                         operation="Install",
-                        max_concurrency=str(self.max_concurrency),
-                        max_errors=str(self.max_errors),
-                        reboot_option=settings.reboot_option,
+                        max_concurrency=str(config.max_concurrency),
+                        max_errors=str(config.max_errors),
+                        reboot_option=config.install.reboot_option,
                         install_override_list=overrides[profile["profile_id"]],
                         comment=f"patchcycle staging {context['run_id']}",
                     )
-                store.write_json(STAGE, f"{self.target.key}.install_commands.json", sent)
-            never_online = sorted(set(ids) - online)
-            store.write_json(
-                STAGE,
-                f"{self.target.key}.not_online.json",
-                {
-                    iid: f"not Online in Systems Manager within {settings.staging_timeout_minutes:g} minutes"
-                    for iid in never_online
-                },
-            )
+                artifacts.write(STAGING_INSTALL_COMMANDS, sent, target=self.target)
+            limit = f"{config.install.staging_timeout_minutes:g}"
+            never_online = {
+                i: f"not Online in Systems Manager within {limit} minutes" for i in sorted(set(ids) - online)
+            }
+            artifacts.write(NOT_ONLINE, never_online, target=self.target)
             if not sent:
                 return self.execute_complete(context, {"status": "done", "commands": {}})
-        self.wait_for(sorted(sent.values()))
-        return None
+        self.wait_for_commands(config, sorted(sent.values()))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        store = self.store(context)
-        with self.recording_failure(store, "staging_patch"):
-            sent: dict[str, str] = read_json(store, STAGE, f"{self.target.key}.install_commands.json") or {}
-            install = self.invocations(sorted(sent.values()), event, details=True)
-            for instance_id, reason in (read_json(store, STAGE, f"{self.target.key}.not_online.json") or {}).items():
+        artifacts = self.artifacts(context)
+        with self.recording_failure(artifacts, Step.STAGING_PATCH):
+            sent = artifacts.find(STAGING_INSTALL_COMMANDS, target=self.target) or {}
+            install = self.invocations(artifacts, sorted(sent.values()), event)
+            for instance_id, reason in (artifacts.find(NOT_ONLINE, target=self.target) or {}).items():
                 install[instance_id] = {"Status": "Undeliverable", "StatusDetails": reason}
-            hook = self.hook()
             patches: dict[str, list[dict[str, Any]]] = {}
-            with aws_call("ssm:DescribeInstancePatches", self.account_id, self.region_name):
+            with aws_call("ssm:DescribeInstancePatches", self.account_id(artifacts), str(self.region_name)):
                 for instance_id, invocation in install.items():
                     if invocation["Status"] != "Undeliverable":
-                        patches[instance_id] = hook.instance_patches(instance_id, REPORTED_STATES)
-            store.write_json(STAGE, f"{self.target.key}.install.json", {"install": install, "patches": patches})
+                        patches[instance_id] = self.hook.instance_patches(instance_id, REPORTED_STATES)
+            artifacts.write(STAGING_INSTALL, StagingInstall(install=install, patches=patches), target=self.target)
             ok = sum(1 for invocation in install.values() if invocation["Status"] == "Success")
             return {"staging_instances": len(install), "install_succeeded": ok}
 
@@ -182,44 +149,38 @@ class StagingHealthCheckOperator(StagingOperator):
         self.healthchecks = Path(healthchecks)
 
     def execute(self, context: Context) -> dict[str, Any] | None:
-        store = self.store(context)
-        with self.recording_failure(store, "staging_checks"):
-            staged = self.staged(store)
+        artifacts, config = self.artifacts(context), self.settings()
+        with self.recording_failure(artifacts, Step.STAGING_CHECKS):
+            staged = self.staged(artifacts)
             if staged.empty:
                 return self.execute_complete(context, {"status": "done", "commands": {}})
-            record = read_json(store, STAGE, f"{self.target.key}.install.json") or {"install": {}}
-            reachable = staged[
-                staged["instance_id"].map(lambda i: record["install"].get(i, {}).get("Status") != "Undeliverable")
-            ]
+            install = artifacts.read(STAGING_INSTALL, target=self.target).install
+            undeliverable = {i for i, invocation in install.items() if invocation["Status"] == "Undeliverable"}
+            reachable = staged[~staged["instance_id"].isin(undeliverable)]
             sent = send_health_checks(
-                self.hook(),
+                self.hook,
                 {str(p): list(group["instance_id"]) for p, group in reachable.groupby("platform_type")},
-                sent=read_json(store, STAGE, f"{self.target.key}.health_commands.json") or {},
-                save=partial(store.write_json, STAGE, f"{self.target.key}.health_commands.json"),
-                account=self.account_id,
-                region=self.region_name,
+                sent=artifacts.find(STAGING_HEALTH_COMMANDS, target=self.target) or {},
+                save=partial(artifacts.write, STAGING_HEALTH_COMMANDS, target=self.target),
+                account=self.account_id(artifacts),
+                region=str(self.region_name),
                 healthchecks=self.healthchecks,
-                timeout_minutes=float(self.command_timeout_minutes),
-                max_concurrency=str(self.max_concurrency),
+                timeout_minutes=config.command_timeout_minutes,
+                max_concurrency=config.max_concurrency,
                 comment=f"patchcycle health check {context['run_id']}",
             )
             if not sent:
                 return self.execute_complete(context, {"status": "done", "commands": {}})
-        self.wait_for(sorted(sent.values()))
-        return None
+        self.wait_for_commands(config, sorted(sent.values()))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        store = self.store(context)
-        with self.recording_failure(store, "staging_checks"):
-            sent: dict[str, str] = read_json(store, STAGE, f"{self.target.key}.health_commands.json") or {}
-            health = self.invocations(sorted(sent.values()), event, details=True)
-            record = read_json(store, STAGE, f"{self.target.key}.install.json") or {"install": {}, "patches": {}}
-            results = staging_results(self.staged(store), record["install"], record["patches"], health)
-            store.write_frame(STAGE, f"{self.target.key}.results", results)
+        artifacts = self.artifacts(context)
+        with self.recording_failure(artifacts, Step.STAGING_CHECKS):
+            sent = artifacts.find(STAGING_HEALTH_COMMANDS, target=self.target) or {}
+            health = self.invocations(artifacts, sorted(sent.values()), event)
+            record = artifacts.find(STAGING_INSTALL, target=self.target) or StagingInstall(install={}, patches={})
+            results = staging_results(self.staged(artifacts), record.install, record.patches, health)
+            artifacts.write(STAGING_RESULTS, results, target=self.target)
             summary = staging_summary(results)
             self.log.info("Staging in %s: %s", self.target.key, summary)
             return {"instances": summary["instances"], "passed": summary["passed"], "failed": summary["failed"]}
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()

@@ -9,233 +9,197 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import asdict, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pandas as pd
 import yaml
 from airflow.sdk import Context
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException
 
-from patchcycle.artifacts import ArtifactStore
-from patchcycle.config import InstallSettings
+from patchcycle.config import REPO_ROOT, CycleConfig
 from patchcycle.core.staging import instance_logical_id, stack_name, staging_template
+from patchcycle.core.timestamps import now_iso
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.staging_stack import StagingStackHook
-from patchcycle.operators.base import PatchCycleOperator
-from patchcycle.operators.match_tables import read_frame, read_json
+from patchcycle.operators.base import TargetOperator
+from patchcycle.run_artifacts import PROFILES, STACK, RunArtifacts, Step
+from patchcycle.run_records import StackRecord
 from patchcycle.triggers.stack_status import StackStatusTrigger
 
-STAGE = "staging"
-INCLUDE = Path(__file__).resolve().parents[3] / "include"
-TEMPLATE = INCLUDE / "cloudformation" / "staging.yaml"
+TEMPLATE = REPO_ROOT / "include" / "cloudformation" / "staging.yaml"
 # Statuses in which a stack of this run already exists and only needs waiting for (a retried task).
 IN_PROGRESS = frozenset({"CREATE_IN_PROGRESS", "CREATE_COMPLETE"})
+# How long creating or deleting a stack may take.
+STACK_TIMEOUT = timedelta(minutes=30)
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+class StackOperator(TargetOperator[StagingStackHook, CycleConfig]):
+    """What creating and deleting the staging stack share: the stack's record, and waiting for the stack in the
+    triggerer."""
 
+    aws_hook_class = StagingStackHook
+    config_class = CycleConfig
 
-class StackOperator(PatchCycleOperator):
-    """What creating and deleting the staging stack share: the hook, and waiting for the stack in the triggerer."""
-
-    template_fields: Sequence[str] = (*PatchCycleOperator.template_fields, "poll_seconds")
-
-    def __init__(self, *, poll_seconds: float | str = 15, timeout_minutes: float = 30, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.poll_seconds = poll_seconds
-        self.timeout_minutes = timeout_minutes
-
-    @property
     def poll_delay(self) -> int:
         """Whole seconds between stack status checks (the waiter's delay), at least 1."""
-        return max(1, round(float(self.poll_seconds)))
-
-    def hook(self) -> StagingStackHook:
-        return StagingStackHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        return max(1, round(self.settings().poll_seconds))
 
     def wait_for_stack(self, name: str, waiter_name: str) -> NoReturn:
+        delay = self.poll_delay()
         self.defer(
             trigger=StackStatusTrigger(
                 stack_name=name,
                 waiter_name=waiter_name,
+                waiter_delay=delay,
+                waiter_max_attempts=max(1, int(STACK_TIMEOUT.total_seconds() / delay)),
                 aws_conn_id=self.aws_conn_id,
                 region_name=self.region_name,
-                waiter_delay=self.poll_delay,
-                waiter_max_attempts=max(1, int(self.timeout_minutes * 60 / self.poll_delay)),
+                verify=self.verify,
+                botocore_config=self.botocore_config,
             ),
             method_name="execute_complete",
         )
+
+    def stack_record(self, artifacts: RunArtifacts, name: str) -> StackRecord:
+        """This target's stack record so far (a new one before the first write)."""
+        found = artifacts.find(STACK, target=self.target)
+        return found or StackRecord(
+            stack_name=name, account_id=self.account_id(artifacts), region=self.target.region_name
+        )
+
+    def save(self, artifacts: RunArtifacts, record: StackRecord) -> dict[str, Any]:
+        artifacts.write(STACK, record, target=self.target)
+        return asdict(record)
 
 
 class StagingStackOperator(StackOperator):
     """Creates this target's staging stack and waits for it in the triggerer; records its instances."""
 
-    template_fields: Sequence[str] = (*StackOperator.template_fields, "settings", "mode")
-
-    def __init__(
-        self, *, settings: Any, mode: Any = "install", template_path: str | Path = TEMPLATE, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, template_path: str | Path = TEMPLATE, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.settings = settings
-        self.mode = mode
         self.template_path = Path(template_path)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        if self.mode != "install":
-            raise AirflowSkipException(f"{self.mode} mode: no staging")
-        store = self.store(context)
+        artifacts, config = self.artifacts(context), self.settings()
         name = stack_name(context["run_id"])
-        with self.recording_failure(store, STAGE):
-            profiles = self._staged_profiles(store)
+        account, region = self.account_id(artifacts), str(self.region_name)
+        with self.recording_failure(artifacts, Step.STAGING):
+            record = self.stack_record(artifacts, name)
+            profiles = self._staged_profiles(artifacts)
             if profiles.empty:
                 self.log.info("No staged profile in %s: no stack", self.target.key)
-                return self._record(store, {"stack_name": name, "created": False, "status": "NOT_NEEDED"})
-            settings = InstallSettings.from_dict(self.settings)
-            hook = self.hook()
-            with aws_call("cloudformation:DescribeStacks", self.account_id, self.region_name):
-                existing = hook.status(name)
+                return self.save(artifacts, replace(record, status="NOT_NEEDED"))
+            with aws_call("cloudformation:DescribeStacks", account, region):
+                existing = self.hook.status(name)
             if existing is None or existing["status"] not in IN_PROGRESS:
                 if existing is not None:  # a failed earlier attempt of this run: start clean
-                    self._delete_and_wait(hook, name)
-                base = yaml.safe_load(self.template_path.read_text())
-                template = staging_template(base, profiles)
+                    self._delete_and_wait(name)
+                template = staging_template(yaml.safe_load(self.template_path.read_text()), profiles)
                 parameters = {
                     "RunId": context["run_id"][:255],
-                    "InstanceProfile": settings.staging_instance_profile,
-                    "SubnetId": settings.staging_subnet_id,
+                    "InstanceProfile": config.install.staging_instance_profile,
+                    "SubnetId": config.install.staging_subnet_id,
                 }
                 tags = {"patchcycle:run-id": context["run_id"][:255], "patchcycle:role": "staging"}
-                with aws_call("cloudformation:CreateStack", self.account_id, self.region_name):
-                    hook.create(name, json.dumps(template), parameters, tags)
+                with aws_call("cloudformation:CreateStack", account, region):
+                    self.hook.create(name, json.dumps(template), parameters, tags)
                 self.log.info("Creating stack %s with %d staging instances", name, len(profiles))
             # A re-run after a failed attempt must not keep that attempt's error and deletion in the record.
-            self._record(
-                store,
-                {
-                    "stack_name": name,
-                    "created": False,
-                    "status": "CREATE_IN_PROGRESS",
-                    "error": "",
-                    "deleted": False,
-                    "deleted_at": "",
-                },
+            self.save(
+                artifacts,
+                replace(record, created=False, status="CREATE_IN_PROGRESS", error="", deleted=False, deleted_at=""),
             )
         self.wait_for_stack(name, "stack_create_complete")
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        store = self.store(context)
+        artifacts = self.artifacts(context)
         name = stack_name(context["run_id"])
-        with self.recording_failure(store, STAGE):
-            hook = self.hook()
+        account, region = self.account_id(artifacts), str(self.region_name)
+        with self.recording_failure(artifacts, Step.STAGING):
+            record = self.stack_record(artifacts, name)
             if event.get("status") != "success":
-                with aws_call("cloudformation:DescribeStackEvents", self.account_id, self.region_name):
-                    reasons = hook.failure_reasons(name)
-                status = hook.status(name) or {}
+                with aws_call("cloudformation:DescribeStackEvents", account, region):
+                    reasons = self.hook.failure_reasons(name)
+                status = self.hook.status(name) or {}
                 error = "; ".join(reasons) or str(status.get("reason") or event.get("message", "unknown error"))
-                self._record(
-                    store, {"stack_name": name, "created": False, "status": status.get("status", ""), "error": error}
-                )
-                deleted = self._delete_and_wait(hook, name)
-                self._record(
-                    store,
-                    {
-                        "stack_name": name,
-                        "created": False,
-                        "status": status.get("status", ""),
-                        "error": error,
-                        "deleted": deleted,
-                        "deleted_at": now_iso() if deleted else "",
-                    },
-                )
+                record = replace(record, created=False, status=str(status.get("status", "")), error=error)
+                self.save(artifacts, record)
+                deleted = self._delete_and_wait(name)
+                self.save(artifacts, replace(record, deleted=deleted, deleted_at=now_iso() if deleted else ""))
                 raise AirflowFailException(
-                    f"staging stack {name} in {self.region_name} failed to create "
+                    f"staging stack {name} in {region} failed to create "
                     f"({status.get('status', 'unknown status')}): {error}; "
                     + ("the stack was deleted" if deleted else "DELETING THE STACK FAILED: delete it by hand")
                 )
-            with aws_call("cloudformation:DescribeStackResources", self.account_id, self.region_name):
-                instances = hook.instances(name)
-            profiles = self._staged_profiles(store)
+            with aws_call("cloudformation:DescribeStackResources", account, region):
+                instances = self.hook.instances(name)
+            profiles = self._staged_profiles(artifacts)
             by_profile = {
-                profile_id: instances.get(logical_id, "")
+                str(profile_id): instances.get(logical_id, "")
                 for profile_id, logical_id in zip(profiles["profile_id"], profiles["logical_id"], strict=True)
             }
-            return self._record(
-                store,
-                {
-                    "stack_name": name,
-                    "created": True,
-                    "created_at": now_iso(),
-                    "status": "CREATE_COMPLETE",
-                    "instances": by_profile,
-                },
+            return self.save(
+                artifacts,
+                replace(record, created=True, created_at=now_iso(), status="CREATE_COMPLETE", instances=by_profile),
             )
 
-    def _staged_profiles(self, store: ArtifactStore) -> pd.DataFrame:
-        profiles = read_frame(store, "install", "profiles.parquet")
-        if profiles is None:
-            raise AirflowFailException("no install plan: plan_install did not finish")
+    def _staged_profiles(self, artifacts: RunArtifacts) -> pd.DataFrame:
+        profiles = artifacts.read(PROFILES)
         mine = profiles[
-            profiles["staged"] & (profiles["region"] == self.region_name) & (profiles["account_id"] == self.account_id)
+            profiles["staged"]
+            & (profiles["region"] == self.region_name)
+            & (profiles["account_id"] == self.account_id(artifacts))
         ]
         return mine.assign(logical_id=[instance_logical_id(p) for p in mine["profile_id"]]).reset_index(drop=True)
 
-    def _delete_and_wait(self, hook: StagingStackHook, name: str) -> bool:
+    def _delete_and_wait(self, name: str) -> bool:
         """Delete a failed stack in the task itself (a rollback leaves no resources: it is quick)."""
-        with aws_call("cloudformation:DeleteStack", self.account_id, self.region_name):
-            hook.delete(name)
-        deadline = time.monotonic() + self.timeout_minutes * 60
+        account, region = self._account_id, str(self.region_name)
+        with aws_call("cloudformation:DeleteStack", account, region):
+            self.hook.delete(name)
+        deadline = time.monotonic() + STACK_TIMEOUT.total_seconds()
         while time.monotonic() < deadline:
-            with aws_call("cloudformation:DescribeStacks", self.account_id, self.region_name):
-                status = hook.status(name)
+            with aws_call("cloudformation:DescribeStacks", account, region):
+                status = self.hook.status(name)
             if status is None or status["status"] == "DELETE_COMPLETE":
                 return True
             if status["status"] == "DELETE_FAILED":
                 self.log.error("Stack %s was not deleted: %s", name, status["reason"])
                 return False
-            time.sleep(min(self.poll_delay, 5))
+            time.sleep(min(self.poll_delay(), 5))
         return False
-
-    def _record(self, store: ArtifactStore, record: dict[str, Any]) -> dict[str, Any]:
-        full = {**(read_json(store, STAGE, f"{self.target.key}.stack.json") or {}), **record}
-        full.update(account_ids=[self.account_id] if self.account_id else [], region=self.region_name)
-        store.write_json(STAGE, f"{self.target.key}.stack.json", full)
-        return full
 
 
 class StagingTeardownOperator(StackOperator):
     """Deletes this target's staging stack, whatever happened upstream, and records when."""
 
     def execute(self, context: Context) -> dict[str, Any]:
-        store = self.store(context)
+        artifacts = self.artifacts(context)
         name = stack_name(context["run_id"])
-        hook = self.hook()
-        with aws_call("cloudformation:DescribeStacks", self.account_id, self.region_name):
-            existing = hook.status(name)
+        account, region = self.account_id(artifacts), str(self.region_name)
+        with aws_call("cloudformation:DescribeStacks", account, region):
+            existing = self.hook.status(name)
         if existing is None:
-            return self._deleted(store, name, "no stack to delete")
-        with aws_call("cloudformation:DeleteStack", self.account_id, self.region_name):
-            hook.delete(name)
+            return self._deleted(artifacts, name, "no stack to delete")
+        with aws_call("cloudformation:DeleteStack", account, region):
+            self.hook.delete(name)
         self.wait_for_stack(name, "stack_delete_complete")
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        store = self.store(context)
         name = stack_name(context["run_id"])
         if event.get("status") != "success":
             raise AirflowFailException(
                 f"staging stack {name} in {self.region_name} was not deleted: {event.get('message', event)}; "
                 "delete it by hand"
             )
-        return self._deleted(store, name, "deleted")
+        return self._deleted(self.artifacts(context), name, "deleted")
 
-    def _deleted(self, store: ArtifactStore, name: str, what: str) -> dict[str, Any]:
-        path = store.path(STAGE, f"{self.target.key}.stack.json")
-        record = store.read_json(str(path)) if path.exists() else {"stack_name": name, "created": False}
-        if record.get("created") or what == "deleted":
-            record.update(deleted=True, deleted_at=record.get("deleted_at") or now_iso())
-        store.write_json(STAGE, f"{self.target.key}.stack.json", record)
+    def _deleted(self, artifacts: RunArtifacts, name: str, what: str) -> dict[str, Any]:
+        record = self.stack_record(artifacts, name)
+        if record.created or what == "deleted":
+            record = replace(record, deleted=True, deleted_at=record.deleted_at or now_iso())
         self.log.info("Staging stack %s in %s: %s", name, self.region_name, what)
-        return record
+        return self.save(artifacts, record)

@@ -37,6 +37,8 @@ class CommandCompletionTrigger(BaseTrigger):
         poll_interval: float = 30.0,
         timeout: float = 4 * 3600.0,
         started_at: float | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.targets = [_target(target) for target in targets]
@@ -46,6 +48,9 @@ class CommandCompletionTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.started_at = started_at if started_at is not None else time.time()
+        # The amazon provider's client settings, as the deferring operator had them (every pair's client).
+        self.verify = verify
+        self.botocore_config = botocore_config
 
     @classmethod
     def for_commands(
@@ -90,6 +95,8 @@ class CommandCompletionTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "timeout": self.timeout,
                 "started_at": self.started_at,
+                "verify": self.verify,
+                "botocore_config": self.botocore_config,
             },
         )
 
@@ -136,7 +143,9 @@ class CommandCompletionTrigger(BaseTrigger):
 
         A command not visible yet (right after SendCommand) is left out of that step's answer.
         """
-        hook = PatchManagerHook(aws_conn_id=aws_conn_id, region_name=region_name)
+        hook = PatchManagerHook(
+            aws_conn_id=aws_conn_id, region_name=region_name, verify=self.verify, config=self.botocore_config
+        )
         async with await hook.get_async_conn() as client:
             while True:
                 found: dict[str, dict[str, Any]] = {}

@@ -11,7 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from botocore.exceptions import ClientError
 
 from patchcycle.core.config_compliance import EvaluationTimes
-from patchcycle.core.inventory import iso_utc
+from patchcycle.core.timestamps import iso_utc
 from patchcycle.hooks.config_rules import ConfigRulesHook
 
 
@@ -50,6 +50,8 @@ class ConfigEvaluationTrigger(BaseTrigger):
         deadline: str,
         poll_seconds: float = 15.0,
         resume: dict[str, Any] | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.aws_conn_id = aws_conn_id
@@ -64,6 +66,8 @@ class ConfigEvaluationTrigger(BaseTrigger):
         # What the resumed task needs from before the deferral, returned in the event: Airflow 3.3.2 does not
         # hand defer(kwargs=...) to the resumed method.
         self.resume = dict(resume or {})
+        self.verify = verify
+        self.botocore_config = botocore_config
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -78,6 +82,8 @@ class ConfigEvaluationTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "poll_seconds": self.poll_seconds,
                 "resume": self.resume,
+                "verify": self.verify,
+                "botocore_config": self.botocore_config,
             },
         )
 
@@ -85,7 +91,9 @@ class ConfigEvaluationTrigger(BaseTrigger):
         before = EvaluationTimes(_optional(self.before_invoked), _optional(self.before_evaluated))
         # First look after one interval, as CommandCompletionTrigger does (the Airflow 3.3.2 race it avoids).
         await asyncio.sleep(self.poll_seconds)
-        hook = ConfigRulesHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        hook = ConfigRulesHook(
+            aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify, config=self.botocore_config
+        )
         async with await hook.get_async_conn() as client:
 
             async def status() -> EvaluationTimes:

@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from patchcycle.core.inventory import iso_utc
+from patchcycle.core.timestamps import iso_utc
 from patchcycle.hooks.inspector import MAX_COVERAGE_PER_PAGE, InspectorHook, coverage_criteria, select_coverage
 
 
@@ -38,6 +38,8 @@ class InspectorRescanTrigger(BaseTrigger):
         installed_at: Mapping[str, str],
         deadline: str,
         poll_seconds: float = 60.0,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         for instance_id, when in installed_at.items():
@@ -49,6 +51,8 @@ class InspectorRescanTrigger(BaseTrigger):
         self.installed_at = dict(installed_at)
         self.deadline = iso_utc(_instant(deadline))
         self.poll_seconds = float(poll_seconds)
+        self.verify = verify
+        self.botocore_config = botocore_config
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -59,6 +63,8 @@ class InspectorRescanTrigger(BaseTrigger):
                 "installed_at": dict(self.installed_at),
                 "deadline": self.deadline,
                 "poll_seconds": self.poll_seconds,
+                "verify": self.verify,
+                "botocore_config": self.botocore_config,
             },
         )
 
@@ -70,7 +76,9 @@ class InspectorRescanTrigger(BaseTrigger):
         deadline = _instant(self.deadline)
         # First look after one interval, as CommandCompletionTrigger does (the Airflow 3.3.2 race it avoids).
         await asyncio.sleep(self.poll_seconds)
-        hook = InspectorHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        hook = InspectorHook(
+            aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify, config=self.botocore_config
+        )
         async with await hook.get_async_conn() as client:
             while True:
                 # ListCoverage of the instances still waited for, all pages, batched as InspectorHook.coverage is.

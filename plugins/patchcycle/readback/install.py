@@ -8,11 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from patchcycle.artifacts import ArtifactStore
 from patchcycle.config import MAX_WAVES, InstallSettings, Target
-from patchcycle.core.inventory import typed_frame
+from patchcycle.core.frames import concat_frames
 from patchcycle.core.outcomes import ApprovalRecord, RolloutRecord, StagingRecord, halted_after, install_outcomes
-from patchcycle.core.plan import split_cve_ids
+from patchcycle.core.plan import COMPLIANCE_COLUMNS, split_cve_ids
 from patchcycle.core.staging import (
     STAGING_RESULT_COLUMNS,
     assign_profiles,
@@ -20,7 +19,25 @@ from patchcycle.core.staging import (
     staging_profiles,
     staging_summary,
 )
-from patchcycle.operators.match_tables import MatchTables, read_frame, read_json
+from patchcycle.core.waves import WaveRecord
+from patchcycle.readback.match import MatchTables
+from patchcycle.run_artifacts import (
+    APPROVAL_DECISION,
+    PRODUCTION,
+    PROFILES,
+    RUN_ERROR,
+    STACK,
+    STAGING_RESULTS,
+    TARGET_ERROR,
+    VERIFIED_PATCHES,
+    VERIFY_COMPLIANCE,
+    WAVE,
+    WAVE_PLAN,
+    WAVE_RESULTS,
+    RunArtifacts,
+    Step,
+)
+from patchcycle.run_records import StackRecord
 
 NOTHING_TO_ROLL_OUT = "nothing to roll out: no instance needs patches"
 
@@ -34,46 +51,42 @@ class InstallRecord:
 
 
 def read_install_record(
-    store: ArtifactStore, targets: Sequence[Target], tables: MatchTables, settings_value: Any
+    artifacts: RunArtifacts, targets: Sequence[Target], tables: MatchTables, settings: InstallSettings
 ) -> InstallRecord:
-    settings = InstallSettings.from_dict(settings_value) if settings_value else InstallSettings()
-    production = read_frame(store, "install", "production.parquet")
-    profiles = read_frame(store, "install", "profiles.parquet")
+    production = artifacts.find(PRODUCTION)
+    profiles = artifacts.find(PROFILES)
     plan_error = ""
     if production is None or profiles is None:
         # plan_install did not run: the report still accounts for every instance the cycle would have patched.
         production = production_instances(tables.inventory, tables.plan, tables.scan_failures)
         profiles = staging_profiles(production, settings.staging_max_instances)
         production = assign_profiles(production, profiles)
-        error = read_json(store, "errors", "plan_install.json")
-        plan_error = error["error"] if error else "plan_install did not finish"
-    waves = read_frame(store, "install", "waves.parquet")
+        error = artifacts.find(RUN_ERROR, step=Step.PLAN_INSTALL)
+        plan_error = error.error if error else "plan_install did not finish"
+    waves = artifacts.find(WAVE_PLAN)
     wave_of = (
         {str(r): int(w) for r, w in zip(waves["resource_id"], waves["wave"], strict=True)} if waves is not None else {}
     )
 
     stacks, results_frames, staging_errors = [], [], []
     for target in targets:
-        stack = read_json(store, "staging", f"{target.key}.stack.json")
+        stack = artifacts.find(STACK, target=target)
         if stack is None:
-            failure = _task_error(store, target, ("staging",))
+            failure = _task_error(artifacts, target, (Step.STAGING,))
             staging_errors.append(f"{target.key}: no staging stack: {failure}")
-            stack = {"stack_name": "", "created": False, "status": "", "error": failure}
-        elif stack.get("error"):
-            staging_errors.append(f"{target.key}: stack {stack.get('stack_name')}: {stack['error']}")
+            stack = StackRecord(stack_name="", account_id="", region=target.region_name, error=failure)
+        elif stack.error:
+            staging_errors.append(f"{target.key}: stack {stack.stack_name}: {stack.error}")
         stacks.append(_stack_entry(target, stack))
-        results = read_frame(store, "staging", f"{target.key}.results.parquet")
+        results = artifacts.find(STAGING_RESULTS, target=target)
         if results is not None:
             results_frames.append(results)
-        failed_task = any(
-            read_json(store, "errors", f"{stage}.{target.key}.json") for stage in ("staging_patch", "staging_checks")
-        )
-        if failed_task or (results is None and (stack.get("created") or stack.get("status") == "NOT_NEEDED")):
-            failure = _task_error(store, target, ("staging_patch", "staging_checks"))
+        steps = (Step.STAGING_PATCH, Step.STAGING_CHECKS)
+        failed_task = any(artifacts.exists(TARGET_ERROR, step=step, target=target) for step in steps)
+        if failed_task or (results is None and (stack.created or stack.status == "NOT_NEEDED")):
+            failure = _task_error(artifacts, target, steps)
             staging_errors.append(f"{target.key}: staging checks did not finish: {failure}")
-    results = (
-        pd.concat(results_frames, ignore_index=True) if results_frames else typed_frame([], STAGING_RESULT_COLUMNS)
-    )
+    results = concat_frames(results_frames, STAGING_RESULT_COLUMNS)
     summary = staging_summary(results)
     failures = [f"{f['instance_id']} ({f['profile_id']}): {f['reason']}" for f in summary["failures"]]
     ran = not staging_errors and not plan_error
@@ -82,36 +95,32 @@ def read_install_record(
         passed=ran and summary["failed"] == 0,
         error="; ".join([plan_error, *staging_errors, *failures][:5]).strip("; "),
     )
-    decision = read_json(store, "approval", "decision.json")
-    approval = (
-        ApprovalRecord(**{k: decision[k] for k in ("decision", "mode", "by", "at", "timed_out")}) if decision else None
-    )
+    approval: ApprovalRecord | None = artifacts.find(APPROVAL_DECISION)
 
     records, errors, result_frames = {}, {}, []
     for wave in range(1, MAX_WAVES + 1):
-        record = read_json(store, "waves", f"wave_{wave}.json")
+        record = artifacts.find(WAVE, wave=wave)
         if record is not None:
             records[wave] = record
-        result = read_frame(store, "waves", f"wave_{wave}.results.parquet")
+        result = artifacts.find(WAVE_RESULTS, wave=wave)
         if result is not None:
             result_frames.append(result)
-        error = read_json(store, "errors", f"wave_{wave}.json")
+        error = artifacts.find(RUN_ERROR, step=Step.wave(wave))
         if error is not None:
-            errors[wave] = error["error"]
+            errors[wave] = error.error
     rollout = RolloutRecord(
         waves=records, results=pd.concat(result_frames, ignore_index=True) if result_frames else None, errors=errors
     )
     verified: dict[str, dict[str, str]] = {}
     compliance_frames = [tables.compliance]
     for target in targets:
-        patches = read_json(store, "verify", f"{target.key}.patches.json") or {}
-        for instance_id, items in patches.items():
-            verified[instance_id] = {str(p["KBId"]): str(p["State"]) for p in items}
-        after = read_frame(store, "verify", f"{target.key}.compliance.parquet")
+        patches = artifacts.find(VERIFIED_PATCHES, target=target)
+        verified.update(patches or {})
+        after = artifacts.find(VERIFY_COMPLIANCE, target=target)
         if after is not None:
             compliance_frames.append(after)
     # The state after the install wins over the scan's (instance_compliance keeps the latest per instance).
-    compliance = pd.concat(compliance_frames, ignore_index=True)
+    compliance = concat_frames(compliance_frames, COMPLIANCE_COLUMNS)
     compliance = compliance.sort_values(["resource_id", "operation_end_time"], na_position="first")
     compliance = compliance.drop_duplicates("resource_id", keep="last").reset_index(drop=True)
 
@@ -141,35 +150,34 @@ def read_install_record(
         ),
         "settings": {
             "reboot_option": settings.reboot_option,
-            "canary": settings.canary,
+            "canary": str(settings.canary),
             "wave_percentages": list(settings.wave_percentages),
-            "halt_threshold": settings.halt_threshold,
+            "halt_threshold": str(settings.halt_threshold),
             "staging_max_instances": settings.staging_max_instances,
         },
     }
     return InstallRecord(outcomes, section, wave_of, compliance)
 
 
-def _task_error(store: ArtifactStore, target: Target, stages: Sequence[str]) -> str:
-    for stage in stages:
-        error = read_json(store, "errors", f"{stage}.{target.key}.json")
+def _task_error(artifacts: RunArtifacts, target: Target, steps: Sequence[str]) -> str:
+    for step in steps:
+        error = artifacts.find(TARGET_ERROR, step=step, target=target)
         if error:
-            return str(error["error"])
+            return error.error
     return "the task did not finish"
 
 
-def _stack_entry(target: Target, stack: dict[str, Any]) -> dict[str, Any]:
-    accounts = stack.get("account_ids") or [""]
+def _stack_entry(target: Target, stack: StackRecord) -> dict[str, Any]:
     return {
-        "account_id": str(accounts[0]),
+        "account_id": stack.account_id,
         "region": target.region_name,
-        "stack_name": str(stack.get("stack_name", "")),
-        "created": bool(stack.get("created")),
-        "created_at": str(stack.get("created_at", "")),
-        "deleted": bool(stack.get("deleted")),
-        "deleted_at": str(stack.get("deleted_at", "")),
-        "status": str(stack.get("status", "")),
-        "error": str(stack.get("error", "")),
+        "stack_name": stack.stack_name,
+        "created": stack.created,
+        "created_at": stack.created_at,
+        "deleted": stack.deleted,
+        "deleted_at": stack.deleted_at,
+        "status": stack.status,
+        "error": stack.error,
     }
 
 
@@ -211,10 +219,10 @@ def _wave_entries(
     halt = halted_after(rollout)
     entries = []
     for wave in sorted(sizes):
-        record = rollout.waves.get(wave, {})
-        if record.get("finished_at"):
-            status = "halted" if record.get("halted") else "done"
-        elif (halt is not None and wave > halt) or (approval is not None and approval.decision != "Approve"):
+        record = rollout.waves.get(wave) or WaveRecord(wave=wave, instances=sizes[wave], started_at="")
+        if record.finished_at:
+            status = "halted" if record.halted else "done"
+        elif (halt is not None and wave > halt) or (approval is not None and not approval.approved):
             status = "skipped"
         else:
             status = "not_run"
@@ -222,15 +230,15 @@ def _wave_entries(
             {
                 "wave": wave,
                 "instances": sizes[wave],
-                "sent": int(record.get("sent", 0)),
-                "succeeded": int(record.get("succeeded", 0)),
-                "failed": int(record.get("failed", 0)),
-                "threshold": str(record.get("threshold", "")),
-                "allowed_failures": int(record.get("allowed_failures", 0)),
-                "halted": bool(record.get("halted")),
+                "sent": record.sent,
+                "succeeded": record.succeeded,
+                "failed": record.failed,
+                "threshold": record.threshold,
+                "allowed_failures": record.allowed_failures,
+                "halted": record.halted,
                 "status": status,
-                "started_at": str(record.get("started_at", "")),
-                "finished_at": str(record.get("finished_at", "")),
+                "started_at": record.started_at,
+                "finished_at": record.finished_at,
             }
         )
     return entries
