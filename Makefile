@@ -40,9 +40,11 @@ test: lint typecheck pytest
 test-fast: install
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not e2e and not slow"
 
-# Regenerates docs/artifacts.md from the run-artifact contract (a test fails when it is not current).
+# Regenerates docs/artifacts.md from the run-artifact contract, and the verdict tables of docs/report.md from
+# core/verdicts.py (tests fail when they are not current).
 docs: install
 	PYTHONPATH=plugins $(PY) -m patchcycle.artifact_docs
+	PYTHONPATH=plugins $(PY) -m patchcycle.verdict_docs
 
 sandbox: install
 	$(PY) -m include.sandbox serve --scenario $(SCENARIO) --port $(PORT)

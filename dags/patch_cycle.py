@@ -1,6 +1,6 @@
-"""patch_cycle: inventory -> match -> [install mode] staging -> approval -> production waves -> verify
--> inspect (Amazon Inspector) and config (AWS Config) -> report -> Security Hub findings and CloudWatch KPIs
--> conclude.
+"""patch_cycle: inventory -> match -> [install mode] staging and the runbooks -> approval -> production waves
+(gates, snapshot, install, validation, rollback) -> verify -> inspect (Amazon Inspector), config (AWS Config) and
+snapshot retention -> report -> Security Hub findings and CloudWatch KPIs -> conclude.
 
 validate_params checks the params and hands the whole validated config to every other task. Tasks fan out
 by (connection, region); the waves span every target. install_mode is the one place the mode is checked:
@@ -24,6 +24,7 @@ from patchcycle.operators.config_compliance import ConfigComplianceOperator
 from patchcycle.operators.cycle_outcome import CycleOutcomeOperator
 from patchcycle.operators.cycle_params import CycleParamsOperator
 from patchcycle.operators.cycle_report import CycleReportOperator
+from patchcycle.operators.expire_snapshots import ExpireSnapshotsOperator
 from patchcycle.operators.inspect_cves import InspectCvesOperator
 from patchcycle.operators.install_plan import InstallPlanOperator
 from patchcycle.operators.inventory import InventoryOperator
@@ -32,6 +33,7 @@ from patchcycle.operators.patch_scan import PatchScanOperator
 from patchcycle.operators.patch_wave import PatchWaveOperator
 from patchcycle.operators.publish_findings import PublishFindingsOperator
 from patchcycle.operators.publish_metrics import PublishMetricsOperator
+from patchcycle.operators.register_runbooks import RegisterRunbooksOperator
 from patchcycle.operators.staging_checks import StagingHealthCheckOperator, StagingPatchOperator
 from patchcycle.operators.staging_stack import StagingStackOperator, StagingTeardownOperator
 from patchcycle.operators.verify_install import VerifyInstallOperator
@@ -72,6 +74,10 @@ with DAG(
     patch_staging = StagingPatchOperator.partial(task_id="patch_staging", config=config).expand_kwargs(targets)
     check_staging = StagingHealthCheckOperator.partial(task_id="check_staging", config=config).expand_kwargs(targets)
     delete_staging = StagingTeardownOperator.partial(task_id="delete_staging", config=config).expand_kwargs(targets)
+    # The runbooks the waves start, registered in every target before anyone is asked to approve.
+    register_runbooks = RegisterRunbooksOperator.partial(task_id="register_runbooks", config=config).expand_kwargs(
+        targets
+    )
     approve = PatchApprovalOperator(task_id="approve_production", config=config, retries=0)
     waves = [PatchWaveOperator(task_id=f"wave_{n}", wave=n, config=config) for n in range(1, MAX_WAVES + 1)]
     # all_done: the canary instances of a halted rollout are verified too.
@@ -82,6 +88,10 @@ with DAG(
     inspect = InspectCvesOperator.partial(task_id="inspect", config=config, trigger_rule="none_skipped").expand_kwargs(
         targets
     )
+    # none_skipped, as inspect: install mode only, whatever the waves did.
+    expire_snapshots = ExpireSnapshotsOperator.partial(
+        task_id="expire_snapshots", config=config, trigger_rule="none_skipped"
+    ).expand_kwargs(targets)
     # all_done: after verify in install mode; straight after match in scan mode.
     config_check = ConfigComplianceOperator.partial(
         task_id="config", config=config, trigger_rule="all_done"
@@ -93,7 +103,8 @@ with DAG(
 
     chain(inventory, match, install_mode, plan_install, create_staging, patch_staging, check_staging)
     check_staging >> delete_staging.as_teardown(setups=create_staging, on_failure_fail_dagrun=True)
-    chain(check_staging, approve, *waves, verify, [inspect, config_check], report)
+    plan_install >> register_runbooks >> approve
+    chain(check_staging, approve, *waves, verify, [inspect, config_check, expire_snapshots], report)
     chain(report, [publish_findings, publish_metrics], conclude)
     install_mode >> verify
     match >> report

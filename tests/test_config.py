@@ -11,7 +11,15 @@ from typing import Any
 import botocore.session
 import pytest
 
-from patchcycle.config import BaselinesConfig, CycleConfig, InstallSettings, RunConfig, Target, WatchConfig
+from patchcycle.config import (
+    BaselinesConfig,
+    CycleConfig,
+    InstallSettings,
+    RolloutSafety,
+    RunConfig,
+    Target,
+    WatchConfig,
+)
 from patchcycle.core.scope import Scope
 
 DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "patch_cycle.py"
@@ -251,6 +259,58 @@ def test_install_settings_defaults() -> None:
 )
 def test_bad_install_settings_are_refused_by_name(field: str, value: Any) -> None:
     refused(field, **{field.split("[")[0]: value})
+
+
+def test_rollout_safety_defaults_snapshot_and_roll_back_failures_with_no_gates() -> None:
+    safety = CycleConfig.from_params(params()).safety
+    assert safety == RolloutSafety()
+    assert (safety.snapshot, safety.rollback, safety.snapshot_retention_days) == (True, "failed", 7)
+    assert (safety.change_calendar, safety.health_alarms, safety.automation_assume_role) == ("", (), "")
+
+
+def test_rollout_safety_reads_names_arns_and_alarm_prefixes() -> None:
+    calendar = "arn:aws:ssm:us-east-1:123456789012:document/prod-freeze"
+    role = "arn:aws:iam::123456789012:role/patchcycle-automation"
+    safety = CycleConfig.from_params(
+        params(
+            change_calendar=calendar,
+            change_calendar_wait_minutes=30,
+            health_alarms=["web-5xx", "payments-*", "web-5xx"],
+            automation_assume_role=role,
+            snapshot_retention_days=30,
+        )
+    ).safety
+    assert (safety.change_calendar, safety.change_calendar_wait.total_seconds()) == (calendar, 1800)
+    assert safety.health_alarms == ("web-5xx", "payments-*")  # a name listed twice is watched once
+    assert (safety.automation_assume_role, safety.snapshot_retention_days) == (role, 30)
+    assert RolloutSafety.from_params(safety.as_params()) == safety
+    assert CycleConfig.from_params(params(change_calendar="prod-freeze")).safety.change_calendar == "prod-freeze"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("snapshot", "yes"),
+        ("snapshot_retention_days", 0),
+        ("rollback", "all"),
+        ("change_calendar", "no spaces allowed"),
+        ("change_calendar", "arn:aws:ssm:us-east-1:1234:document/short-account"),
+        ("change_calendar_wait_minutes", 0),
+        ("health_alarms", "web-5xx"),
+        ("health_alarms[1]", ["web-5xx", "*"]),
+        ("health_alarms[0]", [""]),
+        ("automation_assume_role", "patchcycle-automation"),
+        ("automation_assume_role", "arn:aws:iam::123456789012:user/ops"),
+    ],
+)
+def test_bad_rollout_safety_settings_are_refused_by_name(field: str, value: Any) -> None:
+    refused(field, **{field.split("[")[0]: value})
+
+
+def test_a_rollback_without_snapshots_is_refused() -> None:
+    message = refused("rollback", snapshot=False)
+    assert "needs snapshot: true" in message
+    assert not CycleConfig.from_params(params(snapshot=False, rollback="none")).safety.snapshot
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,10 @@ RUN_CONF = {
     "halt_threshold": "50%",  # the scenario's injected install failures must not halt this run
     "poll_seconds": 5,
     "command_timeout_minutes": 0.5,
+    # Snapshots and rollback are proven by the e2e install cycle; here they would add a phase (a deferral and
+    # a resumed task) to each of the five waves. The waves still validate through PatchCycle-ValidateInstance.
+    "snapshot": False,
+    "rollback": "none",
 }
 APPROVAL = "approve_production"
 STARTUP_TIMEOUT = 150.0

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from patchcycle import verdict_docs
+
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 DOCS = sorted((REPO / "docs").glob("*.md"))
@@ -121,3 +123,15 @@ def test_every_reason_code_is_documented() -> None:
 
     text = (REPO / "docs" / "report.md").read_text()
     assert [code.value for code in ReasonCode if f"`{code.value}`" not in text] == []
+
+
+@pytest.mark.parametrize("page", sorted(verdict_docs.PAGES))
+def test_the_generated_verdict_tables_are_current(page: str) -> None:
+    """`make docs` rewrites them from core/verdicts.py; a page edited by hand (or code changed without it) fails."""
+    text = (REPO / "docs" / page).read_text()
+    assert verdict_docs.render(text, verdict_docs.PAGES[page]) == text, f"docs/{page} is stale: run `make docs`"
+
+
+def test_a_page_without_its_markers_is_refused() -> None:
+    with pytest.raises(ValueError, match="no '<!-- verdicts: generated"):
+        verdict_docs.render("# Verdicts\n\n| Verdict |\n", verdict_docs.PAGES["report.md"])

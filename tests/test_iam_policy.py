@@ -6,9 +6,14 @@ plus a short table of indirect calls (`hook.account_id`, ObjectStoragePath on s3
 of the amazon provider's waiter triggers. Each call is mapped to its IAM action through botocore's
 service model. CloudFormation creates the staging stack's resources with the caller's permissions,
 so the actions that the resources of include/cloudformation/ need (TEMPLATE_RESOURCE_ACTIONS) are
-required too. The tests fail when code or a template needs AWS access the policy does not allow,
-when the policy allows what nothing needs, and when the extractor meets a call or a resource type it
-cannot attribute (it never skips one silently).
+required too. So are the actions of the steps of the project's SSM Automation runbooks
+(include/automation/): with an empty AutomationAssumeRole (the default) the steps act with the
+permissions of whoever started the execution, the DAGs' role. Each step's action is derived from the
+YAML: Service + Api through botocore, aws:runCommand as SendCommand of its DocumentName plus what
+Automation calls to follow the command (runbook_calls). The tests fail when code, a template or a
+runbook needs AWS access the policy does not allow, when the policy allows what nothing needs, and
+when the extractor meets a call, a resource type or a step action it cannot attribute (it never skips
+one silently).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import pytest
 import yaml
 from botocore import xform_name
 
+from patchcycle.core.runbooks import MANAGED_TAG, RUNBOOK_PREFIX, RUNBOOKS
 from patchcycle.core.staging import stack_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,6 +98,37 @@ TEMPLATE_RESOURCE_ACTIONS: dict[str, tuple[str, ...]] = {
 # IAM actions that are permissions only, with no API operation of their own in botocore.
 PERMISSION_ONLY_ACTIONS = frozenset({"iam:PassRole"})
 
+# The project's SSM Automation runbooks. Their steps act with the role in the AutomationAssumeRole parameter; empty
+# (the default, the run's automation_assume_role param), they act with the permissions of whoever started the
+# execution: the DAGs' role, so the policy must allow every step's calls. Every step's action needs an entry below:
+# a step whose action none of them lists fails the tests, naming the runbook, the step and the action.
+AUTOMATION_DIR = Path("include") / "automation"
+RUNBOOK_SUFFIXES = (".yaml", ".yml", ".json")
+# Steps that call the one AWS API their inputs name: Service (the boto3 service name) and Api (the operation).
+API_STEP_ACTIONS = frozenset({"aws:executeAwsApi", "aws:waitForAwsResourceProperty", "aws:assertAwsResourceProperty"})
+# aws:runCommand is ssm:SendCommand of its DocumentName to its instances; Automation then follows the command with
+# the same permissions until it ends (its outputs are CommandId, Status, ResponseCode and Output).
+RUN_COMMAND_ACTION = "aws:runCommand"
+RUN_COMMAND_FOLLOW_UP = (("ssm", "ListCommands"), ("ssm", "ListCommandInvocations"), ("ssm", "GetCommandInvocation"))
+# Steps that call no AWS API: flow control inside the execution.
+STEP_ACTIONS_WITHOUT_CALLS = frozenset({"aws:branch", "aws:sleep"})
+
+# Create calls that tag what they create (a Tags or TagSpecifications argument): AWS also authorizes those tags as
+# the service's tagging action on the new resource. EC2 checks ec2:CreateTags (with the condition key
+# ec2:CreateAction naming the create call); Systems Manager checks ssm:AddTagsToResource. A call that passes tags
+# without an entry here fails the tests, naming it. The tagging operations themselves are not create calls.
+TAG_ARGUMENTS = frozenset({"Tags", "TagSpecifications"})
+TAGGING_OPERATIONS = frozenset({"AddTagsToResource", "CreateTags", "TagResource"})
+TAG_ON_CREATE: dict[tuple[str, str], tuple[str, ...]] = {
+    ("ec2", "CreateSnapshots"): ("ec2:CreateTags",),
+    ("ec2", "CreateReplaceRootVolumeTask"): ("ec2:CreateTags",),
+    ("ssm", "CreateDocument"): ("ssm:AddTagsToResource",),
+    ("ssm", "StartAutomationExecution"): ("ssm:AddTagsToResource",),
+}
+# Permissions a call needs beyond its own action. StartAutomationExecution passes the runbooks' AutomationAssumeRole
+# (the run's automation_assume_role param, when set) to Systems Manager, which checks iam:PassRole on that role.
+DEPENDENT_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {("ssm", "StartAutomationExecution"): ("iam:PassRole",)}
+
 # Indirect calls. The amazon provider's AwsBaseHook.account_id calls sts:GetCallerIdentity.
 INDIRECT_ATTRIBUTES: dict[str, tuple[tuple[str, str], ...]] = {"account_id": (("sts", "GetCallerIdentity"),)}
 # Airflow's ObjectStoragePath on s3:// goes through s3fs: mkdir probes the bucket (HeadBucket), exists() and
@@ -150,6 +187,23 @@ SAMPLE_RUN_INSTANCES = (
     f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:subnet/subnet-0123456789abcdef0",
     f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:volume/vol-0123456789abcdef0",
 )
+# The runbooks' resources: their documents, the automation definitions StartAutomationExecution is authorized on
+# (arn:...:automation-definition/NAME:VERSION), an execution, and what the steps snapshot and restore. A snapshot's
+# ARN has no account; the role the runbooks act as is named by the convention include/iam/README.md asks for.
+RUNBOOK_DOCUMENTS = tuple(f"arn:aws:ssm:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:document/{name}" for name in RUNBOOKS)
+RUNBOOK_DEFINITIONS = tuple(
+    f"arn:aws:ssm:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:automation-definition/{name}:3" for name in RUNBOOKS
+)
+SAMPLE_EXECUTION = (
+    f"arn:aws:ssm:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:automation-execution/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+)
+SAMPLE_CALENDAR = f"arn:aws:ssm:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:document/ProductionChangeFreeze"
+SAMPLE_AUTOMATION_ROLE = f"arn:aws:iam::{SAMPLE_ACCOUNT}:role/patchcycle-automation-runbooks"
+SAMPLE_VOLUME = f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:volume/vol-0123456789abcdef0"
+SAMPLE_SNAPSHOT = f"arn:aws:ec2:{SAMPLE_REGION}::snapshot/snap-0123456789abcdef0"
+SAMPLE_RESTORE_TASK = (
+    f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:replace-root-volume-task/replacevol-0123456789abcdef0"
+)
 SAMPLE_RESOURCES: dict[str, tuple[str, ...]] = {
     "cloudformation:CreateStack": (SAMPLE_STACK,),
     "cloudformation:DeleteStack": (SAMPLE_STACK,),
@@ -181,11 +235,36 @@ SAMPLE_RESOURCES: dict[str, tuple[str, ...]] = {
         ),
         (f"arn:aws:ssm:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:patchbaseline/pb-0123456789abcdef0",),
     ),
+    **dict.fromkeys(
+        (
+            "ssm:CreateDocument",
+            "ssm:DescribeDocument",
+            "ssm:GetDocument",
+            "ssm:UpdateDocument",
+            "ssm:UpdateDocumentDefaultVersion",
+        ),
+        RUNBOOK_DOCUMENTS,
+    ),
+    "ssm:StartAutomationExecution": RUNBOOK_DEFINITIONS,
+    "ssm:GetAutomationExecution": (SAMPLE_EXECUTION,),
+    "ssm:StopAutomationExecution": (SAMPLE_EXECUTION,),
+    "ssm:GetCalendarState": (SAMPLE_CALENDAR,),
+    "ec2:CreateSnapshots": (SAMPLE_INSTANCE, SAMPLE_VOLUME, SAMPLE_SNAPSHOT),
+    "ec2:DeleteSnapshot": (SAMPLE_SNAPSHOT,),
+    "ec2:CreateReplaceRootVolumeTask": (SAMPLE_INSTANCE, SAMPLE_VOLUME, SAMPLE_SNAPSHOT, SAMPLE_RESTORE_TASK),
     "s3:GetBucketTagging": ("arn:aws:s3:::any-customer-bucket",),
     "s3:ListBucket": (f"arn:aws:s3:::{ARTIFACT_BUCKET}",),
     "s3:GetObject": (f"arn:aws:s3:::{ARTIFACT_BUCKET}/patch_cycle/run/inventory/target.parquet",),
     "s3:PutObject": (f"arn:aws:s3:::{ARTIFACT_BUCKET}/patch_cycle/run/inventory/target.parquet",),
     "s3:DeleteObject": (f"arn:aws:s3:::{ARTIFACT_BUCKET}/patch_cycle/run/inventory/target.parquet",),
+}
+# Where the resource of an action depends on the call that needs it: (action, the call's operation) -> resources.
+CALL_SAMPLE_RESOURCES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("ec2:CreateTags", "CreateSnapshots"): (SAMPLE_SNAPSHOT,),
+    ("ec2:CreateTags", "CreateReplaceRootVolumeTask"): (SAMPLE_RESTORE_TASK,),
+    ("ssm:AddTagsToResource", "CreateDocument"): RUNBOOK_DOCUMENTS,
+    ("ssm:AddTagsToResource", "StartAutomationExecution"): (SAMPLE_EXECUTION,),
+    ("iam:PassRole", "StartAutomationExecution"): (SAMPLE_AUTOMATION_ROLE,),
 }
 # Write actions that support no resource-level permissions, so only Resource "*" can grant them.
 # Actions AWS does not scope by resource (the Service Authorization Reference lists no resource type).
@@ -206,6 +285,7 @@ class AwsCall:
     operation: str
     where: str
     document: str | None = None  # SendCommand's DocumentName
+    tagged: bool = False  # a create call that tags what it creates (TAG_ON_CREATE)
 
 
 # --- botocore: method names to operations, operations to IAM actions ------------------------------------
@@ -235,6 +315,25 @@ def iam_actions(service: str, operation: str) -> tuple[str, ...]:
     if (service, operation) in ACTION_OVERRIDES:
         return ACTION_OVERRIDES[(service, operation)]
     return (f"{IAM_PREFIXES.get(service, service)}:{operation}",)
+
+
+def call_actions(call: AwsCall) -> tuple[str, ...]:
+    """The IAM actions a call needs: its operation's, its dependent permissions, and tagging what it creates."""
+    key = (call.service, call.operation)
+    tagging = TAG_ON_CREATE[key] if call.tagged else ()
+    return iam_actions(*key) + DEPENDENT_ACTIONS.get(key, ()) + tagging
+
+
+def passes_tags(service: str, operation: str, arguments: Iterable[str], where: str) -> bool:
+    """Whether a call tags what it creates; such a call needs its entry in TAG_ON_CREATE."""
+    if operation in TAGGING_OPERATIONS or not TAG_ARGUMENTS & set(arguments):
+        return False
+    if (service, operation) not in TAG_ON_CREATE:
+        raise ExtractionError(
+            f"{where}: {service}:{operation} tags what it creates: add the tagging action AWS checks for it "
+            "to TAG_ON_CREATE"
+        )
+    return True
 
 
 # --- the extractor ----------------------------------------------------------------------------------------
@@ -519,7 +618,8 @@ class CallExtractor:
             document = None
             if operation == "SendCommand":
                 document = self._document(node, where)
-            yield AwsCall(service, operation, where, document)
+            tagged = passes_tags(service, operation, (k.arg for k in node.keywords if k.arg), where)
+            yield AwsCall(service, operation, where, document, tagged)
 
     def _document(self, node: ast.Call, where: str) -> str:
         value = next((k.value for k in node.keywords if k.arg == "DocumentName"), None)
@@ -596,9 +696,67 @@ def template_calls(root: Path = REPO) -> list[AwsCall]:
     return found
 
 
+# --- the Automation runbooks: what their steps call, with the DAGs' role when AutomationAssumeRole is empty ----
+
+
+def runbook_calls(root: Path = REPO) -> list[AwsCall]:
+    """The AWS calls the steps of the runbooks in include/automation/ make, as calls "made" there.
+
+    A Service + Api step is mapped through botocore like a call in the code; aws:runCommand is SendCommand of its
+    DocumentName plus RUN_COMMAND_FOLLOW_UP. A step whose action is not known raises ExtractionError naming it.
+    """
+    found: list[AwsCall] = []
+    paths = sorted(p for p in (root / AUTOMATION_DIR).glob("*") if p.suffix in RUNBOOK_SUFFIXES)
+    for path in paths:
+        where = str(path.relative_to(root))
+        runbook = yaml.safe_load(path.read_text())
+        steps = runbook.get("mainSteps") if isinstance(runbook, dict) else None
+        if not isinstance(steps, list) or not steps:
+            raise ExtractionError(f"{where}: an Automation runbook needs a mainSteps list")
+        for step in steps:
+            found.extend(_step_calls(where, step if isinstance(step, dict) else {}))
+    return found
+
+
+def _step_calls(path: str, step: dict[str, Any]) -> Iterator[AwsCall]:
+    action, inputs = step.get("action"), step.get("inputs") or {}
+    where = f"{path} (step {step.get('name')}: {action})"
+    if not isinstance(inputs, dict):
+        raise ExtractionError(f"{where}: a step's inputs must be a mapping")
+    if action in STEP_ACTIONS_WITHOUT_CALLS:
+        return
+    if action in API_STEP_ACTIONS:
+        service, api = inputs.get("Service"), inputs.get("Api")
+        if not (isinstance(service, str) and isinstance(api, str)) or "{{" in service + api:
+            raise ExtractionError(f"{where}: Service and Api must be literal names the test can map to an action")
+        operation = _runbook_operation(service, api, where)
+        yield AwsCall(service, operation, where, tagged=passes_tags(service, operation, inputs, where))
+    elif action == RUN_COMMAND_ACTION:
+        document = inputs.get("DocumentName")
+        if not isinstance(document, str) or "{{" in document:
+            raise ExtractionError(f"{where}: aws:runCommand's DocumentName must be a literal document name")
+        yield AwsCall("ssm", "SendCommand", where, document)
+        yield from (AwsCall(service, operation, where) for service, operation in RUN_COMMAND_FOLLOW_UP)
+    else:
+        raise ExtractionError(
+            f"{where}: step action {action!r} is not one the test knows: add it to API_STEP_ACTIONS, "
+            "STEP_ACTIONS_WITHOUT_CALLS or a table of what it calls"
+        )
+
+
+def _runbook_operation(service: str, api: str, where: str) -> str:
+    """A step's Api, as botocore names the operation (Automation accepts the API name or the boto3 method name)."""
+    known = operations(service)
+    if api in known.values():
+        return api
+    if api in known:
+        return known[api]
+    raise ExtractionError(f"{where}: {api!r} is not an operation of the {service} API")
+
+
 def needed_calls(root: Path = REPO) -> list[AwsCall]:
-    """Everything the policy must allow: the code's calls and the templates' resources."""
-    return extract_calls(package_sources(root)) + template_calls(root)
+    """Everything the policy must allow: the code's calls, the templates' resources and the runbooks' steps."""
+    return extract_calls(package_sources(root)) + template_calls(root) + runbook_calls(root)
 
 
 # --- the policy -------------------------------------------------------------------------------------------
@@ -625,7 +783,7 @@ def allows(policy: dict[str, Any], action: str, resource: str) -> bool:
 def required_actions(calls: Iterable[AwsCall]) -> dict[str, list[AwsCall]]:
     needed: dict[str, list[AwsCall]] = {}
     for call in calls:
-        for action in iam_actions(call.service, call.operation):
+        for action in call_actions(call):
             needed.setdefault(action, []).append(call)
     return needed
 
@@ -638,7 +796,8 @@ def document_arn(name: str) -> str:
 def sample_resources(action: str, calls: list[AwsCall]) -> tuple[str, ...]:
     if action == "ssm:SendCommand":
         return (*sorted({document_arn(c.document) for c in calls if c.document}), SAMPLE_INSTANCE)
-    return SAMPLE_RESOURCES.get(action, ("*",))
+    default = SAMPLE_RESOURCES.get(action, ("*",))
+    return tuple(dict.fromkeys(r for c in calls for r in CALL_SAMPLE_RESOURCES.get((action, c.operation), default)))
 
 
 def policy_gaps(policy: dict[str, Any], calls: Iterable[AwsCall]) -> list[str]:
@@ -675,13 +834,17 @@ def calls() -> list[AwsCall]:
 
 @pytest.fixture(scope="module")
 def needed(calls: list[AwsCall]) -> list[AwsCall]:
-    return calls + template_calls()
+    return calls + template_calls() + runbook_calls()
 
 
 # --- the policy document ----------------------------------------------------------------------------------
 
 
 def test_policy_is_a_well_formed_identity_policy(policy: dict[str, Any]) -> None:
+    assert_well_formed(policy)
+
+
+def assert_well_formed(policy: dict[str, Any]) -> None:
     assert set(policy) == {"Version", "Statement"}
     assert policy["Version"] == "2012-10-17"
     assert isinstance(policy["Statement"], list) and policy["Statement"]
@@ -729,8 +892,9 @@ def test_writes_are_scoped_to_resources(policy: dict[str, Any]) -> None:
     assert not broad, f"write actions granted on Resource '*': {broad}"
 
 
-def test_send_command_runs_only_the_documents_the_code_sends(policy: dict[str, Any], calls: list[AwsCall]) -> None:
-    documents = {c.document for c in calls if c.operation == "SendCommand"}
+def test_send_command_runs_only_the_documents_the_code_sends(policy: dict[str, Any], needed: list[AwsCall]) -> None:
+    """The documents the code sends and the runbooks' aws:runCommand steps send, and no other."""
+    documents = {c.document for c in needed if c.operation == "SendCommand"}
     assert documents, "the extractor found no SendCommand"
     for statement in policy["Statement"]:
         if "ssm:SendCommand" not in statement["Action"]:
@@ -900,7 +1064,7 @@ def test_a_new_boto3_call_fails_the_policy_check(policy: dict[str, Any], tmp_pat
         + "    def inventory(self) -> None:\n"
         + "        self.conn.get_inventory()\n"
     )
-    calls = extract_calls(package_sources(tmp_path)) + template_calls()
+    calls = extract_calls(package_sources(tmp_path)) + template_calls() + runbook_calls()
     assert not policy_excess(policy, calls)
     gaps = policy_gaps(policy, calls)
     assert len(gaps) == 1 and gaps[0].startswith("ssm:GetInventory on *"), gaps
@@ -971,10 +1135,23 @@ STAGING_CONDITIONS = {
 }
 
 
+def _statements_on(policy: dict[str, Any], action: str, resource: str) -> list[dict[str, Any]]:
+    """The statements that allow `action` on `resource` (whatever their conditions)."""
+    return [
+        s
+        for s in policy["Statement"]
+        if action in s["Action"] and any(_matches(pattern, resource) for pattern in _as_list(s["Resource"]))
+    ]
+
+
 def test_staging_instances_are_the_only_instances_the_role_can_terminate_or_retag(policy: dict[str, Any]) -> None:
     for action, condition in STAGING_CONDITIONS.items():
-        statements = [s for s in policy["Statement"] if action in s["Action"]]
+        statements = _statements_on(policy, action, SAMPLE_INSTANCE)
         assert statements and all(s.get("Condition") == condition for s in statements), (action, statements)
+    tagging = [s for s in policy["Statement"] if "ec2:CreateTags" in s["Action"]]
+    assert all(set(s.get("Condition", {}).get("StringEquals", {})) == {"ec2:CreateAction"} for s in tagging), (
+        "ec2:CreateTags only as part of a create call: the role never retags an existing resource"
+    )
     launches = [s for s in policy["Statement"] if "ec2:RunInstances" in s["Action"]]
     instance_launch = [s for s in launches if "arn:aws:ec2:*:*:instance/*" in _as_list(s["Resource"])]
     assert instance_launch and all(
@@ -986,3 +1163,242 @@ def test_the_staging_template_tags_its_instances_as_the_conditions_expect() -> N
     template = yaml.safe_load((REPO / "include" / "cloudformation" / "staging.yaml").read_text())
     tags = {t["Key"]: t["Value"] for t in template["Resources"]["StagingInstance"]["Properties"]["Tags"]}
     assert tags["patchcycle:role"] == "staging"
+
+
+# --- the Automation runbooks ------------------------------------------------------------------------------
+
+IAM_README = REPO / "include" / "iam" / "README.md"
+MANAGED = {MANAGED_TAG[0]: MANAGED_TAG[1]}
+
+
+def _runbook_path(root: Path, name: str) -> Path:
+    return root / AUTOMATION_DIR / f"{name}.yaml"
+
+
+def _copy_runbooks(tmp_path: Path) -> Path:
+    shutil.copytree(REPO / AUTOMATION_DIR, tmp_path / AUTOMATION_DIR)
+    return tmp_path
+
+
+def _add_step(root: Path, runbook: str, step: dict[str, Any]) -> None:
+    path = _runbook_path(root, runbook)
+    document = yaml.safe_load(path.read_text())
+    document["mainSteps"].append(step)
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def test_the_runbook_files_are_the_runbooks_the_code_registers() -> None:
+    names = {p.stem for p in (REPO / AUTOMATION_DIR).glob("*") if p.suffix in RUNBOOK_SUFFIXES}
+    assert names == set(RUNBOOKS), names
+    assert all(name.startswith(RUNBOOK_PREFIX) for name in names)
+
+
+def test_runbook_steps_need_their_actions() -> None:
+    """A floor, derived from the YAML: what the three runbooks' steps call with the DAGs' role."""
+    calls = runbook_calls()
+    assert {f"{c.service}:{c.operation}" for c in calls} == {
+        "ec2:CreateSnapshots",
+        "ec2:DescribeSnapshots",
+        "ec2:DescribeInstances",
+        "ec2:DescribeVolumes",
+        "ec2:CreateReplaceRootVolumeTask",
+        "ec2:DescribeReplaceRootVolumeTasks",
+        "ssm:DescribeInstanceInformation",
+        "ssm:DescribeInstancePatchStates",
+        "ssm:SendCommand",
+        "ssm:ListCommands",
+        "ssm:ListCommandInvocations",
+        "ssm:GetCommandInvocation",
+    }
+    assert {c.document for c in calls if c.operation == "SendCommand"} == {
+        "AWS-RunShellScript",
+        "AWS-RunPowerShellScript",
+    }
+    tagging = {c.operation: c.where for c in calls if c.tagged}
+    assert set(tagging) == {"CreateSnapshots", "CreateReplaceRootVolumeTask"}, tagging
+    assert "ec2:CreateTags" in required_actions(calls)
+    snapshot = "include/automation/PatchCycle-PrePatchSnapshot.yaml (step createSnapshots: aws:executeAwsApi)"
+    assert tagging["CreateSnapshots"] == snapshot
+
+
+def test_tagging_and_dependent_actions_are_real_actions() -> None:
+    for key, actions in {**TAG_ON_CREATE, **DEPENDENT_ACTIONS}.items():
+        assert key[1] in operations(key[0]).values(), key
+        for action in actions:
+            prefix, name = action.split(":")
+            assert action in PERMISSION_ONLY_ACTIONS or name in operations(prefix).values(), (key, action)
+
+
+@pytest.mark.parametrize(
+    ("runbook", "step", "gap"),
+    [
+        (
+            "PatchCycle-ValidateInstance",
+            {
+                "name": "stopInstance",
+                "action": "aws:executeAwsApi",
+                "inputs": {"Service": "ec2", "Api": "StopInstances", "InstanceIds": ["{{ InstanceId }}"]},
+            },
+            (
+                "ec2:StopInstances on *",
+                "include/automation/PatchCycle-ValidateInstance.yaml (step stopInstance: aws:executeAwsApi)",
+            ),
+        ),
+        (
+            "PatchCycle-RestoreRootVolume",
+            {
+                "name": "fetchScript",
+                "action": "aws:runCommand",
+                "inputs": {"DocumentName": "AWS-RunRemoteScript", "InstanceIds": ["{{ InstanceId }}"]},
+            },
+            (
+                f"ssm:SendCommand on {document_arn('AWS-RunRemoteScript')}",
+                "include/automation/PatchCycle-RestoreRootVolume.yaml (step fetchScript: aws:runCommand)",
+            ),
+        ),
+    ],
+)
+def test_a_new_runbook_step_fails_the_policy_check(
+    policy: dict[str, Any], tmp_path: Path, runbook: str, step: dict[str, Any], gap: tuple[str, str]
+) -> None:
+    """Add a step to a copy of a runbook: the unchanged policy no longer covers what the DAGs' role must do."""
+    root = _copy_runbooks(tmp_path)
+    _add_step(root, runbook, step)
+    calls = extract_calls(package_sources()) + template_calls() + runbook_calls(root)
+    assert not policy_excess(policy, calls)
+    gaps = policy_gaps(policy, calls)
+    missing, step_where = gap
+    assert len(gaps) == 1 and gaps[0].startswith(f"{missing} (called at ") and step_where in gaps[0], gaps
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        (
+            {"name": "invoke", "action": "aws:invokeLambdaFunction", "inputs": {"FunctionName": "f"}},
+            r"step invoke: aws:invokeLambdaFunction\): step action 'aws:invokeLambdaFunction' is not one the test",
+        ),
+        ({"name": "s", "action": "aws:executeAwsApi", "inputs": {"Service": "ec3", "Api": "X"}}, "not a botocore"),
+        (
+            {"name": "s", "action": "aws:executeAwsApi", "inputs": {"Service": "ec2", "Api": "DescribeEverything"}},
+            "not an operation of the ec2 API",
+        ),
+        (
+            {"name": "s", "action": "aws:executeAwsApi", "inputs": {"Service": "ec2", "Api": "{{ Api }}"}},
+            "must be literal",
+        ),
+        ({"name": "s", "action": "aws:runCommand", "inputs": {"DocumentName": "{{ Doc }}"}}, "DocumentName"),
+        (
+            {
+                "name": "s",
+                "action": "aws:executeAwsApi",
+                "inputs": {"Service": "ec2", "Api": "CreateVolume", "TagSpecifications": []},
+            },
+            "ec2:CreateVolume tags what it creates: .* TAG_ON_CREATE",
+        ),
+    ],
+)
+def test_the_runbook_derivation_refuses_what_it_cannot_attribute(
+    tmp_path: Path, step: dict[str, Any], message: str
+) -> None:
+    root = _copy_runbooks(tmp_path)
+    _add_step(root, "PatchCycle-PrePatchSnapshot", step)
+    with pytest.raises(ExtractionError, match=message):
+        runbook_calls(root)
+
+
+def test_a_tagging_create_call_in_the_code_needs_its_tagging_action() -> None:
+    source = "class H(SsmHook):\n    def f(self):\n        self.conn.create_ops_item(Title='t', Tags=[])\n"
+    with pytest.raises(ExtractionError, match="ssm:CreateOpsItem tags what it creates"):
+        extract_calls({"example.py": source})
+    tagged = extract_calls({"example.py": source.replace("create_ops_item(Title='t', ", "create_document(")})
+    assert [c.tagged for c in tagged] == [True]
+    assert call_actions(tagged[0]) == ("ssm:CreateDocument", "ssm:AddTagsToResource")
+
+
+def test_the_runbook_documents_are_the_only_documents_the_role_can_write_or_start(policy: dict[str, Any]) -> None:
+    writes = ("ssm:AddTagsToResource", "ssm:CreateDocument", "ssm:UpdateDocument", "ssm:UpdateDocumentDefaultVersion")
+    others = (
+        f"arn:aws:ssm:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:document/ProductionHardening",
+        document_arn("AWS-RunPatchBaseline"),
+        f"arn:aws:ssm:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:document/patchcycle-lowercase",
+    )
+    for action in (*writes, "ssm:DescribeDocument", "ssm:GetDocument"):
+        assert all(allows(policy, action, document) for document in RUNBOOK_DOCUMENTS), action
+        assert not any(allows(policy, action, other) for other in others), f"{action} on a document not the project's"
+    for statement in policy["Statement"]:
+        if set(writes) & set(statement["Action"]):
+            documents = [r for r in _as_list(statement["Resource"]) if ":document/" in r]
+            assert documents in ([], [f"arn:aws:ssm:*:*:document/{RUNBOOK_PREFIX}*"]), statement["Sid"]
+    starts = [s for s in policy["Statement"] if "ssm:StartAutomationExecution" in s["Action"]]
+    assert starts and all(
+        _as_list(s["Resource"]) == [f"arn:aws:ssm:*:*:automation-definition/{RUNBOOK_PREFIX}*:*"] for s in starts
+    ), starts
+    assert all(allows(policy, "ssm:StartAutomationExecution", definition) for definition in RUNBOOK_DEFINITIONS)
+    for other in (
+        f"arn:aws:ssm:{SAMPLE_REGION}::automation-definition/AWS-RestartEC2Instance:1",
+        f"arn:aws:ssm:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:automation-definition/ProductionHardening:1",
+    ):
+        assert not allows(policy, "ssm:StartAutomationExecution", other), other
+
+
+def test_snapshots_can_only_be_deleted_when_tagged_by_the_project(policy: dict[str, Any]) -> None:
+    """And the project's snapshots are created with that tag, and restores use only them."""
+    snapshots = ["arn:aws:ec2:*::snapshot/*"]
+    deletes = [s for s in policy["Statement"] if "ec2:DeleteSnapshot" in s["Action"]]
+    resource_tag = {"StringEquals": {f"aws:ResourceTag/{MANAGED_TAG[0]}": MANAGED_TAG[1]}}
+    request_tag = {"StringEquals": {f"aws:RequestTag/{MANAGED_TAG[0]}": MANAGED_TAG[1]}}
+    assert deletes and all(s.get("Condition") == resource_tag for s in deletes), deletes
+    assert all(_as_list(s["Resource"]) == snapshots for s in deletes), "ec2:DeleteSnapshot on snapshots only"
+    creates = _statements_on(policy, "ec2:CreateSnapshots", SAMPLE_SNAPSHOT)
+    assert creates and all(s.get("Condition") == request_tag for s in creates), creates
+    restores = _statements_on(policy, "ec2:CreateReplaceRootVolumeTask", SAMPLE_SNAPSHOT)
+    assert restores and all(s.get("Condition") == resource_tag for s in restores), "restore from own snapshots"
+    tasks = _statements_on(policy, "ec2:CreateReplaceRootVolumeTask", SAMPLE_RESTORE_TASK)
+    assert tasks and all(s.get("Condition") == request_tag for s in tasks), tasks
+    for create, resource in (
+        ("CreateSnapshots", SAMPLE_SNAPSHOT),
+        ("CreateReplaceRootVolumeTask", SAMPLE_RESTORE_TASK),
+    ):
+        tagging = _statements_on(policy, "ec2:CreateTags", resource)
+        assert tagging and all(s.get("Condition") == {"StringEquals": {"ec2:CreateAction": create}} for s in tagging)
+
+
+def test_the_runbooks_tag_what_they_create_as_the_conditions_expect() -> None:
+    tagged: dict[str, dict[str, str]] = {}
+    for name in RUNBOOKS:
+        for step in yaml.safe_load(_runbook_path(REPO, name).read_text())["mainSteps"]:
+            for spec in (step.get("inputs") or {}).get("TagSpecifications", []):
+                tagged[spec["ResourceType"]] = {tag["Key"]: tag["Value"] for tag in spec["Tags"]}
+    assert set(tagged) == {"snapshot", "replace-root-volume-task"}, tagged
+    assert all(MANAGED.items() <= tags.items() for tags in tagged.values()), tagged
+
+
+def test_the_automation_role_can_be_passed_only_to_systems_manager(policy: dict[str, Any]) -> None:
+    passes = _statements_on(policy, "iam:PassRole", SAMPLE_AUTOMATION_ROLE)
+    assert passes and all(
+        s.get("Condition") == {"StringEquals": {"iam:PassedToService": "ssm.amazonaws.com"}} for s in passes
+    ), passes
+    assert not allows(policy, "iam:PassRole", f"arn:aws:iam::{SAMPLE_ACCOUNT}:role/patchcycle-admin")
+
+
+def _readme_policy(marker: str) -> dict[str, Any]:
+    """The JSON block right after `marker` in include/iam/README.md."""
+    found = re.search(re.escape(marker) + r"\s*```json\n(.*?)\n```", IAM_README.read_text(), re.DOTALL)
+    assert found, f"include/iam/README.md has no ```json block after {marker}"
+    document: dict[str, Any] = json.loads(found.group(1))
+    return document
+
+
+def test_the_readme_automation_role_allows_exactly_the_runbook_steps() -> None:
+    """The role the runbooks act as (AutomationAssumeRole): trusted by Systems Manager, with the steps' actions only."""
+    trust = _readme_policy("<!-- automation-role-trust-policy -->")
+    principals = [s["Principal"] for s in trust["Statement"]]
+    assert principals == [{"Service": "ssm.amazonaws.com"}] and trust["Statement"][0]["Action"] == "sts:AssumeRole"
+    role = _readme_policy("<!-- automation-role-permissions -->")
+    assert_well_formed(role)
+    steps = runbook_calls()
+    assert not policy_gaps(role, steps), policy_gaps(role, steps)
+    assert not policy_excess(role, steps), policy_excess(role, steps)
+    sent = {r.split(":document/")[1] for s in role["Statement"] for r in _as_list(s["Resource"]) if ":document/" in r}
+    assert sent == {c.document for c in steps if c.document}, sent

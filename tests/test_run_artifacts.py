@@ -14,7 +14,7 @@ from patchcycle.artifact_docs import DOC, render
 from patchcycle.config import Target
 from patchcycle.core.frames import typed_frame
 from patchcycle.core.plan import PLAN_COLUMNS
-from patchcycle.core.waves import WaveRecord
+from patchcycle.core.wave_results import WaveRecord
 from patchcycle.run_artifacts import (
     ALL_ARTIFACTS,
     KEYS,

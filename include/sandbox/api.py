@@ -18,6 +18,7 @@ class RequestContext:
     region: str
     service: str  # botocore service name, e.g. "ssm"
     operation: str  # e.g. "DescribeInstancePatchStates"
+    access_key: str = ""  # the request's access key id (moto maps it to the account); "" when unsigned
 
 
 # A handler takes the decoded JSON request (already validated against botocore's input shape)

@@ -226,9 +226,8 @@ def _checked_value(doc: Document, name: str, spec: Param, values: list[str]) -> 
 
 
 # -- rate controls -----------------------------------------------------------------------------
-
-MAX_CONCURRENCY_PATTERN = r"^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$"
-MAX_ERRORS_PATTERN = r"^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$"
+# MaxConcurrency and MaxErrors reach these already checked against the model's patterns
+# (protocol.validate_request): a count, or a percentage.
 
 
 def concurrency_limit(spec: str, targets: int) -> int:
@@ -243,16 +242,6 @@ def error_threshold(spec: str, targets: int) -> int:
     if spec.endswith("%"):
         return math.floor(targets * int(spec[:-1]) / 100)
     return int(spec)
-
-
-def _check_pattern(member: str, value: str, pattern: str) -> None:
-    # botocore's models carry these patterns but protocol.validate_request does not check patterns.
-    if not re.fullmatch(pattern, value):
-        raise AwsApiError(
-            "ValidationException",
-            f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: "
-            f"Member must satisfy regular expression pattern: {pattern}",
-        )
 
 
 # -- commands and invocations ------------------------------------------------------------------
@@ -357,8 +346,6 @@ class CommandStore:
         parameters = resolve_parameters(doc, request.get("Parameters") or {})
         max_concurrency = str(request.get("MaxConcurrency", "50"))
         max_errors = str(request.get("MaxErrors", "0"))
-        _check_pattern("maxConcurrency", max_concurrency, MAX_CONCURRENCY_PATTERN)
-        _check_pattern("maxErrors", max_errors, MAX_ERRORS_PATTERN)
         targets = self._targets(doc, request)
         now = self.world.now()
         timeout = int(request.get("TimeoutSeconds", 3600))
@@ -449,12 +436,15 @@ class CommandStore:
         self._dispatch_more(command, command.requested)
 
     # -- the event loop ----------------------------------------------------------------------
-    def advance(self) -> None:
-        """Apply every event due by now, in time order (idempotent: a second call finds nothing due)."""
+    def advance(self, until: datetime | None = None) -> None:
+        """Apply every event due by now (or by `until`), in time order (idempotent: a second call finds nothing due).
+
+        `until` lets what happens in between (ebs.settle: a root volume restore) come in at its own time.
+        """
         with self.world.lock:
             self._live = self.world.instances(self.account_id, self.region)
             self._stopped = stopped_instances(self.world, self.account_id, self.region)
-            now = self.world.now()
+            now = self.world.now() if until is None else until
             while self._queue and self._queue[0][0] <= now:
                 due, seq, index, version = heapq.heappop(self._queue)
                 command = self._by_seq[seq]
@@ -554,7 +544,7 @@ class CommandStore:
             self._install(command, invocation, instance, at)
 
     def _finish_script(self, command: Command, invocation: Invocation, instance: ManagedInstance, at: datetime) -> None:
-        if instance.faults.script_fails:
+        if instance.faults.script_fails or instance.health_broken:  # health_broken: the breaks_after_install fault
             self._finish(command, invocation, at, FAILED, 1, stderr="failed to run commands: exit status 1")
         else:
             self._finish(command, invocation, at, SUCCESS, 0)
@@ -590,6 +580,8 @@ class CommandStore:
             self._finish(command, invocation, at, FAILED, 1, stderr=f"Install failed: {exc}.")
             return
         new = set(instance.installed) - before_installed
+        if instance.faults.breaks_after_install:
+            instance.broken_by_install |= new  # its health checks fail from now on (World.ManagedInstance)
         invocation.stdout = _summary(report)
         if not ok:
             failed = sorted(pid for pid, state in report.states.items() if state == patching.FAILED)

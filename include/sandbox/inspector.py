@@ -271,6 +271,18 @@ def _look(world: World, instance: ManagedInstance, ec2_state: str, now: datetime
     return seen
 
 
+def observe(world: World, instance: ManagedInstance, at: datetime) -> None:
+    """Let Inspector look at a registered instance as it is at `at`, running the scans due by then.
+
+    For a change to the patch state that leaves no newer install time or report to date it by (a
+    root volume restored from a snapshot, ebs.py): looked at just before and just after it, the
+    change counts from `at` rather than from Inspector's next look.
+    """
+    if instance.registered:
+        ec2_state = world.ec2_states(instance.account_id, instance.region).get(instance.instance_id, ("", None))[0]
+        _look(world, instance, ec2_state, at)
+
+
 def _scannable(instance: ManagedInstance, ec2_state: str) -> bool:
     return instance.registered and instance.online and ec2_state not in _STOPPED_STATES
 

@@ -21,8 +21,11 @@ from typing import Any, NamedTuple
 import botocore.model
 import botocore.session
 
+from include.sandbox import java_regex
+
 __all__ = [
     "AwsApiError",
+    "is_query_compatible_json",
     "is_rest_json",
     "json_error_body",
     "operation_model",
@@ -82,6 +85,16 @@ def is_rest_json(service: str) -> bool:
         return False
 
 
+def is_query_compatible_json(service: str) -> bool:
+    """Whether botocore talks JSON to a former query-protocol ``service`` (CloudWatch, SQS): its errors are JSON
+    with the query error code in an ``x-amzn-query-error`` header."""
+    try:
+        model = _service_model(service)
+    except Exception:  # not a botocore service name
+        return False
+    return model.resolved_protocol == "json" and "awsQueryCompatible" in model.metadata
+
+
 def rest_json_operation(service: str, method: str, path: str) -> str:
     """The rest-json operation that a (method, path) calls, from botocore's model ("" when none matches).
 
@@ -115,17 +128,26 @@ def _rest_json_routes(service: str) -> tuple[tuple[str, re.Pattern[str], str], .
     return tuple(routes)
 
 
+# Operations whose input AWS does not hold to the model's patterns. BatchImportFindings checks each
+# finding against the ASFF schema instead and lists a finding with an empty or blank string (the
+# model's NonEmptyString is ".*\S.*") in FailedFindings, InvalidInput "... data.Resources[0].Type
+# should NOT be shorter than 1 characters.", importing the rest (securityhub.asff_problems).
+_PATTERNS_NOT_ENFORCED = frozenset({("securityhub", "BatchImportFindings")})
+
+
 def validate_request(service: str, operation: str, params: dict[str, Any]) -> None:
     """Raise the AwsApiError AWS would return for this decoded JSON request body.
 
     Type mismatches raise SerializationException (AWS fails to deserialise
     before it validates anything); otherwise every violated constraint
-    (required, length, range, enum, unknown member) is reported in one
+    (required, length, range, pattern, enum, unknown member) is reported in one
     ValidationException, like AWS's "N validation errors detected" message.
-    Patterns are not checked.
+    A pattern Python cannot read with its Java meaning is not checked
+    (java_regex.skipped()).
     """
     op = operation_model(service, operation)
-    issues = _Checker(request=True).run(_body_shape(op, op.input_shape), params)
+    patterns = (service, operation) not in _PATTERNS_NOT_ENFORCED
+    issues = _Checker(request=True, patterns=patterns).run(_body_shape(op, op.input_shape), params)
     for issue in issues:
         if issue.kind == "type":
             raise AwsApiError("SerializationException", _aws_type_message(issue))
@@ -148,8 +170,8 @@ def validate_response(service: str, operation: str, body: dict[str, Any]) -> lis
 
 
 # Query-protocol services that answer a missing required parameter with MissingParameter
-# (the older XML services); the rest (IAM, STS, SNS, ...) send a Coral ValidationError.
-_MISSING_PARAMETER_SERVICES = frozenset({"rds"})
+# (the older XML services, and EC2's variant); the rest (IAM, STS, SNS, ...) send a Coral ValidationError.
+_MISSING_PARAMETER_SERVICES = frozenset({"rds", "ec2"})
 
 
 def validate_query_request(service: str, operation: str, params: dict[str, Any]) -> None:
@@ -164,7 +186,8 @@ def validate_query_request(service: str, operation: str, params: dict[str, Any])
     """
     op = operation_model(service, operation)
     input_shape = _query_shape(op, op.input_shape)
-    issues = _Checker(request=True, native=True).run(input_shape, params)
+    patterns = (service, operation) not in _PATTERNS_NOT_ENFORCED
+    issues = _Checker(request=True, native=True, patterns=patterns).run(input_shape, params)
     for issue in issues:
         where = _query_path(input_shape, issue.path)
         if issue.kind == "type":
@@ -259,7 +282,7 @@ def _body_shape(op: Any, shape: Any) -> Any:
 
 def _query_shape(op: Any, shape: Any) -> Any:
     protocol = op.service_model.resolved_protocol
-    if protocol != "query":
+    if protocol not in ("query", "ec2"):  # EC2's variant has the same shapes (ec2_protocol)
         raise ValueError(f"{op.service_model.service_name} speaks {protocol}, not query")
     return shape
 
@@ -290,11 +313,13 @@ class _Checker:
     depends on (types, required members, enums), since AWS does not enforce
     input constraints on its own output. ``native`` values are Python values
     keyed by member name (the query protocols' handlers), not JSON bodies.
+    ``patterns=False`` leaves string patterns unchecked (_PATTERNS_NOT_ENFORCED).
     """
 
-    def __init__(self, *, request: bool, native: bool = False) -> None:
+    def __init__(self, *, request: bool, native: bool = False, patterns: bool = True) -> None:
         self.request = request
         self.native = native
+        self.patterns = patterns
         self.issues: list[_Issue] = []
 
     def run(self, shape: Any, value: Any) -> list[_Issue]:
@@ -334,7 +359,7 @@ class _Checker:
 
     def _failures(self, shape: Any, value: Any) -> list[str]:
         if self.request:
-            return _constraint_failures(shape, value)
+            return _constraint_failures(shape, value, patterns=self.patterns)
         return [f for f in [_enum_failure(shape, value)] if f]
 
     def _structure(self, shape: Any, value: dict[str, Any], path: tuple[_Segment, ...]) -> None:
@@ -486,8 +511,21 @@ def _enum_failure(shape: Any, value: Any) -> str | None:
     return None
 
 
-def _constraint_failures(shape: Any, value: Any) -> list[str]:
-    """AWS's wording for each length, range and enum constraint ``value`` breaks."""
+def _pattern_failure(shape: Any, value: Any) -> str | None:
+    """AWS's wording when ``value`` does not match the string shape's pattern (searched, as Smithy specifies)."""
+    pattern = shape.metadata.get("pattern") if shape.type_name == "string" else None
+    if pattern is None:
+        return None
+    # Compiled once per pattern (java_regex.matcher is cached); shape names repeat across services with
+    # different patterns, the pattern text does not.
+    search = java_regex.matcher(pattern)
+    if search is None or search(value):
+        return None
+    return f"Member must satisfy regular expression pattern: {pattern}"
+
+
+def _constraint_failures(shape: Any, value: Any, *, patterns: bool = True) -> list[str]:
+    """AWS's wording for each length, range, pattern and enum constraint ``value`` breaks."""
     failures: list[str] = []
     low, high = shape.metadata.get("min"), shape.metadata.get("max")
     if shape.type_name in ("integer", "long", "float", "double"):
@@ -504,6 +542,9 @@ def _constraint_failures(shape: Any, value: Any) -> list[str]:
             failures.append(f"Member must have length less than or equal to {high}")
         if low is not None and size < low:
             failures.append(f"Member must have length greater than or equal to {low}")
+    pattern_failure = _pattern_failure(shape, value) if patterns else None
+    if pattern_failure:
+        failures.append(pattern_failure)
     enum_failure = _enum_failure(shape, value)
     if enum_failure:
         failures.append(enum_failure)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,9 @@ class Failure:
     reboot_required: bool = False
     command_hangs: bool = False
     script_fails: bool = False
+    breaks_after_install: bool = False  # health-check scripts fail once an Install installed a patch
+    snapshot_fails: bool = False  # its EBS snapshots end in state error
+    restore_fails: str = ""  # its root volume replacements end "failed" (YAML true) or "failed-detached" ("detached")
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,64 @@ class CommandTimings:
 
 
 @dataclass(frozen=True)
+class EbsTimings:
+    """Amazon EBS, in simulated seconds: a snapshot's pending time, and a root volume replacement's two phases."""
+
+    snapshot_seconds: float = 60.0
+    restore_pending_seconds: float = 5.0
+    restore_in_progress_seconds: float = 20.0
+
+
+@dataclass(frozen=True)
+class CalendarEvent:
+    """A change calendar event: absolute UTC times, or seconds relative to the clock's start."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    start_after_seconds: int | None = None
+    duration_seconds: int | None = None
+    summary: str = ""
+    rrule: str = ""  # an iCalendar RRULE value, e.g. "FREQ=WEEKLY;BYDAY=SA"
+
+    def resolved_start(self, clock_start: datetime) -> datetime:
+        if self.start is not None:
+            return self.start
+        return clock_start + timedelta(seconds=self.start_after_seconds or 0)
+
+    def resolved_end(self, clock_start: datetime) -> datetime:
+        if self.end is not None:
+            return self.end
+        return self.resolved_start(clock_start) + timedelta(seconds=self.duration_seconds or 0)
+
+
+@dataclass(frozen=True)
+class ChangeCalendarSpec:
+    """An SSM Change Calendar the sandbox creates at start-up (change_calendar.py)."""
+
+    name: str
+    calendar_type: str  # DEFAULT_OPEN or DEFAULT_CLOSED
+    events: tuple[CalendarEvent, ...] = ()
+    region: str | None = None  # None: every region of the account
+    account: str | None = None  # None: the scenario's first account
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class AlarmSpec:
+    """A CloudWatch metric alarm the sandbox creates at start-up (alarms.py); with `fires_after_installs` it goes
+    to ALARM once that many instances of `group` (and/or carrying `tags`) completed an AWS-RunPatchBaseline Install."""
+
+    name: str
+    state: str = "OK"
+    region: str | None = None  # None: the group's region, else every region of the account
+    account: str | None = None  # None: the group's account, else the scenario's first account
+    fires_after_installs: int | None = None
+    group: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     accounts: tuple[Account, ...]
@@ -217,6 +278,9 @@ class Scenario:
     inspector: InspectorSettings = InspectorSettings()
     config: ConfigSettings = ConfigSettings()
     securityhub: SecurityHubSettings = SecurityHubSettings()
+    ebs: EbsTimings = EbsTimings()
+    change_calendars: tuple[ChangeCalendarSpec, ...] = ()
+    alarms: tuple[AlarmSpec, ...] = ()
     source: str = "<memory>"
 
     def stack_failure(self, stack_name: str, region: str) -> StackFailure | None:
@@ -347,6 +411,7 @@ def _build(raw: dict[str, Any], source: str) -> Scenario:
             for key, spec in raw.get("faults", {}).items()
         },
         commands=CommandTimings(**raw.get("commands", {})),
+        ebs=EbsTimings(**raw.get("ebs", {})),
         fail_stacks=tuple(
             StackFailure(
                 name_prefix=f["name_prefix"],
@@ -362,6 +427,8 @@ def _build(raw: dict[str, Any], source: str) -> Scenario:
             enabled=raw.get("securityhub", {}).get("enabled", True),
             disabled_regions=tuple(raw.get("securityhub", {}).get("disabled_regions", ())),
         ),
+        change_calendars=tuple(_change_calendar(c) for c in raw.get("change_calendars", ())),
+        alarms=tuple(_alarm(a) for a in raw.get("alarms", ())),
         source=source,
     )
 
@@ -377,6 +444,47 @@ def _failure(spec: dict[str, Any]) -> Failure:
         reboot_required=spec.get("reboot_required", False),
         command_hangs=spec.get("command_hangs", False),
         script_fails=spec.get("script_fails", False),
+        breaks_after_install=spec.get("breaks_after_install", False),
+        snapshot_fails=spec.get("snapshot_fails", False),
+        restore_fails={True: "failed", "detached": "failed-detached"}.get(spec.get("restore_fails", False), ""),
+    )
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value).astimezone(UTC) if value else None
+
+
+def _change_calendar(spec: dict[str, Any]) -> ChangeCalendarSpec:
+    return ChangeCalendarSpec(
+        name=spec["name"],
+        calendar_type=spec["type"],
+        region=spec.get("region"),
+        account=spec.get("account"),
+        description=spec.get("description", ""),
+        events=tuple(
+            CalendarEvent(
+                start=_time(e.get("start")),
+                end=_time(e.get("end")),
+                start_after_seconds=e.get("start_after_seconds"),
+                duration_seconds=e.get("duration_seconds"),
+                summary=e.get("summary", ""),
+                rrule=e.get("rrule", ""),
+            )
+            for e in spec.get("events", ())
+        ),
+    )
+
+
+def _alarm(spec: dict[str, Any]) -> AlarmSpec:
+    return AlarmSpec(
+        name=spec["name"],
+        state=spec.get("state", "OK"),
+        region=spec.get("region"),
+        account=spec.get("account"),
+        fires_after_installs=spec.get("fires_after_installs"),
+        group=spec.get("group"),
+        tags=dict(spec.get("tags", {})),
+        description=spec.get("description", ""),
     )
 
 
@@ -490,8 +598,55 @@ def _check_references(scenario: Scenario) -> None:
                 f"{where}: cloudformation.fail_stacks[{s_index}].region: "
                 f"{stack_failure.region} is not a region of any account"
             )
+    _check_calendars_and_alarms(scenario, where)
     names: set[str] = set()
     for b_index, baseline in enumerate(scenario.baselines):
         if baseline.name in names:
             raise ScenarioError(f"{where}: baselines[{b_index}].name: baseline {baseline.name!r} is defined twice")
         names.add(baseline.name)
+
+
+def _check_calendars_and_alarms(scenario: Scenario, where: str) -> None:
+    """change_calendars and alarms: known accounts, regions and groups, unique names, events ending after they start."""
+    accounts = {account.id: account for account in scenario.accounts}
+    group_home = {group.name: (account.id, region.name) for account, region, group in scenario.groups()}
+    placed: set[tuple[str, str, str, str]] = set()  # (kind, account, region, name)
+    specs: list[tuple[str, int, ChangeCalendarSpec | AlarmSpec]] = [
+        *(("change_calendars", i, spec) for i, spec in enumerate(scenario.change_calendars)),
+        *(("alarms", i, spec) for i, spec in enumerate(scenario.alarms)),
+    ]
+    for kind, index, spec in specs:
+        path = f"{where}: {kind}[{index}]"
+        group = spec.group if isinstance(spec, AlarmSpec) else None
+        if group is not None and group not in group_home:
+            raise ScenarioError(f"{path}.group: no instance group is named {group!r}")
+        home = group_home[group] if group is not None else None
+        account_id = spec.account or (home[0] if home else scenario.accounts[0].id)
+        if account_id not in accounts:
+            raise ScenarioError(f"{path}.account: {account_id} is not an account of the scenario")
+        regions = [region.name for region in accounts[account_id].regions]
+        if spec.region is not None and spec.region not in regions:
+            raise ScenarioError(f"{path}.region: {spec.region} is not a region of account {account_id}")
+        if home is not None and (home[0] != account_id or spec.region not in (None, home[1])):
+            raise ScenarioError(
+                f"{path}.group: group {group!r} lives in {home[0]}/{home[1]}, not in the alarm's region"
+            )
+        for region in [spec.region] if spec.region else [home[1]] if home else regions:
+            if (kind, account_id, region, spec.name) in placed:
+                raise ScenarioError(f"{path}.name: {spec.name!r} is defined twice in {account_id}/{region}")
+            placed.add((kind, account_id, region, spec.name))
+        for e_index, event in enumerate(spec.events if isinstance(spec, ChangeCalendarSpec) else ()):
+            if (event.start is None) == (event.start_after_seconds is None) or (event.end is None) == (
+                event.duration_seconds is None
+            ):
+                raise ScenarioError(
+                    f"{path}.events[{e_index}]: give one of start and start_after_seconds, "
+                    "and one of end and duration_seconds"
+                )
+            # Absolute and relative times only compare once the clock has started.
+            comparable = (event.start is None) == (event.end is None)
+            if comparable and event.resolved_end(_EPOCH) <= event.resolved_start(_EPOCH):
+                raise ScenarioError(f"{path}.events[{e_index}]: the event must end after it starts")
+
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)

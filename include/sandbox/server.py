@@ -24,8 +24,13 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from include.sandbox import (
+    alarms,
+    automation,
+    change_calendar,
     cloudformation,
     config_rules,
+    ebs,
+    ec2_protocol,
     fleet,
     inspector,
     moto_fixes,
@@ -36,6 +41,7 @@ from include.sandbox import (
     securityhub,
     ssm_baselines,
     ssm_commands,
+    ssm_documents,
     ssm_patches,
 )
 from include.sandbox.api import Handler, RequestContext
@@ -58,6 +64,11 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     **config_rules.HANDLERS,
     **securityhub.HANDLERS,
     **inspector.HANDLERS,
+    **ebs.HANDLERS,
+    **change_calendar.HANDLERS,
+    **alarms.HANDLERS,
+    **ssm_documents.HANDLERS,
+    **automation.HANDLERS,
 }
 # Operations moto answers, after which the sandbox adds what moto lacks (e.g. a stack's injected failure).
 AFTER_MOTO: dict[tuple[str, str], cloudformation.AfterMoto] = {**cloudformation.AFTER_MOTO}
@@ -76,8 +87,11 @@ class SandboxApp:
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.calls: dict[str, int] = {}
         self._calls_lock = threading.Lock()
+        automation.attach(world, self)  # Automation's steps call this app in-process (loopback.py)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        automation.advance(self.world)  # executions' steps due by now run first, each at its own time
+        ebs.settle(self.world)  # snapshots and root volume replacements due by now reach moto and the World first
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_sandbox/"):
             return self._control(environ, start_response, path)
@@ -94,11 +108,11 @@ class SandboxApp:
             moto_response: Iterable[bytes] = self.moto(environ, start_response)
             return moto_response
         account_id = get_account_id_from(access_key) if access_key else "123456789012"
-        ctx = RequestContext(account_id, region, service, operation)
+        ctx = RequestContext(account_id, region, service, operation, access_key)
         if handler is None:
             assert after is not None
             return self._moto_then(after, ctx, environ, start_response, body)
-        if query_protocol.speaks_query(service, operation):
+        if query_protocol.speaks_query(service, operation) or ec2_protocol.speaks_ec2(service, operation):
             form = body or str(environ.get("QUERY_STRING", "")).encode()
             return self._serve_query(handler, ctx, form, start_response)
         try:
@@ -163,16 +177,19 @@ class SandboxApp:
     def _serve_query(
         self, handler: Handler, ctx: RequestContext, form: bytes, start_response: StartResponse
     ) -> Iterable[bytes]:
-        """A query-protocol operation (RDS, ...): form-encoded request in, XML out."""
+        """A query-protocol operation (RDS, ..., or EC2's variant): form-encoded request in, XML out."""
         request_id = str(uuid.uuid4())
+        ec2 = ec2_protocol.speaks_ec2(ctx.service, ctx.operation)
+        decode = ec2_protocol.decode_request if ec2 else query_protocol.decode_request
+        serialize = ec2_protocol.serialize_response if ec2 else query_protocol.serialize_response
         try:
-            params = query_protocol.decode_request(ctx.service, ctx.operation, form)
+            params = decode(ctx.service, ctx.operation, form)
             with self.world.request():
                 result = handler(self.world, ctx, params)
             self._check_response(ctx, protocol.validate_query_response(ctx.service, ctx.operation, result))
         except protocol.AwsApiError as exc:
             return _error(start_response, ctx.service, query_protocol.escaped(exc))
-        payload = query_protocol.serialize_response(ctx.service, ctx.operation, result, request_id)
+        payload = serialize(ctx.service, ctx.operation, result, request_id)
         start_response(
             "200 OK",
             [("Content-Type", "text/xml"), ("Content-Length", str(len(payload))), ("x-amzn-RequestId", request_id)],
@@ -331,6 +348,7 @@ def _throttle(service: str) -> protocol.AwsApiError:
 def _error(start_response: StartResponse, service: str, error: protocol.AwsApiError) -> list[bytes]:
     """An error in the envelope the service's protocol uses, so botocore parses code and message."""
     request_id = str(uuid.uuid4())
+    headers: list[tuple[str, str]] = []
     if service in _EC2_STYLE:
         payload = (
             f"<Response><Errors><Error><Code>{error.code}</Code><Message>{error.message}</Message>"
@@ -343,7 +361,7 @@ def _error(start_response: StartResponse, service: str, error: protocol.AwsApiEr
             f"<RequestId>{request_id}</RequestId></Error>"
         ).encode()
         content_type = "application/xml"
-    elif service in _query_services():
+    elif service in _query_services() and not protocol.is_query_compatible_json(service):
         code = "Throttling" if error.code == "ThrottlingException" else error.code
         kind = "Receiver" if error.status >= 500 else "Sender"
         payload = (
@@ -354,12 +372,20 @@ def _error(start_response: StartResponse, service: str, error: protocol.AwsApiEr
     else:
         payload = protocol.json_error_body(error)
         content_type = "application/x-amz-json-1.1"
+        if protocol.is_query_compatible_json(service):  # CloudWatch: botocore reads the code from this header
+            code = "Throttling" if error.code == "ThrottlingException" else error.code
+            headers.append(("x-amzn-query-error", f"{code};{'Receiver' if error.status >= 500 else 'Sender'}"))
     reason = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error", 503: "Service Unavailable"}.get(
         error.status, "Error"
     )
     start_response(
         f"{error.status} {reason}",
-        [("Content-Type", content_type), ("Content-Length", str(len(payload))), ("x-amzn-RequestId", request_id)],
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(payload))),
+            ("x-amzn-RequestId", request_id),
+            *headers,
+        ],
     )
     return [payload]
 
@@ -384,6 +410,8 @@ class SandboxServer:
         moto_fixes.apply()
         self.world = World(scenario)
         fleet.seed(self.world)
+        change_calendar.seed(self.world)  # also teaches moto's SSM documents the ChangeCalendar type
+        alarms.seed(self.world)
         self.app = SandboxApp(self.world, strict=strict)
         self._server: BaseWSGIServer = make_server(
             host, port, self.app, threaded=True, request_handler=MotoRequestHandler

@@ -44,6 +44,9 @@ class InstanceFaults:
     reboot_required: bool = False
     command_hangs: bool = False
     script_fails: bool = False
+    breaks_after_install: bool = False  # an Install that installs a patch breaks the health checks
+    snapshot_fails: bool = False  # its EBS snapshots end in state error (ebs.py)
+    restore_fails: str = ""  # "failed" or "failed-detached": how its root volume replacements end (ebs.py)
 
     def merge(self, failure: Failure) -> None:
         self.install_fails.update(failure.install_fails)
@@ -51,6 +54,10 @@ class InstanceFaults:
         self.reboot_required |= failure.reboot_required
         self.command_hangs |= failure.command_hangs
         self.script_fails |= failure.script_fails
+        self.breaks_after_install |= failure.breaks_after_install
+        self.snapshot_fails |= failure.snapshot_fails
+        if failure.restore_fails and self.restore_fails != "failed-detached":
+            self.restore_fails = failure.restore_fails
 
 
 @dataclass
@@ -94,6 +101,16 @@ class ManagedInstance:
     failed: set[str] = field(default_factory=set)
     report: PatchReport | None = None
     faults: InstanceFaults = field(default_factory=InstanceFaults)
+    # The `breaks_after_install` fault: the patch ids an Install put on the instance (commands.py sets them when
+    # the fault applies and the Install installed something). Its health-check scripts fail while any of them is
+    # still installed (`health_broken`), so a restore that puts `installed` back to a pre-install snapshot heals
+    # it; a restore may also clear this set outright.
+    broken_by_install: set[str] = field(default_factory=set)
+
+    @property
+    def health_broken(self) -> bool:
+        """Whether the instance's health checks fail because of an Install (the breaks_after_install fault)."""
+        return any(patch_id in self.installed for patch_id in self.broken_by_install)
 
     @property
     def platform_type(self) -> str:

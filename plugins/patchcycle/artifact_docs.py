@@ -14,6 +14,7 @@ from patchcycle.run_artifacts import (
     Artifact,
     Document,
     Record,
+    Step,
     Table,
 )
 
@@ -27,8 +28,7 @@ Every task of a run keeps what it found under `{artifact_root}/{dag_id}/{run_id}
 when written and when read. `plugins/patchcycle/run_artifacts.py` is the only code that knows these paths;
 tasks read and write through it. In a file name, `{target}` is the `(connection, region)` target as
 `<aws_conn_id>.<region>`, `{wave}` the wave number (1 is the canary), `{profile}` a staging profile id and
-`{step}` the failed step (`inventory`, `match`, `plan_install`, `staging`, `staging_patch`, `staging_checks`,
-`wave_N`, `verify`, `inspect`, `config`, `security_hub`, `metrics`, `watch`, `publish_drift`).
+`{step}` the failed step ({steps}).
 """
 
 
@@ -88,9 +88,15 @@ def _section(title: str, artifacts: Iterable[Artifact[Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _steps() -> str:
+    """The failure records' step names, as Step spells them (waves as `wave_N`)."""
+    names = [value for name, value in vars(Step).items() if name.isupper() and isinstance(value, str)]
+    return ", ".join(f"`{name}`" for name in [*names, "wave_N"])
+
+
 def render() -> str:
     """The whole page."""
-    lines = [HEADER]
+    lines = [HEADER.replace("{steps}", _steps())]
     lines += _section("patch_cycle", CYCLE_ARTIFACTS)
     lines += _section("patch_compliance_watch", WATCH_ARTIFACTS)
     lines += [

@@ -40,6 +40,12 @@ _CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 _ARTIFACT_ROOT = re.compile(r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.+)$")
 _INSTANCE_PROFILE = re.compile(r"^[\w+=,.@-]{1,128}$")
 _SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_ROLE_ARN = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+# An SSM document name or ARN (a change calendar), as GetCalendarState takes it.
+_CALENDAR = re.compile(r"^(arn:aws(-cn|-us-gov)?:ssm:[a-z0-9-]+:\d{12}:document/)?[a-zA-Z0-9_.-]{3,128}$")
+# A CloudWatch alarm name (or name prefix): 1 to 255 characters, no control characters.
+_ALARM = re.compile(r"^[^\x00-\x1f\x7f]{1,255}$")
+ROLLBACK_MODES: Final = ("failed", "none")
 _DASHBOARD = "^(patchcycle[A-Za-z0-9_-]*)?$"
 
 T = TypeVar("T")
@@ -183,6 +189,16 @@ def parse_severities(name: str, value: Any) -> tuple[str, ...]:
     for index, severity in enumerate(value):
         if severity not in FINDING_SEVERITIES:
             raise ValueError(f"{name}[{index}]: must be one of {list(FINDING_SEVERITIES)}, got {severity!r}")
+    return tuple(dict.fromkeys(value))
+
+
+def parse_alarm_names(name: str, value: Any) -> tuple[str, ...]:
+    """CloudWatch alarm names or name prefixes (a trailing "*" marks a prefix)."""
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{name}: must be a list of alarm names or prefixes ending in '*', got {value!r}")
+    for index, alarm in enumerate(value):
+        if not isinstance(alarm, str) or not _ALARM.match(alarm) or alarm == "*":
+            raise ValueError(f"{name}[{index}]: {alarm!r} is not an alarm name or a name prefix such as 'web-*'")
     return tuple(dict.fromkeys(value))
 
 
@@ -439,6 +455,78 @@ class InstallSettings(Settings):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RolloutSafety(Settings):
+    """The way back and the gates around each production wave (install mode)."""
+
+    snapshot: bool = setting(
+        True,
+        parse_flag,
+        "Pre-patch snapshots",
+        "Snapshot every EBS volume of a wave's instances before installing (PatchCycle-PrePatchSnapshot); an "
+        "instance whose snapshot fails is not patched.",
+        type="boolean",
+    )
+    snapshot_retention_days: int = setting(
+        7,
+        parse_count,
+        "Keep pre-patch snapshots (days)",
+        "The cycle deletes its own snapshots of earlier runs once they are older than this (never others).",
+        type="integer",
+        minimum=1,
+    )
+    rollback: str = setting(
+        "failed",
+        _choice(*ROLLBACK_MODES),
+        "Rollback",
+        "failed: restore the root volume of each instance whose install or validation failed, from its pre-patch "
+        "snapshot (PatchCycle-RestoreRootVolume). none: leave them as they are.",
+        enum=list(ROLLBACK_MODES),
+    )
+    change_calendar: str = setting(
+        "",
+        _optional_text(_CALENDAR),
+        "Change calendar",
+        "An SSM Change Calendar (name or ARN): a wave starts only while it is OPEN. Empty: none.",
+        type="string",
+    )
+    change_calendar_wait_minutes: float = setting(
+        240.0,
+        parse_duration,
+        "Wait for a closed calendar (minutes)",
+        "How long a wave waits (in the triggerer) for a CLOSED change calendar to open; then the rollout halts.",
+        type="number",
+        exclusiveMinimum=0,
+    )
+    health_alarms: tuple[str, ...] = setting(
+        (),
+        parse_alarm_names,
+        "Health alarms",
+        "CloudWatch alarm names, or name prefixes ending in '*': any of them in ALARM halts the rollout before "
+        "the next wave.",
+        type="array",
+        items={"type": "string", "minLength": 1},
+    )
+    automation_assume_role: str = setting(
+        "",
+        _optional_text(_ROLE_ARN),
+        "Automation role",
+        "The IAM role the PatchCycle-* runbooks act as (AutomationAssumeRole). Empty: the DAGs' own role.",
+        type="string",
+    )
+
+    def __post_init__(self) -> None:
+        if self.rollback != "none" and not self.snapshot:
+            raise ValueError(
+                f"rollback: {self.rollback!r} restores from the pre-patch snapshots, so it needs snapshot: true "
+                "(or set rollback: 'none')"
+            )
+
+    @property
+    def change_calendar_wait(self) -> timedelta:
+        return timedelta(minutes=self.change_calendar_wait_minutes)
+
+
+@dataclass(frozen=True, kw_only=True)
 class CycleConfig(RunConfig):
     """The patch_cycle run's settings. `mode` is resolved ("scan" or "install") once validated."""
 
@@ -451,6 +539,7 @@ class CycleConfig(RunConfig):
         enum=[DEFAULT_MODE, *MODES],
     )
     install: InstallSettings = group(InstallSettings)
+    safety: RolloutSafety = group(RolloutSafety)
     scope: Scope = setting(
         Scope(),
         parse_scope,
@@ -460,10 +549,18 @@ class CycleConfig(RunConfig):
         type="object",
     )
     max_concurrency: CountOrPercent = setting(
-        CountOrPercent(50, percent=False), _count_or_percent(1), "SSM MaxConcurrency", "A count or a %.", type="string"
+        CountOrPercent(50, percent=False),
+        _count_or_percent(1),
+        "SSM MaxConcurrency",
+        "How many instances run a command or a wave's runbook at once: a count or a %.",
+        type="string",
     )
     max_errors: CountOrPercent = setting(
-        CountOrPercent(10, percent=True), _count_or_percent(0), "SSM MaxErrors", "A count or a %.", type="string"
+        CountOrPercent(10, percent=True),
+        _count_or_percent(0),
+        "SSM MaxErrors",
+        "Errors after which a scan or install command stops reaching more instances: a count or a %.",
+        type="string",
     )
     command_timeout_minutes: float = setting(
         60.0,

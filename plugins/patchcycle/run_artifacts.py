@@ -37,7 +37,8 @@ from patchcycle.core.report import REPORT_SCHEMA
 from patchcycle.core.scope import SCOPE_COLUMNS
 from patchcycle.core.staging import PLANNED_PRODUCTION_COLUMNS, PROFILE_COLUMNS, STAGING_RESULT_COLUMNS
 from patchcycle.core.verdicts import ScanFailure
-from patchcycle.core.waves import WAVE_PLAN_COLUMNS, WAVE_RESULT_COLUMNS, WaveRecord
+from patchcycle.core.wave_results import WAVE_RESULT_COLUMNS, WaveRecord
+from patchcycle.core.waves import WAVE_PLAN_COLUMNS
 from patchcycle.run_records import (
     ApprovalRequest,
     ConfigSummary,
@@ -46,12 +47,16 @@ from patchcycle.run_records import (
     PublishedDrift,
     PublishedFindings,
     PublishedMetrics,
+    RegisteredRunbook,
     ScanCommands,
     SentCommand,
+    SnapshotRetention,
     StackRecord,
     StagingInstall,
+    StartedAutomation,
     TaskError,
     WatchSummary,
+    WaveGate,
 )
 
 if TYPE_CHECKING:
@@ -392,26 +397,41 @@ WAVE_SENT: Final = Record(
     written_by="wave_N",
     schema=list[SentCommand],
 )
-WAVE_INSTALLED: Final = Table(
+WAVE_GATE: Final = Record(
     stage="waves",
-    name="wave_{wave}.installed.parquet",
-    about="the canary's install results, kept while its health checks run",
-    written_by="wave_1",
-    columns=WAVE_RESULT_COLUMNS,
+    name="wave_{wave}.gate.json",
+    about="what the wave's gates found before it started: the change calendar and the health alarms",
+    written_by="wave_N",
+    schema=WaveGate,
 )
-WAVE_HEALTH_COMMANDS: Final = Record(
+WAVE_AUTOMATIONS: Final = Record(
     stage="waves",
-    name="wave_{wave}.{target}.health.json",
-    about='"platform.batch" -> the canary health-check command sent in a target',
-    written_by="wave_1",
-    schema=dict[str, str],
+    name="wave_{wave}.{target}.automations.json",
+    about="the Automation executions (snapshot, validate, rollback) a wave started in a target, as started",
+    written_by="wave_N",
+    schema=list[StartedAutomation],
 )
 WAVE_RESULTS: Final = Table(
     stage="waves",
     name="wave_{wave}.results.parquet",
-    about="each instance of a wave: its install invocation, health check and whether it is ok",
+    about="each instance of a wave: its snapshot, install, validation and rollback, written after each phase",
     written_by="wave_N",
     columns=WAVE_RESULT_COLUMNS,
+)
+RUNBOOKS: Final = Record(
+    stage="automation",
+    name="{target}.runbooks.json",
+    about="the project's runbooks in a target: their default version and whether registration created, "
+    "updated or left them",
+    written_by="register_runbooks",
+    schema=dict[str, RegisteredRunbook],
+)
+SNAPSHOT_RETENTION: Final = Record(
+    stage="retention",
+    name="{target}.json",
+    about="the project's pre-patch snapshots of earlier runs that the retention deleted in a target",
+    written_by="expire_snapshots",
+    schema=SnapshotRetention,
 )
 VERIFY_COMPLIANCE: Final = Table(
     stage="verify",
@@ -564,12 +584,14 @@ CYCLE_ARTIFACTS: Final[tuple[Artifact[Any], ...]] = (
     APPROVAL_REQUEST,
     APPROVAL_DECISION,
     WAVE,
+    RUNBOOKS,
+    WAVE_GATE,
+    WAVE_AUTOMATIONS,
     WAVE_SENT,
-    WAVE_INSTALLED,
-    WAVE_HEALTH_COMMANDS,
     WAVE_RESULTS,
     VERIFY_COMPLIANCE,
     VERIFIED_PATCHES,
+    SNAPSHOT_RETENTION,
     CVES,
     RESIDUAL,
     CONFIG_COMPLIANCE,
@@ -607,6 +629,8 @@ class Step:
     STAGING: Final = "staging"
     STAGING_PATCH: Final = "staging_patch"
     STAGING_CHECKS: Final = "staging_checks"
+    REGISTER_RUNBOOKS: Final = "register_runbooks"
+    SNAPSHOT_RETENTION: Final = "expire_snapshots"
     VERIFY: Final = "verify"
     INSPECT: Final = "inspect"
     CONFIG: Final = "config"

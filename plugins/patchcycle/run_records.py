@@ -17,7 +17,7 @@ from typing_extensions import TypedDict
 
 from patchcycle.core.outcomes import ApprovalRecord
 from patchcycle.core.verdicts import ScanFailure
-from patchcycle.core.waves import WaveRecord
+from patchcycle.core.wave_results import WaveRecord
 
 # Every record is a frozen, keyword-only dataclass read strictly: an unknown, missing or mistyped field is an error.
 STRICT = ConfigDict(extra="forbid", strict=True)
@@ -134,6 +134,52 @@ class SentCommand:
 
     command_id: str
     instance_ids: list[str]
+
+
+@with_config(STRICT)
+@dataclass(frozen=True, kw_only=True)
+class RegisteredRunbook:
+    """One of the project's runbooks in a target: its default version after registration, and what it took."""
+
+    name: str
+    document_version: str
+    action: str  # create | update | set_default | unchanged (core.runbooks.registration)
+    content_sha256: str
+
+
+@with_config(STRICT)
+@dataclass(frozen=True, kw_only=True)
+class StartedAutomation:
+    """One StartAutomationExecution of a wave: recorded as soon as it is started, so a retry starts none twice."""
+
+    phase: str  # snapshot | validate | rollback
+    runbook: str
+    execution_id: str
+    instance_ids: list[str]
+
+
+@with_config(STRICT)
+@dataclass(frozen=True, kw_only=True)
+class WaveGate:
+    """What a wave's gates found before it started: the change calendar and the health alarms."""
+
+    calendar: str = ""  # the change calendar checked ("" when none)
+    calendar_state: str = ""  # OPEN or CLOSED at the last look
+    waiting_since: str = ""  # when the wave began waiting for a CLOSED calendar
+    alarms_in_alarm: list[str] = field(default_factory=list)
+    passed: bool = False
+    reason: str = ""  # why the wave halted, for people
+
+
+@with_config(STRICT)
+@dataclass(frozen=True, kw_only=True)
+class SnapshotRetention:
+    """What the snapshot retention found in a target: the project's snapshots of earlier runs it deleted."""
+
+    account_id: str
+    cutoff: str  # snapshots started before this were expired
+    deleted: list[str]
+    kept: int  # the project's snapshots still within retention (or of this run)
 
 
 # ---- evidence and publishing ----

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from tests.bench import bench_cycle, bench_sandbox
+from tests.bench import bench_cycle, bench_sandbox, bench_wave
 
 if __name__ == "__main__":
     bench_sandbox.main()
     print()
     bench_cycle.main()
+    print()
+    bench_wave.main()

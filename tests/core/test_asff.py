@@ -57,6 +57,7 @@ def resource(instance_id: str, compliance: str, patches: list[dict[str, Any]] = 
         "name": f"web-{instance_id}",
         "environment": "production",
         "missing_patches": list(patches),
+        "snapshot_ids": [],
         "cve_ids": sorted({c for p in patches for c in p["cve_ids"]}),
         "patch_state": {
             "operation": "Scan",
@@ -155,7 +156,26 @@ def test_non_compliant_instances_become_schema_valid_findings() -> None:
     assert finding["PatchSummary"]["Id"] == "pb-0123456789abcdef0" and finding["PatchSummary"]["MissingCount"] == 2
     # The reason code travels as a product field, so Security Hub filters and counts by it, never by prose.
     assert finding["ProductFields"]["patchcycle/ReasonCode"] == "PATCHES_OUTSTANDING"
+    assert "patchcycle/PrePatchSnapshots" not in finding["ProductFields"]  # none taken: left out, never ""
     assert found.fixed_ids == {finding_id(ACCOUNT, REGION, "i-2", "patch-compliance")}
+
+
+def test_a_rolled_back_instance_s_finding_names_what_failed_and_its_pre_patch_snapshots() -> None:
+    rolled_back = {
+        **resource("i-1", "NON_COMPLIANT", [patch("ALAS2023-2026-1134", "Critical", ["CVE-2026-21001"])]),
+        "verdict": "ROLLED_BACK",
+        "reason_code": "ROLLED_BACK_AFTER_INSTALL",
+        "reason": "rolled back (root volume restored from snap-1) after: Install Failed",
+        "snapshot_ids": ["snap-1", "snap-2"],
+    }
+    (finding,) = build_findings(report(rolled_back), None, ACCOUNT, REGION, NOW).findings
+    assert "rolled back (root volume restored from snap-1) after: Install Failed" in finding["Description"]
+    fields = finding["ProductFields"]
+    assert (fields["patchcycle/Verdict"], fields["patchcycle/ReasonCode"]) == (
+        "ROLLED_BACK",
+        "ROLLED_BACK_AFTER_INSTALL",
+    )
+    assert fields["patchcycle/PrePatchSnapshots"] == "snap-1;snap-2"
 
 
 def test_long_descriptions_are_cut_to_the_asff_limit() -> None:

@@ -34,7 +34,12 @@ HEALTH = "health check Failed (exit 1) after the install: FAIL: nginx"
 INSTALL: dict[str, tuple[int, Outcome, dict[str, Any], str | None]] = {
     "i-missing": (1, Outcome.SENT, SENT_OK, None),
     "i-ok": (2, Outcome.SENT, {"invocation_status": "Success", "installed": 1, "pending_reboot": 1}, None),
-    "i-nodata": (1, Outcome.SENT, {**SENT_OK, "health_failure": HEALTH}, "HEALTH_CHECK_FAILED"),
+    "i-nodata": (
+        1,
+        Outcome.SENT,
+        {**SENT_OK, "validation_failure": HEALTH, "validation_code": "HEALTH_CHECK_FAILED"},
+        "HEALTH_CHECK_FAILED",
+    ),
     "i-offline": (2, Outcome.NOT_RUN, {"detail": "wave 2 did not run: stopped"}, "NOT_ATTEMPTED"),
     "i-unmanaged": (2, Outcome.HALTED, {"detail": "halted after wave 1"}, None),
     "i-stopped": (2, Outcome.SENT, {"invocation_status": "TimedOut", "detail": "x"}, "INSTALL_FAILED"),
@@ -49,7 +54,8 @@ def outcome_row(resource_id: str, wave: int, outcome: Outcome, fields: dict[str,
     row: dict[str, Any] = {"account_id": ACCOUNT, "region": EAST, "resource_id": resource_id, "wave": wave}
     row |= {"reason_code": SKIP_CODES.get(outcome, "")}
     row |= {"outcome": outcome.value, "detail": "", "pinned": 2, "installed": 0, "pending_reboot": 0}
-    return row | {"health_failure": "", "verified": outcome == Outcome.SENT} | fields
+    row |= {"validation_failure": "", "validation_code": "", "rollback": "", "rollback_detail": "", "snapshot_ids": ""}
+    return row | {"verified": outcome == Outcome.SENT} | fields
 
 
 def install_report(plan: dict[str, tuple[int, Outcome, dict[str, Any], str | None]] = INSTALL) -> dict[str, Any]:
@@ -236,14 +242,19 @@ def test_deterministic_and_independent_of_an_existing_kpis_section() -> None:
         ({"invocation_status": "Success", "not_installed": "tzdata"}, "PATCHES_NOT_INSTALLED"),
         ({"invocation_status": "Success", "not_installed": "a;b"}, "PATCHES_NOT_INSTALLED"),
         ({**SENT_OK, "verified": False}, "NOT_VERIFIED"),
-        ({**SENT_OK, "health_failure": HEALTH}, "HEALTH_CHECK_FAILED"),
+        ({**SENT_OK, "validation_failure": HEALTH, "validation_code": "HEALTH_CHECK_FAILED"}, "HEALTH_CHECK_FAILED"),
+        (
+            {**SENT_OK, "validation_failure": HEALTH, "rollback": "rolled_back", "rollback_detail": "x"},
+            "ROLLED_BACK_AFTER_VALIDATION",
+        ),
+        ({"invocation_status": "Failed", "rollback": "failed", "rollback_detail": "x"}, "RESTORE_FAILED"),
     ],
 )
 def test_failed_reasons_from_install_verdicts_map_to_their_cause(fields: dict[str, Any], expected: str) -> None:
     """KPIs count the code install_verdicts gives each failure (never its wording)."""
     report = install_report({"i-missing": (1, Outcome.SENT, fields, expected)})
     entry = next(r for r in report["resources"] if r["resource_id"] == "i-missing")
-    assert entry["verdict"] == Verdict.FAILED
+    assert entry["verdict"] in ("FAILED", "ROLLED_BACK", "ROLLBACK_FAILED")
     assert failure_reason(entry["verdict"], entry["reason_code"]) == expected
     assert compute_kpis(report)["fleet"]["failures_by_reason"][expected] == 1  # i-missing alone has this cause
 
@@ -262,8 +273,12 @@ def test_failure_reasons_are_the_codes_of_the_failure_verdicts() -> None:
         "NOT_VERIFIED",
         "PATCHES_NOT_INSTALLED",
         "HEALTH_CHECK_FAILED",
+        "VALIDATION_FAILED",
         "NOT_ATTEMPTED",
         "NO_OUTCOME",
+        "ROLLED_BACK_AFTER_INSTALL",
+        "ROLLED_BACK_AFTER_VALIDATION",
+        "RESTORE_FAILED",
         "SCAN_FAILED",
         "SCAN_TIMEOUT",
         "NO_PATCH_STATE",
@@ -277,3 +292,26 @@ def test_target_kpis_of_a_target_without_resources_is_zeros() -> None:
     assert empty["in_scope"] == empty["patched"] == 0 and empty["success_rate"] is None
     assert set(empty["failures_by_reason"]) == set(FAILURE_REASONS)
     assert target_kpis(kpis, ACCOUNT, EAST)["in_scope"] == by_target(kpis)[(ACCOUNT, EAST)]["in_scope"]
+
+
+def test_rollbacks_are_attempts_that_did_not_stick() -> None:
+    plan = {
+        "i-missing": (1, Outcome.SENT, SENT_OK, None),
+        "i-ok": (
+            1,
+            Outcome.SENT,
+            {"invocation_status": "Failed", "rollback": "rolled_back", "rollback_detail": "x"},
+            "r",
+        ),
+        "i-nodata": (
+            1,
+            Outcome.SENT,
+            {"invocation_status": "Failed", "rollback": "failed", "rollback_detail": "y"},
+            "r",
+        ),
+    }
+    fleet = compute_kpis(install_report(plan))["fleet"]
+    assert (fleet["rolled_back"], fleet["rollback_failed"]) == (1, 1)
+    assert fleet["patched"] == 1 and fleet["attempted"] == fleet["patched"] + fleet["failed"] + 2
+    assert fleet["failures_by_reason"]["ROLLED_BACK_AFTER_INSTALL"] == 1
+    assert fleet["failures_by_reason"]["RESTORE_FAILED"] == 1

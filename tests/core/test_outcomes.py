@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from patchcycle.core.frames import typed_frame
 from patchcycle.core.outcomes import (
     ApprovalRecord,
     RolloutRecord,
@@ -17,7 +18,7 @@ from patchcycle.core.outcomes import (
     install_outcomes,
 )
 from patchcycle.core.verdicts import OUTCOME_COLUMNS, Outcome
-from patchcycle.core.waves import WAVE_RESULT_COLUMNS, WaveRecord
+from patchcycle.core.wave_results import WAVE_RESULT_COLUMNS, WaveRecord, new_result
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 PASSED = StagingRecord(ran=True, passed=True)
@@ -69,25 +70,24 @@ def outcomes(
     return {str(row["resource_id"]): row for row in frame.to_dict("records")}
 
 
-def results(*rows: tuple[str, int, str, str]) -> pd.DataFrame:
-    """Wave results: (resource_id, wave, status, detail)."""
-    return pd.DataFrame(
+def results(*rows: tuple[str, int, str, str], **fields: Any) -> pd.DataFrame:
+    """Wave results: (resource_id, wave, status, detail), snapshotted first; `fields` set on every row."""
+    return typed_frame(
         [
             {
-                "account_id": ACCOUNT,
-                "region": REGION,
-                "resource_id": rid,
-                "wave": wave,
-                "command_id": f"cmd-{wave}",
+                **new_result((ACCOUNT, REGION), rid, wave),
+                "snapshot": "completed",
+                "snapshot_ids": f"snap-{rid}",
+                "command_id": f"cmd-{wave}" if status else "",
                 "status": status,
                 "reason_code": "" if status == "Success" else "INSTALL_FAILED",
                 "detail": detail,
-                "health_failure": "",
                 "ok": status == "Success",
+                **fields,
             }
             for rid, wave, status, detail in rows
         ],
-        columns=list(WAVE_RESULT_COLUMNS),
+        WAVE_RESULT_COLUMNS,
     )
 
 
@@ -237,7 +237,11 @@ def test_sent_counts_installed_pending_reboot_and_missing_pinned_patches() -> No
         "wave": 1,
         "detail": "Failed: Failed to install: P-4",
         "invocation_status": "Failed",
-        "health_failure": "",
+        "validation_failure": "",
+        "validation_code": "",
+        "rollback": "",
+        "rollback_detail": "",
+        "snapshot_ids": "snap-i-canary",
         "pinned": 5,
         "installed": 2,
         "pending_reboot": 1,
@@ -262,10 +266,53 @@ def test_halted_after_is_the_first_halted_wave_or_none() -> None:
     assert halted_after(RolloutRecord(waves={3: halted_wave(3), 1: done_wave(1), 2: halted_wave(2)})) == 2
 
 
-def test_a_canary_health_check_failure_travels_with_the_sent_outcome() -> None:
-    health = "health check Failed (exit 1) after the install: FAIL: 1 failed systemd unit(s)"
-    frame = results(("i-canary", 1, "Success", ""))
-    frame.loc[0, ["health_failure", "ok"]] = [health, False]
+def test_a_failed_validation_travels_with_the_sent_outcome() -> None:
+    why = "Failed at step linuxHealthCheck: FAIL: 1 failed systemd unit(s)"
+    frame = results(
+        ("i-canary", 1, "Success", ""), validation="failed", validation_detail=why, reason_code="HEALTH_CHECK_FAILED"
+    )
+    frame["ok"] = False
     rollout = RolloutRecord(waves={1: done_wave(1)}, results=frame)
     row = outcomes(rollout=rollout, verified={"i-canary": {"P-1": "INSTALLED"}})["i-canary"]
-    assert (row["outcome"], row["invocation_status"], row["health_failure"]) == (Outcome.SENT, "Success", health)
+    assert (row["outcome"], row["invocation_status"]) == (Outcome.SENT, "Success")
+    assert (row["validation_failure"], row["validation_code"], row["rollback"]) == (why, "HEALTH_CHECK_FAILED", "")
+
+
+def test_a_rollback_travels_with_the_sent_outcome() -> None:
+    frame = results(
+        ("i-canary", 1, "Failed", "Failed: boom"),
+        rollback="rolled_back",
+        rollback_detail="root volume restored from snap-9",
+    )
+    row = outcomes(rollout=RolloutRecord(waves={1: done_wave(1)}, results=frame))["i-canary"]
+    assert (row["outcome"], row["rollback"], row["rollback_detail"]) == (
+        Outcome.SENT,
+        "rolled_back",
+        "root volume restored from snap-9",
+    )
+    assert row["snapshot_ids"] == "snap-i-canary"
+
+
+def test_an_instance_whose_snapshot_failed_is_not_patched() -> None:
+    frame = results(("i-canary", 1, "", ""), snapshot="failed", snapshot_ids="", snapshot_detail="Failed at step x")
+    row = outcomes(rollout=RolloutRecord(waves={1: done_wave(1)}, results=frame))["i-canary"]
+    assert (row["outcome"], row["reason_code"]) == (Outcome.NO_SNAPSHOT, "SNAPSHOT_FAILED")
+    assert row["detail"] == "not patched: its pre-patch snapshot failed (Failed at step x)"
+
+
+def test_a_gate_halt_stops_its_own_wave_too() -> None:
+    gate = WaveRecord(
+        wave=2,
+        instances=1,
+        started_at=AT,
+        halted=True,
+        halted_before=True,
+        halt_code="HALTED_BY_ALARM",
+        halt_reason="halted before wave 2: health alarm(s) in ALARM: web-5xx",
+    )
+    rollout = RolloutRecord(waves={1: done_wave(1), 2: gate}, results=results(("i-canary", 1, "Success", "")))
+    rows = outcomes(rollout=rollout)
+    for instance_id in ("i-second", "i-third"):  # waves 2 and 3
+        assert (rows[instance_id]["outcome"], rows[instance_id]["reason_code"]) == (Outcome.HALTED, "HALTED_BY_ALARM")
+        assert rows[instance_id]["detail"] == "halted before wave 2: health alarm(s) in ALARM: web-5xx"
+    assert rows["i-canary"]["outcome"] == Outcome.SENT

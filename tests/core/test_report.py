@@ -66,6 +66,54 @@ HALTED_VERDICTS = {
 }
 
 
+def rollback_section(halted: bool = False) -> dict[str, Any]:
+    """The install's way back: both instances snapshotted; halted, the canary's failed install rolled back."""
+    where = {"account_id": "111111111111", "region": "us-east-1", "wave": 1}
+    restores = [
+        {**where, "resource_id": "i-missing", "status": "rolled_back", "detail": "root volume restored from snap-1"}
+    ]
+    return {
+        "settings": {
+            "snapshot": True,
+            "rollback": "failed",
+            "snapshot_retention_days": 7,
+            "change_calendar": "",
+            "health_alarms": [],
+        },
+        "snapshots": [
+            {**where, "resource_id": "i-missing", "status": "completed", "snapshot_ids": ["snap-1"], "detail": ""},
+            {
+                **where,
+                "resource_id": "i-reboot",
+                "wave": 2,
+                "status": "completed",
+                "snapshot_ids": ["snap-2"],
+                "detail": "",
+            },
+        ],
+        "validations": [],
+        "restores": restores if halted else [],
+        "retention": [
+            {
+                "account_id": "111111111111",
+                "region": "us-east-1",
+                "cutoff": "2026-11-13T03:00:00Z",
+                "deleted": [],
+                "error": "",
+            }
+        ],
+        "summary": {
+            "snapshotted": 2,
+            "snapshot_failures": 0,
+            "validated": 0 if halted else 2,
+            "validation_failures": 0,
+            "rolled_back": 1 if halted else 0,
+            "rollback_failures": 0,
+            "snapshots_deleted": 0,
+        },
+    }
+
+
 def install_section(halted: bool = False, reason: str = "health check Failed (exit 1): nginx down") -> dict[str, Any]:
     """The install section of a run: one staging stack, one passing and one failing staging instance, two waves."""
     stamp = "2026-11-20T03:{:02d}:00Z".format
@@ -75,12 +123,13 @@ def install_section(halted: bool = False, reason: str = "health check Failed (ex
             "succeeded": 0,
             "failed": 0,
             "halted": False,
+            "halt_reason": "",
             "status": "skipped",
             "started_at": "",
             "finished_at": "",
         }
         if halted
-        else {"sent": 1, "succeeded": 1, "failed": 0, "halted": False, "status": "done"}
+        else {"sent": 1, "succeeded": 1, "failed": 0, "halted": False, "halt_reason": "", "status": "done"}
         | {"started_at": stamp(40), "finished_at": stamp(45)}
     )
     return {
@@ -153,6 +202,9 @@ def install_section(halted: bool = False, reason: str = "health check Failed (ex
                 "threshold": "0",
                 "allowed_failures": 0,
                 "halted": halted,
+                "halt_reason": "halted after wave 1: 1 of 1 failed, more than the 0 allowed by halt_threshold 0"
+                if halted
+                else "",
                 "status": "halted" if halted else "done",
                 "started_at": stamp(31),
                 "finished_at": stamp(35),
@@ -160,6 +212,7 @@ def install_section(halted: bool = False, reason: str = "health check Failed (ex
             {"wave": 2, "instances": 1, "threshold": "0", "allowed_failures": 0, **wave_2},
         ],
         "halted_after_wave": 1 if halted else None,
+        "rollback": rollback_section(halted),
         "pinned_patches": np.int64(5),
         "settings": {
             "reboot_option": "RebootIfNeeded",

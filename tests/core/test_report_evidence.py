@@ -77,6 +77,14 @@ def test_outcome_lists_every_reason_the_cycle_did_not_run_its_course() -> None:
     )
     jsonschema.validate(halted, OUTCOME_SCHEMA)
     assert halted["problems"] == ["the install did not finish: the rollout halted after wave 1", "a/r inspect: boom"]
+    alarm = install(halted_after_wave=2)
+    alarm["waves"] = [
+        {"wave": 1, "status": "done", "halt_reason": ""},
+        {"wave": 2, "status": "halted", "halt_reason": "halted before wave 2: health alarm(s) in ALARM: web-5xx"},
+    ]
+    assert outcome_section(alarm, [])["problems"] == [
+        "the install did not finish: the rollout halted before wave 2: health alarm(s) in ALARM: web-5xx"
+    ]
     staging = outcome_section(
         install(staging={"passed": False}, approval={"decision": "", "reason": "staging failed on i-9"}), []
     )

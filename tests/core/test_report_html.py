@@ -84,7 +84,29 @@ def test_halted_banner_only_when_halted() -> None:
     page = render_html(install_report(halted=True))
     banner = page.index('class="banner bad" id="halted"')
     assert page.index("<h2>Waves (2)</h2>") < banner < page.index("<h2>Resources (")
-    assert "HALTED after wave 1: 1 of 1 failed, threshold 0 (0 allowed)" in page
+    assert "HALTED: halted after wave 1: 1 of 1 failed, more than the 0 allowed by halt_threshold 0" in page
+
+
+def test_rollback_section_says_what_was_rolled_back_and_lists_the_failures() -> None:
+    report = install_report(halted=True)
+    page = render_html(report)
+    section = page[page.index('<h2 id="rollback">') : page.index("<h2>Resources (")]
+    assert (
+        "Pre-patch snapshots: taken before each install, kept 7 days · rolls back: instances whose install or "
+        "validation failed · change calendar: none · health alarms: none"
+    ) in section
+    assert "2 instances snapshotted; 0 validated; 1 rolled back; 0 expired snapshots deleted" in section
+    assert "<h3>Restores</h3>" in section and "root volume restored from snap-1" in section
+    assert "<td>rolled back</td>" in section and "rolled_back" not in section
+    assert "<h3>Failed validations</h3>" not in section  # none failed
+    assert "<h3>Failed snapshots" not in section and "snap-2" not in section  # completed ones: in the resources
+    assert "<h3>Restores</h3>" not in render_html(install_report(halted=False))
+    rollback = report["install"]["rollback"]
+    rollback["snapshots"][0].update(status="failed", snapshot_ids=[], detail="Failed at step waitForSnapshots: error")
+    rollback["summary"].update(snapshot_failures=1, rollback_failures=1)
+    section = render_html(report)
+    assert "2 instances snapshotted (1 failed)" in section and "1 rolled back (1 could not be restored)" in section
+    assert "<h3>Failed snapshots (not patched)</h3>" in section and "Failed at step waitForSnapshots" in section
 
 
 def test_html_escapes_a_malicious_install_reason() -> None:
@@ -131,10 +153,11 @@ def test_inspection_config_and_outcome_sections() -> None:
     report["outcome"] = {"ok": False, "problems": ["the install did not finish: the rollout halted after wave 1"]}
     page = render_html(report)
     inspection = page[page.index('id="inspection"') : page.index('id="config"')]
-    assert "CVE-2026-1" in inspection and "CVE-2026-2" in inspection and "REMEDIATED 1, STILL_ACTIVE 1" in inspection
+    assert "CVE-2026-1" in inspection and "CVE-2026-2" in inspection and "1 remediated, 1 still active" in inspection
     assert "Residual critical and high findings (1)" in inspection and "CVE-2026-9" in inspection
     assert EVIL not in page
     config = page[page.index('id="config"') :]
+    assert "1 compliant, 1 non-compliant" in config
     assert "Not compliant (1)" in config and "patchcycle-rule" in config and "2026-11-27T06:00:00Z" in config
     assert "{" not in config  # summaries are shown as fields, not as Python dicts
     assert page.index('id="outcome"') < page.index("<h2>Charts</h2>")  # before any number
@@ -143,3 +166,29 @@ def test_inspection_config_and_outcome_sections() -> None:
     report["inspection"] = None
     quiet = render_html(report)
     assert 'id="outcome"' not in quiet and 'id="inspection"' not in quiet
+
+
+def test_kpis_are_labelled_for_people_with_the_failures_by_cause() -> None:
+    page = render_html(install_report(halted=True))
+    section = page[page.index('<h2 id="kpis">') : page.index("<h2>Charts")]
+    assert "<td>Success rate (patched / attempted)</td><td>0%</td>" in section
+    assert "<td>Installs attempted</td><td>1</td>" in section
+    assert "failures_by_reason" not in section and "success_rate" not in section and "in_scope" not in section
+    # Only the causes that occurred, each with its meaning.
+    assert "<h3>Failures by cause (3)</h3>" in section
+    assert "the install command ended other than Success</td><td>1</td>" in section
+    assert "INSTALL_TIMEOUT" not in section
+
+
+def test_kpis_of_a_scan_leave_out_the_install_figures() -> None:
+    section = render_html(sample_report())
+    section = section[section.index('<h2 id="kpis">') : section.index("<h2>Charts")]
+    assert "<td>Resources in scope</td>" in section and "Success rate" not in section and "Rolled back" not in section
+
+
+def test_resource_ids_regions_and_cves_do_not_break_across_lines() -> None:
+    page = render_html(install_report(halted=True))
+    table = page[page.index("<h2>Resources (") :]
+    assert '<code class="id">i-scanfail</code>' in table
+    assert '<span class="id">us-east-1</span>' in table and '<span class="id">CVE-2026-0001</span>' in table
+    assert '<code class="id">i-ok</code><br><span class="meta">web-1</span>' in table

@@ -294,7 +294,7 @@ def _outcome(resource_id: str, outcome: Outcome, detail: str = "", **fields: Any
     row: dict[str, Any] = {"account_id": ACCOUNT, "region": EAST, "resource_id": resource_id, "wave": 1}
     row |= {"reason_code": SKIP_CODES.get(outcome, "")}
     row |= {"outcome": outcome.value, "detail": detail, "pinned": 2, "installed": 0, "pending_reboot": 0}
-    row |= {"health_failure": ""}
+    row |= {"validation_failure": "", "validation_code": "", "rollback": "", "rollback_detail": "", "snapshot_ids": ""}
     return row | {"verified": outcome == Outcome.SENT} | fields
 
 
@@ -377,9 +377,18 @@ def test_install_verdicts_map_every_outcome() -> None:
             "Install status unknown: patch state not read after the install",
         ),
         (
-            {**SENT_OK, "health_failure": "health check Failed (exit 1) after the install: FAIL: nginx"},
+            {
+                **SENT_OK,
+                "validation_failure": "Failed at step linuxHealthCheck: FAIL: nginx",
+                "validation_code": "HEALTH_CHECK_FAILED",
+            },
             "HEALTH_CHECK_FAILED",
-            "health check Failed (exit 1) after the install: FAIL: nginx",
+            "validation failed: Failed at step linuxHealthCheck: FAIL: nginx",
+        ),
+        (
+            {**SENT_OK, "validation_failure": "Failed at step checkNoMissingPatch: 2 missing"},
+            "VALIDATION_FAILED",  # a validation failure without a code of its own
+            "validation failed: Failed at step checkNoMissingPatch: 2 missing",
         ),
     ],
 )
@@ -429,5 +438,75 @@ def test_staging_failed_verdict_is_install_only_and_unknown() -> None:
         "REJECTED",
         "HALTED",
         "NOT_RUN",
+        "NO_SNAPSHOT",
         "SENT",
     }
+
+
+@pytest.mark.parametrize(
+    ("fields", "verdict", "code", "reason"),
+    [
+        (
+            {
+                "invocation_status": "Failed",
+                "reason_code": "INSTALL_FAILED",
+                "detail": "Failed: ALAS-1",
+                "rollback": "rolled_back",
+                "rollback_detail": "root volume restored from snap-1",
+                "not_installed": "a;b",
+            },
+            Verdict.ROLLED_BACK,
+            "ROLLED_BACK_AFTER_INSTALL",
+            "rolled back (root volume restored from snap-1) after: Install Failed: Failed: ALAS-1",
+        ),
+        (
+            {
+                **SENT_OK,
+                "validation_failure": "Failed at step linuxHealthCheck: nginx",
+                "validation_code": "HEALTH_CHECK_FAILED",
+                "rollback": "rolled_back",
+                "rollback_detail": "root volume restored from snap-2",
+            },
+            Verdict.ROLLED_BACK,
+            "ROLLED_BACK_AFTER_VALIDATION",
+            "rolled back (root volume restored from snap-2) after: validation failed: Failed at step linuxHealthCheck: "
+            "nginx",
+        ),
+        (
+            {
+                "invocation_status": "Failed",
+                "detail": "Failed: boom",
+                "rollback": "failed",
+                "rollback_detail": "Failed at step assertReplaced: failed",
+            },
+            Verdict.ROLLBACK_FAILED,
+            "RESTORE_FAILED",
+            "rollback failed (Failed at step assertReplaced: failed) after: Install Failed: Failed: boom",
+        ),
+    ],
+)
+def test_a_rolled_back_instance_is_judged_by_what_made_it_go_back(
+    fields: dict[str, Any], verdict: Verdict, code: str, reason: str
+) -> None:
+    """After a restore the patches are missing again by design: the verdict names the failure, not that."""
+    fleet = scan_fleet()
+    outcomes = typed_frame([_outcome("i-missing", Outcome.SENT, **fields)], OUTCOME_COLUMNS)
+    verdicts = install_verdicts(fleet.inventory, fleet.compliance, fleet.plan, fleet.scan_failures, outcomes)
+    row = verdicts.set_index("resource_id").loc["i-missing"]
+    assert (row["verdict"], row["reason_code"], row["reason"]) == (verdict.value, code, reason)
+    assert VERDICTS[verdict].compliance == ComplianceState.NON_COMPLIANT
+    check_accounting(fleet.inventory, verdicts)
+
+
+def test_an_instance_without_its_snapshot_is_skipped_and_unknown() -> None:
+    fleet = scan_fleet()
+    outcome = _outcome("i-missing", Outcome.NO_SNAPSHOT, "not patched: its pre-patch snapshot failed (x)")
+    outcomes = typed_frame([outcome | {"reason_code": "SNAPSHOT_FAILED"}], OUTCOME_COLUMNS)
+    row = (
+        install_verdicts(fleet.inventory, fleet.compliance, fleet.plan, fleet.scan_failures, outcomes)
+        .set_index("resource_id")
+        .loc["i-missing"]
+    )
+    assert (row["verdict"], row["reason_code"]) == ("SKIPPED_NO_SNAPSHOT", "SNAPSHOT_FAILED")
+    assert row["reason"] == "not patched: its pre-patch snapshot failed (x)"
+    assert VERDICTS[Verdict.SKIPPED_NO_SNAPSHOT].compliance == ComplianceState.UNKNOWN

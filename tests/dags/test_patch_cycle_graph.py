@@ -34,6 +34,9 @@ def test_staging_stack_is_a_setup_with_its_deletion_as_teardown(dag: object) -> 
 
 def test_the_approval_gate_stands_between_staging_and_the_canary(dag: object) -> None:
     assert downstream(dag, "approve_production") == {"wave_1"}
+    # The runbooks are in every target before anyone is asked to approve the waves that start them.
+    assert downstream(dag, "plan_install") >= {"register_runbooks"}
+    assert downstream(dag, "register_runbooks") == {"approve_production"}
     gate = dag.get_task("approve_production")  # type: ignore[attr-defined]
     assert gate.defaults == ["Reject"] and gate.retries == 0
 
@@ -50,8 +53,11 @@ def test_verify_evidence_and_report_run_whatever_happened_upstream(dag: object) 
         assert dag.get_task(task_id).trigger_rule == "all_done", task_id  # type: ignore[attr-defined]
     # inspect follows verify even when it failed, but not when the mode gate skipped it.
     assert dag.get_task("inspect").trigger_rule == "none_skipped"  # type: ignore[attr-defined]
-    assert downstream(dag, "verify") == {"inspect", "config"}
+    assert downstream(dag, "verify") == {"inspect", "config", "expire_snapshots"}
     assert downstream(dag, "inspect") == downstream(dag, "config") == {"report"}
+    # Snapshots expire only once verify has read the waves back, and never in scan mode.
+    assert dag.get_task("expire_snapshots").trigger_rule == "none_skipped"  # type: ignore[attr-defined]
+    assert downstream(dag, "expire_snapshots") == {"report"}
     assert {"report"} <= downstream(dag, "match")
 
 

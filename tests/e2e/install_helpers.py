@@ -20,6 +20,8 @@ def scenario_file(tmp_path: Path, name: str, change: Any = None) -> Path:
     """The default scenario, faster, optionally changed by `change(document)`."""
     document = yaml.safe_load(DEFAULT_SCENARIO.read_text())
     document["clock"]["speed"] = SPEED
+    # Pre-patch snapshots and restores in seconds: a wave's rate-controlled runbooks ramp up over several rounds.
+    document["ebs"] = {"snapshot_seconds": 10, "restore_pending_seconds": 2, "restore_in_progress_seconds": 5}
     if change is not None:
         change(document)
     path = tmp_path / f"{name}.yaml"

@@ -1,9 +1,11 @@
 """End to end: `airflow dags test patch_cycle` in install mode (approval_mode auto) against the sandbox.
 
-The default scenario, with its failures (failed installs, pending reboots, failed scans), every verdict derived
-from the scenario file; the other failure paths (a halting canary, a stack that fails to create, a failed
-staging health check) are proven by the operator, core and DAG graph tests. The run must leave no staging
-stack behind.
+The default scenario, with its failures (failed installs, pending reboots, failed scans) and one Windows server
+that a patch breaks, behind an open change calendar and a quiet health alarm: every verdict derived from the
+scenario file. The failed installs and the broken server are rolled back to their pre-patch root volume. The
+other failure paths (a halting canary, a failed restore, an alarm or a closed calendar halting the rollout, a
+stack that fails to create, a failed staging health check) are proven by the operator, core and DAG graph
+tests. The run must leave no staging stack behind.
 """
 
 from __future__ import annotations
@@ -11,16 +13,31 @@ from __future__ import annotations
 import math
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from include.sandbox.scenario import load_scenario
 from tests.e2e.install_helpers import check_stacks_created_and_deleted, ec2_rows, run, scenario_file
 from tests.e2e.test_scan_cycle import expected_missing
 
+ATTEMPTED = ("PATCHED", "PATCHED_PENDING_REBOOT", "FAILED", "ROLLED_BACK")
+
+
+BROKEN = "win-prod-use1"  # one of its servers fails its health checks once patched
+
+
+def gated(document: dict[str, Any]) -> None:
+    """The default scenario plus a server a patch breaks, an open change calendar and a health alarm in OK."""
+    document["failures"].append({"group": BROKEN, "count": 1, "breaks_after_install": True})
+    window = {"start_after_seconds": -3600, "duration_seconds": 86400, "summary": "Patch window"}
+    document["change_calendars"] = [{"name": "patch-window", "type": "DEFAULT_CLOSED", "events": [window]}]
+    document["alarms"] = [{"name": "web-prod-5xx", "state": "OK"}]
+
 
 def test_install_cycle_patches_the_default_scenario_as_injected(tmp_path: Path) -> None:
     # A threshold above the injected failures: this run must reach every wave.
-    scenario_path = scenario_file(tmp_path, "default-fast")
-    result, report = run(scenario_path, tmp_path / "cycle", halt_threshold="50%")
+    scenario_path = scenario_file(tmp_path, "default-fast", gated)
+    gates = {"change_calendar": "patch-window", "health_alarms": ["web-prod-*"]}
+    result, report = run(scenario_path, tmp_path / "cycle", halt_threshold="50%", **gates)
     assert result.succeeded, f"see {result.log_path}"
     scenario = load_scenario(scenario_path)
     assert report["mode"] == "install" and report["accounting"]["ok"] and report["incomplete"] == []
@@ -49,20 +66,37 @@ def test_install_cycle_patches_the_default_scenario_as_injected(tmp_path: Path) 
         if failure and (failure.scan_fails or failure.command_hangs):
             assert verdicts == {"SCAN_FAILED": hit, "PATCHED": group.count - hit}, group.name
         elif failure and failure.install_fails:
-            assert verdicts == {"FAILED": hit, "PATCHED": group.count - hit}, group.name
+            # Rolled back to the pre-patch root volume: Patch Manager shows the pre-patch scan again.
+            assert verdicts == {"ROLLED_BACK": hit, "PATCHED": group.count - hit}, group.name
             for row in rows:
-                if row["verdict"] == "FAILED":
+                if row["verdict"] == "ROLLED_BACK":
+                    assert row["reason_code"] == "ROLLED_BACK_AFTER_INSTALL"
                     assert all(pid in row["reason"] for pid in failure.install_fails), row["reason"]
+                    assert row["patch_state"]["operation"] == "Scan", row
+        elif failure and failure.breaks_after_install:
+            assert verdicts == {"ROLLED_BACK": hit, "PATCHED": group.count - hit}, group.name
+            (broken,) = (row for row in rows if row["verdict"] == "ROLLED_BACK")
+            assert broken["reason_code"] == "ROLLED_BACK_AFTER_VALIDATION"
+            assert "windowsHealthCheck" in broken["reason"] and broken["patch_state"]["operation"] == "Scan"
         elif failure and failure.reboot_required:
             assert verdicts["PATCHED"] + verdicts["PATCHED_PENDING_REBOOT"] == group.count, group.name
         else:
             assert verdicts == {"PATCHED": group.count}, group.name
-        patched = [r for r in rows if r["verdict"] in ("PATCHED", "PATCHED_PENDING_REBOOT", "FAILED")]
-        assert all(r["wave"] is not None for r in patched)
+        patched = [r for r in rows if r["verdict"] in ATTEMPTED]
+        assert all(r["wave"] is not None and r["snapshot_ids"] for r in patched)  # each had its way back
         production += len(patched)
 
     waves = install["waves"]
     assert sum(w["instances"] for w in waves) == production
     assert waves[0]["wave"] == 1 and waves[0]["instances"] == math.ceil(production * 0.05)
     assert all(w["status"] == "done" and w["sent"] == w["instances"] for w in waves)
-    assert sum(w["failed"] for w in waves) == sum(r["verdict"] == "FAILED" for r in report["resources"])
+    failed = Counter(r["verdict"] for r in report["resources"] if r["verdict"] in ("FAILED", "ROLLED_BACK"))
+    assert sum(w["failed"] for w in waves) == sum(failed.values())
+    rollback = install["rollback"]
+    assert rollback["settings"]["change_calendar"] == "patch-window" and rollback["settings"]["snapshot"]
+    summary = rollback["summary"]
+    assert (summary["snapshotted"], summary["snapshot_failures"]) == (production, 0)
+    assert (summary["rolled_back"], summary["rollback_failures"]) == (failed["ROLLED_BACK"], 0) == (3, 0)
+    assert summary["validation_failures"] == 1  # the broken server; the failed installs were never validated
+    assert {entry["region"] for entry in rollback["retention"]} == {"us-east-1", "eu-west-1"}
+    assert report["kpis"]["fleet"]["rolled_back"] == 3

@@ -19,7 +19,18 @@ from patchcycle.config import CycleConfig, Target
 from patchcycle.operators.install_plan import InstallPlanOperator
 from patchcycle.operators.inventory import InventoryOperator
 from patchcycle.operators.patch_scan import PatchScanOperator
-from patchcycle.run_artifacts import Artifact, RunArtifacts
+from patchcycle.operators.register_runbooks import RegisterRunbooksOperator
+from patchcycle.run_artifacts import (
+    INVENTORY,
+    INVENTORY_SUMMARY,
+    OVERRIDES,
+    PRODUCTION,
+    PROFILES,
+    RDS_PLAN,
+    WAVE_PLAN,
+    Artifact,
+    RunArtifacts,
+)
 from tests.conftest import advance_clock, first_trigger_payload
 
 ACCOUNT = "123456789012"
@@ -147,3 +158,24 @@ def copy_run(
             if value is not None:
                 new.write(artifact, value, target=where)
     return new
+
+
+# What inventory and plan_install leave a run (the override lists stay where the source run's overrides point).
+PLANNED = (INVENTORY, RDS_PLAN, INVENTORY_SUMMARY, PRODUCTION, PROFILES, WAVE_PLAN, OVERRIDES)
+
+
+def wave_run(config: dict[str, Any], source: str, run_id: str, waves: dict[int, list[str]]) -> RunArtifacts:
+    """A run planned as `source` was, but with exactly these wave members (no other instance is in a wave)."""
+    artifacts = copy_run(config, source, run_id, PLANNED, [TARGET])
+    plan = run_artifacts(config, source).read(WAVE_PLAN)
+    wave_of = {instance: wave for wave, instances in waves.items() for instance in instances}
+    plan = plan[plan["resource_id"].isin(wave_of)].assign(wave=lambda f: f["resource_id"].map(wave_of).astype("int64"))
+    artifacts.write(WAVE_PLAN, plan.reset_index(drop=True))
+    return artifacts
+
+
+def register_runbooks(config: dict[str, Any], run_id: str, region: str = REGION) -> dict[str, str]:
+    """register_runbooks of a region for `run_id`: the PatchCycle-* runbooks the waves start."""
+    operator = RegisterRunbooksOperator(task_id="register_runbooks", config=config, region_name=region)
+    actions: dict[str, str] = operator.execute(context(run_id))
+    return actions

@@ -1,5 +1,7 @@
-"""PatchWaveOperator against the sandbox: Install pinned to each profile's override list, sent once however often
-the task is retried, then the halt gate over the wave's results."""
+"""PatchWaveOperator against the sandbox, its install and validation: Install pinned to each profile's override list,
+sent once however often the task is retried, PatchCycle-ValidateInstance on what it installed, then the halt gate.
+The snapshot, rollback and gates are in test_patch_wave_way_back.py; here they are off (snapshot false, rollback
+none) so each test looks at the install alone."""
 
 from __future__ import annotations
 
@@ -12,19 +14,15 @@ from botocore.exceptions import ClientError
 
 from include.sandbox.server import SandboxServer
 from patchcycle.core.verdicts import ReasonCode
-from patchcycle.core.waves import WAVE_RESULT_COLUMNS
+from patchcycle.core.wave_results import WAVE_RESULT_COLUMNS
 from patchcycle.hooks.patch_manager import PatchManagerHook
 from patchcycle.operators.patch_wave import PatchWaveOperator
 from patchcycle.run_artifacts import (
-    INVENTORY,
-    INVENTORY_SUMMARY,
     OVERRIDES,
     PRODUCTION,
-    PROFILES,
-    RDS_PLAN,
     RUN_ERROR,
     WAVE,
-    WAVE_PLAN,
+    WAVE_AUTOMATIONS,
     WAVE_RESULTS,
     WAVE_SENT,
     RunArtifacts,
@@ -38,33 +36,34 @@ from tests.operators.install_helpers import (
     REGION,
     TARGET,
     context,
-    copy_run,
     cycle_config,
     deferral,
     plan_run,
+    register_runbooks,
     run_artifacts,
     s3_root,
     scenario,
+    wave_run,
 )
 
 BASE_RUN = "scheduled__base"
 SCENARIO = scenario("waves")
 ROOT = s3_root("patch-wave")
-# What inventory and plan_install leave a run (the override lists stay where BASE_RUN's overrides point).
-PLANNED = (INVENTORY, RDS_PLAN, INVENTORY_SUMMARY, PRODUCTION, PROFILES, WAVE_PLAN, OVERRIDES)
 # Every test starts from `base`, an inventory, match and install plan (about 4 s), and sends installs: not in test-fast.
 pytestmark = pytest.mark.slow
 
 
 def config(**install: Any) -> dict[str, Any]:
-    """The module's runs' config (a five-minute command time limit), with these install settings."""
-    return cycle_config(ROOT, command_timeout_minutes=5, **install)
+    """The module's runs' config (a five-minute command time limit, no snapshot or rollback), with these install
+    settings."""
+    return cycle_config(ROOT, command_timeout_minutes=5, snapshot=False, rollback="none", **install)
 
 
 @pytest.fixture(scope="module")
 def base(server: SandboxServer) -> RunArtifacts:
     """BASE_RUN's inventory and install plan (its override lists in the sandbox's S3); its artifacts."""
     plan_run(server, config(), BASE_RUN)
+    register_runbooks(config(), BASE_RUN)
     return run_artifacts(config(), BASE_RUN)
 
 
@@ -82,14 +81,8 @@ def fleet(server: SandboxServer, base: RunArtifacts) -> dict[str, list[str]]:
     }
 
 
-def new_run(base: RunArtifacts, run_id: str, waves: dict[int, list[str]]) -> RunArtifacts:
-    """A run whose plan is BASE_RUN's with these wave members (no other instance is in a wave); its artifacts."""
-    artifacts = copy_run(config(), BASE_RUN, run_id, PLANNED, [TARGET])
-    plan = base.read(WAVE_PLAN)
-    wave_of = {instance: wave for wave, instances in waves.items() for instance in instances}
-    plan = plan[plan["resource_id"].isin(wave_of)].assign(wave=lambda f: f["resource_id"].map(wave_of).astype("int64"))
-    artifacts.write(WAVE_PLAN, plan.reset_index(drop=True))
-    return artifacts
+def new_run(run_id: str, waves: dict[int, list[str]]) -> RunArtifacts:
+    return wave_run(config(), BASE_RUN, run_id, waves)
 
 
 def wave_operator(wave: int = 1, **install: Any) -> PatchWaveOperator:
@@ -111,7 +104,7 @@ def test_execute_sends_install_to_exactly_the_wave_with_each_profiles_override_l
 ) -> None:
     run_id = "scheduled__send"
     members = [*fleet["web"][:2], fleet["windows"][0]]
-    artifacts = new_run(base, run_id, {1: members, 2: [*fleet["web"][2:], fleet["windows"][1]]})
+    artifacts = new_run(run_id, {1: members, 2: [*fleet["web"][2:], fleet["windows"][1]]})
     overrides = base.read(OVERRIDES)
     profiles = profile_of(base)
     sent_before = sandbox_calls(server.url, "ssm:SendCommand")
@@ -151,7 +144,7 @@ def test_a_retried_wave_sends_nothing_twice(
     server: SandboxServer, base: RunArtifacts, fleet: dict[str, list[str]]
 ) -> None:
     run_id = "scheduled__retry"
-    artifacts = new_run(base, run_id, {1: [*fleet["web"][:2], *fleet["windows"]]})
+    artifacts = new_run(run_id, {1: [*fleet["web"][:2], *fleet["windows"]]})
     first = deferral(wave_operator(), context(run_id)).trigger
     started_at = artifacts.read(WAVE, wave=1).started_at
     sent_before = sandbox_calls(server.url, "ssm:SendCommand")
@@ -168,7 +161,7 @@ def test_a_retry_after_a_partial_send_sends_only_to_the_rest(
 ) -> None:
     run_id = "scheduled__partial"
     members = [*fleet["web"][:2], *fleet["windows"]]
-    artifacts = new_run(base, run_id, {1: members})
+    artifacts = new_run(run_id, {1: members})
     send = PatchManagerHook.send_patch_baseline
     calls = []
 
@@ -198,34 +191,42 @@ def test_a_retry_after_a_partial_send_sends_only_to_the_rest(
 
 
 def finish_wave(server: SandboxServer, operator: PatchWaveOperator, run_id: str, payload: dict[str, Any]) -> Any:
-    """execute_complete, then (the canary) its health checks in the triggerer, then health_complete."""
+    """execute_complete, then PatchCycle-ValidateInstance on the good installs in the triggerer, then
+    validate_complete."""
     with pytest.raises(TaskDeferred) as caught:
         operator.execute_complete(context(run_id), payload)
-    assert caught.value.method_name == "health_complete"
-    advance_clock(server.url, 60)
-    return operator.health_complete(context(run_id), first_trigger_payload(caught.value.trigger))
+    assert caught.value.method_name == "validate_complete"
+    advance_clock(server.url, 120)
+    return operator.validate_complete(context(run_id), first_trigger_payload(caught.value.trigger))
 
 
-def test_execute_complete_writes_the_results_and_halts_past_the_threshold(
+def automation_starts(server: SandboxServer) -> int:
+    return sandbox_calls(server.url, "ssm:StartAutomationExecution")
+
+
+def test_execute_complete_validates_the_good_installs_writes_the_results_and_halts_past_the_threshold(
     server: SandboxServer, base: RunArtifacts, fleet: dict[str, list[str]]
 ) -> None:
     run_id = "scheduled__halt"
     members = [*fleet["failing"], *fleet["web"][:2]]
     assert len(fleet["failing"]) == 2
-    artifacts = new_run(base, run_id, {1: members, 2: fleet["web"][2:]})
+    artifacts = new_run(run_id, {1: members, 2: fleet["web"][2:]})
     trigger = deferral(wave_operator(halt_threshold="1"), context(run_id)).trigger
     advance_clock(server.url, 120)  # install, reboot and report: all done in simulated time
     payload = first_trigger_payload(trigger)
     assert payload["status"] == "done"
 
-    scripts_before = sandbox_calls(server.url, "ssm:SendCommand")
+    starts = automation_starts(server)
     with pytest.raises(AirflowFailException) as caught:
         finish_wave(server, wave_operator(halt_threshold="1"), run_id, payload)
-    # The canary's two good installs ran the health checks: one command (one platform).
-    assert sandbox_calls(server.url, "ssm:SendCommand") == scripts_before + 1
+    # The two good installs are validated, in one execution (one child each); the failed ones are not.
+    assert automation_starts(server) == starts + 1
+    (validation,) = artifacts.read(WAVE_AUTOMATIONS, wave=1, target=TARGET)
+    assert (validation.phase, validation.runbook) == ("validate", "PatchCycle-ValidateInstance")
+    assert sorted(validation.instance_ids) == sorted(fleet["web"][:2])
 
     assert str(caught.value) == (
-        "wave 1 halted the rollout: 2 of 4 instances failed, more than the 1 that halt_threshold 1 allows; "
+        "wave 1 halted the rollout: 2 of 4 failed, more than the 1 allowed by halt_threshold 1; "
         "later waves will not run"
     )
     results = artifacts.read(WAVE_RESULTS, wave=1)
@@ -237,50 +238,63 @@ def test_execute_complete_writes_the_results_and_halts_past_the_threshold(
     assert sorted(failed["resource_id"]) == fleet["failing"]
     assert set(failed["status"]) == {"Failed"} and set(failed["reason_code"]) == {ReasonCode.INSTALL_FAILED}
     assert all(FAILING_PATCH in detail for detail in failed["detail"])
-    assert set(results.loc[results["ok"], "status"]) == {"Success"} and set(results["health_failure"]) == {""}
-    assert set(results.loc[results["ok"], "reason_code"]) == {""}
+    assert set(failed["validation"]) == {""} and set(failed["rollback"]) == {""}  # rollback none
+    good = results[results["ok"]]
+    assert set(good["status"]) == {"Success"} and set(good["validation"]) == {"passed"}
+    assert set(good["reason_code"]) == {""} and set(results["snapshot"]) == {""}  # snapshot false
     record = artifacts.read(WAVE, wave=1)
     assert (record.instances, record.sent, record.succeeded, record.failed, record.allowed_failures) == (4, 4, 2, 2, 1)
-    assert (record.halted, record.threshold, record.status) == (True, "1", "halted") and record.finished_at
+    assert (record.halted, record.threshold, record.status, record.halt_code) == (True, "1", "halted", "HALTED")
+    assert record.halt_reason.startswith("halted after wave 1: 2 of 4 failed") and record.finished_at
 
     # The same outcome under a threshold it does not exceed: the rollout goes on, and a retried wave
-    # does not run the health checks twice.
-    scripts_before = sandbox_calls(server.url, "ssm:SendCommand")
+    # neither validates again nor sends anything.
+    starts, sends = automation_starts(server), sandbox_calls(server.url, "ssm:SendCommand")
     summary = finish_wave(server, wave_operator(halt_threshold="50%"), run_id, payload)
-    assert sandbox_calls(server.url, "ssm:SendCommand") == scripts_before
-    assert summary == {"wave": 1, "instances": 4, "succeeded": 2, "failed": 2, "halted": False}
+    assert (automation_starts(server), sandbox_calls(server.url, "ssm:SendCommand")) == (starts, sends)
+    assert summary == {
+        "wave": 1,
+        "instances": 4,
+        "succeeded": 2,
+        "failed": 2,
+        "no_snapshot": 0,
+        "rolled_back": 0,
+        "halted": False,
+    }
     record = artifacts.read(WAVE, wave=1)
-    assert (record.halted, record.status, record.allowed_failures) == (False, "done", 2)
+    assert (record.halted, record.status, record.allowed_failures, record.halt_reason) == (False, "done", 2, "")
 
 
-def test_a_canary_instance_failing_its_health_check_counts_as_failed(
+def test_an_instance_failing_its_health_check_after_a_good_install_fails_its_validation(
     server: SandboxServer, base: RunArtifacts, fleet: dict[str, list[str]]
 ) -> None:
-    run_id = "scheduled__canary_health"
+    run_id = "scheduled__validation"
     members = fleet["web"][:2]
-    artifacts = new_run(base, run_id, {1: members})
+    artifacts = new_run(run_id, {1: members})
     trigger = deferral(wave_operator(), context(run_id)).trigger
     advance_clock(server.url, 120)
     payload = first_trigger_payload(trigger)
-    # The health check of the first canary instance fails: the sandbox's script_fails is per instance.
+    # The health check of the first instance fails: the sandbox's script_fails is per instance.
     world = server.world
     world.instance(ACCOUNT, REGION, members[0]).faults.script_fails = True
     try:
-        with pytest.raises(AirflowFailException, match="wave 1 halted the rollout: 1 of 2 instances failed"):
+        with pytest.raises(AirflowFailException, match="wave 1 halted the rollout: 1 of 2 failed"):
             finish_wave(server, wave_operator(halt_threshold="0"), run_id, payload)
     finally:
         world.instance(ACCOUNT, REGION, members[0]).faults.script_fails = False
     results = artifacts.read(WAVE_RESULTS, wave=1).set_index("resource_id")
-    assert results.loc[members[0], "status"] == "Success" and not results.loc[members[0], "ok"]
-    assert results.loc[members[0], "health_failure"].startswith("health check Failed (exit 1) after the install")
-    assert results.loc[members[1], "ok"] and results.loc[members[1], "health_failure"] == ""
+    broken = results.loc[members[0]]
+    assert (broken["status"], broken["validation"], broken["ok"]) == ("Success", "failed", False)
+    assert broken["reason_code"] == ReasonCode.HEALTH_CHECK_FAILED
+    assert broken["validation_detail"].startswith("Failed at step linuxHealthCheck")
+    assert results.loc[members[1], "ok"] and results.loc[members[1], "validation"] == "passed"
 
 
 def test_an_empty_wave_is_skipped_without_calling_aws(
     server: SandboxServer, base: RunArtifacts, fleet: dict[str, list[str]]
 ) -> None:
     run_id = "scheduled__empty"
-    artifacts = new_run(base, run_id, {1: fleet["web"][:1], 2: fleet["web"][1:]})
+    artifacts = new_run(run_id, {1: fleet["web"][:1], 2: fleet["web"][1:]})
     sent_before = sandbox_calls(server.url, "ssm:SendCommand")
     with pytest.raises(AirflowSkipException, match="wave 3 has no instances"):
         wave_operator(wave=3).execute(context(run_id))

@@ -123,6 +123,7 @@ def report_entry(server: SandboxServer, instance: Any) -> dict[str, Any]:
             "other_non_compliant": counts["OtherNonCompliantCount"],
         },
         "wave": None,
+        "snapshot_ids": [],
     }
     jsonschema.validate(entry, REPORT_SCHEMA["properties"]["resources"]["items"])
     return entry

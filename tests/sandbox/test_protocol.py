@@ -1,21 +1,24 @@
-"""The sandbox's AWS JSON-protocol checks agree with botocore's service models."""
+"""The sandbox's AWS protocol checks agree with botocore's service models (patterns included)."""
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from botocore.parsers import create_parser
 
-from include.sandbox import protocol
+from include.sandbox import ec2_protocol, java_regex, protocol
 from include.sandbox.protocol import (
     AwsApiError,
     json_error_body,
     operation_model,
     to_wire,
+    validate_query_request,
     validate_request,
     validate_response,
 )
@@ -282,6 +285,142 @@ def test_request_valid_send_command_is_accepted() -> None:
             "CloudWatchOutputConfig": {"CloudWatchOutputEnabled": True},
         },
     )
+
+
+# --- patterns ----------------------------------------------------------------
+
+DOCUMENT_NAME_PATTERN = r"^[a-zA-Z0-9_\-.:/]{3,128}$"
+
+
+@pytest.mark.parametrize("name", ["ab", "not a valid name!"])
+def test_request_pattern_violation_is_a_validation_exception(name: str) -> None:
+    error = _request_error("ssm", "DescribeDocument", {"Name": name})
+    assert (error.code, error.status) == ("ValidationException", 400)
+    assert error.message == (
+        f"1 validation error detected: Value '{name}' at 'name' failed to satisfy constraint: "
+        f"Member must satisfy regular expression pattern: {DOCUMENT_NAME_PATTERN}"
+    )
+
+
+def test_request_values_that_match_their_patterns_are_accepted() -> None:
+    pytest.importorskip("regex")  # \p{L} in TagKey / TagValue
+    validate_request("ssm", "DescribeDocument", {"Name": "AWS-RunPatchBaseline", "DocumentVersion": "$LATEST"})
+    validate_request(
+        "ssm",
+        "AddTagsToResource",
+        # Java's \p{L} and \p{Z}: any letter and any separator, not just ASCII ones.
+        {"ResourceType": "Document", "ResourceId": "doc", "Tags": [{"Key": "Übersicht", "Value": "café au lait"}]},
+    )
+
+
+def test_request_pattern_and_length_violations_are_each_reported() -> None:
+    params = {"DocumentName": "AWS-RunPatchBaseline", "InstanceIds": [INSTANCE], "MaxConcurrency": "10000000%"}
+    error = _request_error("ssm", "SendCommand", params)
+    assert error.message == (
+        "2 validation errors detected: "
+        "Value '10000000%' at 'maxConcurrency' failed to satisfy constraint: "
+        "Member must have length less than or equal to 7; "
+        "Value '10000000%' at 'maxConcurrency' failed to satisfy constraint: "
+        "Member must satisfy regular expression pattern: ^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$"
+    )
+
+
+def test_request_patterns_are_searched_not_fully_matched() -> None:
+    # Smithy's @pattern is not implicitly anchored: an unanchored pattern ("[\w+=,.@-]+") needs only to occur
+    # in the value, an anchored one ("^...$") must cover it.
+    validate_query_request("iam", "GetRole", {"RoleName": "web role (old)"})
+    assert _request_error("ssm", "DescribeDocument", {"Name": "AWS-RunPatchBaseline (copy)"}).message.endswith(
+        DOCUMENT_NAME_PATTERN
+    )
+
+
+def test_request_nested_members_map_keys_and_list_items_are_checked_against_patterns() -> None:
+    product = "arn:aws:securityhub:us-east-1:123456789012:product/123456789012/default"
+    params = {
+        "FindingIdentifiers": [{"Id": "f-1", "ProductArn": product}, {"Id": " ", "ProductArn": product}],
+        "UserDefinedFields": {"owner": "ops", "  ": "blank key", "blank value": "\t"},
+        "Note": {"Text": "ok", "UpdatedBy": "   "},
+    }
+    error = _request_error("securityhub", "BatchUpdateFindings", params)
+    pattern = r"Member must satisfy regular expression pattern: .*\S.*"
+    assert error.code == "ValidationException"
+    assert error.message.startswith("4 validation errors detected: ")
+    assert f"Value ' ' at 'findingIdentifiers.2.member.id' failed to satisfy constraint: {pattern}" in error.message
+    assert f"Value '   ' at 'note.updatedBy' failed to satisfy constraint: {pattern}" in error.message
+    assert f"at 'userDefinedFields' failed to satisfy constraint: Map keys must satisfy constraint: [{pattern}]" in (
+        error.message
+    )
+    assert f"at 'userDefinedFields' failed to satisfy constraint: Map value must satisfy constraint: [{pattern}]" in (
+        error.message
+    )
+
+
+def test_request_batch_import_findings_leaves_blank_strings_to_the_asff_check() -> None:
+    # AWS imports the rest and lists such a finding in FailedFindings (securityhub.asff_problems).
+    finding = {
+        "SchemaVersion": "2018-10-08",
+        "Id": "f-1",
+        "ProductArn": "arn:aws:securityhub:us-east-1:123456789012:product/123456789012/default",
+        "GeneratorId": "g",
+        "AwsAccountId": "123456789012",
+        "CreatedAt": "2024-05-01T12:00:00Z",
+        "UpdatedAt": "2024-05-01T12:00:00Z",
+        "Title": " ",
+        "Description": "d",
+        "Resources": [{"Type": "Other", "Id": "r"}],
+    }
+    validate_request("securityhub", "BatchImportFindings", {"Findings": [finding]})
+
+
+def test_request_pattern_python_cannot_read_as_java_does_is_skipped() -> None:
+    # "[\p{Print}&&[^|:/]]+" is an intersection in Java: "a|b" breaks it, but Python would read it otherwise.
+    validate_request("autoscaling-plans", "DeleteScalingPlan", {"ScalingPlanName": "a|b", "ScalingPlanVersion": 1})
+    assert r"[\p{Print}&&[^|:/]]+" in java_regex.skipped()
+    # The length constraint of the same member still applies.
+    error = _request_error("autoscaling-plans", "DeleteScalingPlan", {"ScalingPlanName": "", "ScalingPlanVersion": 1})
+    assert error.message.endswith("Member must have length greater than or equal to 1")
+
+
+def test_query_request_pattern_violation_is_a_validation_error() -> None:
+    with pytest.raises(AwsApiError) as caught:
+        validate_query_request("iam", "GetRole", {"RoleName": "!!"})
+    assert (caught.value.code, caught.value.status) == ("ValidationError", 400)
+    assert caught.value.message == (
+        "1 validation error detected: Value '!!' at 'roleName' failed to satisfy constraint: "
+        r"Member must satisfy regular expression pattern: [\w+=,.@-]+"
+    )
+    validate_query_request("iam", "GetRole", {"RoleName": "patchcycle-automation"})
+
+
+def test_ec2_request_pattern_violation_is_an_invalid_parameter_value() -> None:
+    form = "Action=DeleteLaunchTemplate&Version=2016-11-15&LaunchTemplateName=%21%21%21"
+    with pytest.raises(AwsApiError) as caught:
+        ec2_protocol.decode_request("ec2", "DeleteLaunchTemplate", form)
+    assert (caught.value.code, caught.value.status) == ("InvalidParameterValue", 400)
+    assert caught.value.message == (
+        "1 validation error detected: Value '!!!' at 'launchTemplateName' failed to satisfy constraint: "
+        r"Member must satisfy regular expression pattern: [a-zA-Z0-9\(\)\.\-/_]+"
+    )
+    form = "Action=DeleteLaunchTemplate&Version=2016-11-15&LaunchTemplateName=patchcycle-web_1.0"
+    assert ec2_protocol.decode_request("ec2", "DeleteLaunchTemplate", form) == {
+        "LaunchTemplateName": "patchcycle-web_1.0"
+    }
+
+
+def test_pattern_violation_reaches_a_boto3_client_as_aws_sends_it(aws: Callable[..., Any]) -> None:
+    ssm = aws("ssm")
+    with pytest.raises(ClientError) as caught:
+        ssm.describe_document(Name="ab")
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert caught.value.response["Error"] == {
+        "Code": "ValidationException",
+        "Message": "1 validation error detected: Value 'ab' at 'name' failed to satisfy constraint: "
+        f"Member must satisfy regular expression pattern: {DOCUMENT_NAME_PATTERN}",
+    }
+    # A name the pattern takes reaches the handler.
+    with pytest.raises(ClientError) as caught:
+        ssm.describe_document(Name="no-such-document")
+    assert caught.value.response["Error"]["Code"] == "InvalidDocument"
 
 
 def test_non_json_services_are_refused() -> None:

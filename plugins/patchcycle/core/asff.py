@@ -192,6 +192,8 @@ def patch_compliance_finding(
             "patchcycle/ReasonCode": str(resource.get("reason_code", "")),
             "patchcycle/OutstandingPatches": ";".join(str(p["patch_id"]) for p in patches),
             "patchcycle/Wave": _text(resource.get("wave")),
+            # A rolled-back instance's way forward again starts from these (or a failed restore's way back).
+            "patchcycle/PrePatchSnapshots": ";".join(str(s) for s in resource.get("snapshot_ids") or []),
         }
     )
     summary = _patch_summary(resource.get("patch_state"))

@@ -73,7 +73,15 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec("Patched", "Count", _field("patched"), "PATCHED or PATCHED_PENDING_REBOOT", install_only=True),
     MetricSpec("PendingReboot", "Count", _field("pending_reboot"), "PATCHED_PENDING_REBOOT", install_only=True),
     MetricSpec("Failed", "Count", _field("failed"), "verdict FAILED", install_only=True),
-    MetricSpec("InstallAttempted", "Count", _field("attempted"), "Patched + Failed", install_only=True),
+    MetricSpec(
+        "InstallAttempted",
+        "Count",
+        _field("attempted"),
+        "Patched + Failed + RolledBack + RollbackFailed",
+        install_only=True,
+    ),
+    MetricSpec("RolledBack", "Count", _field("rolled_back"), "verdict ROLLED_BACK", install_only=True),
+    MetricSpec("RollbackFailed", "Count", _field("rollback_failed"), "verdict ROLLBACK_FAILED", install_only=True),
     MetricSpec(
         "SuccessRate",
         "Percent",

@@ -3,9 +3,10 @@
 Per (account, region) and for the whole fleet, over in-scope resources:
 
 - in_scope, already_compliant, non_compliant (compliance state NON_COMPLIANT), skipped (any SKIPPED_* verdict);
-- install mode: patched (PATCHED + PATCHED_PENDING_REBOOT), pending_reboot, failed (FAILED), attempted
-  (patched + failed: every instance the rollout owed an install, including "install not attempted" ones whose
-  wave was due but never ran), success_rate (100 * patched / attempted, in percent; None when attempted is 0);
+- install mode: patched (PATCHED + PATCHED_PENDING_REBOOT), pending_reboot, failed (FAILED), rolled_back
+  (ROLLED_BACK), rollback_failed (ROLLBACK_FAILED), attempted (patched + failed + rolled_back + rollback_failed:
+  every instance the rollout owed an install, including "install not attempted" ones whose wave was due but never
+  ran), success_rate (100 * patched / attempted, in percent; None when attempted is 0);
 - failures_by_reason: the failed resources (verdicts FAILED, SCAN_FAILED and NO_DATA) by their reason code
   (verdicts.REASON_CODES);
 - time_to_patch (install mode): for each patched instance, the seconds from the run's start to the end of the
@@ -30,13 +31,21 @@ from patchcycle.core.verdicts import INSTALL, MODES, REASON_CODES, ComplianceSta
 PATCHED_VERDICTS: Final = frozenset({Verdict.PATCHED.value, Verdict.PATCHED_PENDING_REBOOT.value})
 SKIPPED_VERDICTS: Final = frozenset(v.value for v in Verdict if v.value.startswith("SKIPPED_"))
 # Verdicts that record something going wrong (skips are decisions or preconditions, counted apart).
-FAILURE_VERDICTS: Final = (Verdict.FAILED.value, Verdict.SCAN_FAILED.value, Verdict.NO_DATA.value)
+FAILURE_VERDICTS: Final = (
+    Verdict.FAILED.value,
+    Verdict.ROLLED_BACK.value,
+    Verdict.ROLLBACK_FAILED.value,
+    Verdict.SCAN_FAILED.value,
+    Verdict.NO_DATA.value,
+)
+# Verdicts of an install the run attempted and that did not stick.
+UNPATCHED_ATTEMPTS: Final = frozenset({Verdict.FAILED.value, Verdict.ROLLED_BACK.value, Verdict.ROLLBACK_FAILED.value})
 
 # Every failures_by_reason key, in a stable order: the reason codes of the failure verdicts.
 FAILURE_REASONS: Final = tuple(code.value for code, (verdict, _) in REASON_CODES.items() if verdict in FAILURE_VERDICTS)
 # The codes only install mode gives (scan mode never reports them, not even as zeros).
 INSTALL_ONLY_REASONS: Final = frozenset(
-    code.value for code, (verdict, _) in REASON_CODES.items() if verdict == Verdict.FAILED
+    code.value for code, (verdict, _) in REASON_CODES.items() if verdict.value in UNPATCHED_ATTEMPTS
 )
 
 CVE_STATUSES: Final[Mapping[str, str]] = {
@@ -72,6 +81,8 @@ _BLOCK_PROPERTIES: Final[dict[str, Any]] = {
             "failed",
             "skipped",
             "attempted",
+            "rolled_back",
+            "rollback_failed",
         )
     },
     "success_rate": {"type": ["number", "null"], "minimum": 0, "maximum": 100},
@@ -202,7 +213,7 @@ def _block(
     verdicts = Counter(str(resource["verdict"]) for resource in resources)
     patched = sum(verdicts[v] for v in PATCHED_VERDICTS)
     failed = verdicts[Verdict.FAILED.value]
-    attempted = patched + failed
+    attempted = patched + sum(verdicts[v] for v in UNPATCHED_ATTEMPTS)
     applicable = [r for r in FAILURE_REASONS if mode == INSTALL or r not in INSTALL_ONLY_REASONS]
     reasons = Counter(failure_reason(str(r["verdict"]), str(r["reason_code"])) for r in resources)
     return {
@@ -214,6 +225,8 @@ def _block(
         "failed": failed,
         "skipped": sum(verdicts[v] for v in SKIPPED_VERDICTS),
         "attempted": attempted,
+        "rolled_back": verdicts[Verdict.ROLLED_BACK.value],
+        "rollback_failed": verdicts[Verdict.ROLLBACK_FAILED.value],
         "success_rate": 100.0 * patched / attempted if attempted else None,
         "failures_by_reason": {reason: reasons[reason] for reason in applicable},
         "time_to_patch": _time_to_patch(seconds),

@@ -7,7 +7,7 @@ an earlier wave, its wave never ran, or sent (then verify says which pinned patc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -16,7 +16,7 @@ import pandas as pd
 from patchcycle.core.frames import typed_frame
 from patchcycle.core.plan import split_cve_ids
 from patchcycle.core.verdicts import OUTCOME_COLUMNS, Outcome, ReasonCode
-from patchcycle.core.waves import WaveRecord
+from patchcycle.core.wave_results import SNAPSHOT_FAILED, WaveRecord
 
 # DescribeInstancePatches' PatchComplianceData.State values.
 INSTALLED_STATES: Final = frozenset({"INSTALLED", "INSTALLED_OTHER"})
@@ -62,9 +62,19 @@ class RolloutRecord:
 
 
 def halted_after(rollout: RolloutRecord) -> int | None:
-    """The wave whose failures halted the rollout, if one did."""
+    """The wave whose failures (or gates) halted the rollout, if one did."""
     halted = [wave for wave, record in rollout.waves.items() if record.halted]
     return min(halted) if halted else None
+
+
+def halted_waves(rollout: RolloutRecord) -> Callable[[int], bool]:
+    """Whether a wave was halted: those after the halting wave, and the halting wave itself when a gate stopped
+    it before it installed anything."""
+    halt = halted_after(rollout)
+    if halt is None:
+        return lambda wave: False
+    first = halt if rollout.waves[halt].halted_before else halt + 1
+    return lambda wave: wave >= first
 
 
 def install_outcomes(
@@ -81,6 +91,7 @@ def install_outcomes(
     profile_id, patch_ids). verified: instance id -> {patch id: DescribeInstancePatches State} after the install.
     """
     halt = halted_after(rollout)
+    is_halted = halted_waves(rollout)
     results = {}
     if rollout.results is not None:
         results = {str(row["resource_id"]): row for row in rollout.results.to_dict("records")}
@@ -104,8 +115,14 @@ def install_outcomes(
                 detail=f"its profile {instance['profile_id']} got no staging replica "
                 f"(over staging_max_instances={staging_cap} per region)",
             )
-        elif instance_id in results:
+        elif instance_id in results and results[instance_id]["command_id"]:
             row.update(_sent(results[instance_id], pinned, verified.get(instance_id)))
+        elif instance_id in results and results[instance_id]["snapshot"] == SNAPSHOT_FAILED:
+            row.update(
+                outcome=Outcome.NO_SNAPSHOT,
+                reason_code=ReasonCode.SNAPSHOT_FAILED,
+                detail=f"not patched: its pre-patch snapshot failed ({results[instance_id]['snapshot_detail']})",
+            )
         elif approval is None:
             if not staging.ran or not staging.passed:
                 row.update(
@@ -117,14 +134,9 @@ def install_outcomes(
                 row.update(_not_run("the approval gate did not decide"))
         elif not approval.approved:
             row.update(_rejected(approval, staging))
-        elif halt is not None and wave > halt:
+        elif halt is not None and is_halted(wave):
             record = rollout.waves[halt]
-            row.update(
-                outcome=Outcome.HALTED,
-                reason_code=ReasonCode.HALTED,
-                detail=f"halted after wave {halt}: {record.failed} of {record.instances} failed, "
-                f"more than the {record.allowed_failures} allowed by halt_threshold {record.threshold}",
-            )
+            row.update(outcome=Outcome.HALTED, reason_code=record.halt_code or ReasonCode.HALTED, detail=_halt(record))
         else:
             why = rollout.errors.get(wave) or "its task did not finish"
             row.update(_not_run(f"wave {wave} did not run: {why}"))
@@ -135,13 +147,27 @@ def install_outcomes(
 _EMPTY_OUTCOME: Final[Mapping[str, Any]] = {
     "reason_code": "",
     "invocation_status": "",
-    "health_failure": "",
+    "validation_failure": "",
+    "validation_code": "",
+    "rollback": "",
+    "rollback_detail": "",
+    "snapshot_ids": "",
     "installed": 0,
     "pending_reboot": 0,
     "not_installed": "",
     "verified": False,
     "detail": "",
 }
+
+
+def _halt(record: WaveRecord) -> str:
+    """Why the rollout stopped, as the halting wave recorded it."""
+    if record.halt_reason:
+        return record.halt_reason
+    return (
+        f"halted after wave {record.wave}: {record.failed} of {record.instances} failed, "
+        f"more than the {record.allowed_failures} allowed by halt_threshold {record.threshold}"
+    )
 
 
 def _not_run(detail: str) -> dict[str, Any]:
@@ -178,7 +204,11 @@ def _sent(result: Mapping[str, Any], pinned: list[str], states: Mapping[str, str
         "reason_code": str(result["reason_code"]),
         "detail": str(result["detail"]),
         "invocation_status": str(result["status"]),
-        "health_failure": health if isinstance(health := result.get("health_failure"), str) else "",
+        "validation_failure": str(result["validation_detail"]) if result["validation"] == "failed" else "",
+        "validation_code": str(result["reason_code"]) if result["validation"] == "failed" else "",
+        "rollback": str(result["rollback"]),
+        "rollback_detail": str(result["rollback_detail"]),
+        "snapshot_ids": str(result["snapshot_ids"]),
         "installed": len(installed),
         "pending_reboot": len(pending),
         "not_installed": ";".join(missing),

@@ -116,10 +116,64 @@ _WAVE: Final = _record(
         "threshold": {**_STRING, "description": "the halt threshold: a count or a percentage"},
         "allowed_failures": _COUNT,
         "halted": _BOOL,
+        "halt_reason": {**_STRING, "description": "why the rollout halted at this wave; empty when it did not"},
         "status": {"enum": list(WAVE_STATUSES)},
         "started_at": _STRING,
         "finished_at": _STRING,
     }
+)
+_WHERE: Final = {"account_id": _STRING, "region": _STRING, "resource_id": _STRING, "wave": _COUNT}
+ROLLBACK_SCHEMA: Final[dict[str, Any]] = _record(
+    {
+        "settings": _record(
+            {
+                "snapshot": _BOOL,
+                "rollback": {"enum": ["failed", "none"]},
+                "snapshot_retention_days": _COUNT,
+                "change_calendar": _STRING,
+                "health_alarms": _STRINGS,
+            }
+        ),
+        "snapshots": {
+            "type": "array",
+            "description": "each pre-patch snapshot run: completed with its snapshot ids, or failed and why",
+            "items": _record(
+                {**_WHERE, "status": {"enum": ["completed", "failed"]}, "snapshot_ids": _STRINGS, "detail": _STRING}
+            ),
+        },
+        "validations": {
+            "type": "array",
+            "description": "each validation that failed (PatchCycle-ValidateInstance): the step and why",
+            "items": _record({**_WHERE, "detail": _STRING}),
+        },
+        "restores": {
+            "type": "array",
+            "description": "each root-volume restore (PatchCycle-RestoreRootVolume): rolled back, or failed and why",
+            "items": _record({**_WHERE, "status": {"enum": ["rolled_back", "failed"]}, "detail": _STRING}),
+        },
+        "retention": {
+            "type": "array",
+            "description": "per target, the project's snapshots of earlier runs deleted past snapshot_retention_days",
+            "items": _record(
+                {"account_id": _STRING, "region": _STRING, "cutoff": _STRING, "deleted": _STRINGS, "error": _STRING}
+            ),
+        },
+        "summary": _record(
+            {
+                name: _COUNT
+                for name in (
+                    "snapshotted",
+                    "snapshot_failures",
+                    "validated",
+                    "validation_failures",
+                    "rolled_back",
+                    "rollback_failures",
+                    "snapshots_deleted",
+                )
+            }
+        ),
+    },
+    "the way back: pre-patch snapshots, validations, root-volume restores and snapshot retention",
 )
 INSTALL_SCHEMA: Final[dict[str, Any]] = _record(
     {
@@ -143,6 +197,7 @@ INSTALL_SCHEMA: Final[dict[str, Any]] = _record(
         ),
         "waves": {"type": "array", "items": _WAVE},
         "halted_after_wave": {"type": ["integer", "null"], "minimum": 1},
+        "rollback": ROLLBACK_SCHEMA,
         "pinned_patches": _COUNT,
         "settings": _record(
             {
@@ -237,6 +292,7 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
                     "cve_ids",
                     "patch_state",
                     "wave",
+                    "snapshot_ids",
                 ],
                 "properties": {
                     "resource_id": {"type": "string"},
@@ -299,6 +355,7 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
                         "minimum": 1,
                         "description": "install mode: the production wave it was planned in (1 = canary); else null",
                     },
+                    "snapshot_ids": {**_STRINGS, "description": "install mode: its pre-patch snapshots; else empty"},
                 },
             },
         },
@@ -394,6 +451,7 @@ def build_report(
     *,
     install: Mapping[str, Any] | None = None,
     waves_by_resource: Mapping[str, int] | None = None,
+    snapshots_by_resource: Mapping[str, list[str]] | None = None,
     inspection: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
     started_at: dt.datetime | str | None = None,
@@ -407,7 +465,8 @@ def build_report(
     install: install mode only, the `install` section (INSTALL_SCHEMA) as the install operators recorded it;
     copied with numpy scalars made plain Python values and datetimes ISO 8601 UTC text, not otherwise checked.
     waves_by_resource: {EC2 instance id: wave number (1 = canary)}; an instance absent (or with wave < 1,
-    the outcome table's "no wave") gets wave null.
+    the outcome table's "no wave") gets wave null. snapshots_by_resource: {EC2 instance id: its pre-patch snapshot
+    ids} (install mode).
     inspection: install mode only, report_evidence.inspection_section; config: report_evidence.config_section
     (an empty one when absent). `outcome` is derived from install and missing_parts, `kpis` from the rest
     (core.kpis); started_at: the run's start, time to patch's origin.
@@ -449,6 +508,7 @@ def build_report(
                 "cve_ids": sorted({cve for patch in missing for cve in patch["cve_ids"]}),
                 "patch_state": _patch_state(states_by_id.get(key[3])) if key[2] == "ec2" else None,
                 "wave": waves.get(key[3]) if key[2] == "ec2" else None,
+                "snapshot_ids": list((snapshots_by_resource or {}).get(key[3], [])) if key[2] == "ec2" else [],
             }
         )
 

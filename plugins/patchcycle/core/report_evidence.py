@@ -94,8 +94,10 @@ def unfinished_install(install: Mapping[str, Any]) -> str:
     """Why an install-mode run did not run its course ("" when it did: approved and every wave done, or rejected)."""
     if not install["waves"]:
         return ""  # nothing needed patching: there was nothing to approve or roll out
-    if install["halted_after_wave"] is not None:
-        return f"the rollout halted after wave {install['halted_after_wave']}"
+    halted = install["halted_after_wave"]
+    if halted is not None:
+        reason = next((str(wave.get("halt_reason") or "") for wave in install["waves"] if wave["wave"] == halted), "")
+        return f"the rollout {reason}" if reason else f"the rollout halted after wave {halted}"
     decision = install["approval"]["decision"]
     if not decision:
         return f"the approval gate did not decide ({install['approval']['reason']})"

@@ -6,9 +6,12 @@ tag values are user input.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any, Final
+
+from patchcycle.core.verdicts import REASON_CODES, ReasonCode
 
 COMPLIANCE_COLORS: Final[Mapping[str, str]] = {
     "COMPLIANT": "#2e7d32",
@@ -49,6 +52,7 @@ h1{margin-bottom:.2rem} .meta{color:#616161;margin-top:0}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{border:1px solid #e0e0e0;padding:.3rem .5rem;text-align:left;vertical-align:top}
 th{background:#eceff1} tr:nth-child(even) td{background:#f5f5f5}
+.id{white-space:nowrap}
 .badge{display:inline-block;padding:.1rem .4rem;border-radius:4px;color:#fff;font-size:.8rem;white-space:nowrap}
 .legend span{display:inline-block;margin-right:1rem;font-size:.85rem}
 .legend i{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:middle}
@@ -172,26 +176,28 @@ def _cards(totals: Mapping[str, Any]) -> str:
 
 
 def _cves_cell(cve_ids: Sequence[str]) -> str:
-    shown = ", ".join(escape(cve) for cve in cve_ids[:MAX_CVES_SHOWN])
+    shown = ", ".join(f'<span class="id">{escape(cve)}</span>' for cve in cve_ids[:MAX_CVES_SHOWN])
     more = len(cve_ids) - MAX_CVES_SHOWN
     return shown + (f" (+{more} more)" if more > 0 else "")
 
 
 def _resources_section(resources: Sequence[Mapping[str, Any]], with_waves: bool) -> str:
-    headers = ["Resource", "Name", "Type", "Account", "Region", "Environment", "Responsibility"]
+    # The name under the id and the account over the region: two columns fewer keeps the reason readable.
+    headers = ["Resource", "Type", "Account / region", "Environment", "Responsibility"]
     headers += ["Wave"] if with_waves else []
     headers += ["Verdict", "Reason", "Missing", "CVEs"]
     rows = []
     for entry in resources:
         color = COMPLIANCE_COLORS.get(str(entry["compliance_state"]), DEFAULT_COLOR)
         wave = entry.get("wave")
+        name = str(entry["name"])
+        resource_id = f"<code class=\"id\">{escape(str(entry['resource_id']))}</code>"
+        account, region = _cells(entry, ("account_id", "region"))
         rows.append(
             [
-                f"<code>{escape(str(entry['resource_id']))}</code>",
-                escape(str(entry["name"])),
+                resource_id + (f'<br><span class="meta">{escape(name)}</span>' if name else ""),
                 escape(str(entry["resource_type"])),
-                escape(str(entry["account_id"])),
-                escape(str(entry["region"])),
+                f"{account}<br>{region}",
                 escape(str(entry["environment"])),
                 escape(str(entry["responsibility"])),
                 *([escape(str(wave)) if wave is not None else ""] if with_waves else []),
@@ -281,15 +287,15 @@ def _waves_section(install: Mapping[str, Any], facts: str) -> str:
     banner = ""
     if halted_after is not None:
         halted = next((wave for wave in waves if wave["wave"] == halted_after), None)
-        detail = (
-            f": {halted['failed']} of {halted['sent']} failed, threshold {halted['threshold']} "
-            f"({halted['allowed_failures']} allowed)"
-            if halted is not None
-            else ""
-        )
+        why = str(halted["halt_reason"]) if halted is not None and halted.get("halt_reason") else ""
+        if not why and halted is not None:
+            why = (
+                f"halted after wave {int(halted_after)}: {halted['failed']} of {halted['sent']} failed, "
+                f"threshold {halted['threshold']} ({halted['allowed_failures']} allowed)"
+            )
         banner = (
-            f'<div class="banner bad" id="halted">HALTED after wave {int(halted_after)}{escape(detail)}; '
-            "the later waves never ran (their instances are SKIPPED_HALTED).</div>"
+            f'<div class="banner bad" id="halted">HALTED: {escape(why or f"after wave {int(halted_after)}")}; '
+            "the waves it stopped never ran (their instances are SKIPPED_HALTED).</div>"
         )
     rows = [
         [
@@ -324,7 +330,71 @@ def _install_sections(install: Mapping[str, Any]) -> str:
         _staging_section(install["staging"], staging_facts)
         + _approval_section(install["approval"])
         + _waves_section(install, wave_facts)
+        + _rollback_section(install["rollback"])
     )
+
+
+def _where(row: Mapping[str, Any]) -> list[str]:
+    """Where an instance is: account, region and id (never wrapped at their hyphens), and its wave."""
+    return [*_cells(row, ("account_id", "region", "resource_id")), str(int(row["wave"]))]
+
+
+_RESTORE_RESULTS = {"rolled_back": "rolled back", "failed": "restore failed"}
+
+
+def _count(number: int, singular: str, plural: str) -> str:
+    return f"{number} {singular if number == 1 else plural}"
+
+
+def _rollback_section(rollback: Mapping[str, Any]) -> str:
+    """The way back: what was snapshotted, validated and rolled back, with the failures listed (every instance's
+    snapshot ids are in the resources table)."""
+    settings, summary = rollback["settings"], rollback["summary"]
+    alarms = ", ".join(settings["health_alarms"]) or "none"
+    snapshots = "taken before each install" if settings["snapshot"] else "off"
+    rolls_back = "instances whose install or validation failed" if settings["rollback"] == "failed" else "nothing"
+    facts = (
+        f"Pre-patch snapshots: {snapshots}, kept {settings['snapshot_retention_days']} days · rolls back: "
+        f"{rolls_back} · change calendar: {settings['change_calendar'] or 'none'} · health alarms: {alarms}"
+    )
+    counts = "; ".join(
+        [
+            f"{_count(summary['snapshotted'], 'instance', 'instances')} snapshotted"
+            + (f" ({summary['snapshot_failures']} failed)" if summary["snapshot_failures"] else ""),
+            f"{summary['validated']} validated"
+            + (f" ({summary['validation_failures']} failed)" if summary["validation_failures"] else ""),
+            f"{summary['rolled_back']} rolled back"
+            + (f" ({summary['rollback_failures']} could not be restored)" if summary["rollback_failures"] else ""),
+            f"{_count(summary['snapshots_deleted'], 'expired snapshot', 'expired snapshots')} deleted",
+        ]
+    )
+    where = ["Account", "Region", "Instance", "Wave"]
+    sections = [
+        f'<h2 id="rollback">Snapshots and rollback</h2><p class="meta">{escape(facts)}</p><p>{escape(counts)}</p>'
+    ]
+    if rollback["restores"]:
+        rows = [
+            [*_where(r), escape(_RESTORE_RESULTS.get(str(r["status"]), str(r["status"]))), escape(str(r["detail"]))]
+            for r in rollback["restores"]
+        ]
+        sections.append("<h3>Restores</h3>" + _table([*where, "Result", "Detail"], rows))
+    if rollback["validations"]:
+        rows = [[*_where(v), escape(str(v["detail"]))] for v in rollback["validations"]]
+        sections.append("<h3>Failed validations</h3>" + _table([*where, "Why"], rows))
+    failed = [s for s in rollback["snapshots"] if s["status"] != "completed"]
+    if failed:
+        rows = [[*_where(s), escape(str(s["detail"]))] for s in failed]
+        sections.append("<h3>Failed snapshots (not patched)</h3>" + _table([*where, "Why"], rows))
+    retention = [r for r in rollback["retention"] if r["deleted"] or r["error"]]
+    if retention:
+        rows = [
+            [escape(r["account_id"]), escape(r["region"]), escape(", ".join(r["deleted"]) or r["error"])]
+            for r in retention
+        ]
+        sections.append(
+            "<h3>Expired snapshots deleted</h3>" + _table(["Account", "Region", "Deleted (or error)"], rows)
+        )
+    return "".join(sections)
 
 
 def _outcome_section(outcome: Mapping[str, Any] | None) -> str:
@@ -350,15 +420,33 @@ _RESIDUAL_HEADERS = ("Account", "Region", "Instance", "CVE", "Severity", "Title"
 _RESIDUAL_KEYS = ("account_id", "region", "resource_id", "cve_id", "severity", "title", "fixed_in", "first_observed_at")
 
 
+_ID_KEYS = frozenset({"account_id", "region", "resource_id", "cve_id"})
+_FRACTION = re.compile(r"\.\d+Z$")
+
+
 def _cells(row: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
-    return [escape(str(row.get(key, ""))) for key in keys]
+    """The row's values as cells; identifiers are kept on one line."""
+    cells = []
+    for key in keys:
+        text = escape(str(row.get(key, "")))
+        if key.endswith("_at"):
+            text = _FRACTION.sub("Z", text)  # to the second: a reader compares times, not microseconds
+        one_line = key in _ID_KEYS or key.endswith("_at") or (" " not in text and len(text) <= 40)
+        cells.append(f'<span class="id">{text}</span>' if one_line and text else text)
+    return cells
+
+
+def _in_words(counts: Mapping[str, int]) -> str:
+    """{"STILL_ACTIVE": 2, "NON_COMPLIANT": 1} as "2 still active, 1 non-compliant"."""
+    words = (escape(k.lower().replace("non_", "non-").replace("_", " ")) for k in counts)
+    return ", ".join(f"{int(n)} {word}" for word, n in zip(words, counts.values(), strict=True))
 
 
 def _inspection_section(inspection: Mapping[str, Any] | None) -> str:
     """Per-CVE remediation proof (Amazon Inspector) and the residual critical/high findings."""
     if inspection is None:
         return ""
-    by_status = ", ".join(f"{escape(k)} {int(v)}" for k, v in inspection["by_status"].items()) or "no CVEs to prove"
+    by_status = _in_words(inspection["by_status"]) or "no CVEs to prove"
     cve_rows = [_cells(row, _CVE_KEYS) for row in inspection["cves"]]
     residual_rows = [_cells(row, _RESIDUAL_KEYS) for row in inspection["residual"]]
     return (
@@ -372,7 +460,7 @@ def _config_section(config: Mapping[str, Any] | None) -> str:
     """AWS Config's patch-compliance rule: its evaluation per target and the non-compliant instances."""
     if config is None or (not config["targets"] and not config["resources"]):
         return ""
-    counts = ", ".join(f"{escape(k)} {int(v)}" for k, v in config["by_compliance"].items()) or "no evaluations"
+    counts = _in_words(config["by_compliance"]) or "no evaluations"
     columns = ["Region", "Status", "Rule", "Rule created", "Evaluated at", "Message"]
     targets = [
         [
@@ -400,22 +488,67 @@ def _config_section(config: Mapping[str, Any] | None) -> str:
     )
 
 
-def _kpi_rows(value: Any, prefix: str = "") -> list[list[str]]:
-    """Nested KPI values flattened to (name, value) rows."""
-    if isinstance(value, Mapping):
-        return [
-            row for key, item in value.items() for row in _kpi_rows(item, f"{prefix}{key}." if prefix or key else "")
+def _duration(seconds: float) -> str:
+    """Seconds as a reader says them: "45 s", "12 min", "3 h 5 min"."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def _counted(counts: Mapping[str, int] | None) -> str:
+    """{"still_active": 2, "not_found": 0} as "2 still active, 0 not found"."""
+    if counts is None:
+        return "not inspected"
+    return ", ".join(f"{int(n)} {name.replace('_', ' ')}" for name, n in counts.items())
+
+
+def _kpi_rows(block: Mapping[str, Any]) -> list[list[str]]:
+    """The fleet's KPIs as labelled rows; install-only figures only when the run installed (attempted > 0)."""
+    rate = block["success_rate"]
+    rows: list[tuple[str, str]] = [
+        ("Resources in scope", str(block["in_scope"])),
+        ("Already compliant", str(block["already_compliant"])),
+        ("Non-compliant", str(block["non_compliant"])),
+        ("Skipped (a precondition or a decision)", str(block["skipped"])),
+    ]
+    if block["attempted"]:
+        rows += [
+            ("Installs attempted", str(block["attempted"])),
+            ("Patched", str(block["patched"])),
+            ("... of which pending a reboot", str(block["pending_reboot"])),
+            ("Success rate (patched / attempted)", "n/a" if rate is None else f"{rate:.0f}%"),
+            ("Failed", str(block["failed"])),
+            ("Rolled back", str(block["rolled_back"])),
+            ("Rollback failed", str(block["rollback_failed"])),
         ]
-    if isinstance(value, list):
-        return [[escape(prefix.rstrip(".")), escape(", ".join(str(item) for item in value))]]
-    return [[escape(prefix.rstrip(".")), escape("" if value is None else str(value))]]
+    ttp = block["time_to_patch"]
+    if ttp is not None:
+        spread = f"{_duration(ttp['min_seconds'])} to {_duration(ttp['max_seconds'])}"
+        rows.append(("Time to patch (run start to wave end)", f"{_duration(ttp['mean_seconds'])} mean, {spread}"))
+    if block["cves"] is not None:
+        rows.append(("Targeted CVEs (instance, CVE)", _counted(block["cves"])))
+        rows.append(("Residual critical and high findings", _counted(block["residual_findings"])))
+    return [[escape(label), escape(value)] for label, value in rows]
 
 
 def _kpis_section(kpis: Mapping[str, Any] | None) -> str:
+    """The fleet's KPIs, then its failures by cause (the codes that occurred, with what each means)."""
     if not kpis:
         return ""
-    fleet = kpis.get("fleet", kpis)
-    return f'<h2 id="kpis">KPIs</h2>{_table(["KPI", "Value"], _kpi_rows(fleet))}'
+    fleet = kpis["fleet"]
+    causes = [
+        [f'<span class="id">{escape(code)}</span>', escape(REASON_CODES[ReasonCode(code)][1]), str(int(n))]
+        for code, n in fleet["failures_by_reason"].items()
+        if n
+    ]
+    failures = (
+        f"<h3>Failures by cause ({sum(int(n) for n in fleet['failures_by_reason'].values())})</h3>"
+        f"{_table(['Cause', 'Meaning', 'Resources'], causes)}"
+        if causes
+        else ""
+    )
+    return f'<h2 id="kpis">KPIs</h2>{_table(["KPI", "Value"], _kpi_rows(fleet))}{failures}'
 
 
 def render_html(report: Mapping[str, Any]) -> str:

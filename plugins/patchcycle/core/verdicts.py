@@ -28,6 +28,8 @@ class Verdict(StrEnum):
     PATCHED = "PATCHED"
     PATCHED_PENDING_REBOOT = "PATCHED_PENDING_REBOOT"
     FAILED = "FAILED"
+    ROLLED_BACK = "ROLLED_BACK"
+    ROLLBACK_FAILED = "ROLLBACK_FAILED"
     SKIPPED_OFFLINE = "SKIPPED_OFFLINE"
     SKIPPED_UNMANAGED = "SKIPPED_UNMANAGED"
     SKIPPED_STOPPED = "SKIPPED_STOPPED"
@@ -35,6 +37,7 @@ class Verdict(StrEnum):
     SKIPPED_HALTED = "SKIPPED_HALTED"
     SKIPPED_REJECTED = "SKIPPED_REJECTED"
     SKIPPED_STAGING_FAILED = "SKIPPED_STAGING_FAILED"
+    SKIPPED_NO_SNAPSHOT = "SKIPPED_NO_SNAPSHOT"
     SCAN_FAILED = "SCAN_FAILED"
     MAINTENANCE_PENDING = "MAINTENANCE_PENDING"
     AWS_MANAGED = "AWS_MANAGED"
@@ -64,6 +67,11 @@ class ReasonCode(StrEnum):
     NOT_VERIFIED = "NOT_VERIFIED"
     PATCHES_NOT_INSTALLED = "PATCHES_NOT_INSTALLED"
     HEALTH_CHECK_FAILED = "HEALTH_CHECK_FAILED"
+    VALIDATION_FAILED = "VALIDATION_FAILED"
+    ROLLED_BACK_AFTER_INSTALL = "ROLLED_BACK_AFTER_INSTALL"
+    ROLLED_BACK_AFTER_VALIDATION = "ROLLED_BACK_AFTER_VALIDATION"
+    RESTORE_FAILED = "RESTORE_FAILED"
+    SNAPSHOT_FAILED = "SNAPSHOT_FAILED"
     NOT_ATTEMPTED = "NOT_ATTEMPTED"
     NO_OUTCOME = "NO_OUTCOME"
     STOPPED = "STOPPED"
@@ -71,6 +79,9 @@ class ReasonCode(StrEnum):
     AGENT_OFFLINE = "AGENT_OFFLINE"
     NOT_STAGED = "NOT_STAGED"
     HALTED = "HALTED"
+    HALTED_BY_ALARM = "HALTED_BY_ALARM"
+    HALTED_BY_CALENDAR = "HALTED_BY_CALENDAR"
+    HALTED_BY_ROLLBACK_FAILURE = "HALTED_BY_ROLLBACK_FAILURE"
     REJECTED = "REJECTED"
     APPROVAL_TIMEOUT = "APPROVAL_TIMEOUT"
     STAGING_FAILED = "STAGING_FAILED"
@@ -110,6 +121,18 @@ VERDICTS: Final[Mapping[Verdict, VerdictInfo]] = {
         "this run installed the patches; a reboot is still needed for them to take effect", frozenset({INSTALL}), _N
     ),
     Verdict.FAILED: VerdictInfo("this run's patch install failed (reason says why)", frozenset({INSTALL}), _N),
+    Verdict.ROLLED_BACK: VerdictInfo(
+        "the install or its validation failed and the run restored the pre-patch root volume: the instance is as "
+        "it was before the run, patches still missing",
+        frozenset({INSTALL}),
+        _N,
+    ),
+    Verdict.ROLLBACK_FAILED: VerdictInfo(
+        "the install or its validation failed and restoring the pre-patch root volume failed too: look at the "
+        "instance (it halted the rollout)",
+        frozenset({INSTALL}),
+        _N,
+    ),
     Verdict.SKIPPED_OFFLINE: VerdictInfo("SSM Agent not Online (ConnectionLost/Inactive): not reachable", _BOTH, _U),
     Verdict.SKIPPED_UNMANAGED: VerdictInfo("not registered with Systems Manager: cannot be scanned", _BOTH, _U),
     Verdict.SKIPPED_STOPPED: VerdictInfo("instance stopped: cannot be scanned or patched", _BOTH, _U),
@@ -117,7 +140,10 @@ VERDICTS: Final[Mapping[Verdict, VerdictInfo]] = {
         "in scope but excluded from installing during the run (e.g. by the approver)", frozenset({INSTALL}), _U
     ),
     Verdict.SKIPPED_HALTED: VerdictInfo(
-        "its wave never ran: an earlier wave passed the error threshold", frozenset({INSTALL}), _U
+        "its wave never ran: the rollout halted (an earlier wave's failures or failed rollback, a health alarm, a "
+        "closed change calendar)",
+        frozenset({INSTALL}),
+        _U,
     ),
     Verdict.SKIPPED_REJECTED: VerdictInfo(
         "the approval gate rejected (or timed out) before its wave", frozenset({INSTALL}), _U
@@ -127,6 +153,9 @@ VERDICTS: Final[Mapping[Verdict, VerdictInfo]] = {
         "and the approval policy did not let production go ahead",
         frozenset({INSTALL}),
         _U,
+    ),
+    Verdict.SKIPPED_NO_SNAPSHOT: VerdictInfo(
+        "its pre-patch snapshot failed, so it was not patched (there would be no way back)", frozenset({INSTALL}), _U
     ),
     Verdict.SCAN_FAILED: VerdictInfo("the Patch Manager scan command failed on it (reason says how)", _BOTH, _U),
     Verdict.MAINTENANCE_PENDING: VerdictInfo(
@@ -148,7 +177,15 @@ REASON_CODES: Final[Mapping[ReasonCode, tuple[Verdict, str]]] = {
     _R.INSTALL_TIMEOUT: (Verdict.FAILED, "the install command did not finish within command_timeout_minutes"),
     _R.NOT_VERIFIED: (Verdict.FAILED, "the patch state could not be read after the install"),
     _R.PATCHES_NOT_INSTALLED: (Verdict.FAILED, "the install succeeded but pinned patches are still not installed"),
-    _R.HEALTH_CHECK_FAILED: (Verdict.FAILED, "the canary's health check failed after a good install"),
+    _R.HEALTH_CHECK_FAILED: (Verdict.FAILED, "the health checks failed on it after a good install (its validation)"),
+    _R.VALIDATION_FAILED: (Verdict.FAILED, "its validation after the install failed (PatchCycle-ValidateInstance)"),
+    _R.ROLLED_BACK_AFTER_INSTALL: (Verdict.ROLLED_BACK, "the install failed; the pre-patch root volume was restored"),
+    _R.ROLLED_BACK_AFTER_VALIDATION: (
+        Verdict.ROLLED_BACK,
+        "the validation after the install failed; the pre-patch root volume was restored",
+    ),
+    _R.RESTORE_FAILED: (Verdict.ROLLBACK_FAILED, "restoring the pre-patch root volume failed"),
+    _R.SNAPSHOT_FAILED: (Verdict.SKIPPED_NO_SNAPSHOT, "its pre-patch snapshot failed or did not complete"),
     _R.NOT_ATTEMPTED: (Verdict.FAILED, "its wave was due but did not run (the task failed or did not finish)"),
     _R.NO_OUTCOME: (Verdict.FAILED, "patches were outstanding but the install recorded nothing for it"),
     _R.STOPPED: (Verdict.SKIPPED_STOPPED, "the instance is stopped or stopping"),
@@ -156,6 +193,9 @@ REASON_CODES: Final[Mapping[ReasonCode, tuple[Verdict, str]]] = {
     _R.AGENT_OFFLINE: (Verdict.SKIPPED_OFFLINE, "its SSM Agent is not Online"),
     _R.NOT_STAGED: (Verdict.SKIPPED_EXCLUDED, "its profile was over staging_max_instances and got no rehearsal"),
     _R.HALTED: (Verdict.SKIPPED_HALTED, "an earlier wave passed the halt threshold"),
+    _R.HALTED_BY_ALARM: (Verdict.SKIPPED_HALTED, "a health alarm was in ALARM before its wave"),
+    _R.HALTED_BY_CALENDAR: (Verdict.SKIPPED_HALTED, "the change calendar stayed CLOSED past the wait before its wave"),
+    _R.HALTED_BY_ROLLBACK_FAILURE: (Verdict.SKIPPED_HALTED, "an earlier wave could not roll an instance back"),
     _R.REJECTED: (Verdict.SKIPPED_REJECTED, "a person rejected the rollout at the approval gate"),
     _R.APPROVAL_TIMEOUT: (Verdict.SKIPPED_REJECTED, "no answer at the approval gate in time: rejected by default"),
     _R.STAGING_FAILED: (Verdict.SKIPPED_STAGING_FAILED, "staging failed or did not finish, so it was not rolled out"),
@@ -195,6 +235,7 @@ class Outcome(StrEnum):
     REJECTED = "REJECTED"  # the approval gate rejected or timed out
     HALTED = "HALTED"  # an earlier wave passed the halt threshold
     NOT_RUN = "NOT_RUN"  # its wave was due but the install was not attempted
+    NO_SNAPSHOT = "NO_SNAPSHOT"  # its pre-patch snapshot failed: not patched
     SENT = "SENT"  # the install command was sent
 
 
@@ -208,7 +249,11 @@ OUTCOME_COLUMNS: Final[Mapping[str, str]] = {
     "wave": "int64",  # the wave it was planned in (1 = canary), 0 if none
     "detail": "str",  # why it was skipped; for SENT the invocation's StatusDetails or stderr
     "invocation_status": "str",  # SENT: the SSM invocation Status (Success, Failed, TimedOut, ...); else ""
-    "health_failure": "str",  # SENT, canary: why its health check failed after a good install; else ""
+    "validation_failure": "str",  # SENT: why its validation failed after a good install; else ""
+    "validation_code": "str",  # SENT: HEALTH_CHECK_FAILED or VALIDATION_FAILED when it failed; else ""
+    "rollback": "str",  # SENT: rolled_back | failed when it was restored from its snapshot; else ""
+    "rollback_detail": "str",  # the snapshot restored, or why the restore failed
+    "snapshot_ids": "str",  # its pre-patch snapshots, ";"-joined
     "pinned": "int64",  # pinned patches
     "installed": "int64",  # pinned patches INSTALLED or INSTALLED_OTHER after the install
     "pending_reboot": "int64",  # pinned patches INSTALLED_PENDING_REBOOT after the install
@@ -222,6 +267,7 @@ _SKIPPED_REASONS: Final[Mapping[str, str]] = {
     Outcome.STAGING_FAILED: "staging failed",
     Outcome.REJECTED: "rejected at the approval gate",
     Outcome.HALTED: "halted by an earlier wave",
+    Outcome.NO_SNAPSHOT: "its pre-patch snapshot failed",
 }
 
 
@@ -375,17 +421,27 @@ def _install_verdict(outcome: Mapping[str, Any]) -> Decision:
         raise ValueError(f"unknown install outcome {kind!r} for {outcome['resource_id']}")
     status = str(outcome["invocation_status"])
     not_installed = [pid for pid in str(outcome["not_installed"]).split(";") if pid]
+    rollback = str(outcome["rollback"])
     # Every problem is told, in this order; the first one is the code.
     problems: list[tuple[ReasonCode, str]] = []
     if status != "Success":
         problems.append((ReasonCode(code) if code else _R.INSTALL_FAILED, detail))
+    if outcome.get("validation_failure"):
+        validation = ReasonCode(str(outcome["validation_code"]) or _R.VALIDATION_FAILED)
+        problems.append((validation, f"validation failed: {outcome['validation_failure']}"))
+    if rollback:
+        # The instance went back to its snapshot: what counts is what made it go back, not its patch state now.
+        head = f"Install {status or 'status unknown'}" if status != "Success" else ""
+        told = ": ".join(part for part in (head, "; ".join(text for _, text in problems if text)) if part)
+        if rollback == "rolled_back":
+            code_of = _R.ROLLED_BACK_AFTER_INSTALL if status != "Success" else _R.ROLLED_BACK_AFTER_VALIDATION
+            return Decision.of(code_of, f"rolled back ({outcome['rollback_detail']}) after: {told}")
+        return Decision.of(_R.RESTORE_FAILED, f"rollback failed ({outcome['rollback_detail']}) after: {told}")
     if not outcome["verified"]:
         problems.append((_R.NOT_VERIFIED, "patch state not read after the install"))
     if not_installed:
         count = _plural(len(not_installed), "planned patch", "planned patches")
         problems.append((_R.PATCHES_NOT_INSTALLED, f"{count} not installed: {_listed(not_installed)}"))
-    if outcome.get("health_failure"):
-        problems.append((_R.HEALTH_CHECK_FAILED, str(outcome["health_failure"])))
     if problems:
         head = f"Install {status or 'status unknown'}" if status != "Success" else ""
         told = "; ".join(text for _, text in problems if text)

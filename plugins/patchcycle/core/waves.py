@@ -15,15 +15,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import pandas as pd
 
 from patchcycle.core.frames import typed_frame
-from patchcycle.core.invocations import UNFINISHED, invocation_error, plugin_output
 from patchcycle.core.quantities import CountOrPercent
-from patchcycle.core.verdicts import ReasonCode
 
 WAVE_PLAN_COLUMNS: Final[Mapping[str, str]] = {
     "account_id": "str",
@@ -34,39 +31,6 @@ WAVE_PLAN_COLUMNS: Final[Mapping[str, str]] = {
     "profile_id": "str",
     "wave": "int64",  # 1 = canary
 }
-
-# One row per instance a wave sent the install to (waves/wave_N.results).
-WAVE_RESULT_COLUMNS: Final[Mapping[str, str]] = {
-    "account_id": "str",
-    "region": "str",
-    "resource_id": "str",
-    "wave": "int64",
-    "command_id": "str",
-    "status": "str",  # the SSM invocation status: Success, Failed, TimedOut, Cancelled, ... or NoInvocation
-    "reason_code": "str",  # INSTALL_FAILED or INSTALL_TIMEOUT when the install did not succeed; "" when it did
-    "detail": "str",  # StatusDetails and the output's tail, for a failure
-    "health_failure": "str",  # the canary's health check, when it failed after a good install ("" otherwise)
-    "ok": "bool",
-}
-CANARY: Final = 1  # the wave whose instances also run the health checks (include/healthchecks), as staging did
-
-
-@dataclass(frozen=True, kw_only=True)
-class WaveRecord:
-    """One production wave: its size, and once it ended its outcome against the halt threshold."""
-
-    wave: int
-    instances: int
-    started_at: str
-    status: str = "running"  # running, done or halted
-    sent: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    threshold: str = ""
-    allowed_failures: int = 0
-    halted: bool = False
-    finished_at: str = ""
-
 
 # A group an instance belongs to: ("group", account, region, patch group) or ("az", account, zone).
 Part = tuple[str, ...]
@@ -323,47 +287,3 @@ def halt_decision(wave_size: int, failures: int, threshold: CountOrPercent) -> t
     """
     allowed = threshold.of(wave_size, round_up=False)
     return failures > allowed, allowed
-
-
-def wave_result(
-    where: tuple[str, str],
-    instance_id: str,
-    wave: int,
-    command_id: str,
-    invocation: Mapping[str, Any] | None,
-    cancelled: bool,
-    timeout_minutes: float,
-) -> dict[str, Any]:
-    """One WAVE_RESULT_COLUMNS row: how the install went on an instance (where: its account and region).
-
-    cancelled: its command was still running at the time limit and was cancelled (INSTALL_TIMEOUT).
-    """
-    code = ReasonCode.INSTALL_FAILED
-    if invocation is None:
-        status, detail = "NoInvocation", "Systems Manager reported no invocation for this instance"
-    else:
-        status = str(invocation["Status"])
-        error = invocation_error(plugin_output(invocation)[1])
-        detail = str(invocation.get("StatusDetails", "")) + (f": {error}" if status != "Success" and error else "")
-    if cancelled and status in UNFINISHED:
-        code, detail = ReasonCode.INSTALL_TIMEOUT, f"did not finish within {timeout_minutes:g} minutes (cancelled)"
-    return {
-        "account_id": where[0],
-        "region": where[1],
-        "resource_id": instance_id,
-        "wave": wave,
-        "command_id": command_id,
-        "status": status,
-        "reason_code": "" if status == "Success" else code.value,
-        "detail": detail,
-        "health_failure": "",
-        "ok": status == "Success",
-    }
-
-
-def health_failure(invocation: Mapping[str, Any]) -> str:
-    """Why a health check that did not succeed failed, for people."""
-    code, output = plugin_output(invocation)
-    return f"health check {invocation['Status']} (exit {code}) after the install: {invocation_error(output)}".strip(
-        ": "
-    )

@@ -34,14 +34,15 @@ class CycleReportOperator(FleetOperator[CycleConfig]):
     def execute(self, context: Context) -> dict[str, Any]:
         artifacts, config = self.artifacts(context), self.settings()
         tables = read_match_tables(artifacts, config.targets)
-        install, waves_by_resource = None, None
+        install, waves_by_resource, snapshots_by_resource = None, None, None
         compliance = tables.compliance
         if config.installs:
-            record = read_install_record(artifacts, config.targets, tables, config.install)
+            record = read_install_record(artifacts, config.targets, tables, config.install, config.safety)
             verdicts = install_verdicts(
                 tables.inventory, tables.compliance, tables.plan, tables.scan_failures, record.outcomes
             )
             install, waves_by_resource, compliance = record.section, record.waves_by_resource, record.compliance
+            snapshots_by_resource = record.snapshots_by_resource
         else:
             verdicts = scan_verdicts(tables.inventory, tables.compliance, tables.plan, tables.scan_failures)
         evidence = read_evidence(artifacts, config.targets, config.installs)
@@ -56,6 +57,7 @@ class CycleReportOperator(FleetOperator[CycleConfig]):
             datetime.now(UTC),
             install=install,
             waves_by_resource=waves_by_resource,
+            snapshots_by_resource=snapshots_by_resource,
             inspection=evidence.inspection,
             config=evidence.config,
             started_at=getattr(context.get("dag_run"), "start_date", None),

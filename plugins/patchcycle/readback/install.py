@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from patchcycle.config import MAX_WAVES, InstallSettings, Target
+from patchcycle.config import MAX_WAVES, InstallSettings, RolloutSafety, Target
 from patchcycle.core.frames import concat_frames
 from patchcycle.core.outcomes import ApprovalRecord, RolloutRecord, StagingRecord, halted_after, install_outcomes
 from patchcycle.core.plan import COMPLIANCE_COLUMNS, split_cve_ids
@@ -19,13 +19,14 @@ from patchcycle.core.staging import (
     staging_profiles,
     staging_summary,
 )
-from patchcycle.core.waves import WaveRecord
+from patchcycle.core.wave_results import WAVE_RESULT_COLUMNS, WaveRecord
 from patchcycle.readback.match import MatchTables
 from patchcycle.run_artifacts import (
     APPROVAL_DECISION,
     PRODUCTION,
     PROFILES,
     RUN_ERROR,
+    SNAPSHOT_RETENTION,
     STACK,
     STAGING_RESULTS,
     TARGET_ERROR,
@@ -47,11 +48,16 @@ class InstallRecord:
     outcomes: pd.DataFrame  # OUTCOME_COLUMNS
     section: dict[str, Any]  # the report's `install` section
     waves_by_resource: dict[str, int]
+    snapshots_by_resource: dict[str, list[str]]
     compliance: pd.DataFrame  # the match compliance, with verified instances' state after the install
 
 
 def read_install_record(
-    artifacts: RunArtifacts, targets: Sequence[Target], tables: MatchTables, settings: InstallSettings
+    artifacts: RunArtifacts,
+    targets: Sequence[Target],
+    tables: MatchTables,
+    settings: InstallSettings,
+    safety: RolloutSafety,
 ) -> InstallRecord:
     production = artifacts.find(PRODUCTION)
     profiles = artifacts.find(PROFILES)
@@ -108,9 +114,8 @@ def read_install_record(
         error = artifacts.find(RUN_ERROR, step=Step.wave(wave))
         if error is not None:
             errors[wave] = error.error
-    rollout = RolloutRecord(
-        waves=records, results=pd.concat(result_frames, ignore_index=True) if result_frames else None, errors=errors
-    )
+    wave_results = concat_frames(result_frames, WAVE_RESULT_COLUMNS)
+    rollout = RolloutRecord(waves=records, results=wave_results if result_frames else None, errors=errors)
     verified: dict[str, dict[str, str]] = {}
     compliance_frames = [tables.compliance]
     for target in targets:
@@ -145,6 +150,7 @@ def read_install_record(
         },
         "waves": _wave_entries(wave_of, rollout, approval),
         "halted_after_wave": halted_after(rollout),
+        "rollback": _rollback_section(artifacts, targets, wave_results, safety),
         "pinned_patches": len(
             {p for ids in profiles.loc[profiles["staged"], "patch_ids"] for p in split_cve_ids(str(ids))}
         ),
@@ -156,7 +162,12 @@ def read_install_record(
             "staging_max_instances": settings.staging_max_instances,
         },
     }
-    return InstallRecord(outcomes, section, wave_of, compliance)
+    snapshots = {
+        str(row["resource_id"]): split_cve_ids(str(row["snapshot_ids"]))
+        for row in wave_results.to_dict("records")
+        if row["snapshot_ids"]
+    }
+    return InstallRecord(outcomes, section, wave_of, snapshots, compliance)
 
 
 def _task_error(artifacts: RunArtifacts, target: Target, steps: Sequence[str]) -> str:
@@ -236,9 +247,82 @@ def _wave_entries(
                 "threshold": record.threshold,
                 "allowed_failures": record.allowed_failures,
                 "halted": record.halted,
+                "halt_reason": record.halt_reason if record.halted else "",
                 "status": status,
                 "started_at": record.started_at,
                 "finished_at": record.finished_at,
             }
         )
     return entries
+
+
+def _rollback_section(
+    artifacts: RunArtifacts, targets: Sequence[Target], results: pd.DataFrame, safety: RolloutSafety
+) -> dict[str, Any]:
+    """The report's install.rollback: every snapshot, failed validation and restore of the waves, and what the
+    snapshot retention deleted."""
+    rows = results.sort_values(["wave", "account_id", "region", "resource_id"]).to_dict("records")
+
+    def where(row: dict[str, Any]) -> dict[str, Any]:
+        keys = ("account_id", "region", "resource_id")
+        return {**{key: str(row[key]) for key in keys}, "wave": int(row["wave"])}
+
+    snapshots = [
+        {
+            **where(row),
+            "status": str(row["snapshot"]),
+            "snapshot_ids": split_cve_ids(str(row["snapshot_ids"])),
+            "detail": str(row["snapshot_detail"]),
+        }
+        for row in rows
+        if row["snapshot"]
+    ]
+    validations = [
+        {**where(row), "detail": str(row["validation_detail"])} for row in rows if row["validation"] == "failed"
+    ]
+    restores = [
+        {**where(row), "status": str(row["rollback"]), "detail": str(row["rollback_detail"])}
+        for row in rows
+        if row["rollback"]
+    ]
+    retention = []
+    for target in targets:
+        record = artifacts.find(SNAPSHOT_RETENTION, target=target)
+        if record is not None:
+            retention.append(
+                {
+                    "account_id": record.account_id,
+                    "region": target.region_name,
+                    "cutoff": record.cutoff,
+                    "deleted": list(record.deleted),
+                    "error": "",
+                }
+            )
+        else:
+            error = artifacts.find(TARGET_ERROR, step=Step.SNAPSHOT_RETENTION, target=target)
+            if error is not None:
+                retention.append(
+                    {"account_id": "", "region": target.region_name, "cutoff": "", "deleted": [], "error": error.error}
+                )
+    return {
+        "settings": {
+            "snapshot": safety.snapshot,
+            "rollback": safety.rollback,
+            "snapshot_retention_days": safety.snapshot_retention_days,
+            "change_calendar": safety.change_calendar,
+            "health_alarms": list(safety.health_alarms),
+        },
+        "snapshots": snapshots,
+        "validations": validations,
+        "restores": restores,
+        "retention": retention,
+        "summary": {
+            "snapshotted": sum(1 for s in snapshots if s["status"] == "completed"),
+            "snapshot_failures": sum(1 for s in snapshots if s["status"] == "failed"),
+            "validated": sum(1 for row in rows if row["validation"]),
+            "validation_failures": len(validations),
+            "rolled_back": sum(1 for r in restores if r["status"] == "rolled_back"),
+            "rollback_failures": sum(1 for r in restores if r["status"] == "failed"),
+            "snapshots_deleted": sum(len(r["deleted"]) for r in retention),
+        },
+    }

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import AsyncExitStack, aclosing
 from typing import Any, Self
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
 from botocore.exceptions import ClientError
 
 from patchcycle.hooks.patch_manager import PatchManagerHook
+from patchcycle.triggers.fleet_wait import FleetWaitTrigger
 
 # ListCommands' final command statuses (botocore's CommandStatus enum less Pending/InProgress/Cancelling).
 FINAL_STATUSES = frozenset({"Success", "Failed", "TimedOut", "Cancelled"})
 
 
-class CommandCompletionTrigger(BaseTrigger):
+class CommandCompletionTrigger(FleetWaitTrigger):
     """Polls ListCommands' aggregate status and counts for commands in one or more (connection, region)
     pairs until all are final, or until `timeout` seconds after `started_at`.
 
@@ -31,26 +30,8 @@ class CommandCompletionTrigger(BaseTrigger):
     TargetCount/CompletedCount do not have that gap.
     """
 
-    def __init__(
-        self,
-        targets: Sequence[Mapping[str, Any]],
-        poll_interval: float = 30.0,
-        timeout: float = 4 * 3600.0,
-        started_at: float | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        self.targets = [_target(target) for target in targets]
-        duplicated = sorted(command_id for command_id, n in Counter(self.command_ids).items() if n > 1)
-        if duplicated:
-            raise ValueError(f"command ids must be unique across targets; repeated: {duplicated}")
-        self.poll_interval = poll_interval
-        self.timeout = timeout
-        self.started_at = started_at if started_at is not None else time.time()
-        # The amazon provider's client settings, as the deferring operator had them (every pair's client).
-        self.verify = verify
-        self.botocore_config = botocore_config
+    IDS_KEY = "command_ids"
+    NOUN = "command id"
 
     @classmethod
     def for_commands(
@@ -69,7 +50,7 @@ class CommandCompletionTrigger(BaseTrigger):
     @property
     def command_ids(self) -> list[str]:
         """Every command waited on, in target order."""
-        return [command_id for target in self.targets for command_id in target["command_ids"]]
+        return self.ids
 
     @property
     def aws_conn_id(self) -> str | None:
@@ -86,19 +67,6 @@ class CommandCompletionTrigger(BaseTrigger):
         if len(pairs) != 1:
             raise AttributeError(f"the trigger spans {len(pairs)} (connection, region) pairs: read .targets")
         return next(iter(pairs))
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "targets": [dict(target) for target in self.targets],
-                "poll_interval": self.poll_interval,
-                "timeout": self.timeout,
-                "started_at": self.started_at,
-                "verify": self.verify,
-                "botocore_config": self.botocore_config,
-            },
-        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # One client per (connection, region) pair, however many targets name it, open for the whole wait.
@@ -125,7 +93,7 @@ class CommandCompletionTrigger(BaseTrigger):
                 if not pending:
                     yield TriggerEvent({"status": "done", "commands": summaries, "pending": []})
                     return
-                if time.time() - self.started_at > self.timeout:
+                if self.timed_out():
                     yield TriggerEvent({"status": "timeout", "commands": summaries, "pending": sorted(pending)})
                     return
                 self.log.info(
@@ -160,23 +128,6 @@ class CommandCompletionTrigger(BaseTrigger):
                     if response.get("Commands"):  # empty: eventual consistency right after SendCommand
                         found[command_id] = response["Commands"][0]
                 yield found
-
-
-TARGET_KEYS = frozenset({"aws_conn_id", "region_name", "command_ids"})
-
-
-def _target(target: Mapping[str, Any]) -> dict[str, Any]:
-    """A target as a plain JSON-able dict; every key spelled out, so a typo cannot fall back to a default."""
-    if set(target) != TARGET_KEYS:
-        raise ValueError(f"a target has exactly the keys {sorted(TARGET_KEYS)}, got {sorted(target)}")
-    command_ids = target["command_ids"]
-    if isinstance(command_ids, str) or not all(isinstance(c, str) for c in command_ids):
-        raise ValueError(f"command_ids must be a list of command id strings, got {command_ids!r}")
-    return {
-        "aws_conn_id": target["aws_conn_id"],
-        "region_name": target["region_name"],
-        "command_ids": list(command_ids),
-    }
 
 
 def _summary(command: dict[str, Any]) -> dict[str, Any]:
