@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import date
 from itertools import cycle
 from typing import Any
 
@@ -45,6 +46,11 @@ def _seed_region(world: World, account: Account, region: Region) -> None:
     for group in region.instance_groups:
         for instance in _launch(world, account.id, region.name, group):
             world.add_instance(instance)
+    from include.sandbox import autoscaling  # it launches its groups' instances through managed_instance below
+
+    for asg in region.auto_scaling_groups:
+        for instance in autoscaling.seed_group(world, account.id, region.name, asg):
+            world.add_instance(instance)
     patching.register_scenario_baselines(world, account.id, region.name)
     for db in region.rds_instances:
         rds_backends[account.id][region.name].create_db_instance(
@@ -78,7 +84,6 @@ def _zones(group: InstanceGroup, count: int) -> Iterator[tuple[str, int]]:
 
 def _launch(world: World, account_id: str, region: str, group: InstanceGroup) -> list[ManagedInstance]:
     backend = ec2_backends[account_id][region]
-    ami = world.scenario.amis[group.ami]
     tags = {"Name": group.name, **group.tags}
     launched: list[Any] = []
     for zone, count in _zones(group, group.count):
@@ -94,28 +99,53 @@ def _launch(world: World, account_id: str, region: str, group: InstanceGroup) ->
             tags={"instance": tags},
         )
         launched.extend(reservation.instances)
-    now = world.now()
-    instances = []
-    for ec2 in launched:
-        instance = ManagedInstance(
-            instance_id=ec2.id,
-            account_id=account_id,
-            region=region,
-            os=ami.os,
-            os_version=ami.os_version or PLATFORMS[ami.os][2],
-            ami=ami.ami_id,
-            registered=group.agent != "unmanaged",
-            online=group.agent == "online",
+    return [
+        managed_instance(
+            world,
+            account_id,
+            region,
+            ec2,
+            group.name,
+            group.patched_through,
+            agent=group.agent,
             agent_version=group.agent_version,
-            registration_date=now,
-            ip_address=ec2.private_ip or "",
-            computer_name=f"ip-{(ec2.private_ip or '').replace('.', '-')}.{region}.compute.internal",
-            group=group.name,
         )
-        if instance.registered:
-            patching.seed_installed(world, instance, group.patched_through)
-        instances.append(instance)
-    return instances
+        for ec2 in launched
+    ]
+
+
+def managed_instance(
+    world: World,
+    account_id: str,
+    region: str,
+    ec2: Any,
+    group: str,
+    patched_through: date | None,
+    agent: str = "online",
+    agent_version: str = "3.3.1142.0",
+) -> ManagedInstance:
+    """SSM's view of an instance moto launched from a scenario AMI for a group: registered unless the agent is
+    `unmanaged`, its catalog patches released through `patched_through` installed (as the scenario's instance
+    groups are seeded; autoscaling.py uses it for the instances an Auto Scaling group launches from its AMI)."""
+    ami = world.scenario.amis[ec2.image_id]
+    instance = ManagedInstance(
+        instance_id=ec2.id,
+        account_id=account_id,
+        region=region,
+        os=ami.os,
+        os_version=ami.os_version or PLATFORMS[ami.os][2],
+        ami=ami.ami_id,
+        registered=agent != "unmanaged",
+        online=agent == "online",
+        agent_version=agent_version,
+        registration_date=world.now(),
+        ip_address=ec2.private_ip or "",
+        computer_name=f"ip-{(ec2.private_ip or '').replace('.', '-')}.{region}.compute.internal",
+        group=group,
+    )
+    if instance.registered:
+        patching.seed_installed(world, instance, patched_through)
+    return instance
 
 
 def _apply_failures(world: World) -> None:

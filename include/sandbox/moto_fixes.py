@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+from moto.autoscaling.models import ASG_NAME_TAG, FakeAutoScalingGroup, InstanceState
 from moto.cloudformation.models import Stack
+from moto.core.responses import ActionResult
+from moto.ec2.exceptions import InvalidLaunchTemplateVersionNotFound
 from moto.ec2.models.core import TaggedEC2Resource
+from moto.ec2.models.launch_templates import LaunchTemplate, LaunchTemplateVersion
+from moto.ec2.responses.launch_templates import LaunchTemplates
 from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
 
 
@@ -45,7 +51,128 @@ def _stack_delete(self: Stack) -> None:
     resource_map._parsed_resources.update(created)
 
 
+# -- launch templates and Auto Scaling instances --------------------------------------------------------------------
+
+
+def _get_version(self: LaunchTemplate, num: Any) -> LaunchTemplateVersion:
+    """A version by number, `$Latest` or `$Default`.
+
+    moto 5.2.5 indexes its list with int(num) - 1, so version 0 (or -1) answered the latest version and a
+    non-number was a 500; both are InvalidLaunchTemplateId.VersionNotFound here.
+    """
+    text = str(num)
+    if text.lower() == "$latest":
+        return self.versions[-1]
+    if text.lower() == "$default":
+        return self.default_version()
+    if not text.isdigit() or not 1 <= int(text) <= len(self.versions):
+        raise InvalidLaunchTemplateVersionNotFound(template_id=self.id, version=text)
+    return self.versions[int(text) - 1]
+
+
+def _create_launch_template_version(self: Any) -> ActionResult:
+    """CreateLaunchTemplateVersion with SourceVersion: the new version inherits the source version's launch
+    parameters, and those given in LaunchTemplateData replace them (top-level parameters, as AWS documents).
+
+    moto 5.2.5 ignores SourceVersion: a version given only an ImageId had no InstanceType, tags or anything else.
+    An unknown source version is InvalidLaunchTemplateId.VersionNotFound.
+    """
+    name = self._get_param("LaunchTemplateName")
+    template_id = self._get_param("LaunchTemplateId")
+    template = (
+        self.ec2_backend.get_launch_template(template_id)
+        if template_id
+        else self.ec2_backend.get_launch_template_by_name(name)
+    )
+    data = self._get_param("LaunchTemplateData", {})
+    source = self._get_param("SourceVersion")
+    if source is not None:
+        data = {**copy.deepcopy(template.get_version(source).data), **data}
+    self.error_on_dryrun()
+    version = template.create_version(data, self._get_param("VersionDescription"))
+    return ActionResult(
+        {
+            "LaunchTemplateVersion": {
+                "CreateTime": version.create_time,
+                "CreatedBy": f"arn:{self.partition}:iam::{self.current_account}:root",
+                "DefaultVersion": template.is_default(version),
+                "LaunchTemplateData": version.data,
+                "LaunchTemplateId": template.id,
+                "LaunchTemplateName": template.name,
+                "VersionDescription": version.description,
+                "VersionNumber": version.number,
+            },
+        }
+    )
+
+
+_MOTO_INSTANCE_STATE_INIT = InstanceState.__init__
+
+
+def _instance_state_init(self: InstanceState, *args: Any, **kwargs: Any) -> None:
+    """Remember the launch template version the instance was launched from (the group's version at the time)."""
+    _MOTO_INSTANCE_STATE_INIT(self, *args, **kwargs)
+    group = self.auto_scaling_group
+    template = getattr(group, "ec2_launch_template", None)
+    self.launch_template_version = (  # type: ignore[attr-defined]
+        str(template.get_version(group.launch_template_version).number) if template is not None else None
+    )
+
+
+def _instance_launch_template(self: InstanceState) -> dict[str, Any] | None:
+    """The instance's launch template and the version it was launched from (moto 5.2.5: the template's default)."""
+    template = getattr(self.auto_scaling_group, "ec2_launch_template", None)
+    if template is None:
+        return None
+    version = getattr(self, "launch_template_version", None) or str(template.default_version_number)
+    return {"LaunchTemplateId": template.id, "LaunchTemplateName": template.name, "Version": version}
+
+
+def _replace_instances(self: FakeAutoScalingGroup, count_needed: int, propagated_tags: dict[str, str]) -> None:
+    """Launch instances for the group from its launch template version (moto 5.2.5 launched them with the
+    template's default version's tags, and tagged them aws:ec2launchtemplate:version with it).
+
+    Groups with a launch configuration or a mixed instances policy keep moto's own launch.
+    """
+    template = self.ec2_launch_template
+    if template is None or self.mixed_instances_policy:
+        _MOTO_REPLACE_INSTANCES(self, count_needed, propagated_tags)
+        return
+    version = template.get_version(self.launch_template_version)
+    tags = {**propagated_tags, ASG_NAME_TAG: self.name, **version.instance_tags}
+    subnet_id = self.vpc_zone_identifier.split(",")[0] if self.vpc_zone_identifier else None
+    zones = list(self.availability_zones)
+    for index in range(count_needed):
+        # Spread over the group's zones in turn (moto picks one at random for the whole batch).
+        zone = zones[(len(self.instance_states) + index) % len(zones)] if zones else None
+        reservation = self.autoscaling_backend.ec2_backend.run_instances(
+            version.image_id,
+            1,
+            version.user_data,
+            version.security_groups,
+            instance_type=version.instance_type or "m1.small",
+            tags={"instance": dict(tags)},
+            placement=zone,
+            launch_template={"LaunchTemplateId": template.id, "Version": str(version.number)},
+            is_instance_type_default=False,
+            subnet_id=subnet_id,
+        )
+        for instance in reservation.instances:
+            instance.autoscaling_group = self  # type: ignore[attr-defined]
+            self.instance_states.append(
+                InstanceState(instance, protected_from_scale_in=self.new_instances_protected_from_scale_in)
+            )
+
+
+_MOTO_REPLACE_INSTANCES = FakeAutoScalingGroup.replace_autoscaling_group_instances
+
+
 def apply() -> None:
     """Install the fixes (idempotent)."""
     TaggedEC2Resource.get_tags = _get_tags  # type: ignore[method-assign]
     Stack.delete = _stack_delete  # type: ignore[method-assign]
+    LaunchTemplate.get_version = _get_version  # type: ignore[method-assign]
+    LaunchTemplates.create_launch_template_version = _create_launch_template_version  # type: ignore[method-assign]
+    InstanceState.__init__ = _instance_state_init  # type: ignore[method-assign]
+    InstanceState.launch_template = property(_instance_launch_template)  # type: ignore[method-assign,assignment]
+    FakeAutoScalingGroup.replace_autoscaling_group_instances = _replace_instances  # type: ignore[method-assign]

@@ -71,11 +71,37 @@ class S3Bucket:
 
 
 @dataclass(frozen=True)
+class RefreshAlarm:
+    """A CloudWatch alarm an instance refresh of its Auto Scaling group sets off: ALARM once the refresh is
+    `at_percent` complete, OK again when that refresh ends or has rolled back (autoscaling.py)."""
+
+    name: str
+    at_percent: int
+
+
+@dataclass(frozen=True)
+class AutoScalingGroupSpec:
+    """An EC2 Auto Scaling group seeded with launch template `<name>` version 1 and `desired` InService instances."""
+
+    name: str
+    ami: str
+    min: int
+    max: int
+    desired: int
+    instance_type: str = "t3.medium"
+    tags: dict[str, str] = field(default_factory=dict)
+    patched_through: date | None = None  # the patch state of instances launched from `ami`
+    availability_zones: tuple[str, ...] = ()
+    alarm: RefreshAlarm | None = None
+
+
+@dataclass(frozen=True)
 class Region:
     name: str
     instance_groups: tuple[InstanceGroup, ...] = ()
     rds_instances: tuple[RdsInstance, ...] = ()
     s3_buckets: tuple[S3Bucket, ...] = ()
+    auto_scaling_groups: tuple[AutoScalingGroupSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -296,9 +322,21 @@ class Scenario:
             for group in region.instance_groups
         ]
 
+    def auto_scaling_groups(self) -> list[tuple[Account, Region, AutoScalingGroupSpec]]:
+        """Every Auto Scaling group with the account and region it lives in."""
+        return [
+            (account, region, group)
+            for account in self.accounts
+            for region in account.regions
+            for group in region.auto_scaling_groups
+        ]
+
     @property
     def instance_count(self) -> int:
-        return sum(group.count for _, _, group in self.groups())
+        """The instances seeded at start-up: instance groups' and Auto Scaling groups' desired capacity."""
+        return sum(group.count for _, _, group in self.groups()) + sum(
+            group.desired for _, _, group in self.auto_scaling_groups()
+        )
 
 
 @cache
@@ -553,6 +591,23 @@ def _region(name: str, spec: dict[str, Any]) -> Region:
             for r in spec.get("rds_instances", ())
         ),
         s3_buckets=tuple(S3Bucket(name=b["name"], tags=dict(b.get("tags", {}))) for b in spec.get("s3_buckets", ())),
+        auto_scaling_groups=tuple(_auto_scaling_group(name, g) for g in spec.get("auto_scaling_groups", ())),
+    )
+
+
+def _auto_scaling_group(region: str, spec: dict[str, Any]) -> AutoScalingGroupSpec:
+    alarm = spec.get("alarm")
+    return AutoScalingGroupSpec(
+        name=spec["name"],
+        ami=spec["ami"],
+        min=spec["min"],
+        max=spec["max"],
+        desired=spec["desired"],
+        instance_type=spec.get("instance_type", "t3.medium"),
+        tags=dict(spec.get("tags", {})),
+        patched_through=_day(spec.get("patched_through")),
+        availability_zones=tuple(spec.get("availability_zones", (f"{region}a", f"{region}b"))),
+        alarm=RefreshAlarm(alarm["name"], alarm["at_percent"]) if alarm else None,
     )
 
 
@@ -578,6 +633,7 @@ def _check_references(scenario: Scenario) -> None:
                         raise ScenarioError(
                             f"{where}: {field_path}.availability_zones: {zone} is not in region {region.name}"
                         )
+    _check_auto_scaling_groups(scenario, where, seen)
     for f_index, failure in enumerate(scenario.failures):
         if failure.group is not None and failure.group not in seen:
             raise ScenarioError(f"{where}: failures[{f_index}].group: no instance group is named {failure.group!r}")
@@ -604,6 +660,31 @@ def _check_references(scenario: Scenario) -> None:
         if baseline.name in names:
             raise ScenarioError(f"{where}: baselines[{b_index}].name: baseline {baseline.name!r} is defined twice")
         names.add(baseline.name)
+
+
+def _check_auto_scaling_groups(scenario: Scenario, where: str, group_names: set[str]) -> None:
+    """auto_scaling_groups: unique names (also among instance groups), known AMIs, min <= desired <= max, zones."""
+    names: set[str] = set()
+    for a_index, account in enumerate(scenario.accounts):
+        for region in account.regions:
+            for g_index, group in enumerate(region.auto_scaling_groups):
+                field_path = f"{where}: accounts[{a_index}].regions.{region.name}.auto_scaling_groups[{g_index}]"
+                if group.name in group_names:
+                    raise ScenarioError(f"{field_path}.name: {group.name!r} is already an instance group's name")
+                if group.name in names:
+                    raise ScenarioError(f"{field_path}.name: Auto Scaling group {group.name!r} is defined twice")
+                names.add(group.name)
+                if group.ami not in scenario.amis:
+                    raise ScenarioError(f"{field_path}.ami: {group.ami} is not listed under amis")
+                if group.min > group.max:
+                    raise ScenarioError(f"{field_path}.min: {group.min} is greater than max ({group.max})")
+                if not group.min <= group.desired <= group.max:
+                    raise ScenarioError(
+                        f"{field_path}.desired: {group.desired} is not between min ({group.min}) and max ({group.max})"
+                    )
+                for zone in group.availability_zones:
+                    if not zone.startswith(region.name):
+                        raise ScenarioError(f"{field_path}.availability_zones: {zone} is not in region {region.name}")
 
 
 def _check_calendars_and_alarms(scenario: Scenario, where: str) -> None:

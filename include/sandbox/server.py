@@ -26,6 +26,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from include.sandbox import (
     alarms,
     automation,
+    autoscaling,
     change_calendar,
     cloudformation,
     config_rules,
@@ -69,6 +70,7 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     **alarms.HANDLERS,
     **ssm_documents.HANDLERS,
     **automation.HANDLERS,
+    **autoscaling.HANDLERS,
 }
 # Operations moto answers, after which the sandbox adds what moto lacks (e.g. a stack's injected failure).
 AFTER_MOTO: dict[tuple[str, str], cloudformation.AfterMoto] = {**cloudformation.AFTER_MOTO}
@@ -92,6 +94,7 @@ class SandboxApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         automation.advance(self.world)  # executions' steps due by now run first, each at its own time
         ebs.settle(self.world)  # snapshots and root volume replacements due by now reach moto and the World first
+        autoscaling.settle(self.world)  # instance refreshes' replacements due by now, in time order
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_sandbox/"):
             return self._control(environ, start_response, path)
@@ -391,7 +394,7 @@ def _error(start_response: StartResponse, service: str, error: protocol.AwsApiEr
 
 
 def _query_services() -> frozenset[str]:
-    return frozenset({"rds", "cloudformation", "sts", "iam", "cloudwatch", "sns", "sqs", "elasticache"})
+    return frozenset({"rds", "cloudformation", "sts", "iam", "cloudwatch", "sns", "sqs", "elasticache", "autoscaling"})
 
 
 # How often the serving loop looks for shutdown(): tests start and stop many sandboxes.

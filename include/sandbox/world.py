@@ -168,6 +168,11 @@ class World:
             self._ec2_cache[key] = states
         return states
 
+    def ec2_changed(self, account_id: str, region: str) -> None:
+        """Instances were launched or terminated in moto during this request: read its EC2 state again."""
+        if self._ec2_cache is not None:
+            self._ec2_cache.pop((account_id, region), None)
+
     def instances(self, account_id: str, region: str) -> dict[str, ManagedInstance]:
         """SSM's instances in one account and region, brought up to date with moto's EC2 state."""
         known = self._instances.setdefault((account_id, region), {})
