@@ -185,3 +185,37 @@ def test_combine_keeps_dtypes_sorts_and_rejects_duplicates() -> None:
     with pytest.raises(ValueError, match="more than once"):
         combine([east, east])
     _check_schema(combine([]))
+
+
+def test_ec2_rows_name_each_auto_scaling_members_group_and_launch_template_version() -> None:
+    groups = [
+        {
+            "AutoScalingGroupName": "web-asg",
+            "Instances": [
+                {
+                    "InstanceId": "i-old",
+                    "LaunchTemplate": {"LaunchTemplateId": "lt-1", "LaunchTemplateName": "web", "Version": "3"},
+                },
+                {
+                    "InstanceId": "i-new",
+                    "LaunchTemplate": {"LaunchTemplateId": "lt-1", "LaunchTemplateName": "web", "Version": "4"},
+                },
+            ],
+        },
+        {
+            "AutoScalingGroupName": "legacy-asg",
+            "Instances": [{"InstanceId": "i-lc", "LaunchConfigurationName": "lc-1"}],
+        },
+        {"AutoScalingGroupName": "empty-asg", "Instances": []},
+    ]
+    instances = [instance(i) for i in ("i-old", "i-new", "i-lc", "i-alone")]
+    frame = ec2_rows(ACCOUNT, REGION, instances, [info(i) for i in ("i-old", "i-new", "i-lc", "i-alone")], groups)
+    _check_schema(frame)
+    rows = frame.set_index("resource_id")[["auto_scaling_group", "launch_template", "launch_template_version"]]
+    assert rows.to_dict("index") == {
+        "i-old": {"auto_scaling_group": "web-asg", "launch_template": "web", "launch_template_version": "3"},
+        "i-new": {"auto_scaling_group": "web-asg", "launch_template": "web", "launch_template_version": "4"},
+        "i-lc": {"auto_scaling_group": "legacy-asg", "launch_template": "lc-1", "launch_template_version": ""},
+        "i-alone": {"auto_scaling_group": "", "launch_template": "", "launch_template_version": ""},
+    }
+    assert frame["patchable"].all()  # membership alone changes nothing: the run's immutable setting decides

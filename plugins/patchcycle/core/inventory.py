@@ -51,6 +51,9 @@ INVENTORY_COLUMNS: Final[Mapping[str, str]] = {
     "availability_zone": "str",
     "instance_type": "str",  # EC2 instance type, RDS DB instance class
     "image_id": "str",
+    "auto_scaling_group": "str",  # EC2: the Auto Scaling group the instance belongs to ("" when none)
+    "launch_template": "str",  # EC2 in a group: the launch template it was launched from (name, else id)
+    "launch_template_version": "str",  # EC2 in a group: that template's version number
     "platform_type": "str",  # Linux | Windows | MacOS (SSM, else guessed from EC2 Platform)
     "platform_name": "str",  # SSM PlatformName, else EC2 PlatformDetails
     "platform_version": "str",
@@ -139,17 +142,41 @@ def _ec2_skip_reason(state: str, info: Mapping[str, Any] | None) -> str:
     return ""
 
 
+def group_membership(groups: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str, str]]:
+    """Instance id -> (Auto Scaling group, launch template, its version) from DescribeAutoScalingGroups'
+    AutoScalingGroups. The template is the one each instance was launched from (a group's instances may run
+    several versions while a refresh is under way); a launch configuration is named as the template."""
+    members: dict[str, tuple[str, str, str]] = {}
+    for group in groups:
+        for instance in group.get("Instances", []):
+            template = instance.get("LaunchTemplate") or {}
+            name = str(template.get("LaunchTemplateName") or template.get("LaunchTemplateId") or "")
+            name = name or str(instance.get("LaunchConfigurationName", ""))
+            members[str(instance["InstanceId"])] = (
+                str(group["AutoScalingGroupName"]),
+                name,
+                str(template.get("Version", "")),
+            )
+    return members
+
+
 def ec2_rows(
-    account_id: str, region: str, instances: list[dict[str, Any]], managed: list[dict[str, Any]]
+    account_id: str,
+    region: str,
+    instances: list[dict[str, Any]],
+    managed: list[dict[str, Any]],
+    auto_scaling_groups: Iterable[Mapping[str, Any]] = (),
 ) -> pd.DataFrame:
     """Inventory rows for EC2 instances (DescribeInstances Instance dicts, flattened from Reservations).
 
     `managed` is SSM DescribeInstanceInformation's InstanceInformationList; an instance is managed when
-    it is listed there (hybrid "mi-" nodes without an EC2 instance are ignored). Terminated and
+    it is listed there (hybrid "mi-" nodes without an EC2 instance are ignored). `auto_scaling_groups`
+    (DescribeAutoScalingGroups' AutoScalingGroups) names each member's group and launch template. Terminated and
     shutting-down instances are left out. An instance is patchable only when running, managed and
     Online; otherwise skip_reason says "stopped", "unmanaged: ..." or "offline: SSM Agent <status> since <time>".
     """
     info_by_id = {str(info["InstanceId"]): info for info in managed}
+    members = group_membership(auto_scaling_groups)
     rows = []
     for instance in instances:
         state = str(instance.get("State", {}).get("Name", ""))
@@ -160,6 +187,7 @@ def ec2_rows(
         tags = tag_dict(instance.get("Tags"))
         platform_type, platform_name, platform_version = _ec2_platform(instance, info)
         skip_reason = _ec2_skip_reason(state, info)
+        group, template, version = members.get(instance_id, ("", "", ""))
         row = _base_row(account_id, region, "ec2")
         row.update(
             resource_id=instance_id,
@@ -172,6 +200,9 @@ def ec2_rows(
             availability_zone=str(instance.get("Placement", {}).get("AvailabilityZone", "")),
             instance_type=str(instance.get("InstanceType", "")),
             image_id=str(instance.get("ImageId", "")),
+            auto_scaling_group=group,
+            launch_template=template,
+            launch_template_version=version,
             platform_type=platform_type,
             platform_name=platform_name,
             platform_version=platform_version,

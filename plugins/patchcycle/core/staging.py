@@ -32,6 +32,9 @@ PRODUCTION_COLUMNS: Final[Mapping[str, str]] = {
     "instance_family": "str",
     "patch_group": "str",
     "availability_zone": "str",
+    "auto_scaling_group": "str",  # "" when the instance is in no Auto Scaling group
+    "launch_template": "str",
+    "launch_template_version": "str",
     "patch_ids": "str",  # the instance's pinned patches: distinct outstanding patch ids, sorted, ";"-joined
     "pinned": "int64",
 }
@@ -124,7 +127,7 @@ def production_instances(inventory: pd.DataFrame, plan: pd.DataFrame, scan_failu
     return frame.sort_values(["account_id", "region", "resource_id"], ignore_index=True)
 
 
-def _most_common(values: Sequence[str]) -> str:
+def most_common(values: Sequence[str]) -> str:
     """The most common value; ties go to the smallest, so the choice is stable."""
     counts = Counter(values)
     return min(counts, key=lambda value: (-counts[value], value))
@@ -144,8 +147,8 @@ def staging_profiles(production: pd.DataFrame, cap_per_target: int) -> pd.DataFr
         rows.append(
             {
                 **dict(zip(PROFILE_KEY, map(str, key), strict=True)),
-                "platform_type": _most_common([str(value) for value in members["platform_type"]]),
-                "instance_type": _most_common([str(value) for value in members["instance_type"]]),
+                "platform_type": most_common([str(value) for value in members["platform_type"]]),
+                "instance_type": most_common([str(value) for value in members["instance_type"]]),
                 "patch_ids": ";".join(patch_ids),
                 "production_instances": len(members),
             }

@@ -11,6 +11,7 @@ from patchcycle.config import CycleConfig
 from patchcycle.core import inventory as inv
 from patchcycle.core.plan import rds_plan
 from patchcycle.core.scope import apply_scope
+from patchcycle.hooks.auto_scaling import AutoScalingHook
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.inventory import Ec2InventoryHook, RdsInventoryHook, S3InventoryHook
 from patchcycle.hooks.patch_manager import PatchManagerHook
@@ -20,8 +21,8 @@ from patchcycle.run_records import InventorySummary
 
 
 class InventoryOperator(TargetOperator[Ec2InventoryHook, CycleConfig]):
-    """Reads EC2 (+ SSM managed-instance data), RDS (+ pending maintenance) and S3, applies the run's scope,
-    and writes the inventory table; returns counts only."""
+    """Reads EC2 (+ SSM managed-instance data, Auto Scaling membership), RDS (+ pending maintenance) and S3,
+    applies the run's scope, and writes the inventory table; returns counts only."""
 
     aws_hook_class = Ec2InventoryHook
     config_class = CycleConfig
@@ -37,6 +38,8 @@ class InventoryOperator(TargetOperator[Ec2InventoryHook, CycleConfig]):
                 instances = self.hook.instances()
             with aws_call("ssm:DescribeInstanceInformation", account, region):
                 managed = ssm.managed_instances()
+            with aws_call("autoscaling:DescribeAutoScalingGroups", account, region):
+                groups = self.hook_for(AutoScalingHook).groups()
             rds = self.hook_for(RdsInventoryHook)
             with aws_call("rds:DescribeDBInstances", account, region):
                 databases = rds.db_instances()
@@ -47,7 +50,7 @@ class InventoryOperator(TargetOperator[Ec2InventoryHook, CycleConfig]):
 
             table = inv.combine(
                 [
-                    inv.ec2_rows(account, region, instances, managed),
+                    inv.ec2_rows(account, region, instances, managed, groups),
                     inv.rds_rows(account, region, databases, pending),
                     inv.s3_rows(account, region, buckets),
                 ]

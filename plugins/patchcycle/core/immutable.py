@@ -1,0 +1,118 @@
+"""The immutable path: which production instances are replaced rather than patched in place, grouped the way
+an instance refresh replaces them, and the patched AMIs to bake for them.
+
+An instance in an Auto Scaling group is not patched in place when the run's `immutable` setting is `asg`: the
+group would replace it from its launch template's AMI sooner or later, undoing the patch (the drift the watch
+would report). Instead one AMI is baked per source AMI (in each account and region) with the pinned patches of
+every immutable instance launched from it, and each group is refreshed onto a new launch template version
+that changes only the image.
+
+A *group plan* row is one (Auto Scaling group, launch template version, source AMI) with its instances: a
+group whose instances run several versions or AMIs (a refresh left half-way, a manual change) has one row per
+combination, all refreshed onto the same new version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import pandas as pd
+
+from patchcycle.core.frames import typed_frame
+from patchcycle.core.plan import split_cve_ids
+from patchcycle.core.staging import most_common
+
+ASG: Final = "asg"
+OFF: Final = "off"
+IMMUTABLE_MODES: Final = (ASG, OFF)
+
+GROUP_KEY: Final = (
+    "account_id",
+    "region",
+    "auto_scaling_group",
+    "launch_template",
+    "launch_template_version",
+    "image_id",
+)
+
+GROUP_PLAN_COLUMNS: Final[Mapping[str, str]] = {
+    "account_id": "str",
+    "region": "str",
+    "auto_scaling_group": "str",
+    "launch_template": "str",  # the template the instances were launched from (name, else id)
+    "launch_template_version": "str",
+    "image_id": "str",  # the source AMI: the one the instances run
+    "bake_id": "str",  # the bake that patches image_id (BAKE_PLAN_COLUMNS)
+    "instance_ids": "str",  # ";"-joined, sorted
+    "instances": "int64",
+}
+
+BAKE_PLAN_COLUMNS: Final[Mapping[str, str]] = {
+    "bake_id": "str",  # b01, b02, ...: unique within the run
+    "account_id": "str",
+    "region": "str",
+    "image_id": "str",  # the source AMI
+    "platform_type": "str",
+    "platform_name": "str",
+    "instance_type": "str",  # the builder's: the most common type among the AMI's immutable instances
+    "patch_ids": "str",  # the distinct pinned patches of those instances, sorted, ";"-joined
+    "auto_scaling_groups": "str",  # the groups it will be rolled out to, ";"-joined, sorted
+    "instances": "int64",
+}
+
+
+def is_immutable(production: pd.DataFrame, mode: str) -> pd.Series:
+    """Per production instance: whether the run replaces it (the immutable path) instead of patching it."""
+    if mode not in IMMUTABLE_MODES:
+        raise ValueError(f"immutable: must be one of {', '.join(IMMUTABLE_MODES)}, got {mode!r}")
+    if mode == OFF:
+        return pd.Series(False, index=production.index, dtype="bool")
+    return production["auto_scaling_group"].astype("str") != ""
+
+
+def _numbered(prefix: str, count: int) -> list[str]:
+    width = max(2, len(str(count)))
+    return [f"{prefix}{number:0{width}d}" for number in range(1, count + 1)]
+
+
+def bake_plan(immutable: pd.DataFrame) -> pd.DataFrame:
+    """One bake per (account, region, source AMI) of the immutable production instances (BAKE_PLAN_COLUMNS),
+    numbered b01, b02, ... in account, region, AMI order."""
+    rows: list[dict[str, Any]] = []
+    for (account_id, region, image_id), members in immutable.groupby(["account_id", "region", "image_id"], sort=True):
+        patch_ids = sorted({pid for joined in members["patch_ids"] for pid in split_cve_ids(str(joined))})
+        rows.append(
+            {
+                "account_id": str(account_id),
+                "region": str(region),
+                "image_id": str(image_id),
+                "platform_type": str(members["platform_type"].iloc[0]),
+                "platform_name": str(members["platform_name"].iloc[0]),
+                "instance_type": most_common([str(t) for t in members["instance_type"]]),
+                "patch_ids": ";".join(patch_ids),
+                "auto_scaling_groups": ";".join(sorted({str(g) for g in members["auto_scaling_group"]})),
+                "instances": len(members),
+            }
+        )
+    for row, bake_id in zip(rows, _numbered("b", len(rows)), strict=True):
+        row["bake_id"] = bake_id
+    return typed_frame(rows, BAKE_PLAN_COLUMNS)
+
+
+def group_plan(immutable: pd.DataFrame, bakes: pd.DataFrame) -> pd.DataFrame:
+    """The immutable production instances by (group, launch template version, source AMI), each with the bake
+    that patches its AMI (GROUP_PLAN_COLUMNS), sorted by account, region, group, version, AMI."""
+    bake_of = {
+        (str(b.account_id), str(b.region), str(b.image_id)): str(b.bake_id)
+        for b in bakes[["account_id", "region", "image_id", "bake_id"]].itertuples(index=False)
+    }
+    rows: list[dict[str, Any]] = []
+    for key, members in immutable.groupby(list(GROUP_KEY), sort=True):
+        row = dict(zip(GROUP_KEY, map(str, key), strict=True))
+        bake_id = bake_of.get((row["account_id"], row["region"], row["image_id"]))
+        if bake_id is None:
+            raise ValueError(f"no bake for the source AMI {row['image_id']} of {row['auto_scaling_group']}")
+        ids = sorted(str(i) for i in members["resource_id"])
+        rows.append({**row, "bake_id": bake_id, "instance_ids": ";".join(ids), "instances": len(ids)})
+    return typed_frame(rows, GROUP_PLAN_COLUMNS)

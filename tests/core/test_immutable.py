@@ -1,0 +1,88 @@
+"""The immutable path's plan: which instances are replaced, one bake per source AMI, the groups to refresh."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from patchcycle.core.frames import typed_frame
+from patchcycle.core.immutable import BAKE_PLAN_COLUMNS, GROUP_PLAN_COLUMNS, bake_plan, group_plan, is_immutable
+from patchcycle.core.staging import PRODUCTION_COLUMNS
+
+ACCOUNT = "123456789012"
+AL2023, UBUNTU = "ami-0a1b2c3d4e5f60001", "ami-0a1b2c3d4e5f60002"
+
+
+def member(resource_id: str, group: str, image_id: str = AL2023, version: str = "1", **extra: Any) -> dict[str, Any]:
+    """A production instance (PRODUCTION_COLUMNS); group "" is an ordinary instance."""
+    return {
+        "account_id": ACCOUNT,
+        "region": "us-east-1",
+        "resource_id": resource_id,
+        "platform_name": "Amazon Linux" if image_id == AL2023 else "Ubuntu",
+        "platform_type": "Linux",
+        "image_id": image_id,
+        "instance_type": "t3.medium",
+        "instance_family": "t3",
+        "patch_group": "web",
+        "availability_zone": "us-east-1a",
+        "auto_scaling_group": group,
+        "launch_template": group and f"{group}-lt",
+        "launch_template_version": group and version,
+        "patch_ids": "KB1;KB2",
+        "pinned": 2,
+        **extra,
+    }
+
+
+def production(*rows: dict[str, Any]) -> pd.DataFrame:
+    return typed_frame(list(rows), PRODUCTION_COLUMNS)
+
+
+def test_only_auto_scaling_members_are_immutable_and_off_patches_them_in_place() -> None:
+    frame = production(member("i-1", "web-asg"), member("i-2", ""), member("i-3", "api-asg"))
+    assert is_immutable(frame, "asg").tolist() == [True, False, True]
+    assert is_immutable(frame, "off").tolist() == [False, False, False]
+    with pytest.raises(ValueError, match="immutable: must be one of asg, off, got 'on'"):
+        is_immutable(frame, "on")
+
+
+def test_one_bake_per_source_ami_with_every_pinned_patch_of_its_instances() -> None:
+    frame = production(
+        member("i-1", "web-asg", patch_ids="KB1;KB2"),
+        member("i-2", "web-asg", patch_ids="KB3", instance_type="t3.large"),
+        member("i-3", "api-asg", patch_ids="KB2;KB4"),
+        member("i-4", "jobs-asg", image_id=UBUNTU, patch_ids="USN-1"),
+    )
+    bakes = bake_plan(frame)
+    assert list(bakes.columns) == list(BAKE_PLAN_COLUMNS)
+    rows = bakes.set_index("bake_id")
+    assert rows["image_id"].to_dict() == {"b01": AL2023, "b02": UBUNTU}
+    assert rows.loc["b01", "patch_ids"] == "KB1;KB2;KB3;KB4"  # what every instance of the AMI needs
+    assert rows.loc["b01", "auto_scaling_groups"] == "api-asg;web-asg"
+    assert (rows.loc["b01", "instances"], rows.loc["b01", "instance_type"]) == (3, "t3.medium")  # most common
+    assert (rows.loc["b02", "platform_name"], rows.loc["b02", "patch_ids"]) == ("Ubuntu", "USN-1")
+
+
+def test_a_group_running_two_versions_is_planned_once_per_version_with_its_bake() -> None:
+    frame = production(
+        member("i-2", "web-asg", version="3"),
+        member("i-1", "web-asg", version="3"),
+        member("i-9", "web-asg", version="4"),  # a refresh left half-way
+        member("i-5", "jobs-asg", image_id=UBUNTU),
+    )
+    groups = group_plan(frame, bake_plan(frame))
+    assert list(groups.columns) == list(GROUP_PLAN_COLUMNS)
+    assert groups[["auto_scaling_group", "launch_template_version", "bake_id", "instance_ids"]].values.tolist() == [
+        ["jobs-asg", "1", "b02", "i-5"],
+        ["web-asg", "3", "b01", "i-1;i-2"],
+        ["web-asg", "4", "b01", "i-9"],
+    ]
+
+
+def test_a_group_whose_ami_has_no_bake_is_refused() -> None:
+    frame = production(member("i-1", "web-asg"))
+    with pytest.raises(ValueError, match=f"no bake for the source AMI {AL2023} of web-asg"):
+        group_plan(frame, bake_plan(production()))
