@@ -32,6 +32,7 @@ from include.sandbox import (
     ebs,
     ec2_protocol,
     fleet,
+    images,
     inspector,
     moto_fixes,
     patching,
@@ -65,13 +66,14 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     **securityhub.HANDLERS,
     **inspector.HANDLERS,
     **ebs.HANDLERS,
+    **images.HANDLERS,
     **change_calendar.HANDLERS,
     **alarms.HANDLERS,
     **ssm_documents.HANDLERS,
     **automation.HANDLERS,
 }
 # Operations moto answers, after which the sandbox adds what moto lacks (e.g. a stack's injected failure).
-AFTER_MOTO: dict[tuple[str, str], cloudformation.AfterMoto] = {**cloudformation.AFTER_MOTO}
+AFTER_MOTO: dict[tuple[str, str], cloudformation.AfterMoto] = {**cloudformation.AFTER_MOTO, **images.AFTER_MOTO}
 
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 # Query-protocol services and the error envelope each uses.
@@ -92,6 +94,7 @@ class SandboxApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         automation.advance(self.world)  # executions' steps due by now run first, each at its own time
         ebs.settle(self.world)  # snapshots and root volume replacements due by now reach moto and the World first
+        images.settle(self.world)  # baked images due by now are available in moto
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_sandbox/"):
             return self._control(environ, start_response, path)
