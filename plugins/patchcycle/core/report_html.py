@@ -191,7 +191,7 @@ def _resources_section(resources: Sequence[Mapping[str, Any]], with_waves: bool)
         color = COMPLIANCE_COLORS.get(str(entry["compliance_state"]), DEFAULT_COLOR)
         wave = entry.get("wave")
         name = str(entry["name"])
-        resource_id = f"<code class=\"id\">{escape(str(entry['resource_id']))}</code>"
+        resource_id = f'<code class="id">{escape(str(entry["resource_id"]))}</code>'
         account, region = _cells(entry, ("account_id", "region"))
         rows.append(
             [
