@@ -31,6 +31,9 @@ class Ami:
     os: str
     os_version: str
     name: str
+    # Every instance launched from an image baked (CreateImage, images.py) from an instance of this AMI fails its
+    # health-check scripts: the baked AMI is broken.
+    bake_breaks_health_checks: bool = False
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,13 @@ class EbsTimings:
 
 
 @dataclass(frozen=True)
+class ImageTimings:
+    """Baked AMIs (images.py), in simulated seconds: how long CreateImage's image stays pending."""
+
+    create_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class CalendarEvent:
     """A change calendar event: absolute UTC times, or seconds relative to the clock's start."""
 
@@ -305,6 +315,7 @@ class Scenario:
     config: ConfigSettings = ConfigSettings()
     securityhub: SecurityHubSettings = SecurityHubSettings()
     ebs: EbsTimings = EbsTimings()
+    images: ImageTimings = ImageTimings()
     change_calendars: tuple[ChangeCalendarSpec, ...] = ()
     alarms: tuple[AlarmSpec, ...] = ()
     source: str = "<memory>"
@@ -382,7 +393,13 @@ def _day(value: str | None) -> date | None:
 
 def _build(raw: dict[str, Any], source: str) -> Scenario:
     amis = {
-        ami_id: Ami(ami_id, spec["os"], spec.get("os_version", ""), spec.get("name", ami_id))
+        ami_id: Ami(
+            ami_id,
+            spec["os"],
+            spec.get("os_version", ""),
+            spec.get("name", ami_id),
+            bake_breaks_health_checks=spec.get("bake_breaks_health_checks", False),
+        )
         for ami_id, spec in raw.get("amis", {}).items()
     }
     accounts = tuple(
@@ -450,6 +467,7 @@ def _build(raw: dict[str, Any], source: str) -> Scenario:
         },
         commands=CommandTimings(**raw.get("commands", {})),
         ebs=EbsTimings(**raw.get("ebs", {})),
+        images=ImageTimings(**raw.get("images", {})),
         fail_stacks=tuple(
             StackFailure(
                 name_prefix=f["name_prefix"],

@@ -33,6 +33,7 @@ from include.sandbox import (
     ebs,
     ec2_protocol,
     fleet,
+    images,
     inspector,
     moto_fixes,
     patching,
@@ -66,6 +67,7 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     **securityhub.HANDLERS,
     **inspector.HANDLERS,
     **ebs.HANDLERS,
+    **images.HANDLERS,
     **change_calendar.HANDLERS,
     **alarms.HANDLERS,
     **ssm_documents.HANDLERS,
@@ -73,7 +75,7 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     **autoscaling.HANDLERS,
 }
 # Operations moto answers, after which the sandbox adds what moto lacks (e.g. a stack's injected failure).
-AFTER_MOTO: dict[tuple[str, str], cloudformation.AfterMoto] = {**cloudformation.AFTER_MOTO}
+AFTER_MOTO: dict[tuple[str, str], cloudformation.AfterMoto] = {**cloudformation.AFTER_MOTO, **images.AFTER_MOTO}
 
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 # Query-protocol services and the error envelope each uses.
@@ -94,6 +96,7 @@ class SandboxApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         automation.advance(self.world)  # executions' steps due by now run first, each at its own time
         ebs.settle(self.world)  # snapshots and root volume replacements due by now reach moto and the World first
+        images.settle(self.world)  # baked images due by now are available in moto
         autoscaling.settle(self.world)  # instance refreshes' replacements due by now, in time order
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_sandbox/"):

@@ -198,17 +198,25 @@ class World:
         return tags.get("Patch Group") or tags.get("PatchGroup") or ""
 
     def _launched_later(self, account_id: str, region: str, ec2: Any) -> ManagedInstance | None:
-        """An instance moto launched after seeding (e.g. CloudFormation): managed if its AMI is a known OS."""
+        """An instance moto launched after seeding (e.g. CloudFormation): managed if its AMI is a known OS, a
+        scenario AMI (an empty patch state) or an image the sandbox baked (its OS and patches: images.py)."""
+        from include.sandbox import images
+
         ami: Ami | None = self.scenario.amis.get(ec2.image_id)
-        if ami is None:
+        baked = None if ami is not None else images.launch_state(self, account_id, region, ec2.image_id)
+        if ami is not None:
+            os, os_version = ami.os, ami.os_version or PLATFORMS[ami.os][2]
+        elif baked is not None:
+            os, os_version = baked.os, baked.os_version or PLATFORMS[baked.os][2]
+        else:
             return None
         instance = ManagedInstance(
             instance_id=ec2.id,
             account_id=account_id,
             region=region,
-            os=ami.os,
-            os_version=ami.os_version or PLATFORMS[ami.os][2],
-            ami=ami.ami_id,
+            os=os,
+            os_version=os_version,
+            ami=ec2.image_id,
             registered=True,
             online=True,
             agent_version="3.3.1142.0",
@@ -224,6 +232,8 @@ class World:
                 if failure.agent_offline:
                     instance.online = False
                 instance.faults.merge(failure)
+        if baked is not None:
+            baked.apply(instance)
         return instance
 
     # -- commands ----------------------------------------------------------------------------
