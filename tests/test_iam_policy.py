@@ -211,6 +211,7 @@ SAMPLE_SNAPSHOT = f"arn:aws:ec2:{SAMPLE_REGION}::snapshot/snap-0123456789abcdef0
 SAMPLE_RESTORE_TASK = (
     f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:replace-root-volume-task/replacevol-0123456789abcdef0"
 )
+SAMPLE_LAUNCH_TEMPLATE = f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:launch-template/lt-0123456789abcdef0"
 SAMPLE_RESOURCES: dict[str, tuple[str, ...]] = {
     "cloudformation:CreateStack": (SAMPLE_STACK,),
     "cloudformation:DeleteStack": (SAMPLE_STACK,),
@@ -259,6 +260,12 @@ SAMPLE_RESOURCES: dict[str, tuple[str, ...]] = {
     "ec2:CreateSnapshots": (SAMPLE_INSTANCE, SAMPLE_VOLUME, SAMPLE_SNAPSHOT),
     "ec2:DeleteSnapshot": (SAMPLE_SNAPSHOT,),
     "ec2:CreateReplaceRootVolumeTask": (SAMPLE_INSTANCE, SAMPLE_VOLUME, SAMPLE_SNAPSHOT, SAMPLE_RESTORE_TASK),
+    "ec2:CreateLaunchTemplateVersion": (SAMPLE_LAUNCH_TEMPLATE,),
+    "ec2:ModifyLaunchTemplate": (SAMPLE_LAUNCH_TEMPLATE,),
+    "autoscaling:StartInstanceRefresh": (
+        f"arn:aws:autoscaling:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:autoScalingGroup:0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+        ":autoScalingGroupName/web-asg",
+    ),
     "s3:GetBucketTagging": ("arn:aws:s3:::any-customer-bucket",),
     "s3:ListBucket": (f"arn:aws:s3:::{ARTIFACT_BUCKET}",),
     "s3:GetObject": (f"arn:aws:s3:::{ARTIFACT_BUCKET}/patch_cycle/run/inventory/target.parquet",),

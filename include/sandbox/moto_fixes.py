@@ -8,7 +8,7 @@ from typing import Any
 from moto.autoscaling.models import ASG_NAME_TAG, FakeAutoScalingGroup, InstanceState
 from moto.cloudformation.models import Stack
 from moto.core.responses import ActionResult
-from moto.ec2.exceptions import InvalidLaunchTemplateVersionNotFound
+from moto.ec2.exceptions import EC2ClientError, InvalidLaunchTemplateVersionNotFound
 from moto.ec2.models.core import TaggedEC2Resource
 from moto.ec2.models.launch_templates import LaunchTemplate, LaunchTemplateVersion
 from moto.ec2.responses.launch_templates import LaunchTemplates
@@ -75,7 +75,9 @@ def _create_launch_template_version(self: Any) -> ActionResult:
     parameters, and those given in LaunchTemplateData replace them (top-level parameters, as AWS documents).
 
     moto 5.2.5 ignores SourceVersion: a version given only an ImageId had no InstanceType, tags or anything else.
-    An unknown source version is InvalidLaunchTemplateId.VersionNotFound.
+    An unknown source version is InvalidLaunchTemplateId.VersionNotFound. It also ignores ClientToken: here a
+    request repeating a token with the same parameters answers the version the first one created (a retry makes
+    no second version), and with other parameters is IdempotentParameterMismatch, as on AWS.
     """
     name = self._get_param("LaunchTemplateName")
     template_id = self._get_param("LaunchTemplateId")
@@ -86,10 +88,32 @@ def _create_launch_template_version(self: Any) -> ActionResult:
     )
     data = self._get_param("LaunchTemplateData", {})
     source = self._get_param("SourceVersion")
+    token = self._get_param("ClientToken")
+    request = repr((data, source, self._get_param("VersionDescription")))
+    tokens: dict[str, tuple[str, LaunchTemplateVersion]] = template.__dict__.setdefault("_client_tokens", {})
+    if token and token in tokens:
+        first_request, version = tokens[token]
+        if first_request != request:
+            raise IdempotentParameterMismatch(token)
+        return _version_result(self, template, version)
     if source is not None:
         data = {**copy.deepcopy(template.get_version(source).data), **data}
     self.error_on_dryrun()
     version = template.create_version(data, self._get_param("VersionDescription"))
+    if token:
+        tokens[token] = (request, version)
+    return _version_result(self, template, version)
+
+
+class IdempotentParameterMismatch(EC2ClientError):
+    def __init__(self, token: str) -> None:
+        super().__init__(
+            "IdempotentParameterMismatch",
+            f"The client token {token} was used before with different parameters for CreateLaunchTemplateVersion.",
+        )
+
+
+def _version_result(self: Any, template: LaunchTemplate, version: LaunchTemplateVersion) -> ActionResult:
     return ActionResult(
         {
             "LaunchTemplateVersion": {

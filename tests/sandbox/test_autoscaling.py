@@ -377,3 +377,21 @@ def test_scenario_errors_name_the_field(change: dict[str, Any], message: str) ->
     with pytest.raises(ScenarioError, match=r"accounts\[0\]\.regions\.us-east-1\.") as error:
         parse_scenario(document, source="asg.yaml")
     assert message in str(error.value)
+
+
+def test_a_repeated_client_token_returns_the_first_version_and_other_parameters_are_refused(fresh_server: Any) -> None:
+    _, ec2, _ = clients(fresh_server)
+
+    def create(ami: str, token: str) -> Any:
+        return ec2.create_launch_template_version(
+            LaunchTemplateName="web", SourceVersion="1", LaunchTemplateData={"ImageId": ami}, ClientToken=token
+        )
+
+    first = create(BAKED, "retry-me")["LaunchTemplateVersion"]["VersionNumber"]
+    assert create(BAKED, "retry-me")["LaunchTemplateVersion"]["VersionNumber"] == first
+    assert create(BAKED, "another")["LaunchTemplateVersion"]["VersionNumber"] == first + 1
+    with pytest.raises(ClientError) as caught:
+        create(AL2023, "retry-me")
+    assert caught.value.response["Error"]["Code"] == "IdempotentParameterMismatch"
+    versions = ec2.describe_launch_template_versions(LaunchTemplateName="web")["LaunchTemplateVersions"]
+    assert len(versions) == 3

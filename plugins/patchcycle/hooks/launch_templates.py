@@ -1,0 +1,36 @@
+"""EC2 launch templates: a new version that changes only the AMI, and making it the default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+# CreateLaunchTemplateVersion's VersionDescription and ClientToken limits.
+MAX_DESCRIPTION = 255
+MAX_CLIENT_TOKEN = 128
+
+
+class LaunchTemplateHook(AwsBaseHook):
+    """EC2 (client_type ec2) launch template versions."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["client_type"] = "ec2"
+        super().__init__(*args, **kwargs)
+
+    def image_version(self, template: str, source_version: str, image_id: str, description: str, token: str) -> str:
+        """A new version of `template` (by name) that is `source_version` with only its ImageId changed; returns
+        its number. The version is pinned, never $Latest or $Default: a refresh onto a symbolic version cannot
+        roll back. `token` (ClientToken) makes a retry return the version the first call created."""
+        response = self.conn.create_launch_template_version(
+            LaunchTemplateName=template,
+            SourceVersion=source_version,
+            VersionDescription=description[:MAX_DESCRIPTION],
+            LaunchTemplateData={"ImageId": image_id},
+            ClientToken=token[:MAX_CLIENT_TOKEN],
+        )
+        return str(response["LaunchTemplateVersion"]["VersionNumber"])
+
+    def make_default(self, template: str, version: str) -> None:
+        """The version later scale-outs launch from, for groups that launch the template's $Default."""
+        self.conn.modify_launch_template(LaunchTemplateName=template, DefaultVersion=version)
