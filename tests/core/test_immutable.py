@@ -8,7 +8,17 @@ import pandas as pd
 import pytest
 
 from patchcycle.core.frames import typed_frame
-from patchcycle.core.immutable import BAKE_PLAN_COLUMNS, GROUP_PLAN_COLUMNS, bake_plan, group_plan, is_immutable
+from patchcycle.core.immutable import (
+    BAKE_PLAN_COLUMNS,
+    GROUP_PLAN_COLUMNS,
+    bake_plan,
+    checkpoint_percentages,
+    group_plan,
+    irreversible_reason,
+    is_immutable,
+    refresh_preferences,
+)
+from patchcycle.core.quantities import CountOrPercent
 from patchcycle.core.staging import PRODUCTION_COLUMNS
 
 ACCOUNT = "123456789012"
@@ -86,3 +96,38 @@ def test_a_group_whose_ami_has_no_bake_is_refused() -> None:
     frame = production(member("i-1", "web-asg"))
     with pytest.raises(ValueError, match=f"no bake for the source AMI {AL2023} of web-asg"):
         group_plan(frame, bake_plan(production()))
+
+
+def test_checkpoints_fall_where_the_in_place_waves_would_end() -> None:
+    canary = CountOrPercent(5, percent=True)
+    assert checkpoint_percentages(4, canary, (25, 25, 50)) == [25, 50, 75, 100]
+    assert checkpoint_percentages(20, canary, (25, 25, 50)) == [5, 30, 55, 100]
+    assert checkpoint_percentages(1, canary, (25, 25, 50)) == [100]  # one instance: one step
+    assert checkpoint_percentages(3, CountOrPercent(1, percent=False), (100,)) == [34, 100]  # 1 of 3, rounded up
+    with pytest.raises(ValueError, match="group_size: must be at least 1, got 0"):
+        checkpoint_percentages(0, canary, (100,))
+
+
+def test_preferences_roll_back_on_their_own_and_pause_only_at_real_checkpoints() -> None:
+    base = {"min_healthy_percentage": 90, "instance_warmup_seconds": 300, "checkpoint_delay_seconds": 600}
+    preferences = refresh_preferences(checkpoints=[25, 100], alarms=["web-5xx"], **base)
+    assert preferences == {
+        "MinHealthyPercentage": 90,
+        "InstanceWarmup": 300,
+        "SkipMatching": True,
+        "AutoRollback": True,
+        "ScaleInProtectedInstances": "Wait",
+        "StandbyInstances": "Wait",
+        "CheckpointPercentages": [25, 100],
+        "CheckpointDelay": 600,
+        "AlarmSpecification": {"Alarms": ["web-5xx"]},
+    }
+    plain = refresh_preferences(checkpoints=[100], alarms=[], **base)
+    assert "CheckpointPercentages" not in plain and "AlarmSpecification" not in plain
+
+
+def test_a_group_on_a_symbolic_version_is_named_as_irreversible() -> None:
+    assert irreversible_reason("web-asg", "3") == ""
+    reason = irreversible_reason("web-asg", "$Latest")
+    assert reason.startswith("web-asg launches $Latest of its launch template: a refresh could not roll back")
+    assert irreversible_reason("web-asg", "$Default") != ""

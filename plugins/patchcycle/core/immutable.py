@@ -14,14 +14,16 @@ combination, all refreshed onto the same new version.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import pandas as pd
 
 from patchcycle.core.frames import typed_frame
 from patchcycle.core.plan import split_cve_ids
+from patchcycle.core.quantities import CountOrPercent
 from patchcycle.core.staging import most_common
+from patchcycle.core.waves import wave_sizes
 
 ASG: Final = "asg"
 OFF: Final = "off"
@@ -116,3 +118,58 @@ def group_plan(immutable: pd.DataFrame, bakes: pd.DataFrame) -> pd.DataFrame:
         ids = sorted(str(i) for i in members["resource_id"])
         rows.append({**row, "bake_id": bake_id, "instance_ids": ";".join(ids), "instances": len(ids)})
     return typed_frame(rows, GROUP_PLAN_COLUMNS)
+
+
+# Versions a launch template resolves at launch time: a group on one of them cannot be rolled back (AWS refuses
+# AutoRollback with IrreversibleInstanceRefresh), and a new version would reach it before the refresh does.
+SYMBOLIC_VERSIONS: Final = frozenset({"$Latest", "$Default"})
+
+
+def irreversible_reason(group: str, group_version: str) -> str:
+    """Why a group's refresh could not roll back ("" when it can): its own launch template version is symbolic."""
+    if group_version in SYMBOLIC_VERSIONS:
+        return (
+            f"{group} launches {group_version} of its launch template: a refresh could not roll back, and the new "
+            "version would reach the group before the refresh does; set the group to a version number"
+        )
+    return ""
+
+
+def checkpoint_percentages(group_size: int, canary: CountOrPercent, wave_percentages: Sequence[int]) -> list[int]:
+    """The refresh's CheckpointPercentages for a group of `group_size`: where the in-place rollout would end each
+    wave (the canary first), as ascending whole percentages of the group ending at 100."""
+    if group_size < 1:
+        raise ValueError(f"group_size: must be at least 1, got {group_size}")
+    done, marks = 0, []
+    for size in wave_sizes(group_size, canary, wave_percentages, max_waves=len(wave_percentages) + 1):
+        done += size
+        mark = min(100, -(-100 * done // group_size))  # rounded up: a checkpoint is reached once its share is
+        if not marks or mark > marks[-1]:
+            marks.append(mark)
+    return marks
+
+
+def refresh_preferences(
+    *,
+    min_healthy_percentage: int,
+    instance_warmup_seconds: int,
+    checkpoints: Sequence[int],
+    checkpoint_delay_seconds: int,
+    alarms: Sequence[str],
+) -> dict[str, Any]:
+    """StartInstanceRefresh's Preferences: replace only what does not run the new version (SkipMatching), pause
+    at each wave's checkpoint, and roll back on its own when the refresh fails or a health alarm fires."""
+    preferences: dict[str, Any] = {
+        "MinHealthyPercentage": min_healthy_percentage,
+        "InstanceWarmup": instance_warmup_seconds,
+        "SkipMatching": True,
+        "AutoRollback": True,
+        "ScaleInProtectedInstances": "Wait",
+        "StandbyInstances": "Wait",
+    }
+    if len(checkpoints) > 1 or (checkpoints and checkpoints[0] != 100):
+        preferences["CheckpointPercentages"] = list(checkpoints)
+        preferences["CheckpointDelay"] = checkpoint_delay_seconds
+    if alarms:
+        preferences["AlarmSpecification"] = {"Alarms": list(alarms)}
+    return preferences

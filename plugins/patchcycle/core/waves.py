@@ -38,7 +38,7 @@ Part = tuple[str, ...]
 Cell = tuple[Part, Part]
 
 
-def _wave_sizes(total: int, canary: CountOrPercent, wave_percentages: Sequence[int], max_waves: int) -> list[int]:
+def wave_sizes(total: int, canary: CountOrPercent, wave_percentages: Sequence[int], max_waves: int) -> list[int]:
     """Instances per wave, canary first; zero-sized waves dropped."""
     if max_waves < 1:
         raise ValueError(f"max_waves: must be at least 1, got {max_waves}")
@@ -260,7 +260,7 @@ def plan_waves(
     if missing:
         raise ValueError(f"production: missing column(s) {missing}")
     ordered = production.sort_values(["account_id", "region", "resource_id"], ignore_index=True)
-    sizes = _wave_sizes(len(ordered), canary, wave_percentages, max_waves)
+    sizes = wave_sizes(len(ordered), canary, wave_percentages, max_waves)
     waves = _assign(ordered, sizes)
     rows = [
         {**row, "wave": waves[str(row["resource_id"])]}
