@@ -140,7 +140,8 @@ def checkpoint_percentages(group_size: int, canary: CountOrPercent, wave_percent
     wave (the canary first), as ascending whole percentages of the group ending at 100."""
     if group_size < 1:
         raise ValueError(f"group_size: must be at least 1, got {group_size}")
-    done, marks = 0, []
+    done = 0
+    marks: list[int] = []
     for size in wave_sizes(group_size, canary, wave_percentages, max_waves=len(wave_percentages) + 1):
         done += size
         mark = min(100, -(-100 * done // group_size))  # rounded up: a checkpoint is reached once its share is
