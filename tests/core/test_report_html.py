@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from patchcycle.core.report_html import REGION_CHART_TITLE, SEVERITY_CHART_TITLE, bar_chart, render_html
+import re
+
+from patchcycle.core.report_html import (
+    REGION_CHART_TITLE,
+    SEVERITY_CHART_TITLE,
+    bar_chart,
+    render_html,
+    stacked_bar_chart,
+)
 from tests.core.test_report import install_report, sample_report
 
 EVIL = '<script>alert("pwned")</script>'
@@ -192,3 +200,18 @@ def test_resource_ids_regions_and_cves_do_not_break_across_lines() -> None:
     assert '<code class="id">i-scanfail</code>' in table
     assert '<span class="id">us-east-1</span>' in table and '<span class="id">CVE-2026-0001</span>' in table
     assert '<code class="id">i-ok</code><br><span class="meta">web-1</span>' in table
+
+
+def test_a_long_label_widens_the_chart_instead_of_running_off_its_left_edge() -> None:
+    label = "Microsoft Windows Server 2022 Datacenter"
+    chart = stacked_bar_chart(
+        "By OS", [(label, {"COMPLIANT": 3}), ("Amazon Linux", {"COMPLIANT": 1})], ["COMPLIANT"], {}
+    )
+    x = float(re.search(r'<text x="(\d+)"[^>]*text-anchor="end"[^>]*>' + label, chart).group(1))  # type: ignore[union-attr]
+    assert x >= 7 * len(label)  # room for every character to the left of its right-aligned end
+    width = int(re.search(r'<svg [^>]*width="(\d+)"', chart).group(1))  # type: ignore[union-attr]
+    assert width > 220 + 420 + 60  # the label column grew; the bars kept their length
+    legend = stacked_bar_chart("By region", [("us-east-1", {"NON_COMPLIANT": 1})], ["NON_COMPLIANT"], {})
+    assert "</i>Non-compliant</span>" in legend and "NON_COMPLIANT</span>" not in legend  # words in the legend
+    short = bar_chart("By verdict", [("PATCHED", 2)])
+    assert 'width="700"' in short  # short labels keep the usual width

@@ -6,6 +6,7 @@ tag values are user input.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from html import escape
@@ -36,6 +37,8 @@ VERDICT_CHART_TITLE: Final = "Verdicts"
 MAX_CVES_SHOWN: Final = 5
 
 _LABEL_WIDTH, _BAR_WIDTH, _ROW_HEIGHT, _VALUE_WIDTH = 220, 420, 26, 60
+# A generous average advance of a 12 px sans-serif character: a label area sized with it holds the label whole.
+_CHAR_WIDTH = 7.2
 
 _CSS: Final = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem;color:#212121;background:#fafafa}
@@ -67,8 +70,13 @@ def _svg_text(x: float, y: float, text: str, anchor: str = "start", fill: str = 
     )
 
 
-def _svg(title: str, height: int, body: list[str]) -> str:
-    width = _LABEL_WIDTH + _BAR_WIDTH + _VALUE_WIDTH
+def _label_width(labels: Sequence[str]) -> int:
+    """The label column: wide enough for the longest label (a right-aligned label never runs off the left)."""
+    return max(_LABEL_WIDTH, math.ceil(_CHAR_WIDTH * max((len(label) for label in labels), default=0)) + 16)
+
+
+def _svg(title: str, height: int, body: list[str], label_width: int = _LABEL_WIDTH) -> str:
+    width = label_width + _BAR_WIDTH + _VALUE_WIDTH
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(title)}" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
@@ -81,18 +89,19 @@ def bar_chart(title: str, bars: Sequence[tuple[str, int]], colors: Mapping[str, 
     if not bars:
         return _chart_box(title, _svg(title, _ROW_HEIGHT, [_svg_text(0, _ROW_HEIGHT / 2, "no data")]))
     top = max(value for _, value in bars) or 1
+    left = _label_width([label for label, _ in bars])
     body = []
     for row, (label, value) in enumerate(bars):
         y = row * _ROW_HEIGHT
         width = _BAR_WIDTH * value / top
         color = (colors or {}).get(label, DEFAULT_COLOR)
-        body.append(_svg_text(_LABEL_WIDTH - 8, y + _ROW_HEIGHT / 2, label, anchor="end"))
+        body.append(_svg_text(left - 8, y + _ROW_HEIGHT / 2, label, anchor="end"))
         body.append(
-            f'<rect x="{_LABEL_WIDTH}" y="{y + 4}" width="{width:.1f}" height="{_ROW_HEIGHT - 8}" fill="{color}">'
+            f'<rect x="{left}" y="{y + 4}" width="{width:.1f}" height="{_ROW_HEIGHT - 8}" fill="{color}">'
             f"<title>{escape(label)}: {value}</title></rect>"
         )
-        body.append(_svg_text(_LABEL_WIDTH + width + 6, y + _ROW_HEIGHT / 2, str(value)))
-    return _chart_box(title, _svg(title, len(bars) * _ROW_HEIGHT, body))
+        body.append(_svg_text(left + width + 6, y + _ROW_HEIGHT / 2, str(value)))
+    return _chart_box(title, _svg(title, len(bars) * _ROW_HEIGHT, body, left))
 
 
 def stacked_bar_chart(
@@ -102,10 +111,11 @@ def stacked_bar_chart(
     if not rows:
         return _chart_box(title, _svg(title, _ROW_HEIGHT, [_svg_text(0, _ROW_HEIGHT / 2, "no data")]))
     top = max(sum(parts.values()) for _, parts in rows) or 1
+    left = _label_width([label for label, _ in rows])
     body = []
     for row, (label, parts) in enumerate(rows):
-        y, x = row * _ROW_HEIGHT, float(_LABEL_WIDTH)
-        body.append(_svg_text(_LABEL_WIDTH - 8, y + _ROW_HEIGHT / 2, label, anchor="end"))
+        y, x = row * _ROW_HEIGHT, float(left)
+        body.append(_svg_text(left - 8, y + _ROW_HEIGHT / 2, label, anchor="end"))
         for key in order:
             value = parts.get(key, 0)
             if not value:
@@ -118,9 +128,10 @@ def stacked_bar_chart(
             x += width
         body.append(_svg_text(x + 6, y + _ROW_HEIGHT / 2, str(sum(parts.values()))))
     legend = "".join(
-        f'<span><i style="background:{colors.get(key, DEFAULT_COLOR)}"></i>{escape(key)}</span>' for key in order
+        f'<span><i style="background:{colors.get(key, DEFAULT_COLOR)}"></i>{escape(_word(key).capitalize())}</span>'
+        for key in order
     )
-    return _chart_box(title, _svg(title, len(rows) * _ROW_HEIGHT, body) + f'<div class="legend">{legend}</div>')
+    return _chart_box(title, _svg(title, len(rows) * _ROW_HEIGHT, body, left) + f'<div class="legend">{legend}</div>')
 
 
 def _chart_box(title: str, content: str) -> str:
@@ -436,10 +447,14 @@ def _cells(row: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
     return cells
 
 
+def _word(key: str) -> str:
+    """A state key as words: "NON_COMPLIANT" -> "non-compliant", "STILL_ACTIVE" -> "still active"."""
+    return key.lower().replace("non_", "non-").replace("_", " ")
+
+
 def _in_words(counts: Mapping[str, int]) -> str:
     """{"STILL_ACTIVE": 2, "NON_COMPLIANT": 1} as "2 still active, 1 non-compliant"."""
-    words = (escape(k.lower().replace("non_", "non-").replace("_", " ")) for k in counts)
-    return ", ".join(f"{int(n)} {word}" for word, n in zip(words, counts.values(), strict=True))
+    return ", ".join(f"{int(n)} {escape(_word(key))}" for key, n in counts.items())
 
 
 def _inspection_section(inspection: Mapping[str, Any] | None) -> str:
