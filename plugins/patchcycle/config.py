@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final, Self, TypeVar
+from typing import Any, ClassVar, Final, Self, TypeVar
 
 from patchcycle.core.cloudwatch_metrics import check_dashboard_name
 from patchcycle.core.config_compliance import check_rule_name
@@ -273,6 +273,9 @@ def group(settings_class: type[T]) -> T:
 class Settings:
     """What every settings dataclass shares: reading the params, writing them back, listing them as params."""
 
+    # The trigger form's section for the params a class defines (a subclass's own fields get its section).
+    SECTION: ClassVar[str] = ""
+
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Self:
         """Validate the params (missing ones take their default); ValueError names the offending field.
@@ -310,6 +313,18 @@ class Settings:
             else:
                 spec: Setting = item.metadata["setting"]
                 found[item.name] = (spec.dump(item.default), spec)
+        return found
+
+    @classmethod
+    def sections(cls) -> dict[str, str]:
+        """Every param's section in the trigger form: that of the class that defines (or redefines) it."""
+        found: dict[str, str] = {}
+        for item in fields(cls):  # type: ignore[arg-type]
+            if "group" in item.metadata:
+                found.update(item.metadata["group"].sections())
+                continue
+            owner = next(k for k in cls.__mro__ if item.name in vars(k).get("__annotations__", {}))
+            found[item.name] = str(vars(owner).get("SECTION", cls.SECTION))
         return found
 
 
@@ -360,9 +375,17 @@ def _config_rule_name(description: str) -> str:
 class RunConfig(Settings):
     """What the patch_cycle and patch_compliance_watch runs share: where they look, and where they keep things."""
 
+    SECTION = "Where: accounts, regions and artifacts"
+
     targets: tuple[Target, ...] = _targets("cover")
     artifact_root: str = _artifact_root()
-    artifact_conn_id: str = setting("aws_default", parse_text, "Artifact store connection", type="string")
+    artifact_conn_id: str = setting(
+        "aws_default",
+        parse_text,
+        "Artifact store connection",
+        "The Airflow connection that reads and writes the artifact root (an s3:// root; unused for file://).",
+        type="string",
+    )
     config_rule_name: str = _config_rule_name(
         "The EC2_MANAGEDINSTANCE_PATCH_COMPLIANCE_STATUS_CHECK rule to evaluate; created under this name when the "
         "region has none."
@@ -384,6 +407,8 @@ class RunConfig(Settings):
 @dataclass(frozen=True, kw_only=True)
 class InstallSettings(Settings):
     """How install mode stages, approves and rolls out (the install-only params)."""
+
+    SECTION = "Install: staging, approval and waves"
 
     approval_mode: str = setting(
         "manual",
@@ -417,6 +442,7 @@ class InstallSettings(Settings):
         30.0,
         parse_duration,
         "Staging instances must be Online in SSM within (minutes)",
+        "A staging instance not Online in Systems Manager by then fails staging (and the stack is deleted).",
         type="number",
         exclusiveMinimum=0,
     )
@@ -431,6 +457,7 @@ class InstallSettings(Settings):
         (25, 25, 50),
         parse_wave_percentages,
         "Waves after the canary (% of the rest, adding up to 100)",
+        "Each later wave's share of the instances the canary did not take, in order.",
         type="array",
         items={"type": "integer", "minimum": 1, "maximum": 100},
         minItems=1,
@@ -443,7 +470,14 @@ class InstallSettings(Settings):
         "A wave with more failed instances than this (a count or a % of the wave) halts the rest.",
         type="string",
     )
-    reboot_option: str = setting("RebootIfNeeded", _choice(*REBOOT_OPTIONS), "RebootOption", enum=list(REBOOT_OPTIONS))
+    reboot_option: str = setting(
+        "RebootIfNeeded",
+        _choice(*REBOOT_OPTIONS),
+        "Reboot after installing",
+        "AWS-RunPatchBaseline's RebootOption: RebootIfNeeded reboots when a patch needs it; NoReboot leaves the "
+        "instance pending a reboot.",
+        enum=list(REBOOT_OPTIONS),
+    )
 
     @property
     def approval_timeout(self) -> timedelta:
@@ -457,6 +491,8 @@ class InstallSettings(Settings):
 @dataclass(frozen=True, kw_only=True)
 class RolloutSafety(Settings):
     """The way back and the gates around each production wave (install mode)."""
+
+    SECTION = "Install: snapshots, rollback and gates"
 
     snapshot: bool = setting(
         True,
@@ -529,6 +565,8 @@ class RolloutSafety(Settings):
 @dataclass(frozen=True, kw_only=True)
 class CycleConfig(RunConfig):
     """The patch_cycle run's settings. `mode` is resolved ("scan" or "install") once validated."""
+
+    SECTION = "The cycle"
 
     mode: str = setting(
         DEFAULT_MODE,
@@ -623,6 +661,8 @@ class CycleConfig(RunConfig):
 class WatchConfig(RunConfig):
     """The patch_compliance_watch run's settings."""
 
+    SECTION = "The watch"
+
     targets: tuple[Target, ...] = _targets("watch")
     finding_severities: tuple[str, ...] = setting(
         ("CRITICAL",),
@@ -637,13 +677,20 @@ class WatchConfig(RunConfig):
         "The EC2_MANAGEDINSTANCE_PATCH_COMPLIANCE_STATUS_CHECK rule (created when missing)."
     )
     poll_seconds: float = setting(
-        15.0, parse_duration, "Seconds between AWS Config status polls", type="number", minimum=1
+        15.0,
+        parse_duration,
+        "Seconds between AWS Config status polls",
+        "How often the watch checks the Config rule's evaluation.",
+        type="number",
+        minimum=1,
     )
 
 
 @dataclass(frozen=True, kw_only=True)
 class BaselinesConfig(Settings):
     """The patch_baselines run's settings."""
+
+    SECTION = "Baselines"
 
     targets: tuple[Target, ...] = _targets("apply the baselines")
     baselines_dir: str = setting(

@@ -59,3 +59,19 @@ def test_every_jinja_argument_is_a_template_field(path: Path) -> None:
             for name, value in given.items():
                 if isinstance(value, str) and "{{" in value:
                     assert name in templated, f"{dag.dag_id}.{task.task_id}: {name}={value!r} is never rendered"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=[path.name for path in DAG_FILES])
+def test_every_param_has_a_title_a_description_and_a_section_of_the_trigger_form(path: Path) -> None:
+    bag, _ = parse(path)
+    for dag in bag.dags.values():
+        assert dag.params, f"{dag.dag_id} has no params"
+        for name, param in dag.params.items():
+            param = dag.params.get_param(name)
+            for key in ("title", "section"):
+                assert str(param.schema.get(key, "")).strip(), f"{dag.dag_id}.{name} has no {key}"
+            assert (param.description or "").strip(), f"{dag.dag_id}.{name} has no description"
+        sections = [dag.params.get_param(name).schema["section"] for name in dag.params]
+        # The form groups a section's params together: each section's params are listed as one run.
+        runs = [section for i, section in enumerate(sections) if i == 0 or sections[i - 1] != section]
+        assert len(runs) == len(set(runs)), f"{dag.dag_id}: sections interleave: {runs}"
