@@ -53,6 +53,8 @@ with DAG(
     ).expand_kwargs(targets)
     drift_report = DriftReportOperator(task_id="drift_report", config=config, cycle=cycle, trigger_rule="all_done")
     publish = PublishDriftOperator.partial(task_id="publish_drift", config=config).expand_kwargs(targets)
-    conclude = CycleOutcomeOperator(task_id="conclude", config=config, report=DRIFT_JSON, readable=DRIFT_CSV, retries=0)
+    conclude = CycleOutcomeOperator(
+        task_id="conclude", config=config, report=DRIFT_JSON, readable=DRIFT_CSV, title="Compliance watch", retries=0
+    )
 
     chain(last_cycle, config_check, watch, drift_report, publish, conclude)

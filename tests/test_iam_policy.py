@@ -56,6 +56,8 @@ PROVIDER_HOOK_SERVICES: dict[str, str | None] = {
 }
 # Provider hook methods that call AWS inside the provider, where this test cannot see: "Hook.method" -> operations.
 PROVIDER_METHOD_CALLS: dict[str, tuple[tuple[str, str], ...]] = {}
+# The provider's notifiers, and what sending one calls (a module that names the class sends it).
+PROVIDER_NOTIFIER_CALLS: dict[str, tuple[tuple[str, str], ...]] = {"SnsNotifier": (("sns", "Publish"),)}
 # Hook members that hand out the boto3 client, and hook methods that make no AWS call.
 HOOK_CLIENT_METHODS = frozenset({"get_conn", "get_async_conn", "get_client_type"})
 HOOK_CLIENT_ATTRIBUTES = frozenset({"conn", "async_conn"})
@@ -260,6 +262,7 @@ SAMPLE_RESOURCES: dict[str, tuple[str, ...]] = {
     "ec2:CreateSnapshots": (SAMPLE_INSTANCE, SAMPLE_VOLUME, SAMPLE_SNAPSHOT),
     "ec2:DeleteSnapshot": (SAMPLE_SNAPSHOT,),
     "ec2:CreateReplaceRootVolumeTask": (SAMPLE_INSTANCE, SAMPLE_VOLUME, SAMPLE_SNAPSHOT, SAMPLE_RESTORE_TASK),
+    "sns:Publish": (f"arn:aws:sns:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:patch-ops",),
     "ec2:CreateLaunchTemplateVersion": (SAMPLE_LAUNCH_TEMPLATE,),
     "ec2:ModifyLaunchTemplate": (SAMPLE_LAUNCH_TEMPLATE,),
     "autoscaling:StartInstanceRefresh": (
@@ -550,6 +553,7 @@ class CallExtractor:
             for scope, cls in scopes:
                 found.extend(self._scope_calls(path, scope, cls))
             found.extend(self._object_storage_calls(path, tree))
+            found.extend(self._notifier_calls(path, tree))
             found.extend(self._waiter_trigger_calls(path, tree))
         return found
 
@@ -656,6 +660,12 @@ class CallExtractor:
             f"{where}: {hook}.{method}() is the provider's and calls AWS where this test cannot see: "
             "add what it calls to PROVIDER_METHOD_CALLS"
         )
+
+    def _notifier_calls(self, path: str, tree: ast.Module) -> Iterator[AwsCall]:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and _name_of(node.func) in PROVIDER_NOTIFIER_CALLS:
+                for service, operation in PROVIDER_NOTIFIER_CALLS[str(_name_of(node.func))]:
+                    yield AwsCall(service, operation, f"{path}:{node.lineno} ({_name_of(node.func)})")
 
     def _object_storage_calls(self, path: str, tree: ast.Module) -> Iterator[AwsCall]:
         uses = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "ObjectStoragePath"]

@@ -43,6 +43,8 @@ _SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _ROLE_ARN = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 # An SSM document name or ARN (a change calendar), as GetCalendarState takes it.
 _CALENDAR = re.compile(r"^(arn:aws(-cn|-us-gov)?:ssm:[a-z0-9-]+:\d{12}:document/)?[a-zA-Z0-9_.-]{3,128}$")
+# An SNS topic ARN (standard or FIFO topic names).
+_TOPIC_ARN = re.compile(r"^arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 # A CloudWatch alarm name (or name prefix): 1 to 255 characters, no control characters.
 _ALARM = re.compile(r"^[^\x00-\x1f\x7f]{1,255}$")
 ROLLBACK_MODES: Final = ("failed", "none")
@@ -372,6 +374,33 @@ def _config_rule_name(description: str) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Notifications(Settings):
+    """Who is told what happened: an Amazon SNS topic (off when empty)."""
+
+    SECTION = "Notifications"
+
+    notify_topic_arn: str = setting(
+        "",
+        _optional_text(_TOPIC_ARN),
+        "SNS topic",
+        "An Amazon SNS topic ARN told when an approval is waiting, when a rollout halts and when the run ends. "
+        "Empty: no notifications.",
+        type="string",
+    )
+    notify_conn_id: str = setting(
+        "aws_default",
+        parse_text,
+        "SNS connection",
+        "The Airflow connection that publishes to the topic (the topic's account; its region is the topic's).",
+        type="string",
+    )
+
+    @property
+    def topic_region(self) -> str:
+        return self.notify_topic_arn.split(":")[3] if self.notify_topic_arn else ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunConfig(Settings):
     """What the patch_cycle and patch_compliance_watch runs share: where they look, and where they keep things."""
 
@@ -398,6 +427,8 @@ class RunConfig(Settings):
         type="number",
         minimum=1,
     )
+
+    notifications: Notifications = group(Notifications)
 
     @property
     def poll_interval(self) -> timedelta:

@@ -285,3 +285,32 @@ def test_nothing_to_roll_out_asks_no_one(mode: str) -> None:
     ):
         operator.execute(context(dag, operator, run_id))
     upsert.assert_not_called()
+
+
+def test_manual_tells_the_run_s_topic_where_to_answer_and_auto_tells_nobody() -> None:
+    run_id = "scheduled__told"
+    write_staging(run_id)
+    topic = "arn:aws:sns:us-east-1:123456789012:patch-ops"
+    operator, dag = approval(approval_mode="manual", notify_topic_arn=topic, approval_timeout_hours=6)
+    ctx = {**context(dag, operator, run_id), "dag_run": SimpleNamespace(dag_id=DAG_ID, run_id=run_id)}
+    sent: list[tuple[str, str, str]] = []
+
+    def publish(notifier: Any, _: Any) -> None:
+        sent.append((notifier.target_arn, notifier.subject, notifier.message))
+
+    with (
+        mock.patch.dict("os.environ", {"AIRFLOW__API__BASE_URL": "https://airflow.example.com"}),
+        mock.patch("airflow.providers.amazon.aws.notifications.sns.SnsNotifier.notify", publish),
+        mock.patch("airflow.providers.standard.operators.hitl.upsert_hitl_detail"),
+        pytest.raises(TaskAwaitingInput),
+    ):
+        operator.execute(ctx)
+
+    ((arn, subject, message),) = sent
+    assert (arn, subject) == (topic, f"Patch cycle {run_id}: approval needed")
+    page = f"https://airflow.example.com/dags/{DAG_ID}/runs/scheduled__told/tasks/approve_production/required_actions"
+    assert f"Answer here: {page}" in message and "No answer within 6 hours rejects." in message
+    auto, _ = approval(approval_mode="auto", notify_topic_arn=topic)
+    with mock.patch("airflow.providers.amazon.aws.notifications.sns.SnsNotifier.notify", publish):
+        auto.execute(ctx)  # staging passed: the policy approves
+    assert len(sent) == 1  # the policy decided: nobody needed telling

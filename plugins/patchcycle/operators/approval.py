@@ -13,8 +13,10 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from patchcycle.config import CycleConfig
 from patchcycle.core.frames import concat_frames
+from patchcycle.core.notifications import approval_waiting
 from patchcycle.core.outcomes import APPROVE, REJECT, ApprovalRecord
 from patchcycle.core.staging import STAGING_RESULT_COLUMNS, approval_body, staging_summary
+from patchcycle.notifications.cycle_events import notify, page_of_run
 from patchcycle.operators.base import RunTask
 from patchcycle.run_artifacts import (
     APPROVAL_DECISION,
@@ -82,6 +84,15 @@ class PatchApprovalOperator(ApprovalOperator, RunTask[CycleConfig]):
             }
             return self.execute_complete(context, event)
         self.response_timeout = config.install.approval_timeout
+        page = page_of_run(context)
+        staging = f"{summary['passed']} of {summary['instances']} staging instance(s) passed"
+        message = approval_waiting(
+            str(context["run_id"]),
+            f"{page}/tasks/{self.task_id}/required_actions" if page else "",
+            config.install.approval_timeout_hours,
+            staging,
+        )
+        notify(context, config.notifications, message, self.log)
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:

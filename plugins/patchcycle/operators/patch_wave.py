@@ -17,6 +17,7 @@ Every phase waits in the triggerer. Each command and Automation execution is rec
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -30,6 +31,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from patchcycle.config import REPO_ROOT, CycleConfig, Target
 from patchcycle.core.frames import typed_frame
+from patchcycle.core.notifications import rollout_halted
 from patchcycle.core.runbooks import (
     RESTORE_RUNBOOK,
     SNAPSHOT_RUNBOOK,
@@ -64,6 +66,7 @@ from patchcycle.hooks.automation import AutomationHook
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.cloudwatch_alarms import CloudWatchAlarmsHook
 from patchcycle.hooks.patch_manager import PatchManagerHook, batches
+from patchcycle.notifications.cycle_events import notify, page_of_run
 from patchcycle.operators.base import DEFER_MARGIN, FleetOperator, defer_for_commands, recorded_failure
 from patchcycle.operators.run_command import SCRIPT_DOCUMENTS, invocations, late_commands
 from patchcycle.run_artifacts import (
@@ -101,6 +104,25 @@ Placed = list[tuple[Target, str, pd.DataFrame]]  # (target, its account, the wav
 class WaveHalted(AirflowFailException):
     """The rollout halts at this wave (the message says why): later waves never start."""
 
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # why, for people (the SNS message)
+
+
+def _telling_halts(method: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """A task entry point (execute, or a method a trigger resumes) that tells the run's topic when it halts."""
+
+    @functools.wraps(method)
+    def run(self: PatchWaveOperator, context: Context, *args: Any) -> dict[str, Any]:
+        try:
+            return method(self, context, *args)
+        except WaveHalted as halted:
+            message = rollout_halted(str(context["run_id"]), self.wave, halted.reason, page_of_run(context))
+            notify(context, self.settings().notifications, message, self.log)
+            raise
+
+    return run
+
 
 class PatchWaveOperator(FleetOperator[CycleConfig]):
     """Runs wave `wave` of the plan (1 = the canary) through its gates, snapshot, install, validation and
@@ -116,6 +138,7 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
         self.healthchecks = Path(healthchecks)
 
     # -- 1. gates -----------------------------------------------------------------------------------------
+    @_telling_halts
     def execute(self, context: Context) -> dict[str, Any]:
         artifacts, config = self.artifacts(context), self.settings()
         with recorded_failure(artifacts, Step.wave(self.wave)):
@@ -132,6 +155,7 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
                 self._save(artifacts, typed_frame(rows, WAVE_RESULT_COLUMNS))
             return self._calendar_gate(context, artifacts, config)
 
+    @_telling_halts
     def calendar_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         artifacts, config = self.artifacts(context), self.settings()
         with recorded_failure(artifacts, Step.wave(self.wave)):
@@ -206,18 +230,21 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
         return self._send_install(context, artifacts, config)
 
     # -- 2, 4, 5. Automation phases -----------------------------------------------------------------------
+    @_telling_halts
     def snapshot_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         artifacts, config = self.artifacts(context), self.settings()
         with recorded_failure(artifacts, Step.wave(self.wave)):
             self._phase_results(artifacts, config, "snapshot", event)
             return self._send_install(context, artifacts, config)
 
+    @_telling_halts
     def validate_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         artifacts, config = self.artifacts(context), self.settings()
         with recorded_failure(artifacts, Step.wave(self.wave)):
             self._phase_results(artifacts, config, "validate", event)
             return self._start_rollback(context, artifacts, config)
 
+    @_telling_halts
     def rollback_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         artifacts, config = self.artifacts(context), self.settings()
         with recorded_failure(artifacts, Step.wave(self.wave)):
@@ -353,6 +380,7 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
         self.log.info("Wave %d: install sent to %d instances", self.wave, len(ready))
         defer_for_commands(self, config, waiting, "execute_complete")
 
+    @_telling_halts
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """The install commands are final: each sent instance's row, then validation."""
         artifacts, config = self.artifacts(context), self.settings()
@@ -423,7 +451,7 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
         )
         artifacts.write(WAVE, record, wave=self.wave)
         if code:
-            raise WaveHalted(f"wave {self.wave} halted the rollout: {why}; later waves will not run")
+            raise WaveHalted(f"wave {self.wave} halted the rollout: {why}; later waves will not run", why)
         self.log.info(
             "Wave %d done: %d of %d patched and validated, %d failed (%d allowed), %d without a snapshot, "
             "%d rolled back",
@@ -456,7 +484,7 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
             finished_at=now_iso(),
         )
         artifacts.write(WAVE, record, wave=self.wave)
-        raise WaveHalted(f"{gate.reason}; later waves will not run")
+        raise WaveHalted(f"{gate.reason}; later waves will not run", gate.reason)
 
     # -- the wave's rows and targets ----------------------------------------------------------------------
     def _members(self, artifacts: RunArtifacts) -> pd.DataFrame:

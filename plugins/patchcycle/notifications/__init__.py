@@ -1,0 +1,1 @@
+"""Notifications through Airflow notifiers (the amazon provider's SnsNotifier)."""
