@@ -9,15 +9,22 @@ query_protocol) like the rest of RDS. As on AWS ("Maintaining a DB instance"):
 * CurrentApplyDate is the earliest of AutoAppliedAfterDate, ForcedApplyDate and,
   after a next-maintenance opt-in, the start of the instance's next maintenance
   window; it is absent when none applies. An immediate opt-in applies now;
-* an action is applied, and leaves the list, APPLY_SECONDS of simulated time after
-  it starts: at once for ``immediate``, at the next window for ``next-maintenance``,
-  at the first window after AutoAppliedAfterDate, or on ForcedApplyDate. A
-  db-upgrade sets the moto instance's EngineVersion to the version its description
-  names ("Upgrade to MySQL 8.0.40").
+* an action starts at once for ``immediate`` (once the instance is available), at the next
+  window for ``next-maintenance``, at the first window after AutoAppliedAfterDate, or on
+  ForcedApplyDate; the instance is then ``upgrading`` / ``maintenance`` / ``modifying`` for
+  ``rds.maintenance_seconds`` (a Multi-AZ one fails over to its standby meanwhile), and the action
+  leaves the list when it ends. A db-upgrade sets the moto instance's EngineVersion to the version its
+  description names ("Upgrade to MySQL 8.0.40"). One the scenario's ``rds.fail_maintenance`` selects
+  ends with the instance available and the action still pending.
 
-Time is the World's simulated clock, and actions are applied lazily: the state
-(and moto's EngineVersion) catches up when one of these two APIs is next called.
-State lives in ``world.extra["rds_maintenance"]``, built from the scenario on first use.
+Snapshots (``creating``, the instance ``backing-up``), restores (``creating``) and deletions
+(``deleting``) take their time too: moto makes them at once, so hooks run before and after moto's
+answer (BEFORE_MOTO, AFTER_MOTO, REWRITE_MOTO in server.py). A restored instance inherits the pending
+actions its snapshot's source had.
+
+Time is the World's simulated clock, and transitions are applied lazily and in time order by
+``settle``, which the server calls before every request. State lives in
+``world.extra["rds_maintenance"]``, built from the scenario on first use.
 """
 
 from __future__ import annotations
