@@ -18,7 +18,7 @@ from moto.rds.models import rds_backends
 from moto.s3.models import s3_backends
 
 from include.sandbox import patching
-from include.sandbox.scenario import Account, InstanceGroup, Region
+from include.sandbox.scenario import Account, InstanceGroup, RdsInstance, Region
 from include.sandbox.world import PLATFORMS, ManagedInstance, World
 
 
@@ -53,24 +53,48 @@ def _seed_region(world: World, account: Account, region: Region) -> None:
             world.add_instance(instance)
     patching.register_scenario_baselines(world, account.id, region.name)
     for db in region.rds_instances:
-        rds_backends[account.id][region.name].create_db_instance(
-            {
-                "db_instance_identifier": db.id,
-                "engine": db.engine,
-                "engine_version": db.engine_version,
-                "db_instance_class": db.instance_class,
-                "allocated_storage": 20,
-                "master_username": "admin",
-                "master_user_password": "sandbox-not-a-secret",
-                "region": region.name,
-                "tags": [{"Key": k, "Value": v} for k, v in db.tags.items()],
-            }
-        )
+        _seed_db_instance(world, account.id, region.name, db)
     s3 = s3_backends[account.id]["aws"]
     for bucket in region.s3_buckets:
         s3.create_bucket(bucket.name, region.name)
         if bucket.tags:
             s3.put_bucket_tagging(bucket.name, dict(bucket.tags))
+
+
+def _seed_db_instance(world: World, account_id: str, region: str, db: RdsInstance) -> None:
+    """A scenario DB instance in moto (a read replica through moto's CreateDBInstanceReadReplica), `available`,
+    with the automated snapshot RDS takes at creation named and dated on the simulated clock."""
+    backend = rds_backends[account_id][region]
+    tags = [{"Key": k, "Value": v} for k, v in db.tags.items()]
+    if db.replica_of is not None:
+        backend.create_db_instance_read_replica(
+            {
+                "db_instance_identifier": db.id,
+                "source_db_instance_identifier": db.replica_of,
+                "db_instance_class": db.instance_class,
+                "multi_az": db.multi_az,
+                "tags": tags,
+            }
+        )
+        return
+    backend.create_db_instance(
+        {
+            "db_instance_identifier": db.id,
+            "engine": db.engine,
+            "engine_version": db.engine_version,
+            "db_instance_class": db.instance_class,
+            "allocated_storage": 20,
+            "master_username": "admin",
+            "master_user_password": "sandbox-not-a-secret",
+            "region": region,
+            "multi_az": db.multi_az,
+            "availability_zone": f"{region}a",
+            "tags": tags,
+        }
+    )
+    from include.sandbox.rds_maintenance import rename_automated_snapshots
+
+    rename_automated_snapshots(backend, db.id, world.now())
 
 
 def _zones(group: InstanceGroup, count: int) -> Iterator[tuple[str, int]]:

@@ -9,41 +9,64 @@ query_protocol) like the rest of RDS. As on AWS ("Maintaining a DB instance"):
 * CurrentApplyDate is the earliest of AutoAppliedAfterDate, ForcedApplyDate and,
   after a next-maintenance opt-in, the start of the instance's next maintenance
   window; it is absent when none applies. An immediate opt-in applies now;
-* an action is applied, and leaves the list, APPLY_SECONDS of simulated time after
-  it starts: at once for ``immediate``, at the next window for ``next-maintenance``,
-  at the first window after AutoAppliedAfterDate, or on ForcedApplyDate. A
-  db-upgrade sets the moto instance's EngineVersion to the version its description
-  names ("Upgrade to MySQL 8.0.40").
+* an action starts at once for ``immediate`` (once the instance is available), at the next
+  window for ``next-maintenance``, at the first window after AutoAppliedAfterDate, or on
+  ForcedApplyDate; the instance is then ``upgrading`` / ``maintenance`` / ``modifying`` for
+  ``rds.maintenance_seconds`` (a Multi-AZ one fails over to its standby meanwhile), and the action
+  leaves the list when it ends. A db-upgrade sets the moto instance's EngineVersion to the version its
+  description names ("Upgrade to MySQL 8.0.40"). One the scenario's ``rds.fail_maintenance`` selects
+  ends with the instance available and the action still pending.
 
-Time is the World's simulated clock, and actions are applied lazily: the state
-(and moto's EngineVersion) catches up when one of these two APIs is next called.
-State lives in ``world.extra["rds_maintenance"]``, built from the scenario on first use.
+Snapshots (``creating``, the instance ``backing-up``), restores (``creating``) and deletions
+(``deleting``) take their time too: moto makes them at once, so hooks run before and after moto's
+answer (BEFORE_MOTO, AFTER_MOTO, REWRITE_MOTO in server.py). A restored instance inherits the pending
+actions its snapshot's source had.
+
+Time is the World's simulated clock, and transitions are applied lazily and in time order by
+``settle``, which the server calls before every request. State lives in
+``world.extra["rds_maintenance"]``, built from the scenario on first use.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import heapq
+import itertools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from moto.rds.models import rds_backends
+from moto.rds.models import Event, rds_backends
 
 from include.sandbox.api import Handler, RequestContext
 from include.sandbox.protocol import AwsApiError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
+    from include.sandbox.scenario import RdsMaintenanceFailure
     from include.sandbox.world import World
 
 # The operations moto 5.2.5 answers with a 500 (NotImplementedError).
 MOTO_MISSING: list[str] = ["DescribePendingMaintenanceActions", "ApplyPendingMaintenanceAction"]
 
-APPLY_SECONDS = 60.0  # how long applying an action takes, in simulated seconds
+APPLY_SECONDS = 60.0  # how long applying an action takes by default (rds.maintenance_seconds), simulated seconds
+AVAILABLE = "available"
+# Statuses in which ApplyPendingMaintenanceAction is refused (InvalidDBInstanceState).
+REFUSING_STATUSES = frozenset(
+    {"creating", "deleting", "failed", "incompatible-restore", "inaccessible-encryption-credentials"}
+)
+# The DB instance status while an action is applied (the status table of "Viewing instance status").
+APPLYING_STATUS = {
+    "db-upgrade": "upgrading",
+    "os-upgrade": "upgrading",
+    "system-update": "upgrading",
+    "hardware-maintenance": "maintenance",
+    "ca-certificate-rotation": "modifying",
+}
 STATE_KEY = "rds_maintenance"
 FILTERS = {"db-instance-id": "db", "db-cluster-id": "cluster"}  # filter name -> resource kind it selects
 OPT_IN_TYPES = ("immediate", "next-maintenance", "undo-opt-in")
@@ -71,6 +94,11 @@ class PendingAction:
     forced_apply: datetime | None = None
     opt_in: str | None = None  # "immediate" or "next-maintenance"; None until an opt-in arrives
     opted_at: datetime | None = None
+    failed_at: datetime | None = None  # when applying it last failed (the scenario's rds.fail_maintenance)
+
+    def fresh(self) -> PendingAction:
+        """The same action without its opt-in or failures (a restored instance's copy)."""
+        return PendingAction(self.action, self.description, self.auto_applied_after, self.forced_apply)
 
 
 @dataclass
@@ -85,26 +113,56 @@ class _Resource:
 
 # --- state -------------------------------------------------------------------------------
 
+Key = tuple[str, str, str]  # (account, region, lower-case DB instance or snapshot identifier)
 
-def state(world: World) -> dict[tuple[str, str, str], list[PendingAction]]:
-    """(account, region, DB instance id) -> its pending actions, built from the scenario on first use."""
+
+@dataclass
+class _Applying:
+    """An action being applied to a DB instance: its status until ``ends``, then available."""
+
+    action: PendingAction
+    ends: datetime
+    failover_at: datetime | None
+    failure: RdsMaintenanceFailure | None
+
+
+@dataclass
+class _State:
+    actions: dict[Key, list[PendingAction]]
+    applying: dict[Key, _Applying] = field(default_factory=dict)
+    # (when, sequence, what): snapshot, restore and deletion transitions
+    timers: list[tuple[datetime, int, Callable[[datetime], None]]] = field(default_factory=list)
+    sequence: itertools.count[int] = field(default_factory=itertools.count)
+    snapshot_actions: dict[Key, list[PendingAction]] = field(default_factory=dict)  # what a snapshot's restores get
+    deleting: dict[Key, Any] = field(default_factory=dict)  # DB instances a DeleteDBInstance is about to remove
+    # the time of the last transition applied
+    cursor: datetime = field(default_factory=lambda: datetime.min.replace(tzinfo=UTC))
+
+    def at(self, when: datetime, what: Callable[[datetime], None]) -> None:
+        heapq.heappush(self.timers, (when, next(self.sequence), what))
+
+
+def state(world: World) -> _State:
+    """The RDS state the sandbox keeps beside moto, built from the scenario on first use."""
     with world.lock:
-        built: dict[tuple[str, str, str], list[PendingAction]] | None = world.extra.get(STATE_KEY)
+        built: _State | None = world.extra.get(STATE_KEY)
         if built is None:
-            built = world.extra[STATE_KEY] = {
-                (account.id, region.name, db.id.lower()): [
-                    PendingAction(
-                        action=m.action,
-                        description=m.description,
-                        auto_applied_after=_midnight(m.auto_applied_after),
-                        forced_apply=_midnight(m.forced_apply),
-                    )
-                    for m in db.pending_maintenance
-                ]
-                for account in world.scenario.accounts
-                for region in account.regions
-                for db in region.rds_instances
-            }
+            built = world.extra[STATE_KEY] = _State(
+                {
+                    (account.id, region.name, db.id.lower()): [
+                        PendingAction(
+                            action=m.action,
+                            description=m.description,
+                            auto_applied_after=_midnight(m.auto_applied_after),
+                            forced_apply=_midnight(m.forced_apply),
+                        )
+                        for m in db.pending_maintenance
+                    ]
+                    for account in world.scenario.accounts
+                    for region in account.regions
+                    for db in region.rds_instances
+                }
+            )
         return built
 
 
@@ -113,16 +171,13 @@ def _midnight(day: date | None) -> datetime | None:
 
 
 def _resources(world: World, ctx: RequestContext) -> list[_Resource]:
-    """The caller's DB instances and clusters moto holds in the region, by ARN, actions brought up to date."""
+    """The caller's DB instances and clusters moto holds in the region, by ARN."""
     backend = rds_backends[ctx.account_id][ctx.region]
-    pending = state(world)
-    now = world.now()
+    pending = state(world).actions
     found: list[_Resource] = []
     for db in list(backend.databases.values()):
         actions = pending.setdefault((ctx.account_id, ctx.region, db.db_instance_identifier.lower()), [])
-        resource = _Resource(db.arn, "db", db.db_instance_identifier, db.preferred_maintenance_window, db, actions)
-        _settle(resource, now)
-        found.append(resource)
+        found.append(_Resource(db.arn, "db", db.db_instance_identifier, db.preferred_maintenance_window, db, actions))
     for cluster in list(backend.clusters.values()):
         # Clusters exist (their ARNs can be asked about), but a scenario gives them no actions.
         window = cluster.preferred_maintenance_window
@@ -130,29 +185,160 @@ def _resources(world: World, ctx: RequestContext) -> list[_Resource]:
     return sorted(found, key=lambda r: r.arn)
 
 
-def _settle(resource: _Resource, now: datetime) -> None:
-    """Apply every action whose application has finished by ``now``."""
-    for action in list(resource.actions):
-        start = _apply_start(action, resource.window)
-        if start is not None and now >= start + timedelta(seconds=APPLY_SECONDS):
-            resource.actions.remove(action)
-            if action.action == "db-upgrade" and resource.kind == "db":
-                versions = _VERSION.findall(action.description)
-                if versions:
-                    resource.model.engine_version = versions[-1]
+def _db(key: Key) -> Any:
+    account, region, identifier = key
+    return rds_backends[account][region].databases.get(identifier)
+
+
+# --- the simulated clock -------------------------------------------------------------------
+
+
+def settle(world: World, now: datetime | None = None) -> None:
+    """Apply every transition due by ``now`` in time order: actions starting and ending, snapshots,
+    restores and deletions completing. The server calls it before every request."""
+    if STATE_KEY not in world.extra and not any(r.rds_instances for _, r in _regions(world)):
+        return
+    st = state(world)
+    with world.lock:
+        now = now or world.now()
+        while True:
+            due = _next_transition(world, st)
+            if due is None or due[0] > now:
+                return
+            when, apply = due
+            st.cursor = max(st.cursor, when)
+            apply(when)
+
+
+def _regions(world: World) -> list[tuple[str, Any]]:
+    return [(account.id, region) for account in world.scenario.accounts for region in account.regions]
+
+
+def _next_transition(world: World, st: _State) -> tuple[datetime, Callable[[datetime], None]] | None:
+    """The earliest transition to come (it may be due already)."""
+    candidates: list[tuple[datetime, int, Callable[[datetime], None]]] = []
+    if st.timers:
+        when, order, _ = st.timers[0]
+        candidates.append((when, order, lambda at: heapq.heappop(st.timers)[2](at)))
+    for key, applying in st.applying.items():
+        if applying.failover_at is not None:
+            candidates.append((applying.failover_at, -1, functools.partial(_failover, world, st, key)))
+        else:
+            candidates.append((applying.ends, -1, functools.partial(_finish, world, st, key)))
+    for key, actions in st.actions.items():
+        if not actions or key in st.applying:
+            continue
+        db = _db(key)
+        if db is None or db.status != AVAILABLE:
+            continue  # an action starts once the instance is available (after a backup, a restore, ...)
+        window = db.preferred_maintenance_window
+        starts = [(start, action) for action in actions if (start := _apply_start(action, window))]
+        if starts:
+            start, action = min(starts, key=lambda pair: pair[0])
+            candidates.append((max(start, st.cursor), -1, functools.partial(_start, world, st, key, action)))
+    if not candidates:
+        return None
+    when, _, apply = min(candidates, key=lambda c: (c[0], c[1]))
+    return when, apply
+
+
+def _start(world: World, st: _State, key: Key, action: PendingAction, when: datetime) -> None:
+    db = _db(key)
+    settings = world.scenario.rds
+    db.status = APPLYING_STATUS.get(action.action, "modifying")
+    failover = db.multi_az and action.action != "db-upgrade"  # both copies of a Multi-AZ pair upgrade together
+    st.applying[key] = _Applying(
+        action,
+        ends=when + timedelta(seconds=settings.maintenance_seconds),
+        failover_at=when + timedelta(seconds=min(settings.failover_seconds, settings.maintenance_seconds))
+        if failover
+        else None,
+        failure=settings.maintenance_failure(key[2], action.action, key[1]),
+    )
+    _event(db, when, f"Applying {action.action}: {action.description}", "maintenance")
+
+
+def _failover(world: World, st: _State, key: Key, when: datetime) -> None:
+    """Multi-AZ: the standby, maintained first, is promoted; the old primary is maintained next."""
+    applying = st.applying[key]
+    applying.failover_at = None
+    db = _db(key)
+    if db is None:
+        return
+    standby = secondary_zone(db)
+    db.secondary_availability_zone, db.availability_zone = db.availability_zone, standby
+    _event(db, when, "Multi-AZ instance failover started.", "failover")
+    _event(db, when, "Multi-AZ instance failover completed.", "failover")
+
+
+def _finish(world: World, st: _State, key: Key, when: datetime) -> None:
+    applying = st.applying.pop(key)
+    action = applying.action
+    db = _db(key)
+    if db is None:
+        return
+    db.status = AVAILABLE
+    if applying.failure is not None:
+        # Still pending, as it was before the opt-in; it is tried again at the next window its dates call for.
+        action.opt_in, action.opted_at, action.failed_at = None, None, when
+        _event(db, when, f"The {action.action} maintenance action failed: {applying.failure.reason}", "failure")
+        return
+    actions = st.actions.get(key, [])
+    if action in actions:
+        actions.remove(action)
+    if action.action == "db-upgrade":
+        target = upgrade_target(action)
+        if target is not None:
+            db.engine_version = target
+    _event(db, when, f"Finished applying {action.action}: {action.description}", "maintenance")
+
+
+def secondary_zone(db: Any) -> str:
+    """The standby's Availability Zone of a Multi-AZ instance (moto keeps none: the sandbox picks one)."""
+    current = getattr(db, "secondary_availability_zone", None)
+    if current:
+        return str(current)
+    primary = str(db.availability_zone)
+    return primary[:-1] + ("b" if primary.endswith("a") else "a")
+
+
+def upgrade_target(action: PendingAction) -> str | None:
+    """The engine version a db-upgrade's description names ("Upgrade to MySQL 8.0.40")."""
+    versions = _VERSION.findall(action.description)
+    return versions[-1] if versions else None
+
+
+def _event(resource: Any, when: datetime, message: str, category: str) -> None:
+    """An RDS event (DescribeEvents, moto's) on the simulated clock."""
+    event = Event.__new__(Event)
+    event.source_identifier = resource.resource_id
+    event.source_type = resource.event_source_type
+    event.message = message
+    event.event_categories = [category]
+    event.source_arn = resource.arn
+    event.date = when
+    resource.backend.events.append(event)
 
 
 def _apply_start(action: PendingAction, window: str) -> datetime | None:
-    """When applying the action starts (it may be later than CurrentApplyDate: that is a day, not a window)."""
+    """When applying the action starts (it may be later than CurrentApplyDate: that is a day, not a window).
+
+    After a failed application the dates only count from the failure on: it is tried again in a later window.
+    """
     starts: list[datetime] = []
+    failed = action.failed_at
     if action.opt_in == "immediate" and action.opted_at is not None:
         starts.append(action.opted_at)
     if action.opt_in == "next-maintenance" and action.opted_at is not None:
         starts.append(next_window(window, action.opted_at))
     if action.auto_applied_after is not None:
-        starts.append(next_window(window, action.auto_applied_after))
+        after = max(action.auto_applied_after, failed) if failed else action.auto_applied_after
+        starts.append(next_window(window, after))
     if action.forced_apply is not None:
-        starts.append(action.forced_apply)
+        if failed is None or action.forced_apply > failed:
+            starts.append(action.forced_apply)
+        else:
+            starts.append(next_window(window, failed))
     return min(starts, default=None)
 
 
@@ -278,14 +464,198 @@ def apply_pending_maintenance_action(world: World, ctx: RequestContext, params: 
     action = next((a for a in resource.actions if a.action == wanted), None)
     if action is None:
         raise AwsApiError("InvalidParameterCombination", f"There is no pending {wanted} action for {resource.arn}")
-    # Once applying has started (immediate) nothing can call it back.
-    if opt_in == "immediate" and action.opt_in != "immediate":
-        action.opt_in, action.opted_at = "immediate", world.now()
-    elif opt_in == "next-maintenance" and action.opt_in is None:
-        action.opt_in, action.opted_at = "next-maintenance", world.now()
-    elif opt_in == "undo-opt-in" and action.opt_in == "next-maintenance":
-        action.opt_in, action.opted_at = None, None
+    if resource.kind == "db" and resource.model.status in REFUSING_STATUSES:
+        raise AwsApiError(
+            "InvalidDBInstanceState",
+            f"Instance {resource.identifier} is not in a valid state ({resource.model.status}) for this operation.",
+        )
+    st = state(world)
+    applying = st.applying.get((ctx.account_id, ctx.region, resource.identifier.lower()))
+    # Once applying has started nothing can call it back (an immediate opt-in can't be undone).
+    if applying is None or applying.action is not action:
+        if opt_in == "immediate" and action.opt_in != "immediate":
+            action.opt_in, action.opted_at = "immediate", world.now()
+        elif opt_in == "next-maintenance" and action.opt_in is None:
+            action.opt_in, action.opted_at = "next-maintenance", world.now()
+        elif opt_in == "undo-opt-in" and action.opt_in == "next-maintenance":
+            action.opt_in, action.opted_at = None, None
+    settle(world)  # an immediate opt-in on an available instance starts now: the response already says so
     return {"ResourcePendingMaintenanceActions": _render(resource)}
+
+
+# --- snapshots, restores and deletions over the simulated clock ------------------------------
+# moto makes them all at once: these run before / after moto's answer (server.BEFORE_MOTO, AFTER_MOTO).
+
+
+def _instance_key(ctx: RequestContext, identifier: str) -> Key:
+    return (ctx.account_id, ctx.region, identifier.rsplit(":", 1)[-1].lower())
+
+
+def _state_error(message: str) -> AwsApiError:
+    return AwsApiError("InvalidDBInstanceState", message)
+
+
+def before_create_db_snapshot(world: World, ctx: RequestContext, form: dict[str, str]) -> None:
+    db = _db(_instance_key(ctx, form.get("DBInstanceIdentifier", "")))
+    if db is not None and db.status != AVAILABLE:
+        raise _state_error(
+            f"Cannot create a snapshot because the database instance {db.db_instance_identifier} "
+            "is not currently in the available state."
+        )
+
+
+def after_create_db_snapshot(world: World, ctx: RequestContext, form: dict[str, str]) -> None:
+    """The snapshot is creating (its instance backing-up) for rds.snapshot_seconds, then available."""
+    st = state(world)
+    backend = rds_backends[ctx.account_id][ctx.region]
+    snapshot = backend.database_snapshots.get(form.get("DBSnapshotIdentifier", "").lower())
+    key = _instance_key(ctx, form.get("DBInstanceIdentifier", ""))
+    db = _db(key)
+    if snapshot is None or db is None:
+        return
+    now = world.now()
+    st.snapshot_actions[(ctx.account_id, ctx.region, snapshot.db_snapshot_identifier)] = [
+        a.fresh() for a in st.actions.get(key, [])
+    ]
+    _creating_snapshot(world, st, snapshot, now)
+    db.status = "backing-up"
+
+    def backed_up(when: datetime) -> None:
+        if db.status == "backing-up":
+            db.status = AVAILABLE
+
+    st.at(now + timedelta(seconds=world.scenario.rds.snapshot_seconds), backed_up)
+
+
+def _creating_snapshot(world: World, st: _State, snapshot: Any, now: datetime) -> None:
+    snapshot.status, snapshot.percent_progress = "creating", 0
+    snapshot.created = snapshot.original_snapshot_create_time = now
+
+    def available(when: datetime) -> None:
+        snapshot.status, snapshot.percent_progress = AVAILABLE, 100
+
+    st.at(now + timedelta(seconds=world.scenario.rds.snapshot_seconds), available)
+
+
+def _snapshot_id(form: dict[str, str]) -> str:
+    """An identifier or ARN (arn:aws:rds:REGION:ACCOUNT:snapshot:ID; an automated one's ID has a colon too)."""
+    identifier = form.get("DBSnapshotIdentifier", "")
+    if identifier.startswith("arn:"):
+        identifier = identifier.split(":", 6)[-1]
+    return identifier.lower()
+
+
+def before_restore(world: World, ctx: RequestContext, form: dict[str, str]) -> None:
+    snapshot = rds_backends[ctx.account_id][ctx.region].database_snapshots.get(_snapshot_id(form))
+    if snapshot is not None and snapshot.status != AVAILABLE:
+        raise AwsApiError(
+            "InvalidDBSnapshotState",
+            f"Snapshot {snapshot.db_snapshot_identifier} is not in the available state ({snapshot.status}).",
+        )
+
+
+def after_restore(world: World, ctx: RequestContext, form: dict[str, str]) -> None:
+    """The new instance is creating for rds.restore_seconds, then available, with the snapshot's pending actions."""
+    st = state(world)
+    backend = rds_backends[ctx.account_id][ctx.region]
+    key = _instance_key(ctx, form.get("DBInstanceIdentifier", ""))
+    db = _db(key)
+    snapshot = backend.database_snapshots.get(_snapshot_id(form))
+    if db is None or snapshot is None:
+        return
+    now = world.now()
+    source = (ctx.account_id, ctx.region, snapshot.db_instance_identifier.lower())
+    recorded = st.snapshot_actions.get((ctx.account_id, ctx.region, snapshot.db_snapshot_identifier))
+    inherited = recorded if recorded is not None else st.actions.get(source, [])
+    st.actions[key] = [
+        a.fresh()
+        for a in inherited
+        if a.action != "db-upgrade" or upgrade_target(a) not in (None, snapshot.engine_version)
+    ]
+    st.applying.pop(key, None)
+    db.status, db.created = "creating", now
+    rename_automated_snapshots(backend, db.db_instance_identifier, now)
+
+    def available(when: datetime) -> None:
+        if db.status == "creating":
+            db.status = AVAILABLE
+
+    st.at(now + timedelta(seconds=world.scenario.rds.restore_seconds), available)
+
+
+def rename_automated_snapshots(backend: Any, identifier: str, now: datetime) -> None:
+    """moto names and dates the automated snapshot it takes at creation with the wall clock: the simulated one."""
+    for key, snapshot in list(backend.database_snapshots.items()):
+        if snapshot.snapshot_type == "automated" and snapshot.db_instance_identifier == identifier.lower():
+            del backend.database_snapshots[key]
+            snapshot.db_snapshot_identifier = f"rds:{identifier.lower()}-{now:%Y-%m-%d-%H-%M}"
+            snapshot.created = snapshot.original_snapshot_create_time = now
+            backend.database_snapshots[snapshot.db_snapshot_identifier] = snapshot
+
+
+def before_delete(world: World, ctx: RequestContext, form: dict[str, str]) -> None:
+    key = _instance_key(ctx, form.get("DBInstanceIdentifier", ""))
+    db = _db(key)
+    if db is not None and db.status == "deleting":
+        raise _state_error(f"Instance {db.db_instance_identifier} is already being deleted.")
+    if db is not None:
+        state(world).deleting[key] = db
+
+
+def after_delete(world: World, ctx: RequestContext, form: dict[str, str]) -> None:
+    """moto removes the instance at once: it stays deleting for rds.delete_seconds, then is gone."""
+    st = state(world)
+    key = _instance_key(ctx, form.get("DBInstanceIdentifier", ""))
+    db = st.deleting.pop(key, None)
+    backend = rds_backends[ctx.account_id][ctx.region]
+    if db is None or key[2] in backend.databases:
+        return
+    now = world.now()
+    st.applying.pop(key, None)
+    db.status = "deleting"
+    backend.databases[key[2]] = db
+    final = backend.database_snapshots.get(form.get("FinalDBSnapshotIdentifier", "").lower())
+    if final is not None and form.get("SkipFinalSnapshot", "").lower() != "true":
+        st.snapshot_actions[(ctx.account_id, ctx.region, final.db_snapshot_identifier)] = [
+            a.fresh() for a in st.actions.get(key, [])
+        ]
+        _creating_snapshot(world, st, final, now)
+
+    def gone(when: datetime) -> None:
+        if backend.databases.get(key[2]) is db:
+            del backend.databases[key[2]]
+            st.actions.pop(key, None)
+
+    st.at(now + timedelta(seconds=world.scenario.rds.delete_seconds), gone)
+
+
+def _rewrite(status_tag: str, status: str, time_tag: str) -> Callable[[World, bytes], bytes]:
+    """moto answers with the resource as it made it (available, dated on the wall clock): as AWS answers."""
+
+    def rewrite(world: World, payload: bytes) -> bytes:
+        text = payload.decode()
+        text = re.sub(f"<{status_tag}>[^<]*</{status_tag}>", f"<{status_tag}>{status}</{status_tag}>", text, count=1)
+        stamp = world.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        text = re.sub(f"<{time_tag}>[^<]*</{time_tag}>", f"<{time_tag}>{stamp}</{time_tag}>", text, count=1)
+        return text.encode()
+
+    return rewrite
+
+
+REWRITE_MOTO: dict[tuple[str, str], Callable[[World, bytes], bytes]] = {
+    ("rds", "CreateDBSnapshot"): _rewrite("Status", "creating", "SnapshotCreateTime"),
+    ("rds", "RestoreDBInstanceFromDBSnapshot"): _rewrite("DBInstanceStatus", "creating", "InstanceCreateTime"),
+}
+BEFORE_MOTO: dict[tuple[str, str], Callable[[World, RequestContext, dict[str, str]], None]] = {
+    ("rds", "CreateDBSnapshot"): before_create_db_snapshot,
+    ("rds", "RestoreDBInstanceFromDBSnapshot"): before_restore,
+    ("rds", "DeleteDBInstance"): before_delete,
+}
+AFTER_MOTO: dict[tuple[str, str], Callable[[World, RequestContext, dict[str, str]], None]] = {
+    ("rds", "CreateDBSnapshot"): after_create_db_snapshot,
+    ("rds", "RestoreDBInstanceFromDBSnapshot"): after_restore,
+    ("rds", "DeleteDBInstance"): after_delete,
+}
 
 
 HANDLERS: dict[tuple[str, str], Handler] = {

@@ -65,6 +65,8 @@ class RdsInstance:
     instance_class: str = "db.t3.medium"
     tags: dict[str, str] = field(default_factory=dict)
     pending_maintenance: tuple[MaintenanceAction, ...] = ()
+    multi_az: bool = False
+    replica_of: str | None = None  # a read replica of this DB instance (same account and region)
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,40 @@ class EbsTimings:
 
 
 @dataclass(frozen=True)
+class RdsMaintenanceFailure:
+    """A pending maintenance action that fails when applied (rds_maintenance.py)."""
+
+    db_instance: str | None = None  # exact identifier
+    db_instance_prefix: str | None = None  # or every identifier starting with it (e.g. restored rehearsal copies)
+    action: str | None = None  # default: every action
+    region: str | None = None  # default: every region
+    reason: str = "The maintenance action could not be applied."
+
+    def matches(self, db_instance: str, action: str, region: str) -> bool:
+        name = db_instance.lower()
+        if self.db_instance is not None and name != self.db_instance.lower():
+            return False
+        if self.db_instance_prefix is not None and not name.startswith(self.db_instance_prefix.lower()):
+            return False
+        return (self.action is None or self.action == action) and (self.region is None or self.region == region)
+
+
+@dataclass(frozen=True)
+class RdsSettings:
+    """Amazon RDS (rds_maintenance.py), in simulated seconds, and the maintenance actions that fail."""
+
+    maintenance_seconds: float = 60.0
+    failover_seconds: float = 30.0
+    snapshot_seconds: float = 120.0
+    restore_seconds: float = 300.0
+    delete_seconds: float = 60.0
+    fail_maintenance: tuple[RdsMaintenanceFailure, ...] = ()
+
+    def maintenance_failure(self, db_instance: str, action: str, region: str) -> RdsMaintenanceFailure | None:
+        return next((f for f in self.fail_maintenance if f.matches(db_instance, action, region)), None)
+
+
+@dataclass(frozen=True)
 class ImageTimings:
     """Baked AMIs (images.py), in simulated seconds: how long CreateImage's image stays pending."""
 
@@ -316,6 +352,7 @@ class Scenario:
     securityhub: SecurityHubSettings = SecurityHubSettings()
     ebs: EbsTimings = EbsTimings()
     images: ImageTimings = ImageTimings()
+    rds: RdsSettings = RdsSettings()
     change_calendars: tuple[ChangeCalendarSpec, ...] = ()
     alarms: tuple[AlarmSpec, ...] = ()
     source: str = "<memory>"
@@ -468,6 +505,7 @@ def _build(raw: dict[str, Any], source: str) -> Scenario:
         commands=CommandTimings(**raw.get("commands", {})),
         ebs=EbsTimings(**raw.get("ebs", {})),
         images=ImageTimings(**raw.get("images", {})),
+        rds=_rds(raw.get("rds", {})),
         fail_stacks=tuple(
             StackFailure(
                 name_prefix=f["name_prefix"],
@@ -572,6 +610,11 @@ def _config(spec: dict[str, Any]) -> ConfigSettings:
     )
 
 
+def _rds(spec: dict[str, Any]) -> RdsSettings:
+    failures = tuple(RdsMaintenanceFailure(**f) for f in spec.get("fail_maintenance", ()))
+    return RdsSettings(**{k: v for k, v in spec.items() if k != "fail_maintenance"}, fail_maintenance=failures)
+
+
 def _region(name: str, spec: dict[str, Any]) -> Region:
     return Region(
         name=name,
@@ -605,6 +648,8 @@ def _region(name: str, spec: dict[str, Any]) -> Region:
                     )
                     for m in r.get("pending_maintenance", ())
                 ),
+                multi_az=r.get("multi_az", False),
+                replica_of=r.get("replica_of"),
             )
             for r in spec.get("rds_instances", ())
         ),
@@ -652,6 +697,7 @@ def _check_references(scenario: Scenario) -> None:
                             f"{where}: {field_path}.availability_zones: {zone} is not in region {region.name}"
                         )
     _check_auto_scaling_groups(scenario, where, seen)
+    _check_rds(scenario, where)
     for f_index, failure in enumerate(scenario.failures):
         if failure.group is not None and failure.group not in seen:
             raise ScenarioError(f"{where}: failures[{f_index}].group: no instance group is named {failure.group!r}")
@@ -678,6 +724,36 @@ def _check_references(scenario: Scenario) -> None:
         if baseline.name in names:
             raise ScenarioError(f"{where}: baselines[{b_index}].name: baseline {baseline.name!r} is defined twice")
         names.add(baseline.name)
+
+
+def _check_rds(scenario: Scenario, where: str) -> None:
+    """A read replica names an earlier DB instance of its region, of the same engine, that is no replica itself."""
+    for a_index, account in enumerate(scenario.accounts):
+        for region in account.regions:
+            earlier: dict[str, RdsInstance] = {}
+            for d_index, db in enumerate(region.rds_instances):
+                field_path = f"accounts[{a_index}].regions.{region.name}.rds_instances[{d_index}]"
+                if db.id in earlier:
+                    raise ScenarioError(f"{where}: {field_path}.id: DB instance {db.id!r} is listed twice")
+                if db.replica_of is not None:
+                    source = earlier.get(db.replica_of)
+                    if source is None:
+                        raise ScenarioError(
+                            f"{where}: {field_path}.replica_of: no DB instance {db.replica_of!r} is listed before it"
+                        )
+                    if source.replica_of is not None:
+                        raise ScenarioError(f"{where}: {field_path}.replica_of: {db.replica_of!r} is a replica itself")
+                    if (source.engine, source.engine_version) != (db.engine, db.engine_version):
+                        raise ScenarioError(
+                            f"{where}: {field_path}.engine_version: a read replica has its source's engine and version"
+                        )
+                earlier[db.id] = db
+    regions = {region.name for account in scenario.accounts for region in account.regions}
+    for f_index, failure in enumerate(scenario.rds.fail_maintenance):
+        if failure.region is not None and failure.region not in regions:
+            raise ScenarioError(
+                f"{where}: rds.fail_maintenance[{f_index}].region: {failure.region} is not a region of any account"
+            )
 
 
 def _check_auto_scaling_groups(scenario: Scenario, where: str, group_names: set[str]) -> None:

@@ -75,7 +75,15 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     **autoscaling.HANDLERS,
 }
 # Operations moto answers, after which the sandbox adds what moto lacks (e.g. a stack's injected failure).
-AFTER_MOTO: dict[tuple[str, str], cloudformation.AfterMoto] = {**cloudformation.AFTER_MOTO, **images.AFTER_MOTO}
+AFTER_MOTO: dict[tuple[str, str], cloudformation.AfterMoto] = {
+    **cloudformation.AFTER_MOTO,
+    **images.AFTER_MOTO,
+    **rds_maintenance.AFTER_MOTO,
+}
+# Checks before moto answers (an AwsApiError is the response; moto is not called), e.g. a DB instance's state.
+BEFORE_MOTO: dict[tuple[str, str], cloudformation.AfterMoto] = {**rds_maintenance.BEFORE_MOTO}
+# moto's successful response, rewritten after AFTER_MOTO (e.g. the status a resource is created in).
+REWRITE_MOTO: dict[tuple[str, str], Callable[[World, bytes], bytes]] = {**rds_maintenance.REWRITE_MOTO}
 
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 # Query-protocol services and the error envelope each uses.
@@ -98,6 +106,7 @@ class SandboxApp:
         ebs.settle(self.world)  # snapshots and root volume replacements due by now reach moto and the World first
         images.settle(self.world)  # baked images due by now are available in moto
         autoscaling.settle(self.world)  # instance refreshes' replacements due by now, in time order
+        rds_maintenance.settle(self.world)  # DB instances' maintenance, snapshots, restores and deletions due by now
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_sandbox/"):
             return self._control(environ, start_response, path)
@@ -150,13 +159,19 @@ class SandboxApp:
         Under the World's lock, so that SSM never sees the state in between (e.g. a stack's
         instances launched but not yet tagged or rolled back).
         """
-        statuses: list[str] = []
+        statuses: list[tuple[str, list[tuple[str, str]], Any]] = []
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            statuses.append(status)
-            return start_response(status, headers, exc_info)
+            statuses.append((status, headers, exc_info))  # sent once the payload is final
+            return lambda data: None
 
         with self.world.request():
+            before = BEFORE_MOTO.get((ctx.service, ctx.operation))
+            if before is not None:
+                try:
+                    before(self.world, ctx, cloudformation.form_fields(body, str(environ.get("QUERY_STRING", ""))))
+                except protocol.AwsApiError as exc:
+                    return _error(start_response, ctx.service, query_protocol.escaped(exc))
             response = self.moto(environ, capture)
             try:
                 payload = b"".join(response)
@@ -164,8 +179,15 @@ class SandboxApp:
                 close = getattr(response, "close", None)
                 if close is not None:
                     close()
-            if statuses and statuses[-1].startswith("200"):
+            if statuses and statuses[-1][0].startswith("200"):
                 after(self.world, ctx, cloudformation.form_fields(body, str(environ.get("QUERY_STRING", ""))))
+                rewrite = REWRITE_MOTO.get((ctx.service, ctx.operation))
+                if rewrite is not None:
+                    payload = rewrite(self.world, payload)
+        if statuses:
+            status, headers, exc_info = statuses[-1]
+            headers = [(k, str(len(payload)) if k.lower() == "content-length" else v) for k, v in headers]
+            start_response(status, headers, exc_info)
         return [payload]
 
     def _handle(self, handler: Handler, ctx: RequestContext, body: bytes) -> dict[str, Any]:

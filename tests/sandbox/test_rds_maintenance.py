@@ -712,13 +712,13 @@ def test_the_state_is_built_lazily_from_the_scenario() -> None:
     assert rds_maintenance.STATE_KEY not in world.extra
     built = rds_maintenance.state(world)
     assert world.extra[rds_maintenance.STATE_KEY] is built
-    [action] = built[(ACCOUNT, "us-east-1", "storefront-db")]
+    [action] = built.actions[(ACCOUNT, "us-east-1", "storefront-db")]
     assert (action.action, action.forced_apply, action.opt_in) == (
         "db-upgrade",
         dt.datetime(2027, 1, 31, tzinfo=UTC),
         None,
     )
-    assert built[(ACCOUNT, "us-east-1", "reporting-db-staging")] == []
+    assert built.actions[(ACCOUNT, "us-east-1", "reporting-db-staging")] == []
 
 
 @pytest.mark.parametrize(
