@@ -71,11 +71,10 @@ class InspectCvesOperator(TargetOperator[InspectorHook, CycleConfig]):
         with self.recording_failure(artifacts, Step.INSPECT):
             sent = sent_instances(artifacts, self.target)
             self.persist_link(context, InspectorFindingsLink)
-            if sent:
-                instance_ids = EC2InstanceDashboardLink.format_instance_id_filter(sent)
-                self.persist_link(context, EC2InstanceDashboardLink, instance_ids=instance_ids)
             if not sent:
                 return self._write(artifacts, [], typed_frame([], CVE_COLUMNS), typed_frame([], RESIDUAL_COLUMNS), {})
+            instance_ids = EC2InstanceDashboardLink.format_instance_id_filter(sent)
+            self.persist_link(context, EC2InstanceDashboardLink, instance_ids=instance_ids)
             installed_at, _ = self._install_times(artifacts, sent)
             if not installed_at:  # no install to hold a rescan against: classify what Inspector has now
                 return self._inspect(artifacts, config, sent, {})
