@@ -89,3 +89,23 @@ def test_findings_and_metrics_go_out_before_the_run_s_outcome_is_decided(dag: ob
     # all_success: a failed report or publisher fails the run through conclude, never silently.
     assert conclude.trigger_rule == "all_success" and not conclude.downstream_task_ids
     assert [outlet.name for outlet in dag.get_task("report").outlets] == ["patch_cycle_report"]  # type: ignore[attr-defined]
+
+
+def test_the_tasks_that_act_in_aws_link_to_the_console_and_the_links_survive_serialization(dag: object) -> None:
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    waves = {f"wave_{n}": {"Run Command", "Automation execution"} for n in range(1, MAX_WAVES + 1)}
+    expected = {
+        "match": {"Run Command"},
+        "create_staging": {"CloudFormation stack"},
+        "delete_staging": {"CloudFormation stack"},
+        "patch_staging": {"Run Command"},
+        "check_staging": {"Run Command"},
+        **waves,
+        "inspect": {"Inspector findings", "EC2 Instances"},
+        "publish_findings": {"Security Hub findings"},
+        "publish_metrics": {"CloudWatch dashboard"},
+    }
+    tasks = DagSerialization.to_dict(dag)["dag"]["tasks"]
+    serialized = {t["__var"]["task_id"]: set(t["__var"].get("_operator_extra_links", {})) for t in tasks}
+    assert {task_id: names for task_id, names in serialized.items() if names} == expected

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from airflow.providers.amazon.aws.links.base_aws import BaseAwsLink
 from airflow.sdk.exceptions import TaskDeferred
 
 from include.sandbox.server import SandboxServer
@@ -120,6 +121,26 @@ def run_artifacts(config: dict[str, Any], run_id: str) -> RunArtifacts:
 
 def context(run_id: str, **extra: Any) -> Any:
     return {"dag": SimpleNamespace(dag_id=DAG_ID), "run_id": run_id, "params": {}, **extra}
+
+
+class LinkTi:
+    """A task instance that keeps what the task pushes to XCom: the links' fields (BaseAwsLink.persist pushes
+    them through the context's `ti`, under the link's key)."""
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+    def url(self, link: BaseAwsLink) -> str:
+        """The console URL the UI would show for `link` (as BaseAwsLink.get_link formats it from XCom)."""
+        return link.format_link(**self.xcom[link.key])
+
+
+def linked_context(run_id: str, ti: LinkTi) -> Any:
+    """A task's context whose task instance keeps the links the task persists."""
+    return context(run_id, ti=ti)
 
 
 def deferral(operator: Any, ctx: Any) -> TaskDeferred:

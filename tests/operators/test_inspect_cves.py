@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from airflow.providers.amazon.aws.links.ec2 import EC2InstanceDashboardLink
 from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import ClientError
 
@@ -19,6 +20,7 @@ from patchcycle.core.plan import split_cve_ids
 from patchcycle.core.timestamps import iso_utc
 from patchcycle.hooks.inspector import InspectorHook
 from patchcycle.hooks.patch_manager import PatchManagerHook
+from patchcycle.links.inspector import InspectorFindingsLink
 from patchcycle.operators.inspect_cves import InspectCvesOperator
 from patchcycle.operators.verify_install import VerifyInstallOperator
 from patchcycle.run_artifacts import (
@@ -50,10 +52,12 @@ from tests.operators.install_helpers import (
     FAILING_PATCH,
     REGION,
     TARGET,
+    LinkTi,
     context,
     copy_run,
     cycle_config,
     deferral,
+    linked_context,
     plan_run,
     run_artifacts,
     s3_root,
@@ -112,6 +116,7 @@ class Cycle:
     cves: pd.DataFrame
     residual: pd.DataFrame
     installed_at: dict[str, str]
+    links: LinkTi
 
 
 def send(
@@ -189,7 +194,8 @@ def cycle(server: SandboxServer) -> Cycle:
 
     operator = inspect_operator()
     deferred_at = datetime.now(UTC)
-    deferred = deferral(operator, context(RUN))
+    links = LinkTi()
+    deferred = deferral(operator, linked_context(RUN, links))
     wait = timedelta(minutes=WAIT_MINUTES)
     deadline = datetime.fromisoformat(deferred.trigger.deadline.replace("Z", "+00:00"))
     assert deferred_at + wait <= deadline <= datetime.now(UTC) + wait
@@ -210,6 +216,7 @@ def cycle(server: SandboxServer) -> Cycle:
         installed_at={
             str(r): iso_utc(t) for r, t in zip(compliance["resource_id"], compliance["operation_end_time"], strict=True)
         },
+        links=links,
     )
 
 
@@ -362,10 +369,22 @@ def test_residual_findings_are_the_active_critical_and_high_ones_not_targeted(
     assert cycle.summary["residual"] == len(cycle.residual)
 
 
+def test_the_task_links_to_inspectors_findings_and_to_the_instances_it_inspected(cycle: Cycle) -> None:
+    sent = sorted(i for role in cycle.roles.values() for i in role)
+    assert cycle.links.url(InspectorFindingsLink()) == (
+        f"https://console.aws.amazon.com/inspector/v2/home?region={REGION}#/findings/all"
+    )
+    assert cycle.links.url(EC2InstanceDashboardLink()) == (
+        f"https://console.aws.amazon.com/ec2/home?region={REGION}#Instances:instanceId=:{',:'.join(sent)}"
+    )
+
+
 def test_nothing_sent_writes_empty_frames_without_waiting(server: SandboxServer, cycle: Cycle) -> None:
     run_id = "scheduled__nothing_sent"
     artifacts = copy_cycle(cycle, run_id, PLANNED, waves=False)  # no wave sent records: nothing was installed
-    summary = inspect_operator().execute(context(run_id))  # no TaskDeferred
+    links = LinkTi()
+    summary = inspect_operator().execute(linked_context(run_id, links))  # no TaskDeferred
+    assert set(links.xcom) == {InspectorFindingsLink.key}  # no instances to link to
     assert summary["cves"] == 0 and summary["residual"] == 0
     for artifact, columns in ((CVES, CVE_COLUMNS), (RESIDUAL, RESIDUAL_COLUMNS)):
         written = artifacts.read(artifact, target=TARGET)

@@ -14,6 +14,7 @@ from include.sandbox.server import SandboxServer
 from patchcycle.config import Target
 from patchcycle.core.scope import SCOPE_COLUMNS, Scope, apply_scope
 from patchcycle.core.verdicts import ReasonCode, ScanFailure
+from patchcycle.links.ssm import RunCommandLink
 from patchcycle.operators.inventory import InventoryOperator
 from patchcycle.operators.patch_scan import PatchScanOperator
 from patchcycle.run_artifacts import (
@@ -33,10 +34,12 @@ from patchcycle.triggers.command_completion import CommandCompletionTrigger
 from tests.conftest import advance_clock, client_factory, first_trigger_payload, sandbox_calls
 from tests.operators.install_helpers import (
     ACCOUNT,
+    LinkTi,
     context,
     copy_run,
     cycle_config,
     deferral,
+    linked_context,
     run_artifacts,
     s3_root,
 )
@@ -89,8 +92,9 @@ def test_scan_defers_with_batches_of_fifty_then_writes_plan_compliance_and_failu
     (failing,) = with_fault(server, region, "scan_fails")
     operator = scan_operator(EAST, poll_seconds=0.2, command_timeout_minutes=5)
     sent_before = sandbox_calls(server.url, "ssm:SendCommand")
+    ti = LinkTi()
 
-    deferred = deferral(operator, context(run_id))
+    deferred = deferral(operator, linked_context(run_id, ti))
     assert deferred.method_name == "execute_complete"
     assert deferred.timeout == timedelta(minutes=15)  # the trigger's own bound plus a margin
     trigger = deferred.trigger
@@ -101,6 +105,10 @@ def test_scan_defers_with_batches_of_fifty_then_writes_plan_compliance_and_failu
     assert (trigger.poll_interval, trigger.timeout) == (0.2, 300.0)
     commands = artifacts.read(SCAN_COMMANDS, target=EAST)
     assert commands == ScanCommands(command_ids=trigger.command_ids, instances=targets)
+    # The task links to its first command, in its region, while it waits.
+    assert ti.url(RunCommandLink()) == (
+        f"https://console.aws.amazon.com/systems-manager/run-command/{trigger.command_ids[0]}?region={region}"
+    )
 
     advance_clock(server.url, 120)
     payload = first_trigger_payload(trigger)

@@ -16,6 +16,7 @@ from include.sandbox.server import SandboxServer
 from patchcycle.core.verdicts import ReasonCode
 from patchcycle.core.wave_results import WAVE_RESULT_COLUMNS
 from patchcycle.hooks.patch_manager import PatchManagerHook
+from patchcycle.links.ssm import AutomationExecutionLink, RunCommandLink
 from patchcycle.operators.patch_wave import PatchWaveOperator
 from patchcycle.run_artifacts import (
     OVERRIDES,
@@ -35,9 +36,11 @@ from tests.operators.install_helpers import (
     FAILING_PATCH,
     REGION,
     TARGET,
+    LinkTi,
     context,
     cycle_config,
     deferral,
+    linked_context,
     plan_run,
     register_runbooks,
     run_artifacts,
@@ -190,11 +193,13 @@ def test_a_retry_after_a_partial_send_sends_only_to_the_rest(
     assert sorted(i for command in sent for i in command.instance_ids) == sorted(members)
 
 
-def finish_wave(server: SandboxServer, operator: PatchWaveOperator, run_id: str, payload: dict[str, Any]) -> Any:
+def finish_wave(
+    server: SandboxServer, operator: PatchWaveOperator, run_id: str, payload: dict[str, Any], ti: LinkTi | None = None
+) -> Any:
     """execute_complete, then PatchCycle-ValidateInstance on the good installs in the triggerer, then
     validate_complete."""
     with pytest.raises(TaskDeferred) as caught:
-        operator.execute_complete(context(run_id), payload)
+        operator.execute_complete(linked_context(run_id, ti) if ti else context(run_id), payload)
     assert caught.value.method_name == "validate_complete"
     advance_clock(server.url, 120)
     return operator.validate_complete(context(run_id), first_trigger_payload(caught.value.trigger))
@@ -211,17 +216,28 @@ def test_execute_complete_validates_the_good_installs_writes_the_results_and_hal
     members = [*fleet["failing"], *fleet["web"][:2]]
     assert len(fleet["failing"]) == 2
     artifacts = new_run(run_id, {1: members, 2: fleet["web"][2:]})
-    trigger = deferral(wave_operator(halt_threshold="1"), context(run_id)).trigger
+    ti = LinkTi()
+    trigger = deferral(wave_operator(halt_threshold="1"), linked_context(run_id, ti)).trigger
+    # The wave links to its first install command while it waits.
+    first_command = trigger.command_ids[0]
+    assert ti.url(RunCommandLink()) == (
+        f"https://console.aws.amazon.com/systems-manager/run-command/{first_command}?region={REGION}"
+    )
     advance_clock(server.url, 120)  # install, reboot and report: all done in simulated time
     payload = first_trigger_payload(trigger)
     assert payload["status"] == "done"
 
     starts = automation_starts(server)
     with pytest.raises(AirflowFailException) as caught:
-        finish_wave(server, wave_operator(halt_threshold="1"), run_id, payload)
+        finish_wave(server, wave_operator(halt_threshold="1"), run_id, payload, ti)
     # The two good installs are validated, in one execution (one child each); the failed ones are not.
     assert automation_starts(server) == starts + 1
     (validation,) = artifacts.read(WAVE_AUTOMATIONS, wave=1, target=TARGET)
+    # The wave links to the validation's execution too, and still to its install command.
+    assert ti.url(AutomationExecutionLink()) == (
+        f"https://console.aws.amazon.com/systems-manager/automation/execution/{validation.execution_id}?region={REGION}"
+    )
+    assert ti.xcom[RunCommandLink.key]["command_id"] == first_command
     assert (validation.phase, validation.runbook) == ("validate", "PatchCycle-ValidateInstance")
     assert sorted(validation.instance_ids) == sorted(fleet["web"][:2])
 

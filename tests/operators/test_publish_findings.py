@@ -24,11 +24,20 @@ from patchcycle.core.plan import COMPLIANCE_COLUMNS, PLAN_COLUMNS
 from patchcycle.core.report import REPORT_SCHEMA, build_report
 from patchcycle.core.scope import SCOPE_COLUMNS
 from patchcycle.core.verdicts import VERDICT_COLUMNS, ReasonCode
+from patchcycle.links.security_hub import SecurityHubFindingsLink
 from patchcycle.operators.publish_findings import UPDATED_BY, PublishFindingsOperator
 from patchcycle.run_artifacts import CVES, PUBLISHED_FINDINGS, REPORT_JSON, TARGET_ERROR, Step
 from patchcycle.run_records import PublishedFindings
 from tests.conftest import client_factory, sandbox_calls
-from tests.operators.install_helpers import BUCKET, context, cycle_config, run_artifacts, s3_root
+from tests.operators.install_helpers import (
+    BUCKET,
+    LinkTi,
+    context,
+    cycle_config,
+    linked_context,
+    run_artifacts,
+    s3_root,
+)
 
 ACCOUNT = "123456789012"
 EAST, WEST = "us-east-1", "eu-west-1"
@@ -167,9 +176,9 @@ def non_compliant(report: dict[str, Any], region: str = EAST) -> set[str]:
     }
 
 
-def publish(run_config: dict[str, Any], run_id: str, region: str = EAST) -> dict[str, Any]:
+def publish(run_config: dict[str, Any], run_id: str, region: str = EAST, ti: LinkTi | None = None) -> dict[str, Any]:
     operator = PublishFindingsOperator(task_id="publish_findings", region_name=region, config=run_config)
-    return dict(operator.execute(context(run_id)))
+    return dict(operator.execute(linked_context(run_id, ti) if ti else context(run_id)))
 
 
 def published(run_config: dict[str, Any], run_id: str) -> PublishedFindings:
@@ -225,7 +234,23 @@ def test_publishing_the_same_report_twice_updates_and_never_duplicates(
     assert len(expected) == 3
     foreign = foreign_finding(fresh_server)  # another patchcycle generator's: not this task's to count or touch
 
-    first = publish(run_config, "run_1")
+    ti = LinkTi()
+    first = publish(run_config, "run_1", ti=ti)
+    # The task links to the findings it reconciles: its generators', in its account and region, active.
+    assert ti.xcom[SecurityHubFindingsLink.key] == {
+        "region_name": EAST,
+        "aws_domain": "aws.amazon.com",
+        "account_id": ACCOUNT,
+        "generator_ids": [PATCH_GENERATOR, CVE_GENERATOR],
+    }
+    assert ti.url(SecurityHubFindingsLink()) == (
+        f"https://console.aws.amazon.com/securityhub/home?region={EAST}#/findings?search="
+        "GeneratorId%3D%255Coperator%255C%253AEQUALS%255C%253Apatchcycle%252Fpatch-compliance"
+        "%26GeneratorId%3D%255Coperator%255C%253AEQUALS%255C%253Apatchcycle%252Fcve"
+        f"%26AwsAccountId%3D%255Coperator%255C%253AEQUALS%255C%253A{ACCOUNT}"
+        f"%26Region%3D%255Coperator%255C%253AEQUALS%255C%253A{EAST}"
+        "%26RecordState%3D%255Coperator%255C%253AEQUALS%255C%253AACTIVE"
+    )
     assert first == {
         "aws_conn_id": "aws_default",
         "region_name": EAST,

@@ -13,12 +13,21 @@ from airflow.sdk.exceptions import AirflowFailException
 from patchcycle.config import Target, dump_targets
 from patchcycle.core.cloudwatch_metrics import NAMESPACE
 from patchcycle.hooks.cloudwatch_metrics import CloudWatchMetricsHook
+from patchcycle.links.cloudwatch import CloudWatchDashboardLink
 from patchcycle.operators.publish_metrics import PublishMetricsOperator
 from patchcycle.run_artifacts import INVENTORY_SUMMARY, PUBLISHED_METRICS, REPORT_JSON, TARGET_ERROR, Step
 from patchcycle.run_records import InventorySummary, PublishedMetrics
 from tests.conftest import sandbox_calls
 from tests.core.test_kpis import install_report
-from tests.operators.install_helpers import BUCKET, context, cycle_config, run_artifacts, s3_root
+from tests.operators.install_helpers import (
+    BUCKET,
+    LinkTi,
+    context,
+    cycle_config,
+    linked_context,
+    run_artifacts,
+    s3_root,
+)
 
 RUN_ID = "manual__metrics"
 ACCOUNT, OTHER_ACCOUNT = "123456789012", "210987654321"
@@ -66,9 +75,9 @@ def fresh_report(**changes: Any) -> dict[str, Any]:
     return install_report() | {"generated_at": stamp} | changes
 
 
-def publish(target: Target, run_config: dict[str, Any] | None = None) -> dict[str, Any]:
+def publish(target: Target, run_config: dict[str, Any] | None = None, ti: LinkTi | None = None) -> dict[str, Any]:
     operator = PublishMetricsOperator(task_id="publish_metrics", config=run_config or config(), **target.as_kwargs())
-    result: dict[str, Any] = operator.execute(context(RUN_ID))
+    result: dict[str, Any] = operator.execute(linked_context(RUN_ID, ti) if ti else context(RUN_ID))
     return result
 
 
@@ -109,8 +118,14 @@ def dashboard_lines(client: Any) -> list[list[Any]]:
 def test_each_target_publishes_its_kpis_and_the_first_the_fleets(fresh_server: Any) -> None:
     report = fresh_report()
     write_run(report)
-    results = [publish(target) for target in TARGETS]
+    tis = [LinkTi() for _ in TARGETS]
+    results = [publish(target, ti=ti) for target, ti in zip(TARGETS, tis, strict=True)]
     assert [r["fleet"] for r in results] == [True, False, False]
+    # Each mapped task instance links to the dashboard it put, in its own region.
+    assert [ti.url(CloudWatchDashboardLink()) for ti in tis] == [
+        f"https://console.aws.amazon.com/cloudwatch/home?region={target.region_name}#dashboards:name={DASHBOARD}"
+        for target in TARGETS
+    ]
     assert sandbox_calls(fresh_server.url, "cloudwatch:PutMetricData") == sum(r["calls"] for r in results)
     assert sandbox_calls(fresh_server.url, "cloudwatch:PutDashboard") == len(TARGETS)
 
@@ -149,10 +164,12 @@ def test_each_target_publishes_its_kpis_and_the_first_the_fleets(fresh_server: A
 def test_an_incomplete_target_publishes_no_numbers_of_its_own(fresh_server: Any) -> None:
     missing = {"aws_conn_id": "aws_default", "region": WEST, "stage": "match", "error": "AccessDenied"}
     write_run(fresh_report(incomplete=[missing]))
-    result = publish(TARGETS[1], config(dashboard_name=""))
+    ti = LinkTi()
+    result = publish(TARGETS[1], config(dashboard_name=""), ti=ti)
     assert result["metrics"] == result["calls"] == 0
     assert record(TARGETS[1]).incomplete_stages == ["match"]
     assert sandbox_calls(fresh_server.url, "cloudwatch:PutDashboard") == 0  # dashboard_name "": metrics only
+    assert ti.xcom == {}  # no dashboard, no link
     publish(TARGETS[0])
     fleet = {name: value for (name, dims), value in metrics(cloudwatch(TARGETS[0])).items() if not dims}
     assert fleet["IncompleteParts"] == 1

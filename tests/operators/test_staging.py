@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from include.sandbox.server import SandboxServer
 from patchcycle.config import Target
 from patchcycle.core.staging import stack_name
 from patchcycle.hooks.staging_stack import StagingStackHook
+from patchcycle.links.cloudformation import CloudFormationStackLink
 from patchcycle.operators.run_command import HEALTHCHECKS
 from patchcycle.operators.staging_checks import StagingHealthCheckOperator, StagingPatchOperator
 from patchcycle.operators.staging_stack import StagingStackOperator, StagingTeardownOperator
@@ -43,10 +45,12 @@ from tests.operators.install_helpers import (
     AL2023,
     REGION,
     TARGET,
+    LinkTi,
     context,
     copy_run,
     cycle_config,
     deferral,
+    linked_context,
     plan_run,
     run_artifacts,
     s3_root,
@@ -147,8 +151,9 @@ def test_create_defers_on_the_stack_then_records_its_instances_by_profile(
     artifacts = new_run(base, run_id)
     name = stack_name(run_id)
     creates = sandbox_calls(server.url, "cloudformation:CreateStack")
+    ti = LinkTi()
 
-    deferred = deferral(create_operator(base), context(run_id))
+    deferred = deferral(create_operator(base), linked_context(run_id, ti))
 
     assert sandbox_calls(server.url, "cloudformation:CreateStack") - creates == 1
     assert deferred.method_name == "execute_complete"
@@ -161,9 +166,18 @@ def test_create_defers_on_the_stack_then_records_its_instances_by_profile(
         REGION,
     )
     assert artifacts.read(STACK, target=TARGET).status == "CREATE_IN_PROGRESS"
-    # A retried task finds its stack and waits for it again instead of creating another.
-    deferral(create_operator(base), context(run_id))
+    # The task links to its stack by the stack's ARN (the console opens a deleted stack only by its id).
+    stack_id = staging_hook().status(name)["stack_id"]  # type: ignore[index]
+    assert stack_id.startswith(f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{name}/")
+    assert ti.url(CloudFormationStackLink()) == (
+        f"https://console.aws.amazon.com/cloudformation/home?region={REGION}#/stacks/stackinfo"
+        f"?stackId={quote(stack_id, safe='')}"
+    )
+    # A retried task finds its stack and waits for it again instead of creating another, and links to it again.
+    retried = LinkTi()
+    deferral(create_operator(base), linked_context(run_id, retried))
     assert sandbox_calls(server.url, "cloudformation:CreateStack") - creates == 1
+    assert retried.xcom == ti.xcom
 
     payload = first_trigger_payload(trigger)
     assert payload == {"status": "success", "stack_name": name}
@@ -245,8 +259,11 @@ def test_teardown_deletes_the_stack_in_the_triggerer_and_records_it(
     created = create_stack(base, run_id)
     name = created["stack_name"]
     deletes = sandbox_calls(server.url, "cloudformation:DeleteStack")
+    stack_id = staging_hook().status(name)["stack_id"]  # type: ignore[index]
+    ti = LinkTi()
 
-    deferred = deferral(teardown_operator(base), context(run_id))
+    deferred = deferral(teardown_operator(base), linked_context(run_id, ti))
+    assert ti.url(CloudFormationStackLink()).endswith(f"?stackId={quote(stack_id, safe='')}")
 
     assert sandbox_calls(server.url, "cloudformation:DeleteStack") - deletes == 1
     trigger = deferred.trigger

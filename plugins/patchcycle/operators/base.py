@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, NoReturn, TypeVar
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
+from airflow.providers.amazon.aws.links.base_aws import BaseAwsLink
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk import BaseOperator, Context
@@ -25,6 +26,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from patchcycle.config import CycleConfig, RunConfig, Target
 from patchcycle.hooks.aws_errors import aws_call
+from patchcycle.links.base import persist_link
 from patchcycle.run_artifacts import INVENTORY_SUMMARY, RUN_ERROR, TARGET_ERROR, RunArtifacts
 from patchcycle.run_records import TaskError
 from patchcycle.triggers.command_completion import CommandCompletionTrigger
@@ -82,6 +84,11 @@ class TargetOperator(AwsBaseOperator[H], RunTask[C]):
     def hook_for(self, hook_class: type[K]) -> K:
         """Another of the amazon provider's hooks on this task's connection, region and botocore settings."""
         return hook_class(**self._hook_parameters)
+
+    def persist_link(self, context: Context, link: type[BaseAwsLink], **fields: Any) -> None:
+        """Store one of this task's console links (operator_extra_links), in its connection's region and partition;
+        a mapped task instance stores its own."""
+        persist_link(link, context, self, self.hook, **fields)
 
     def account_id(self, artifacts: RunArtifacts) -> str:
         """This target's account, as its inventory found it (for error messages); "" before any inventory."""

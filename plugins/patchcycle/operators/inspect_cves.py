@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+from airflow.providers.amazon.aws.links.ec2 import EC2InstanceDashboardLink
 from airflow.sdk import Context
 
 from patchcycle.config import CycleConfig
@@ -37,6 +38,7 @@ from patchcycle.core.staging import PLANNED_PRODUCTION_COLUMNS
 from patchcycle.core.timestamps import iso_utc
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.inspector import InspectorHook
+from patchcycle.links.inspector import InspectorFindingsLink
 from patchcycle.operators.base import DEFER_MARGIN, TargetOperator
 from patchcycle.readback.match import sent_instances
 from patchcycle.run_artifacts import (
@@ -54,17 +56,25 @@ from patchcycle.triggers.inspector_rescan import InspectorRescanTrigger
 
 class InspectCvesOperator(TargetOperator[InspectorHook, CycleConfig]):
     """Classifies each (patched instance, CVE of its pinned patches) as REMEDIATED, STILL_ACTIVE, NOT_FOUND or
-    UNVERIFIED from Inspector's rescan, and lists the residual critical and high findings."""
+    UNVERIFIED from Inspector's rescan, and lists the residual critical and high findings.
+
+    Links: Inspector's findings in this region (its console takes no instance filter in the URL), and the EC2
+    console filtered to the instances inspected (the provider's EC2 Instances link), whose Inspector findings
+    are a click away."""
 
     aws_hook_class = InspectorHook
     config_class = CycleConfig
+    operator_extra_links = (InspectorFindingsLink(), EC2InstanceDashboardLink())
 
     def execute(self, context: Context) -> dict[str, Any]:
         artifacts, config = self.artifacts(context), self.settings()
         with self.recording_failure(artifacts, Step.INSPECT):
             sent = sent_instances(artifacts, self.target)
+            self.persist_link(context, InspectorFindingsLink)
             if not sent:
                 return self._write(artifacts, [], typed_frame([], CVE_COLUMNS), typed_frame([], RESIDUAL_COLUMNS), {})
+            instance_ids = EC2InstanceDashboardLink.format_instance_id_filter(sent)
+            self.persist_link(context, EC2InstanceDashboardLink, instance_ids=instance_ids)
             installed_at, _ = self._install_times(artifacts, sent)
             if not installed_at:  # no install to hold a rescan against: classify what Inspector has now
                 return self._inspect(artifacts, config, sent, {})

@@ -13,6 +13,7 @@ from patchcycle.core.plan import combine_plan, instance_compliance, patch_plan
 from patchcycle.core.verdicts import ReasonCode, ScanFailure
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.patch_manager import PatchManagerHook, batches
+from patchcycle.links.ssm import RunCommandLink
 from patchcycle.operators.base import TargetOperator
 from patchcycle.operators.run_command import invocations, late_commands
 from patchcycle.run_artifacts import (
@@ -32,10 +33,14 @@ OUTSTANDING = ["Missing", "Failed", "InstalledPendingReboot"]
 
 
 class PatchScanOperator(TargetOperator[PatchManagerHook, CycleConfig]):
-    """Sends the Scan in batches of 50, waits in the triggerer, then reads patch states into the plan."""
+    """Sends the Scan in batches of 50, waits in the triggerer, then reads patch states into the plan.
+
+    Its "Run Command" link opens the first Scan command: the only one up to 50 instances; the others of a larger
+    region are beside it in Run Command's history, with the same comment (`patchcycle scan <run id>`)."""
 
     aws_hook_class = PatchManagerHook
     config_class = CycleConfig
+    operator_extra_links = (RunCommandLink(),)
 
     def execute(self, context: Context) -> dict[str, Any]:
         artifacts, config = self.artifacts(context), self.settings()
@@ -58,6 +63,7 @@ class PatchScanOperator(TargetOperator[PatchManagerHook, CycleConfig]):
                         )
                     )
             artifacts.write(SCAN_COMMANDS, ScanCommands(command_ids=command_ids, instances=ids), target=self.target)
+            self.persist_link(context, RunCommandLink, command_id=command_ids[0])
             self.log.info("Sent Scan to %d instances in %d commands", len(ids), len(command_ids))
         self.wait_for_commands(config, command_ids)
 

@@ -13,6 +13,13 @@
 
 Every phase waits in the triggerer. Each command and Automation execution is recorded as soon as it is sent
 (Automation starts also carry a client token derived from the run), so a retried wave sends nothing twice.
+
+The wave links to the console while it waits and after: "Run Command" opens its first install command and
+"Automation execution" the first execution of the latest runbook phase it started (the snapshot, then the
+validation, then a rollback when there is one), both in the first target that has one. A wave of one target and
+one profile, up to 50 instances, has exactly one of each per phase; a larger wave's other commands and
+executions are beside them in the console's history (commands carry the comment `patchcycle wave <n> <run id>`,
+executions the tags patchcycle:run-id and patchcycle:wave).
 """
 
 from __future__ import annotations
@@ -66,6 +73,8 @@ from patchcycle.hooks.automation import AutomationHook
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.cloudwatch_alarms import CloudWatchAlarmsHook
 from patchcycle.hooks.patch_manager import PatchManagerHook, batches
+from patchcycle.links.base import persist_link
+from patchcycle.links.ssm import AutomationExecutionLink, RunCommandLink
 from patchcycle.notifications.cycle_events import notify, page_of_run
 from patchcycle.operators.base import DEFER_MARGIN, FleetOperator, defer_for_commands, recorded_failure
 from patchcycle.operators.run_command import SCRIPT_DOCUMENTS, invocations, late_commands
@@ -129,6 +138,7 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
     rollback, then applies the halt gate."""
 
     config_class = CycleConfig
+    operator_extra_links = (RunCommandLink(), AutomationExecutionLink())
 
     def __init__(self, *, wave: int, healthchecks: str | Path = HEALTHCHECKS, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -264,7 +274,7 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
             health_checks=self._health_checks() if phase != "snapshot" else {},
             assume_role=config.safety.automation_assume_role,
         )
-        waiting = []
+        waiting: list[dict[str, Any]] = []
         for target, account, rows in self._placed(artifacts, config):
             started = artifacts.find(WAVE_AUTOMATIONS, wave=self.wave, target=target) or []
             covered = {i for run in started if run.phase == phase for i in run.instance_ids}
@@ -288,6 +298,8 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
                 artifacts.write(WAVE_AUTOMATIONS, started, wave=self.wave, target=target)
             ids = [run.execution_id for run in started if run.phase == phase]
             if ids:
+                if not waiting:  # the phase's first execution, in the first target that has one
+                    persist_link(AutomationExecutionLink, context, self, hook, execution_id=ids[0])
                 waiting.append({**target.as_kwargs(), "execution_ids": ids})
         if not waiting:
             return
@@ -351,7 +363,7 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
         overrides = artifacts.read(OVERRIDES)
         members = self._members(artifacts)
         profile_of = dict(zip(members["resource_id"], members["profile_id"], strict=True))
-        waiting = []
+        waiting: list[dict[str, Any]] = []
         for target, account, _ in self._placed(artifacts, config):
             sent = artifacts.find(WAVE_SENT, wave=self.wave, target=target) or []
             already = {instance for command in sent for instance in command.instance_ids}
@@ -374,6 +386,8 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
                     sent.append(SentCommand(command_id=command_id, instance_ids=batch))
                     artifacts.write(WAVE_SENT, sent, wave=self.wave, target=target)
             if sent:
+                if not waiting:  # the wave's first install command, in the first target that has one
+                    persist_link(RunCommandLink, context, self, hook, command_id=sent[0].command_id)
                 waiting.append({**target.as_kwargs(), "command_ids": [c.command_id for c in sent]})
         if not waiting:
             return self._decide(artifacts, config)  # nothing could be sent: every snapshot failed

@@ -9,9 +9,17 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from patchcycle.config import CycleConfig
-from patchcycle.core.asff import build_findings, created_at_of, own_findings_filter, reconcile
+from patchcycle.core.asff import (
+    CVE_GENERATOR,
+    PATCH_GENERATOR,
+    build_findings,
+    created_at_of,
+    own_findings_filter,
+    reconcile,
+)
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.security_hub import SecurityHubHook, UpdateResult
+from patchcycle.links.security_hub import SecurityHubFindingsLink
 from patchcycle.operators.base import TargetOperator
 from patchcycle.run_artifacts import CVES, PUBLISHED_FINDINGS, REPORT_JSON, Step
 from patchcycle.run_records import PublishedFindings
@@ -23,16 +31,23 @@ UPDATED_BY = "patchcycle"
 class PublishFindingsOperator(TargetOperator[SecurityHubHook, CycleConfig]):
     """One target's findings from the report (and, in install mode, the target's CVE table): imported in
     batches, this project's earlier findings resolved when the run proves them fixed and reopened when they
-    fail again. Any finding Security Hub refuses fails the task, after everything else is sent."""
+    fail again. Any finding Security Hub refuses fails the task, after everything else is sent.
+
+    Its link opens Security Hub's findings page filtered as the task reconciles them: the active patch-compliance
+    and CVE findings (GeneratorId) of this target's account and region, whatever their workflow status."""
 
     aws_hook_class = SecurityHubHook
     config_class = CycleConfig
+    operator_extra_links = (SecurityHubFindingsLink(),)
 
     def execute(self, context: Context) -> dict[str, Any]:
         artifacts, config = self.artifacts(context), self.settings()
         with self.recording_failure(artifacts, Step.SECURITY_HUB):
             report = artifacts.read(REPORT_JSON)
             account, region, run_id = self.account_or_caller(artifacts), str(self.region_name), str(report["run_id"])
+            self.persist_link(
+                context, SecurityHubFindingsLink, account_id=account, generator_ids=[PATCH_GENERATOR, CVE_GENERATOR]
+            )
             # The inspect stage runs in install mode only; without its table there is no CVE evidence either way.
             cves = artifacts.find(CVES, target=self.target) if config.installs else None
             with aws_call("securityhub:GetFindings", account, region):

@@ -21,6 +21,7 @@ from patchcycle.core.kpis import compute_kpis
 from patchcycle.core.timestamps import iso_utc, parse_utc
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.cloudwatch_metrics import CloudWatchMetricsHook
+from patchcycle.links.cloudwatch import CloudWatchDashboardLink
 from patchcycle.operators.base import TargetOperator
 from patchcycle.run_artifacts import INVENTORY_SUMMARY, PUBLISHED_METRICS, REPORT_JSON, RunArtifacts, Step
 from patchcycle.run_records import PublishedMetrics
@@ -32,10 +33,13 @@ MAX_AHEAD = dt.timedelta(hours=2)
 
 class PublishMetricsOperator(TargetOperator[CloudWatchMetricsHook, CycleConfig]):
     """Reads the report, publishes this target's KPIs (and the fleet's, from the first target), puts the
-    run's dashboard_name dashboard ("" publishes metrics only), and records what it sent; returns counts only."""
+    run's dashboard_name dashboard ("" publishes metrics only), and records what it sent; returns counts only.
+
+    Its link opens the dashboard it put, in this target's account (no link when dashboard_name is "")."""
 
     aws_hook_class = CloudWatchMetricsHook
     config_class = CycleConfig
+    operator_extra_links = (CloudWatchDashboardLink(),)
 
     def execute(self, context: Context) -> dict[str, Any]:
         artifacts, config = self.artifacts(context), self.settings()
@@ -72,6 +76,7 @@ class PublishMetricsOperator(TargetOperator[CloudWatchMetricsHook, CycleConfig])
                 )
                 with aws_call("cloudwatch:PutDashboard", account, region):
                     messages = self.hook.put_dashboard(config.dashboard_name, body)
+                self.persist_link(context, CloudWatchDashboardLink, dashboard_name=config.dashboard_name)
                 for message in messages:
                     self.log.warning("Dashboard %s: %s", config.dashboard_name, message)
 

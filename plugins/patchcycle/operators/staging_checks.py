@@ -18,6 +18,7 @@ from patchcycle.core.staging import staging_results, staging_summary
 from patchcycle.core.timestamps import parse_utc
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.patch_manager import PatchManagerHook
+from patchcycle.links.ssm import RunCommandLink
 from patchcycle.operators.base import TargetOperator
 from patchcycle.operators.run_command import HEALTHCHECKS, invocations, late_commands, send_health_checks
 from patchcycle.run_artifacts import (
@@ -40,9 +41,14 @@ REPORTED_STATES = ["Installed", "InstalledOther", "InstalledPendingReboot", "Mis
 
 
 class StagingOperator(TargetOperator[PatchManagerHook, CycleConfig]):
-    """What the staging steps share: the staged instances, and reading their commands' invocations."""
+    """What the staging steps share: the staged instances, and reading their commands' invocations.
+
+    Their "Run Command" link opens the command of the first profile (the install: one command a profile) or of the
+    first platform (the health checks: one command a platform, Linux or Windows); the others carry the same comment
+    in Run Command's history."""
 
     aws_hook_class = PatchManagerHook
+    operator_extra_links = (RunCommandLink(),)
     config_class = CycleConfig
 
     def staged(self, artifacts: RunArtifacts) -> pd.DataFrame:
@@ -122,6 +128,7 @@ class StagingPatchOperator(StagingOperator):
             artifacts.write(NOT_ONLINE, never_online, target=self.target)
             if not sent:
                 return self.execute_complete(context, {"status": "done", "commands": {}})
+            self.persist_link(context, RunCommandLink, command_id=sent[min(sent)])
         self.wait_for_commands(config, sorted(sent.values()))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +178,7 @@ class StagingHealthCheckOperator(StagingOperator):
             )
             if not sent:
                 return self.execute_complete(context, {"status": "done", "commands": {}})
+            self.persist_link(context, RunCommandLink, command_id=sent[min(sent)])
         self.wait_for_commands(config, sorted(sent.values()))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:

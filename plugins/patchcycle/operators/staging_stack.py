@@ -24,6 +24,7 @@ from patchcycle.core.staging import instance_logical_id, stack_name, staging_tem
 from patchcycle.core.timestamps import now_iso
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.staging_stack import StagingStackHook
+from patchcycle.links.cloudformation import CloudFormationStackLink
 from patchcycle.operators.base import TargetOperator
 from patchcycle.run_artifacts import PROFILES, STACK, RunArtifacts, Step
 from patchcycle.run_records import StackRecord
@@ -38,10 +39,11 @@ STACK_TIMEOUT = timedelta(minutes=30)
 
 class StackOperator(TargetOperator[StagingStackHook, CycleConfig]):
     """What creating and deleting the staging stack share: the stack's record, and waiting for the stack in the
-    triggerer."""
+    triggerer. Both link to the stack by its id (its ARN), which the console also opens once the stack is deleted."""
 
     aws_hook_class = StagingStackHook
     config_class = CycleConfig
+    operator_extra_links = (CloudFormationStackLink(),)
 
     def poll_delay(self) -> int:
         """Whole seconds between stack status checks (the waiter's delay), at least 1."""
@@ -105,8 +107,11 @@ class StagingStackOperator(StackOperator):
                 }
                 tags = {"patchcycle:run-id": context["run_id"][:255], "patchcycle:role": "staging"}
                 with aws_call("cloudformation:CreateStack", account, region):
-                    self.hook.create(name, json.dumps(template), parameters, tags)
+                    stack_id = self.hook.create(name, json.dumps(template), parameters, tags)
                 self.log.info("Creating stack %s with %d staging instances", name, len(profiles))
+            else:
+                stack_id = existing["stack_id"]  # this run's stack, from an earlier try: waited for again
+            self.persist_link(context, CloudFormationStackLink, stack_id=stack_id)
             # A re-run after a failed attempt must not keep that attempt's error and deletion in the record.
             self.save(
                 artifacts,
@@ -184,6 +189,7 @@ class StagingTeardownOperator(StackOperator):
             existing = self.hook.status(name)
         if existing is None:
             return self._deleted(artifacts, name, "no stack to delete")
+        self.persist_link(context, CloudFormationStackLink, stack_id=existing["stack_id"])
         with aws_call("cloudformation:DeleteStack", account, region):
             self.hook.delete(name)
         self.wait_for_stack(name, "stack_delete_complete")
