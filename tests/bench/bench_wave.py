@@ -482,7 +482,7 @@ def _run_wave(figures: WaveFigures, ledger: Ledger, sandbox: SandboxControl, ser
             _record_wait(phase, waited, profile_of)
             figures.resumed.append(waiting.method_name)
             try:
-                figures.outcome = getattr(operator, waiting.method_name)(context(RUN_ID), payload)
+                figures.outcome = getattr(operator, waiting.method_name)(context(RUN_ID), event=payload)
                 return
             except TaskDeferred as deferred:
                 waiting = deferred

@@ -100,7 +100,7 @@ def drive(server: SandboxServer, operator: PatchWaveOperator, run_id: str, resum
         advance_clock(server.url, 300)
         payload = first_trigger_payload(waiting.trigger)
         try:
-            return getattr(operator, waiting.method_name)(context(run_id), payload)
+            return getattr(operator, waiting.method_name)(context(run_id), event=payload)  # as Airflow resumes
         except TaskDeferred as deferred:
             waiting = deferred
 

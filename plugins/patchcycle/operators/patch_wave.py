@@ -122,9 +122,9 @@ def _telling_halts(method: Callable[..., dict[str, Any]]) -> Callable[..., dict[
     """A task entry point (execute, or a method a trigger resumes) that tells the run's topic when it halts."""
 
     @functools.wraps(method)
-    def run(self: PatchWaveOperator, context: Context, *args: Any) -> dict[str, Any]:
+    def run(self: PatchWaveOperator, context: Context, *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
-            return method(self, context, *args)
+            return method(self, context, *args, **kwargs)  # Airflow resumes with event= as a keyword
         except WaveHalted as halted:
             message = rollout_halted(str(context["run_id"]), self.wave, halted.reason, page_of_run(context))
             notify(context, self.settings().notifications, message, self.log)
