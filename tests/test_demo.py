@@ -37,9 +37,11 @@ RUN_CONF = {
     "poll_seconds": 5,
     "command_timeout_minutes": 0.5,
     # Snapshots and rollback are proven by the e2e install cycle; here they would add a phase (a deferral and
-    # a resumed task) to each of the five waves. The waves still validate through PatchCycle-ValidateInstance.
+    # a resumed task) to each wave. The waves still validate through PatchCycle-ValidateInstance. The canary and
+    # one wave are enough to show the rollout: the wave plan's variants are proven by the operator tests.
     "snapshot": False,
     "rollback": "none",
+    "wave_percentages": [100],
 }
 APPROVAL = "approve_production"
 STARTUP_TIMEOUT = 150.0
