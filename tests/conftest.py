@@ -252,3 +252,22 @@ def client_factory(url: str) -> Callable[..., Any]:
         return boto3.client(service, region_name=region, endpoint_url=url, config=config, **kwargs)
 
     return client
+
+
+def subscribed_topic(url: str, name: str, region: str = "us-east-1") -> tuple[str, Callable[[], list[dict[str, Any]]]]:
+    """An SNS topic in the sandbox and a reader of what was published to it since the last read (through a
+    subscribed SQS queue; read messages are deleted)."""
+    clients = client_factory(url)
+    sns, sqs = clients("sns", region=region), clients("sqs", region=region)
+    topic = sns.create_topic(Name=name)["TopicArn"]
+    queue = sqs.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+
+    def inbox() -> list[dict[str, Any]]:
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        for message in messages:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        return [json.loads(message["Body"]) for message in messages]
+
+    return topic, inbox

@@ -4,8 +4,7 @@ gates, and a wave retried in any phase starting nothing twice."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +18,7 @@ from patchcycle.operators.patch_wave import PatchWaveOperator, WaveHalted
 from patchcycle.run_artifacts import WAVE, WAVE_AUTOMATIONS, WAVE_GATE, WAVE_RESULTS, WAVE_SENT, RunArtifacts
 from patchcycle.triggers.automation_completion import AutomationCompletionTrigger
 from patchcycle.triggers.change_calendar import ChangeCalendarTrigger
-from tests.conftest import advance_clock, client_factory, first_trigger_payload, sandbox_calls
+from tests.conftest import advance_clock, client_factory, first_trigger_payload, sandbox_calls, subscribed_topic
 from tests.operators.install_helpers import (
     ACCOUNT,
     FAILING_PATCH,
@@ -277,7 +276,7 @@ def test_a_health_alarm_in_alarm_halts_the_rollout_before_the_wave_does_anything
     artifacts = wave_run(config(), BASE_RUN, run_id, {1: fleet["web"][6:7], 2: fleet["web"][7:8]})
     alarm.set_alarm_state(AlarmName="web-5xx", StateValue="ALARM", StateReason="Threshold Crossed: 42 > 10")
     calls = [sandbox_calls(server.url, api) for api in ("ssm:SendCommand", "ssm:StartAutomationExecution")]
-    topic, inbox = subscribed_topic(server, "wave-halts")
+    topic, inbox = subscribed_topic(server.url, "wave-halts")
 
     with pytest.raises(WaveHalted, match=r"^halted before wave 2: health alarm\(s\) in ALARM: web-5xx \("):
         wave_operator(wave=2, health_alarms=["payments-5xx", "web-*"], notify_topic_arn=topic).execute(context(run_id))
@@ -296,22 +295,6 @@ def test_a_health_alarm_in_alarm_halts_the_rollout_before_the_wave_does_anything
     alarm.set_alarm_state(AlarmName="web-5xx", StateValue="OK", StateReason="recovered")
     later = deferral(wave_operator(wave=1, health_alarms=["payments-5xx", "web-*"]), context(run_id))
     assert later.method_name == "snapshot_complete"
-
-
-def subscribed_topic(server: SandboxServer, name: str) -> tuple[str, Callable[[], list[dict[str, Any]]]]:
-    """An SNS topic and a reader of what was published to it (through a subscribed SQS queue)."""
-    clients = client_factory(server.url)
-    sns, sqs = clients("sns", region=REGION), clients("sqs", region=REGION)
-    topic = sns.create_topic(Name=name)["TopicArn"]
-    queue = sqs.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-
-    def inbox() -> list[dict[str, Any]]:
-        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
-        return [json.loads(message["Body"]) for message in messages]
-
-    return topic, inbox
 
 
 def create_calendar(server: SandboxServer, name: str, closed_for: timedelta) -> None:
