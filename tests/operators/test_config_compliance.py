@@ -4,6 +4,7 @@ cannot evaluate recorded as such."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.request
 from datetime import timedelta
@@ -201,8 +202,14 @@ def test_a_region_config_cannot_evaluate_is_recorded_not_failed(
     assert not artifacts.exists(TARGET_ERROR, step=Step.CONFIG, target=target)
 
 
-def test_an_evaluation_that_does_not_finish_in_time_fails_retryably(server: SandboxServer) -> None:
+def test_an_evaluation_that_does_not_finish_in_time_fails_retryably(
+    server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     east = Target("aws_default", EAST)
+    # An evaluation of an hour: however late the trigger's first look comes on a loaded machine, it is unfinished.
+    scenario = server.world.scenario
+    hour = dataclasses.replace(scenario.config, evaluation_seconds=3600)
+    monkeypatch.setattr(server.world, "scenario", dataclasses.replace(scenario, config=hour))
     slow = operator(config_rule_name="patchcycle-slow", evaluation_timeout=timedelta(minutes=0.001))
     with pytest.raises(TimeoutError, match=r"was not evaluated within 0\.001 minutes"):
         run(slow, "run_slow")
