@@ -10,7 +10,8 @@ so any query operation can be served by a handler written like the JSON ones:
 ints, bools, datetimes) and ``serialize_response`` writes what it returns.
 
 EC2 speaks a variant of its own ("ec2": no ``member`` wrappers, other error
-envelope) that is not covered here.
+envelope): ec2_protocol subclasses ``FormDecoder`` and ``XmlWriter`` for what
+differs, as botocore's EC2Serializer and EC2QueryParser subclass the query ones.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from include.sandbox.protocol import (
     validate_query_request,
 )
 
-__all__ = ["decode_request", "escaped", "serialize_response", "speaks_query"]
+__all__ = ["ABSENT", "FormDecoder", "XmlWriter", "decode_request", "escaped", "serialize_response", "speaks_query"]
 
 # Form keys that are not operation parameters: the action itself, and SigV4 query signing.
 _RESERVED = frozenset({"Action", "Version"})
@@ -44,7 +45,7 @@ class _Absent:
     """A member the form does not mention (None would be ambiguous)."""
 
 
-_ABSENT = _Absent()
+ABSENT = _Absent()
 
 
 def speaks_query(service: str, operation: str) -> bool:
@@ -62,19 +63,7 @@ def decode_request(service: str, operation: str, form: bytes | str) -> dict[str,
     refused too (InvalidQueryParameter) so that a caller's typo is not silently
     ignored.
     """
-    text = form.decode("utf-8", "replace") if isinstance(form, bytes) else form
-    values: dict[str, str] = {}
-    for key, value in parse_qsl(text, keep_blank_values=True):
-        values.setdefault(key, value)  # AWS reads the first of repeated keys
-    op = operation_model(service, operation)
-    decoder = _Decoder(values)
-    params: dict[str, Any] = {}
-    if op.input_shape is not None:
-        decoded = decoder.structure(op.input_shape, "")
-        params = decoded if isinstance(decoded, dict) else {}
-    unknown = [key for key in values if key not in decoder.used and not _reserved(key)]
-    if unknown:
-        raise AwsApiError("InvalidQueryParameter", f"The parameter {unknown[0]} is not recognized by {operation}.")
+    params = FormDecoder(form).params(operation_model(service, operation))
     validate_query_request(service, operation, params)
     return params
 
@@ -87,8 +76,7 @@ def serialize_response(service: str, operation: str, result: dict[str, Any], req
     shape = op.output_shape
     if shape is not None:
         wrapper = shape.serialization.get("resultWrapper")
-        parent = ET.SubElement(root, wrapper) if wrapper else root
-        _write_members(parent, shape, result)
+        XmlWriter().members(ET.SubElement(root, wrapper) if wrapper else root, shape, result)
     metadata = ET.SubElement(root, "ResponseMetadata")
     ET.SubElement(metadata, "RequestId").text = request_id
     return bytes(ET.tostring(root, encoding="utf-8"))
@@ -99,20 +87,36 @@ def escaped(error: AwsApiError) -> AwsApiError:
     return AwsApiError(error.code, escape(error.message), error.status)
 
 
-def _reserved(key: str) -> bool:
-    return key in _RESERVED or key.startswith("X-Amz-")
-
-
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-class _Decoder:
-    """Walks an input shape over the form's keys, as botocore's QuerySerializer wrote them."""
+class FormDecoder:
+    """Walks an input shape over the form's keys, as botocore's QuerySerializer wrote them.
 
-    def __init__(self, values: dict[str, str]) -> None:
-        self.values = values
+    ec2_protocol overrides the keys (member_key), the lists (sequence), timestamps and the errors.
+    """
+
+    def __init__(self, form: bytes | str) -> None:
+        text = form.decode("utf-8", "replace") if isinstance(form, bytes) else form
+        self.values: dict[str, str] = {}
+        for key, value in parse_qsl(text, keep_blank_values=True):
+            self.values.setdefault(key, value)  # AWS reads the first of repeated keys
         self.used: set[str] = set()
+
+    def params(self, op: Any) -> dict[str, Any]:
+        """The operation's parameters; a form key the input shape has no place for is refused."""
+        params: dict[str, Any] = self.structure(op.input_shape, "") if op.input_shape is not None else {}
+        unknown = [key for key in self.values if key not in self.used and not _reserved(key)]
+        if unknown:
+            raise self.unknown(unknown[0], op.name)
+        return params
+
+    def unknown(self, key: str, operation: str) -> AwsApiError:
+        return AwsApiError("InvalidQueryParameter", f"The parameter {key} is not recognized by {operation}.")
+
+    def member_key(self, member: Any, name: str) -> str:
+        return query_member_key(member, name)
 
     def decode(self, shape: Any, key: str) -> Any:
         kind = shape.type_name
@@ -123,170 +127,181 @@ class _Decoder:
         if kind == "map":
             return self.mapping(shape, key)
         if key not in self.values:
-            return _ABSENT
+            return ABSENT
         self.used.add(key)
-        return _scalar(shape, key, self.values[key])
+        return self.scalar(shape, key, self.values[key])
 
     def structure(self, shape: Any, prefix: str) -> Any:
-        if prefix and not self._has_children(prefix):
+        if prefix and not self.has_children(prefix):
             if prefix in self.values:
-                self._malformed(prefix, "is a structure")
-            return _ABSENT
+                self.valued_structure(prefix)
+            return ABSENT
         decoded: dict[str, Any] = {}
         for name, member in shape.members.items():
-            value = self.decode(member, _join(prefix, query_member_key(member, name)))
-            if value is not _ABSENT:
+            value = self.decode(member, _join(prefix, self.member_key(member, name)))
+            if value is not ABSENT:
                 decoded[name] = value
         return decoded
+
+    def valued_structure(self, key: str) -> None:
+        """A structure's own key given a value."""
+        self.malformed(key, "is a structure")
 
     def sequence(self, shape: Any, prefix: str) -> Any:
         if prefix in self.values:
             # botocore sends an empty list as the bare key with an empty value.
             self.used.add(prefix)
             if self.values[prefix] != "":
-                self._malformed(prefix, "is a list")
-            if not self._has_children(prefix):
+                self.malformed(prefix, "is a list")
+            if not self.has_children(prefix):
                 return []
         if shape.serialization.get("flattened"):
             items = prefix
         else:
             items = _join(prefix, shape.member.serialization.get("name", "member"))
-        return [self.decode(shape.member, _join(items, str(i))) for i in self._indices(items)] or _ABSENT
+        return [self.decode(shape.member, _join(items, str(i))) for i in self.indices(items)] or ABSENT
 
     def mapping(self, shape: Any, prefix: str) -> Any:
         entries = prefix if shape.serialization.get("flattened") else _join(prefix, "entry")
         key_name = shape.key.serialization.get("name", "key")
         value_name = shape.value.serialization.get("name", "value")
         decoded: dict[str, Any] = {}
-        for i in self._indices(entries):
+        for i in self.indices(entries):
             entry = _join(entries, str(i))
             key = self.decode(shape.key, _join(entry, key_name))
-            if key is _ABSENT:
+            if key is ABSENT:
                 raise AwsApiError("MissingParameter", f"The request must contain the parameter {entry}.{key_name}")
             value = self.decode(shape.value, _join(entry, value_name))
-            decoded[key] = None if value is _ABSENT else value
-        return decoded or _ABSENT
+            decoded[key] = None if value is ABSENT else value
+        return decoded or ABSENT
 
-    def _has_children(self, prefix: str) -> bool:
+    def has_children(self, prefix: str) -> bool:
         start = prefix + "."
         return any(key.startswith(start) for key in self.values)
 
-    def _indices(self, prefix: str) -> list[int]:
+    def indices(self, prefix: str) -> list[int]:
         start = prefix + "."
         found: set[int] = set()
         for key in self.values:
             if key.startswith(start):
                 index = key[len(start) :].split(".", 1)[0]
                 if not _INDEX.fullmatch(index):
-                    self._malformed(key, f"has {index!r} where a 1-based index belongs")
+                    self.malformed(key, f"has {index!r} where a 1-based index belongs")
                 found.add(int(index))
         return sorted(found)
 
-    def _malformed(self, key: str, problem: str) -> None:
+    def malformed(self, key: str, problem: str) -> None:
         raise AwsApiError("MalformedQueryString", f"Parameter {key} {problem}.")
 
+    def scalar(self, shape: Any, key: str, text: str) -> Any:
+        kind = shape.type_name
+        if kind in ("string", "blob"):
+            return text  # blobs stay base64 text; the validator checks them
+        if kind in ("integer", "long") and _INTEGER.fullmatch(text.strip()):
+            return int(text)
+        if kind in ("float", "double"):
+            try:
+                return float(text)
+            except ValueError:
+                pass
+        if kind == "boolean" and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        if kind == "timestamp":
+            parsed = self.timestamp(text)
+            if parsed is not None:
+                return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+        raise self.invalid(key, text, kind)
 
-def _scalar(shape: Any, key: str, text: str) -> Any:
-    kind = shape.type_name
-    if kind in ("string", "blob"):
-        return text  # blobs stay base64 text; the validator checks them
-    if kind in ("integer", "long") and _INTEGER.fullmatch(text.strip()):
-        return int(text)
-    if kind in ("float", "double"):
+    def timestamp(self, text: str) -> dt.datetime | None:
+        """ISO 8601 (botocore's default for query), epoch seconds or RFC 822; naive means UTC."""
         try:
-            return float(text)
+            return dt.datetime.fromtimestamp(float(text), dt.UTC)
+        except (ValueError, OverflowError):
+            pass
+        try:
+            return dt.datetime.fromisoformat(text)
         except ValueError:
             pass
-    if kind == "boolean" and text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    if kind == "timestamp":
-        parsed = _timestamp(text)
-        if parsed is not None:
-            return parsed
-    raise AwsApiError("InvalidParameterValue", f"Value ({text}) for parameter {key} is invalid. Expected {kind}.")
-
-
-def _timestamp(text: str) -> dt.datetime | None:
-    """ISO 8601 (botocore's default for query), epoch seconds or RFC 822; naive means UTC."""
-    value: dt.datetime | None = None
-    try:
-        value = dt.datetime.fromtimestamp(float(text), dt.UTC)
-    except (ValueError, OverflowError):
         try:
-            value = dt.datetime.fromisoformat(text)
-        except ValueError:
-            try:
-                value = email.utils.parsedate_to_datetime(text)
-            except (TypeError, ValueError):
-                return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+            return email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+
+    def invalid(self, key: str, text: str, kind: str) -> AwsApiError:
+        return AwsApiError("InvalidParameterValue", f"Value ({text}) for parameter {key} is invalid. Expected {kind}.")
 
 
-def _write_members(parent: ET.Element, shape: Any, value: dict[str, Any]) -> None:
-    for name, member in shape.members.items():
-        item = value.get(name)
-        if item is None:
-            continue
-        key = query_member_key(member, name)
-        if member.serialization.get("xmlAttribute"):
-            parent.set(key, _text(member, item))
+def _reserved(key: str) -> bool:
+    return key in _RESERVED or key.startswith("X-Amz-")
+
+
+class XmlWriter:
+    """Writes an output shape's members as XML elements, as botocore's QueryParser reads them."""
+
+    list_item = "member"  # the element of a list item whose member shape names none
+
+    def members(self, parent: ET.Element, shape: Any, value: dict[str, Any]) -> None:
+        for name, member in shape.members.items():
+            item = value.get(name)
+            if item is None:
+                continue
+            key = query_member_key(member, name)
+            if member.serialization.get("xmlAttribute"):
+                parent.set(key, self.text(member, item))
+            else:
+                self.write(parent, key, member, item)
+
+    def write(self, parent: ET.Element, tag: str, shape: Any, value: Any) -> None:
+        kind = shape.type_name
+        if kind == "structure":
+            self.members(ET.SubElement(parent, tag), shape, value)
+        elif kind == "list":
+            if shape.serialization.get("flattened"):
+                for item in value:
+                    self.write(parent, tag, shape.member, item)
+            else:
+                element = ET.SubElement(parent, tag)
+                item_tag = shape.member.serialization.get("name", self.list_item)
+                for item in value:
+                    self.write(element, item_tag, shape.member, item)
+        elif kind == "map":
+            flattened = shape.serialization.get("flattened")
+            container = parent if flattened else ET.SubElement(parent, tag)
+            key_tag = shape.key.serialization.get("name", "key")
+            value_tag = shape.value.serialization.get("name", "value")
+            for key, item in value.items():
+                entry = ET.SubElement(container, tag if flattened else "entry")
+                self.write(entry, key_tag, shape.key, key)
+                self.write(entry, value_tag, shape.value, item)
         else:
-            _write(parent, key, member, item)
+            ET.SubElement(parent, tag).text = self.text(shape, value)
 
+    def text(self, shape: Any, value: Any) -> str:
+        kind = shape.type_name
+        if kind == "boolean":
+            return "true" if value else "false"
+        if kind == "timestamp":
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=dt.UTC)
+            return self.timestamp_text(value.astimezone(dt.UTC), shape.serialization.get("timestampFormat", "iso8601"))
+        if kind in ("float", "double"):
+            number = float(value)
+            if math.isnan(number):
+                return "NaN"
+            if math.isinf(number):
+                return "Infinity" if number > 0 else "-Infinity"
+            return repr(number)
+        if kind == "blob" and isinstance(value, (bytes, bytearray)):
+            return base64.b64encode(value).decode()
+        return str(value)
 
-def _write(parent: ET.Element, tag: str, shape: Any, value: Any) -> None:
-    kind = shape.type_name
-    if kind == "structure":
-        _write_members(ET.SubElement(parent, tag), shape, value)
-    elif kind == "list":
-        if shape.serialization.get("flattened"):
-            for item in value:
-                _write(parent, tag, shape.member, item)
-        else:
-            element = ET.SubElement(parent, tag)
-            item_tag = shape.member.serialization.get("name", "member")
-            for item in value:
-                _write(element, item_tag, shape.member, item)
-    elif kind == "map":
-        flattened = shape.serialization.get("flattened")
-        container = parent if flattened else ET.SubElement(parent, tag)
-        key_tag = shape.key.serialization.get("name", "key")
-        value_tag = shape.value.serialization.get("name", "value")
-        for key, item in value.items():
-            entry = ET.SubElement(container, tag if flattened else "entry")
-            _write(entry, key_tag, shape.key, key)
-            _write(entry, value_tag, shape.value, item)
-    else:
-        ET.SubElement(parent, tag).text = _text(shape, value)
-
-
-def _text(shape: Any, value: Any) -> str:
-    kind = shape.type_name
-    if kind == "boolean":
-        return "true" if value else "false"
-    if kind == "timestamp":
-        return _timestamp_text(value, shape.serialization.get("timestampFormat", "iso8601"))
-    if kind in ("float", "double"):
-        number = float(value)
-        if math.isnan(number):
-            return "NaN"
-        if math.isinf(number):
-            return "Infinity" if number > 0 else "-Infinity"
-        return repr(number)
-    if kind == "blob" and isinstance(value, (bytes, bytearray)):
-        return base64.b64encode(value).decode()
-    return str(value)
-
-
-def _timestamp_text(value: dt.datetime, fmt: str) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    value = value.astimezone(dt.UTC)
-    if fmt == "unixTimestamp":
-        return repr(value.timestamp())
-    if fmt == "rfc822":
-        return email.utils.format_datetime(value, usegmt=True)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond // 1000:03d}"
-    return text + "Z"
+    def timestamp_text(self, value: dt.datetime, fmt: str) -> str:
+        """A UTC timestamp in the member's format; ISO 8601 keeps milliseconds only where there are some."""
+        if fmt == "unixTimestamp":
+            return repr(value.timestamp())
+        if fmt == "rfc822":
+            return email.utils.format_datetime(value, usegmt=True)
+        text = value.strftime("%Y-%m-%dT%H:%M:%S")
+        if value.microsecond:
+            text += f".{value.microsecond // 1000:03d}"
+        return text + "Z"
