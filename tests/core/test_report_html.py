@@ -267,6 +267,7 @@ def test_verdicts_read_as_words() -> None:
     assert verdict_label("PATCHED_PENDING_REBOOT") == "Patched, pending reboot"
     assert verdict_label("SKIPPED_HALTED") == "Skipped: halted"
     assert verdict_label("NON_COMPLIANT") == "Non-compliant"
+    assert verdict_label("AWS_MANAGED") == "AWS-managed" and verdict_label("ROLLBACK_FAILED") == "Rollback failed"
     page = render_html(install_report(halted=True))
     assert ">Skipped: halted</span>" in page and 'title="SKIPPED_HALTED"' in page
 

@@ -581,13 +581,25 @@ def failure_causes(block: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     return sorted(causes, key=lambda cause: -cause[2])
 
 
+# Verdicts whose words need more than their key's (verdicts.Verdict); the rest read as their key in words.
+_VERDICT_WORDS: Final[Mapping[str, str]] = {
+    "PATCHED_PENDING_REBOOT": "Patched, pending reboot",
+    "SKIPPED_STAGING_FAILED": "Skipped: staging failed",
+    "SKIPPED_NO_SNAPSHOT": "Skipped: no snapshot",
+    "MAINTENANCE_PENDING": "Maintenance pending",
+    "AWS_MANAGED": "AWS-managed",
+}
+
+
 def verdict_label(verdict: str) -> str:
-    """A verdict in words: "PATCHED_PENDING_REBOOT" -> "Patched, pending reboot", "SKIPPED_HALTED" -> "Skipped:
-    halted"."""
+    """A verdict in words: "PATCHED_PENDING_REBOOT" -> "Patched, pending reboot", "SKIPPED_HALTED" ->
+    "Skipped: halted", "AWS_MANAGED" -> "AWS-managed"."""
+    if verdict in _VERDICT_WORDS:
+        return _VERDICT_WORDS[verdict]
     words = _word(verdict)
     if words.startswith("skipped "):
         words = "skipped: " + words.removeprefix("skipped ")
-    return words.replace(" pending", ", pending").capitalize()
+    return words.capitalize()
 
 
 def compliance_before_after(report: Mapping[str, Any]) -> list[tuple[str, str, str]]:
