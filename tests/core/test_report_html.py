@@ -91,10 +91,12 @@ def test_install_sections_come_before_the_resources() -> None:
     install = report["install"]
     assert install["staging"]["stacks"][0]["stack_name"] in page
     assert install["staging"]["stacks"][0]["deleted_at"] == "2026-11-20T03:20:00Z"
-    assert "yes, 2026-11-20 03:20:00 UTC" in page  # times read to the second, in UTC
+    # Times read to the second, in UTC; the date and the time each kept on one line.
+    assert 'yes, <span class="id">2026-11-20</span> <span class="id">03:20:00 UTC</span>' in page
     for row in install["staging"]["instances"]:
         assert row["instance_id"] in page
     assert 'id="staging"' in page and "Staging FAILED: 1 of 2 staging instances passed" in page
+    assert "<td>1 of 1</td><td>Success / Failed</td>" in page  # install / health check side by side
     assert install["approval"]["at"] == "2026-11-20T03:30:00Z"
     assert install["approval"]["by"] in page and "<td>At</td><td>2026-11-20 03:30:00 UTC</td>" in page
     assert "Wave" in _header_cells(page, "<h2>Resources (")

@@ -236,7 +236,7 @@ def _badge(passed: bool, yes: str = "PASSED", no: str = "FAILED") -> str:
 
 def _done_at(done: bool, at: str) -> str:
     """E.g. "yes, 2026-11-20T03:05:00Z", "yes" (time unknown) or "no"."""
-    return escape(f"yes, {timestamp(at)}" if done and at else "yes" if done else "no")
+    return f"yes, {_time_html(timestamp(at))}" if done and at else "yes" if done else "no"
 
 
 def _staging_section(staging: Mapping[str, Any], facts: str) -> str:
@@ -265,20 +265,19 @@ def _staging_section(staging: Mapping[str, Any], facts: str) -> str:
         [
             f'<code class="id">{escape(str(row["instance_id"]))}</code>',
             escape(str(row["profile_id"])),
-            *_cells(row, ("account_id", "region")),
+            "<br>".join(_cells(row, ("account_id", "region"))),
             escape(str(row["platform_name"])),
             escape(str(row["patch_group"])),
-            f"{int(row['installed'])} of {len(row['patch_ids'])}",
-            escape(", ".join(str(patch) for patch in row["not_installed"])),
-            escape(str(row["install_status"])),
-            escape(str(row["health_status"])),
+            f"{int(row['installed'])} of {len(row['patch_ids'])}"
+            + (f"<br>not: {escape(', '.join(str(p) for p in row['not_installed']))}" if row["not_installed"] else ""),
+            escape(f"{row['install_status'] or 'not sent'} / {row['health_status'] or 'not run'}"),
             _badge(bool(row["passed"])),
             escape(str(row["reason"])),
         ]
         for row in staging["instances"]
     ]
-    headers = ["Instance", "Profile", "Account", "Region", "Platform", "Patch group", "Installed"]
-    headers += ["Not installed", "Install", "Health check", "Result", "Reason"]
+    headers = ["Instance", "Profile", "Account / region", "Platform", "Patch group", "Patches installed"]
+    headers += ["Install / health check", "Result", "Reason"]
     return (
         f'<h2>Staging</h2><p class="meta">{escape(facts)}</p>{headline}<h3>Stacks ({len(stack_rows)})</h3>{stacks}'
         f"<h3>Staging instances ({len(instance_rows)})</h3>{_table(headers, instance_rows)}"
@@ -450,6 +449,14 @@ def timestamp(text: str) -> str:
     return f"{match.group(1)} {match.group(2)} UTC" if match else text
 
 
+def _time_html(text: str) -> str:
+    """A time (timestamp's text) as HTML: the date and the time each on one line, a break allowed between."""
+    if " " not in text:
+        return f'<span class="id">{escape(text)}</span>' if text else ""
+    date, time = text.split(" ", 1)
+    return f'<span class="id">{escape(date)}</span> <span class="id">{escape(time)}</span>'
+
+
 def _cells(row: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
     """The row's values as cells: identifiers and times kept on one line, times to the second, states in words
     ("STILL_ACTIVE" -> "Still active", "CRITICAL" -> "Critical")."""
@@ -461,6 +468,9 @@ def _cells(row: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
         elif key in _STATE_KEYS and _KEY_WORDS.match(value):
             value = _word(value).capitalize()
         text = escape(value)
+        if key.endswith("_at"):
+            cells.append(_time_html(value))
+            continue
         one_line = key in _ID_KEYS or key.endswith("_at") or (" " not in text and len(text) <= 40)
         cells.append(f'<span class="id">{text}</span>' if one_line and text else text)
     return cells
