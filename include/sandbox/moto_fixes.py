@@ -13,6 +13,7 @@ from moto.ec2.models.core import TaggedEC2Resource
 from moto.ec2.models.launch_templates import LaunchTemplate, LaunchTemplateVersion
 from moto.ec2.responses.launch_templates import LaunchTemplates
 from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
+from moto.iam import models as iam_models
 
 
 def _get_tags(self: Any) -> list[dict[str, str]]:
@@ -189,6 +190,17 @@ def _replace_instances(self: FakeAutoScalingGroup, count_needed: int, propagated
 
 
 _MOTO_REPLACE_INSTANCES = FakeAutoScalingGroup.replace_autoscaling_group_instances
+
+
+def plain_keys_reach(account_id: str) -> None:
+    """Keys that no role session issued land in `account_id` (the scenario's first account).
+
+    moto resolves such keys to its constant default account, 123456789012: a scenario whose first account
+    has another id loaded its fleet where plain keys could not see it, and creating the artifact bucket
+    failed with BucketAlreadyExists (S3 names are global across moto's accounts). moto's lookup falls back to
+    the `DEFAULT_ACCOUNT_ID` of its IAM module, so that name is the one to move.
+    """
+    iam_models.DEFAULT_ACCOUNT_ID = account_id  # type: ignore[attr-defined]
 
 
 def apply() -> None:

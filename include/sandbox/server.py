@@ -122,7 +122,7 @@ class SandboxApp:
         if handler is None and after is None:
             moto_response: Iterable[bytes] = self.moto(environ, start_response)
             return moto_response
-        account_id = get_account_id_from(access_key) if access_key else "123456789012"
+        account_id = get_account_id_from(access_key) if access_key else self.world.scenario.accounts[0].id
         ctx = RequestContext(account_id, region, service, operation, access_key)
         if handler is None:
             assert after is not None
@@ -241,7 +241,7 @@ class SandboxApp:
         if spec is None or not service or (spec.regions and region not in spec.regions):
             return None
         if spec.access_denied:
-            return _access_denied(service, operation)
+            return _access_denied(service, operation, self.world.scenario.accounts[0].id)
         with self.world.lock:
             roll = self.world.rng.random()
         if roll < spec.throttle_rate:
@@ -284,7 +284,7 @@ class SandboxApp:
     def _uninstall(self, request: dict[str, Any]) -> dict[str, Any]:
         """Drift on demand: remove installed patches from an instance, then run the scan its daily
         association would, so Patch Manager (and what reads its state) sees them MISSING again."""
-        account_id, region, instance_id, patch_ids = _uninstall_request(request)
+        account_id, region, instance_id, patch_ids = _uninstall_request(request, self.world.scenario.accounts[0].id)
         with self.world.request():
             instance = self.world.instance(account_id, region, instance_id)
             if instance is None or not instance.registered:
@@ -301,8 +301,9 @@ class SandboxApp:
         return {"instance_id": instance_id, "removed": removed, "scanned_at": now.isoformat()}
 
 
-def _uninstall_request(request: dict[str, Any]) -> tuple[str, str, str, list[str]]:
-    """(account_id, region, instance_id, patch_ids) of an uninstall request; ValueError names a bad field."""
+def _uninstall_request(request: dict[str, Any], first_account: str) -> tuple[str, str, str, list[str]]:
+    """(account_id, region, instance_id, patch_ids) of an uninstall request (account_id defaults to the
+    scenario's first account); ValueError names a bad field."""
     fields = {name: request.get(name) for name in ("region", "instance_id")}
     for name, value in fields.items():
         if not isinstance(value, str) or not value:
@@ -310,7 +311,7 @@ def _uninstall_request(request: dict[str, Any]) -> tuple[str, str, str, list[str
     patch_ids = request.get("patch_ids")
     if not isinstance(patch_ids, list) or not patch_ids or not all(isinstance(p, str) for p in patch_ids):
         raise ValueError("patch_ids: a non-empty list of patch ids is required")
-    account_id = str(request.get("account_id") or "123456789012")
+    account_id = str(request.get("account_id") or first_account)
     return account_id, str(fields["region"]), str(fields["instance_id"]), list(patch_ids)
 
 
@@ -351,9 +352,9 @@ def _operation(environ: dict[str, Any], body: bytes, service: str = "") -> str:
     return str(environ.get("REQUEST_METHOD", ""))
 
 
-def _access_denied(service: str, operation: str) -> protocol.AwsApiError:
+def _access_denied(service: str, operation: str, account_id: str) -> protocol.AwsApiError:
     message = (
-        "User: arn:aws:sts::123456789012:assumed-role/patchcycle/airflow is not authorized to perform: "
+        f"User: arn:aws:sts::{account_id}:assumed-role/patchcycle/airflow is not authorized to perform: "
         f"{service}:{operation} because no identity-based policy allows the {service}:{operation} action"
     )
     if service == "ec2":
@@ -436,6 +437,7 @@ class SandboxServer:
         logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
         reset_moto()
         moto_fixes.apply()
+        moto_fixes.plain_keys_reach(scenario.accounts[0].id)
         self.world = World(scenario)
         fleet.seed(self.world)
         change_calendar.seed(self.world)  # also teaches moto's SSM documents the ChangeCalendar type

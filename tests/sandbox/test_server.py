@@ -146,6 +146,31 @@ def test_accounts_are_reached_through_an_assumed_role(sandbox_factory: Callable[
     assert len(home.describe_instance_information()["InstanceInformationList"]) == 5
 
 
+def test_plain_keys_reach_the_first_account_whatever_its_id(sandbox_factory: Callable[..., Any]) -> None:
+    scenario = _throttling_scenario(0.0)
+    scenario["accounts"][0]["id"] = "111122223333"
+    scenario["accounts"][0]["regions"]["us-east-1"]["s3_buckets"] = [{"name": "patchcycle-artifacts"}]
+    server = sandbox_factory(scenario)
+    aws = client_factory(server.url)
+    assert aws("sts").get_caller_identity()["Account"] == "111122223333"
+    assert len(aws("ssm").describe_instance_information()["InstanceInformationList"]) == 5
+    reservations = aws("ec2").describe_instances()["Reservations"]
+    assert sum(len(r["Instances"]) for r in reservations) == 5
+    # The scenario's bucket is the keys' own: listed, and creating it again in us-east-1 succeeds as on AWS
+    # (another account's bucket would be BucketAlreadyExists).
+    assert [b["Name"] for b in aws("s3").list_buckets()["Buckets"]] == ["patchcycle-artifacts"]
+    aws("s3").create_bucket(Bucket="patchcycle-artifacts")
+    # The control API's account defaults to the same account.
+    instance_id = next(iter(server.world.instances("111122223333", "us-east-1")))
+    request = urllib.request.Request(
+        f"{server.url}/_sandbox/patches/uninstall",
+        data=json.dumps({"region": "us-east-1", "instance_id": instance_id, "patch_ids": ["none"]}).encode(),
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.loads(response.read())["instance_id"] == instance_id
+
+
 def test_unknown_control_endpoint_is_404(sandbox: Any) -> None:
     with pytest.raises(urllib.error.HTTPError) as raised:
         _get(f"{sandbox.url}/_sandbox/nope")
