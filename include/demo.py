@@ -5,11 +5,13 @@
 Starts, each in its own process group and all bound to 127.0.0.1:
 the sandbox AWS, then `airflow db migrate`, then the api-server, scheduler,
 dag-processor and triggerer (LocalExecutor, SQLite, AIRFLOW_HOME under
-.demo/airflow, logs in .demo/logs). The `aws_default` connection points at the
-sandbox. Once the stack is up it triggers a patch_cycle install run (approval
-mode manual) through the REST API, tells you where to approve it in the UI once
-staging has passed, watches the run, and copies its report out of the sandbox's
-S3 into .demo/reports/<run id>/. Ctrl-C or SIGTERM stops every process it started; so
+.demo/airflow, logs in .demo/logs). One connection per scenario account points at
+the sandbox (`aws_default` for the first, `aws_<account id>` assuming a role in each
+other), and the run's targets cover every account and region of the scenario. Once
+the stack is up it triggers a patch_cycle install run (approval mode manual)
+through the REST API, tells you where to approve it in the UI once staging has
+passed, watches the run, and copies its report out of the sandbox's S3 into
+.demo/reports/<run id>/. Ctrl-C or SIGTERM stops every process it started; so
 does any of them dying unexpectedly.
 """
 
@@ -39,6 +41,9 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from include import connections
+from include.sandbox.scenario import load_scenario
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -149,18 +154,7 @@ def port_is_free(port: int) -> bool:
 
 def aws_connection_json(sandbox_url: str, max_attempts: int = 10) -> str:
     """The aws_default connection, pointed at the sandbox with dummy keys."""
-    return json.dumps(
-        {
-            "conn_type": "aws",
-            "login": "testing",
-            "password": "testing",
-            "extra": {
-                "endpoint_url": sandbox_url,
-                "region_name": "us-east-1",
-                "config_kwargs": {"retries": {"mode": "standard", "max_attempts": max_attempts}},
-            },
-        }
-    )
+    return json.dumps(connections.sandbox_connection(sandbox_url, "us-east-1", max_attempts))
 
 
 def child_environment(paths: DemoPaths, sandbox_url: str, api_url: str) -> dict[str, str]:
@@ -532,6 +526,9 @@ def run(args: argparse.Namespace, services: list[Service]) -> None:
     sandbox_url = f"http://{HOST}:{args.sandbox_port}"
     api_url = f"http://{HOST}:{args.api_port}"
     env = child_environment(paths, sandbox_url, api_url)
+    loaded = load_scenario(scenario)
+    env.update(connections.connection_env(loaded, sandbox_url))
+    run_conf = {"targets": connections.targets(loaded), **args.run_conf}
     # No scheduled runs: unpausing would otherwise start a catch-up run for the latest Patch Tuesday at once,
     # with the DAG's default params, queued ahead of the demo's own run (max_active_runs=1).
     env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"
@@ -567,7 +564,7 @@ def run(args: argparse.Namespace, services: list[Service]) -> None:
     say(f"UI: {api_url}")
     api = AirflowApi(api_url, ADMIN_USER, password)
     cycle = trigger_patch_cycle(
-        api, sandbox_url, paths.state_dir / "reports", services, args.run_conf, paths.log_dir / "scheduler.log"
+        api, sandbox_url, paths.state_dir / "reports", services, run_conf, paths.log_dir / "scheduler.log"
     )
     say("Press Ctrl-C to stop.")
     supervise(services, cycle)
