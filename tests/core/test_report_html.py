@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import pandas as pd
+
+from patchcycle.core.kpis import compute_kpis
+from patchcycle.core.report_evidence import inspection_section
 from patchcycle.core.report_html import (
     REGION_CHART_TITLE,
     SEVERITY_CHART_TITLE,
     bar_chart,
+    compliance_before_after,
+    failure_causes,
+    kpi_rows,
+    minutes,
+    percent,
     render_html,
     stacked_bar_chart,
+    verdict_label,
 )
 from tests.core.test_report import install_report, sample_report
 
@@ -179,12 +190,15 @@ def test_inspection_config_and_outcome_sections() -> None:
 def test_kpis_are_labelled_for_people_with_the_failures_by_cause() -> None:
     page = render_html(install_report(halted=True))
     section = page[page.index('<h2 id="kpis">') : page.index("<h2>Charts")]
-    assert "<td>Success rate (patched / attempted)</td><td>0%</td>" in section
+    assert "<td>Success rate (patched / attempted)</td><td>0.0%</td>" in section
     assert "<td>Installs attempted</td><td>1</td>" in section
     assert "failures_by_reason" not in section and "success_rate" not in section and "in_scope" not in section
     # Only the causes that occurred, each with its meaning.
     assert "<h3>Failures by cause (3)</h3>" in section
-    assert "the install command ended other than Success</td><td>1</td>" in section
+    assert (
+        '<td>The install command ended other than Success</td><td><code class="id">INSTALL_FAILED</code></td><td>1</td>'
+        in (section)
+    )
     assert "INSTALL_TIMEOUT" not in section
 
 
@@ -215,3 +229,86 @@ def test_a_long_label_widens_the_chart_instead_of_running_off_its_left_edge() ->
     assert "</i>Non-compliant</span>" in legend and "NON_COMPLIANT</span>" not in legend  # words in the legend
     short = bar_chart("By verdict", [("PATCHED", 2)])
     assert 'width="700"' in short  # short labels keep the usual width
+
+
+def test_rates_are_percentages_with_one_decimal_and_durations_minutes() -> None:
+    assert [percent(v) for v in (98.91304347826087, 100.0, 0.0, None)] == ["98.9%", "100.0%", "0.0%", "n/a"]
+    assert [minutes(s) for s in (239.6, 45, 2220, 7500)] == ["4.0 min", "0.8 min", "37 min", "125 min (2 h 5 min)"]
+
+
+def test_kpi_rows_are_words_and_numbers_people_read() -> None:
+    block = compute_kpis(install_report(halted=False))["fleet"]
+    block = {
+        **block,
+        "attempted": 92,
+        "patched": 91,
+        "success_rate": 100.0 * 91 / 92,
+        "time_to_patch": {
+            "count": 91,
+            "min_seconds": 239.6,
+            "max_seconds": 901.0,
+            "mean_seconds": 480.0,
+            "samples": [[239.6, 9], [901.0, 82]],
+        },
+    }
+    rows = dict(kpi_rows(block))
+    assert rows["Success rate (patched / attempted)"] == "98.9%"
+    assert rows["Installs attempted"] == "92"
+    assert rows["Time to patch (run start to wave end)"] == "8.0 min on average, 4.0 min to 15 min, over 91 instances"
+    text = " ".join(f"{label} {value}" for label, value in kpi_rows(block))
+    for raw in ("success_rate", "samples", "[[", "239.6", "failures_by_reason", "98.913"):
+        assert raw not in text, raw
+    halted = compute_kpis(install_report(halted=True))["fleet"]
+    assert failure_causes(halted)[0][1:] == ("INSTALL_FAILED", 1)
+    assert all(not meaning.isupper() for meaning, _, _ in failure_causes(halted))
+
+
+def test_verdicts_read_as_words() -> None:
+    assert verdict_label("PATCHED_PENDING_REBOOT") == "Patched, pending reboot"
+    assert verdict_label("SKIPPED_HALTED") == "Skipped: halted"
+    assert verdict_label("NON_COMPLIANT") == "Non-compliant"
+    page = render_html(install_report(halted=True))
+    assert ">Skipped: halted</span>" in page and 'title="SKIPPED_HALTED"' in page
+
+
+INSPECTED = (("CVE-2026-0001", "REMEDIATED"), ("CVE-2026-0002", "REMEDIATED"), ("CVE-2026-0003", "STILL_ACTIVE"))
+
+
+def _installed_report() -> dict[str, Any]:
+    """The install report with the patched instances' patch state as verify read it after the install, and
+    Inspector's verdict on their CVEs."""
+    report = install_report(halted=False)
+    for entry in report["resources"]:
+        if entry["resource_id"] in ("i-missing", "i-reboot"):
+            state = entry["patch_state"]
+            state.update(missing=0, failed=0, critical_non_compliant=0, security_non_compliant=0)
+            state["installed"] += len(entry["missing_patches"])
+    cves = pd.DataFrame(
+        [
+            {"account_id": "111111111111", "region": "us-east-1", "resource_id": "i-missing", "cve_id": cve}
+            | {"status": status}
+            for cve, status in INSPECTED
+        ]
+    )
+    report["inspection"] = inspection_section(cves, None)
+    return report
+
+
+def test_compliance_before_and_after_side_by_side() -> None:
+    report = _installed_report()
+    ec2 = [r for r in report["resources"] if r["resource_type"] == "ec2"]
+    before_missing = sum(len(r["missing_patches"]) for r in ec2)
+    rows = {label: (before, after) for label, before, after in compliance_before_after(report)}
+    assert rows["Missing patches"] == (str(before_missing), "0")
+    assert before_missing == 5  # the scan's count, no longer read as the current state
+    assert rows["... of which critical"] == ("1", "0")
+    assert rows["Distinct CVEs those patches fix"] == ("3", "2 remediated, 1 still active")
+    before, after = rows["EC2 instances compliant"]
+    assert before.split(" of ")[1] == after.split(" of ")[1].split(" (")[0]
+    assert int(after.split(" of ")[0]) == int(before.split(" of ")[0]) + 2  # the two patched instances
+    page = render_html(report)
+    section = page[page.index('<h2 id="compliance">') : page.index('<h2 id="kpis">')]
+    assert "<th>Before the run (the scan)</th><th>After the run (verify, Inspector, Config)</th>" in section
+    assert f"<td>Missing patches</td><td>{before_missing}</td><td>0</td>" in section
+    scan = render_html(sample_report())
+    assert "Compliance found by the scan" in scan and "After the run" not in scan

@@ -1,5 +1,10 @@
 """The run report as one self-contained HTML page: inline CSS and SVG charts, no scripts, no CDN.
 
+The presentation lives here, for this page and for the UI's run page alike: labels in words (KPI_LABELS,
+verdict_label, failure_causes), numbers as people read them (percent, minutes), compliance before and after the
+run side by side (compliance_before_after), and the charts (bar_chart, stacked_bar_chart). Those public
+functions return plain text; render_html escapes it.
+
 Every piece of text from the report (tag values, reasons, errors) is escaped with html.escape:
 tag values are user input.
 """
@@ -12,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any, Final
 
-from patchcycle.core.verdicts import REASON_CODES, ReasonCode
+from patchcycle.core.verdicts import INSTALL, REASON_CODES, ReasonCode
 
 COMPLIANCE_COLORS: Final[Mapping[str, str]] = {
     "COMPLIANT": "#2e7d32",
@@ -179,8 +184,6 @@ def _cards(totals: Mapping[str, Any]) -> str:
         ("Non-compliant", by_state.get("NON_COMPLIANT", 0)),
         ("Unknown", by_state.get("UNKNOWN", 0)),
         ("AWS-managed", by_state.get("NOT_APPLICABLE", 0)),
-        ("Missing patches", sum(totals["by_severity"].values())),
-        ("Distinct CVEs", totals["cves"]["count"]),
     ]
     inner = "".join(f'<div class="card"><div class="n">{int(n)}</div>{escape(label)}</div>' for label, n in cards)
     return f'<div class="cards">{inner}</div>'
@@ -196,7 +199,8 @@ def _resources_section(resources: Sequence[Mapping[str, Any]], with_waves: bool)
     # The name under the id and the account over the region: two columns fewer keeps the reason readable.
     headers = ["Resource", "Type", "Account / region", "Environment", "Responsibility"]
     headers += ["Wave"] if with_waves else []
-    headers += ["Verdict", "Reason", "Missing", "CVEs"]
+    # The plan's patches: what the scan found missing (an install may have installed them since).
+    headers += ["Verdict", "Reason", "Missing at scan" if with_waves else "Missing", "CVEs"]
     rows = []
     for entry in resources:
         color = COMPLIANCE_COLORS.get(str(entry["compliance_state"]), DEFAULT_COLOR)
@@ -212,7 +216,8 @@ def _resources_section(resources: Sequence[Mapping[str, Any]], with_waves: bool)
                 escape(str(entry["environment"])),
                 escape(str(entry["responsibility"])),
                 *([escape(str(wave)) if wave is not None else ""] if with_waves else []),
-                f'<span class="badge" style="background:{color}">{escape(str(entry["verdict"]))}</span>',
+                f'<span class="badge" style="background:{color}" title="{escape(str(entry["verdict"]))}">'
+                f"{escape(verdict_label(str(entry['verdict'])))}</span>",
                 escape(str(entry["reason"])),
                 str(len(entry["missing_patches"])),
                 _cves_cell(list(entry["cve_ids"])),
@@ -503,12 +508,39 @@ def _config_section(config: Mapping[str, Any] | None) -> str:
     )
 
 
-def _duration(seconds: float) -> str:
-    """Seconds as a reader says them: "45 s", "12 min", "3 h 5 min"."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+def percent(value: float | None) -> str:
+    """A rate in percent as people read it, one decimal: 98.91304347826087 -> "98.9%"; None -> "n/a"."""
+    return "n/a" if value is None else f"{value:.1f}%"
+
+
+def minutes(seconds: float) -> str:
+    """A duration in minutes: "4.0 min" (one decimal under ten minutes), "37 min", "125 min (2 h 5 min)"."""
+    value = seconds / 60
+    if value < 10:
+        return f"{value:.1f} min"
+    whole = round(value)
+    return f"{whole} min" + (f" ({whole // 60} h {whole % 60} min)" if whole >= 120 else "")
+
+
+# Every KPI of a kpis block (core.kpis), in words.
+KPI_LABELS: Final[Mapping[str, str]] = {
+    "in_scope": "Resources in scope",
+    "already_compliant": "Already compliant",
+    "non_compliant": "Non-compliant",
+    "skipped": "Skipped (a precondition or a decision)",
+    "attempted": "Installs attempted",
+    "patched": "Patched",
+    "pending_reboot": "... of which pending a reboot",
+    "success_rate": "Success rate (patched / attempted)",
+    "failed": "Failed",
+    "rolled_back": "Rolled back",
+    "rollback_failed": "Rollback failed",
+    "time_to_patch": "Time to patch (run start to wave end)",
+    "cves": "Targeted CVEs (instance, CVE)",
+    "residual_findings": "Residual critical and high findings",
+    "failures_by_reason": "Failures by cause",
+}
+_INSTALL_KPIS: Final = ("attempted", "patched", "pending_reboot", "success_rate", "failed", "rolled_back")
 
 
 def _counted(counts: Mapping[str, int] | None) -> str:
@@ -518,52 +550,148 @@ def _counted(counts: Mapping[str, int] | None) -> str:
     return ", ".join(f"{int(n)} {name.replace('_', ' ')}" for name, n in counts.items())
 
 
-def _kpi_rows(block: Mapping[str, Any]) -> list[list[str]]:
-    """The fleet's KPIs as labelled rows; install-only figures only when the run installed (attempted > 0)."""
-    rate = block["success_rate"]
-    rows: list[tuple[str, str]] = [
-        ("Resources in scope", str(block["in_scope"])),
-        ("Already compliant", str(block["already_compliant"])),
-        ("Non-compliant", str(block["non_compliant"])),
-        ("Skipped (a precondition or a decision)", str(block["skipped"])),
-    ]
+def time_to_patch(ttp: Mapping[str, Any]) -> str:
+    """A time_to_patch block as "4.0 min on average, 3.9 min to 4.1 min, over 92 instances"."""
+    spread = f"{minutes(ttp['min_seconds'])} to {minutes(ttp['max_seconds'])}"
+    over = _count(int(ttp["count"]), "instance", "instances")
+    return f"{minutes(ttp['mean_seconds'])} on average, {spread}, over {over}"
+
+
+def kpi_rows(block: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A kpis block (the fleet's or a target's) as (label, value) text; the install figures only when the run
+    installed (attempted > 0), rates in percent and times in minutes."""
+    names = ["in_scope", "already_compliant", "non_compliant", "skipped"]
     if block["attempted"]:
-        rows += [
-            ("Installs attempted", str(block["attempted"])),
-            ("Patched", str(block["patched"])),
-            ("... of which pending a reboot", str(block["pending_reboot"])),
-            ("Success rate (patched / attempted)", "n/a" if rate is None else f"{rate:.0f}%"),
-            ("Failed", str(block["failed"])),
-            ("Rolled back", str(block["rolled_back"])),
-            ("Rollback failed", str(block["rollback_failed"])),
-        ]
-    ttp = block["time_to_patch"]
-    if ttp is not None:
-        spread = f"{_duration(ttp['min_seconds'])} to {_duration(ttp['max_seconds'])}"
-        rows.append(("Time to patch (run start to wave end)", f"{_duration(ttp['mean_seconds'])} mean, {spread}"))
+        names += [*_INSTALL_KPIS, "rollback_failed"]
+    rows = []
+    for name in names:
+        value = block[name]
+        rows.append((KPI_LABELS[name], percent(value) if name == "success_rate" else str(int(value))))
+    if block["time_to_patch"] is not None:
+        rows.append((KPI_LABELS["time_to_patch"], time_to_patch(block["time_to_patch"])))
     if block["cves"] is not None:
-        rows.append(("Targeted CVEs (instance, CVE)", _counted(block["cves"])))
-        rows.append(("Residual critical and high findings", _counted(block["residual_findings"])))
-    return [[escape(label), escape(value)] for label, value in rows]
+        rows.append((KPI_LABELS["cves"], _counted(block["cves"])))
+        rows.append((KPI_LABELS["residual_findings"], _counted(block["residual_findings"])))
+    return rows
+
+
+def failure_causes(block: Mapping[str, Any]) -> list[tuple[str, str, int]]:
+    """The causes that occurred: (what it means, its reason code, how many resources), most frequent first."""
+    causes = [(REASON_CODES[ReasonCode(code)][1], code, int(n)) for code, n in block["failures_by_reason"].items() if n]
+    return sorted(causes, key=lambda cause: -cause[2])
+
+
+def verdict_label(verdict: str) -> str:
+    """A verdict in words: "PATCHED_PENDING_REBOOT" -> "Patched, pending reboot", "SKIPPED_HALTED" -> "Skipped:
+    halted"."""
+    words = _word(verdict)
+    if words.startswith("skipped "):
+        words = "skipped: " + words.removeprefix("skipped ")
+    return words.replace(" pending", ", pending").capitalize()
+
+
+def compliance_before_after(report: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(measure, before the run, after it) text rows: what the scan found, beside what verify, Amazon Inspector
+    and AWS Config show after the install. In scan mode the run changed nothing: "after" is "".
+
+    Before: EC2 instances with no outstanding patch, the outstanding patches (critical ones apart) and their
+    distinct CVEs, as the scan read them. After: each instance's latest patch state (verify's after the install,
+    else the scan's), Inspector's verdict on the targeted CVEs, and AWS Config's rule.
+    """
+    ec2 = [entry for entry in report["resources"] if entry["resource_type"] == "ec2"]
+    scanned = [entry for entry in ec2 if entry["patch_state"] is not None or entry["missing_patches"]]
+    before_missing = sum(len(entry["missing_patches"]) for entry in ec2)
+    before_critical = sum(
+        1 for entry in ec2 for patch in entry["missing_patches"] if str(patch["severity"]).lower() == "critical"
+    )
+    before_compliant = sum(1 for entry in scanned if not entry["missing_patches"])
+    rows = [
+        (
+            "EC2 instances compliant",
+            f"{before_compliant} of {len(scanned)}",
+            "",
+        ),
+        ("Missing patches", str(before_missing), ""),
+        ("... of which critical", str(before_critical), ""),
+        ("Distinct CVEs those patches fix", str(report["totals"]["cves"]["count"]), ""),
+    ]
+    if report["mode"] != INSTALL:
+        return rows
+    states = [entry["patch_state"] for entry in scanned]
+    known = [state for state in states if state is not None]
+    after_missing = sum(int(state["missing"]) + int(state["failed"]) for state in known)
+    after_critical = sum(int(state["critical_non_compliant"]) for state in known)
+    after_compliant = sum(1 for state in known if not int(state["missing"]) + int(state["failed"]))
+    unknown = len(states) - len(known)
+    suffix = f" ({unknown} without a patch state)" if unknown else ""
+    inspection = report.get("inspection")
+    cves = "not inspected"
+    if inspection is not None:
+        cves = _in_words(inspection["by_status"]) or "no CVE to prove"
+    after = [
+        f"{after_compliant} of {len(scanned)}{suffix}",
+        str(after_missing),
+        str(after_critical),
+        cves,
+    ]
+    rows = [(label, before, now) for (label, before, _), now in zip(rows, after, strict=True)]
+    config = report.get("config") or {}
+    if config.get("by_compliance"):
+        rows.append(("AWS Config patch compliance", "", _in_words(config["by_compliance"])))
+    return rows
+
+
+def _compliance_section(report: Mapping[str, Any]) -> str:
+    """Before and after side by side, so the scan's counts never read as the fleet's state after the install."""
+    rows = compliance_before_after(report)
+    if report["mode"] != INSTALL:
+        cells = [[escape(label), escape(before)] for label, before, _ in rows]
+        return f'<h2 id="compliance">Compliance found by the scan</h2>{_table(["Measure", "The scan"], cells)}'
+    cells = [[escape(label), escape(before or "-"), escape(after)] for label, before, after in rows]
+    headers = ["Measure", "Before the run (the scan)", "After the run (verify, Inspector, Config)"]
+    return f'<h2 id="compliance">Compliance before and after the run</h2>{_table(headers, cells)}'
 
 
 def _kpis_section(kpis: Mapping[str, Any] | None) -> str:
-    """The fleet's KPIs, then its failures by cause (the codes that occurred, with what each means)."""
+    """The fleet's KPIs, each target's, then the failures by cause (what each means, with its code)."""
     if not kpis:
         return ""
     fleet = kpis["fleet"]
-    causes = [
-        [f'<span class="id">{escape(code)}</span>', escape(REASON_CODES[ReasonCode(code)][1]), str(int(n))]
-        for code, n in fleet["failures_by_reason"].items()
-        if n
-    ]
-    failures = (
-        f"<h3>Failures by cause ({sum(int(n) for n in fleet['failures_by_reason'].values())})</h3>"
-        f"{_table(['Cause', 'Meaning', 'Resources'], causes)}"
-        if causes
-        else ""
-    )
-    return f'<h2 id="kpis">KPIs</h2>{_table(["KPI", "Value"], _kpi_rows(fleet))}{failures}'
+    rows = [[escape(label), escape(value)] for label, value in kpi_rows(fleet)]
+    causes = failure_causes(fleet)
+    failures = ""
+    if causes:
+        cells = [
+            [escape(meaning[:1].upper() + meaning[1:]), f'<code class="id">{escape(code)}</code>', str(n)]
+            for meaning, code, n in causes
+        ]
+        failures = (
+            f"<h3>Failures by cause ({sum(n for _, _, n in causes)})</h3>"
+            f"{_table(['Cause', 'Code', 'Resources'], cells)}"
+        )
+    return f'<h2 id="kpis">KPIs</h2>{_table(["KPI", "Value"], rows)}{_targets_table(kpis)}{failures}'
+
+
+def _targets_table(kpis: Mapping[str, Any]) -> str:
+    """The KPIs per account and region, when there is more than one."""
+    targets = kpis["targets"]
+    if len(targets) < 2:
+        return ""
+    install = any(target["attempted"] for target in targets)
+    headers = ["Account", "Region", KPI_LABELS["in_scope"], KPI_LABELS["already_compliant"]]
+    headers += [KPI_LABELS["non_compliant"]]
+    if install:
+        headers += [KPI_LABELS["patched"], KPI_LABELS["failed"], "Success rate", "Time to patch (average)"]
+    rows = []
+    for target in targets:
+        row = [*_cells(target, ("account_id", "region"))]
+        row += [str(int(target[name])) for name in ("in_scope", "already_compliant", "non_compliant")]
+        if install:
+            ttp = target["time_to_patch"]
+            row += [str(int(target["patched"])), str(int(target["failed"])), escape(percent(target["success_rate"]))]
+            row += [escape(minutes(ttp["mean_seconds"])) if ttp else ""]
+        rows.append(row)
+    return f"<h3>Per account and region ({len(rows)})</h3>{_table(headers, rows)}"
 
 
 def render_html(report: Mapping[str, Any]) -> str:
@@ -573,11 +701,15 @@ def render_html(report: Mapping[str, Any]) -> str:
     charts = [
         bar_chart(SEVERITY_CHART_TITLE, _severity_bars(totals["by_severity"]), SEVERITY_COLORS),
         stacked_bar_chart(REGION_CHART_TITLE, list(totals["by_region"].items()), states, COMPLIANCE_COLORS),
-        bar_chart(VERDICT_CHART_TITLE, [(str(k), int(v)) for k, v in totals["by_verdict"].items()]),
+        bar_chart(VERDICT_CHART_TITLE, [(verdict_label(str(k)), int(v)) for k, v in totals["by_verdict"].items()]),
         stacked_bar_chart(OS_CHART_TITLE, list(totals["by_os"].items()), states, COMPLIANCE_COLORS),
     ]
     meanings = report.get("verdict_meanings", {})
-    legend = _table(["Verdict", "Meaning"], [[escape(k), escape(v)] for k, v in meanings.items()]) if meanings else ""
+    legend_rows = [
+        [escape(verdict_label(k)), f'<code class="id">{escape(k)}</code>', escape(v)] for k, v in meanings.items()
+    ]
+    legend = _table(["Verdict", "Code", "Meaning"], legend_rows) if meanings else ""
+    after = "after the run" if report["mode"] == INSTALL else "as the scan found it"
     title = f"Patch cycle report: {report['run_id']}"
     install = report.get("install")
     install_html = _install_sections(install) if install is not None else ""
@@ -588,8 +720,10 @@ def render_html(report: Mapping[str, Any]) -> str:
         f'<p class="meta">mode {escape(str(report["mode"]))} · generated {escape(str(report["generated_at"]))}</p>'
         f"{_outcome_section(report.get('outcome'))}"
         f"{_incomplete_section(report['incomplete'])}{_accounting_section(report['accounting'])}"
-        f"{_cards(totals)}{_kpis_section(report.get('kpis'))}"
-        f'<h2>Charts</h2><div class="charts">{"".join(charts)}</div>'
+        f'<p class="meta">Each in-scope resource by its compliance {after}:</p>{_cards(totals)}'
+        f"{_compliance_section(report)}{_kpis_section(report.get('kpis'))}"
+        f'<h2>Charts</h2><p class="meta">Missing patches: as the scan found them, before the run. Verdicts and '
+        f'compliance by region and operating system: {after}.</p><div class="charts">{"".join(charts)}</div>'
         f"<h2>Verdict meanings</h2>{legend}{install_html}"
         f"{_inspection_section(report.get('inspection'))}{_config_section(report.get('config'))}"
         f"{_resources_section(report['resources'], with_waves=install is not None)}</body></html>"
