@@ -31,6 +31,7 @@ class LoggedRequest:
     region: str
     status: int  # the HTTP status of the answer (200: the call did its work)
     instance_ids: list[str]
+    document: str  # the SSM document or runbook
     comment: str  # SendCommand's Comment
     client_token: str  # StartAutomationExecution's ClientToken
     invoked_by: str  # "client", or "automation" for a call an Automation step made (as CloudTrail's invokedBy)
@@ -96,6 +97,7 @@ class RequestLog:
                 region=region,
                 status=status,
                 instance_ids=commanded_instances(params),
+                document=str(params.get("DocumentName") or ""),
                 comment=comment,
                 client_token=str(params.get("ClientToken") or ""),
                 invoked_by=invoked_by,

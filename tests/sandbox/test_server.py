@@ -215,6 +215,7 @@ def test_the_request_log_names_commanded_instances_and_a_hold_stalls_only_the_an
         (3, 200, "patchcycle wave 1 run", True),
     ]
     assert log[2]["instance_ids"] == web and log[2]["invoked_by"] == "client"
+    assert log[2]["document"] == "AWS-RunPatchBaseline"
     assert sandbox_requests(sandbox.url, "ssm:StartAutomationExecution") == []
     assert _get(f"{sandbox.url}/_sandbox/hold") == {"armed": False}
 
