@@ -64,7 +64,8 @@ sandbox: install
 	$(PY) -m include.sandbox serve --scenario $(SCENARIO) --port $(PORT)
 
 demo: install
-	$(PY) -m include.demo --scenario $(SCENARIO) --sandbox-port $(PORT) $(if $(API_PORT),--api-port $(API_PORT))
+	$(PY) -m include.demo --scenario $(SCENARIO) --sandbox-port $(PORT) $(if $(API_PORT),--api-port $(API_PORT)) \
+		$(if $(EXECUTOR),--executor $(EXECUTOR))
 
 cycle: install
 	$(PY) -m include.cycle --scenario $(SCENARIO) --mode $(MODE)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -13,7 +15,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.conftest import client_factory, uninstall_patches
+from tests.conftest import client_factory, hold_answer, release_hold, sandbox_requests, uninstall_patches
 
 ACCOUNT = "123456789012"
 
@@ -200,3 +202,56 @@ def test_uninstall_names_the_bad_field(sandbox: Any) -> None:
         urllib.request.urlopen(request, timeout=10)
     assert error.value.code == 400
     assert "instance_id" in json.loads(error.value.read())["error"]
+
+
+def test_the_request_log_names_commanded_instances_and_a_hold_stalls_only_the_answer(
+    sandbox: Any, aws: Callable[..., Any]
+) -> None:
+    ssm = aws("ssm")
+    web = sorted(i.instance_id for i in sandbox.world.instances(ACCOUNT, "us-east-1").values() if i.registered)[:2]
+    scan = {"DocumentName": "AWS-RunPatchBaseline", "Parameters": {"Operation": ["Scan"]}}
+    ssm.send_command(InstanceIds=web[:1], Comment="first", **scan)
+    with pytest.raises(ClientError):  # refused: logged with its status, commands nothing
+        ssm.send_command(InstanceIds=web[:1], DocumentName="No-Such-Document", Comment="refused")
+    hold = hold_answer(sandbox.url, "ssm:SendCommand", comment_prefix="patchcycle wave 1 ", seconds=60)
+    assert hold["armed"] and hold["caught"] is None
+    answers: list[str] = []
+    sender = threading.Thread(
+        target=lambda: answers.append(
+            ssm.send_command(InstanceIds=web, Comment="patchcycle wave 1 run", **scan)["Command"]["CommandId"]
+        )
+    )
+    sender.start()
+    deadline = time.monotonic() + 30
+    while not any(r["held"] for r in sandbox_requests(sandbox.url)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # The command exists (AWS did the work) while its sender still waits for the answer.
+    assert sender.is_alive() and answers == []
+    held = [c for c in ssm.list_commands()["Commands"] if c["Comment"] == "patchcycle wave 1 run"]
+    assert len(held) == 1 and sorted(held[0]["InstanceIds"]) == web
+    assert release_hold(sandbox.url)["caught"] == 3
+    sender.join(timeout=30)
+    assert answers == [held[0]["CommandId"]]
+
+    log = sandbox_requests(sandbox.url, "ssm:SendCommand")
+    assert [(r["seq"], r["status"], r["comment"], r["held"]) for r in log] == [
+        (1, 200, "first", False),
+        (2, 400, "refused", False),
+        (3, 200, "patchcycle wave 1 run", True),
+    ]
+    assert log[2]["instance_ids"] == web and log[2]["invoked_by"] == "client"
+    assert log[2]["document"] == "AWS-RunPatchBaseline"
+    assert sandbox_requests(sandbox.url, "ssm:StartAutomationExecution") == []
+    assert _get(f"{sandbox.url}/_sandbox/hold") == {"armed": False}
+
+
+def test_a_hold_names_the_bad_field(sandbox: Any) -> None:
+    for body, field in (
+        ({"operation": "ec2:RunInstances"}, "operation"),
+        ({"operation": "ssm:SendCommand", "seconds": 0}, "seconds"),
+    ):
+        request = urllib.request.Request(f"{sandbox.url}/_sandbox/hold", data=json.dumps(body).encode(), method="POST")
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(request, timeout=10)
+        assert error.value.code == 400
+        assert field in json.loads(error.value.read())["error"]
