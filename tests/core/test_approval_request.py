@@ -260,3 +260,16 @@ def test_a_stage_adds_its_own_section() -> None:
     sections = (*SECTIONS[:-1], rds_section, SECTIONS[-1])
     body = approval_body(inputs(), sections)
     assert body.index("## Production waves") < body.index("## RDS maintenance") < body.index("## Links")
+
+
+def test_one_account_shows_regions_only_and_long_titles_are_cut() -> None:
+    staging = _staging()
+    one_account = inputs(staging=staging[staging["account_id"] == ACCOUNT].reset_index(drop=True))
+    body = approval_body(one_account)
+    assert "| Profile | Operating system | Region | Patch group |" in body
+    assert f"| p01 | {AL} | {EAST} | web | 2 | i-0stage1 |" in body
+    rollup = "2026-11 Cumulative Update for Microsoft server operating system version 21H2 for x64-based Systems (KB1)"
+    plan = _plan().assign(title=lambda f: f["title"].where(f["patch_id"] != "KB5044281", rollup))
+    row = next(line for line in approval_body(inputs(plan=plan)).splitlines() if line.startswith("| KB5044281 |"))
+    title = row.split(" | ")[1]
+    assert 70 < len(title) <= 80 and title.endswith("...") and rollup.startswith(title[:-3])

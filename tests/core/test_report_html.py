@@ -90,11 +90,13 @@ def test_install_sections_come_before_the_resources() -> None:
         assert page.index(section) < resources, section
     install = report["install"]
     assert install["staging"]["stacks"][0]["stack_name"] in page
-    assert "yes, " + install["staging"]["stacks"][0]["deleted_at"] in page
+    assert install["staging"]["stacks"][0]["deleted_at"] == "2026-11-20T03:20:00Z"
+    assert "yes, 2026-11-20 03:20:00 UTC" in page  # times read to the second, in UTC
     for row in install["staging"]["instances"]:
         assert row["instance_id"] in page
-    assert 'id="staging"' in page and "Staging FAILED: 1 of 2 staging instance(s) passed" in page
-    assert install["approval"]["by"] in page and install["approval"]["at"] in page
+    assert 'id="staging"' in page and "Staging FAILED: 1 of 2 staging instances passed" in page
+    assert install["approval"]["at"] == "2026-11-20T03:30:00Z"
+    assert install["approval"]["by"] in page and "<td>At</td><td>2026-11-20 03:30:00 UTC</td>" in page
     assert "Wave" in _header_cells(page, "<h2>Resources (")
 
 
@@ -148,9 +150,10 @@ def test_inspection_config_and_outcome_sections() -> None:
         "cves": [
             {"resource_id": "i-1", "cve_id": "CVE-2026-1", "status": "STILL_ACTIVE", "reason": EVIL},
             {"resource_id": "i-2", "cve_id": "CVE-2026-2", "status": "REMEDIATED", "reason": ""},
+            {"resource_id": "i-2", "cve_id": "CVE-2026-1", "status": "REMEDIATED", "reason": "", "patch_ids": "KB1"},
         ],
         "residual": [{"resource_id": "i-1", "cve_id": "CVE-2026-9", "severity": "CRITICAL", "title": "t"}],
-        "by_status": {"REMEDIATED": 1, "STILL_ACTIVE": 1},
+        "by_status": {"REMEDIATED": 2, "STILL_ACTIVE": 1},
         "residual_by_severity": {"CRITICAL": 1},
     }
     report["config"] = {
@@ -172,12 +175,20 @@ def test_inspection_config_and_outcome_sections() -> None:
     report["outcome"] = {"ok": False, "problems": ["the install did not finish: the rollout halted after wave 1"]}
     page = render_html(report)
     inspection = page[page.index('id="inspection"') : page.index('id="config"')]
-    assert "CVE-2026-1" in inspection and "CVE-2026-2" in inspection and "1 remediated, 1 still active" in inspection
+    assert "2 CVEs on 3 instance-CVE pairs: 2 remediated, 1 still active" in inspection
+    # One row per CVE, the worst first: CVE-2026-1 is still active on one of its two instances.
+    assert (
+        '<td><span class="id">CVE-2026-1</span></td><td></td><td>KB1</td><td>1 still active, 1 remediated</td>'
+        "<td>Still active</td>" in inspection
+    )
+    assert inspection.index(">CVE-2026-1<") < inspection.index(">CVE-2026-2<")
+    # Only the pairs not proven closed are listed one by one.
+    assert "<h3>Not proven closed (1)</h3>" in inspection and inspection.count(">i-2<") == 0
     assert "Residual critical and high findings (1)" in inspection and "CVE-2026-9" in inspection
     assert EVIL not in page
     config = page[page.index('id="config"') :]
     assert "1 compliant, 1 non-compliant" in config
-    assert "Not compliant (1)" in config and "patchcycle-rule" in config and "2026-11-27T06:00:00Z" in config
+    assert "Not compliant (1)" in config and "patchcycle-rule" in config and "2026-11-27 06:00:00 UTC" in config
     assert "{" not in config  # summaries are shown as fields, not as Python dicts
     assert page.index('id="outcome"') < page.index("<h2>Charts</h2>")  # before any number
     assert "rollout halted after wave 1" in page
@@ -267,6 +278,7 @@ def test_verdicts_read_as_words() -> None:
     assert verdict_label("PATCHED_PENDING_REBOOT") == "Patched, pending reboot"
     assert verdict_label("SKIPPED_HALTED") == "Skipped: halted"
     assert verdict_label("NON_COMPLIANT") == "Non-compliant"
+    assert verdict_label("AWS_MANAGED") == "AWS-managed" and verdict_label("ROLLBACK_FAILED") == "Rollback failed"
     page = render_html(install_report(halted=True))
     assert ">Skipped: halted</span>" in page and 'title="SKIPPED_HALTED"' in page
 
@@ -302,7 +314,10 @@ def test_compliance_before_and_after_side_by_side() -> None:
     assert rows["Missing patches"] == (str(before_missing), "0")
     assert before_missing == 5  # the scan's count, no longer read as the current state
     assert rows["... of which critical"] == ("1", "0")
-    assert rows["Distinct CVEs those patches fix"] == ("3", "2 remediated, 1 still active")
+    assert rows["Distinct CVEs those patches fix"] == (
+        "3",
+        "2 closed on every instance; 1 still open on some (1 of 3 instance-CVE pairs)",
+    )
     before, after = rows["EC2 instances compliant"]
     assert before.split(" of ")[1] == after.split(" of ")[1].split(" (")[0]
     assert int(after.split(" of ")[0]) == int(before.split(" of ")[0]) + 2  # the two patched instances

@@ -30,6 +30,7 @@ UNRATED: Final = "Unrated"
 # The critical patches are listed by name up to this many; the rest are counted.
 MAX_CRITICAL_LISTED: Final = 15
 MAX_CVES_LISTED: Final = 3
+MAX_TITLE: Final = 80  # a patch title is cut here (Windows rollups run to 110 characters)
 _KEY: Final = ["account_id", "region", "resource_id"]
 
 
@@ -199,7 +200,9 @@ def patches_section(inputs: ApprovalInputs) -> list[str]:
         cves = split_cve_ids(str(row["cve_ids"]))
         more = len(cves) - MAX_CVES_LISTED
         shown = ", ".join(cves[:MAX_CVES_LISTED]) + (f" and {more} more" if more > 0 else "")
-        listed.append([row["patch_id"], row["title"] or " ", row["platform_name"], shown or "none", row["instances"]])
+        title = str(row["title"])
+        title = title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 3].rstrip() + "..."
+        listed.append([row["patch_id"], title, row["platform_name"], shown or "none", row["instances"]])
     lines += table(["Patch", "Title", "Operating system", "CVEs", "Instances"], listed)
     if len(critical) > MAX_CRITICAL_LISTED:
         lines += ["", f"... and {len(critical) - MAX_CRITICAL_LISTED} more critical patches (see the run page)."]
@@ -237,6 +240,7 @@ def staging_section(inputs: ApprovalInputs) -> list[str]:
     lines = []
     if not results.empty:
         stands_for = {str(p["profile_id"]): int(p["production_instances"]) for p in inputs.profiles.to_dict("records")}
+        accounts = results["account_id"].nunique()
         rows = []
         for row in results.to_dict("records"):
             planned = len(split_cve_ids(str(row["patch_ids"])))
@@ -244,7 +248,7 @@ def staging_section(inputs: ApprovalInputs) -> list[str]:
                 [
                     row["profile_id"],
                     row["platform_name"],
-                    f"{row['account_id']} {row['region']}",
+                    f"{row['account_id']} {row['region']}" if accounts > 1 else row["region"],
                     row["patch_group"] or "(none)",
                     stands_for.get(str(row["profile_id"]), ""),
                     row["instance_id"],
@@ -253,7 +257,8 @@ def staging_section(inputs: ApprovalInputs) -> list[str]:
                     "passed" if row["passed"] else "**FAILED**",
                 ]
             )
-        header = ["Profile", "Operating system", "Account, region", "Patch group", "Stands for (instances)"]
+        header = ["Profile", "Operating system", "Account, region" if accounts > 1 else "Region", "Patch group"]
+        header += ["Stands for (instances)"]
         header += ["Replica", "Patches installed", "Health check", "Result"]
         lines += ["## Staging results by profile", "", *table(header, rows)]
         failed = results[~results["passed"]]

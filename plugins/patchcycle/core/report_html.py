@@ -40,6 +40,7 @@ REGION_CHART_TITLE: Final = "Compliance by region"
 OS_CHART_TITLE: Final = "Compliance by operating system (EC2)"
 VERDICT_CHART_TITLE: Final = "Verdicts"
 MAX_CVES_SHOWN: Final = 5
+MAX_ONE_LINE_ID: Final = 24
 
 _LABEL_WIDTH, _BAR_WIDTH, _ROW_HEIGHT, _VALUE_WIDTH = 220, 420, 26, 60
 # A generous average advance of a 12 px sans-serif character: a label area sized with it holds the label whole.
@@ -205,8 +206,10 @@ def _resources_section(resources: Sequence[Mapping[str, Any]], with_waves: bool)
     for entry in resources:
         color = COMPLIANCE_COLORS.get(str(entry["compliance_state"]), DEFAULT_COLOR)
         wave = entry.get("wave")
-        name = str(entry["name"])
-        resource_id = f'<code class="id">{escape(str(entry["resource_id"]))}</code>'
+        name = "" if entry["name"] == entry["resource_id"] else str(entry["name"])
+        # An instance id stays on one line; a long name-like id (an S3 bucket) may wrap at its hyphens.
+        one_line = ' class="id"' if len(str(entry["resource_id"])) <= MAX_ONE_LINE_ID else ""
+        resource_id = f"<code{one_line}>{escape(str(entry['resource_id']))}</code>"
         account, region = _cells(entry, ("account_id", "region"))
         rows.append(
             [
@@ -233,14 +236,14 @@ def _badge(passed: bool, yes: str = "PASSED", no: str = "FAILED") -> str:
 
 def _done_at(done: bool, at: str) -> str:
     """E.g. "yes, 2026-11-20T03:05:00Z", "yes" (time unknown) or "no"."""
-    return escape(f"yes, {at}" if done and at else "yes" if done else "no")
+    return escape(f"yes, {timestamp(at)}" if done and at else "yes" if done else "no")
 
 
 def _staging_section(staging: Mapping[str, Any], facts: str) -> str:
     summary = staging["summary"]
     counts = (
-        f"{summary['passed']} of {summary['instances']} staging instance(s) passed, {summary['failed']} failed, "
-        f"{summary['patches']} planned patch(es)"
+        f"{summary['passed']} of {_count(int(summary['instances']), 'staging instance', 'staging instances')} passed, "
+        f"{summary['failed']} failed, {_count(int(summary['patches']), 'planned patch', 'planned patches')}"
     )
     headline = (
         f'<div class="banner {"good" if staging["passed"] else "bad"}" id="staging">'
@@ -249,8 +252,7 @@ def _staging_section(staging: Mapping[str, Any], facts: str) -> str:
     stack_rows = [
         [
             f"<code>{escape(str(stack['stack_name']))}</code>",
-            escape(str(stack["account_id"])),
-            escape(str(stack["region"])),
+            *_cells(stack, ("account_id", "region")),
             _done_at(bool(stack["created"]), str(stack["created_at"])),
             _done_at(bool(stack["deleted"]), str(stack["deleted_at"])),
             escape(str(stack["status"])),
@@ -261,10 +263,9 @@ def _staging_section(staging: Mapping[str, Any], facts: str) -> str:
     stacks = _table(["Stack", "Account", "Region", "Created", "Deleted", "Status", "Error"], stack_rows)
     instance_rows = [
         [
-            f"<code>{escape(str(row['instance_id']))}</code>",
+            f'<code class="id">{escape(str(row["instance_id"]))}</code>',
             escape(str(row["profile_id"])),
-            escape(str(row["account_id"])),
-            escape(str(row["region"])),
+            *_cells(row, ("account_id", "region")),
             escape(str(row["platform_name"])),
             escape(str(row["patch_group"])),
             f"{int(row['installed'])} of {len(row['patch_ids'])}",
@@ -289,7 +290,7 @@ def _approval_section(approval: Mapping[str, Any]) -> str:
     rows = [
         ["Decision", escape(decision)],
         ["By", escape(str(approval["by"]))],
-        ["At", escape(str(approval["at"]))],
+        ["At", escape(timestamp(str(approval["at"])))],
         ["Timed out", "yes" if approval["timed_out"] else "no"],
         ["Mode", escape(str(approval["mode"]))],
         ["Reason", escape(str(approval["reason"]))],
@@ -322,8 +323,7 @@ def _waves_section(install: Mapping[str, Any], facts: str) -> str:
             str(int(wave["failed"])),
             escape(f"{wave['threshold']} ({wave['allowed_failures']} allowed)"),
             escape(str(wave["status"])),
-            escape(str(wave["started_at"])),
-            escape(str(wave["finished_at"])),
+            *_cells(wave, ("started_at", "finished_at")),
         ]
         for wave in waves
     ]
@@ -336,7 +336,8 @@ def _install_sections(install: Mapping[str, Any]) -> str:
     settings = install["settings"]
     percentages = ", ".join(f"{int(share)}%" for share in settings["wave_percentages"])
     staging_facts = (
-        f"{install['pinned_patches']} pinned patch(es) · staging cap {settings['staging_max_instances']} instance(s)"
+        f"{_count(int(install['pinned_patches']), 'pinned patch', 'pinned patches')} · staging cap "
+        f"{_count(int(settings['staging_max_instances']), 'instance', 'instances')} per account and region"
     )
     wave_facts = (
         f"canary {settings['canary']} · then {percentages or 'no further waves'} · "
@@ -436,17 +437,30 @@ _RESIDUAL_HEADERS = ("Account", "Region", "Instance", "CVE", "Severity", "Title"
 _RESIDUAL_KEYS = ("account_id", "region", "resource_id", "cve_id", "severity", "title", "fixed_in", "first_observed_at")
 
 
-_ID_KEYS = frozenset({"account_id", "region", "resource_id", "cve_id"})
-_FRACTION = re.compile(r"\.\d+Z$")
+_ID_KEYS = frozenset({"account_id", "region", "resource_id", "cve_id", "instance_id"})
+_STATE_KEYS = frozenset({"status", "severity", "compliance"})
+_KEY_WORDS = re.compile(r"^[A-Z][A-Z_]*$")
+_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?(?:Z|[+-]00:00)$")
+
+
+def timestamp(text: str) -> str:
+    """An ISO 8601 UTC time as people read it, to the second: "2026-12-07T13:02:58.470995+00:00" ->
+    "2026-12-07 13:02:58 UTC"; other text unchanged."""
+    match = _ISO.match(text.strip())
+    return f"{match.group(1)} {match.group(2)} UTC" if match else text
 
 
 def _cells(row: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
-    """The row's values as cells; identifiers are kept on one line."""
+    """The row's values as cells: identifiers and times kept on one line, times to the second, states in words
+    ("STILL_ACTIVE" -> "Still active", "CRITICAL" -> "Critical")."""
     cells = []
     for key in keys:
-        text = escape(str(row.get(key, "")))
+        value = str(row.get(key, ""))
         if key.endswith("_at"):
-            text = _FRACTION.sub("Z", text)  # to the second: a reader compares times, not microseconds
+            value = timestamp(value)  # to the second: a reader compares times, not microseconds
+        elif key in _STATE_KEYS and _KEY_WORDS.match(value):
+            value = _word(value).capitalize()
+        text = escape(value)
         one_line = key in _ID_KEYS or key.endswith("_at") or (" " not in text and len(text) <= 40)
         cells.append(f'<span class="id">{text}</span>' if one_line and text else text)
     return cells
@@ -462,16 +476,56 @@ def _in_words(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{int(n)} {escape(_word(key))}" for key, n in counts.items())
 
 
+# A CVE's status over every instance it was targeted on: the worst one wins.
+_CVE_STATUS_ORDER: Final = ("STILL_ACTIVE", "UNVERIFIED", "NOT_FOUND", "REMEDIATED")
+
+
+def cves_by_id(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Inspector's per-(instance, CVE) rows as one row per CVE: its severity, the patches that fix it, the
+    instances by status ({status: n}) and its overall status (the worst of its instances'), worst first."""
+    by_cve: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = by_cve.setdefault(
+            str(row["cve_id"]), {"cve_id": str(row["cve_id"]), "severity": "", "patches": set(), "instances": {}}
+        )
+        entry["severity"] = entry["severity"] or str(row.get("severity", ""))
+        entry["patches"].update(p for p in str(row.get("patch_ids", "")).split(";") if p)
+        status = str(row.get("status", ""))
+        entry["instances"][status] = entry["instances"].get(status, 0) + 1
+    rank = {status: n for n, status in enumerate(_CVE_STATUS_ORDER)}
+    result = []
+    for entry in by_cve.values():
+        worst = min(entry["instances"], key=lambda status: rank.get(status, -1))
+        result.append({**entry, "patches": sorted(entry["patches"]), "status": worst})
+    return sorted(result, key=lambda e: (rank.get(e["status"], -1), -sum(e["instances"].values()), e["cve_id"]))
+
+
 def _inspection_section(inspection: Mapping[str, Any] | None) -> str:
-    """Per-CVE remediation proof (Amazon Inspector) and the residual critical/high findings."""
+    """Per-CVE remediation proof (Amazon Inspector): one row per CVE, then the (instance, CVE) pairs not proven
+    closed, and the residual critical/high findings. Every pair is in report.json and report.csv."""
     if inspection is None:
         return ""
-    by_status = _in_words(inspection["by_status"]) or "no CVEs to prove"
-    cve_rows = [_cells(row, _CVE_KEYS) for row in inspection["cves"]]
+    cves = cves_by_id(inspection["cves"])
+    pairs = sum(int(n) for n in inspection["by_status"].values())
+    summary = f"{_count(len(cves), 'CVE', 'CVEs')} on {_count(pairs, 'instance-CVE pair', 'instance-CVE pairs')}: "
+    summary += _in_words(inspection["by_status"]) or "no CVEs to prove"
+    rows = [
+        [
+            f'<span class="id">{escape(cve["cve_id"])}</span>',
+            escape(str(cve["severity"]).capitalize()),
+            escape(", ".join(cve["patches"])),
+            escape(_in_words(cve["instances"])),
+            escape(_word(cve["status"]).capitalize()),
+        ]
+        for cve in cves
+    ]
+    headers = ["CVE", "Severity", "Fixed by", "Instances", "Overall"]
+    open_rows = [_cells(row, _CVE_KEYS) for row in inspection["cves"] if row.get("status") != "REMEDIATED"]
     residual_rows = [_cells(row, _RESIDUAL_KEYS) for row in inspection["residual"]]
     return (
-        f'<h2 id="inspection">CVE remediation (Amazon Inspector)</h2><p class="meta">{by_status}</p>'
-        f"{_table(_CVE_HEADERS, cve_rows)}"
+        f'<h2 id="inspection">CVE remediation (Amazon Inspector)</h2><p class="meta">{escape(summary)}</p>'
+        f"{_table(headers, rows)}"
+        f"<h3>Not proven closed ({len(open_rows)})</h3>{_table(_CVE_HEADERS, open_rows)}"
         f"<h3>Residual critical and high findings ({len(residual_rows)})</h3>{_table(_RESIDUAL_HEADERS, residual_rows)}"
     )
 
@@ -490,7 +544,7 @@ def _config_section(config: Mapping[str, Any] | None) -> str:
                 target.get("status", ""),
                 (target.get("rule") or {}).get("name", ""),
                 "yes" if (target.get("rule") or {}).get("created") else "no",
-                (target.get("evaluation") or {}).get("evaluated_at", ""),
+                timestamp(str((target.get("evaluation") or {}).get("evaluated_at", ""))),
                 target.get("message", ""),
             )
         ]
@@ -581,13 +635,25 @@ def failure_causes(block: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     return sorted(causes, key=lambda cause: -cause[2])
 
 
+# Verdicts whose words need more than their key's (verdicts.Verdict); the rest read as their key in words.
+_VERDICT_WORDS: Final[Mapping[str, str]] = {
+    "PATCHED_PENDING_REBOOT": "Patched, pending reboot",
+    "SKIPPED_STAGING_FAILED": "Skipped: staging failed",
+    "SKIPPED_NO_SNAPSHOT": "Skipped: no snapshot",
+    "MAINTENANCE_PENDING": "Maintenance pending",
+    "AWS_MANAGED": "AWS-managed",
+}
+
+
 def verdict_label(verdict: str) -> str:
-    """A verdict in words: "PATCHED_PENDING_REBOOT" -> "Patched, pending reboot", "SKIPPED_HALTED" -> "Skipped:
-    halted"."""
+    """A verdict in words: "PATCHED_PENDING_REBOOT" -> "Patched, pending reboot", "SKIPPED_HALTED" ->
+    "Skipped: halted", "AWS_MANAGED" -> "AWS-managed"."""
+    if verdict in _VERDICT_WORDS:
+        return _VERDICT_WORDS[verdict]
     words = _word(verdict)
     if words.startswith("skipped "):
         words = "skipped: " + words.removeprefix("skipped ")
-    return words.replace(" pending", ", pending").capitalize()
+    return words.capitalize()
 
 
 def compliance_before_after(report: Mapping[str, Any]) -> list[tuple[str, str, str]]:
@@ -596,7 +662,8 @@ def compliance_before_after(report: Mapping[str, Any]) -> list[tuple[str, str, s
 
     Before: EC2 instances with no outstanding patch, the outstanding patches (critical ones apart) and their
     distinct CVEs, as the scan read them. After: each instance's latest patch state (verify's after the install,
-    else the scan's), Inspector's verdict on the targeted CVEs, and AWS Config's rule.
+    else the scan's), Inspector's verdict on each targeted CVE (the worst over its instances, cves_by_id), and
+    AWS Config's rule.
     """
     ec2 = [entry for entry in report["resources"] if entry["resource_type"] == "ec2"]
     scanned = [entry for entry in ec2 if entry["patch_state"] is not None or entry["missing_patches"]]
@@ -627,7 +694,7 @@ def compliance_before_after(report: Mapping[str, Any]) -> list[tuple[str, str, s
     inspection = report.get("inspection")
     cves = "not inspected"
     if inspection is not None:
-        cves = _in_words(inspection["by_status"]) or "no CVE to prove"
+        cves = _cves_after(inspection)
     after = [
         f"{after_compliant} of {len(scanned)}{suffix}",
         str(after_missing),
@@ -639,6 +706,21 @@ def compliance_before_after(report: Mapping[str, Any]) -> list[tuple[str, str, s
     if config.get("by_compliance"):
         rows.append(("AWS Config patch compliance", "", _in_words(config["by_compliance"])))
     return rows
+
+
+def _cves_after(inspection: Mapping[str, Any]) -> str:
+    """Inspector's verdict on the targeted CVEs: "13 closed on every instance; 2 not proven closed on every
+    instance (23 of 1243 instance-CVE pairs)"."""
+    cves = cves_by_id(inspection["cves"])
+    if not cves:
+        return "no CVE to prove"
+    closed = sum(1 for cve in cves if cve["status"] == "REMEDIATED")
+    pairs = sum(sum(cve["instances"].values()) for cve in cves)
+    open_pairs = sum(n for cve in cves for status, n in cve["instances"].items() if status != "REMEDIATED")
+    text = f"{closed} closed on every instance"
+    if closed < len(cves):
+        text += f"; {len(cves) - closed} still open on some ({open_pairs} of {pairs} instance-CVE pairs)"
+    return text
 
 
 def _compliance_section(report: Mapping[str, Any]) -> str:
@@ -717,7 +799,8 @@ def render_html(report: Mapping[str, Any]) -> str:
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{escape(title)}</h1>"
-        f'<p class="meta">mode {escape(str(report["mode"]))} · generated {escape(str(report["generated_at"]))}</p>'
+        f'<p class="meta">{escape(str(report["mode"]).capitalize())} run · generated '
+        f"{escape(timestamp(str(report['generated_at'])))}</p>"
         f"{_outcome_section(report.get('outcome'))}"
         f"{_incomplete_section(report['incomplete'])}{_accounting_section(report['accounting'])}"
         f'<p class="meta">Each in-scope resource by its compliance {after}:</p>{_cards(totals)}'
