@@ -59,12 +59,6 @@ CVE_COLORS: Final[Mapping[str, str]] = {
     "Not found": "#9e9e9e",
     "Unverified": "#f9a825",
 }
-_COMPLIANCE_WORDS: Final[Mapping[str, str]] = {
-    ComplianceState.COMPLIANT: "compliant",
-    ComplianceState.NON_COMPLIANT: "non-compliant",
-    ComplianceState.UNKNOWN: "unknown",
-    ComplianceState.NOT_APPLICABLE: "AWS-managed",
-}
 # The resources table: (column key, header). The CSV download writes the same columns, filtered as shown.
 RESOURCE_COLUMNS: Final = (
     ("resource_id", "Resource"),
@@ -156,7 +150,7 @@ _TABLE_SCRIPT: Final = """
 
 def words(key: str) -> str:
     """A key as words: "PATCHED_PENDING_REBOOT" -> "Patched pending reboot", "NON_COMPLIANT" -> "Non-compliant"."""
-    text = key.lower().replace("non_", "non-").replace("_", " ")
+    text = key.lower().replace("non_", "non-").replace("aws_", "AWS-").replace("_", " ")
     return text[:1].upper() + text[1:]
 
 
@@ -386,7 +380,7 @@ def _kpi_cards(report: Mapping[str, Any]) -> str:
     if fleet.get("attempted"):
         cards.append(("Install success rate", percent(int(fleet["patched"]), int(fleet["attempted"]))))
         cards.append(("Patched", str(fleet["patched"])))
-    cards.append(("Failed", str(sum(int(n) for n in fleet.get("failures_by_reason", {}).values()))))
+    cards.append(("Failures (any cause)", str(sum(int(n) for n in fleet.get("failures_by_reason", {}).values()))))
     inner = "".join(f'<div class="card"><div class="n">{escape(n)}</div>{escape(label)}</div>' for label, n in cards)
     return f'<div class="cards">{inner}</div>'
 
@@ -434,7 +428,7 @@ def _approval_section(view: RunView) -> str:
         ["Approval mode", escape(str(decision["mode"]))],
         ["Staging had passed", "yes" if decision.get("staging_passed") else "no"],
     ]
-    return '<h2 id="approval">Approval</h2>' + _table(["", ""], rows, ' id="approval-record"')
+    return '<h2 id="approval">Approval</h2>' + _table(["Field", "Value"], rows, ' id="approval-record"')
 
 
 def _resource_cells(resource: Mapping[str, Any]) -> dict[str, tuple[str, str, str]]:
@@ -578,7 +572,7 @@ def _drift_section(view: FleetView) -> str:
     legend = _table(["Kind", "Meaning"], [[escape(words(k)), escape(str(v))] for k, v in meanings.items()])
     more = f'<p class="muted">The first 50 of {len(drift["drift"])} shown.</p>' if len(drift["drift"]) > 50 else ""
     headers = ["Account", "Region", "Instance", "Kind", "About", "Detail"]
-    table = _table(headers, rows, ' id="drift-table"') if rows else ""
+    table = f"<h3>Drift found ({len(drift['drift'])})</h3>" + _table(headers, rows, ' id="drift-table"') if rows else ""
     return (
         f'<h2 id="drift">Drift</h2><p class="meta">{escape(facts)}{link}</p>'
         f'<div class="charts">{bar_chart(DRIFT_TITLE, bars)}</div>{legend}{table}{more}'
@@ -593,7 +587,7 @@ def fleet_page(view: FleetView) -> str:
     for cycle in view.cycles:
         link = f'<a href="{escape(cycle.href)}">{escape(cycle.run_id)}</a>'
         if cycle.report is None:
-            rows.append([escape(cycle.when), link, escape(cycle.state), "", "", "", "", ""])
+            rows.append([escape(cycle.when), link, escape(cycle.state), "", "", "", "", "", "no report yet"])
             continue
         f = _cycle_figures(cycle.report)
         outcome = _badge("Ran its course" if f["ok"] else "Needs a look", "#2e7d32" if f["ok"] else "#c62828")
@@ -606,10 +600,12 @@ def fleet_page(view: FleetView) -> str:
                 str(f["in_scope"]),
                 escape(f["compliant_pct"]),
                 escape(f"{f['success']}" + (f" ({f['patched']} of {f['attempted']})" if f["attempted"] else "")),
-                f"{f['failed']} · {outcome}",
+                str(f["failed"]),
+                outcome,
             ]
         )
-    headers = ["Started", "Run", "State", "Mode", "In scope", "Compliant after", "Install success", "Failed"]
+    headers = ["Started", "Run", "State", "Mode", "In scope", "Compliant after", "Install success", "Failures"]
+    headers.append("Outcome")
     trend = fleet_trend(view.cycles)
     success = [
         (cycle.when, _cycle_figures(cycle.report)["success_value"])
