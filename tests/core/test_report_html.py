@@ -57,7 +57,8 @@ def test_incomplete_parts_are_shown_prominently() -> None:
     page = render_html(report)
     banner = page.index('class="banner bad" id="incomplete"')
     assert banner < page.index(f"<h3>{SEVERITY_CHART_TITLE}</h3>")  # before any number
-    assert "INCOMPLETE: 1 part(s)" in page and "ap-south-1" in page
+    assert "INCOMPLETE: 1 part of the fleet could not be read" in page and "ap-south-1" in page
+    assert "<th>Connection</th>" in page and "aws_conn_id" not in page  # columns in words
     assert EVIL not in page
     report["incomplete"] = []
     assert 'id="incomplete"' not in render_html(report)

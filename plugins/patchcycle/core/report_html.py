@@ -162,10 +162,20 @@ def _incomplete_section(parts: Sequence[Mapping[str, str]]) -> str:
         return '<div class="banner good">Complete: every connection, region and stage was read.</div>'
     columns = sorted({key for part in parts for key in part}, key=lambda k: (k == "error", k))
     rows = [[escape(str(part.get(column, ""))) for column in columns] for part in parts]
+    headers = [_PART_LABELS.get(column, _word(column).capitalize()) for column in columns]
     return (
-        f'<div class="banner bad" id="incomplete">INCOMPLETE: {len(parts)} part(s) of the fleet could not be read; '
-        f"the resources there are missing from every number below.{_table(columns, rows)}</div>"
+        f'<div class="banner bad" id="incomplete">INCOMPLETE: {_count(len(parts), "part", "parts")} of the fleet '
+        f"could not be read; the resources there are missing from every number below.{_table(headers, rows)}</div>"
     )
+
+
+# The columns of a part of the fleet that could not be read, in words.
+_PART_LABELS: Final[Mapping[str, str]] = {
+    "aws_conn_id": "Connection",
+    "region": "Region",
+    "stage": "Stage",
+    "error": "Error",
+}
 
 
 def _accounting_section(accounting: Mapping[str, Any]) -> str:
@@ -802,6 +812,12 @@ def render_html(report: Mapping[str, Any]) -> str:
     ]
     legend = _table(["Verdict", "Code", "Meaning"], legend_rows) if meanings else ""
     after = "after the run" if report["mode"] == INSTALL else "as the scan found it"
+    charts_note = (
+        "Missing patches: as the scan found them, before the run. Verdicts and compliance by region and "
+        "operating system: after the run."
+        if report["mode"] == INSTALL
+        else "As the scan found them."
+    )
     title = f"Patch cycle report: {report['run_id']}"
     install = report.get("install")
     install_html = _install_sections(install) if install is not None else ""
@@ -815,8 +831,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         f"{_incomplete_section(report['incomplete'])}{_accounting_section(report['accounting'])}"
         f'<p class="meta">Each in-scope resource by its compliance {after}:</p>{_cards(totals)}'
         f"{_compliance_section(report)}{_kpis_section(report.get('kpis'))}"
-        f'<h2>Charts</h2><p class="meta">Missing patches: as the scan found them, before the run. Verdicts and '
-        f'compliance by region and operating system: {after}.</p><div class="charts">{"".join(charts)}</div>'
+        f'<h2>Charts</h2><p class="meta">{escape(charts_note)}</p><div class="charts">{"".join(charts)}</div>'
         f"<h2>Verdict meanings</h2>{legend}{install_html}"
         f"{_inspection_section(report.get('inspection'))}{_config_section(report.get('config'))}"
         f"{_resources_section(report['resources'], with_waves=install is not None)}</body></html>"
