@@ -197,6 +197,7 @@ def test_the_body_says_what_approve_installs_where_and_what_staging_found() -> N
         "| Operating system | Instances | Pinned patches | Critical | Important | Moderate | Unrated | CVEs fixed |"
         in (body)
     )
+    assert "Staging did not pass: approving rolls these patches out all the same, and the run ends failed" in body
     assert f"| {AL} | 2 | 3 | 1 | 1 | 0 | 1 | 3 |" in body
     assert f"| {WIN} | 1 | 2 | 1 | 0 | 1 | 0 | 4 |" in body
     assert "### Critical patches (2)" in body
@@ -231,7 +232,7 @@ def test_staging_passed_needs_every_replica_and_every_stack() -> None:
     good = inputs(staging=_staging(windows_passes=True))
     assert staging_passed(good)
     assert approval_body(good).startswith("# Staging passed: 2 replicas patched and healthy\n")
-    assert "Why staging failed" not in approval_body(good)
+    assert "Why staging failed" not in approval_body(good) and "Staging did not pass" not in approval_body(good)
     not_needed = [STACKS[0], {**STACKS[1], "created": False, "status": "NOT_NEEDED"}]
     assert staging_passed(inputs(staging=_staging(windows_passes=True), stacks=not_needed))
     broken = [STACKS[0], {**STACKS[1], "created": False, "error": "CREATE_FAILED | subnet not found"}]

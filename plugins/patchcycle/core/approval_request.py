@@ -166,12 +166,20 @@ def decision_section(inputs: ApprovalInputs) -> list[str]:
     patches = pinned["patch_id"].nunique() if not pinned.empty else 0
     accounts, regions = members["account_id"].nunique(), members["region"].nunique()
     waves = members["wave"].nunique()
+    warning = []
+    if not staging_passed(inputs):
+        warning = [
+            "",
+            "Staging did not pass: approving rolls these patches out all the same, and the run ends failed "
+            "(see why below).",
+        ]
     return [
         f"**Approve** installs {plural(patches, 'pinned patch', 'pinned patches')} "
         f"({critical} critical, fixing {plural(len(_cves(pinned)), 'CVE')}) on "
         f"{plural(len(members), 'production instance')} in {plural(accounts, 'account')} and "
         f"{plural(regions, 'region')}, in {plural(waves, 'wave')} (the canary first). "
         "**Reject** installs nothing: every instance keeps its current patches, and the report says why.",
+        *warning,
     ]
 
 
