@@ -197,7 +197,7 @@ def test_the_body_says_what_approve_installs_where_and_what_staging_found() -> N
         "| Operating system | Instances | Pinned patches | Critical | Important | Moderate | Unrated | CVEs fixed |"
         in (body)
     )
-    assert "Staging did not pass: approving rolls these patches out all the same, and the run ends failed" in body
+    assert "**Staging did not pass**: approving rolls these patches out all the same, and the run ends failed" in body
     assert f"| {AL} | 2 | 3 | 1 | 1 | 0 | 1 | 3 |" in body
     assert f"| {WIN} | 1 | 2 | 1 | 0 | 1 | 0 | 4 |" in body
     assert "### Critical patches (2)" in body

@@ -170,7 +170,7 @@ def decision_section(inputs: ApprovalInputs) -> list[str]:
     if not staging_passed(inputs):
         warning = [
             "",
-            "Staging did not pass: approving rolls these patches out all the same, and the run ends failed "
+            "**Staging did not pass**: approving rolls these patches out all the same, and the run ends failed "
             "(see why below).",
         ]
     return [
