@@ -91,11 +91,14 @@ _PAGE_CSS: Final = (
     REPORT_CSS
     + """
 body{margin:1.2rem}
+h1{font-size:1.6rem;overflow-wrap:anywhere}
+.scroll{overflow-x:auto}
+#resources{font-size:.85rem} #resources td,#resources th{padding:.25rem .35rem}
 nav.links a{margin-right:1rem}
 .chart svg{max-width:100%;height:auto}
 .filters{display:flex;gap:.6rem;align-items:center;flex-wrap:wrap;margin:.6rem 0}
 .filters input,.filters select{padding:.3rem .5rem;font-size:.9rem}
-th.sortable{cursor:pointer;white-space:nowrap} th.sortable::after{content:" \\2195";color:#9e9e9e}
+th.sortable{cursor:pointer} th.sortable::after{content:" \\2195";color:#9e9e9e}
 th[aria-sort=ascending]::after{content:" \\2191";color:#212121}
 th[aria-sort=descending]::after{content:" \\2193";color:#212121}
 .muted{color:#616161}
@@ -397,6 +400,7 @@ def _staging_section(view: RunView) -> str:
         planned = [patch for patch in str(record["patch_ids"]).split(";") if patch]
         cells = {key: escape(str(record.get(key, ""))) for key, _ in STAGING_COLUMNS}
         cells["instance_id"] = f'<code class="id">{cells["instance_id"]}</code>'
+        cells["region"] = f'<span class="id">{cells["region"]}</span>'
         cells["installed"] = f"{int(record['installed'])} of {len(planned)}"
         good = bool(record["passed"])
         cells["passed"] = _badge("Passed" if good else "Failed", "#2e7d32" if good else "#c62828")
@@ -440,15 +444,20 @@ def _resource_cells(resource: Mapping[str, Any]) -> dict[str, tuple[str, str, st
     cells: dict[str, tuple[str, str, str]] = {}
     for key in ("resource_id", "name", "resource_type", "account_id", "region", "environment", "reason"):
         value = str(resource[key])
-        html = f'<code class="id">{escape(value)}</code>' if key == "resource_id" else escape(value)
+        html = escape(value)
+        if key == "resource_id":
+            html = f'<code class="id">{html}</code>'
+        elif key in ("account_id", "region"):
+            html = f'<span class="id">{html}</span>'
         cells[key] = (html, value, value)
     cells["resource_type"] = (escape(str(resource["resource_type"]).upper()), str(resource["resource_type"]), "")
     cells["wave"] = (escape(wave_label(wave)) if wave else "", "" if wave is None else str(wave), str(wave or ""))
     color = VERDICT_COLORS.get(verdict, DEFAULT_COLOR)
     cells["verdict"] = (_badge(words(verdict), color), verdict, verdict)
     cells["missing"] = (str(missing), str(missing), str(missing))
-    shown = ", ".join(cves[:3]) + (f" (+{len(cves) - 3} more)" if len(cves) > 3 else "")
-    cells["cves"] = (escape(shown), ";".join(cves), str(len(cves)))
+    shown = "<br>".join(f'<span class="id">{escape(cve)}</span>' for cve in cves[:2])
+    shown += f"<br>(+{len(cves) - 2} more)" if len(cves) > 2 else ""
+    cells["cves"] = (shown, ";".join(cves), str(len(cves)))
     return cells
 
 
@@ -474,8 +483,8 @@ def _resources_section(view: RunView, report: Mapping[str, Any]) -> str:
         f'<select id="filter-verdict" aria-label="Verdict"><option value="">Every verdict</option>{options}</select>'
         f'<span class="muted"><span id="shown">{len(resources)}</span> shown</span>'
         '<button class="button" id="download" type="button">Download CSV (rows shown)</button></div>'
-        f'<table id="resources" data-filename="{escape(filename)}"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
+        f'<div class="scroll"><table id="resources" data-filename="{escape(filename)}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
 
