@@ -40,7 +40,9 @@ RUN_CONF = {
     "mode": "install",
     "approval_mode": "manual",
     "halt_threshold": "50%",  # the scenario's injected install failures must not halt this run
-    "poll_seconds": 5,
+    # One region: every check here holds per (connection, region), and a second doubles the task instances.
+    "targets": [{"aws_conn_id": "aws_default", "regions": ["us-east-1"]}],
+    "poll_seconds": 2,
     "command_timeout_minutes": 0.5,
     # The canary and one wave; snapshots and rollback are proven by the e2e install cycle.
     "snapshot": False,
