@@ -18,6 +18,7 @@ from patchcycle.core.outcomes import APPROVE, REJECT, ApprovalRecord
 from patchcycle.core.staging import STAGING_RESULT_COLUMNS, approval_body, staging_summary
 from patchcycle.notifications.cycle_events import notify, page_of_run
 from patchcycle.operators.base import RunTask
+from patchcycle.operators.rds_approval import rds_approval
 from patchcycle.run_artifacts import (
     APPROVAL_DECISION,
     APPROVAL_REQUEST,
@@ -58,18 +59,22 @@ class PatchApprovalOperator(ApprovalOperator, RunTask[CycleConfig]):
             if waves is not None
             else []
         )
-        if waves is not None and waves.empty and summary["instances"] == 0:
+        rds = rds_approval(artifacts, config)
+        if waves is not None and waves.empty and summary["instances"] == 0 and not rds.databases:
             # Nothing needs patching: no one should be asked to approve an empty rollout.
             raise AirflowSkipException("nothing to roll out: no in-scope instance needs patches")
-        self.body = approval_body(
-            summary,
-            [asdict(stack) for stack in stacks],
-            sizes,
-            str(config.install.halt_threshold),
-            artifacts.uri(REPORT_HTML),
-            artifacts.stage_uri(STAGING_RESULTS),
+        self.body = (
+            approval_body(
+                summary,
+                [asdict(stack) for stack in stacks],
+                sizes,
+                str(config.install.halt_threshold),
+                artifacts.uri(REPORT_HTML),
+                artifacts.stage_uri(STAGING_RESULTS),
+            )
+            + rds.section
         )
-        passed = summary["failed"] == 0 and all(s.created or s.status == "NOT_NEEDED" for s in stacks)
+        passed = summary["failed"] == 0 and all(s.created or s.status == "NOT_NEEDED" for s in stacks) and rds.passed
         mode = config.install.approval_mode
         artifacts.write(APPROVAL_REQUEST, ApprovalRequest(mode=mode, staging_passed=passed, body=self.body))
         if mode == "auto":
