@@ -184,7 +184,7 @@ class RdsRehearsalOperator(RdsStackOperator):
     """Waits for the staging copies to be available, applies the planned actions to them (immediately), waits,
     and checks each copy: available, an endpoint, the actions gone, the upgraded engine version."""
 
-    operator_extra_links = ()  # the stack is create_rds_staging's
+    operator_extra_links = ()  # type: ignore[assignment]  # no link: the stack is create_rds_staging's
 
     def execute(self, context: Context) -> Any:
         artifacts = self.artifacts(context)
