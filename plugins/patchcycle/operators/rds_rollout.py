@@ -90,8 +90,9 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
                     for arn, action in zip(actions["resource_arn"], actions["action"], strict=True):
                         try:
                             with aws_call("rds:ApplyPendingMaintenanceAction", str(account_id), str(region)):
-                                hook.apply(str(arn), str(action), opt_in)
-                        except (AirflowFailException, ClientError) as error:
+                                if not self._apply(hook, str(arn), str(action), opt_in):
+                                    continue  # not pending (any more, e.g. a retried task): the wait tells
+                        except AirflowFailException as error:
                             refused = f"ApplyPendingMaintenanceAction {action} refused: {error}"
                             break
                     base = {"account_id": account_id, "region": region, "resource_id": db, "wave": wave}
@@ -117,22 +118,29 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
                 timeout=limit.total_seconds(),
             ),
             method_name="wave_done",
-            kwargs={"wave": wave, "targets": {wid: target.key for target, wid in waits}},
             timeout=limit + DEFER_MARGIN,
         )
 
-    def wave_done(self, context: Context, event: dict[str, Any], wave: int, targets: dict[str, str]) -> Any:
-        return self._judge(context, wave, event, targets)
+    def wave_done(self, context: Context, event: dict[str, Any]) -> Any:
+        """The wave in flight is the earliest one with DB instances not in the rollout's table yet."""
+        artifacts = self.artifacts(context)
+        plan, done = artifacts.read(RDS_INSTALL_PLAN), artifacts.read(RDS_ROLLOUT)
+        reached = set(zip(done["account_id"], done["region"], done["resource_id"], strict=True))
+        waves = [
+            int(w)
+            for a, r, d, w in zip(plan["account_id"], plan["region"], plan["resource_id"], plan["wave"], strict=True)
+            if (a, r, d) not in reached
+        ]
+        return self._judge(context, min(waves), event)
 
-    def _judge(self, context: Context, wave: int, event: dict[str, Any], targets: dict[str, str] | None = None) -> Any:
+    def _judge(self, context: Context, wave: int, event: dict[str, Any]) -> Any:
         artifacts, config = self.artifacts(context), self.settings()
         with recorded_failure(artifacts, Step.RDS_ROLLOUT):
             plan, done = artifacts.read(RDS_INSTALL_PLAN), artifacts.read(RDS_ROLLOUT)
-            by_key = {t.key: t for t in config.targets}
             rows = []
             for wid, state in event.get("databases", {}).items():
                 db, actions = parse_wait_id(wid)
-                target = by_key[(targets or {})[wid]]
+                target = Target(str(state["aws_conn_id"]), str(state["region_name"]))
                 row = plan[(plan["resource_id"] == db) & (plan["region"] == target.region_name)].iloc[0]
                 outcome = _STATE_OUTCOMES[state["state"]]
                 detail = ""
@@ -229,6 +237,17 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
             if not mine.empty:
                 found[target] = mine
         return found
+
+    @staticmethod
+    def _apply(hook: RdsMaintenanceHook, arn: str, action: str, opt_in: str) -> bool:
+        """ApplyPendingMaintenanceAction; False when the action is not pending (InvalidParameterCombination)."""
+        try:
+            hook.apply(arn, action, opt_in)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "InvalidParameterCombination":
+                return False
+            raise
+        return True
 
     def _hook(self, target: Target) -> RdsMaintenanceHook:
         return RdsMaintenanceHook(aws_conn_id=target.aws_conn_id, region_name=target.region_name)

@@ -29,8 +29,8 @@ class RdsMaintenanceTrigger(FleetWaitTrigger):
     for `kind` (core.rds_rollout.maintenance_state), or until `timeout` seconds after `started_at`.
 
     Targets: {"aws_conn_id", "region_name", "databases": [wait_id(...)]}. Event: {"status": "done" | "timeout",
-    "databases": {wait id: {"state", "status", "engine_version"}}}; at the timeout the ones not final are
-    "timeout".
+    "databases": {wait id: {"aws_conn_id", "region_name", "state", "status", "engine_version"}}}; at the timeout the
+    ones not final are "timeout".
     """
 
     IDS_KEY = "databases"
@@ -63,6 +63,8 @@ class RdsMaintenanceTrigger(FleetWaitTrigger):
             status = str(db["DBInstanceStatus"]) if db else None
             state = maintenance_state(self.kind, status, actions, pending.get(identifier, {}))
             found[wid] = {
+                "aws_conn_id": target["aws_conn_id"],
+                "region_name": target["region_name"],
                 "state": state.value,
                 "status": status or "not found",
                 "engine_version": str(db.get("EngineVersion", "")) if db else "",
