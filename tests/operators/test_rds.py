@@ -180,6 +180,10 @@ def test_staging_restores_applies_checks_and_deletes_then_the_waves_apply_replic
     assert pending(server, production) == {}
     outcomes = read_rds_outcomes(artifacts, CycleConfig.from_params(base))
     assert outcomes is not None and set(outcomes["outcome"]) == {"applied"}
+    # A retried task starts over: RDS no longer lists the actions (InvalidParameterCombination), the waits find
+    # them applied.
+    retried = drive(rollout, ctx, deferral(rollout, ctx), server, 1)
+    assert retried["outcomes"] == {"applied": 3}
 
 
 def test_next_maintenance_opts_in_and_is_scheduled(server: SandboxServer, base: dict[str, Any]) -> None:
