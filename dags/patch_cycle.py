@@ -33,6 +33,8 @@ from patchcycle.operators.patch_scan import PatchScanOperator
 from patchcycle.operators.patch_wave import PatchWaveOperator
 from patchcycle.operators.publish_findings import PublishFindingsOperator
 from patchcycle.operators.publish_metrics import PublishMetricsOperator
+from patchcycle.operators.rds_rollout import RdsRolloutOperator
+from patchcycle.operators.rds_staging import RdsRehearsalOperator, RdsStagingOperator, RdsStagingTeardownOperator
 from patchcycle.operators.register_runbooks import RegisterRunbooksOperator
 from patchcycle.operators.staging_checks import StagingHealthCheckOperator, StagingPatchOperator
 from patchcycle.operators.staging_stack import StagingStackOperator, StagingTeardownOperator
@@ -78,6 +80,13 @@ with DAG(
     register_runbooks = RegisterRunbooksOperator.partial(task_id="register_runbooks", config=config).expand_kwargs(
         targets
     )
+    # RDS: restored copies maintained first (setup, rehearsal, teardown); after approval, the waves of DB instances.
+    create_rds_staging = RdsStagingOperator.partial(task_id="create_rds_staging", config=config).expand_kwargs(targets)
+    rehearse_rds = RdsRehearsalOperator.partial(task_id="rehearse_rds", config=config).expand_kwargs(targets)
+    delete_rds_staging = RdsStagingTeardownOperator.partial(task_id="delete_rds_staging", config=config).expand_kwargs(
+        targets
+    )
+    rds_rollout = RdsRolloutOperator(task_id="rds_rollout", config=config)
     approve = PatchApprovalOperator(task_id="approve_production", config=config, retries=0)
     waves = [PatchWaveOperator(task_id=f"wave_{n}", wave=n, config=config) for n in range(1, MAX_WAVES + 1)]
     # all_done: the canary instances of a halted rollout are verified too.
@@ -107,4 +116,7 @@ with DAG(
     chain(check_staging, approve, *waves, verify, [inspect, config_check, expire_snapshots], report)
     chain(report, [publish_findings, publish_metrics], conclude)
     install_mode >> verify
+    plan_install >> create_rds_staging >> rehearse_rds
+    rehearse_rds >> delete_rds_staging.as_teardown(setups=create_rds_staging, on_failure_fail_dagrun=True)
+    rehearse_rds >> approve >> rds_rollout >> report
     match >> report

@@ -96,6 +96,14 @@ TEMPLATE_RESOURCE_ACTIONS: dict[str, tuple[str, ...]] = {
         "ec2:TerminateInstances",
         "iam:PassRole",
     ),
+    # Create: RestoreDBInstanceFromDBSnapshot (DBSnapshotIdentifier) with its Tags, DescribeDBInstances until it is
+    # available. Delete (DeletionPolicy Delete): DeleteDBInstance, DescribeDBInstances until it is gone.
+    "AWS::RDS::DBInstance": (
+        "rds:AddTagsToResource",
+        "rds:DeleteDBInstance",
+        "rds:DescribeDBInstances",
+        "rds:RestoreDBInstanceFromDBSnapshot",
+    ),
 }
 # IAM actions that are permissions only, with no API operation of their own in botocore.
 PERMISSION_ONLY_ACTIONS = frozenset({"iam:PassRole"})
@@ -133,6 +141,7 @@ TAG_ON_CREATE: dict[tuple[str, str], tuple[str, ...]] = {
     ("ec2", "CreateImage"): ("ec2:CreateTags",),
     ("ssm", "CreateDocument"): ("ssm:AddTagsToResource",),
     ("ssm", "StartAutomationExecution"): ("ssm:AddTagsToResource",),
+    ("rds", "CreateDBSnapshot"): ("rds:AddTagsToResource",),
 }
 # Permissions a call needs beyond its own action. StartAutomationExecution passes the runbooks' AutomationAssumeRole
 # (the run's automation_assume_role param, when set) to Systems Manager, which checks iam:PassRole on that role.
@@ -214,6 +223,7 @@ SAMPLE_RESTORE_TASK = (
     f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:replace-root-volume-task/replacevol-0123456789abcdef0"
 )
 SAMPLE_LAUNCH_TEMPLATE = f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:launch-template/lt-0123456789abcdef0"
+SAMPLE_RDS = f"arn:aws:rds:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:"
 SAMPLE_RESOURCES: dict[str, tuple[str, ...]] = {
     "cloudformation:CreateStack": (SAMPLE_STACK,),
     "cloudformation:DeleteStack": (SAMPLE_STACK,),
@@ -233,6 +243,23 @@ SAMPLE_RESOURCES: dict[str, tuple[str, ...]] = {
         f"arn:aws:securityhub:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:product/{SAMPLE_ACCOUNT}/default",
     ),
     "securityhub:BatchUpdateFindings": (f"arn:aws:securityhub:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:hub/default",),
+    # RDS: any production DB instance gets its maintenance; the run's own staging copies and snapshots only are
+    # created, tagged and deleted (core.rds_plan.STAGING_DB_PREFIX, operators.rds_staging.MANUAL_SNAPSHOT_PREFIX).
+    "rds:ApplyPendingMaintenanceAction": (f"{SAMPLE_RDS}db:orders-db",),
+    "rds:CreateDBSnapshot": (f"{SAMPLE_RDS}db:orders-db", f"{SAMPLE_RDS}snapshot:patchcycle-patchcycle-stg-0a1b2c3d4e"),
+    "rds:DeleteDBSnapshot": (f"{SAMPLE_RDS}snapshot:patchcycle-patchcycle-stg-0a1b2c3d4e",),
+    "rds:AddTagsToResource": (
+        f"{SAMPLE_RDS}db:patchcycle-stg-0a1b2c3d4e",
+        f"{SAMPLE_RDS}snapshot:patchcycle-patchcycle-stg-0a1b2c3d4e",
+    ),
+    "rds:RestoreDBInstanceFromDBSnapshot": (
+        f"{SAMPLE_RDS}db:patchcycle-stg-0a1b2c3d4e",
+        f"{SAMPLE_RDS}snapshot:rds:orders-db-2026-11-20-03-00",
+        f"{SAMPLE_RDS}og:default:postgres-16",
+        f"{SAMPLE_RDS}pg:default.postgres16",
+        f"{SAMPLE_RDS}subgrp:default",
+    ),
+    "rds:DeleteDBInstance": (f"{SAMPLE_RDS}db:patchcycle-stg-0a1b2c3d4e",),
     **dict.fromkeys(
         (
             "ssm:CreatePatchBaseline",

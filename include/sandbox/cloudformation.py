@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl
 from moto.cloudformation.models import Event, Stack, cloudformation_backends
 from moto.cloudformation.parsing import OutputMap
 
+from include.sandbox import rds_maintenance
 from include.sandbox.api import RequestContext
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ def after_create_stack(world: World, ctx: RequestContext, form: dict[str, str]) 
     name = form.get("StackName", "")
     failure = world.scenario.stack_failure(name, ctx.region)
     if failure is None:
+        rds_maintenance.after_stack_created(world, ctx, name)  # DB instances restored from a snapshot: creating
         return
     backend = cloudformation_backends[ctx.account_id][ctx.region]
     stack = next((s for s in backend.stacks.values() if s.name == name), None)

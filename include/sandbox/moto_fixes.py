@@ -15,6 +15,7 @@ from moto.ec2.responses.instances import InstanceResponse
 from moto.ec2.responses.launch_templates import LaunchTemplates
 from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
 from moto.iam import models as iam_models
+from moto.rds.models import DBInstance, rds_backends
 
 from include.sandbox import paging
 from include.sandbox.protocol import AwsApiError
@@ -252,6 +253,45 @@ def plain_keys_reach(account_id: str) -> None:
     iam_models.DEFAULT_ACCOUNT_ID = account_id  # type: ignore[attr-defined]
 
 
+# -- RDS DB instances created by CloudFormation -------------------------------------------------------------------
+
+_MOTO_DB_FROM_CLOUDFORMATION = DBInstance.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+
+def _db_instance_from_cloudformation(
+    cls: type[DBInstance],
+    resource_name: str,
+    cloudformation_json: Any,
+    account_id: str,
+    region_name: str,
+    **kwargs: Any,
+) -> DBInstance:
+    """AWS::RDS::DBInstance as CloudFormation makes it: named by DBInstanceIdentifier, restored from a snapshot.
+
+    moto 5.2.5 names the instance after the logical id and ignores DBSnapshotIdentifier, so a restore in a stack
+    made an empty instance of no particular engine. With DBSnapshotIdentifier the instance is restored as
+    RestoreDBInstanceFromDBSnapshot restores it (the snapshot's engine, version and storage; the template's class,
+    MultiAZ, PubliclyAccessible and tags); rds_maintenance.after_stack_created then gives it a restore's status and
+    pending actions.
+    """
+    properties = cloudformation_json.get("Properties", {})
+    identifier = str(properties.get("DBInstanceIdentifier") or resource_name).lower()
+    snapshot = properties.get("DBSnapshotIdentifier")
+    if not snapshot:
+        renamed = copy.deepcopy(cloudformation_json)
+        return _MOTO_DB_FROM_CLOUDFORMATION(cls, identifier, renamed, account_id, region_name, **kwargs)  # type: ignore[no-any-return]
+    backend = rds_backends[account_id][region_name]
+    overrides = {
+        "db_instance_identifier": identifier,
+        "db_instance_class": properties.get("DBInstanceClass"),
+        "tags": properties.get("Tags") or [],
+    }
+    database: DBInstance = backend.restore_db_instance_from_db_snapshot(str(snapshot), overrides)
+    database.multi_az = bool(properties.get("MultiAZ", False))
+    database.publicly_accessible = bool(properties.get("PubliclyAccessible", False))
+    return database
+
+
 def apply() -> None:
     """Install the fixes (idempotent)."""
     TaggedEC2Resource.get_tags = _get_tags  # type: ignore[method-assign]
@@ -262,3 +302,4 @@ def apply() -> None:
     InstanceState.__init__ = _instance_state_init  # type: ignore[method-assign]
     InstanceState.launch_template = property(_instance_launch_template)  # type: ignore[method-assign,assignment]
     FakeAutoScalingGroup.replace_autoscaling_group_instances = _replace_instances  # type: ignore[method-assign]
+    DBInstance.create_from_cloudformation_json = classmethod(_db_instance_from_cloudformation)  # type: ignore[method-assign,assignment,arg-type]

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from moto.cloudformation.models import cloudformation_backends
 from moto.rds.models import Event, rds_backends
 
 from include.sandbox.api import Handler, RequestContext
@@ -581,6 +582,24 @@ def after_restore(world: World, ctx: RequestContext, form: dict[str, str]) -> No
             db.status = AVAILABLE
 
     st.at(now + timedelta(seconds=world.scenario.rds.restore_seconds), available)
+
+
+def after_stack_created(world: World, ctx: RequestContext, stack_name: str) -> None:
+    """A stack's AWS::RDS::DBInstance resources with DBSnapshotIdentifier are restores (moto_fixes makes them):
+    each is creating for rds.restore_seconds, with the pending actions a RestoreDBInstanceFromDBSnapshot gives."""
+    backend = cloudformation_backends[ctx.account_id][ctx.region]
+    stack = next((s for s in backend.stacks.values() if s.name == stack_name and s.status == "CREATE_COMPLETE"), None)
+    if stack is None:
+        return
+    resources = stack.template_dict.get("Resources", {})
+    for logical_id, resource in stack.resource_map._parsed_resources.items():
+        spec = resources.get(logical_id)
+        if not isinstance(spec, dict) or spec.get("Type") != "AWS::RDS::DBInstance":
+            continue
+        snapshot = spec.get("Properties", {}).get("DBSnapshotIdentifier")
+        if snapshot:
+            form = {"DBInstanceIdentifier": resource.db_instance_identifier, "DBSnapshotIdentifier": str(snapshot)}
+            after_restore(world, ctx, form)
 
 
 def rename_automated_snapshots(backend: Any, identifier: str, now: datetime) -> None:

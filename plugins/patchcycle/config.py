@@ -593,6 +593,59 @@ class RolloutSafety(Settings):
         return timedelta(minutes=self.change_calendar_wait_minutes)
 
 
+# RDS pending maintenance actions the cycle knows (DescribePendingMaintenanceActions' Action values).
+RDS_ACTIONS: Final = ("system-update", "os-upgrade", "db-upgrade", "hardware-maintenance", "ca-certificate-rotation")
+RDS_APPLY_MODES: Final = ("immediate", "next-maintenance")
+
+
+def parse_rds_actions(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ValueError(f"{name}: must be a list of maintenance actions from {list(RDS_ACTIONS)}, got {value!r}")
+    unknown = [action for action in value if action not in RDS_ACTIONS]
+    if unknown:
+        raise ValueError(f"{name}: unknown maintenance action(s) {unknown}; known: {list(RDS_ACTIONS)}")
+    return tuple(dict.fromkeys(value))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RdsSettings(Settings):
+    """Which RDS pending maintenance actions install mode applies, and when (docs/rds.md)."""
+
+    SECTION = "Install: RDS maintenance"
+
+    rds_actions: tuple[str, ...] = setting(
+        ("system-update", "os-upgrade"),
+        parse_rds_actions,
+        "RDS maintenance actions to apply",
+        "The pending maintenance action types the cycle rehearses and applies; others stay pending (reported). "
+        "Empty: no database is touched.",
+        type="array",
+        items={"type": "string", "enum": list(RDS_ACTIONS)},
+        uniqueItems=True,
+    )
+    rds_apply: str = setting(
+        "immediate",
+        _choice(*RDS_APPLY_MODES),
+        "Apply RDS maintenance",
+        "immediate: apply during the wave and wait until done. next-maintenance: opt in for each database's next "
+        "maintenance window (the waves schedule it; it is reported as scheduled).",
+        enum=list(RDS_APPLY_MODES),
+    )
+    rds_timeout_minutes: float = setting(
+        120.0,
+        parse_duration,
+        "RDS wait limit (minutes)",
+        "How long a staging copy or a wave waits (in the triggerer) for databases to be available again; a "
+        "database still busy then counts as failed.",
+        type="number",
+        exclusiveMinimum=0,
+    )
+
+    @property
+    def rds_timeout(self) -> timedelta:
+        return timedelta(minutes=self.rds_timeout_minutes)
+
+
 @dataclass(frozen=True, kw_only=True)
 class CycleConfig(RunConfig):
     """The patch_cycle run's settings. `mode` is resolved ("scan" or "install") once validated."""
@@ -609,6 +662,7 @@ class CycleConfig(RunConfig):
     )
     install: InstallSettings = group(InstallSettings)
     safety: RolloutSafety = group(RolloutSafety)
+    rds: RdsSettings = group(RdsSettings)
     scope: Scope = setting(
         Scope(),
         parse_scope,

@@ -33,6 +33,8 @@ from patchcycle.core.inspection import CVE_COLUMNS, RESIDUAL_COLUMNS
 from patchcycle.core.inventory import INVENTORY_COLUMNS
 from patchcycle.core.outcomes import ApprovalRecord
 from patchcycle.core.plan import COMPLIANCE_COLUMNS, PLAN_COLUMNS
+from patchcycle.core.rds_plan import RDS_PLAN_COLUMNS, REHEARSAL_COLUMNS
+from patchcycle.core.rds_rollout import REHEARSAL_RESULT_COLUMNS, ROLLOUT_COLUMNS
 from patchcycle.core.report import REPORT_SCHEMA
 from patchcycle.core.scope import SCOPE_COLUMNS
 from patchcycle.core.staging import PLANNED_PRODUCTION_COLUMNS, PROFILE_COLUMNS, STAGING_RESULT_COLUMNS
@@ -320,6 +322,20 @@ OVERRIDES: Final = Record(
     written_by="plan_install",
     schema=dict[str, str],
 )
+RDS_INSTALL_PLAN: Final = Table(
+    stage="install",
+    name="rds_plan.parquet",
+    about="the RDS DB instances install mode maintains: each applied action, its dates, impact, rehearsal and wave",
+    written_by="plan_install",
+    columns=RDS_PLAN_COLUMNS,
+)
+RDS_REHEARSALS: Final = Table(
+    stage="install",
+    name="rds_rehearsals.parquet",
+    about="one staging copy per (account, region, engine, engine version, instance class family) planned",
+    written_by="plan_install",
+    columns=REHEARSAL_COLUMNS,
+)
 STACK: Final = Record(
     stage="staging",
     name="{target}.stack.json",
@@ -368,6 +384,20 @@ STAGING_RESULTS: Final = Table(
     about="each staging instance: install, pinned patches, health check, passed or why not",
     written_by="check_staging",
     columns=STAGING_RESULT_COLUMNS,
+)
+RDS_STAGING_STACK: Final = Record(
+    stage="staging",
+    name="{target}.rds_stack.json",
+    about="the target's RDS staging stack (restored copies): created, when, its DB instances, deleted",
+    written_by="create_rds_staging, delete_rds_staging",
+    schema=StackRecord,
+)
+RDS_REHEARSAL_RESULTS: Final = Table(
+    stage="staging",
+    name="{target}.rds_results.parquet",
+    about="each RDS staging copy: restored from which snapshot, the actions applied, its check, passed or why not",
+    written_by="rehearse_rds",
+    columns=REHEARSAL_RESULT_COLUMNS,
 )
 APPROVAL_REQUEST: Final = Record(
     stage="approval",
@@ -432,6 +462,13 @@ SNAPSHOT_RETENTION: Final = Record(
     about="the project's pre-patch snapshots of earlier runs that the retention deleted in a target",
     written_by="expire_snapshots",
     schema=SnapshotRetention,
+)
+RDS_ROLLOUT: Final = Table(
+    stage="waves",
+    name="rds_rollout.parquet",
+    about="each planned RDS DB instance the rollout reached: its wave, actions, outcome, status after",
+    written_by="rds_rollout",
+    columns=ROLLOUT_COLUMNS,
 )
 VERIFY_COMPLIANCE: Final = Table(
     stage="verify",
@@ -574,6 +611,8 @@ CYCLE_ARTIFACTS: Final[tuple[Artifact[Any], ...]] = (
     WAVE_PLAN,
     OVERRIDE_LIST,
     OVERRIDES,
+    RDS_INSTALL_PLAN,
+    RDS_REHEARSALS,
     STACK,
     ONLINE_WAIT,
     STAGING_INSTALL_COMMANDS,
@@ -581,6 +620,8 @@ CYCLE_ARTIFACTS: Final[tuple[Artifact[Any], ...]] = (
     STAGING_INSTALL,
     STAGING_HEALTH_COMMANDS,
     STAGING_RESULTS,
+    RDS_STAGING_STACK,
+    RDS_REHEARSAL_RESULTS,
     APPROVAL_REQUEST,
     APPROVAL_DECISION,
     WAVE,
@@ -589,6 +630,7 @@ CYCLE_ARTIFACTS: Final[tuple[Artifact[Any], ...]] = (
     WAVE_AUTOMATIONS,
     WAVE_SENT,
     WAVE_RESULTS,
+    RDS_ROLLOUT,
     VERIFY_COMPLIANCE,
     VERIFIED_PATCHES,
     SNAPSHOT_RETENTION,
@@ -630,6 +672,8 @@ class Step:
     STAGING_PATCH: Final = "staging_patch"
     STAGING_CHECKS: Final = "staging_checks"
     REGISTER_RUNBOOKS: Final = "register_runbooks"
+    RDS_STAGING: Final = "rds_staging"
+    RDS_ROLLOUT: Final = "rds_rollout"
     SNAPSHOT_RETENTION: Final = "expire_snapshots"
     VERIFY: Final = "verify"
     INSPECT: Final = "inspect"

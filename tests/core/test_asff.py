@@ -200,7 +200,10 @@ def test_ids_are_stable_and_an_update_keeps_created_at() -> None:
 def test_only_this_target_is_published() -> None:
     other_region = resource("i-9", "NON_COMPLIANT", [patch("A", "Low")], region="eu-west-1")
     other_account = resource("i-8", "NON_COMPLIANT", [patch("A", "Low")], account_id="210987654321")
-    rds = resource("db-1", "NON_COMPLIANT", [patch("system-update", "")], resource_type="rds", patch_state=None)
+    # RDS DB instances get findings too (tests/core/test_rds_findings.py), of their own target only.
+    rds = resource(
+        "db-1", "NON_COMPLIANT", [patch("system-update", "")], resource_type="rds", patch_state=None, region="eu-west-1"
+    )
     found = build_findings(report(other_region, other_account, rds), None, ACCOUNT, REGION, NOW)
     assert found.findings == [] and found.fixed_ids == set()
 

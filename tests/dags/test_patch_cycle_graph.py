@@ -32,8 +32,17 @@ def test_staging_stack_is_a_setup_with_its_deletion_as_teardown(dag: object) -> 
     assert downstream(dag, "check_staging") == {"delete_staging", "approve_production"}
 
 
+def test_rds_staging_is_a_setup_with_its_deletion_as_teardown_and_the_rollout_follows_the_gate(dag: object) -> None:
+    create, delete = dag.get_task("create_rds_staging"), dag.get_task("delete_rds_staging")  # type: ignore[attr-defined]
+    assert create.is_setup and delete.is_teardown and delete.on_failure_fail_dagrun
+    assert "create_rds_staging" in downstream(dag, "plan_install")
+    assert downstream(dag, "rehearse_rds") == {"delete_rds_staging", "approve_production"}
+    # The RDS waves run after the gate (a rejection skips them) and before the report, which reads their outcome.
+    assert downstream(dag, "rds_rollout") == {"report"}
+
+
 def test_the_approval_gate_stands_between_staging_and_the_canary(dag: object) -> None:
-    assert downstream(dag, "approve_production") == {"wave_1"}
+    assert downstream(dag, "approve_production") == {"wave_1", "rds_rollout"}
     # The runbooks are in every target before anyone is asked to approve the waves that start them.
     assert downstream(dag, "plan_install") >= {"register_runbooks"}
     assert downstream(dag, "register_runbooks") == {"approve_production"}
@@ -99,6 +108,8 @@ def test_the_tasks_that_act_in_aws_link_to_the_console_and_the_links_survive_ser
         "match": {"Run Command"},
         "create_staging": {"CloudFormation stack"},
         "delete_staging": {"CloudFormation stack"},
+        "create_rds_staging": {"CloudFormation stack"},
+        "delete_rds_staging": {"CloudFormation stack"},
         "patch_staging": {"Run Command"},
         "check_staging": {"Run Command"},
         **waves,

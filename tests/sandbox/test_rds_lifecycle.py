@@ -4,6 +4,7 @@ snapshots, restores, deletions and read replicas (rds_maintenance.py), through b
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -277,3 +278,35 @@ def test_a_failure_by_prefix_reaches_restored_copies(sandbox_factory: Callable[.
     _apply(rds, "ledger-db", "system-update")
     advance_clock(sandbox.url, 601)
     assert _pending(rds, "ledger-db") == ["hardware-maintenance"]
+
+
+def test_a_cloudformation_db_instance_with_a_snapshot_is_a_restore(sandbox_factory: Callable[..., Any]) -> None:
+    """AWS::RDS::DBInstance with DBSnapshotIdentifier: named by DBInstanceIdentifier, the snapshot's engine and
+    version, the template's class and single-AZ, creating for rds.restore_seconds, the source's actions pending;
+    deleted with its stack."""
+    sandbox = sandbox_factory(_scenario(restore_seconds=100))
+    rds = _rds(sandbox)
+    cloudformation = boto3.client("cloudformation", region_name="us-east-1", endpoint_url=sandbox.url)
+    [automated] = rds.describe_db_snapshots(DBInstanceIdentifier="shop-db", SnapshotType="automated")["DBSnapshots"]
+    properties = {
+        "DBInstanceIdentifier": "patchcycle-stg-0a1b2c3d4e",
+        "DBSnapshotIdentifier": automated["DBSnapshotIdentifier"],
+        "DBInstanceClass": "db.t3.small",
+        "MultiAZ": False,
+        "Tags": [{"Key": "patchcycle:role", "Value": "rds-staging"}],
+    }
+    template = {"Resources": {"StagingDb": {"Type": "AWS::RDS::DBInstance", "Properties": properties}}}
+    cloudformation.create_stack(StackName="patchcycle-staging-rds-x", TemplateBody=json.dumps(template))
+    copy = _db(rds, "patchcycle-stg-0a1b2c3d4e")
+    assert (copy["Engine"], copy["EngineVersion"], copy["DBInstanceClass"]) == ("mysql", "8.0.39", "db.t3.small")
+    assert copy["DBInstanceStatus"] == "creating" and copy["MultiAZ"] is False
+    assert sorted(_pending(rds, "patchcycle-stg-0a1b2c3d4e")) == ["db-upgrade", "os-upgrade"]
+    [resource] = cloudformation.describe_stack_resources(StackName="patchcycle-staging-rds-x")["StackResources"]
+    assert resource["PhysicalResourceId"] == "patchcycle-stg-0a1b2c3d4e"
+    advance_clock(sandbox.url, 101)
+    assert _db(rds, "patchcycle-stg-0a1b2c3d4e")["DBInstanceStatus"] == "available"
+    cloudformation.delete_stack(StackName="patchcycle-staging-rds-x")
+    with pytest.raises(ClientError) as raised:
+        rds.describe_db_instances(DBInstanceIdentifier="patchcycle-stg-0a1b2c3d4e")
+    assert _code(raised) == "DBInstanceNotFound"
+    assert _db(rds, "shop-db")["DBInstanceStatus"] == "available"  # the source is untouched

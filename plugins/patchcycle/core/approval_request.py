@@ -20,7 +20,10 @@ from typing import Any, Final
 
 import pandas as pd
 
+from patchcycle.core.frames import concat_frames
 from patchcycle.core.plan import split_cve_ids
+from patchcycle.core.rds_approval import rds_approval_section, rds_rehearsals_passed
+from patchcycle.core.rds_rollout import REHEARSAL_RESULT_COLUMNS
 from patchcycle.core.staging import staging_summary
 
 # Severities as vendors rate them (Amazon Linux and Windows: Critical/Important/Medium or Moderate/Low; Ubuntu:
@@ -47,6 +50,14 @@ class ApprovalInputs:
     halt_threshold: str = "0"
     staging_cap: int = 0  # staging replicas at most per (account, region)
     links: Sequence[tuple[str, str]] = ()  # (label, URL), in the order shown
+    rds_plan: pd.DataFrame | None = None  # rds_plan.RDS_PLAN_COLUMNS: each DB instance's planned action
+    rds_rehearsals: pd.DataFrame | None = None  # rds_rollout.REHEARSAL_RESULT_COLUMNS: each staging rehearsal
+    rds_apply: str = "immediate"
+
+    @property
+    def rds_planned(self) -> bool:
+        """Whether the rollout applies RDS maintenance too."""
+        return self.rds_plan is not None and not self.rds_plan.empty
 
     @cached_property
     def pinned(self) -> pd.DataFrame:
@@ -137,9 +148,21 @@ def _is_critical(pinned: pd.DataFrame) -> pd.Series:
 
 
 def staging_passed(inputs: ApprovalInputs) -> bool:
-    """Every replica patched and healthy, and every target's staging stack created (or not needed)."""
+    """Every replica patched and healthy, every target's staging stack created (or not needed), and every RDS
+    rehearsal passed. A rollout of RDS maintenance alone has no EC2 replica to wait for."""
     stacks_ok = all(stack.get("created") or stack.get("status") == "NOT_NEEDED" for stack in inputs.stacks)
-    return len(inputs.staging) > 0 and bool(inputs.staging["passed"].all()) and stacks_ok
+    replicas_ok = bool(inputs.staging["passed"].all()) if len(inputs.staging) else inputs.rds_planned
+    ec2_ok = replicas_ok and (len(inputs.staging) > 0 or inputs.waves.empty)
+    rds = _rds(inputs)
+    return ec2_ok and stacks_ok and (rds is None or rds_rehearsals_passed(*rds))
+
+
+def _rds(inputs: ApprovalInputs) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(the RDS plan, its rehearsals' results), or None when no RDS maintenance is planned."""
+    if inputs.rds_plan is None or inputs.rds_plan.empty:
+        return None
+    results = inputs.rds_rehearsals
+    return inputs.rds_plan, results if results is not None else concat_frames([], REHEARSAL_RESULT_COLUMNS)
 
 
 def headline(inputs: ApprovalInputs) -> str:
@@ -303,6 +326,12 @@ def waves_section(inputs: ApprovalInputs) -> list[str]:
     ]
 
 
+def rds_section(inputs: ApprovalInputs) -> list[str]:
+    """The RDS maintenance planned, its staging rehearsals and the databases (core.rds_approval)."""
+    rds = _rds(inputs)
+    return [] if rds is None else rds_approval_section(*rds, inputs.rds_apply).strip("\n").splitlines()
+
+
 def links_section(inputs: ApprovalInputs) -> list[str]:
     """Links that open in a browser."""
     if not inputs.links:
@@ -318,6 +347,7 @@ SECTIONS: Final[tuple[Section, ...]] = (
     where_section,
     staging_section,
     waves_section,
+    rds_section,
     links_section,
 )
 

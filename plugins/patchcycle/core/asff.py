@@ -4,7 +4,8 @@ Two kinds of finding, both on the account's default product
 (``arn:aws:securityhub:<region>:<account>:product/<account>/default``):
 
 * patch compliance: one per EC2 instance the report calls NON_COMPLIANT (Compliance FAILED, severity
-  from its worst outstanding patch);
+  from its worst outstanding patch), and one per RDS DB instance it calls NON_COMPLIANT (maintenance pending,
+  scheduled or failed: core.rds_findings);
 * CVE: one per (instance, CVE) the inspect stage found STILL_ACTIVE after the patches that fix it.
   UNVERIFIED does not count: Inspector could not say either way (no rescan, no coverage), and a
   finding must rest on evidence. It does not resolve an existing finding either (see `reconcile`).
@@ -300,15 +301,16 @@ def build_findings(
     run_id, mode = str(report["run_id"]), str(report["mode"])
     result = FindingSet()
     for resource in report.get("resources") or []:
-        if (str(resource["account_id"]), str(resource["region"]), resource["resource_type"]) != (
-            account_id,
-            region,
-            "ec2",
-        ):
+        where = (str(resource["account_id"]), str(resource["region"]))
+        if where != (account_id, region) or resource["resource_type"] not in ("ec2", "rds"):
             continue
         fid = finding_id(account_id, region, str(resource["resource_id"]), PATCH_SUBJECT)
         state = str(resource.get("compliance_state", ""))
-        if state == "NON_COMPLIANT":
+        if state == "NON_COMPLIANT" and resource["resource_type"] == "rds":
+            from patchcycle.core.rds_findings import rds_finding  # it builds on this module
+
+            result.findings.append(rds_finding(resource, run_id, mode, stamp, created.get(fid)))
+        elif state == "NON_COMPLIANT":
             result.findings.append(patch_compliance_finding(resource, run_id, mode, stamp, created.get(fid)))
         elif state in FIXED_COMPLIANCE_STATES:
             result.fixed_ids.add(fid)

@@ -70,7 +70,13 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec("AlreadyCompliant", "Count", _field("already_compliant"), "verdict ALREADY_COMPLIANT"),
     MetricSpec("NonCompliant", "Count", _field("non_compliant"), "compliance state NON_COMPLIANT after the run"),
     MetricSpec("Skipped", "Count", _field("skipped"), "any SKIPPED_* verdict"),
-    MetricSpec("Patched", "Count", _field("patched"), "PATCHED or PATCHED_PENDING_REBOOT", install_only=True),
+    MetricSpec(
+        "Patched",
+        "Count",
+        _field("patched"),
+        "PATCHED, PATCHED_PENDING_REBOOT or MAINTENANCE_APPLIED",
+        install_only=True,
+    ),
     MetricSpec("PendingReboot", "Count", _field("pending_reboot"), "PATCHED_PENDING_REBOOT", install_only=True),
     MetricSpec("Failed", "Count", _field("failed"), "verdict FAILED", install_only=True),
     MetricSpec(

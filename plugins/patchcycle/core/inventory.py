@@ -63,6 +63,8 @@ INVENTORY_COLUMNS: Final[Mapping[str, str]] = {
     "engine": "str",
     "engine_version": "str",
     "pending_actions": "int64",  # RDS pending maintenance actions
+    "multi_az": "bool",  # RDS: a Multi-AZ DB instance (maintenance fails over to its standby)
+    "replica_of": "str",  # RDS: the source DB instance of a read replica ("" when not a replica)
     "responsibility": "str",  # customer | shared | aws (Responsibility)
     "patchable": "bool",  # this run can act on it
     "skip_reason": "str",  # why not patchable ("" when patchable)
@@ -113,6 +115,7 @@ def _base_row(account_id: str, region: str, resource_type: str) -> dict[str, Any
         resource_type=resource_type,
         managed=False,
         pending_actions=0,
+        multi_az=False,
         patchable=False,
         responsibility=RESPONSIBILITY_BY_TYPE[resource_type].value,
     )
@@ -253,6 +256,8 @@ def rds_rows(
             engine=str(db.get("Engine", "")),
             engine_version=str(db.get("EngineVersion", "")),
             pending_actions=count,
+            multi_az=bool(db.get("MultiAZ", False)),
+            replica_of=str(db.get("ReadReplicaSourceDBInstanceIdentifier", "")).rsplit(":", 1)[-1],
             patchable=count > 0,
             skip_reason="" if count else "no pending maintenance actions",
         )

@@ -28,7 +28,10 @@ from typing import Any, Final
 
 from patchcycle.core.verdicts import INSTALL, MODES, REASON_CODES, ComplianceState, Verdict
 
-PATCHED_VERDICTS: Final = frozenset({Verdict.PATCHED.value, Verdict.PATCHED_PENDING_REBOOT.value})
+# RDS maintenance applied counts as patched, like an EC2 install.
+PATCHED_VERDICTS: Final = frozenset(
+    {Verdict.PATCHED.value, Verdict.PATCHED_PENDING_REBOOT.value, Verdict.MAINTENANCE_APPLIED.value}
+)
 SKIPPED_VERDICTS: Final = frozenset(v.value for v in Verdict if v.value.startswith("SKIPPED_"))
 # Verdicts that record something going wrong (skips are decisions or preconditions, counted apart).
 FAILURE_VERDICTS: Final = (

@@ -40,6 +40,8 @@ class Verdict(StrEnum):
     SKIPPED_NO_SNAPSHOT = "SKIPPED_NO_SNAPSHOT"
     SCAN_FAILED = "SCAN_FAILED"
     MAINTENANCE_PENDING = "MAINTENANCE_PENDING"
+    MAINTENANCE_APPLIED = "MAINTENANCE_APPLIED"
+    MAINTENANCE_SCHEDULED = "MAINTENANCE_SCHEDULED"
     AWS_MANAGED = "AWS_MANAGED"
     NO_DATA = "NO_DATA"
 
@@ -89,6 +91,10 @@ class ReasonCode(StrEnum):
     SCAN_TIMEOUT = "SCAN_TIMEOUT"
     NO_PATCH_STATE = "NO_PATCH_STATE"
     MAINTENANCE_PENDING = "MAINTENANCE_PENDING"
+    MAINTENANCE_APPLIED = "MAINTENANCE_APPLIED"
+    MAINTENANCE_SCHEDULED = "MAINTENANCE_SCHEDULED"
+    MAINTENANCE_FAILED = "MAINTENANCE_FAILED"
+    MAINTENANCE_TIMEOUT = "MAINTENANCE_TIMEOUT"
     AWS_MANAGED = "AWS_MANAGED"
 
 
@@ -161,6 +167,16 @@ VERDICTS: Final[Mapping[Verdict, VerdictInfo]] = {
     Verdict.MAINTENANCE_PENDING: VerdictInfo(
         "RDS: AWS has maintenance actions pending, for the customer to schedule", _BOTH, _N
     ),
+    Verdict.MAINTENANCE_APPLIED: VerdictInfo(
+        "RDS: this run applied the pending maintenance actions it planned (rehearsed, approved, in its wave)",
+        frozenset({INSTALL}),
+        _C,
+    ),
+    Verdict.MAINTENANCE_SCHEDULED: VerdictInfo(
+        "RDS: this run opted the planned maintenance actions in for the database's next maintenance window",
+        frozenset({INSTALL}),
+        _N,
+    ),
     Verdict.AWS_MANAGED: VerdictInfo("fully AWS-managed (S3): listed, never patched by the customer", _BOTH, _NA),
     Verdict.NO_DATA: VerdictInfo("managed and Online but Patch Manager reported no patch state", _BOTH, _U),
 }
@@ -203,6 +219,19 @@ REASON_CODES: Final[Mapping[ReasonCode, tuple[Verdict, str]]] = {
     _R.SCAN_TIMEOUT: (Verdict.SCAN_FAILED, "the scan did not finish within command_timeout_minutes"),
     _R.NO_PATCH_STATE: (Verdict.NO_DATA, "managed and Online, but Patch Manager reported no patch state"),
     _R.MAINTENANCE_PENDING: (Verdict.MAINTENANCE_PENDING, "RDS has pending maintenance actions to schedule"),
+    _R.MAINTENANCE_APPLIED: (
+        Verdict.MAINTENANCE_APPLIED,
+        "RDS: the actions were applied; the database is available and they left the pending list",
+    ),
+    _R.MAINTENANCE_SCHEDULED: (
+        Verdict.MAINTENANCE_SCHEDULED,
+        "RDS: opted in for the next maintenance window (rds_apply next-maintenance)",
+    ),
+    _R.MAINTENANCE_FAILED: (
+        Verdict.FAILED,
+        "RDS: applying a maintenance action failed (the database is available with it still pending) or was refused",
+    ),
+    _R.MAINTENANCE_TIMEOUT: (Verdict.FAILED, "RDS: the database was not available again within rds_timeout_minutes"),
     _R.AWS_MANAGED: (Verdict.AWS_MANAGED, "fully AWS-managed (S3): listed, never patched by the customer"),
 }
 
@@ -357,8 +386,17 @@ def _require_scope(inventory: pd.DataFrame) -> None:
         raise ValueError("inventory has no in_scope column: apply the scope first (scope.apply_scope)")
 
 
-def _verdicts(inventory: pd.DataFrame, compliance: pd.DataFrame, plan: pd.DataFrame, ec2_rule: Ec2Rule) -> pd.DataFrame:
-    """One VERDICT_COLUMNS row per in-scope resource: EC2 by `ec2_rule`, RDS and S3 as in every mode."""
+RdsRule = Callable[[Mapping[str, Any], list[Mapping[str, Any]]], Decision]
+
+
+def _verdicts(
+    inventory: pd.DataFrame,
+    compliance: pd.DataFrame,
+    plan: pd.DataFrame,
+    ec2_rule: Ec2Rule,
+    rds_rule: RdsRule = _rds_verdict,
+) -> pd.DataFrame:
+    """One VERDICT_COLUMNS row per in-scope resource: EC2 by `ec2_rule`, RDS by `rds_rule`, S3 as in every mode."""
     _require_scope(inventory)
     compliance_by_id = {str(row["resource_id"]): row for row in compliance.to_dict("records")}
     plan_by_key: dict[tuple[str, str, str, str], list[Mapping[str, Any]]] = {}
@@ -377,7 +415,7 @@ def _verdicts(inventory: pd.DataFrame, compliance: pd.DataFrame, plan: pd.DataFr
         if resource["resource_type"] == "ec2":
             decision = ec2_rule(resource, compliance_by_id.get(key[3]), planned)
         elif resource["resource_type"] == "rds":
-            decision = _rds_verdict(resource, planned)
+            decision = rds_rule(resource, planned)
         elif resource["resource_type"] == "s3":
             decision = Decision.of(_R.AWS_MANAGED, "AWS-managed: patched by AWS, listed only")
         else:
@@ -461,6 +499,7 @@ def install_verdicts(
     plan: pd.DataFrame,
     scan_failures: Mapping[str, ScanFailure],
     outcomes: pd.DataFrame,
+    rds_outcomes: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Install-mode verdicts (VERDICT_COLUMNS): one row per in-scope resource of the inventory.
 
@@ -491,7 +530,48 @@ def install_verdicts(
             return Decision.of(_R.NO_OUTCOME, f"no install outcome recorded ({decision.reason})")
         return decision
 
-    return _verdicts(inventory, compliance, plan, ec2_rule)
+    rds_by_key = {
+        (str(row["account_id"]), str(row["region"]), str(row["resource_id"])): row
+        for row in (rds_outcomes.to_dict("records") if rds_outcomes is not None else [])
+    }
+
+    def rds_rule(resource: Mapping[str, Any], planned: list[Mapping[str, Any]]) -> Decision:
+        outcome = rds_by_key.get((str(resource["account_id"]), str(resource["region"]), str(resource["resource_id"])))
+        return _rds_install_verdict(outcome) if outcome is not None else _rds_verdict(resource, planned)
+
+    return _verdicts(inventory, compliance, plan, ec2_rule, rds_rule)
+
+
+# RDS rollout outcome (core.rds_rollout.RolloutOutcome values) -> its code.
+_RDS_CODES: Final[Mapping[str, ReasonCode]] = {
+    "applied": _R.MAINTENANCE_APPLIED,
+    "scheduled": _R.MAINTENANCE_SCHEDULED,
+    "failed": _R.MAINTENANCE_FAILED,
+    "timeout": _R.MAINTENANCE_TIMEOUT,
+    "halted": _R.HALTED,
+    "staging_failed": _R.STAGING_FAILED,
+    "rejected": _R.REJECTED,
+    "not_run": _R.NOT_ATTEMPTED,
+}
+
+
+def _rds_install_verdict(outcome: Mapping[str, Any]) -> Decision:
+    """The verdict of one planned DB instance from its RDS rollout outcome (core.rds_rollout.ROLLOUT_COLUMNS)."""
+    kind = str(outcome["outcome"])
+    if kind not in _RDS_CODES:
+        raise ValueError(f"unknown RDS rollout outcome {kind!r} for {outcome['resource_id']}")
+    code = _RDS_CODES[kind]
+    if kind == "rejected" and "no answer" in str(outcome["detail"]):
+        code = _R.APPROVAL_TIMEOUT
+    actions = ", ".join(part for part in str(outcome["actions"]).split(";") if part)
+    detail = str(outcome["detail"])
+    reasons = {
+        "applied": f"applied {actions}" + (f" ({detail})" if detail else ""),
+        "scheduled": f"{actions} scheduled for the next maintenance window" + (f" ({detail})" if detail else ""),
+        "failed": f"applying {actions} failed" + (f": {detail}" if detail else ""),
+        "timeout": f"applying {actions} did not finish in time" + (f": {detail}" if detail else ""),
+    }
+    return Decision.of(code, reasons.get(kind, f"{actions} not applied: {detail}"))
 
 
 def accounting_problems(inventory: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:

@@ -26,6 +26,7 @@ from patchcycle.core.staging import (
 from patchcycle.core.waves import WAVE_PLAN_COLUMNS
 from patchcycle.notifications.cycle_events import api_base_url, notify, page_of_run
 from patchcycle.operators.base import RunTask
+from patchcycle.operators.rds_approval import rds_approval_inputs
 from patchcycle.run_artifacts import (
     APPROVAL_DECISION,
     APPROVAL_REQUEST,
@@ -48,7 +49,8 @@ class PatchApprovalOperator(ApprovalOperator, RunTask[CycleConfig]):
 
     The body (core.approval_request) says whether staging passed, what will be installed where, the staging
     results per profile and the waves, with links to the run's page and artifacts in the UI. The auto
-    policy approves only when every staging instance passed and every staging stack was created.
+    policy approves only when every staging instance passed, every staging stack was created and every RDS
+    rehearsal passed.
     No answer within approval_timeout_hours rejects (the default option). The decision, by whom and
     when, is written to the run's artifacts for the report.
     """
@@ -64,7 +66,7 @@ class PatchApprovalOperator(ApprovalOperator, RunTask[CycleConfig]):
     def execute(self, context: Context) -> Any:
         artifacts, config = self.artifacts(context), self.settings()
         inputs = self._inputs(artifacts, config)
-        if inputs.waves.empty and inputs.staging.empty and artifacts.exists(WAVE_PLAN):
+        if inputs.waves.empty and inputs.staging.empty and artifacts.exists(WAVE_PLAN) and not inputs.rds_planned:
             # Nothing needs patching: no one should be asked to approve an empty rollout.
             raise AirflowSkipException("nothing to roll out: no in-scope instance needs patches")
         self.body = approval_body(inputs)
@@ -142,6 +144,7 @@ class PatchApprovalOperator(ApprovalOperator, RunTask[CycleConfig]):
             halt_threshold=str(config.install.halt_threshold),
             staging_cap=config.install.staging_max_instances,
             links=links,
+            **rds_approval_inputs(artifacts, config),
         )
 
     @staticmethod

@@ -17,6 +17,7 @@ from patchcycle.operators.base import FleetOperator
 from patchcycle.readback.evidence import read_evidence
 from patchcycle.readback.install import read_install_record
 from patchcycle.readback.match import read_match_tables
+from patchcycle.readback.rds import read_rds_outcomes
 from patchcycle.run_artifacts import REPORT_CSV, REPORT_HTML, REPORT_JSON
 
 
@@ -39,7 +40,12 @@ class CycleReportOperator(FleetOperator[CycleConfig]):
         if config.installs:
             record = read_install_record(artifacts, config.targets, tables, config.install, config.safety)
             verdicts = install_verdicts(
-                tables.inventory, tables.compliance, tables.plan, tables.scan_failures, record.outcomes
+                tables.inventory,
+                tables.compliance,
+                tables.plan,
+                tables.scan_failures,
+                record.outcomes,
+                rds_outcomes=read_rds_outcomes(artifacts, config),
             )
             install, waves_by_resource, compliance = record.section, record.waves_by_resource, record.compliance
             snapshots_by_resource = record.snapshots_by_resource

@@ -12,6 +12,7 @@ from patchcycle.core.plan import split_cve_ids  # any ";"-joined id list
 from patchcycle.core.staging import assign_profiles, override_list_yaml, production_instances, staging_profiles
 from patchcycle.core.waves import plan_waves
 from patchcycle.operators.base import FleetOperator, recorded_failure
+from patchcycle.operators.rds_plan import write_rds_plan
 from patchcycle.readback.match import read_match_tables
 from patchcycle.run_artifacts import OVERRIDE_LIST, OVERRIDES, PRODUCTION, PROFILES, WAVE_PLAN, RunArtifacts, Step
 
@@ -63,6 +64,7 @@ class InstallPlanOperator(FleetOperator[CycleConfig]):
             "staged_profiles": len(staged),
             "not_staged_instances": int((~production["profile_id"].isin(staged)).sum()),
             "waves": {str(int(wave)): int(count) for wave, count in sizes.items()},
+            "rds": write_rds_plan(artifacts, tables.inventory, tables.plan, config),
         }
         self.log.info("Install plan: %s", summary)
         return summary

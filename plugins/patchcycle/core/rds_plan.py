@@ -1,0 +1,279 @@
+"""RDS in install mode: which DB instances get which pending maintenance action, their rehearsals and waves.
+
+A DB instance is planned when it is in scope and has a pending action whose type the run applies
+(`rds_actions`). Each planned instance is rehearsed by the staging copy of its (account, region, engine,
+engine version, instance class family): the copy restored from a DB instance of that kind gets the same
+actions first. The waves take read replicas before their sources, and never a replica and its source in
+the same wave.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Final
+
+import pandas as pd
+
+from patchcycle.core.frames import UTC_TIMESTAMP, typed_frame
+from patchcycle.core.quantities import CountOrPercent
+from patchcycle.core.waves import wave_sizes
+
+# What applying an action means for the database's clients (docs/rds.md).
+FAILOVER: Final = "failover"  # Multi-AZ: the standby is maintained first and promoted: a brief failover
+DOWNTIME: Final = "downtime"  # single-AZ: the instance is unavailable while the action is applied
+# A db-upgrade upgrades both copies of a Multi-AZ pair at once: downtime either way.
+ALWAYS_DOWNTIME: Final = frozenset({"db-upgrade"})
+
+RDS_PLAN_COLUMNS: Final[Mapping[str, str]] = {
+    "account_id": "str",
+    "region": "str",
+    "resource_id": "str",  # the DB instance identifier
+    "resource_arn": "str",
+    "action": "str",  # the pending maintenance action, e.g. system-update
+    "description": "str",  # the action's Description
+    "auto_applied_after": UTC_TIMESTAMP,  # AutoAppliedAfterDate (NaT when none)
+    "forced_apply_date": UTC_TIMESTAMP,  # ForcedApplyDate (NaT when none)
+    "multi_az": "bool",
+    "impact": "str",  # failover | downtime (FAILOVER, DOWNTIME)
+    "replica_of": "str",  # the source DB instance of a read replica; "" when none
+    "engine": "str",
+    "engine_version": "str",
+    "instance_class": "str",
+    "rehearsal_id": "str",  # the staging rehearsal that proves the action first
+    "wave": "int64",  # 1 = the first wave
+}
+
+REHEARSAL_COLUMNS: Final[Mapping[str, str]] = {
+    "account_id": "str",
+    "region": "str",
+    "rehearsal_id": "str",
+    "engine": "str",
+    "engine_version": "str",
+    "instance_family": "str",  # e.g. db.r6g
+    "instance_class": "str",  # the source's DB instance class, which the staging copy gets
+    "source_db": "str",  # the DB instance whose snapshot the staging copy is restored from
+    "actions": "str",  # the actions rehearsed, sorted, ";"-joined
+    "databases": "int64",  # planned DB instances it rehearses for
+    "staging_db": "str",  # the staging copy's DB instance identifier
+}
+
+RDS_STACK_PREFIX: Final = "patchcycle-staging-rds-"
+_FAMILY = re.compile(r"^(db\.[a-z0-9-]+)\.")
+_SAFE = re.compile(r"[^a-z0-9]+")
+STAGING_DB_PREFIX: Final = "patchcycle-stg-"
+
+
+def instance_family(instance_class: str) -> str:
+    """db.r6g.large -> db.r6g (the class without its size)."""
+    match = _FAMILY.match(instance_class)
+    return match.group(1) if match else instance_class
+
+
+def impact(action: str, multi_az: bool) -> str:
+    """FAILOVER for a Multi-AZ instance (except a db-upgrade), else DOWNTIME."""
+    return FAILOVER if multi_az and action not in ALWAYS_DOWNTIME else DOWNTIME
+
+
+def rehearsal_id(engine: str, engine_version: str, family: str) -> str:
+    """e.g. postgres-16-3-db-r6g: unique per (engine, version, family) within a target."""
+    return _SAFE.sub("-", f"{engine}-{engine_version}-{family}".lower()).strip("-")
+
+
+def staging_db_identifier(run_id: str, rehearsal: str) -> str:
+    """The staging copy's DB instance identifier: a letter first, at most 63 characters, unique per run."""
+    digest = hashlib.sha256(f"{run_id}/{rehearsal}".encode()).hexdigest()[:10]
+    return f"{STAGING_DB_PREFIX}{digest}"
+
+
+def rds_install_plan(inventory: pd.DataFrame, plan: pd.DataFrame, actions: Collection[str]) -> pd.DataFrame:
+    """RDS_PLAN_COLUMNS rows (wave 0 until `assign_waves`): one per (in-scope DB instance, applied action).
+
+    inventory: the scoped inventory (`in_scope`, `multi_az`, `replica_of`); plan: the match plan's rds rows
+    (patch_id = the action, its dates). Actions not in `actions` stay pending (reported, not applied).
+    """
+    rds = inventory[(inventory["resource_type"] == "rds") & inventory["in_scope"]]
+    by_key = {(str(r["account_id"]), str(r["region"]), str(r["resource_id"])): r for r in rds.to_dict("records")}
+    rows = []
+    for item in plan[plan["resource_type"] == "rds"].to_dict("records"):
+        db = by_key.get((str(item["account_id"]), str(item["region"]), str(item["resource_id"])))
+        action = str(item["patch_id"])
+        if db is None or action not in actions:
+            continue
+        family = instance_family(str(db["instance_type"]))
+        rows.append(
+            {
+                "account_id": db["account_id"],
+                "region": db["region"],
+                "resource_id": db["resource_id"],
+                "resource_arn": db["resource_arn"],
+                "action": action,
+                "description": str(item["title"]),
+                "auto_applied_after": item["auto_applied_after"],
+                "forced_apply_date": item["forced_apply_date"],
+                "multi_az": bool(db["multi_az"]),
+                "impact": impact(action, bool(db["multi_az"])),
+                "replica_of": str(db["replica_of"]),
+                "engine": db["engine"],
+                "engine_version": db["engine_version"],
+                "instance_class": db["instance_type"],
+                "rehearsal_id": rehearsal_id(str(db["engine"]), str(db["engine_version"]), family),
+                "wave": 0,
+            }
+        )
+    frame = typed_frame(rows, RDS_PLAN_COLUMNS)
+    return frame.sort_values(["account_id", "region", "resource_id", "action"], ignore_index=True)
+
+
+def rehearsals(plan: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    """REHEARSAL_COLUMNS: one staging copy per (account, region, rehearsal_id), restored from a primary when the
+    kind has one (a replica's snapshot is its source's data), the first by identifier."""
+    rows = []
+    for (account_id, region, rid), group in plan.groupby(["account_id", "region", "rehearsal_id"], sort=True):
+        dbs = group.drop_duplicates("resource_id").sort_values(["replica_of", "resource_id"])
+        # "" sorts first: a primary if there is one
+        source = dbs.iloc[0]
+        rows.append(
+            {
+                "account_id": account_id,
+                "region": region,
+                "rehearsal_id": rid,
+                "engine": source["engine"],
+                "engine_version": source["engine_version"],
+                "instance_family": instance_family(str(source["instance_class"])),
+                "instance_class": source["instance_class"],
+                "source_db": source["resource_id"],
+                "actions": ";".join(sorted(set(group["action"]))),
+                "databases": len(dbs),
+                "staging_db": staging_db_identifier(f"{run_id}/{account_id}/{region}", str(rid)),
+            }
+        )
+    return typed_frame(rows, REHEARSAL_COLUMNS)
+
+
+Key = tuple[str, str, str]  # (account, region, DB instance identifier)
+
+
+def plan_rds_waves(
+    databases: Sequence[tuple[Key, str]], canary: CountOrPercent, wave_percentages: Sequence[int], max_waves: int
+) -> dict[Key, int]:
+    """{DB: wave (1 = first)} for (DB, replica_of) pairs: the run's wave sizes, read replicas first, and a source
+    always in a later wave than each of its replicas (so never both in one wave). The sizes are the EC2 waves'
+    (canary, wave_percentages); a source pushed past its wave's end makes that wave later, or a new one."""
+    if not databases:
+        return {}
+    keys = {key for key, _ in databases}
+    replicas = sorted(key for key, source in databases if source)
+    primaries = sorted(key for key, source in databases if not source)
+    replicas_of: dict[Key, list[Key]] = {}
+    for key, source in databases:
+        if source and (key[0], key[1], source) in keys:
+            replicas_of.setdefault((key[0], key[1], source), []).append(key)
+    sizes = wave_sizes(len(databases), canary, wave_percentages, max_waves)
+    waves: dict[Key, int] = {}
+    order = [*replicas, *primaries]
+    position = 0
+    for wave, size in enumerate(sizes, start=1):
+        for key in order[position : position + size]:
+            waves[key] = wave
+        position += size
+    for key in order:  # replicas come first, so a source is placed after all of its replicas
+        after = max((waves[replica] for replica in replicas_of.get(key, [])), default=0)
+        waves[key] = max(waves[key], after + 1)
+    return waves
+
+
+def assign_waves(plan: pd.DataFrame, waves: Mapping[Key, int]) -> pd.DataFrame:
+    """The plan with each row's `wave` from `waves` (keyed by account, region, DB instance)."""
+    planned = plan.copy()
+    planned["wave"] = [
+        int(waves[(str(a), str(r), str(d))])
+        for a, r, d in zip(planned["account_id"], planned["region"], planned["resource_id"], strict=True)
+    ]
+    return planned.astype({"wave": "int64"})
+
+
+def databases_of(plan: pd.DataFrame) -> list[tuple[Key, str]]:
+    """The plan's distinct DB instances as (key, replica_of)."""
+    distinct = plan.drop_duplicates(["account_id", "region", "resource_id"])
+    return [
+        ((str(a), str(r), str(d)), str(s))
+        for a, r, d, s in zip(
+            distinct["account_id"], distinct["region"], distinct["resource_id"], distinct["replica_of"], strict=True
+        )
+    ]
+
+
+def plan_summary(plan: pd.DataFrame) -> dict[str, Any]:
+    """Counts for the task's XCom: DB instances, actions, waves."""
+    dbs = plan.drop_duplicates(["account_id", "region", "resource_id"])
+    return {
+        "databases": len(dbs),
+        "actions": len(plan),
+        "waves": {str(int(w)): int(n) for w, n in dbs.groupby("wave").size().items()},
+    }
+
+
+def rds_stack_name(run_id: str) -> str:
+    """The RDS staging stack's name for a run (the staging stacks' prefix, so leftovers are found alike)."""
+    if not run_id:
+        raise ValueError("run_id: must not be empty")
+    return RDS_STACK_PREFIX + hashlib.sha256(run_id.encode()).hexdigest()[:16]
+
+
+def staging_logical_id(rehearsal: str) -> str:
+    """The staging copy's logical resource id: StagingDb + the rehearsal id's letters and digits."""
+    return "StagingDb" + "".join(part.capitalize() for part in _SAFE.split(rehearsal) if part)
+
+
+BASE_RESOURCE: Final = "StagingDb"
+COPY_PARAMETERS: Final = ("RunId", "RehearsalId", "DBInstanceIdentifier", "DBSnapshotIdentifier", "DBInstanceClass")
+
+
+def _substitute(node: Any, values: Mapping[str, str]) -> Any:
+    """The node with every {"Ref": name} of `values` replaced by its value."""
+    if isinstance(node, dict):
+        if set(node) == {"Ref"} and node["Ref"] in values:
+            return values[node["Ref"]]
+        return {key: _substitute(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_substitute(item, values) for item in node]
+    return node
+
+
+def rds_staging_template(base: Mapping[str, Any], copies: Sequence[Mapping[str, str]], run_id: str) -> dict[str, Any]:
+    """The RDS staging stack from the single-copy template (include/cloudformation/rds_staging.yaml): its
+    StagingDb resource once per copy ({rehearsal_id, staging_db, snapshot_id, instance_class}), with the copy's
+    values in place of the parameters (the stack has none left)."""
+    if not copies:
+        raise ValueError("copies: an RDS staging stack needs at least one DB instance")
+    missing = [name for name in COPY_PARAMETERS if name not in base.get("Parameters", {})]
+    if BASE_RESOURCE not in base.get("Resources", {}) or missing:
+        raise ValueError(f"the RDS staging template needs the resource {BASE_RESOURCE} and the parameters {missing}")
+    resources = {}
+    for copy in copies:
+        values = {
+            "RunId": run_id[:255],
+            "RehearsalId": copy["rehearsal_id"],
+            "DBInstanceIdentifier": copy["staging_db"],
+            "DBSnapshotIdentifier": copy["snapshot_id"],
+            "DBInstanceClass": copy["instance_class"],
+        }
+        resources[staging_logical_id(copy["rehearsal_id"])] = _substitute(base["Resources"][BASE_RESOURCE], values)
+    template = {key: value for key, value in base.items() if key not in ("Parameters", "Resources")}
+    template["Resources"] = resources
+    return template
+
+
+_VERSION: Final = re.compile(r"\d+(?:\.\d+)+")
+
+
+def upgrade_targets(plan: pd.DataFrame) -> dict[str, str]:
+    """Rehearsal id -> the engine version its db-upgrade's description names ("Upgrade to MySQL 8.0.40")."""
+    found = {}
+    for row in plan[plan["action"] == "db-upgrade"].to_dict("records"):
+        versions = _VERSION.findall(str(row["description"]))
+        if versions:
+            found[str(row["rehearsal_id"])] = versions[-1]
+    return found

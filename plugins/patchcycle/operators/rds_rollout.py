@@ -1,0 +1,258 @@
+"""rds_rollout: after approval, the planned RDS maintenance applied wave by wave, behind the halt threshold.
+
+Each wave calls ApplyPendingMaintenanceAction (OptInType from `rds_apply`) for every planned action of its DB
+instances, across targets, then waits in the triggerer: `immediate` until each is available with the actions gone
+from DescribePendingMaintenanceActions; `next-maintenance` until each shows the opt-in. Failures (an action that
+failed or was refused, a wait past `rds_timeout_minutes`) count toward the halt threshold like an EC2 wave's. The
+plan puts read replicas in earlier waves than their sources. DB instances whose rehearsal failed are not touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowFailException
+from botocore.exceptions import ClientError
+
+from patchcycle.config import CycleConfig, Target
+from patchcycle.core.frames import concat_frames
+from patchcycle.core.rds_rollout import (
+    FAILURE_OUTCOMES,
+    REHEARSAL_RESULT_COLUMNS,
+    ROLLOUT_COLUMNS,
+    RolloutOutcome,
+    WaitState,
+    rollout_rows,
+)
+from patchcycle.core.waves import halt_decision
+from patchcycle.hooks.aws_errors import aws_call
+from patchcycle.hooks.rds_maintenance import RdsMaintenanceHook
+from patchcycle.operators.base import DEFER_MARGIN, FleetOperator, recorded_failure
+from patchcycle.run_artifacts import (
+    INVENTORY_SUMMARY,
+    RDS_INSTALL_PLAN,
+    RDS_REHEARSAL_RESULTS,
+    RDS_ROLLOUT,
+    RunArtifacts,
+    Step,
+)
+from patchcycle.triggers.rds_maintenance import RdsMaintenanceTrigger, parse_wait_id, wait_id
+
+_STATE_OUTCOMES: Mapping[str, RolloutOutcome] = {
+    WaitState.APPLIED: RolloutOutcome.APPLIED,
+    WaitState.SCHEDULED: RolloutOutcome.SCHEDULED,
+    WaitState.FAILED: RolloutOutcome.FAILED,
+    WaitState.TIMEOUT: RolloutOutcome.TIMEOUT,
+}
+
+
+class RdsRolloutOperator(FleetOperator[CycleConfig]):
+    """Applies the approved RDS maintenance in waves (one task for every target; each wave waits in the triggerer)."""
+
+    config_class = CycleConfig
+
+    def execute(self, context: Context) -> Any:
+        artifacts = self.artifacts(context)
+        with recorded_failure(artifacts, Step.RDS_ROLLOUT):
+            plan = artifacts.find(RDS_INSTALL_PLAN)
+            if plan is None or plan.empty:
+                self.log.info("No RDS maintenance planned")
+                return {"databases": 0}
+            rows = self._staging_failed(artifacts, plan)
+            artifacts.write(RDS_ROLLOUT, rollout_rows(rows))
+        return self._wave(context, 1)
+
+    def _wave(self, context: Context, wave: int) -> Any:
+        artifacts, config = self.artifacts(context), self.settings()
+        with recorded_failure(artifacts, Step.RDS_ROLLOUT):
+            plan, done = artifacts.read(RDS_INSTALL_PLAN), artifacts.read(RDS_ROLLOUT)
+            reached = set(zip(done["account_id"], done["region"], done["resource_id"], strict=True))
+            todo = plan[
+                [
+                    (a, r, d) not in reached
+                    for a, r, d in zip(plan["account_id"], plan["region"], plan["resource_id"], strict=True)
+                ]
+            ]
+            if todo.empty:
+                return self._summary(done)
+            wave = max(wave, int(todo["wave"].min()))
+            members = todo[todo["wave"] == wave]
+            opt_in = config.rds.rds_apply
+            rows, waits = [], []
+            for target, group in self._by_target(artifacts, members).items():
+                hook = self._hook(target)
+                for (account_id, region, db), actions in group.groupby(["account_id", "region", "resource_id"]):
+                    names = sorted(actions["action"])
+                    refused = ""
+                    for arn, action in zip(actions["resource_arn"], actions["action"], strict=True):
+                        try:
+                            with aws_call("rds:ApplyPendingMaintenanceAction", str(account_id), str(region)):
+                                if not self._apply(hook, str(arn), str(action), opt_in):
+                                    continue  # not pending (any more, e.g. a retried task): the wait tells
+                        except AirflowFailException as error:
+                            refused = f"ApplyPendingMaintenanceAction {action} refused: {error}"
+                            break
+                    base = {"account_id": account_id, "region": region, "resource_id": db, "wave": wave}
+                    if refused:
+                        rows.append(
+                            {**base, "actions": ";".join(names), "outcome": RolloutOutcome.FAILED, "detail": refused}
+                        )
+                    else:
+                        waits.append((target, wait_id(str(db), names)))
+            self.log.info("RDS wave %d: %d DB instance(s), opt-in %s", wave, len(waits) + len(rows), opt_in)
+            artifacts.write(RDS_ROLLOUT, concat_frames([done, rollout_rows(rows)], ROLLOUT_COLUMNS))
+        if not waits:
+            return self._judge(context, wave, {"databases": {}})
+        by_target: dict[Target, list[str]] = {}
+        for target, wid in waits:
+            by_target.setdefault(target, []).append(wid)
+        limit = config.rds.rds_timeout
+        self.defer(
+            trigger=RdsMaintenanceTrigger(
+                [{**target.as_kwargs(), "databases": ids} for target, ids in by_target.items()],
+                opt_in,
+                poll_interval=config.poll_seconds,
+                timeout=limit.total_seconds(),
+            ),
+            method_name="wave_done",
+            timeout=limit + DEFER_MARGIN,
+        )
+
+    def wave_done(self, context: Context, event: dict[str, Any]) -> Any:
+        """The wave in flight is the earliest one with DB instances not in the rollout's table yet."""
+        artifacts = self.artifacts(context)
+        plan, done = artifacts.read(RDS_INSTALL_PLAN), artifacts.read(RDS_ROLLOUT)
+        reached = set(zip(done["account_id"], done["region"], done["resource_id"], strict=True))
+        waves = [
+            int(w)
+            for a, r, d, w in zip(plan["account_id"], plan["region"], plan["resource_id"], plan["wave"], strict=True)
+            if (a, r, d) not in reached
+        ]
+        return self._judge(context, min(waves), event)
+
+    def _judge(self, context: Context, wave: int, event: dict[str, Any]) -> Any:
+        artifacts, config = self.artifacts(context), self.settings()
+        with recorded_failure(artifacts, Step.RDS_ROLLOUT):
+            plan, done = artifacts.read(RDS_INSTALL_PLAN), artifacts.read(RDS_ROLLOUT)
+            rows = []
+            for wid, state in event.get("databases", {}).items():
+                db, actions = parse_wait_id(wid)
+                target = Target(str(state["aws_conn_id"]), str(state["region_name"]))
+                row = plan[(plan["resource_id"] == db) & (plan["region"] == target.region_name)].iloc[0]
+                outcome = _STATE_OUTCOMES[state["state"]]
+                detail = ""
+                if outcome == RolloutOutcome.FAILED:
+                    hook = self._hook(target)
+                    with aws_call("rds:DescribeEvents", str(row["account_id"]), target.region_name):
+                        events = [m for a in actions for m in hook.failure_events(db, a)]
+                    detail = events[-1] if events else f"the DB instance is {state['status']}"
+                elif outcome == RolloutOutcome.TIMEOUT:
+                    detail = f"still {state['status']} after {config.rds.rds_timeout_minutes:g} minutes"
+                elif outcome == RolloutOutcome.APPLIED and state.get("engine_version"):
+                    detail = f"engine {state['engine_version']}"
+                rows.append(
+                    {
+                        "account_id": row["account_id"],
+                        "region": row["region"],
+                        "resource_id": db,
+                        "wave": wave,
+                        "actions": ";".join(actions),
+                        "outcome": outcome,
+                        "detail": detail,
+                        "status_after": state.get("status", ""),
+                        "engine_version_after": state.get("engine_version", ""),
+                    }
+                )
+            done = concat_frames([done, rollout_rows(rows)], ROLLOUT_COLUMNS)
+            mine = done[(done["wave"] == wave) & (done["outcome"] != RolloutOutcome.STAGING_FAILED)]
+            failures = int(mine["outcome"].isin(list(FAILURE_OUTCOMES)).sum())
+            halt, allowed = halt_decision(len(mine), failures, config.install.halt_threshold)
+            self.log.info("RDS wave %d: %d of %d failed (%d allowed)", wave, failures, len(mine), allowed)
+            if halt:
+                reached = set(zip(done["account_id"], done["region"], done["resource_id"], strict=True))
+                left = plan[
+                    [
+                        (a, r, d) not in reached
+                        for a, r, d in zip(plan["account_id"], plan["region"], plan["resource_id"], strict=True)
+                    ]
+                ]
+                halted = [
+                    {
+                        "account_id": a,
+                        "region": r,
+                        "resource_id": d,
+                        "wave": int(g["wave"].iloc[0]),
+                        "actions": ";".join(sorted(g["action"])),
+                        "outcome": RolloutOutcome.HALTED,
+                        "detail": f"RDS wave {wave} had {failures} failure(s), more than the {allowed} allowed",
+                    }
+                    for (a, r, d), g in left.groupby(["account_id", "region", "resource_id"])
+                ]
+                done = concat_frames([done, rollout_rows(halted)], ROLLOUT_COLUMNS)
+            artifacts.write(RDS_ROLLOUT, done)
+        if halt:
+            return self._summary(done)
+        return self._wave(context, wave + 1)
+
+    def _staging_failed(self, artifacts: RunArtifacts, plan: pd.DataFrame) -> list[dict[str, Any]]:
+        """The planned DB instances whose rehearsal did not pass (or never ran): not touched."""
+        config = self.settings()
+        results = concat_frames(
+            [artifacts.find(RDS_REHEARSAL_RESULTS, target=t) for t in config.targets], REHEARSAL_RESULT_COLUMNS
+        )
+        passed = {
+            (str(a), str(r), str(i))
+            for a, r, i, ok in zip(
+                results["account_id"], results["region"], results["rehearsal_id"], results["passed"], strict=True
+            )
+            if ok
+        }
+        rows = []
+        for (a, r, d), group in plan.groupby(["account_id", "region", "resource_id"]):
+            first = group.iloc[0]
+            if (str(a), str(r), str(first["rehearsal_id"])) not in passed:
+                rows.append(
+                    {
+                        "account_id": a,
+                        "region": r,
+                        "resource_id": d,
+                        "wave": int(first["wave"]),
+                        "actions": ";".join(sorted(group["action"])),
+                        "outcome": RolloutOutcome.STAGING_FAILED,
+                        "detail": f"its staging rehearsal ({first['rehearsal_id']}) did not pass",
+                    }
+                )
+        return rows
+
+    def _by_target(self, artifacts: RunArtifacts, members: pd.DataFrame) -> dict[Target, pd.DataFrame]:
+        """The wave's plan rows by the target (connection, region) whose account and region they are in."""
+        found: dict[Target, pd.DataFrame] = {}
+        for target in self.settings().targets:
+            summary = artifacts.find(INVENTORY_SUMMARY, target=target)
+            account = summary.account_id if summary else ""
+            mine = members[(members["account_id"] == account) & (members["region"] == target.region_name)]
+            if not mine.empty:
+                found[target] = mine
+        return found
+
+    @staticmethod
+    def _apply(hook: RdsMaintenanceHook, arn: str, action: str, opt_in: str) -> bool:
+        """ApplyPendingMaintenanceAction; False when the action is not pending (InvalidParameterCombination)."""
+        try:
+            hook.apply(arn, action, opt_in)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "InvalidParameterCombination":
+                return False
+            raise
+        return True
+
+    def _hook(self, target: Target) -> RdsMaintenanceHook:
+        return RdsMaintenanceHook(aws_conn_id=target.aws_conn_id, region_name=target.region_name)
+
+    def _summary(self, done: pd.DataFrame) -> dict[str, Any]:
+        counts = {str(k): int(v) for k, v in done["outcome"].value_counts().items()}
+        self.log.info("RDS rollout: %s", counts)
+        return {"databases": len(done), "outcomes": counts}

@@ -1,0 +1,319 @@
+"""The RDS staging rehearsal: a CloudFormation stack of DB instances restored from production snapshots (setup),
+the planned maintenance applied to them and checked, and the stack deleted (teardown, always).
+
+One stack per (connection, region), one staging copy per (engine, engine version, instance class family) planned
+(core.rds_plan.rehearsals). A copy is restored from its source DB instance's latest automated snapshot; a source
+without one gets a manual snapshot first (deleted with the stack).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from typing import Any, NoReturn
+
+import pandas as pd
+import yaml
+from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowFailException
+
+from patchcycle.config import REPO_ROOT
+from patchcycle.core.rds_plan import rds_stack_name, rds_staging_template, upgrade_targets
+from patchcycle.core.rds_rollout import WAIT_AVAILABLE, WAIT_IMMEDIATE, WaitState, rehearsal_check, rehearsal_rows
+from patchcycle.core.timestamps import now_iso
+from patchcycle.hooks.aws_errors import aws_call
+from patchcycle.hooks.rds_maintenance import RdsMaintenanceHook
+from patchcycle.links.cloudformation import CloudFormationStackLink
+from patchcycle.operators.base import DEFER_MARGIN
+from patchcycle.operators.staging_stack import StackOperator
+from patchcycle.run_artifacts import (
+    RDS_INSTALL_PLAN,
+    RDS_REHEARSAL_RESULTS,
+    RDS_REHEARSALS,
+    RDS_STAGING_STACK,
+    RunArtifacts,
+    Step,
+)
+from patchcycle.run_records import StackRecord
+from patchcycle.triggers.rds_maintenance import RdsMaintenanceTrigger, parse_wait_id, wait_id
+
+TEMPLATE = REPO_ROOT / "include" / "cloudformation" / "rds_staging.yaml"
+MANUAL_SNAPSHOT_PREFIX = "patchcycle-"  # + the staging copy's identifier: a snapshot this run took
+
+
+class RdsStackOperator(StackOperator):
+    """What the RDS staging tasks share: the RDS stack's record and name, the RDS hook, the RDS waits."""
+
+    def stack_name(self, context: Context) -> str:
+        return rds_stack_name(str(context["run_id"]))
+
+    def stack_record(self, artifacts: RunArtifacts, name: str) -> StackRecord:
+        found = artifacts.find(RDS_STAGING_STACK, target=self.target)
+        return found or StackRecord(
+            stack_name=name, account_id=self.account_id(artifacts), region=self.target.region_name
+        )
+
+    def save(self, artifacts: RunArtifacts, record: StackRecord) -> dict[str, Any]:
+        artifacts.write(RDS_STAGING_STACK, record, target=self.target)
+        return asdict(record)
+
+    @property
+    def rds(self) -> RdsMaintenanceHook:
+        return self.hook_for(RdsMaintenanceHook)
+
+    def my_rehearsals(self, artifacts: RunArtifacts) -> pd.DataFrame:
+        rehearsals = artifacts.read(RDS_REHEARSALS)
+        mine = (rehearsals["account_id"] == self.account_id(artifacts)) & (rehearsals["region"] == self.region_name)
+        return rehearsals[mine].reset_index(drop=True)
+
+    def wait_for_databases(self, waits: list[str], kind: str, method_name: str) -> NoReturn:
+        config = self.settings()
+        limit = config.rds.rds_timeout
+        self.defer(
+            trigger=RdsMaintenanceTrigger(
+                [{**self.target.as_kwargs(), "databases": waits}],
+                kind,
+                poll_interval=config.poll_seconds,
+                timeout=limit.total_seconds(),
+                verify=self.verify,
+                botocore_config=self.botocore_config,
+            ),
+            method_name=method_name,
+            timeout=limit + DEFER_MARGIN,
+        )
+
+
+class RdsStagingOperator(RdsStackOperator):
+    """Restores this target's staging copies in a CloudFormation stack and waits for the stack in the triggerer."""
+
+    def execute(self, context: Context) -> Any:
+        artifacts = self.artifacts(context)
+        name = self.stack_name(context)
+        account, region = self.account_id(artifacts), str(self.region_name)
+        with self.recording_failure(artifacts, Step.RDS_STAGING):
+            record = self.stack_record(artifacts, name)
+            rehearsals = self.my_rehearsals(artifacts)
+            if rehearsals.empty:
+                self.log.info("No RDS rehearsal in %s: no stack", self.target.key)
+                return self.save(artifacts, replace(record, status="NOT_NEEDED"))
+            rows, taken = [], []
+            for rehearsal in rehearsals.to_dict("records"):
+                with aws_call("rds:DescribeDBSnapshots", account, region):
+                    snapshot = self.rds.latest_automated_snapshot(str(rehearsal["source_db"]))
+                if snapshot is not None:
+                    snapshot_id = str(snapshot["DBSnapshotIdentifier"])
+                else:
+                    snapshot_id = MANUAL_SNAPSHOT_PREFIX + str(rehearsal["staging_db"])
+                    with aws_call("rds:CreateDBSnapshot", account, region):
+                        self.rds.create_snapshot(
+                            str(rehearsal["source_db"]), snapshot_id, {"patchcycle:run-id": context["run_id"][:255]}
+                        )
+                    taken.append(str(rehearsal["source_db"]))
+                rows.append(
+                    {
+                        **{
+                            k: rehearsal[k] for k in ("account_id", "region", "rehearsal_id", "staging_db", "source_db")
+                        },
+                        "snapshot_id": snapshot_id,
+                        "actions": rehearsal["actions"],
+                        "passed": False,
+                        "step": "restore",
+                    }
+                )
+            artifacts.write(RDS_REHEARSAL_RESULTS, rehearsal_rows(rows), target=self.target)
+            self.save(artifacts, replace(record, status="SNAPSHOTS", error="", deleted=False, deleted_at=""))
+        if taken:
+            # A source is backing-up while its snapshot is taken, and available again once it is done.
+            self.wait_for_databases([wait_id(db) for db in sorted(set(taken))], WAIT_AVAILABLE, "create_stack")
+        return self.create_stack(context, {"status": "done", "databases": {}})
+
+    def create_stack(self, context: Context, event: dict[str, Any]) -> Any:
+        artifacts = self.artifacts(context)
+        name = self.stack_name(context)
+        account, region = self.account_id(artifacts), str(self.region_name)
+        with self.recording_failure(artifacts, Step.RDS_STAGING):
+            results = artifacts.read(RDS_REHEARSAL_RESULTS, target=self.target)
+            for snapshot_id in results["snapshot_id"]:
+                with aws_call("rds:DescribeDBSnapshots", account, region):
+                    status = self.rds.snapshot_status(str(snapshot_id))
+                if status != "available":
+                    raise AirflowFailException(f"RDS snapshot {snapshot_id} in {region} is {status or 'missing'}")
+            classes = self.my_rehearsals(artifacts).set_index("rehearsal_id")["instance_class"]
+            copies = [
+                {
+                    "rehearsal_id": str(row["rehearsal_id"]),
+                    "staging_db": str(row["staging_db"]),
+                    "snapshot_id": str(row["snapshot_id"]),
+                    "instance_class": str(classes[row["rehearsal_id"]]),
+                }
+                for row in results.to_dict("records")
+            ]
+            template = rds_staging_template(yaml.safe_load(TEMPLATE.read_text()), copies, str(context["run_id"]))
+            tags = {"patchcycle:run-id": context["run_id"][:255], "patchcycle:role": "rds-staging"}
+            with aws_call("cloudformation:CreateStack", account, region):
+                stack_id = self.hook.create(name, json.dumps(template), {}, tags)
+            self.log.info("Creating stack %s with %d RDS staging copies", name, len(copies))
+            self.persist_link(context, CloudFormationStackLink, stack_id=stack_id)
+            self.save(artifacts, replace(self.stack_record(artifacts, name), status="CREATE_IN_PROGRESS"))
+        self.wait_for_stack(name, "stack_create_complete")
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        artifacts = self.artifacts(context)
+        name = self.stack_name(context)
+        region = str(self.region_name)
+        with self.recording_failure(artifacts, Step.RDS_STAGING):
+            record = self.stack_record(artifacts, name)
+            if event.get("status") != "success":
+                status = self.hook.status(name) or {}
+                reasons = self.hook.failure_reasons(name)
+                error = "; ".join(reasons) or str(status.get("reason") or event.get("message", "unknown error"))
+                self.save(artifacts, replace(record, status=str(status.get("status", "")), error=error))
+                # The teardown runs only after a successful setup: delete here, as the EC2 staging stack does.
+                with aws_call("cloudformation:DeleteStack", record.account_id, region):
+                    self.hook.delete(name)
+                raise AirflowFailException(f"RDS staging stack {name} in {region} failed to create: {error}")
+            results = artifacts.read(RDS_REHEARSAL_RESULTS, target=self.target)
+            copies = dict(zip(results["rehearsal_id"], results["staging_db"], strict=True))
+            return self.save(
+                artifacts,
+                replace(record, created=True, created_at=now_iso(), status="CREATE_COMPLETE", instances=copies),
+            )
+
+
+class RdsRehearsalOperator(RdsStackOperator):
+    """Waits for the staging copies to be available, applies the planned actions to them (immediately), waits,
+    and checks each copy: available, an endpoint, the actions gone, the upgraded engine version."""
+
+    operator_extra_links = ()  # type: ignore[assignment]  # no link: the stack is create_rds_staging's
+
+    def execute(self, context: Context) -> Any:
+        artifacts = self.artifacts(context)
+        results = artifacts.find(RDS_REHEARSAL_RESULTS, target=self.target)
+        if results is None or results.empty:
+            self.log.info("No RDS rehearsal in %s", self.target.key)
+            return {"rehearsals": 0}
+        self.wait_for_databases([wait_id(str(db)) for db in results["staging_db"]], WAIT_AVAILABLE, "apply")
+
+    def apply(self, context: Context, event: dict[str, Any]) -> Any:
+        artifacts = self.artifacts(context)
+        account, region = self.account_id(artifacts), str(self.region_name)
+        with self.recording_failure(artifacts, Step.RDS_STAGING):
+            results = artifacts.read(RDS_REHEARSAL_RESULTS, target=self.target)
+            states = {parse_wait_id(k)[0]: v for k, v in event.get("databases", {}).items()}
+            ready = [db for db in results["staging_db"] if states.get(str(db), {}).get("state") == WaitState.READY]
+            with aws_call("rds:DescribeDBInstances", account, region):
+                dbs = self.rds.db_instances(ready)
+            with aws_call("rds:DescribePendingMaintenanceActions", account, region):
+                pending = self.rds.pending_actions(ready)
+            rows, waits = [], []
+            for row in results.to_dict("records"):
+                db, actions = str(row["staging_db"]), [a for a in str(row["actions"]).split(";") if a]
+                if db not in ready:
+                    state = states.get(db, {})
+                    rows.append(
+                        {**row, "detail": f"the restored copy is {state.get('status', 'unknown')}, not available"}
+                    )
+                    continue
+                missing = [a for a in actions if a not in pending.get(db, {})]
+                if missing:
+                    rows.append(
+                        {**row, "step": "apply", "detail": f"not pending on the restored copy: {', '.join(missing)}"}
+                    )
+                    continue
+                arn = str(dbs[db]["DBInstanceArn"])
+                for action in actions:
+                    with aws_call("rds:ApplyPendingMaintenanceAction", account, region):
+                        self.rds.apply(arn, action, WAIT_IMMEDIATE)
+                rows.append({**row, "step": "apply"})
+                waits.append(wait_id(db, actions))
+            artifacts.write(RDS_REHEARSAL_RESULTS, rehearsal_rows(rows), target=self.target)
+        if waits:
+            self.wait_for_databases(waits, WAIT_IMMEDIATE, "check")
+        return self.check(context, {"status": "done", "databases": {}})
+
+    def check(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        artifacts = self.artifacts(context)
+        account, region = self.account_id(artifacts), str(self.region_name)
+        with self.recording_failure(artifacts, Step.RDS_STAGING):
+            results = artifacts.read(RDS_REHEARSAL_RESULTS, target=self.target)
+            states = {parse_wait_id(k)[0]: v for k, v in event.get("databases", {}).items()}
+            applied = [db for db in results["staging_db"] if str(db) in states]
+            with aws_call("rds:DescribeDBInstances", account, region):
+                dbs = self.rds.db_instances(applied)
+            with aws_call("rds:DescribePendingMaintenanceActions", account, region):
+                pending = self.rds.pending_actions(applied)
+            by_rehearsal = upgrade_targets(artifacts.read(RDS_INSTALL_PLAN))
+            plan_versions = {
+                str(db): by_rehearsal[str(rid)]
+                for db, rid in zip(results["staging_db"], results["rehearsal_id"], strict=True)
+                if str(rid) in by_rehearsal
+            }
+            rows = []
+            for row in results.to_dict("records"):
+                db = str(row["staging_db"])
+                if db not in states:
+                    rows.append(row)  # failed before the apply: as recorded
+                    continue
+                actions = [a for a in str(row["actions"]).split(";") if a]
+                state = states[db]
+                if state["state"] == WaitState.APPLIED:
+                    problem = rehearsal_check(dbs.get(db), actions, pending.get(db, {}), plan_versions.get(db))
+                    found = dbs.get(db) or {}
+                    rows.append(
+                        {
+                            **row,
+                            "step": "check" if problem else "done",
+                            "passed": not problem,
+                            "detail": problem or f"available at {found.get('Endpoint', {}).get('Address', '')}",
+                            "engine_version_after": str(found.get("EngineVersion", "")),
+                        }
+                    )
+                elif state["state"] == WaitState.TIMEOUT:
+                    rows.append({**row, "detail": f"still {state['status']} at the RDS wait limit"})
+                else:
+                    with aws_call("rds:DescribeEvents", account, region):
+                        events = [m for a in actions for m in self.rds.failure_events(db, a)]
+                    rows.append({**row, "detail": events[-1] if events else f"the copy is {state['status']}"})
+            frame = rehearsal_rows(rows)
+            artifacts.write(RDS_REHEARSAL_RESULTS, frame, target=self.target)
+            summary = {"rehearsals": len(frame), "passed": int(frame["passed"].sum())}
+            self.log.info("RDS rehearsals in %s: %s", self.target.key, summary)
+            return summary
+
+
+class RdsStagingTeardownOperator(RdsStackOperator):
+    """Deletes this target's RDS staging stack (and the snapshots this run took), whatever happened upstream."""
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        artifacts = self.artifacts(context)
+        name = self.stack_name(context)
+        account, region = self.account_id(artifacts), str(self.region_name)
+        results = artifacts.find(RDS_REHEARSAL_RESULTS, target=self.target)
+        for snapshot_id in [] if results is None else list(results["snapshot_id"]):
+            if str(snapshot_id).startswith(MANUAL_SNAPSHOT_PREFIX):
+                with aws_call("rds:DeleteDBSnapshot", account, region):
+                    self.rds.delete_snapshot(str(snapshot_id))
+        with aws_call("cloudformation:DescribeStacks", account, region):
+            existing = self.hook.status(name)
+        if existing is None:
+            return self._deleted(artifacts, name, "no stack to delete")
+        self.persist_link(context, CloudFormationStackLink, stack_id=existing["stack_id"])
+        with aws_call("cloudformation:DeleteStack", account, region):
+            self.hook.delete(name)
+        self.wait_for_stack(name, "stack_delete_complete")
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        name = self.stack_name(context)
+        if event.get("status") != "success":
+            raise AirflowFailException(
+                f"RDS staging stack {name} in {self.region_name} was not deleted: {event.get('message', event)}; "
+                "delete it by hand"
+            )
+        return self._deleted(self.artifacts(context), name, "deleted")
+
+    def _deleted(self, artifacts: RunArtifacts, name: str, what: str) -> dict[str, Any]:
+        record = self.stack_record(artifacts, name)
+        if record.created or what == "deleted":
+            record = replace(record, deleted=True, deleted_at=record.deleted_at or now_iso())
+        self.log.info("RDS staging stack %s in %s: %s", name, self.region_name, what)
+        return self.save(artifacts, record)

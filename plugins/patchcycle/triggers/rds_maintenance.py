@@ -1,0 +1,105 @@
+"""Waits, in the triggerer, until RDS DB instances are available (a restore) or their maintenance is applied or
+scheduled, across (connection, region) targets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from airflow.triggers.base import TriggerEvent
+
+from patchcycle.core.rds_rollout import FINAL_STATES, WAIT_KINDS, WaitState, maintenance_state
+from patchcycle.hooks.rds_maintenance import RdsMaintenanceHook
+from patchcycle.triggers.fleet_wait import FleetWaitTrigger
+
+
+def wait_id(identifier: str, actions: Sequence[str] = ()) -> str:
+    """The id a wait keeps for one DB instance and the actions applied to it: "orders-db/system-update;os-upgrade"."""
+    return f"{identifier}/{';'.join(actions)}"
+
+
+def parse_wait_id(value: str) -> tuple[str, list[str]]:
+    identifier, _, actions = value.partition("/")
+    return identifier, [action for action in actions.split(";") if action]
+
+
+class RdsMaintenanceTrigger(FleetWaitTrigger):
+    """Polls DescribeDBInstances and DescribePendingMaintenanceActions until every DB instance waited on is final
+    for `kind` (core.rds_rollout.maintenance_state), or until `timeout` seconds after `started_at`.
+
+    Targets: {"aws_conn_id", "region_name", "databases": [wait_id(...)]}. Event: {"status": "done" | "timeout",
+    "databases": {wait id: {"aws_conn_id", "region_name", "state", "status", "engine_version"}}}; at the timeout the
+    ones not final are "timeout".
+    """
+
+    IDS_KEY = "databases"
+    NOUN = "DB instance wait id"
+
+    def __init__(self, targets: Sequence[Mapping[str, Any]], kind: str, **kwargs: Any) -> None:
+        if kind not in WAIT_KINDS:
+            raise ValueError(f"kind must be one of {list(WAIT_KINDS)}, got {kind!r}")
+        super().__init__(targets, **kwargs)
+        self.kind = kind
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        path, kwargs = super().serialize()
+        return path, {**kwargs, "kind": self.kind}
+
+    def _poll(self, target: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        hook = RdsMaintenanceHook(
+            aws_conn_id=target["aws_conn_id"],
+            region_name=target["region_name"],
+            verify=self.verify,
+            config=self.botocore_config,
+        )
+        waits = {wid: parse_wait_id(wid) for wid in target[self.IDS_KEY]}
+        identifiers = sorted({identifier for identifier, _ in waits.values()})
+        dbs = hook.db_instances(identifiers)
+        pending = hook.pending_actions(identifiers) if self.kind != "available" else {}
+        found = {}
+        for wid, (identifier, actions) in waits.items():
+            db = dbs.get(identifier)
+            status = str(db["DBInstanceStatus"]) if db else None
+            state = maintenance_state(self.kind, status, actions, pending.get(identifier, {}))
+            found[wid] = {
+                "aws_conn_id": target["aws_conn_id"],
+                "region_name": target["region_name"],
+                "state": state.value,
+                "status": status or "not found",
+                "engine_version": str(db.get("EngineVersion", "")) if db else "",
+            }
+        return found
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        await asyncio.sleep(self.poll_interval)  # nothing is done at once (and see CommandCompletionTrigger)
+        states: dict[str, dict[str, Any]] = {}
+        while True:
+            pending_targets = [
+                {
+                    **target,
+                    self.IDS_KEY: [
+                        i for i in target[self.IDS_KEY] if states.get(i, {}).get("state") not in FINAL_STATES
+                    ],
+                }
+                for target in self.targets
+            ]
+            polled = await asyncio.gather(
+                *(asyncio.to_thread(self._poll, target) for target in pending_targets if target[self.IDS_KEY])
+            )
+            for found in polled:
+                states.update(found)
+            waiting = [i for i in self.ids if states.get(i, {}).get("state") not in FINAL_STATES]
+            if not waiting:
+                yield TriggerEvent({"status": "done", "databases": states})
+                return
+            if self.timed_out():
+                for wid in waiting:
+                    states[wid] = {
+                        **states.get(wid, {"status": "unknown", "engine_version": ""}),
+                        "state": WaitState.TIMEOUT.value,
+                    }
+                yield TriggerEvent({"status": "timeout", "databases": states})
+                return
+            self.log.info("%d of %d DB instances not %s yet", len(waiting), len(self.ids), self.kind)
+            await asyncio.sleep(self.poll_interval)

@@ -1,0 +1,215 @@
+"""RDS in install mode against the sandbox: the staging rehearsal (restored copies in a CloudFormation stack, the
+actions applied and checked, the stack deleted) and the rollout's waves (immediate, next-maintenance, a failing
+action halting the rest), each deferral's trigger run as the triggerer would run it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from include.sandbox.server import SandboxServer
+from patchcycle.config import CycleConfig
+from patchcycle.core.rds_plan import rehearsals
+from patchcycle.core.rds_rollout import rehearsal_rows
+from patchcycle.operators.rds_rollout import RdsRolloutOperator
+from patchcycle.operators.rds_staging import RdsRehearsalOperator, RdsStagingOperator, RdsStagingTeardownOperator
+from patchcycle.readback.rds import read_rds_outcomes
+from patchcycle.run_artifacts import (
+    INVENTORY_SUMMARY,
+    RDS_INSTALL_PLAN,
+    RDS_REHEARSAL_RESULTS,
+    RDS_REHEARSALS,
+    RDS_ROLLOUT,
+    RDS_STAGING_STACK,
+    RunArtifacts,
+)
+from tests.conftest import advance_clock, first_trigger_payload
+from tests.operators.install_helpers import (
+    ACCOUNT,
+    REGION,
+    TARGET,
+    context,
+    copy_run,
+    cycle_config,
+    deferral,
+    plan_run,
+    run_artifacts,
+    s3_root,
+    scenario,
+)
+
+MAINTENANCE_SECONDS = 60
+
+
+def _db(identifier: str, action: str, **extra: Any) -> dict[str, Any]:
+    db = {
+        "id": identifier,
+        "engine": "postgres",
+        "engine_version": "16.3",
+        "instance_class": "db.r6g.large",
+        "tags": {"Environment": "production"},
+        "pending_maintenance": [{"action": action, "description": f"{action} available"}],
+    }
+    return {**db, **extra}
+
+
+def rds_scenario() -> dict[str, Any]:
+    document = scenario("rds")
+    document["accounts"][0]["regions"][REGION]["rds_instances"] = [
+        _db("imm-main", "system-update", multi_az=True),
+        _db("imm-main-replica", "system-update", replica_of="imm-main"),
+        _db("imm-solo", "os-upgrade", engine="mysql", engine_version="8.0.39", instance_class="db.t3.medium"),
+        _db("nxt-db", "system-update", instance_class="db.m6g.large"),
+        _db("bad-main", "system-update", instance_class="db.m6g.large"),
+        _db("bad-main-replica", "system-update", instance_class="db.m6g.large", replica_of="bad-main"),
+    ]
+    document["rds"] = {
+        "maintenance_seconds": MAINTENANCE_SECONDS,
+        "failover_seconds": 20,
+        "snapshot_seconds": 10,
+        "restore_seconds": 30,
+        "delete_seconds": 10,
+        "fail_maintenance": [{"db_instance": "bad-main-replica", "reason": "Storage full."}],
+    }
+    return document
+
+
+SCENARIO = rds_scenario()
+ROOT = s3_root("rds")
+BASE_RUN = "scheduled__rds_base"
+
+
+@pytest.fixture(scope="module")
+def base(server: SandboxServer) -> dict[str, Any]:
+    config = cycle_config(ROOT, canary="2", wave_percentages=[50, 50])
+    plan_run(server, config, BASE_RUN)
+    return config
+
+
+def new_run(config: dict[str, Any], run_id: str, prefix: str) -> RunArtifacts:
+    """A run planned as BASE_RUN, its RDS plan cut down to the DB instances named `prefix`*."""
+    artifacts = copy_run(config, BASE_RUN, run_id, (INVENTORY_SUMMARY,), [TARGET])
+    plan = run_artifacts(config, BASE_RUN).read(RDS_INSTALL_PLAN)
+    plan = plan[plan["resource_id"].str.startswith(prefix)].reset_index(drop=True)
+    artifacts.write(RDS_INSTALL_PLAN, plan)
+    artifacts.write(RDS_REHEARSALS, rehearsals(plan, run_id))
+    return artifacts
+
+
+def passed_rehearsals(artifacts: RunArtifacts) -> None:
+    """Staging results as a passed rehearsal leaves them (for the rollout tests that do not rehearse)."""
+    rows = [
+        {
+            **{k: r[k] for k in ("account_id", "region", "rehearsal_id", "staging_db", "source_db", "actions")},
+            "passed": True,
+        }
+        for r in artifacts.read(RDS_REHEARSALS).to_dict("records")
+    ]
+    artifacts.write(RDS_REHEARSAL_RESULTS, rehearsal_rows(rows), target=TARGET)
+
+
+def drive(operator: Any, ctx: Any, deferred: TaskDeferred, server: SandboxServer, seconds: float) -> Any:
+    """Resume a deferred task with its trigger's event, advancing the simulated clock first, until it returns."""
+    while True:
+        advance_clock(server.url, seconds)
+        payload = first_trigger_payload(deferred.trigger)
+        try:
+            return getattr(operator, deferred.method_name)(ctx, payload, **(deferred.kwargs or {}))
+        except TaskDeferred as again:
+            deferred = again
+
+
+def rds_client(server: SandboxServer) -> Any:
+    return boto3.client("rds", region_name=REGION, endpoint_url=server.url)
+
+
+def pending(server: SandboxServer, identifiers: list[str]) -> dict[str, dict[str, Any]]:
+    found = {}
+    for item in rds_client(server).describe_pending_maintenance_actions()["PendingMaintenanceActions"]:
+        identifier = item["ResourceIdentifier"].rsplit(":", 1)[-1]
+        if identifier in identifiers:
+            found[identifier] = {d["Action"]: d for d in item["PendingMaintenanceActionDetails"]}
+    return found
+
+
+def test_staging_restores_applies_checks_and_deletes_then_the_waves_apply_replica_first(
+    server: SandboxServer, base: dict[str, Any]
+) -> None:
+    run_id = "scheduled__rds_immediate"
+    artifacts, ctx = new_run(base, run_id, "imm-"), context(run_id)
+    planned = artifacts.read(RDS_INSTALL_PLAN)
+    waves = dict(zip(planned["resource_id"], planned["wave"], strict=True))
+    assert waves["imm-main-replica"] < waves["imm-main"]
+
+    create = RdsStagingOperator(task_id="create_rds_staging", config=base, region_name=REGION)
+    record = drive(create, ctx, deferral(create, ctx), server, 0)
+    assert record["created"] and record["stack_name"].startswith("patchcycle-staging-rds-")
+    copies = sorted(record["instances"].values())
+    assert len(copies) == 2  # postgres 16.3 on db.r6g (the pair), mysql 8.0.39 on db.t3
+    statuses = {
+        db: rds_client(server).describe_db_instances(DBInstanceIdentifier=db)["DBInstances"][0] for db in copies
+    }
+    assert {db["DBInstanceStatus"] for db in statuses.values()} == {"creating"}
+    results = artifacts.read(RDS_REHEARSAL_RESULTS, target=TARGET)
+    assert set(results["source_db"]) == {"imm-main", "imm-solo"}
+    assert all(str(s).startswith("rds:") for s in results["snapshot_id"])  # the latest automated snapshots
+
+    rehearse = RdsRehearsalOperator(task_id="rehearse_rds", config=base, region_name=REGION)
+    summary = drive(rehearse, ctx, deferral(rehearse, ctx), server, MAINTENANCE_SECONDS + 1)
+    assert summary == {"rehearsals": 2, "passed": 2}
+    results = artifacts.read(RDS_REHEARSAL_RESULTS, target=TARGET)
+    assert set(results["step"]) == {"done"} and all("available at" in d for d in results["detail"])
+    assert pending(server, copies) == {}  # applied on the copies
+    production = ["imm-main", "imm-main-replica", "imm-solo"]
+    assert set(pending(server, production)) == set(production)  # production untouched by staging
+
+    teardown = RdsStagingTeardownOperator(task_id="delete_rds_staging", config=base, region_name=REGION)
+    record = drive(teardown, ctx, deferral(teardown, ctx), server, 1)
+    assert record["deleted"] and artifacts.read(RDS_STAGING_STACK, target=TARGET).deleted
+    left = [db["DBInstanceIdentifier"] for db in rds_client(server).describe_db_instances()["DBInstances"]]
+    assert not set(copies) & set(left)
+
+    rollout = RdsRolloutOperator(task_id="rds_rollout", config=base)
+    summary = drive(rollout, ctx, deferral(rollout, ctx), server, MAINTENANCE_SECONDS + 1)
+    assert summary["outcomes"] == {"applied": 3}
+    done = artifacts.read(RDS_ROLLOUT).set_index("resource_id")
+    assert done.loc["imm-main-replica", "wave"] < done.loc["imm-main", "wave"]
+    assert pending(server, production) == {}
+    outcomes = read_rds_outcomes(artifacts, CycleConfig.from_params(base))
+    assert outcomes is not None and set(outcomes["outcome"]) == {"applied"}
+    # A retried task starts over: RDS no longer lists the actions (InvalidParameterCombination), the waits find
+    # them applied.
+    retried = drive(rollout, ctx, deferral(rollout, ctx), server, 1)
+    assert retried["outcomes"] == {"applied": 3}
+
+
+def test_next_maintenance_opts_in_and_is_scheduled(server: SandboxServer, base: dict[str, Any]) -> None:
+    run_id = "scheduled__rds_next"
+    config = {**base, "rds_apply": "next-maintenance"}
+    artifacts, ctx = new_run(config, run_id, "nxt-"), context(run_id)
+    passed_rehearsals(artifacts)
+    rollout = RdsRolloutOperator(task_id="rds_rollout", config=config)
+    summary = drive(rollout, ctx, deferral(rollout, ctx), server, 1)
+    assert summary["outcomes"] == {"scheduled": 1}
+    assert pending(server, ["nxt-db"])["nxt-db"]["system-update"]["OptInStatus"] == "next-maintenance"
+
+
+def test_a_failing_action_is_failed_with_its_cause_and_halts_the_source_wave(
+    server: SandboxServer, base: dict[str, Any]
+) -> None:
+    run_id = "scheduled__rds_failure"
+    config = {**base, "halt_threshold": "0"}
+    artifacts, ctx = new_run(config, run_id, "bad-"), context(run_id)
+    passed_rehearsals(artifacts)
+    rollout = RdsRolloutOperator(task_id="rds_rollout", config=config)
+    summary = drive(rollout, ctx, deferral(rollout, ctx), server, MAINTENANCE_SECONDS + 1)
+    assert summary["outcomes"] == {"failed": 1, "halted": 1}
+    done = artifacts.read(RDS_ROLLOUT).set_index("resource_id")
+    assert done.loc["bad-main-replica", "outcome"] == "failed" and done.loc["bad-main-replica", "wave"] == 1
+    assert "Storage full." in done.loc["bad-main-replica", "detail"]
+    assert done.loc["bad-main", "outcome"] == "halted" and "more than the 0 allowed" in done.loc["bad-main", "detail"]
+    assert set(pending(server, ["bad-main"])["bad-main"]) == {"system-update"}  # never touched
+    assert ACCOUNT in done["account_id"].tolist()
