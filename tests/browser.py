@@ -63,7 +63,13 @@ def run_path(run_id: str) -> str:
     return f"dags/patch_cycle/runs/{urllib.parse.quote(run_id, safe='')}"
 
 
-def shot(page: Any, folder: Path, name: str, full_page: bool = False) -> Path:
+def shot(page: Any, folder: Path, name: str, full_page: bool = False, until: Any = None) -> Path:
+    """A PNG of the page: the viewport, the whole page, or the page down to the element `until`."""
     path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
+    if until is not None:
+        box = until.bounding_box()
+        clip = {"x": 0, "y": 0, "width": VIEWPORT["width"], "height": box["y"] + box["height"] + 12}
+        page.screenshot(path=str(path), full_page=True, clip=clip)
+    else:
+        page.screenshot(path=str(path), full_page=full_page)
     return path

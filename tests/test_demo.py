@@ -3,12 +3,16 @@ install run that waits at the approval gate, which this test answers through Air
 as an operator's script would, with the scheduler and triggerer running; the demo copies the report out and
 stops without orphans.
 
-One demo start serves every check: starting it costs about a minute, the install cycle one to three more.
+One demo start serves every check: starting it costs about a minute, the install cycle one to three more. The
+same run is walked through in headless Chromium (tests/browser.py): the grid and the approval page at the gate,
+then the run page and the fleet page once the report is written, each screenshot and checked against the report
+(`make screenshots` keeps the PNGs in docs/images/).
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import queue
@@ -27,6 +31,8 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+
+from tests import browser
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO = REPO / "include" / "sandbox" / "scenarios" / "default.yaml"
@@ -151,6 +157,8 @@ class OutputReader:
 
 @pytest.mark.timeout(STARTUP_TIMEOUT + TRIGGER_TIMEOUT + CYCLE_TIMEOUT + STOP_TIMEOUT + 60)
 def test_demo_runs_an_install_cycle_approved_through_the_rest_api_and_stops_everything(tmp_path: Path) -> None:
+    shots = browser.screenshot_dir(tmp_path / "screenshots")
+    browser.chromium()  # fail early, before the demo starts, when `make browser` has not run
     sandbox_port, api_port = free_port(), free_port()
     scenario = yaml.safe_load(SCENARIO.read_text())
     scenario["clock"]["speed"] = 10.0  # commands take a tenth of the time
@@ -222,6 +230,7 @@ def test_demo_runs_an_install_cycle_approved_through_the_rest_api_and_stops_ever
         (pending,) = body["hitl_details"]
         assert pending["options"] == ["Approve", "Reject"] and pending["defaults"] == ["Reject"]
         assert "Staging" in pending["body"] and "report" in pending["body"], pending["body"]
+        walk_the_gate(api, user, password, run_id, shots)
         answer = f"{run_path}/taskInstances/{APPROVAL}/-1/hitlDetails"
         status, body = http("PATCH", answer, {"chosen_options": ["Approve"]})
         assert status in (401, 403), "answering needs an authenticated user"
@@ -262,6 +271,7 @@ def test_demo_runs_an_install_cycle_approved_through_the_rest_api_and_stops_ever
             assert stacks and {s["StackStatus"] for s in stacks} == {"DELETE_COMPLETE"}, stacks
         assert report["incomplete"] == []
         assert summary.startswith(f"Summary: {report['totals']['resources_in_scope']} resources in scope; by verdict: ")
+        walk_the_report(api, user, password, run_id, report, shots, tmp_path)
 
         pids |= started_by(demo.pid)  # the task processes the scheduler started since
         stopping = time.monotonic()
@@ -284,3 +294,83 @@ def test_demo_runs_an_install_cycle_approved_through_the_rest_api_and_stops_ever
         for pid in alive(pids):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def walk_the_gate(api: str, user: str, password: str, run_id: str, shots: Path) -> None:
+    """At the gate, in the browser: the grid of the cycle, the approval page, and the run page (no report yet)."""
+    started = time.monotonic()
+    with browser.browser_page() as page:
+        browser.log_in(page, api, user, password)
+        page.goto(f"{api}/{browser.run_path(run_id)}")
+        page.get_by_text("Patch cycle", exact=True).wait_for()  # the plugin's tab on every run
+        page.get_by_text("approve_production", exact=True).first.wait_for()
+        page.get_by_text("Task Instances").first.wait_for()
+        page.wait_for_timeout(1500)  # the grid's bars fill in after the task list
+        browser.shot(page, shots, "grid")
+
+        page.goto(f"{api}/{browser.run_path(run_id)}/tasks/{APPROVAL}/required_actions")
+        approve = page.get_by_role("button", name="Approve")
+        approve.wait_for()
+        assert page.get_by_role("button", name="Reject").is_visible()
+        assert page.get_by_text("Staging", exact=False).first.is_visible()
+        browser.shot(page, shots, "approval")
+
+        page.goto(f"{api}/patchcycle/runs/patch_cycle/{urllib.parse.quote(run_id, safe='')}")
+        assert "No report yet: it waits at the approval gate" in page.locator("#outcome").inner_text()
+        assert page.locator("#staging-table tbody tr").count() > 0
+    print(f"browser at the gate: {time.monotonic() - started:.1f} s")
+
+
+def walk_the_report(
+    api: str, user: str, password: str, run_id: str, report: dict[str, Any], shots: Path, tmp_path: Path
+) -> None:
+    """After the run, in the browser: the run page (in the run's tab and on its own) and the fleet page show the
+    report's numbers, their charts as SVG, the whole resources table; the table's filter and CSV download work."""
+    started = time.monotonic()
+    quoted = urllib.parse.quote(run_id, safe="")
+    by_verdict = {verdict: n for verdict, n in report["totals"]["by_verdict"].items() if n}
+    with browser.browser_page() as page:
+        browser.log_in(page, api, user, password)
+        page.goto(f"{api}/{browser.run_path(run_id)}")
+        page.get_by_text("Patch cycle", exact=True).click()
+        frame = page.frame_locator("iframe")
+        frame.locator("#charts").wait_for()
+        browser.shot(page, shots, "run-tab")
+
+        page.goto(f"{api}/patchcycle/runs/patch_cycle/{quoted}")
+        shown = {
+            cell.get_attribute("data-verdict"): int(cell.inner_text())
+            for cell in page.locator("#verdicts td[data-verdict]").all()
+        }
+        assert shown == by_verdict
+        assert page.locator(".chart svg").count() >= 3  # compliance, verdicts by wave, failures (if any), CVEs
+        assert page.locator(".chart h3", has_text="Verdicts by wave").count() == 1
+        rows = page.locator("#resources tbody tr")
+        assert rows.count() == len(report["resources"])
+        assert int(page.locator("#shown").inner_text()) == len(report["resources"])
+        outcome = page.locator("#outcome").inner_text()
+        assert f"{report['totals']['resources_in_scope']} resources in scope" in outcome
+        browser.shot(page, shots, "run-page", until=rows.nth(min(9, rows.count() - 1)))  # and ten resources
+
+        verdict, count = max(by_verdict.items(), key=lambda item: item[1])
+        page.locator("#filter-verdict").select_option(verdict)
+        assert int(page.locator("#shown").inner_text()) == count
+        with page.expect_download() as download:
+            page.locator("#download").click()
+        saved = tmp_path / "resources.csv"
+        download.value.save_as(saved)
+        lines = list(csv.DictReader(saved.open()))
+        assert len(lines) == count and {line["verdict"] for line in lines} == {verdict}
+
+        page.goto(f"{api}/patchcycle/fleet")
+        cycles = page.locator("#cycles-table tbody tr")
+        assert cycles.count() >= 1
+        first = cycles.first.locator("td")
+        assert first.nth(1).inner_text() == run_id
+        assert first.nth(4).inner_text() == str(report["totals"]["resources_in_scope"])
+        assert page.locator(".chart svg").count() >= 1
+        browser.shot(page, shots, "fleet-page", full_page=True)
+        first.nth(1).locator("a").click()  # the fleet page links to the run page
+        page.locator("#verdicts").wait_for()
+        assert page.url.endswith(f"/patchcycle/runs/patch_cycle/{quoted}")
+    print(f"browser after the run: {time.monotonic() - started:.1f} s")

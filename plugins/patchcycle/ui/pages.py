@@ -557,7 +557,10 @@ def fleet_trend(cycles: Sequence[CycleSummary]) -> list[tuple[str, dict[str, int
 def _drift_section(view: FleetView) -> str:
     drift = view.drift
     if drift is None:
-        return '<h2 id="drift">Drift</h2><p class="muted">patch_compliance_watch has not reported yet.</p>'
+        return (
+            '<h2 id="drift">Drift</h2><p class="muted">No patch_compliance_watch run has written a drift report '
+            "yet: unpaused, it runs daily and after every cycle.</p>"
+        )
     summary = drift["summary"]
     meanings = drift.get("kind_meanings", {})
     bars = [(words(kind), int(n)) for kind, n in summary["by_kind"].items()]
