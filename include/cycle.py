@@ -48,6 +48,7 @@ class CycleResult:
     report_dir: Path | None
     log_path: Path
     stacks_left: tuple[str, ...] = ()  # staging stacks not deleted when the run ended: "region/name status"
+    staging_dbs_left: tuple[str, ...] = ()  # RDS staging copies still present when the run ended: "region/id status"
 
     @property
     def report_json(self) -> Path | None:
@@ -142,7 +143,13 @@ class CycleEnvironment:
         }
         succeeded, log_path = self.run_dag("patch_cycle", run_conf)
         report_dir = _copy_run(sandbox_s3(self.url), self.out_dir, "patch_cycle", "report")
-        return CycleResult(succeeded, report_dir, log_path, _stacks_left(self.url, self.scenario))
+        return CycleResult(
+            succeeded,
+            report_dir,
+            log_path,
+            _stacks_left(self.url, self.scenario),
+            _staging_dbs_left(self.url, self.scenario),
+        )
 
     def run_watch(self, conf: dict[str, Any] | None = None) -> tuple[bool, Path, Path | None]:
         """One patch_compliance_watch: (succeeded, log, the copied drift.json or None)."""
@@ -175,6 +182,24 @@ def _stacks_left(url: str, scenario: Path) -> tuple[str, ...]:
             for stack in page["StackSummaries"]:
                 if stack["StackName"].startswith(STAGING_PREFIX) and stack["StackStatus"] != "DELETE_COMPLETE":
                     left.append(f"{region}/{stack['StackName']} {stack['StackStatus']}")
+    return tuple(left)
+
+
+def _staging_dbs_left(url: str, scenario: Path) -> tuple[str, ...]:
+    """RDS DB instances of the cycle's staging copies (patchcycle-stg-*) still in the sandbox."""
+    from patchcycle.core.rds_plan import STAGING_DB_PREFIX
+
+    document = yaml.safe_load(scenario.read_text())
+    regions = sorted({region for account in document.get("accounts", []) for region in account.get("regions", {})})
+    left = []
+    for region in regions:
+        client = boto3.client(
+            "rds", region_name=region, endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        for page in client.get_paginator("describe_db_instances").paginate():
+            for db in page["DBInstances"]:
+                if db["DBInstanceIdentifier"].startswith(STAGING_DB_PREFIX):
+                    left.append(f"{region}/{db['DBInstanceIdentifier']} {db['DBInstanceStatus']}")
     return tuple(left)
 
 
