@@ -9,8 +9,9 @@ PORT ?= 5055
 MODE ?= scan
 # The slow end-to-end files spend most of their time waiting on Airflow and the sandbox: two files run at once.
 PYTEST_WORKERS ?= 2
+CHROMIUM ?= chromium
 
-.PHONY: install lock test test-fast lint typecheck pytest docs demo sandbox cycle bench clean
+.PHONY: install lock test test-fast lint typecheck pytest docs demo sandbox cycle bench clean browser screenshots
 
 install: $(VENV)/.installed
 
@@ -31,8 +32,21 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-pytest: install
+# The demo test drives headless Chromium (Debian's package) with Playwright: `make browser` installs it first.
+pytest: install browser
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
+
+# Headless Chromium for the browser walkthrough: Debian's `chromium`, installed with apt-get when it is not on
+# PATH (machines and CI run as root; Playwright's own browser download is not used). CHROMIUM names another binary.
+browser:
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+		echo "Installing Debian's chromium (headless browser for the UI walkthrough) ..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { echo "chromium is still not on PATH" >&2; exit 1; }
+
+# The README's screenshots: the demo's install cycle walked through in the browser, PNGs written to docs/images/.
+screenshots: install browser
+	SCREENSHOTS=docs/images $(VENV)/bin/pytest tests/test_demo.py -q
 
 test: lint typecheck pytest
 
@@ -50,7 +64,8 @@ sandbox: install
 	$(PY) -m include.sandbox serve --scenario $(SCENARIO) --port $(PORT)
 
 demo: install
-	$(PY) -m include.demo --scenario $(SCENARIO) --sandbox-port $(PORT) $(if $(API_PORT),--api-port $(API_PORT))
+	$(PY) -m include.demo --scenario $(SCENARIO) --sandbox-port $(PORT) $(if $(API_PORT),--api-port $(API_PORT)) \
+		$(if $(EXECUTOR),--executor $(EXECUTOR))
 
 cycle: install
 	$(PY) -m include.cycle --scenario $(SCENARIO) --mode $(MODE)

@@ -20,9 +20,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import boto3
-import yaml
 from botocore.config import Config
 
+from include import connections
 from include.demo import (
     HOST,
     REPO_ROOT,
@@ -36,6 +36,7 @@ from include.demo import (
     stop_services,
     wait_for_http,
 )
+from include.sandbox.scenario import Scenario, load_scenario
 
 ARTIFACT_BUCKET = "patchcycle-artifacts"
 STAGING_PREFIX = "patchcycle-staging-"
@@ -48,7 +49,9 @@ class CycleResult:
     report_dir: Path | None
     log_path: Path
     stacks_left: tuple[str, ...] = ()  # staging stacks not deleted when the run ended: "region/name status"
-    staging_dbs_left: tuple[str, ...] = ()  # RDS staging copies still present when the run ended: "region/id status"
+    staging_dbs_left: tuple[
+        str, ...
+    ] = ()  # RDS staging copies still present when the run ended: "account/region/id status"
 
     @property
     def report_json(self) -> Path | None:
@@ -87,6 +90,9 @@ class CycleEnvironment:
         os.environ.setdefault("AIRFLOW_HOME", str(self.paths.airflow_home))
         self.url = f"http://{HOST}:{free_port()}"
         self.env = child_environment(self.paths, self.url, api_url=f"http://{HOST}:{free_port()}")
+        # One connection per scenario account; runs cover every account and region unless told otherwise.
+        self.loaded = load_scenario(scenario)
+        self.env.update(connections.connection_env(self.loaded, self.url))
         self._services: list[Service] = []
         self._runs = 0
 
@@ -139,6 +145,7 @@ class CycleEnvironment:
             "poll_seconds": 2,
             "command_timeout_minutes": 2,  # the sandbox runs commands in seconds; a hung one is cut short
             "artifact_root": f"s3://{ARTIFACT_BUCKET}",
+            "targets": connections.targets(self.loaded),
             **(conf or {}),
         }
         succeeded, log_path = self.run_dag("patch_cycle", run_conf)
@@ -147,13 +154,18 @@ class CycleEnvironment:
             succeeded,
             report_dir,
             log_path,
-            _stacks_left(self.url, self.scenario),
-            _staging_dbs_left(self.url, self.scenario),
+            _stacks_left(self.url, self.loaded),
+            _staging_dbs_left(self.url, self.loaded),
         )
 
     def run_watch(self, conf: dict[str, Any] | None = None) -> tuple[bool, Path, Path | None]:
         """One patch_compliance_watch: (succeeded, log, the copied drift.json or None)."""
-        run_conf = {"artifact_root": f"s3://{ARTIFACT_BUCKET}", "poll_seconds": 2, **(conf or {})}
+        run_conf = {
+            "artifact_root": f"s3://{ARTIFACT_BUCKET}",
+            "poll_seconds": 2,
+            "targets": connections.targets(self.loaded),
+            **(conf or {}),
+        }
         succeeded, log_path = self.run_dag("patch_compliance_watch", run_conf)
         run_dir = _copy_run(sandbox_s3(self.url), self.out_dir, "patch_compliance_watch", "drift")
         return succeeded, log_path, run_dir / report_file("drift") if run_dir else None
@@ -165,41 +177,34 @@ def run_cycle(scenario: Path, mode: str, out_dir: Path, conf: dict[str, Any] | N
         return environment.run_cycle(mode, conf)
 
 
-def _stacks_left(url: str, scenario: Path) -> tuple[str, ...]:
-    """Staging stacks still present in the sandbox (teardown must leave none, whatever the run's outcome)."""
-    document = yaml.safe_load(scenario.read_text())
-    regions = sorted({region for account in document.get("accounts", []) for region in account.get("regions", {})})
+def _stacks_left(url: str, scenario: Scenario) -> tuple[str, ...]:
+    """Staging stacks still present in the sandbox, in every account and region (teardown must leave none,
+    whatever the run's outcome): "account/region/name status"."""
     left = []
-    for region in regions:
-        client = boto3.client(
-            "cloudformation",
-            region_name=region,
-            endpoint_url=url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        for page in client.get_paginator("list_stacks").paginate():
-            for stack in page["StackSummaries"]:
-                if stack["StackName"].startswith(STAGING_PREFIX) and stack["StackStatus"] != "DELETE_COMPLETE":
-                    left.append(f"{region}/{stack['StackName']} {stack['StackStatus']}")
+    for account in scenario.accounts:
+        for region in account.regions:
+            client = connections.account_client(scenario, account.id, url, "cloudformation", region.name)
+            for page in client.get_paginator("list_stacks").paginate():
+                for stack in page["StackSummaries"]:
+                    if stack["StackName"].startswith(STAGING_PREFIX) and stack["StackStatus"] != "DELETE_COMPLETE":
+                        left.append(f"{account.id}/{region.name}/{stack['StackName']} {stack['StackStatus']}")
     return tuple(left)
 
 
-def _staging_dbs_left(url: str, scenario: Path) -> tuple[str, ...]:
-    """RDS DB instances of the cycle's staging copies (patchcycle-stg-*) still in the sandbox."""
+def _staging_dbs_left(url: str, scenario: Scenario) -> tuple[str, ...]:
+    """RDS DB instances of the cycle's staging copies (patchcycle-stg-*) still in the sandbox, in every account and
+    region: "account/region/id status"."""
     from patchcycle.core.rds_plan import STAGING_DB_PREFIX
 
-    document = yaml.safe_load(scenario.read_text())
-    regions = sorted({region for account in document.get("accounts", []) for region in account.get("regions", {})})
     left = []
-    for region in regions:
-        client = boto3.client(
-            "rds", region_name=region, endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing"
-        )
-        for page in client.get_paginator("describe_db_instances").paginate():
-            for db in page["DBInstances"]:
-                if db["DBInstanceIdentifier"].startswith(STAGING_DB_PREFIX):
-                    left.append(f"{region}/{db['DBInstanceIdentifier']} {db['DBInstanceStatus']}")
+    for account in scenario.accounts:
+        for region in account.regions:
+            client = connections.account_client(scenario, account.id, url, "rds", region.name)
+            for page in client.get_paginator("describe_db_instances").paginate():
+                for db in page["DBInstances"]:
+                    if db["DBInstanceIdentifier"].startswith(STAGING_DB_PREFIX):
+                        where = f"{account.id}/{region.name}/{db['DBInstanceIdentifier']}"
+                        left.append(f"{where} {db['DBInstanceStatus']}")
     return tuple(left)
 
 

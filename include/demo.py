@@ -1,12 +1,24 @@
 """Run the patch cycle locally: the sandbox AWS plus a throwaway Airflow.
 
     python -m include.demo --scenario include/sandbox/scenarios/default.yaml
+    python -m include.demo --scenario include/sandbox/scenarios/default.yaml --executor celery
 
 Starts, each in its own process group and all bound to 127.0.0.1:
 the sandbox AWS, then `airflow db migrate`, then the api-server, scheduler,
-dag-processor and triggerer (LocalExecutor, SQLite, AIRFLOW_HOME under
-.demo/airflow, logs in .demo/logs). The `aws_default` connection points at the
-sandbox. Once the stack is up it triggers a patch_cycle install run (approval
+dag-processor and triggerer (AIRFLOW_HOME under .demo/airflow, logs in
+.demo/logs). With the LocalExecutor (the default) the database is SQLite. With
+`--executor celery` it is the production topology: a fresh PostgreSQL database
+(created on the `--postgres` server, dropped on stop), the CeleryExecutor with a
+Redis broker (`--redis`) and the PostgreSQL database as Celery's result backend,
+and `--workers` Celery workers (two by default), each its own process group with
+its own host name (task instances show which worker ran them) and all serving a
+queue of their own, so several demos can share one Redis. A worker that dies is
+reported and its tasks are retried by Airflow on the others; the demo stops when
+the last one dies. One connection per scenario account points at the sandbox
+(`aws_default` for the first, `aws_<account id>` assuming a role in each other),
+and the run's targets cover every account and region of the scenario.
+
+Once the stack is up it triggers a patch_cycle install run (approval
 mode manual) through the REST API, tells you where to approve it in the UI once
 staging has passed, watches the run, and copies its report out of the sandbox's
 S3 into .demo/reports/<run id>/. Ctrl-C or SIGTERM stops every process it started; so
@@ -31,7 +43,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from types import FrameType
 from typing import Any
@@ -39,6 +51,9 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from include import connections
+from include.sandbox.scenario import load_scenario
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -65,6 +80,16 @@ DEMO_RUN_CONF: dict[str, Any] = {
 APPROVAL_TASK = "approve_production"
 ARTIFACT_BUCKET = "patchcycle-artifacts"  # the patch_cycle DAG's default artifact_root
 FINISHED_STATES = ("success", "failed")
+EXECUTORS = ("local", "celery")
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+WORKER_CONCURRENCY = 2
+# A task whose worker died is failed (then retried by its task's retries) after this long without a heartbeat.
+HEARTBEAT_TIMEOUT_SECONDS = 60
+# Redis redelivers a task message not acknowledged within this long (tasks run minutes before they defer).
+VISIBILITY_TIMEOUT_SECONDS = 3600
+# Each Celery worker's name, for `[core] hostname_callable` (see worker_hostname).
+WORKER_HOSTNAME_VARIABLE = "PATCHCYCLE_WORKER_HOSTNAME"
 
 
 class ServiceDied(Exception):
@@ -82,6 +107,8 @@ class Service:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    worker: bool = False  # a Celery worker: the others take over its tasks when it dies
+    death_reported: bool = False
 
     @property
     def pid(self) -> int:
@@ -96,6 +123,25 @@ class DemoPaths:
     state_dir: Path
     airflow_home: Path
     log_dir: Path
+
+
+@dataclass(frozen=True)
+class CeleryTopology:
+    """The CeleryExecutor's settings: the metadata database (also Celery's result backend), broker and queue."""
+
+    database_url: str  # SQLAlchemy URL of the run's own PostgreSQL database
+    broker_url: str
+    queue: str
+    workers: int
+
+
+def worker_hostname() -> str:
+    """`[core] hostname_callable` of the demo's Airflow: the Celery worker's own name, else the machine's.
+
+    Several workers on one machine share its host name; each task instance records the name of the worker
+    that ran it, so the demo gives each its own (in the PATCHCYCLE_WORKER_HOSTNAME environment variable).
+    """
+    return os.environ.get(WORKER_HOSTNAME_VARIABLE) or socket.getfqdn()
 
 
 def say(message: str) -> None:
@@ -113,6 +159,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=DEMO_RUN_CONF,
         help=f"params of the triggered patch_cycle run, as JSON (default: {json.dumps(DEMO_RUN_CONF)})",
     )
+    parser.add_argument("--executor", choices=EXECUTORS, default="local", help="Airflow's executor (default: local)")
+    parser.add_argument(
+        "--postgres",
+        default=DEFAULT_POSTGRES,
+        help=f"with --executor celery: the PostgreSQL server to create the demo's database on ({DEFAULT_POSTGRES})",
+    )
+    parser.add_argument(
+        "--redis", default=DEFAULT_REDIS, help=f"with --executor celery: Celery's broker (default: {DEFAULT_REDIS})"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="with --executor celery: how many Celery workers")
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -149,21 +205,12 @@ def port_is_free(port: int) -> bool:
 
 def aws_connection_json(sandbox_url: str, max_attempts: int = 10) -> str:
     """The aws_default connection, pointed at the sandbox with dummy keys."""
-    return json.dumps(
-        {
-            "conn_type": "aws",
-            "login": "testing",
-            "password": "testing",
-            "extra": {
-                "endpoint_url": sandbox_url,
-                "region_name": "us-east-1",
-                "config_kwargs": {"retries": {"mode": "standard", "max_attempts": max_attempts}},
-            },
-        }
-    )
+    return json.dumps(connections.sandbox_connection(sandbox_url, "us-east-1", max_attempts))
 
 
-def child_environment(paths: DemoPaths, sandbox_url: str, api_url: str) -> dict[str, str]:
+def child_environment(
+    paths: DemoPaths, sandbox_url: str, api_url: str, celery: CeleryTopology | None = None
+) -> dict[str, str]:
     """Environment for every child: the venv first on PATH, Airflow configured, no real AWS credentials."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "AIRFLOW"))}
     venv_bin = str(Path(sys.executable).parent)
@@ -195,7 +242,26 @@ def child_environment(paths: DemoPaths, sandbox_url: str, api_url: str) -> dict[
             "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_json(sandbox_url),
         }
     )
+    if celery is not None:
+        env.update(celery_settings(celery))
+        # worker_hostname is imported from this file by every Airflow process.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
     return env
+
+
+def celery_settings(celery: CeleryTopology) -> dict[str, str]:
+    """The production topology's Airflow settings (docker-compose.yaml sets the same keys)."""
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": celery.database_url,
+        "AIRFLOW__CELERY__BROKER_URL": celery.broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + celery.database_url,
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": celery.queue,
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_SECONDS),
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT_SECONDS),
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "include.demo.worker_hostname",
+    }
 
 
 def start_service(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Service:
@@ -215,9 +281,21 @@ def start_service(name: str, argv: list[str], env: dict[str, str], log_dir: Path
 
 
 def check_alive(services: Sequence[Service]) -> None:
+    """Raise ServiceDied for a service that exited; a Celery worker only when it was the last one (the others
+    take over its tasks)."""
+    workers = [s for s in services if s.worker]
     for service in services:
-        if service.exited():
+        if not service.exited():
+            continue
+        if not service.worker or all(w.exited() for w in workers):
             raise ServiceDied(service)
+        if not service.death_reported:
+            service.death_reported = True
+            left = sum(not w.exited() for w in workers)
+            say(
+                f"{service.name} exited (code {service.process.returncode}); Airflow retries its tasks on the "
+                f"{left} worker(s) left"
+            )
 
 
 def http_ok(url: str) -> bool:
@@ -261,6 +339,30 @@ def session_processes(session_id: int) -> list[int]:
         if fields[0] != "Z" and int(fields[3]) == session_id:
             pids.append(int(entry.name))
     return pids
+
+
+def create_database(server_url: str) -> str:
+    """Create a database of its own on the PostgreSQL server; returns its SQLAlchemy URL."""
+    import psycopg2  # only the Celery topology needs it
+
+    name = f"patchcycle_demo_{secrets.token_hex(6)}"
+    with contextlib.closing(psycopg2.connect(server_url)) as connection:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    server = urllib.parse.urlsplit(server_url)
+    return urllib.parse.urlunsplit(("postgresql+psycopg2", server.netloc, f"/{name}", "", ""))
+
+
+def drop_database(server_url: str, database_url: str) -> None:
+    """Drop the demo's database (its connections are closed first: every Airflow process has stopped)."""
+    import psycopg2
+
+    name = urllib.parse.urlsplit(database_url).path.lstrip("/")
+    with contextlib.closing(psycopg2.connect(server_url)) as connection:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def signal_group(service: Service, signum: signal.Signals) -> None:
@@ -518,7 +620,7 @@ def supervise(services: Sequence[Service], cycle: CycleRun | None = None) -> Non
         time.sleep(1)
 
 
-def run(args: argparse.Namespace, services: list[Service]) -> None:
+def run(args: argparse.Namespace, services: list[Service], databases: list[str]) -> None:
     scenario = args.scenario.resolve()
     if not scenario.is_file():
         raise SystemExit(f"scenario file not found: {args.scenario}")
@@ -531,7 +633,18 @@ def run(args: argparse.Namespace, services: list[Service]) -> None:
     os.environ.setdefault("AIRFLOW_HOME", str(paths.airflow_home))
     sandbox_url = f"http://{HOST}:{args.sandbox_port}"
     api_url = f"http://{HOST}:{args.api_port}"
-    env = child_environment(paths, sandbox_url, api_url)
+    celery = None
+    if args.executor == "celery":
+        if args.workers < 1:
+            raise SystemExit(f"--workers: at least one Celery worker is needed, got {args.workers}")
+        database_url = create_database(args.postgres)
+        databases.append(database_url)
+        celery = CeleryTopology(database_url, args.redis, f"patchcycle-{secrets.token_hex(4)}", args.workers)
+        say(f"Database: {urllib.parse.urlsplit(database_url).path.lstrip('/')} on {args.postgres} (dropped on stop)")
+    env = child_environment(paths, sandbox_url, api_url, celery)
+    loaded = load_scenario(scenario)
+    env.update(connections.connection_env(loaded, sandbox_url))
+    run_conf = {"targets": connections.targets(loaded), **args.run_conf}
     # No scheduled runs: unpausing would otherwise start a catch-up run for the latest Patch Tuesday at once,
     # with the DAG's default params, queued ahead of the demo's own run (max_active_runs=1).
     env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"
@@ -561,25 +674,42 @@ def run(args: argparse.Namespace, services: list[Service]) -> None:
             # Their log servers would bind every interface on fixed ports; task logs are local files here.
             argv.append("--skip-serve-logs")
         services.append(start_service(name, argv, env, paths.log_dir))
+    if celery is not None:
+        services += start_workers(airflow, env, celery, paths.log_dir)
     wait_for_http(f"{api_url}/api/v2/monitor/health", API_TIMEOUT_SECONDS, services)
     password = read_admin_password(paths.airflow_home)
     say(f"Login: {ADMIN_USER} / {password}")
     say(f"UI: {api_url}")
     api = AirflowApi(api_url, ADMIN_USER, password)
     cycle = trigger_patch_cycle(
-        api, sandbox_url, paths.state_dir / "reports", services, args.run_conf, paths.log_dir / "scheduler.log"
+        api, sandbox_url, paths.state_dir / "reports", services, run_conf, paths.log_dir / "scheduler.log"
     )
     say("Press Ctrl-C to stop.")
     supervise(services, cycle)
+
+
+def start_workers(airflow: str, env: dict[str, str], celery: CeleryTopology, log_dir: Path) -> list[Service]:
+    """The Celery workers, each named celery-worker-<n> (its Celery host name and its task instances' host name)."""
+    workers = []
+    for number in range(1, celery.workers + 1):
+        name = f"celery-worker-{number}"
+        argv = [airflow, "celery", "worker", "--celery-hostname", f"{name}@%h", "--queues", celery.queue]
+        # Task logs are local files every component reads here: no log server.
+        argv += ["--concurrency", str(WORKER_CONCURRENCY), "--skip-serve-logs"]
+        service = start_service(name, argv, {**env, WORKER_HOSTNAME_VARIABLE: name}, log_dir)
+        workers.append(replace(service, worker=True))
+        say(f"Started {name} (pid {service.pid}, queue {celery.queue})")
+    return workers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     services: list[Service] = []
+    databases: list[str] = []
     code = 0
     try:
-        run(args, services)
+        run(args, services, databases)
     except KeyboardInterrupt:
         say("\nStopping ...")
     except ServiceDied as died:
@@ -593,6 +723,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_services(services)
+        for database_url in databases:
+            drop_database(args.postgres, database_url)
+            say(f"Dropped database {urllib.parse.urlsplit(database_url).path.lstrip('/')}")
     say("Stopped.")
     return code
 

@@ -212,6 +212,27 @@ def sandbox_calls(url: str, api: str) -> int:
         return int(json.loads(response.read()).get(api, 0))
 
 
+def sandbox_requests(url: str, operation: str = "") -> list[dict[str, Any]]:
+    """The sandbox's request log: every call that commanded instances (optionally of one "service:Operation")."""
+    query = f"?operation={operation}" if operation else ""
+    with urllib.request.urlopen(f"{url}/_sandbox/requests{query}", timeout=10) as response:
+        return list(json.loads(response.read())["requests"])
+
+
+def hold_answer(url: str, operation: str, comment_prefix: str = "", seconds: float = 120) -> dict[str, Any]:
+    """Arm the sandbox's hold: the next matching call does its work, and its answer waits for release_hold."""
+    body = {"operation": operation, "comment_prefix": comment_prefix, "seconds": seconds}
+    request = urllib.request.Request(f"{url}/_sandbox/hold", data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def release_hold(url: str) -> dict[str, Any]:
+    request = urllib.request.Request(f"{url}/_sandbox/release", data=b"{}", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
 def advance_clock(url: str, seconds: float) -> None:
     """Move the sandbox's simulated clock forward."""
     request = urllib.request.Request(

@@ -28,6 +28,8 @@ ENDPOINT = "http://127.0.0.1"
 _SECRET = "sandbox-internal-secret"
 # A key moto knows in no account: calls signed with it land in moto's default account.
 DEFAULT_ACCESS_KEY = "AKIASANDBOXINTERNAL0"
+# Set in the WSGI environ of every call made from inside the sandbox (an Automation step's).
+LOOPBACK_ENVIRON_KEY = "sandbox.loopback"
 
 
 class _Body:
@@ -96,6 +98,7 @@ class Loopback:
             environ = builder.get_environ()
         finally:
             builder.close()
+        environ[LOOPBACK_ENVIRON_KEY] = True  # the request log tells these apart from clients' calls
         app_iter, status, response_headers = run_wsgi_app(self.app, environ, buffered=True)
         try:
             payload = b"".join(app_iter)

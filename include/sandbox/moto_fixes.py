@@ -8,12 +8,17 @@ from typing import Any
 from moto.autoscaling.models import ASG_NAME_TAG, FakeAutoScalingGroup, InstanceState
 from moto.cloudformation.models import Stack
 from moto.core.responses import ActionResult
-from moto.ec2.exceptions import EC2ClientError, InvalidLaunchTemplateVersionNotFound
+from moto.ec2.exceptions import EC2ClientError, InvalidLaunchTemplateVersionNotFound, InvalidParameterCombination
 from moto.ec2.models.core import TaggedEC2Resource
 from moto.ec2.models.launch_templates import LaunchTemplate, LaunchTemplateVersion
+from moto.ec2.responses.instances import InstanceResponse
 from moto.ec2.responses.launch_templates import LaunchTemplates
 from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
+from moto.iam import models as iam_models
 from moto.rds.models import DBInstance, rds_backends
+
+from include.sandbox import paging
+from include.sandbox.protocol import AwsApiError
 
 
 def _get_tags(self: Any) -> list[dict[str, str]]:
@@ -192,6 +197,62 @@ def _replace_instances(self: FakeAutoScalingGroup, count_needed: int, propagated
 _MOTO_REPLACE_INSTANCES = FakeAutoScalingGroup.replace_autoscaling_group_instances
 
 
+# DescribeInstances' MaxResults bounds (the EC2 API reference); a page without MaxResults holds at most the most.
+MIN_INSTANCES_PER_PAGE, MAX_INSTANCES_PER_PAGE = 5, 1000
+
+
+def _describe_instances(self: InstanceResponse) -> ActionResult:
+    """DescribeInstances paged by instance, at most 1,000 a page, as on AWS.
+
+    moto 5.2.5 pages by reservation (100 a page by default): a scenario's group is one reservation, so one page
+    held thousands of instances and the calls a large fleet's inventory makes were not AWS's. A reservation
+    that does not fit the page is split and continues on the next page under the same ReservationId.
+    """
+    self.error_on_dryrun()
+    if "InstanceId.1" in self.data and "MaxResults" in self.data:
+        raise InvalidParameterCombination("The parameter instancesSet cannot be used with the parameter maxResults")
+    filters = self._filters_from_querystring()
+    instance_ids = self._get_param("InstanceIds", [])
+    if instance_ids:
+        reservations = self.ec2_backend.get_reservations_by_instance_ids(instance_ids, filters=filters)
+    else:
+        reservations = self.ec2_backend.describe_instances(filters=filters)
+    size = int(self._get_param("MaxResults", MAX_INSTANCES_PER_PAGE))
+    if not MIN_INSTANCES_PER_PAGE <= size <= MAX_INSTANCES_PER_PAGE:
+        raise EC2ClientError(
+            "InvalidParameterValue",
+            f"Value ( {size} ) for parameter maxResults is invalid. Expecting a value between "
+            f"{MIN_INSTANCES_PER_PAGE} and {MAX_INSTANCES_PER_PAGE}.",
+        )
+    token = self._get_param("NextToken")
+    try:
+        start = paging.decode_token(token) if token else 0
+    except AwsApiError as exc:
+        raise EC2ClientError("InvalidParameterValue", f"Invalid value '{token}' for nextToken") from exc
+    # (reservation, instance) in order; the page is a slice of it, regrouped by reservation.
+    flat = [(reservation, instance) for reservation in reservations for instance in reservation.instances]
+    page: list[Any] = []
+    for reservation, instance in flat[start : start + size]:
+        if not page or page[-1].id != reservation.id:
+            part = copy.copy(reservation)  # moto's describe already hands out copies; this one is the page's
+            part.instances = []
+            page.append(part)
+        page[-1].instances.append(instance)
+    more = start + size < len(flat)
+    return ActionResult({"Reservations": page, "NextToken": paging.encode_token(start + size) if more else None})
+
+
+def plain_keys_reach(account_id: str) -> None:
+    """Keys that no role session issued land in `account_id` (the scenario's first account).
+
+    moto resolves such keys to its constant default account, 123456789012: a scenario whose first account
+    has another id loaded its fleet where plain keys could not see it, and creating the artifact bucket
+    failed with BucketAlreadyExists (S3 names are global across moto's accounts). moto's lookup falls back to
+    the `DEFAULT_ACCOUNT_ID` of its IAM module, so that name is the one to move.
+    """
+    iam_models.DEFAULT_ACCOUNT_ID = account_id  # type: ignore[attr-defined]
+
+
 # -- RDS DB instances created by CloudFormation -------------------------------------------------------------------
 
 _MOTO_DB_FROM_CLOUDFORMATION = DBInstance.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
@@ -234,6 +295,7 @@ def _db_instance_from_cloudformation(
 def apply() -> None:
     """Install the fixes (idempotent)."""
     TaggedEC2Resource.get_tags = _get_tags  # type: ignore[method-assign]
+    InstanceResponse.describe_instances = _describe_instances  # type: ignore[method-assign]
     Stack.delete = _stack_delete  # type: ignore[method-assign]
     LaunchTemplate.get_version = _get_version  # type: ignore[method-assign]
     LaunchTemplates.create_launch_template_version = _create_launch_template_version  # type: ignore[method-assign]

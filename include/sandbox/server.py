@@ -47,6 +47,8 @@ from include.sandbox import (
     ssm_patches,
 )
 from include.sandbox.api import Handler, RequestContext
+from include.sandbox.loopback import LOOPBACK_ENVIRON_KEY
+from include.sandbox.request_log import COMMANDING, RequestLog
 from include.sandbox.scenario import Scenario
 from include.sandbox.world import World
 
@@ -99,6 +101,7 @@ class SandboxApp:
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.calls: dict[str, int] = {}
         self._calls_lock = threading.Lock()
+        self.requests = RequestLog()
         automation.attach(world, self)  # Automation's steps call this app in-process (loopback.py)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -114,15 +117,21 @@ class SandboxApp:
         service, region, access_key = _credential_scope(environ)
         operation = _operation(environ, body, service)
         self._count(f"{service}:{operation}")
+        account_id = get_account_id_from(access_key) if access_key else self.world.scenario.accounts[0].id
+        logged = f"{service}:{operation}" in COMMANDING
+        invoked_by = "automation" if environ.get(LOOPBACK_ENVIRON_KEY) else "client"
         fault = self._draw_fault(service, operation, region)
         if fault is not None:
+            if logged:
+                self.requests.record(
+                    f"{service}:{operation}", account_id, region, _json(body), fault.status, invoked_by
+                )
             return _error(start_response, service, fault)
         handler = HANDLERS.get((service, operation))
         after = AFTER_MOTO.get((service, operation))
         if handler is None and after is None:
             moto_response: Iterable[bytes] = self.moto(environ, start_response)
             return moto_response
-        account_id = get_account_id_from(access_key) if access_key else "123456789012"
         ctx = RequestContext(account_id, region, service, operation, access_key)
         if handler is None:
             assert after is not None
@@ -133,7 +142,13 @@ class SandboxApp:
         try:
             result = self._handle(handler, ctx, body)
         except protocol.AwsApiError as exc:
+            if logged:
+                self.requests.record(f"{service}:{operation}", account_id, region, _json(body), exc.status, invoked_by)
             return _error(start_response, service, exc)
+        if logged:
+            hold = self.requests.record(f"{service}:{operation}", account_id, region, _json(body), 200, invoked_by)
+            if hold is not None:  # the work is done; the caller hears of it when the hold is released
+                self.requests.wait(hold)
         payload = json.dumps(result).encode()
         rest = protocol.is_rest_json(service)
         start_response(
@@ -241,7 +256,7 @@ class SandboxApp:
         if spec is None or not service or (spec.regions and region not in spec.regions):
             return None
         if spec.access_denied:
-            return _access_denied(service, operation)
+            return _access_denied(service, operation, self.world.scenario.accounts[0].id)
         with self.world.lock:
             roll = self.world.rng.random()
         if roll < spec.throttle_rate:
@@ -253,7 +268,8 @@ class SandboxApp:
         return None
 
     def _control(self, environ: dict[str, Any], start_response: StartResponse, path: str) -> Iterable[bytes]:
-        """Sandbox-only endpoints: health, API call counts, and moving the simulated clock."""
+        """Sandbox-only endpoints: health, API call counts, the request log and its hold, moving the simulated
+        clock, and drift on demand."""
         if path == "/_sandbox/health":
             body: dict[str, Any] = {
                 "status": "ok",
@@ -264,6 +280,20 @@ class SandboxApp:
         elif path == "/_sandbox/calls":
             with self._calls_lock:
                 body = dict(self.calls)
+        elif path == "/_sandbox/requests":
+            operation = parse_qs(str(environ.get("QUERY_STRING", ""))).get("operation", [""])[0]
+            body = {"requests": self.requests.entries(operation)}
+        elif path == "/_sandbox/hold" and environ.get("REQUEST_METHOD") == "POST":
+            try:
+                body = self.requests.arm(_json(_read_body(environ)))
+            except (TypeError, ValueError) as exc:
+                payload = json.dumps({"error": str(exc)}).encode()
+                start_response("400 Bad Request", [("Content-Type", "application/json")])
+                return [payload]
+        elif path == "/_sandbox/hold":
+            body = self.requests.state()
+        elif path == "/_sandbox/release" and environ.get("REQUEST_METHOD") == "POST":
+            body = self.requests.release()
         elif path == "/_sandbox/clock/advance" and environ.get("REQUEST_METHOD") == "POST":
             seconds = float(json.loads(_read_body(environ) or b"{}").get("seconds", 0))
             body = {"now": self.world.clock.advance(seconds).isoformat()}
@@ -284,7 +314,7 @@ class SandboxApp:
     def _uninstall(self, request: dict[str, Any]) -> dict[str, Any]:
         """Drift on demand: remove installed patches from an instance, then run the scan its daily
         association would, so Patch Manager (and what reads its state) sees them MISSING again."""
-        account_id, region, instance_id, patch_ids = _uninstall_request(request)
+        account_id, region, instance_id, patch_ids = _uninstall_request(request, self.world.scenario.accounts[0].id)
         with self.world.request():
             instance = self.world.instance(account_id, region, instance_id)
             if instance is None or not instance.registered:
@@ -301,8 +331,9 @@ class SandboxApp:
         return {"instance_id": instance_id, "removed": removed, "scanned_at": now.isoformat()}
 
 
-def _uninstall_request(request: dict[str, Any]) -> tuple[str, str, str, list[str]]:
-    """(account_id, region, instance_id, patch_ids) of an uninstall request; ValueError names a bad field."""
+def _uninstall_request(request: dict[str, Any], first_account: str) -> tuple[str, str, str, list[str]]:
+    """(account_id, region, instance_id, patch_ids) of an uninstall request (account_id defaults to the
+    scenario's first account); ValueError names a bad field."""
     fields = {name: request.get(name) for name in ("region", "instance_id")}
     for name, value in fields.items():
         if not isinstance(value, str) or not value:
@@ -310,8 +341,17 @@ def _uninstall_request(request: dict[str, Any]) -> tuple[str, str, str, list[str
     patch_ids = request.get("patch_ids")
     if not isinstance(patch_ids, list) or not patch_ids or not all(isinstance(p, str) for p in patch_ids):
         raise ValueError("patch_ids: a non-empty list of patch ids is required")
-    account_id = str(request.get("account_id") or "123456789012")
+    account_id = str(request.get("account_id") or first_account)
     return account_id, str(fields["region"]), str(fields["instance_id"]), list(patch_ids)
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    """A JSON request body as a dict ({} when it is not one)."""
+    try:
+        decoded = json.loads(body or b"{}")
+    except ValueError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:
@@ -351,9 +391,9 @@ def _operation(environ: dict[str, Any], body: bytes, service: str = "") -> str:
     return str(environ.get("REQUEST_METHOD", ""))
 
 
-def _access_denied(service: str, operation: str) -> protocol.AwsApiError:
+def _access_denied(service: str, operation: str, account_id: str) -> protocol.AwsApiError:
     message = (
-        "User: arn:aws:sts::123456789012:assumed-role/patchcycle/airflow is not authorized to perform: "
+        f"User: arn:aws:sts::{account_id}:assumed-role/patchcycle/airflow is not authorized to perform: "
         f"{service}:{operation} because no identity-based policy allows the {service}:{operation} action"
     )
     if service == "ec2":
@@ -436,6 +476,7 @@ class SandboxServer:
         logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
         reset_moto()
         moto_fixes.apply()
+        moto_fixes.plain_keys_reach(scenario.accounts[0].id)
         self.world = World(scenario)
         fleet.seed(self.world)
         change_calendar.seed(self.world)  # also teaches moto's SSM documents the ChangeCalendar type

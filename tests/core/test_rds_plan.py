@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 import pytest
 
+from patchcycle.core.approval_request import ApprovalInputs, approval_body, staging_passed
 from patchcycle.core.frames import typed_frame
 from patchcycle.core.inventory import INVENTORY_COLUMNS
-from patchcycle.core.plan import COMPLIANCE_COLUMNS, rds_plan
+from patchcycle.core.plan import COMPLIANCE_COLUMNS, PLAN_COLUMNS, rds_plan
 from patchcycle.core.quantities import CountOrPercent
 from patchcycle.core.rds_approval import rds_approval_section, rds_rehearsals_passed
 from patchcycle.core.rds_plan import (
@@ -32,7 +34,9 @@ from patchcycle.core.rds_rollout import (
     rollout_rows,
 )
 from patchcycle.core.scope import SCOPE_COLUMNS
+from patchcycle.core.staging import PLANNED_PRODUCTION_COLUMNS, PROFILE_COLUMNS, STAGING_RESULT_COLUMNS
 from patchcycle.core.verdicts import OUTCOME_COLUMNS, Verdict, install_verdicts
+from patchcycle.core.waves import WAVE_PLAN_COLUMNS
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 
@@ -313,3 +317,38 @@ def test_the_approval_section_tells_rehearsals_impact_and_waves() -> None:
     assert "## RDS maintenance: staging FAILED" in text and "1 of 2 staging rehearsal(s) passed" in text
     assert "Multi-AZ: brief failover" in text and "replica of orders-db" in text and "2026-12-15" in text
     assert rds_approval_section(plan.iloc[0:0], results, "immediate") == ""
+
+
+def test_the_gate_weighs_rds_rehearsals_and_shows_their_section() -> None:
+    plan = _planned()
+    results = rehearsal_rows(
+        [
+            {
+                "account_id": ACCOUNT,
+                "region": REGION,
+                "rehearsal_id": rehearsal,
+                "staging_db": f"s{n}",
+                "source_db": "orders-db",
+                "snapshot_id": "rds:orders-db-1",
+                "actions": "system-update",
+                "passed": True,
+            }
+            for n, rehearsal in enumerate(sorted(set(plan["rehearsal_id"])))
+        ]
+    )
+    # RDS maintenance alone: no EC2 replica to wait for, no EC2 wave.
+    rds_only = ApprovalInputs(
+        plan=typed_frame([], PLAN_COLUMNS),
+        production=typed_frame([], PLANNED_PRODUCTION_COLUMNS),
+        profiles=typed_frame([], PROFILE_COLUMNS),
+        waves=typed_frame([], WAVE_PLAN_COLUMNS),
+        staging=typed_frame([], STAGING_RESULT_COLUMNS),
+        rds_plan=plan,
+        rds_rehearsals=results,
+    )
+    assert rds_only.rds_planned and staging_passed(rds_only)
+    assert "## RDS maintenance: staging passed" in approval_body(rds_only)
+    failed = replace(rds_only, rds_rehearsals=results.assign(passed=[False] + [True] * (len(results) - 1)))
+    assert not staging_passed(failed) and "## RDS maintenance: staging FAILED" in approval_body(failed)
+    # With neither EC2 replicas nor RDS maintenance there is nothing staged: the gate does not pass.
+    assert not staging_passed(replace(rds_only, rds_plan=None))

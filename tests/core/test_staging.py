@@ -1,4 +1,4 @@
-"""Production set, staging profiles, the staging template, staging results and the approver's message."""
+"""Production set, staging profiles, the staging template and staging results."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from patchcycle.core.staging import (
     PROFILE_COLUMNS,
     PROFILE_PARAMETERS,
     STAGING_RESULT_COLUMNS,
-    approval_body,
     assign_profiles,
     instance_family,
     instance_logical_id,
@@ -371,7 +370,7 @@ def test_staging_results() -> None:
     assert failed.startswith("install Failed: yum: no space left on device; 1 planned patch not installed: kernel")
 
 
-def test_staging_summary_and_approval_body() -> None:
+def test_staging_summary() -> None:
     summary = staging_summary(_results())
     assert {k: summary[k] for k in ("instances", "passed", "failed", "patches")} == {
         "instances": 5,
@@ -385,23 +384,3 @@ def test_staging_summary_and_approval_body() -> None:
         "i-undeliverable",
         "i-installfail",
     ]
-    stacks = [
-        {"stack_name": "patchcycle-staging-x", "region": EAST, "account_id": ACCOUNT, "created": True, "error": ""},
-        {"stack_name": "patchcycle-staging-x", "region": WEST, "account_id": OTHER, "created": False}
-        | {"error": "CREATE_FAILED | subnet not found"},
-    ]
-    waves = [{"wave": 1, "instances": 2}, {"wave": 2, "instances": 10}]
-    body = approval_body(summary, stacks, waves, "10%", "s3://bucket/report.html", "s3://bucket/staging/")
-    assert body.startswith("# Staging FAILED: 4 of 5 replicas failed, 1 stack not created\n")
-    for failure in summary["failures"]:
-        assert f"| {failure['instance_id']} |" in body
-    assert "subnet not found" in body and "CREATE_FAILED \\| subnet" in body  # pipes escaped in tables
-    assert "| 1 (canary) | 2 |" in body and "| 2 | 10 |" in body
-    assert "12 production instances in 2 waves" in body and "10%" in body
-    assert "s3://bucket/report.html" in body and "s3://bucket/staging/" in body
-    passing = {"instances": 2, "passed": 2, "failed": 0, "patches": 3, "failures": []}
-    good = approval_body(passing, stacks[:1], waves, "0", "r", "s")
-    assert good.startswith("# Staging passed: 2 replicas patched and healthy\n")
-    assert "## Staging failures" not in good
-    nothing = {"instances": 0, "passed": 0, "failed": 0, "patches": 0, "failures": []}
-    assert approval_body(nothing, [], [], "0", "r", "s").startswith("# Staging FAILED: no replica was patched")

@@ -44,9 +44,6 @@ def small_fleet(document: dict[str, Any]) -> None:
     inspector["unpatched_findings"] = [f for f in inspector.get("unpatched_findings", []) if f["group"] in kept]
 
 
-SMALL_FLEET_TARGETS = [{"aws_conn_id": "aws_default", "regions": ["us-east-1"]}]
-
-
 def run(scenario: Path, out: Path, **conf: Any) -> tuple[CycleResult, dict[str, Any]]:
     result = run_cycle(scenario, "install", out, {**CONF, **conf})
     assert result.report_json is not None, f"no report; see {result.log_path}"

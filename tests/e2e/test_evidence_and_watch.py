@@ -1,6 +1,7 @@
-"""End to end on one sandbox and one Airflow database: an install cycle's evidence (Inspector per-CVE proof,
-AWS Config, Security Hub findings, CloudWatch KPIs), then patch_compliance_watch finding the drift after a patch
-is uninstalled. (That a rerun updates findings rather than duplicating them is proven by the publish_findings
+"""End to end on one sandbox and one Airflow database: an install cycle over two accounts (the second reached
+through its connection's role_arn, as make cycle and make demo set it up) and its evidence (Inspector per-CVE
+proof, AWS Config, Security Hub findings, CloudWatch KPIs), then patch_compliance_watch finding the drift after a
+patch is uninstalled. (That a rerun updates findings rather than duplicating them is proven by the publish_findings
 operator tests.)
 
 Every expectation is derived from the scenario: which instance keeps its patches pending a reboot, which
@@ -18,19 +19,26 @@ from typing import Any
 import boto3
 import pytest
 
+from include import connections
 from include.cycle import CycleEnvironment, CycleResult
 from include.sandbox.scenario import load_scenario
 from tests.conftest import uninstall_patches
-from tests.e2e.install_helpers import CONF, SMALL_FLEET_TARGETS, scenario_file, small_fleet
+from tests.e2e.install_helpers import CONF, scenario_file, small_fleet
 
 REGION = "us-east-1"
-WATCH_TARGETS = SMALL_FLEET_TARGETS
+OTHER_ACCOUNT = "210987654321"
+OTHER_GROUP = "web-prod-shared"
 
 
 def evidence_fleet(document: dict[str, Any]) -> None:
-    """The small fleet with one app server whose patches stay pending a reboot."""
+    """The small fleet with one app server whose patches stay pending a reboot, and a second account's web tier."""
     small_fleet(document)
     document["failures"] = [{"group": "app-prod-use1", "count": 1, "reboot_required": True}]
+    groups = document["accounts"][0]["regions"][REGION]["instance_groups"]
+    web = next(g for g in groups if g["name"] == "web-prod-use1")
+    other = {**web, "name": OTHER_GROUP, "count": 4, "tags": {**web["tags"], "App": "portal"}}
+    region = {"instance_groups": [other]}
+    document["accounts"].append({"id": OTHER_ACCOUNT, "name": "shared", "regions": {REGION: region}})
 
 
 def client(url: str, service: str) -> Any:
@@ -74,20 +82,32 @@ def scenario_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def targets(scenario_path: Path) -> list[dict[str, Any]]:
+    """Both accounts: aws_default and the second account's role connection."""
+    found = connections.targets(load_scenario(scenario_path))
+    assert [t["aws_conn_id"] for t in found] == ["aws_default", f"aws_{OTHER_ACCOUNT}"]
+    return found
+
+
+@pytest.fixture(scope="module")
 def environment(scenario_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CycleEnvironment]:
     with CycleEnvironment(scenario_path, tmp_path_factory.mktemp("evidence")) as env:
         yield env
 
 
 @pytest.fixture(scope="module")
-def first_cycle(environment: CycleEnvironment) -> tuple[CycleResult, dict[str, Any], list[dict[str, Any]]]:
-    result = environment.run_cycle("install", {**CONF, "targets": SMALL_FLEET_TARGETS, "canary": "2"})
+def first_cycle(
+    environment: CycleEnvironment, targets: list[dict[str, Any]]
+) -> tuple[CycleResult, dict[str, Any], list[dict[str, Any]]]:
+    result = environment.run_cycle("install", {**CONF, "targets": targets, "canary": "2"})
     assert result.report_json is not None, f"no report; see {result.log_path}"
     return result, json.loads(result.report_json.read_text()), all_findings(environment.url)
 
 
-def test_before_any_cycle_the_watch_has_nothing_to_compare(environment: CycleEnvironment) -> None:
-    succeeded, log_path, drift_json = environment.run_watch({"targets": WATCH_TARGETS})
+def test_before_any_cycle_the_watch_has_nothing_to_compare(
+    environment: CycleEnvironment, targets: list[dict[str, Any]]
+) -> None:
+    succeeded, log_path, drift_json = environment.run_watch({"targets": targets})
     assert succeeded, f"see {log_path}"
     assert drift_json is None and "No patch_cycle report yet" in log_path.read_text()
 
@@ -119,6 +139,26 @@ def test_the_cycle_proves_each_cve_closed_or_says_why_not(
     assert len(residual) == injected.count and {row["severity"] for row in residual} == {injected.severity}
 
 
+def test_the_second_account_is_patched_through_its_role_connection(
+    first_cycle: tuple[CycleResult, dict[str, Any], list[dict[str, Any]]], environment: CycleEnvironment
+) -> None:
+    result, report, _ = first_cycle
+    assert result.succeeded and result.stacks_left == (), f"see {result.log_path}"
+    assert report["accounting"]["ok"] and report["incomplete"] == []
+    other = [r for r in report["resources"] if r["resource_type"] == "ec2" and r["name"] == OTHER_GROUP]
+    assert len(other) == 4 and {r["account_id"] for r in other} == {OTHER_ACCOUNT}
+    assert {r["verdict"] for r in other} == {"PATCHED"}
+    # Staged in that account too (through the assumed role), and the stack deleted.
+    stacks = {(s["account_id"], s["region"]): s for s in report["install"]["staging"]["stacks"]}
+    assert set(stacks) == {("123456789012", REGION), (OTHER_ACCOUNT, REGION)}
+    assert all(s["created"] and s["deleted"] for s in stacks.values())
+    # Patch Manager in the second account shows its instances compliant.
+    scenario = load_scenario(environment.scenario)
+    ssm = connections.account_client(scenario, OTHER_ACCOUNT, environment.url, "ssm", REGION)
+    states = ssm.describe_instance_patch_states(InstanceIds=[r["resource_id"] for r in other])["InstancePatchStates"]
+    assert len(states) == 4 and {s["MissingCount"] + s["FailedCount"] for s in states} == {0}
+
+
 def test_config_security_hub_and_cloudwatch_hold_the_cycle_s_evidence(
     first_cycle: tuple[CycleResult, dict[str, Any], list[dict[str, Any]]], environment: CycleEnvironment
 ) -> None:
@@ -148,7 +188,9 @@ def test_config_security_hub_and_cloudwatch_hold_the_cycle_s_evidence(
 
 
 def test_the_watch_finds_a_patch_uninstalled_after_the_cycle(
-    first_cycle: tuple[CycleResult, dict[str, Any], list[dict[str, Any]]], environment: CycleEnvironment
+    first_cycle: tuple[CycleResult, dict[str, Any], list[dict[str, Any]]],
+    environment: CycleEnvironment,
+    targets: list[dict[str, Any]],
 ) -> None:
     _, report, _ = first_cycle
     # A patch the install cycle put on a web server goes away.
@@ -157,7 +199,7 @@ def test_the_watch_finds_a_patch_uninstalled_after_the_cycle(
     removed = uninstall_patches(environment.url, REGION, victim["resource_id"], [patch_id])
     assert removed["removed"] == [patch_id]
 
-    succeeded, log_path, drift_json = environment.run_watch({"targets": WATCH_TARGETS})
+    succeeded, log_path, drift_json = environment.run_watch({"targets": targets})
     assert succeeded and drift_json is not None, f"see {log_path}"
     drift = json.loads(drift_json.read_text())
     rows = {(row["resource_id"], row["kind"], row["subject"]) for row in drift["drift"]}

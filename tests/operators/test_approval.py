@@ -1,5 +1,6 @@
-"""PatchApprovalOperator over staging artifacts: the auto policy, the manual request (Human-in-the-loop, no API
-server: upsert_hitl_detail is patched), the recorded decision, and skipping the first wave on Reject."""
+"""PatchApprovalOperator over staging artifacts: the request's body from a real plan, the auto policy, the manual
+request (Human-in-the-loop, no API server: upsert_hitl_detail is patched), the recorded decision, and skipping the
+first wave on Reject."""
 
 from __future__ import annotations
 
@@ -23,14 +24,25 @@ from patchcycle.operators.approval import PatchApprovalOperator
 from patchcycle.run_artifacts import (
     APPROVAL_DECISION,
     APPROVAL_REQUEST,
-    REPORT_HTML,
+    MATCH_PLAN,
+    PRODUCTION,
+    PROFILES,
     STACK,
     STAGING_RESULTS,
     WAVE_PLAN,
     RunArtifacts,
 )
 from patchcycle.run_records import StackRecord
-from tests.operators.install_helpers import ACCOUNT, DAG_ID, cycle_config, run_artifacts, s3_root, scenario
+from tests.operators.install_helpers import (
+    ACCOUNT,
+    DAG_ID,
+    FAILING_PATCH,
+    cycle_config,
+    plan_run,
+    run_artifacts,
+    s3_root,
+    scenario,
+)
 
 EAST, WEST = "us-east-1", "eu-west-1"
 EAST_TARGET, WEST_TARGET = Target("aws_default", EAST), Target("aws_default", WEST)
@@ -92,10 +104,10 @@ def config(**install: Any) -> dict[str, Any]:
     return cycle_config(ROOT, regions=[EAST, WEST], **install)
 
 
-def approval(**install: Any) -> tuple[PatchApprovalOperator, DAG]:
+def approval(settings: dict[str, Any] | None = None, **install: Any) -> tuple[PatchApprovalOperator, DAG]:
     """The gate in a DAG shaped like patch_cycle's: check_staging >> approve >> wave_1 >> wave_2."""
     with DAG(dag_id=DAG_ID, schedule=None) as dag:
-        operator = PatchApprovalOperator(task_id="approve_production", config=config(**install))
+        operator = PatchApprovalOperator(task_id="approve_production", config=settings or config(**install))
         EmptyOperator(task_id="check_staging") >> operator >> EmptyOperator(task_id="wave_1")
         dag.get_task("wave_1") >> EmptyOperator(task_id="wave_2")
     return operator, dag
@@ -196,8 +208,11 @@ def test_manual_asks_a_person_with_the_failures_and_the_report_link_and_the_resp
     body = operator.body
     assert body is not None and body.startswith("# Staging FAILED: 1 of 3 replicas failed")
     assert "i-0staging00002" in body and FAILURE in body
-    assert f"- Report: {artifacts.uri(REPORT_HTML)}" in body
-    assert f"- Staging results: {artifacts.stage_uri(STAGING_RESULTS)}" in body
+    run_page = f"/patchcycle/runs/{DAG_ID}/{run_id}"  # no [api] base_url: relative to the UI's host
+    assert f"- [Run page]({run_page})" in body
+    staging = f"{run_page}/artifacts/staging%2Faws_default.{EAST}.results.parquet"
+    assert f"- [Staging results (aws_default, {EAST})]({staging})" in body
+    assert "s3://" not in body and "report.html" not in body  # the report does not exist yet at the gate
     upsert.assert_called_once()
     request = upsert.call_args.kwargs
     assert request["ti_id"] == ctx["task_instance"].id
@@ -314,3 +329,65 @@ def test_manual_tells_the_run_s_topic_where_to_answer_and_auto_tells_nobody() ->
     with mock.patch("airflow.providers.amazon.aws.notifications.sns.SnsNotifier.notify", publish):
         auto.execute(ctx)  # staging passed: the policy approves
     assert len(sent) == 1  # the policy decided: nobody needed telling
+
+
+def test_the_request_shows_a_real_plan_and_its_staging_with_links_that_open_in_a_browser(server: Any) -> None:
+    """The body from what inventory, match and plan_install leave in the sandbox (six Amazon Linux web servers,
+    two Windows servers), with the Amazon Linux replica failing its install."""
+    run_id = "scheduled__planned"
+    settings = cycle_config(ROOT)  # us-east-1 only: the sandbox's fleet
+    plan_run(server, settings, run_id)
+    artifacts = run_artifacts(settings, run_id)
+    production, profiles, plan = (
+        artifacts.read(PRODUCTION),
+        artifacts.read(PROFILES),
+        artifacts.read(MATCH_PLAN, target=EAST_TARGET),
+    )
+    staged = profiles[profiles["staged"]].reset_index(drop=True)
+    rows = []
+    for number, profile in enumerate(staged.to_dict("records"), start=1):
+        patches = str(profile["patch_ids"]).split(";")
+        failing = FAILING_PATCH in patches
+        rows.append(
+            staging_row(EAST, profile["profile_id"], f"i-0staging{number:05d}", not failing)
+            | {"platform_name": profile["platform_name"], "patch_group": profile["patch_group"]}
+            | {"patch_ids": profile["patch_ids"], "installed": len(patches) - failing}
+        )
+    artifacts.write(STAGING_RESULTS, typed_frame(rows, STAGING_RESULT_COLUMNS), target=EAST_TARGET)
+    artifacts.write(STACK, created_stack(run_id, EAST), target=EAST_TARGET)
+    operator, dag = approval(settings | {"approval_mode": "manual"})
+    ctx = {**context(dag, operator, run_id), "dag_run": SimpleNamespace(dag_id=DAG_ID, run_id=run_id)}
+
+    with (
+        mock.patch.dict("os.environ", {"AIRFLOW__API__BASE_URL": "https://airflow.example.com/"}),
+        mock.patch("airflow.providers.standard.operators.hitl.upsert_hitl_detail"),
+        pytest.raises(TaskAwaitingInput),
+    ):
+        operator.execute(ctx)
+
+    body = operator.body
+    assert body is not None and body.startswith("# Staging FAILED: 1 of 2 replicas failed\n")
+    linux = production[production["platform_name"].str.startswith("Amazon Linux")]
+    windows = production[production["platform_name"].str.contains("Windows")]
+    assert (len(linux), len(windows)) == (6, 2)
+    pinned = {patch for joined in production["patch_ids"] for patch in joined.split(";")}
+    critical = sorted(set(plan.loc[plan["severity"].str.lower() == "critical", "patch_id"]) & pinned)
+    cves = {cve for joined in plan.loc[plan["patch_id"].isin(pinned), "cve_ids"] for cve in joined.split(";") if cve}
+    assert critical and FAILING_PATCH in critical
+    assert (
+        f"**Approve** installs {len(pinned)} pinned patches ({len(critical)} critical, fixing {len(cves)} CVEs) on "
+        "8 production instances in 1 account and 1 region, in 3 waves (the canary first)." in body
+    )
+    for platform, instances in ((linux, 6), (windows, 2)):
+        name = platform["platform_name"].iloc[0]
+        patches = {p for joined in platform["patch_ids"] for p in joined.split(";")}
+        assert f"| {name} | {instances} | {len(patches)} |" in body
+    for patch in critical:
+        assert f"| {patch} |" in body
+    assert f"| {ACCOUNT} | {EAST} | web | 6 |" in body and f"| {ACCOUNT} | {EAST} | windows | 2 |" in body
+    assert "**FAILED** |" in body and "health check Failed (exit 1)" in body
+    run_page = f"https://airflow.example.com/patchcycle/runs/{DAG_ID}/{run_id}"
+    assert f"- [Run page]({run_page})" in body
+    assert f"- [Staging results (aws_default, {EAST})]({run_page}/artifacts/staging%2Faws_default.{EAST}" in body
+    assert f"- [Staging profiles]({run_page}/artifacts/install%2Fprofiles.parquet)" in body
+    assert artifacts.read(APPROVAL_REQUEST).body == body

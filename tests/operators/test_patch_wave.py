@@ -30,7 +30,7 @@ from patchcycle.run_artifacts import (
     Step,
 )
 from patchcycle.triggers.command_completion import CommandCompletionTrigger
-from tests.conftest import advance_clock, client_factory, first_trigger_payload, sandbox_calls
+from tests.conftest import advance_clock, client_factory, first_trigger_payload, sandbox_calls, sandbox_requests
 from tests.operators.install_helpers import (
     ACCOUNT,
     FAILING_PATCH,
@@ -191,6 +191,57 @@ def test_a_retry_after_a_partial_send_sends_only_to_the_rest(
     assert sorted(rest) == sorted(set(members) - set(recorded.instance_ids))
     sent = artifacts.read(WAVE_SENT, wave=1, target=TARGET)
     assert sorted(i for command in sent for i in command.instance_ids) == sorted(members)
+
+
+class WorkerKilled(BaseException):
+    """The worker dies (kill -9): nothing after this point of the attempt runs, no handler records anything."""
+
+
+class RetriedTi(LinkTi):
+    def __init__(self, try_number: int) -> None:
+        super().__init__()
+        self.try_number = try_number
+
+
+def test_a_retry_finds_the_command_its_killed_attempt_sent_but_never_recorded(
+    server: SandboxServer, base: RunArtifacts, fleet: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = "scheduled__killed"
+    members = [*fleet["web"][:2], *fleet["windows"]]
+    artifacts = new_run(run_id, {1: members})
+    send = PatchManagerHook.send_patch_baseline
+
+    def sent_then_killed(hook: PatchManagerHook, *args: Any, **kwargs: Any) -> str:
+        send(hook, *args, **kwargs)  # AWS has the command and its instances patch ...
+        raise WorkerKilled  # ... but the worker dies before the answer is recorded
+
+    monkeypatch.setattr(PatchManagerHook, "send_patch_baseline", sent_then_killed)
+    with pytest.raises(WorkerKilled):
+        wave_operator().execute(context(run_id, ti=RetriedTi(1)))
+    monkeypatch.setattr(PatchManagerHook, "send_patch_baseline", send)
+    assert artifacts.find(WAVE_SENT, wave=1, target=TARGET) is None  # no record of the command
+    (orphan,) = [
+        c for c in client_factory(server.url)("ssm").list_commands()["Commands"] if c["Comment"].endswith(run_id)
+    ]
+    listed_before = sandbox_calls(server.url, "ssm:ListCommands")
+
+    trigger = deferral(wave_operator(), context(run_id, ti=RetriedTi(2))).trigger  # Airflow's retry
+
+    mine = [r for r in sandbox_requests(server.url, "ssm:SendCommand") if r["comment"].endswith(run_id)]
+    commanded = [i for r in mine if r["status"] == 200 for i in r["instance_ids"]]
+    assert sorted(commanded) == sorted(members), "every instance commanded exactly once"
+    assert len(mine) == 2  # the orphan, then the other profile's batch, which the killed attempt never sent
+    assert trigger.command_ids[0] == orphan["CommandId"] and len(trigger.command_ids) == 2
+    sent = artifacts.read(WAVE_SENT, wave=1, target=TARGET)
+    assert [c.command_id for c in sent] == trigger.command_ids
+    assert sorted(i for c in sent for i in c.instance_ids) == sorted(members)
+    # One look-up per profile whose instances were still unrecorded: the orphan's, then the never-sent one's.
+    assert sandbox_calls(server.url, "ssm:ListCommands") - listed_before == 2
+
+    listed_before = sandbox_calls(server.url, "ssm:ListCommands")
+    deferral(wave_operator(), context(run_id, ti=RetriedTi(3)))  # everything recorded: nothing to look up
+    assert sandbox_calls(server.url, "ssm:ListCommands") == listed_before
+    assert len([r for r in sandbox_requests(server.url, "ssm:SendCommand") if r["comment"].endswith(run_id)]) == 2
 
 
 def finish_wave(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -13,7 +15,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.conftest import client_factory, uninstall_patches
+from tests.conftest import client_factory, hold_answer, release_hold, sandbox_requests, uninstall_patches
 
 ACCOUNT = "123456789012"
 
@@ -146,6 +148,31 @@ def test_accounts_are_reached_through_an_assumed_role(sandbox_factory: Callable[
     assert len(home.describe_instance_information()["InstanceInformationList"]) == 5
 
 
+def test_plain_keys_reach_the_first_account_whatever_its_id(sandbox_factory: Callable[..., Any]) -> None:
+    scenario = _throttling_scenario(0.0)
+    scenario["accounts"][0]["id"] = "111122223333"
+    scenario["accounts"][0]["regions"]["us-east-1"]["s3_buckets"] = [{"name": "patchcycle-artifacts"}]
+    server = sandbox_factory(scenario)
+    aws = client_factory(server.url)
+    assert aws("sts").get_caller_identity()["Account"] == "111122223333"
+    assert len(aws("ssm").describe_instance_information()["InstanceInformationList"]) == 5
+    reservations = aws("ec2").describe_instances()["Reservations"]
+    assert sum(len(r["Instances"]) for r in reservations) == 5
+    # The scenario's bucket is the keys' own: listed, and creating it again in us-east-1 succeeds as on AWS
+    # (another account's bucket would be BucketAlreadyExists).
+    assert [b["Name"] for b in aws("s3").list_buckets()["Buckets"]] == ["patchcycle-artifacts"]
+    aws("s3").create_bucket(Bucket="patchcycle-artifacts")
+    # The control API's account defaults to the same account.
+    instance_id = next(iter(server.world.instances("111122223333", "us-east-1")))
+    request = urllib.request.Request(
+        f"{server.url}/_sandbox/patches/uninstall",
+        data=json.dumps({"region": "us-east-1", "instance_id": instance_id, "patch_ids": ["none"]}).encode(),
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.loads(response.read())["instance_id"] == instance_id
+
+
 def test_unknown_control_endpoint_is_404(sandbox: Any) -> None:
     with pytest.raises(urllib.error.HTTPError) as raised:
         _get(f"{sandbox.url}/_sandbox/nope")
@@ -175,3 +202,56 @@ def test_uninstall_names_the_bad_field(sandbox: Any) -> None:
         urllib.request.urlopen(request, timeout=10)
     assert error.value.code == 400
     assert "instance_id" in json.loads(error.value.read())["error"]
+
+
+def test_the_request_log_names_commanded_instances_and_a_hold_stalls_only_the_answer(
+    sandbox: Any, aws: Callable[..., Any]
+) -> None:
+    ssm = aws("ssm")
+    web = sorted(i.instance_id for i in sandbox.world.instances(ACCOUNT, "us-east-1").values() if i.registered)[:2]
+    scan = {"DocumentName": "AWS-RunPatchBaseline", "Parameters": {"Operation": ["Scan"]}}
+    ssm.send_command(InstanceIds=web[:1], Comment="first", **scan)
+    with pytest.raises(ClientError):  # refused: logged with its status, commands nothing
+        ssm.send_command(InstanceIds=web[:1], DocumentName="No-Such-Document", Comment="refused")
+    hold = hold_answer(sandbox.url, "ssm:SendCommand", comment_prefix="patchcycle wave 1 ", seconds=60)
+    assert hold["armed"] and hold["caught"] is None
+    answers: list[str] = []
+    sender = threading.Thread(
+        target=lambda: answers.append(
+            ssm.send_command(InstanceIds=web, Comment="patchcycle wave 1 run", **scan)["Command"]["CommandId"]
+        )
+    )
+    sender.start()
+    deadline = time.monotonic() + 30
+    while not any(r["held"] for r in sandbox_requests(sandbox.url)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # The command exists (AWS did the work) while its sender still waits for the answer.
+    assert sender.is_alive() and answers == []
+    held = [c for c in ssm.list_commands()["Commands"] if c["Comment"] == "patchcycle wave 1 run"]
+    assert len(held) == 1 and sorted(held[0]["InstanceIds"]) == web
+    assert release_hold(sandbox.url)["caught"] == 3
+    sender.join(timeout=30)
+    assert answers == [held[0]["CommandId"]]
+
+    log = sandbox_requests(sandbox.url, "ssm:SendCommand")
+    assert [(r["seq"], r["status"], r["comment"], r["held"]) for r in log] == [
+        (1, 200, "first", False),
+        (2, 400, "refused", False),
+        (3, 200, "patchcycle wave 1 run", True),
+    ]
+    assert log[2]["instance_ids"] == web and log[2]["invoked_by"] == "client"
+    assert log[2]["document"] == "AWS-RunPatchBaseline"
+    assert sandbox_requests(sandbox.url, "ssm:StartAutomationExecution") == []
+    assert _get(f"{sandbox.url}/_sandbox/hold") == {"armed": False}
+
+
+def test_a_hold_names_the_bad_field(sandbox: Any) -> None:
+    for body, field in (
+        ({"operation": "ec2:RunInstances"}, "operation"),
+        ({"operation": "ssm:SendCommand", "seconds": 0}, "seconds"),
+    ):
+        request = urllib.request.Request(f"{sandbox.url}/_sandbox/hold", data=json.dumps(body).encode(), method="POST")
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(request, timeout=10)
+        assert error.value.code == 400
+        assert field in json.loads(error.value.read())["error"]

@@ -1,5 +1,10 @@
 """The run report as one self-contained HTML page: inline CSS and SVG charts, no scripts, no CDN.
 
+The presentation lives here, for this page and for the UI's run page alike: labels in words (KPI_LABELS,
+verdict_label, failure_causes), numbers as people read them (percent, minutes), compliance before and after the
+run side by side (compliance_before_after), and the charts (bar_chart, stacked_bar_chart). Those public
+functions return plain text; render_html escapes it.
+
 Every piece of text from the report (tag values, reasons, errors) is escaped with html.escape:
 tag values are user input.
 """
@@ -12,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any, Final
 
-from patchcycle.core.verdicts import REASON_CODES, ReasonCode
+from patchcycle.core.verdicts import INSTALL, REASON_CODES, ReasonCode
 
 COMPLIANCE_COLORS: Final[Mapping[str, str]] = {
     "COMPLIANT": "#2e7d32",
@@ -35,6 +40,7 @@ REGION_CHART_TITLE: Final = "Compliance by region"
 OS_CHART_TITLE: Final = "Compliance by operating system (EC2)"
 VERDICT_CHART_TITLE: Final = "Verdicts"
 MAX_CVES_SHOWN: Final = 5
+MAX_ONE_LINE_ID: Final = 24
 
 _LABEL_WIDTH, _BAR_WIDTH, _ROW_HEIGHT, _VALUE_WIDTH = 220, 420, 26, 60
 # A generous average advance of a 12 px sans-serif character: a label area sized with it holds the label whole.
@@ -156,10 +162,20 @@ def _incomplete_section(parts: Sequence[Mapping[str, str]]) -> str:
         return '<div class="banner good">Complete: every connection, region and stage was read.</div>'
     columns = sorted({key for part in parts for key in part}, key=lambda k: (k == "error", k))
     rows = [[escape(str(part.get(column, ""))) for column in columns] for part in parts]
+    headers = [_PART_LABELS.get(column, _word(column).capitalize()) for column in columns]
     return (
-        f'<div class="banner bad" id="incomplete">INCOMPLETE: {len(parts)} part(s) of the fleet could not be read; '
-        f"the resources there are missing from every number below.{_table(columns, rows)}</div>"
+        f'<div class="banner bad" id="incomplete">INCOMPLETE: {_count(len(parts), "part", "parts")} of the fleet '
+        f"could not be read; the resources there are missing from every number below.{_table(headers, rows)}</div>"
     )
+
+
+# The columns of a part of the fleet that could not be read, in words.
+_PART_LABELS: Final[Mapping[str, str]] = {
+    "aws_conn_id": "Connection",
+    "region": "Region",
+    "stage": "Stage",
+    "error": "Error",
+}
 
 
 def _accounting_section(accounting: Mapping[str, Any]) -> str:
@@ -179,8 +195,6 @@ def _cards(totals: Mapping[str, Any]) -> str:
         ("Non-compliant", by_state.get("NON_COMPLIANT", 0)),
         ("Unknown", by_state.get("UNKNOWN", 0)),
         ("AWS-managed", by_state.get("NOT_APPLICABLE", 0)),
-        ("Missing patches", sum(totals["by_severity"].values())),
-        ("Distinct CVEs", totals["cves"]["count"]),
     ]
     inner = "".join(f'<div class="card"><div class="n">{int(n)}</div>{escape(label)}</div>' for label, n in cards)
     return f'<div class="cards">{inner}</div>'
@@ -196,13 +210,16 @@ def _resources_section(resources: Sequence[Mapping[str, Any]], with_waves: bool)
     # The name under the id and the account over the region: two columns fewer keeps the reason readable.
     headers = ["Resource", "Type", "Account / region", "Environment", "Responsibility"]
     headers += ["Wave"] if with_waves else []
-    headers += ["Verdict", "Reason", "Missing", "CVEs"]
+    # The plan's patches: what the scan found missing (an install may have installed them since).
+    headers += ["Verdict", "Reason", "Missing at scan" if with_waves else "Missing", "CVEs"]
     rows = []
     for entry in resources:
         color = COMPLIANCE_COLORS.get(str(entry["compliance_state"]), DEFAULT_COLOR)
         wave = entry.get("wave")
-        name = str(entry["name"])
-        resource_id = f'<code class="id">{escape(str(entry["resource_id"]))}</code>'
+        name = "" if entry["name"] == entry["resource_id"] else str(entry["name"])
+        # An instance id stays on one line; a long name-like id (an S3 bucket) may wrap at its hyphens.
+        one_line = ' class="id"' if len(str(entry["resource_id"])) <= MAX_ONE_LINE_ID else ""
+        resource_id = f"<code{one_line}>{escape(str(entry['resource_id']))}</code>"
         account, region = _cells(entry, ("account_id", "region"))
         rows.append(
             [
@@ -212,7 +229,8 @@ def _resources_section(resources: Sequence[Mapping[str, Any]], with_waves: bool)
                 escape(str(entry["environment"])),
                 escape(str(entry["responsibility"])),
                 *([escape(str(wave)) if wave is not None else ""] if with_waves else []),
-                f'<span class="badge" style="background:{color}">{escape(str(entry["verdict"]))}</span>',
+                f'<span class="badge" style="background:{color}" title="{escape(str(entry["verdict"]))}">'
+                f"{escape(verdict_label(str(entry['verdict'])))}</span>",
                 escape(str(entry["reason"])),
                 str(len(entry["missing_patches"])),
                 _cves_cell(list(entry["cve_ids"])),
@@ -228,14 +246,14 @@ def _badge(passed: bool, yes: str = "PASSED", no: str = "FAILED") -> str:
 
 def _done_at(done: bool, at: str) -> str:
     """E.g. "yes, 2026-11-20T03:05:00Z", "yes" (time unknown) or "no"."""
-    return escape(f"yes, {at}" if done and at else "yes" if done else "no")
+    return f"yes, {_time_html(timestamp(at))}" if done and at else "yes" if done else "no"
 
 
 def _staging_section(staging: Mapping[str, Any], facts: str) -> str:
     summary = staging["summary"]
     counts = (
-        f"{summary['passed']} of {summary['instances']} staging instance(s) passed, {summary['failed']} failed, "
-        f"{summary['patches']} planned patch(es)"
+        f"{summary['passed']} of {_count(int(summary['instances']), 'staging instance', 'staging instances')} passed, "
+        f"{summary['failed']} failed, {_count(int(summary['patches']), 'planned patch', 'planned patches')}"
     )
     headline = (
         f'<div class="banner {"good" if staging["passed"] else "bad"}" id="staging">'
@@ -244,8 +262,7 @@ def _staging_section(staging: Mapping[str, Any], facts: str) -> str:
     stack_rows = [
         [
             f"<code>{escape(str(stack['stack_name']))}</code>",
-            escape(str(stack["account_id"])),
-            escape(str(stack["region"])),
+            *_cells(stack, ("account_id", "region")),
             _done_at(bool(stack["created"]), str(stack["created_at"])),
             _done_at(bool(stack["deleted"]), str(stack["deleted_at"])),
             escape(str(stack["status"])),
@@ -256,23 +273,21 @@ def _staging_section(staging: Mapping[str, Any], facts: str) -> str:
     stacks = _table(["Stack", "Account", "Region", "Created", "Deleted", "Status", "Error"], stack_rows)
     instance_rows = [
         [
-            f"<code>{escape(str(row['instance_id']))}</code>",
+            f'<code class="id">{escape(str(row["instance_id"]))}</code>',
             escape(str(row["profile_id"])),
-            escape(str(row["account_id"])),
-            escape(str(row["region"])),
+            "<br>".join(_cells(row, ("account_id", "region"))),
             escape(str(row["platform_name"])),
             escape(str(row["patch_group"])),
-            f"{int(row['installed'])} of {len(row['patch_ids'])}",
-            escape(", ".join(str(patch) for patch in row["not_installed"])),
-            escape(str(row["install_status"])),
-            escape(str(row["health_status"])),
+            f"{int(row['installed'])} of {len(row['patch_ids'])}"
+            + (f"<br>not: {escape(', '.join(str(p) for p in row['not_installed']))}" if row["not_installed"] else ""),
+            escape(f"{row['install_status'] or 'not sent'} / {row['health_status'] or 'not run'}"),
             _badge(bool(row["passed"])),
             escape(str(row["reason"])),
         ]
         for row in staging["instances"]
     ]
-    headers = ["Instance", "Profile", "Account", "Region", "Platform", "Patch group", "Installed"]
-    headers += ["Not installed", "Install", "Health check", "Result", "Reason"]
+    headers = ["Instance", "Profile", "Account / region", "Platform", "Patch group", "Patches installed"]
+    headers += ["Install / health check", "Result", "Reason"]
     return (
         f'<h2>Staging</h2><p class="meta">{escape(facts)}</p>{headline}<h3>Stacks ({len(stack_rows)})</h3>{stacks}'
         f"<h3>Staging instances ({len(instance_rows)})</h3>{_table(headers, instance_rows)}"
@@ -284,7 +299,7 @@ def _approval_section(approval: Mapping[str, Any]) -> str:
     rows = [
         ["Decision", escape(decision)],
         ["By", escape(str(approval["by"]))],
-        ["At", escape(str(approval["at"]))],
+        ["At", escape(timestamp(str(approval["at"])))],
         ["Timed out", "yes" if approval["timed_out"] else "no"],
         ["Mode", escape(str(approval["mode"]))],
         ["Reason", escape(str(approval["reason"]))],
@@ -317,8 +332,7 @@ def _waves_section(install: Mapping[str, Any], facts: str) -> str:
             str(int(wave["failed"])),
             escape(f"{wave['threshold']} ({wave['allowed_failures']} allowed)"),
             escape(str(wave["status"])),
-            escape(str(wave["started_at"])),
-            escape(str(wave["finished_at"])),
+            *_cells(wave, ("started_at", "finished_at")),
         ]
         for wave in waves
     ]
@@ -331,7 +345,8 @@ def _install_sections(install: Mapping[str, Any]) -> str:
     settings = install["settings"]
     percentages = ", ".join(f"{int(share)}%" for share in settings["wave_percentages"])
     staging_facts = (
-        f"{install['pinned_patches']} pinned patch(es) · staging cap {settings['staging_max_instances']} instance(s)"
+        f"{_count(int(install['pinned_patches']), 'pinned patch', 'pinned patches')} · staging cap "
+        f"{_count(int(settings['staging_max_instances']), 'instance', 'instances')} per account and region"
     )
     wave_facts = (
         f"canary {settings['canary']} · then {percentages or 'no further waves'} · "
@@ -431,17 +446,41 @@ _RESIDUAL_HEADERS = ("Account", "Region", "Instance", "CVE", "Severity", "Title"
 _RESIDUAL_KEYS = ("account_id", "region", "resource_id", "cve_id", "severity", "title", "fixed_in", "first_observed_at")
 
 
-_ID_KEYS = frozenset({"account_id", "region", "resource_id", "cve_id"})
-_FRACTION = re.compile(r"\.\d+Z$")
+_ID_KEYS = frozenset({"account_id", "region", "resource_id", "cve_id", "instance_id"})
+_STATE_KEYS = frozenset({"status", "severity", "compliance"})
+_KEY_WORDS = re.compile(r"^[A-Z][A-Z_]*$")
+_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?(?:Z|[+-]00:00)$")
+
+
+def timestamp(text: str) -> str:
+    """An ISO 8601 UTC time as people read it, to the second: "2026-12-07T13:02:58.470995+00:00" ->
+    "2026-12-07 13:02:58 UTC"; other text unchanged."""
+    match = _ISO.match(text.strip())
+    return f"{match.group(1)} {match.group(2)} UTC" if match else text
+
+
+def _time_html(text: str) -> str:
+    """A time (timestamp's text) as HTML: the date and the time each on one line, a break allowed between."""
+    if " " not in text:
+        return f'<span class="id">{escape(text)}</span>' if text else ""
+    date, time = text.split(" ", 1)
+    return f'<span class="id">{escape(date)}</span> <span class="id">{escape(time)}</span>'
 
 
 def _cells(row: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
-    """The row's values as cells; identifiers are kept on one line."""
+    """The row's values as cells: identifiers and times kept on one line, times to the second, states in words
+    ("STILL_ACTIVE" -> "Still active", "CRITICAL" -> "Critical")."""
     cells = []
     for key in keys:
-        text = escape(str(row.get(key, "")))
+        value = str(row.get(key, ""))
         if key.endswith("_at"):
-            text = _FRACTION.sub("Z", text)  # to the second: a reader compares times, not microseconds
+            value = timestamp(value)  # to the second: a reader compares times, not microseconds
+        elif key in _STATE_KEYS and _KEY_WORDS.match(value):
+            value = _word(value).capitalize()
+        text = escape(value)
+        if key.endswith("_at"):
+            cells.append(_time_html(value))
+            continue
         one_line = key in _ID_KEYS or key.endswith("_at") or (" " not in text and len(text) <= 40)
         cells.append(f'<span class="id">{text}</span>' if one_line and text else text)
     return cells
@@ -457,16 +496,56 @@ def _in_words(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{int(n)} {escape(_word(key))}" for key, n in counts.items())
 
 
+# A CVE's status over every instance it was targeted on: the worst one wins.
+_CVE_STATUS_ORDER: Final = ("STILL_ACTIVE", "UNVERIFIED", "NOT_FOUND", "REMEDIATED")
+
+
+def cves_by_id(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Inspector's per-(instance, CVE) rows as one row per CVE: its severity, the patches that fix it, the
+    instances by status ({status: n}) and its overall status (the worst of its instances'), worst first."""
+    by_cve: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = by_cve.setdefault(
+            str(row["cve_id"]), {"cve_id": str(row["cve_id"]), "severity": "", "patches": set(), "instances": {}}
+        )
+        entry["severity"] = entry["severity"] or str(row.get("severity", ""))
+        entry["patches"].update(p for p in str(row.get("patch_ids", "")).split(";") if p)
+        status = str(row.get("status", ""))
+        entry["instances"][status] = entry["instances"].get(status, 0) + 1
+    rank = {status: n for n, status in enumerate(_CVE_STATUS_ORDER)}
+    result = []
+    for entry in by_cve.values():
+        worst = min(entry["instances"], key=lambda status: rank.get(status, -1))
+        result.append({**entry, "patches": sorted(entry["patches"]), "status": worst})
+    return sorted(result, key=lambda e: (rank.get(e["status"], -1), -sum(e["instances"].values()), e["cve_id"]))
+
+
 def _inspection_section(inspection: Mapping[str, Any] | None) -> str:
-    """Per-CVE remediation proof (Amazon Inspector) and the residual critical/high findings."""
+    """Per-CVE remediation proof (Amazon Inspector): one row per CVE, then the (instance, CVE) pairs not proven
+    closed, and the residual critical/high findings. Every pair is in report.json and report.csv."""
     if inspection is None:
         return ""
-    by_status = _in_words(inspection["by_status"]) or "no CVEs to prove"
-    cve_rows = [_cells(row, _CVE_KEYS) for row in inspection["cves"]]
+    cves = cves_by_id(inspection["cves"])
+    pairs = sum(int(n) for n in inspection["by_status"].values())
+    summary = f"{_count(len(cves), 'CVE', 'CVEs')} on {_count(pairs, 'instance-CVE pair', 'instance-CVE pairs')}: "
+    summary += _in_words(inspection["by_status"]) or "no CVEs to prove"
+    rows = [
+        [
+            f'<span class="id">{escape(cve["cve_id"])}</span>',
+            escape(str(cve["severity"]).capitalize()),
+            escape(", ".join(cve["patches"])),
+            escape(_in_words(cve["instances"])),
+            escape(_word(cve["status"]).capitalize()),
+        ]
+        for cve in cves
+    ]
+    headers = ["CVE", "Severity", "Fixed by", "Instances", "Overall"]
+    open_rows = [_cells(row, _CVE_KEYS) for row in inspection["cves"] if row.get("status") != "REMEDIATED"]
     residual_rows = [_cells(row, _RESIDUAL_KEYS) for row in inspection["residual"]]
     return (
-        f'<h2 id="inspection">CVE remediation (Amazon Inspector)</h2><p class="meta">{by_status}</p>'
-        f"{_table(_CVE_HEADERS, cve_rows)}"
+        f'<h2 id="inspection">CVE remediation (Amazon Inspector)</h2><p class="meta">{escape(summary)}</p>'
+        f"{_table(headers, rows)}"
+        f"<h3>Not proven closed ({len(open_rows)})</h3>{_table(_CVE_HEADERS, open_rows)}"
         f"<h3>Residual critical and high findings ({len(residual_rows)})</h3>{_table(_RESIDUAL_HEADERS, residual_rows)}"
     )
 
@@ -485,7 +564,7 @@ def _config_section(config: Mapping[str, Any] | None) -> str:
                 target.get("status", ""),
                 (target.get("rule") or {}).get("name", ""),
                 "yes" if (target.get("rule") or {}).get("created") else "no",
-                (target.get("evaluation") or {}).get("evaluated_at", ""),
+                timestamp(str((target.get("evaluation") or {}).get("evaluated_at", ""))),
                 target.get("message", ""),
             )
         ]
@@ -503,12 +582,39 @@ def _config_section(config: Mapping[str, Any] | None) -> str:
     )
 
 
-def _duration(seconds: float) -> str:
-    """Seconds as a reader says them: "45 s", "12 min", "3 h 5 min"."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+def percent(value: float | None) -> str:
+    """A rate in percent as people read it, one decimal: 98.91304347826087 -> "98.9%"; None -> "n/a"."""
+    return "n/a" if value is None else f"{value:.1f}%"
+
+
+def minutes(seconds: float) -> str:
+    """A duration in minutes: "4.0 min" (one decimal under ten minutes), "37 min", "125 min (2 h 5 min)"."""
+    value = seconds / 60
+    if value < 10:
+        return f"{value:.1f} min"
+    whole = round(value)
+    return f"{whole} min" + (f" ({whole // 60} h {whole % 60} min)" if whole >= 120 else "")
+
+
+# Every KPI of a kpis block (core.kpis), in words.
+KPI_LABELS: Final[Mapping[str, str]] = {
+    "in_scope": "Resources in scope",
+    "already_compliant": "Already compliant",
+    "non_compliant": "Non-compliant",
+    "skipped": "Skipped (a precondition or a decision)",
+    "attempted": "Installs attempted",
+    "patched": "Patched",
+    "pending_reboot": "... of which pending a reboot",
+    "success_rate": "Success rate (patched / attempted)",
+    "failed": "Failed",
+    "rolled_back": "Rolled back",
+    "rollback_failed": "Rollback failed",
+    "time_to_patch": "Time to patch (run start to wave end)",
+    "cves": "Targeted CVEs (instance, CVE)",
+    "residual_findings": "Residual critical and high findings",
+    "failures_by_reason": "Failures by cause",
+}
+_INSTALL_KPIS: Final = ("attempted", "patched", "pending_reboot", "success_rate", "failed", "rolled_back")
 
 
 def _counted(counts: Mapping[str, int] | None) -> str:
@@ -518,52 +624,176 @@ def _counted(counts: Mapping[str, int] | None) -> str:
     return ", ".join(f"{int(n)} {name.replace('_', ' ')}" for name, n in counts.items())
 
 
-def _kpi_rows(block: Mapping[str, Any]) -> list[list[str]]:
-    """The fleet's KPIs as labelled rows; install-only figures only when the run installed (attempted > 0)."""
-    rate = block["success_rate"]
-    rows: list[tuple[str, str]] = [
-        ("Resources in scope", str(block["in_scope"])),
-        ("Already compliant", str(block["already_compliant"])),
-        ("Non-compliant", str(block["non_compliant"])),
-        ("Skipped (a precondition or a decision)", str(block["skipped"])),
-    ]
+def time_to_patch(ttp: Mapping[str, Any]) -> str:
+    """A time_to_patch block as "4.0 min on average, 3.9 min to 4.1 min, over 92 instances"."""
+    spread = f"{minutes(ttp['min_seconds'])} to {minutes(ttp['max_seconds'])}"
+    over = _count(int(ttp["count"]), "instance", "instances")
+    return f"{minutes(ttp['mean_seconds'])} on average, {spread}, over {over}"
+
+
+def kpi_rows(block: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A kpis block (the fleet's or a target's) as (label, value) text; the install figures only when the run
+    installed (attempted > 0), rates in percent and times in minutes."""
+    names = ["in_scope", "already_compliant", "non_compliant", "skipped"]
     if block["attempted"]:
-        rows += [
-            ("Installs attempted", str(block["attempted"])),
-            ("Patched", str(block["patched"])),
-            ("... of which pending a reboot", str(block["pending_reboot"])),
-            ("Success rate (patched / attempted)", "n/a" if rate is None else f"{rate:.0f}%"),
-            ("Failed", str(block["failed"])),
-            ("Rolled back", str(block["rolled_back"])),
-            ("Rollback failed", str(block["rollback_failed"])),
-        ]
-    ttp = block["time_to_patch"]
-    if ttp is not None:
-        spread = f"{_duration(ttp['min_seconds'])} to {_duration(ttp['max_seconds'])}"
-        rows.append(("Time to patch (run start to wave end)", f"{_duration(ttp['mean_seconds'])} mean, {spread}"))
+        names += [*_INSTALL_KPIS, "rollback_failed"]
+    rows = []
+    for name in names:
+        value = block[name]
+        rows.append((KPI_LABELS[name], percent(value) if name == "success_rate" else str(int(value))))
+    if block["time_to_patch"] is not None:
+        rows.append((KPI_LABELS["time_to_patch"], time_to_patch(block["time_to_patch"])))
     if block["cves"] is not None:
-        rows.append(("Targeted CVEs (instance, CVE)", _counted(block["cves"])))
-        rows.append(("Residual critical and high findings", _counted(block["residual_findings"])))
-    return [[escape(label), escape(value)] for label, value in rows]
+        rows.append((KPI_LABELS["cves"], _counted(block["cves"])))
+        rows.append((KPI_LABELS["residual_findings"], _counted(block["residual_findings"])))
+    return rows
+
+
+def failure_causes(block: Mapping[str, Any]) -> list[tuple[str, str, int]]:
+    """The causes that occurred: (what it means, its reason code, how many resources), most frequent first."""
+    causes = [(REASON_CODES[ReasonCode(code)][1], code, int(n)) for code, n in block["failures_by_reason"].items() if n]
+    return sorted(causes, key=lambda cause: -cause[2])
+
+
+# Verdicts whose words need more than their key's (verdicts.Verdict); the rest read as their key in words.
+_VERDICT_WORDS: Final[Mapping[str, str]] = {
+    "PATCHED_PENDING_REBOOT": "Patched, pending reboot",
+    "SKIPPED_STAGING_FAILED": "Skipped: staging failed",
+    "SKIPPED_NO_SNAPSHOT": "Skipped: no snapshot",
+    "MAINTENANCE_PENDING": "Maintenance pending",
+    "AWS_MANAGED": "AWS-managed",
+}
+
+
+def verdict_label(verdict: str) -> str:
+    """A verdict in words: "PATCHED_PENDING_REBOOT" -> "Patched, pending reboot", "SKIPPED_HALTED" ->
+    "Skipped: halted", "AWS_MANAGED" -> "AWS-managed"."""
+    if verdict in _VERDICT_WORDS:
+        return _VERDICT_WORDS[verdict]
+    words = _word(verdict)
+    if words.startswith("skipped "):
+        words = "skipped: " + words.removeprefix("skipped ")
+    return words.capitalize()
+
+
+def compliance_before_after(report: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(measure, before the run, after it) text rows: what the scan found, beside what verify, Amazon Inspector
+    and AWS Config show after the install. In scan mode the run changed nothing: "after" is "".
+
+    Before: EC2 instances with no outstanding patch, the outstanding patches (critical ones apart) and their
+    distinct CVEs, as the scan read them. After: each instance's latest patch state (verify's after the install,
+    else the scan's), Inspector's verdict on each targeted CVE (the worst over its instances, cves_by_id), and
+    AWS Config's rule.
+    """
+    ec2 = [entry for entry in report["resources"] if entry["resource_type"] == "ec2"]
+    scanned = [entry for entry in ec2 if entry["patch_state"] is not None or entry["missing_patches"]]
+    before_missing = sum(len(entry["missing_patches"]) for entry in ec2)
+    before_critical = sum(
+        1 for entry in ec2 for patch in entry["missing_patches"] if str(patch["severity"]).lower() == "critical"
+    )
+    before_compliant = sum(1 for entry in scanned if not entry["missing_patches"])
+    rows = [
+        (
+            "EC2 instances compliant",
+            f"{before_compliant} of {len(scanned)}",
+            "",
+        ),
+        ("Missing patches", str(before_missing), ""),
+        ("... of which critical", str(before_critical), ""),
+        ("Distinct CVEs those patches fix", str(report["totals"]["cves"]["count"]), ""),
+    ]
+    if report["mode"] != INSTALL:
+        return rows
+    states = [entry["patch_state"] for entry in scanned]
+    known = [state for state in states if state is not None]
+    after_missing = sum(int(state["missing"]) + int(state["failed"]) for state in known)
+    after_critical = sum(int(state["critical_non_compliant"]) for state in known)
+    after_compliant = sum(1 for state in known if not int(state["missing"]) + int(state["failed"]))
+    unknown = len(states) - len(known)
+    suffix = f" ({unknown} without a patch state)" if unknown else ""
+    inspection = report.get("inspection")
+    cves = "not inspected"
+    if inspection is not None:
+        cves = _cves_after(inspection)
+    after = [
+        f"{after_compliant} of {len(scanned)}{suffix}",
+        str(after_missing),
+        str(after_critical),
+        cves,
+    ]
+    rows = [(label, before, now) for (label, before, _), now in zip(rows, after, strict=True)]
+    config = report.get("config") or {}
+    if config.get("by_compliance"):
+        rows.append(("AWS Config patch compliance", "", _in_words(config["by_compliance"])))
+    return rows
+
+
+def _cves_after(inspection: Mapping[str, Any]) -> str:
+    """Inspector's verdict on the targeted CVEs: "13 closed on every instance; 2 not proven closed on every
+    instance (23 of 1243 instance-CVE pairs)"."""
+    cves = cves_by_id(inspection["cves"])
+    if not cves:
+        return "no CVE to prove"
+    closed = sum(1 for cve in cves if cve["status"] == "REMEDIATED")
+    pairs = sum(sum(cve["instances"].values()) for cve in cves)
+    open_pairs = sum(n for cve in cves for status, n in cve["instances"].items() if status != "REMEDIATED")
+    text = f"{closed} closed on every instance"
+    if closed < len(cves):
+        text += f"; {len(cves) - closed} still open on some ({open_pairs} of {pairs} instance-CVE pairs)"
+    return text
+
+
+def _compliance_section(report: Mapping[str, Any]) -> str:
+    """Before and after side by side, so the scan's counts never read as the fleet's state after the install."""
+    rows = compliance_before_after(report)
+    if report["mode"] != INSTALL:
+        cells = [[escape(label), escape(before)] for label, before, _ in rows]
+        return f'<h2 id="compliance">Compliance found by the scan</h2>{_table(["Measure", "The scan"], cells)}'
+    cells = [[escape(label), escape(before or "-"), escape(after)] for label, before, after in rows]
+    headers = ["Measure", "Before the run (the scan)", "After the run (verify, Inspector, Config)"]
+    return f'<h2 id="compliance">Compliance before and after the run</h2>{_table(headers, cells)}'
 
 
 def _kpis_section(kpis: Mapping[str, Any] | None) -> str:
-    """The fleet's KPIs, then its failures by cause (the codes that occurred, with what each means)."""
+    """The fleet's KPIs, each target's, then the failures by cause (what each means, with its code)."""
     if not kpis:
         return ""
     fleet = kpis["fleet"]
-    causes = [
-        [f'<span class="id">{escape(code)}</span>', escape(REASON_CODES[ReasonCode(code)][1]), str(int(n))]
-        for code, n in fleet["failures_by_reason"].items()
-        if n
-    ]
-    failures = (
-        f"<h3>Failures by cause ({sum(int(n) for n in fleet['failures_by_reason'].values())})</h3>"
-        f"{_table(['Cause', 'Meaning', 'Resources'], causes)}"
-        if causes
-        else ""
-    )
-    return f'<h2 id="kpis">KPIs</h2>{_table(["KPI", "Value"], _kpi_rows(fleet))}{failures}'
+    rows = [[escape(label), escape(value)] for label, value in kpi_rows(fleet)]
+    causes = failure_causes(fleet)
+    failures = ""
+    if causes:
+        cells = [
+            [escape(meaning[:1].upper() + meaning[1:]), f'<code class="id">{escape(code)}</code>', str(n)]
+            for meaning, code, n in causes
+        ]
+        failures = (
+            f"<h3>Failures by cause ({sum(n for _, _, n in causes)})</h3>"
+            f"{_table(['Cause', 'Code', 'Resources'], cells)}"
+        )
+    return f'<h2 id="kpis">KPIs</h2>{_table(["KPI", "Value"], rows)}{_targets_table(kpis)}{failures}'
+
+
+def _targets_table(kpis: Mapping[str, Any]) -> str:
+    """The KPIs per account and region, when there is more than one."""
+    targets = kpis["targets"]
+    if len(targets) < 2:
+        return ""
+    install = any(target["attempted"] for target in targets)
+    headers = ["Account", "Region", KPI_LABELS["in_scope"], KPI_LABELS["already_compliant"]]
+    headers += [KPI_LABELS["non_compliant"]]
+    if install:
+        headers += [KPI_LABELS["patched"], KPI_LABELS["failed"], "Success rate", "Time to patch (average)"]
+    rows = []
+    for target in targets:
+        row = [*_cells(target, ("account_id", "region"))]
+        row += [str(int(target[name])) for name in ("in_scope", "already_compliant", "non_compliant")]
+        if install:
+            ttp = target["time_to_patch"]
+            row += [str(int(target["patched"])), str(int(target["failed"])), escape(percent(target["success_rate"]))]
+            row += [escape(minutes(ttp["mean_seconds"])) if ttp else ""]
+        rows.append(row)
+    return f"<h3>Per account and region ({len(rows)})</h3>{_table(headers, rows)}"
 
 
 def render_html(report: Mapping[str, Any]) -> str:
@@ -573,11 +803,21 @@ def render_html(report: Mapping[str, Any]) -> str:
     charts = [
         bar_chart(SEVERITY_CHART_TITLE, _severity_bars(totals["by_severity"]), SEVERITY_COLORS),
         stacked_bar_chart(REGION_CHART_TITLE, list(totals["by_region"].items()), states, COMPLIANCE_COLORS),
-        bar_chart(VERDICT_CHART_TITLE, [(str(k), int(v)) for k, v in totals["by_verdict"].items()]),
+        bar_chart(VERDICT_CHART_TITLE, [(verdict_label(str(k)), int(v)) for k, v in totals["by_verdict"].items()]),
         stacked_bar_chart(OS_CHART_TITLE, list(totals["by_os"].items()), states, COMPLIANCE_COLORS),
     ]
     meanings = report.get("verdict_meanings", {})
-    legend = _table(["Verdict", "Meaning"], [[escape(k), escape(v)] for k, v in meanings.items()]) if meanings else ""
+    legend_rows = [
+        [escape(verdict_label(k)), f'<code class="id">{escape(k)}</code>', escape(v)] for k, v in meanings.items()
+    ]
+    legend = _table(["Verdict", "Code", "Meaning"], legend_rows) if meanings else ""
+    after = "after the run" if report["mode"] == INSTALL else "as the scan found it"
+    charts_note = (
+        "Missing patches: as the scan found them, before the run. Verdicts and compliance by region and "
+        "operating system: after the run."
+        if report["mode"] == INSTALL
+        else "As the scan found them."
+    )
     title = f"Patch cycle report: {report['run_id']}"
     install = report.get("install")
     install_html = _install_sections(install) if install is not None else ""
@@ -585,11 +825,13 @@ def render_html(report: Mapping[str, Any]) -> str:
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{escape(title)}</h1>"
-        f'<p class="meta">mode {escape(str(report["mode"]))} · generated {escape(str(report["generated_at"]))}</p>'
+        f'<p class="meta">{escape(str(report["mode"]).capitalize())} run · generated '
+        f"{escape(timestamp(str(report['generated_at'])))}</p>"
         f"{_outcome_section(report.get('outcome'))}"
         f"{_incomplete_section(report['incomplete'])}{_accounting_section(report['accounting'])}"
-        f"{_cards(totals)}{_kpis_section(report.get('kpis'))}"
-        f'<h2>Charts</h2><div class="charts">{"".join(charts)}</div>'
+        f'<p class="meta">Each in-scope resource by its compliance {after}:</p>{_cards(totals)}'
+        f"{_compliance_section(report)}{_kpis_section(report.get('kpis'))}"
+        f'<h2>Charts</h2><p class="meta">{escape(charts_note)}</p><div class="charts">{"".join(charts)}</div>'
         f"<h2>Verdict meanings</h2>{legend}{install_html}"
         f"{_inspection_section(report.get('inspection'))}{_config_section(report.get('config'))}"
         f"{_resources_section(report['resources'], with_waves=install is not None)}</body></html>"

@@ -1,5 +1,6 @@
 """The staging rehearsal: which production instances install mode patches, the profiles staged for them,
-the CloudFormation template of their replicas, the replicas' results and the approver's summary.
+the CloudFormation template of their replicas, and the replicas' results (core.approval_request tells the
+approver).
 
 A *profile* is what a replica stands for: the production instances sharing (account, region, platform,
 AMI, instance family, patch group). Each staged profile gets one replica, which installs the profile's
@@ -397,70 +398,3 @@ def staging_summary(results: pd.DataFrame) -> dict[str, Any]:
         "patches": len(patch_ids),
         "failures": [{key: str(row[key]) for key in keys} for row in failed.to_dict("records")],
     }
-
-
-def _cell(value: Any) -> str:
-    """Text safe in a Markdown table cell."""
-    return " ".join(str(value).split()).replace("|", "\\|") or " "
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
-
-
-def approval_body(
-    summary: Mapping[str, Any],
-    stacks: Sequence[Mapping[str, Any]],
-    waves: Sequence[Mapping[str, Any]],
-    halt_threshold: str,
-    report_uri: str,
-    staging_uri: str,
-) -> str:
-    """The approver's Markdown: did staging pass, what failed and why, the waves to come, and links."""
-    stack_errors = [stack for stack in stacks if stack.get("error")]
-    instances, failed = int(summary["instances"]), int(summary["failed"])
-    passed = instances > 0 and failed == 0 and not stack_errors
-    if passed:
-        headline = f"Staging passed: {_plural(instances, 'replica', 'replicas')} patched and healthy"
-    elif instances == 0:
-        headline = "Staging FAILED: no replica was patched"
-    else:
-        headline = f"Staging FAILED: {failed} of {_plural(instances, 'replica', 'replicas')} failed"
-    if stack_errors:
-        headline += f", {_plural(len(stack_errors), 'stack', 'stacks')} not created"
-    lines = [
-        f"# {headline}",
-        "",
-        f"{_plural(int(summary['patches']), 'pinned patch', 'pinned patches')} rehearsed on "
-        f"{_plural(instances, 'replica', 'replicas')}: {summary['passed']} passed, {failed} failed.",
-    ]
-    failures = summary.get("failures") or []
-    if failures:
-        lines += ["", "## Staging failures", ""]
-        rows = [[f["account_id"], f["region"], f["profile_id"], f["instance_id"], f["reason"]] for f in failures]
-        lines += _table(["Account", "Region", "Profile", "Instance", "Reason"], rows)
-    if stack_errors:
-        lines += ["", "## Stacks not created", ""]
-        rows = [
-            [s.get("account_id", ""), s.get("region", ""), s.get("stack_name", ""), s["error"]] for s in stack_errors
-        ]
-        lines += _table(["Account", "Region", "Stack", "Error"], rows)
-    total = sum(int(wave["instances"]) for wave in waves)
-    lines += ["", "## Production waves", ""]
-    rows = [
-        [f"{wave['wave']} (canary)" if int(wave["wave"]) == 1 else wave["wave"], wave["instances"]] for wave in waves
-    ]
-    lines += _table(["Wave", "Instances"], rows)
-    lines += [
-        "",
-        f"{_plural(total, 'production instance', 'production instances')} in {_plural(len(waves), 'wave', 'waves')}; "
-        f"a wave with more than {halt_threshold} failed instance(s) halts the rest.",
-        "",
-        "## Links",
-        "",
-        f"- Report: {report_uri}",
-        f"- Staging results: {staging_uri}",
-        "",
-    ]
-    return "\n".join(lines)

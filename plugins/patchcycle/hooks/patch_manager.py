@@ -99,6 +99,17 @@ class PatchManagerHook(SsmHook):
             raise LookupError(f"ssm:ListCommands knows no command {command_id}")
         return dict(commands[0])
 
+    def patch_commands_to(self, instance_id: str, comment: str) -> list[dict[str, Any]]:
+        """The AWS-RunPatchBaseline commands sent to an instance under this comment (ListCommands by InstanceId
+        and DocumentName, every page, newest first): how a retry finds a command that was sent but never
+        recorded."""
+        pages = self.conn.get_paginator("list_commands").paginate(
+            InstanceId=instance_id,
+            Filters=[{"key": "DocumentName", "value": PATCH_DOCUMENT}],
+            PaginationConfig={"PageSize": 50},
+        )
+        return [dict(c) for page in pages for c in page["Commands"] if c.get("Comment") == comment[:100]]
+
     def cancel_command(self, command_id: str) -> None:
         """Stop a command on the instances it has not finished on (CancelCommand)."""
         self.conn.cancel_command(CommandId=command_id)

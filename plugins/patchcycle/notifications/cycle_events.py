@@ -46,9 +46,14 @@ def notify(context: Any, notifications: Notifications, message: Message, log: _L
     return True
 
 
+def api_base_url() -> str:
+    """The API server's public URL ([api] base_url); "" when it is not set (links are then relative)."""
+    return str(conf.get("api", "base_url", fallback="") or "")
+
+
 def page_of_run(context: Any) -> str:
     """The run's page in the Airflow UI, from [api] base_url ("" when it is not set)."""
-    base_url = str(conf.get("api", "base_url", fallback="") or "")
+    base_url = api_base_url()
     if not base_url:
         return ""
     run = context["dag_run"]

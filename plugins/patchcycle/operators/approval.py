@@ -12,23 +12,34 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowSkipException
 
 from patchcycle.config import CycleConfig
+from patchcycle.core.approval_request import ApprovalInputs, approval_body, staging_passed
 from patchcycle.core.frames import concat_frames
 from patchcycle.core.notifications import approval_waiting
 from patchcycle.core.outcomes import APPROVE, REJECT, ApprovalRecord
-from patchcycle.core.staging import STAGING_RESULT_COLUMNS, approval_body, staging_summary
-from patchcycle.notifications.cycle_events import notify, page_of_run
+from patchcycle.core.plan import PLAN_COLUMNS
+from patchcycle.core.staging import (
+    PLANNED_PRODUCTION_COLUMNS,
+    PROFILE_COLUMNS,
+    STAGING_RESULT_COLUMNS,
+    staging_summary,
+)
+from patchcycle.core.waves import WAVE_PLAN_COLUMNS
+from patchcycle.notifications.cycle_events import api_base_url, notify, page_of_run
 from patchcycle.operators.base import RunTask
-from patchcycle.operators.rds_approval import rds_approval
+from patchcycle.operators.rds_approval import rds_approval_inputs
 from patchcycle.run_artifacts import (
     APPROVAL_DECISION,
     APPROVAL_REQUEST,
-    REPORT_HTML,
+    MATCH_PLAN,
+    PRODUCTION,
+    PROFILES,
     STACK,
     STAGING_RESULTS,
     WAVE_PLAN,
     RunArtifacts,
 )
 from patchcycle.run_records import ApprovalRequest, StackRecord
+from patchcycle.ui.urls import absolute, run_artifact_path, run_page_path
 
 POLICY_USER = {"id": "patchcycle-policy", "name": "approval policy: auto"}
 
@@ -36,8 +47,10 @@ POLICY_USER = {"id": "patchcycle-policy", "name": "approval policy: auto"}
 class PatchApprovalOperator(ApprovalOperator, RunTask[CycleConfig]):
     """Asks a person to approve production (approval_mode manual) or applies the auto policy.
 
-    The body summarises staging: instances, patches, pass/fail and each failure's reason. The auto
-    policy approves only when every staging instance passed and every staging stack was created.
+    The body (core.approval_request) says whether staging passed, what will be installed where, the staging
+    results per profile and the waves, with links to the run's page and artifacts in the UI. The auto
+    policy approves only when every staging instance passed, every staging stack was created and every RDS
+    rehearsal passed.
     No answer within approval_timeout_hours rejects (the default option). The decision, by whom and
     when, is written to the run's artifacts for the report.
     """
@@ -52,29 +65,13 @@ class PatchApprovalOperator(ApprovalOperator, RunTask[CycleConfig]):
 
     def execute(self, context: Context) -> Any:
         artifacts, config = self.artifacts(context), self.settings()
-        summary, stacks = self._staging(artifacts, config)
-        waves = artifacts.find(WAVE_PLAN)
-        sizes = (
-            [{"wave": int(w), "instances": int(n)} for w, n in waves.groupby("wave").size().items()]
-            if waves is not None
-            else []
-        )
-        rds = rds_approval(artifacts, config)
-        if waves is not None and waves.empty and summary["instances"] == 0 and not rds.databases:
+        inputs = self._inputs(artifacts, config)
+        if inputs.waves.empty and inputs.staging.empty and artifacts.exists(WAVE_PLAN) and not inputs.rds_planned:
             # Nothing needs patching: no one should be asked to approve an empty rollout.
             raise AirflowSkipException("nothing to roll out: no in-scope instance needs patches")
-        self.body = (
-            approval_body(
-                summary,
-                [asdict(stack) for stack in stacks],
-                sizes,
-                str(config.install.halt_threshold),
-                artifacts.uri(REPORT_HTML),
-                artifacts.stage_uri(STAGING_RESULTS),
-            )
-            + rds.section
-        )
-        passed = summary["failed"] == 0 and all(s.created or s.status == "NOT_NEEDED" for s in stacks) and rds.passed
+        self.body = approval_body(inputs)
+        summary = staging_summary(inputs.staging)
+        passed = staging_passed(inputs)
         mode = config.install.approval_mode
         artifacts.write(APPROVAL_REQUEST, ApprovalRequest(mode=mode, staging_passed=passed, body=self.body))
         if mode == "auto":
@@ -119,14 +116,41 @@ class PatchApprovalOperator(ApprovalOperator, RunTask[CycleConfig]):
         )
         return super().execute_complete(context, event)
 
-    def _staging(self, artifacts: RunArtifacts, config: CycleConfig) -> tuple[dict[str, Any], list[StackRecord]]:
-        frames, stacks = [], []
+    def _inputs(self, artifacts: RunArtifacts, config: CycleConfig) -> ApprovalInputs:
+        """The plan and staging as the run's artifacts hold them, and the links to them in the UI."""
+        plans, results, stacks, links = [], [], [], [("Run page", self._link(artifacts, None))]
         for target in config.targets:
             stack = artifacts.find(STACK, target=target)
             stacks.append(
                 stack or StackRecord(stack_name="", account_id="", region=target.region_name, error="not created")
             )
-            results = artifacts.find(STAGING_RESULTS, target=target)
-            if results is not None:
-                frames.append(results)
-        return staging_summary(concat_frames(frames, STAGING_RESULT_COLUMNS)), stacks
+            plans.append(artifacts.find(MATCH_PLAN, target=target))
+            result = artifacts.find(STAGING_RESULTS, target=target)
+            results.append(result)
+            if result is not None:
+                where = f"{target.aws_conn_id}, {target.region_name}"
+                links.append((f"Staging results ({where})", self._link(artifacts, STAGING_RESULTS.file(target=target))))
+        links += [
+            ("Pinned patches per production instance", self._link(artifacts, PRODUCTION.file())),
+            ("Staging profiles", self._link(artifacts, PROFILES.file())),
+        ]
+        return ApprovalInputs(
+            plan=concat_frames(plans, PLAN_COLUMNS),
+            production=concat_frames([artifacts.find(PRODUCTION)], PLANNED_PRODUCTION_COLUMNS),
+            profiles=concat_frames([artifacts.find(PROFILES)], PROFILE_COLUMNS),
+            waves=concat_frames([artifacts.find(WAVE_PLAN)], WAVE_PLAN_COLUMNS),
+            staging=concat_frames(results, STAGING_RESULT_COLUMNS),
+            stacks=[asdict(stack) for stack in stacks],
+            halt_threshold=str(config.install.halt_threshold),
+            staging_cap=config.install.staging_max_instances,
+            links=links,
+            **rds_approval_inputs(artifacts, config),
+        )
+
+    @staticmethod
+    def _link(artifacts: RunArtifacts, artifact_file: str | None) -> str:
+        """The run page, or one of the run's artifact files through it, as a browser opens it."""
+        page = run_page_path(artifacts.dag_id, artifacts.run_id)
+        if artifact_file is not None:
+            page = run_artifact_path(artifacts.dag_id, artifacts.run_id, artifact_file)
+        return absolute(api_base_url(), page)

@@ -12,7 +12,9 @@
    failed rollback always halts. A halt fails the task, so the later waves never start.
 
 Every phase waits in the triggerer. Each command and Automation execution is recorded as soon as it is sent
-(Automation starts also carry a client token derived from the run), so a retried wave sends nothing twice.
+(Automation starts also carry a client token derived from the run), so a retried wave sends nothing twice. A
+worker that dies between a SendCommand and its record leaves a command no record knows: a retried attempt looks
+for the wave's commands (ListCommands by instance, matched on the wave's comment) before it sends.
 
 The wave links to the console while it waits and after: "Run Command" opens its first install command and
 "Automation execution" the first execution of the latest runbook phase it started (the snapshot, then the
@@ -108,6 +110,12 @@ PHASES: dict[str, tuple[str, Callable[[Mapping[str, Any], Mapping[str, Any] | No
 # the halt threshold, not MaxErrors, decides what the failures mean.
 EVERY_INSTANCE = "100%"
 Placed = list[tuple[Target, str, pd.DataFrame]]  # (target, its account, the wave's rows in it)
+
+
+def _try_number(context: Context) -> int:
+    """The task's attempt (1 when the context has no task instance, as in a direct call)."""
+    ti = context.get("ti")
+    return int(getattr(ti, "try_number", None) or 1)
 
 
 class WaveHalted(AirflowFailException):
@@ -363,6 +371,8 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
         overrides = artifacts.read(OVERRIDES)
         members = self._members(artifacts)
         profile_of = dict(zip(members["resource_id"], members["profile_id"], strict=True))
+        comment = f"patchcycle wave {self.wave} {context['run_id']}"
+        retried = _try_number(context) > 1
         waiting: list[dict[str, Any]] = []
         for target, account, _ in self._placed(artifacts, config):
             sent = artifacts.find(WAVE_SENT, wave=self.wave, target=target) or []
@@ -372,6 +382,11 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
             by_profile = mine.groupby(mine["resource_id"].map(profile_of))
             for profile_id, group in by_profile:
                 todo = sorted(set(group["resource_id"]) - already)  # a retried wave sends nothing twice
+                if retried and todo:  # the attempt before may have died between a send and its record
+                    for command in self._sent_unrecorded(hook, account, target, comment, todo):
+                        sent.append(command)
+                        artifacts.write(WAVE_SENT, sent, wave=self.wave, target=target)
+                        todo = [i for i in todo if i not in command.instance_ids]
                 for batch in batches(todo):
                     with aws_call("ssm:SendCommand", account, target.region_name):
                         command_id = hook.send_patch_baseline(
@@ -381,7 +396,7 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
                             max_errors=str(config.max_errors),
                             reboot_option=config.install.reboot_option,
                             install_override_list=overrides[str(profile_id)],
-                            comment=f"patchcycle wave {self.wave} {context['run_id']}",
+                            comment=comment,
                         )
                     sent.append(SentCommand(command_id=command_id, instance_ids=batch))
                     artifacts.write(WAVE_SENT, sent, wave=self.wave, target=target)
@@ -393,6 +408,33 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
             return self._decide(artifacts, config)  # nothing could be sent: every snapshot failed
         self.log.info("Wave %d: install sent to %d instances", self.wave, len(ready))
         defer_for_commands(self, config, waiting, "execute_complete")
+
+    def _sent_unrecorded(
+        self, hook: PatchManagerHook, account: str, target: Target, comment: str, todo: list[str]
+    ) -> list[SentCommand]:
+        """This wave's install commands that reached AWS but not the record (the worker died in between).
+
+        Batches go out in order and each is recorded before the next is sent, so only the batch that starts
+        at todo[0] can be unrecorded: its first instance's AWS-RunPatchBaseline commands under the wave's
+        comment find it.
+        """
+        with aws_call("ssm:ListCommands", account, target.region_name):
+            found = hook.patch_commands_to(todo[0], comment)
+        adopted = [
+            SentCommand(command_id=str(c["CommandId"]), instance_ids=sorted(c["InstanceIds"]))
+            for c in found
+            if c.get("InstanceIds") and set(c["InstanceIds"]) <= set(todo)
+        ]
+        for command in adopted:
+            self.log.warning(
+                "Wave %d: command %s was sent to %d instance(s) in %s before the previous attempt ended, but not "
+                "recorded; waiting for it instead of sending again",
+                self.wave,
+                command.command_id,
+                len(command.instance_ids),
+                target.key,
+            )
+        return adopted
 
     @_telling_halts
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:

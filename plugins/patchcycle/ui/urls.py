@@ -31,3 +31,14 @@ def fleet_page_path() -> str:
 def absolute(base_url: str, path: str) -> str:
     """`path` under the API server's base URL ([api] base_url); the bare path when no base URL is set."""
     return f"{base_url.rstrip('/')}{path}" if base_url else path
+
+
+def run_page_template() -> str:
+    """The run page as the Airflow UI's external view templates it ({DAG_ID} and {RUN_ID} are filled in, quoted),
+    relative (no leading slash) so it resolves under the UI's base URL behind a reverse proxy."""
+    return f"{UI_PREFIX.lstrip('/')}/runs/{{DAG_ID}}/{{RUN_ID}}"
+
+
+def fleet_page_href() -> str:
+    """The fleet page as the UI's navigation links it: relative, like run_page_template."""
+    return fleet_page_path().lstrip("/")
