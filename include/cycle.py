@@ -49,6 +49,9 @@ class CycleResult:
     report_dir: Path | None
     log_path: Path
     stacks_left: tuple[str, ...] = ()  # staging stacks not deleted when the run ended: "region/name status"
+    staging_dbs_left: tuple[
+        str, ...
+    ] = ()  # RDS staging copies still present when the run ended: "account/region/id status"
 
     @property
     def report_json(self) -> Path | None:
@@ -147,7 +150,13 @@ class CycleEnvironment:
         }
         succeeded, log_path = self.run_dag("patch_cycle", run_conf)
         report_dir = _copy_run(sandbox_s3(self.url), self.out_dir, "patch_cycle", "report")
-        return CycleResult(succeeded, report_dir, log_path, _stacks_left(self.url, self.loaded))
+        return CycleResult(
+            succeeded,
+            report_dir,
+            log_path,
+            _stacks_left(self.url, self.loaded),
+            _staging_dbs_left(self.url, self.loaded),
+        )
 
     def run_watch(self, conf: dict[str, Any] | None = None) -> tuple[bool, Path, Path | None]:
         """One patch_compliance_watch: (succeeded, log, the copied drift.json or None)."""
@@ -179,6 +188,23 @@ def _stacks_left(url: str, scenario: Scenario) -> tuple[str, ...]:
                 for stack in page["StackSummaries"]:
                     if stack["StackName"].startswith(STAGING_PREFIX) and stack["StackStatus"] != "DELETE_COMPLETE":
                         left.append(f"{account.id}/{region.name}/{stack['StackName']} {stack['StackStatus']}")
+    return tuple(left)
+
+
+def _staging_dbs_left(url: str, scenario: Scenario) -> tuple[str, ...]:
+    """RDS DB instances of the cycle's staging copies (patchcycle-stg-*) still in the sandbox, in every account and
+    region: "account/region/id status"."""
+    from patchcycle.core.rds_plan import STAGING_DB_PREFIX
+
+    left = []
+    for account in scenario.accounts:
+        for region in account.regions:
+            client = connections.account_client(scenario, account.id, url, "rds", region.name)
+            for page in client.get_paginator("describe_db_instances").paginate():
+                for db in page["DBInstances"]:
+                    if db["DBInstanceIdentifier"].startswith(STAGING_DB_PREFIX):
+                        where = f"{account.id}/{region.name}/{db['DBInstanceIdentifier']}"
+                        left.append(f"{where} {db['DBInstanceStatus']}")
     return tuple(left)
 
 

@@ -48,6 +48,7 @@ def run(scenario: Path, out: Path, **conf: Any) -> tuple[CycleResult, dict[str, 
     result = run_cycle(scenario, "install", out, {**CONF, **conf})
     assert result.report_json is not None, f"no report; see {result.log_path}"
     assert result.stacks_left == (), f"staging stacks left behind: {result.stacks_left}"
+    assert result.staging_dbs_left == (), f"RDS staging copies left behind: {result.staging_dbs_left}"
     return result, json.loads(result.report_json.read_text())
 
 

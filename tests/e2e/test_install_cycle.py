@@ -6,14 +6,24 @@ scenario file. The failed installs and the broken server are rolled back to thei
 other failure paths (a halting canary, a failed restore, an alarm or a closed calendar halting the rollout, a
 stack that fails to create, a failed staging health check) are proven by the operator, core and DAG graph
 tests. The run must leave no staging stack behind.
+
+RDS: orders-db is Multi-AZ with a read replica, orders-db-eu single-AZ, all three with a pending system-update
+(rds_actions' default); storefront-db's db-upgrade is not an applied type and stays pending. Staging restores a
+copy per (engine, version, class family) in each region, applies the update, checks and deletes it; the waves
+apply the replica before its source. The variants (next-maintenance, a failing action halting the rollout) are
+proven by tests/operators/test_rds.py.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
+import pytest
 
 from include.sandbox.scenario import load_scenario
 from tests.e2e.install_helpers import check_stacks_created_and_deleted, ec2_rows, run, scenario_file
@@ -31,8 +41,51 @@ def gated(document: dict[str, Any]) -> None:
     window = {"start_after_seconds": -3600, "duration_seconds": 86400, "summary": "Patch window"}
     document["change_calendars"] = [{"name": "patch-window", "type": "DEFAULT_CLOSED", "events": [window]}]
     document["alarms"] = [{"name": "web-prod-5xx", "state": "OK"}]
+    with_databases(document)
 
 
+def with_databases(document: dict[str, Any]) -> None:
+    """orders-db Multi-AZ with a read replica (us-east-1); orders-db-eu stays single-AZ (eu-west-1)."""
+    east = document["accounts"][0]["regions"]["us-east-1"]["rds_instances"]
+    orders = next(db for db in east if db["id"] == "orders-db")
+    orders["multi_az"] = True
+    replica = {**orders, "id": "orders-db-replica", "replica_of": "orders-db", "multi_az": False}
+    east.insert(east.index(orders) + 1, replica)
+    # Simulated seconds (the clock runs 10x): restores, snapshots and deletions in a few wall seconds.
+    document["rds"] = {
+        "maintenance_seconds": 20,
+        "failover_seconds": 10,
+        "snapshot_seconds": 10,
+        "restore_seconds": 20,
+        "delete_seconds": 10,
+    }
+
+
+APPLIED_DBS = {"orders-db", "orders-db-replica", "orders-db-eu"}
+
+
+def check_databases(report: dict[str, Any], artifacts: Path) -> None:
+    """Staging restored, applied and deleted its copies; the waves applied the replica first; the verdicts."""
+    rds = {r["resource_id"]: r for r in report["resources"] if r["resource_type"] == "rds"}
+    for db in APPLIED_DBS:
+        assert (rds[db]["verdict"], rds[db]["reason_code"]) == ("MAINTENANCE_APPLIED", "MAINTENANCE_APPLIED"), rds[db]
+    assert rds["storefront-db"]["verdict"] == "MAINTENANCE_PENDING"  # db-upgrade: not in rds_actions
+    results = pd.concat([pd.read_parquet(p) for p in sorted((artifacts / "staging").glob("*.rds_results.parquet"))])
+    assert set(results["region"]) == {"us-east-1", "eu-west-1"} and results["passed"].all(), results.to_dict("records")
+    assert set(results["source_db"]) == {"orders-db", "orders-db-eu"}
+    assert set(results["step"]) == {"done"} and set(results["actions"]) == {"system-update"}
+    assert all(str(s).startswith("rds:") for s in results["snapshot_id"])  # the latest automated snapshots
+    for path in sorted((artifacts / "staging").glob("*.rds_stack.json")):
+        stack = json.loads(path.read_text())
+        assert stack["created"] and stack["deleted"] and set(stack["instances"].values()) <= set(results["staging_db"])
+    rollout = pd.read_parquet(artifacts / "waves" / "rds_rollout.parquet").set_index("resource_id")
+    assert set(rollout.index) == APPLIED_DBS and set(rollout["outcome"]) == {"applied"}
+    assert rollout.loc["orders-db-replica", "wave"] < rollout.loc["orders-db", "wave"]
+    assert set(rollout["status_after"]) == {"available"}  # and the actions gone from the pending list
+
+
+# The cycle's own 600 s limit, plus the RDS staging copies and waves this run also proves.
+@pytest.mark.timeout(900)
 def test_install_cycle_patches_the_default_scenario_as_injected(tmp_path: Path) -> None:
     # A threshold above the injected failures: this run must reach every wave.
     scenario_path = scenario_file(tmp_path, "default-fast", gated)
@@ -100,3 +153,5 @@ def test_install_cycle_patches_the_default_scenario_as_injected(tmp_path: Path) 
     assert summary["validation_failures"] == 1  # the broken server; the failed installs were never validated
     assert {entry["region"] for entry in rollback["retention"]} == {"us-east-1", "eu-west-1"}
     assert report["kpis"]["fleet"]["rolled_back"] == 3
+    assert result.report_dir is not None
+    check_databases(report, result.report_dir / "artifacts")
