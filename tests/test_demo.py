@@ -50,9 +50,9 @@ RUN_CONF = {
     "wave_percentages": [100],
 }
 APPROVAL = "approve_production"
-STARTUP_TIMEOUT = 150.0
+STARTUP_TIMEOUT = 300.0  # the api-server answers in about a minute; under a full `make test -n 2`, much later
 TRIGGER_TIMEOUT = 150.0  # the demo waits up to 120 s for the dag-processor to parse patch_cycle
-CYCLE_TIMEOUT = 360.0  # to the gate about a minute, then two more
+CYCLE_TIMEOUT = 600.0  # to the gate about a minute, then two more; several times that beside other cycles
 STOP_TIMEOUT = 30.0
 
 pytestmark = [
