@@ -12,6 +12,8 @@ what it is. Asserts nothing about time.
 
 BENCH_DAG_SCENARIO: the scenario (default large.yaml, 10,000 instances).
 BENCH_DAG_BASELINE: the scenario to compare wall time with (default default.yaml; empty to skip).
+BENCH_DAG_TIMEOUT: seconds a cycle may take (default 1800); past it the run is stopped and the figures of
+the tasks that ran so far are printed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import json
 import math
 import os
 import re
+import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -37,6 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO / "include" / "sandbox" / "scenarios"
 SCENARIO = Path(os.environ.get("BENCH_DAG_SCENARIO") or SCENARIOS / "large.yaml")
 BASELINE = os.environ.get("BENCH_DAG_BASELINE", str(SCENARIOS / "default.yaml"))
+TIMEOUT_SECONDS = float(os.environ.get("BENCH_DAG_TIMEOUT") or 1800)
 MIB = 1024 * 1024
 _BOUNDARY = re.compile(r"^(\S+)\s.*\[DAG TEST\] (starting task_id|end task task_id)")
 
@@ -114,7 +119,7 @@ class CycleRun:
     scenario: str
     instances: int
     regions: list[tuple[str, str, int]]  # (account, region, instances)
-    succeeded: bool
+    outcome: str
     wall_seconds: float
     stages: list[StageFigures]
     log_path: Path
@@ -122,15 +127,20 @@ class CycleRun:
 
 def run_cycle(scenario: Path, out_dir: Path) -> CycleRun:
     """One install cycle with auto approval on the scenario, measured."""
-    from include.cycle import CycleEnvironment
+    from include import cycle
 
-    with CycleEnvironment(scenario.resolve(), out_dir) as environment:
+    cycle.CYCLE_TIMEOUT_SECONDS = TIMEOUT_SECONDS
+    with cycle.CycleEnvironment(scenario.resolve(), out_dir) as environment:
         log_path = environment.paths.log_dir / "dags-test-1-patch_cycle.log"
         sampler = Sampler(log_path, environment.url, environment._services[0].process.pid)
         sampler.start()
         started = time.monotonic()
+        outcome = "FAILED"
         try:
             result = environment.run_cycle("install", {"approval_mode": "auto"})
+            outcome = "succeeded" if result.succeeded else f"FAILED (see {log_path})"
+        except subprocess.TimeoutExpired:
+            outcome = f"STOPPED after {TIMEOUT_SECONDS:.0f} s (BENCH_DAG_TIMEOUT): the tasks that ran so far"
         finally:
             wall = time.monotonic() - started
             sampler.stop()
@@ -140,15 +150,9 @@ def run_cycle(scenario: Path, out_dir: Path) -> CycleRun:
         for account in loaded.accounts
         for region in account.regions
     ]
-    runs = task_runs(result.log_path.read_text(errors="replace").splitlines())
+    runs = task_runs(log_path.read_text(errors="replace").splitlines())
     return CycleRun(
-        loaded.name,
-        loaded.instance_count,
-        regions,
-        result.succeeded,
-        wall,
-        stage_figures(runs, sampler.samples),
-        result.log_path,
+        loaded.name, loaded.instance_count, regions, outcome, wall, stage_figures(runs, sampler.samples), log_path
     )
 
 
@@ -156,7 +160,7 @@ def _print_run(run: CycleRun) -> None:
     print(
         f"whole install cycle on scenario {run.scenario!r}: {run.instances} instances in {len(run.regions)} "
         f"(account, region) targets, `airflow dags test`, auto approval: "
-        f"{'succeeded' if run.succeeded else 'FAILED (see ' + str(run.log_path) + ')'}, {run.wall_seconds:.0f} s"
+        f"{run.outcome}, {run.wall_seconds:.0f} s"
     )
     header = (
         f"  {'stage':<12} {'tasks':>5} {'wall s':>8} {'slot s':>8} {'deferred s':>10} {'peak RSS MiB':>12} "
@@ -200,11 +204,15 @@ def main() -> None:
     runs: list[CycleRun] = []
     scenarios = [SCENARIO] + ([Path(BASELINE)] if BASELINE else [])
     for scenario in scenarios:
-        with tempfile.TemporaryDirectory(prefix="patchcycle-bench-dag-") as out:
-            run = run_cycle(scenario, Path(out))
-            _print_run(run)
-            runs.append(run)
-            print()
+        out = Path(tempfile.mkdtemp(prefix="patchcycle-bench-dag-"))
+        run = run_cycle(scenario, out)
+        _print_run(run)
+        runs.append(run)
+        if run.outcome == "succeeded":
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            print(f"  the run's logs are kept in {out}")
+        print()
     if len(runs) == 2:
         large, small = runs
         print(
