@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.bench import bench_cycle, bench_sandbox, bench_wave
+from tests.bench import bench_cycle, bench_dag, bench_sandbox, bench_wave
 
 if __name__ == "__main__":
     bench_sandbox.main()
@@ -10,3 +10,5 @@ if __name__ == "__main__":
     bench_cycle.main()
     print()
     bench_wave.main()
+    print()
+    bench_dag.main()

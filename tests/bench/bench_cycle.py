@@ -57,6 +57,8 @@ API_BASIS = {
     "ssm:ListCommands": "1 per command per poll round (1 round at best)",
     "ssm:ListCommandInvocations": "50 invocations per page",
     "ssm:DescribeInstancePatchStates": "50 instance ids per call",
+    # No batch form: ListComplianceItems takes one resource id per call too (50 items a page), and listing a
+    # region's items without ids lacks the CVE ids, which the patch catalogs give only for some OS families.
     "ssm:DescribeInstancePatches": "1 per non-compliant instance (no batch API), 100 patches per page",
 }
 
