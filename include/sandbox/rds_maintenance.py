@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 # The operations moto 5.2.5 answers with a 500 (NotImplementedError).
 MOTO_MISSING: list[str] = ["DescribePendingMaintenanceActions", "ApplyPendingMaintenanceAction"]
 
-APPLY_SECONDS = 60.0  # how long applying an action takes by default (rds.maintenance_seconds), simulated seconds
 AVAILABLE = "available"
 # Statuses in which ApplyPendingMaintenanceAction is refused (InvalidDBInstanceState).
 REFUSING_STATUSES = frozenset(

@@ -28,6 +28,11 @@ NAMESPACE = "{http://rds.amazonaws.com/doc/2014-10-31/}"
 UTC = dt.UTC
 
 
+def _apply_seconds(sandbox: Any) -> float:
+    """How long applying an action takes in the module's scenario (rds.maintenance_seconds)."""
+    return float(sandbox.world.scenario.rds.maintenance_seconds)
+
+
 def _arn(db_id: str, region: str = "us-east-1", account: str = ACCOUNT) -> str:
     return f"arn:aws:rds:{region}:{account}:db:{db_id}"
 
@@ -218,7 +223,7 @@ def test_the_marker_survives_actions_applied_between_pages(
     first = rds.describe_pending_maintenance_actions(MaxRecords=20)
     done = first["PendingMaintenanceActions"][3]["ResourceIdentifier"]
     rds.apply_pending_maintenance_action(ResourceIdentifier=done, ApplyAction="system-update", OptInType="immediate")
-    _advance(sandbox, rds_maintenance.APPLY_SECONDS + 1)
+    _advance(sandbox, _apply_seconds(sandbox) + 1)
     second = rds.describe_pending_maintenance_actions(MaxRecords=20, Marker=first["Marker"])
     ids = [r["ResourceIdentifier"] for r in second["PendingMaintenanceActions"]]
     assert ids == sorted(_arn(f"db-{i:03d}") for i in range(45))[20:40]
@@ -240,9 +245,9 @@ def test_immediate_applies_after_the_delay_and_upgrades_the_engine(
     assert before <= detail["CurrentApplyDate"] <= sandbox.world.now()
     assert detail["ForcedApplyDate"] == dt.datetime(2027, 1, 31, tzinfo=UTC)  # the dates stay as they were
 
-    _advance(sandbox, rds_maintenance.APPLY_SECONDS / 2)
+    _advance(sandbox, _apply_seconds(sandbox) / 2)
     assert _listed(rds, ResourceIdentifier=arn)[arn][0]["OptInStatus"] == "immediate"  # still being applied
-    _advance(sandbox, rds_maintenance.APPLY_SECONDS / 2 + 1)
+    _advance(sandbox, _apply_seconds(sandbox) / 2 + 1)
     listed = _listed(rds)
     assert arn not in listed
     assert _arn("orders-db") in listed  # the others are untouched
@@ -283,7 +288,7 @@ def test_next_maintenance_opt_in_moves_the_apply_date_and_undo_moves_it_back(
     )
     _advance_to(sandbox, window - dt.timedelta(minutes=1))
     assert arn in _listed(rds)
-    _advance_to(sandbox, window + dt.timedelta(seconds=rds_maintenance.APPLY_SECONDS + 1))
+    _advance_to(sandbox, window + dt.timedelta(seconds=_apply_seconds(sandbox) + 1))
     assert arn not in _listed(rds)
     assert _arn("storefront-db") in _listed(rds)
 
@@ -296,7 +301,7 @@ def test_actions_apply_on_their_own_dates_without_an_opt_in(sandbox: Any, rds_cl
     window = _next_window(instance["PreferredMaintenanceWindow"], dt.datetime(2026, 12, 15, tzinfo=UTC))
     _advance_to(sandbox, window - dt.timedelta(minutes=1))
     assert set(_listed(rds)) == {orders, storefront}
-    _advance_to(sandbox, window + dt.timedelta(seconds=rds_maintenance.APPLY_SECONDS + 1))
+    _advance_to(sandbox, window + dt.timedelta(seconds=_apply_seconds(sandbox) + 1))
     assert set(_listed(rds)) == {storefront}
     # ForcedApplyDate: on that date, whatever the window.
     _advance_to(sandbox, dt.datetime(2027, 1, 31, 0, 1, 1, tzinfo=UTC))
@@ -348,7 +353,7 @@ def test_each_account_sees_its_own_instances(
     other.apply_pending_maintenance_action(
         ResourceIdentifier=other_arn, ApplyAction="db-upgrade", OptInType="immediate"
     )
-    _advance(sandbox, rds_maintenance.APPLY_SECONDS + 1)
+    _advance(sandbox, _apply_seconds(sandbox) + 1)
     assert _listed(other) == {}
     assert set(_listed(home)) == {_arn("db-000"), _arn("db-001")}
 
