@@ -103,6 +103,7 @@ def test_the_production_set_profiles_waves_and_pinned_override_lists(base: dict[
         "staged_profiles": 1,
         "not_staged_instances": 2,
         "waves": {"1": 2, "2": 2, "3": 2},
+        "replaced_instances": 0,
     }
 
 

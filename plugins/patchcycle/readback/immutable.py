@@ -1,0 +1,59 @@
+"""The immutable path's records read back: the baked AMIs as staging profiles, and the whole run's bakes, proofs
+and refreshes for the approval gate and the report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from patchcycle.config import Target
+from patchcycle.core.frames import concat_frames, typed_frame
+from patchcycle.core.immutable import BAKE_PLAN_COLUMNS, GROUP_PLAN_COLUMNS
+from patchcycle.core.immutable_rollout import (
+    BAKE_RESULT_COLUMNS,
+    IMAGE_PROOF_COLUMNS,
+    GroupRefresh,
+    image_profiles,
+)
+from patchcycle.core.staging import PROFILE_COLUMNS
+from patchcycle.run_artifacts import BAKE_PLAN, BAKE_RESULTS, GROUP_PLAN, IMAGE_PROOFS, REFRESHES, RunArtifacts
+
+
+def with_image_profiles(artifacts: RunArtifacts, profiles: pd.DataFrame, target: Target) -> pd.DataFrame:
+    """The staging profiles plus one per AMI this target baked (launched from the baked AMI, id = the bake id)."""
+    bakes, results = artifacts.find(BAKE_PLAN), artifacts.find(BAKE_RESULTS, target=target)
+    if bakes is None or results is None or results.empty:
+        return profiles
+    return concat_frames([profiles, image_profiles(bakes, results)], PROFILE_COLUMNS)
+
+
+@dataclass
+class ImmutableRecord:
+    """The whole run's immutable path as recorded so far (empty tables when nothing was planned)."""
+
+    bakes: pd.DataFrame = field(default_factory=lambda: typed_frame([], BAKE_PLAN_COLUMNS))
+    groups: pd.DataFrame = field(default_factory=lambda: typed_frame([], GROUP_PLAN_COLUMNS))
+    results: pd.DataFrame = field(default_factory=lambda: typed_frame([], BAKE_RESULT_COLUMNS))
+    proofs: pd.DataFrame = field(default_factory=lambda: typed_frame([], IMAGE_PROOF_COLUMNS))
+    refreshes: dict[str, GroupRefresh] = field(default_factory=dict)
+
+
+def read_immutable_record(artifacts: RunArtifacts, targets: Sequence[Target]) -> ImmutableRecord:
+    bakes, groups = artifacts.find(BAKE_PLAN), artifacts.find(GROUP_PLAN)
+    if bakes is None or groups is None:
+        return ImmutableRecord()
+    return ImmutableRecord(
+        bakes=bakes,
+        groups=groups,
+        results=concat_frames([artifacts.find(BAKE_RESULTS, target=t) for t in targets], BAKE_RESULT_COLUMNS),
+        proofs=concat_frames([artifacts.find(IMAGE_PROOFS, target=t) for t in targets], IMAGE_PROOF_COLUMNS),
+        refreshes=read_refreshes(artifacts),
+    )
+
+
+def read_refreshes(artifacts: RunArtifacts) -> dict[str, GroupRefresh]:
+    """Group name -> its refresh record, as refresh_groups left them ({} before it ran)."""
+    found: dict[str, GroupRefresh] | None = artifacts.find(REFRESHES)
+    return dict(found) if found else {}
