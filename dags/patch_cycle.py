@@ -20,6 +20,7 @@ from patchcycle.assets import PATCH_CYCLE_REPORT
 from patchcycle.config import MAX_WAVES, CycleConfig
 from patchcycle.dag_params import params_of
 from patchcycle.operators.approval import PatchApprovalOperator
+from patchcycle.operators.bake_images import BakeImagesOperator
 from patchcycle.operators.config_compliance import ConfigComplianceOperator
 from patchcycle.operators.cycle_outcome import CycleOutcomeOperator
 from patchcycle.operators.cycle_params import CycleParamsOperator
@@ -33,6 +34,7 @@ from patchcycle.operators.patch_scan import PatchScanOperator
 from patchcycle.operators.patch_wave import PatchWaveOperator
 from patchcycle.operators.publish_findings import PublishFindingsOperator
 from patchcycle.operators.publish_metrics import PublishMetricsOperator
+from patchcycle.operators.refresh_groups import RefreshGroupsOperator
 from patchcycle.operators.register_runbooks import RegisterRunbooksOperator
 from patchcycle.operators.staging_checks import StagingHealthCheckOperator, StagingPatchOperator
 from patchcycle.operators.staging_stack import StagingStackOperator, StagingTeardownOperator
@@ -78,6 +80,10 @@ with DAG(
     register_runbooks = RegisterRunbooksOperator.partial(task_id="register_runbooks", config=config).expand_kwargs(
         targets
     )
+    # The immutable path: one patched AMI per source AMI of the Auto Scaling instances, staged as its own replica
+    # (so staging waits for the bakes), then each group refreshed onto it after approval, beside the waves.
+    bake_images = BakeImagesOperator.partial(task_id="bake_images", config=config).expand_kwargs(targets)
+    refresh_groups = RefreshGroupsOperator(task_id="refresh_groups", config=config, retries=0)
     approve = PatchApprovalOperator(task_id="approve_production", config=config, retries=0)
     waves = [PatchWaveOperator(task_id=f"wave_{n}", wave=n, config=config) for n in range(1, MAX_WAVES + 1)]
     # all_done: the canary instances of a halted rollout are verified too.
@@ -107,4 +113,6 @@ with DAG(
     chain(check_staging, approve, *waves, verify, [inspect, config_check, expire_snapshots], report)
     chain(report, [publish_findings, publish_metrics], conclude)
     install_mode >> verify
+    register_runbooks >> bake_images >> create_staging
+    approve >> refresh_groups >> verify
     match >> report

@@ -33,10 +33,14 @@ def test_staging_stack_is_a_setup_with_its_deletion_as_teardown(dag: object) -> 
 
 
 def test_the_approval_gate_stands_between_staging_and_the_canary(dag: object) -> None:
-    assert downstream(dag, "approve_production") == {"wave_1"}
-    # The runbooks are in every target before anyone is asked to approve the waves that start them.
+    # The in-place canary and the Auto Scaling groups' refreshes, both behind the gate; verify follows both.
+    assert downstream(dag, "approve_production") == {"wave_1", "refresh_groups"}
+    assert downstream(dag, "refresh_groups") == {"verify"}
+    # The runbooks are in every target before anyone is asked to approve the waves that start them, and before
+    # the bakes that run PatchCycle-BakeAmi; staging waits for the bakes (it stages each baked AMI too).
     assert downstream(dag, "plan_install") >= {"register_runbooks"}
-    assert downstream(dag, "register_runbooks") == {"approve_production"}
+    assert downstream(dag, "register_runbooks") == {"approve_production", "bake_images"}
+    assert downstream(dag, "bake_images") == {"create_staging"}
     gate = dag.get_task("approve_production")  # type: ignore[attr-defined]
     assert gate.defaults == ["Reject"] and gate.retries == 0
 
@@ -98,6 +102,7 @@ def test_the_tasks_that_act_in_aws_link_to_the_console_and_the_links_survive_ser
     expected = {
         "match": {"Run Command"},
         "create_staging": {"CloudFormation stack"},
+        "bake_images": {"Automation execution"},
         "delete_staging": {"CloudFormation stack"},
         "patch_staging": {"Run Command"},
         "check_staging": {"Run Command"},

@@ -179,14 +179,14 @@ def image_proof(
 
 
 def image_problems(
-    bakes: pd.DataFrame, results: pd.DataFrame, proofs: pd.DataFrame, staging: pd.DataFrame
+    bakes: pd.DataFrame, results: pd.DataFrame, proofs: pd.DataFrame | None, staging: pd.DataFrame
 ) -> list[str]:
     """Why the baked AMIs may not go to production ([] when every planned AMI baked, passed staging and Inspector
     proved it): the auto policy approves only then. staging: STAGING_RESULT_COLUMNS (the image replicas' rows
     have the bake id as profile id)."""
     by_bake = {str(r["bake_id"]): r for r in results.to_dict("records")}
     staged = {str(r["profile_id"]): r for r in staging.to_dict("records")}
-    proven = {str(r["bake_id"]): r for r in proofs.to_dict("records")}
+    proven = {str(r["bake_id"]): r for r in proofs.to_dict("records")} if proofs is not None else None
     problems = []
     for bake in bakes.to_dict("records"):
         bake_id, source = str(bake["bake_id"]), str(bake["image_id"])
@@ -203,6 +203,8 @@ def image_problems(
             problems.append(f"{image} (baked from {source}) was not staged")
         elif not check["passed"]:
             problems.append(f"{image} (baked from {source}) failed staging: {check['reason']}")
+        if proven is None:
+            continue  # no Inspector proof was taken in this run
         proof = proven.get(bake_id)
         if proof is None:
             problems.append(f"{image} (baked from {source}): Amazon Inspector's proof is missing")
@@ -368,6 +370,64 @@ def immutable_outcomes(
             code, detail = _refreshed(name, refreshes.get(name))
         rows += [_outcome(group, i, pinned, code, detail) for i in split_cve_ids(str(group["instance_ids"]))]
     return typed_frame(rows, OUTCOME_COLUMNS)
+
+
+_TEXT: Final[dict[str, Any]] = {"type": "string"}
+# One entry of the report's install.auto_scaling_groups (refresh_entries).
+AUTO_SCALING_GROUP_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": [
+        "account_id",
+        "region",
+        "group",
+        "instances",
+        "source_images",
+        "state",
+        "status",
+        "reason",
+        "image_id",
+        "launch_template",
+        "version",
+        "default_version_set",
+        "checkpoints",
+        "refresh_id",
+        "seconds",
+        "api_calls",
+        "new_instances",
+    ],
+    "properties": {
+        "account_id": _TEXT,
+        "region": _TEXT,
+        "group": _TEXT,
+        "instances": {"type": "array", "items": _TEXT, "description": "its instances at inventory time"},
+        "source_images": {"type": "array", "items": _TEXT},
+        "state": {"enum": ["pending", "refreshing", "done", "halted", "refused", "not run"]},
+        "status": {**_TEXT, "description": "the refresh's final InstanceRefreshStatus"},
+        "reason": {**_TEXT, "description": "why it halted the rollout, or was halted or refused"},
+        "image_id": {**_TEXT, "description": "the baked AMI it was refreshed onto"},
+        "launch_template": _TEXT,
+        "version": {**_TEXT, "description": "the launch template version made for the baked AMI"},
+        "default_version_set": {"type": "boolean"},
+        "checkpoints": {"type": "array", "items": {"type": "integer"}},
+        "refresh_id": _TEXT,
+        "seconds": {"type": "number", "description": "the refresh's duration on AWS's clock"},
+        "api_calls": {"type": "integer", "minimum": 0},
+        "new_instances": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["instance_id", "compliant", "cves_closed"],
+                "properties": {
+                    "instance_id": _TEXT,
+                    "compliant": {"type": "boolean"},
+                    "cves_closed": {"type": "boolean"},
+                },
+            },
+        },
+    },
+}
 
 
 def refresh_entries(groups: pd.DataFrame, refreshes: Mapping[str, GroupRefresh]) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from patchcycle.core.outcomes import APPROVE, REJECT, ApprovalRecord
 from patchcycle.core.staging import STAGING_RESULT_COLUMNS, approval_body, staging_summary
 from patchcycle.notifications.cycle_events import notify, page_of_run
 from patchcycle.operators.base import RunTask
+from patchcycle.readback.immutable import approval_part
 from patchcycle.run_artifacts import (
     APPROVAL_DECISION,
     APPROVAL_REQUEST,
@@ -70,6 +71,10 @@ class PatchApprovalOperator(ApprovalOperator, RunTask[CycleConfig]):
             artifacts.stage_uri(STAGING_RESULTS),
         )
         passed = summary["failed"] == 0 and all(s.created or s.status == "NOT_NEEDED" for s in stacks)
+        # The Auto Scaling groups: every AMI baked, staged and proven, or the auto policy rejects.
+        groups_section, image_problems = approval_part(artifacts, config.targets)
+        self.body += f"\n{groups_section}" if groups_section else ""
+        passed = passed and not image_problems
         mode = config.install.approval_mode
         artifacts.write(APPROVAL_REQUEST, ApprovalRequest(mode=mode, staging_passed=passed, body=self.body))
         if mode == "auto":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -15,10 +16,23 @@ from patchcycle.core.immutable_rollout import (
     BAKE_RESULT_COLUMNS,
     IMAGE_PROOF_COLUMNS,
     GroupRefresh,
+    approval_section,
+    image_problems,
     image_profiles,
+    immutable_outcomes,
+    refresh_entries,
 )
-from patchcycle.core.staging import PROFILE_COLUMNS
-from patchcycle.run_artifacts import BAKE_PLAN, BAKE_RESULTS, GROUP_PLAN, IMAGE_PROOFS, REFRESHES, RunArtifacts
+from patchcycle.core.outcomes import ApprovalRecord, StagingRecord
+from patchcycle.core.staging import PROFILE_COLUMNS, STAGING_RESULT_COLUMNS
+from patchcycle.run_artifacts import (
+    BAKE_PLAN,
+    BAKE_RESULTS,
+    GROUP_PLAN,
+    IMAGE_PROOFS,
+    REFRESHES,
+    STAGING_RESULTS,
+    RunArtifacts,
+)
 
 
 def with_image_profiles(artifacts: RunArtifacts, profiles: pd.DataFrame, target: Target) -> pd.DataFrame:
@@ -57,3 +71,24 @@ def read_refreshes(artifacts: RunArtifacts) -> dict[str, GroupRefresh]:
     """Group name -> its refresh record, as refresh_groups left them ({} before it ran)."""
     found: dict[str, GroupRefresh] | None = artifacts.find(REFRESHES)
     return dict(found) if found else {}
+
+
+def approval_part(artifacts: RunArtifacts, targets: Sequence[Target]) -> tuple[str, list[str]]:
+    """The approval body's section on the Auto Scaling groups, and what stops the auto policy approving them
+    ("" and [] when no group is on the immutable path)."""
+    record = read_immutable_record(artifacts, targets)
+    if record.groups.empty:
+        return "", []
+    staging = concat_frames([artifacts.find(STAGING_RESULTS, target=t) for t in targets], STAGING_RESULT_COLUMNS)
+    proofs = record.proofs if any(artifacts.exists(IMAGE_PROOFS, target=t) for t in targets) else None
+    problems = image_problems(record.bakes, record.results, proofs, staging)
+    return approval_section(record.groups, record.results, record.proofs, problems), problems
+
+
+def immutable_report(
+    artifacts: RunArtifacts, targets: Sequence[Target], approval: ApprovalRecord | None, staging: StagingRecord
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The outcomes of the Auto Scaling instances the immutable path took, and the report's list of groups."""
+    record = read_immutable_record(artifacts, targets)
+    outcomes = immutable_outcomes(record.groups, record.results, approval, staging, record.refreshes)
+    return outcomes, refresh_entries(record.groups, record.refreshes)
