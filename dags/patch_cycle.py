@@ -39,6 +39,7 @@ from patchcycle.operators.register_runbooks import RegisterRunbooksOperator
 from patchcycle.operators.staging_checks import StagingHealthCheckOperator, StagingPatchOperator
 from patchcycle.operators.staging_stack import StagingStackOperator, StagingTeardownOperator
 from patchcycle.operators.verify_install import VerifyInstallOperator
+from patchcycle.operators.verify_replacements import VerifyReplacementsOperator
 from patchcycle.timetables import PatchTuesdayTimetable
 
 with DAG(
@@ -84,6 +85,10 @@ with DAG(
     # (so staging waits for the bakes), then each group refreshed onto it after approval, beside the waves.
     bake_images = BakeImagesOperator.partial(task_id="bake_images", config=config).expand_kwargs(targets)
     refresh_groups = RefreshGroupsOperator(task_id="refresh_groups", config=config, retries=0)
+    # all_done: the instances of the groups refreshed before a failure are checked too.
+    verify_replacements = VerifyReplacementsOperator.partial(
+        task_id="verify_replacements", config=config, trigger_rule="all_done"
+    ).expand_kwargs(targets)
     approve = PatchApprovalOperator(task_id="approve_production", config=config, retries=0)
     waves = [PatchWaveOperator(task_id=f"wave_{n}", wave=n, config=config) for n in range(1, MAX_WAVES + 1)]
     # all_done: the canary instances of a halted rollout are verified too.
@@ -114,5 +119,5 @@ with DAG(
     chain(report, [publish_findings, publish_metrics], conclude)
     install_mode >> verify
     register_runbooks >> bake_images >> create_staging
-    approve >> refresh_groups >> verify
+    approve >> refresh_groups >> verify_replacements >> verify
     match >> report

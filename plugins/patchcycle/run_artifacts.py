@@ -30,7 +30,7 @@ from patchcycle.core.config_compliance import CONFIG_COLUMNS
 from patchcycle.core.drift import DRIFT_COLUMNS, DRIFT_SCHEMA
 from patchcycle.core.frames import FrameSchemaError, checked_frame
 from patchcycle.core.immutable import BAKE_PLAN_COLUMNS, GROUP_PLAN_COLUMNS
-from patchcycle.core.immutable_rollout import BAKE_RESULT_COLUMNS, IMAGE_PROOF_COLUMNS, GroupRefresh
+from patchcycle.core.immutable_rollout import BAKE_RESULT_COLUMNS, IMAGE_PROOF_COLUMNS, GroupRefresh, ReplacementCheck
 from patchcycle.core.inspection import CVE_COLUMNS, RESIDUAL_COLUMNS
 from patchcycle.core.inventory import INVENTORY_COLUMNS
 from patchcycle.core.outcomes import ApprovalRecord
@@ -364,6 +364,20 @@ REFRESHES: Final = Record(
     written_by="refresh_groups",
     schema=dict[str, GroupRefresh],
 )
+REPLACEMENT_SCANS: Final = Record(
+    stage="immutable",
+    name="{target}.replacement_scans.json",
+    about="the Patch Manager Scan commands sent to the instances the refreshes launched (command ids)",
+    written_by="verify_replacements",
+    schema=list[str],
+)
+REPLACEMENT_CHECKS: Final = Record(
+    stage="immutable",
+    name="{target}.replacements.json",
+    about="instance id -> its check after the refresh that launched it: pinned patches installed, CVEs closed",
+    written_by="verify_replacements",
+    schema=dict[str, ReplacementCheck],
+)
 STACK: Final = Record(
     stage="staging",
     name="{target}.stack.json",
@@ -677,6 +691,7 @@ class Step:
     BAKE_IMAGES: Final = "bake_images"
     PROVE_IMAGES: Final = "prove_images"
     REFRESH_GROUPS: Final = "refresh_groups"
+    VERIFY_REPLACEMENTS: Final = "verify_replacements"
     SNAPSHOT_RETENTION: Final = "expire_snapshots"
     VERIFY: Final = "verify"
     INSPECT: Final = "inspect"

@@ -282,6 +282,8 @@ def test_failure_reasons_are_the_codes_of_the_failure_verdicts() -> None:
         "SCAN_FAILED",
         "SCAN_TIMEOUT",
         "NO_PATCH_STATE",
+        "REFRESH_ROLLED_BACK",
+        "REFRESH_FAILED",
     }
     assert set(FAILURE_REASONS) - INSTALL_ONLY_REASONS == {"SCAN_FAILED", "SCAN_TIMEOUT", "NO_PATCH_STATE"}
 

@@ -35,7 +35,8 @@ def test_staging_stack_is_a_setup_with_its_deletion_as_teardown(dag: object) -> 
 def test_the_approval_gate_stands_between_staging_and_the_canary(dag: object) -> None:
     # The in-place canary and the Auto Scaling groups' refreshes, both behind the gate; verify follows both.
     assert downstream(dag, "approve_production") == {"wave_1", "refresh_groups"}
-    assert downstream(dag, "refresh_groups") == {"verify"}
+    assert downstream(dag, "refresh_groups") == {"verify_replacements"}
+    assert downstream(dag, "verify_replacements") == {"verify"}
     # The runbooks are in every target before anyone is asked to approve the waves that start them, and before
     # the bakes that run PatchCycle-BakeAmi; staging waits for the bakes (it stages each baked AMI too).
     assert downstream(dag, "plan_install") >= {"register_runbooks"}

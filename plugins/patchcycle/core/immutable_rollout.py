@@ -77,8 +77,6 @@ class GroupRefresh:
     default_version_set: bool = False
     old_instances: list[str] = field(default_factory=list)  # its InService instances at inventory time
     new_instances: list[str] = field(default_factory=list)  # the instances the refresh launched and kept
-    compliant: list[str] = field(default_factory=list)  # new instances Patch Manager reports compliant
-    cves_closed: list[str] = field(default_factory=list)  # new instances Inspector shows the pinned CVEs closed
     api_calls: int = 0  # the Auto Scaling and EC2 calls this group's refresh made
     reason: str = ""  # for people: why it was halted or refused
 
@@ -88,6 +86,51 @@ class GroupRefresh:
         if not self.started_at or not self.ended_at:
             return 0.0
         return float((pd.Timestamp(self.ended_at) - pd.Timestamp(self.started_at)).total_seconds())
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplacementCheck:
+    """One instance a refresh launched, checked after its group's refresh: Patch Manager's scan of it (every pinned
+    patch of its baked AMI installed) and Amazon Inspector's findings on it (the pinned patches' CVEs closed)."""
+
+    group: str
+    image_id: str
+    compliant: bool = False
+    not_installed: list[str] = field(default_factory=list)  # pinned patches the scan did not report installed
+    scanned_at: str = ""  # Inspector's lastScannedAt; "" when it did not scan the instance in time
+    cves: list[str] = field(default_factory=list)  # the CVEs the pinned patches fix
+    still_active: list[str] = field(default_factory=list)
+    cves_closed: bool = False
+
+
+INSTALLED_STATES: Final = frozenset({"INSTALLED", "INSTALLED_OTHER"})
+
+
+def replacement_check(
+    group: str,
+    image_id: str,
+    pinned: Sequence[str],
+    patch_states: Mapping[str, str] | None,
+    cves: Sequence[str],
+    scanned_at: str,
+    active: Sequence[str],
+) -> ReplacementCheck:
+    """A new instance's check: compliant when its scan reports every pinned patch installed; its CVEs closed when
+    Inspector scanned it and shows none of the pinned patches' CVEs active. patch_states: patch id -> the
+    DescribeInstancePatches State after its scan (None: no scan result)."""
+    states = patch_states or {}
+    missing = sorted(p for p in pinned if states.get(p) not in INSTALLED_STATES)
+    still = sorted(set(cves) & set(active))
+    return ReplacementCheck(
+        group=group,
+        image_id=image_id,
+        compliant=patch_states is not None and not missing,
+        not_installed=missing,
+        scanned_at=scanned_at,
+        cves=sorted(set(cves)),
+        still_active=still,
+        cves_closed=bool(scanned_at) and not still,
+    )
 
 
 def image_profiles(bakes: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
@@ -411,6 +454,7 @@ AUTO_SCALING_GROUP_SCHEMA: Final[dict[str, Any]] = {
         "default_version_set": {"type": "boolean"},
         "checkpoints": {"type": "array", "items": {"type": "integer"}},
         "refresh_id": _TEXT,
+        "pinned_patches": {"type": "array", "items": _TEXT, "description": "the patches baked into its new AMI"},
         "seconds": {"type": "number", "description": "the refresh's duration on AWS's clock"},
         "api_calls": {"type": "integer", "minimum": 0},
         "new_instances": {
@@ -430,7 +474,12 @@ AUTO_SCALING_GROUP_SCHEMA: Final[dict[str, Any]] = {
 }
 
 
-def refresh_entries(groups: pd.DataFrame, refreshes: Mapping[str, GroupRefresh]) -> list[dict[str, Any]]:
+def refresh_entries(
+    groups: pd.DataFrame,
+    refreshes: Mapping[str, GroupRefresh],
+    checks: Mapping[str, ReplacementCheck] | None = None,
+    pinned: Mapping[str, Sequence[str]] | None = None,
+) -> list[dict[str, Any]]:
     """The report's list of Auto Scaling groups: each with its instances at inventory time, its refresh, and the
     new instances it launched (compliant and with the pinned CVEs closed, or not)."""
     entries = []
@@ -455,13 +504,14 @@ def refresh_entries(groups: pd.DataFrame, refreshes: Mapping[str, GroupRefresh])
                 "default_version_set": refresh.default_version_set if refresh else False,
                 "checkpoints": list(refresh.checkpoints) if refresh else [],
                 "refresh_id": refresh.refresh_id if refresh else "",
+                "pinned_patches": sorted({p for bake in rows["bake_id"] for p in (pinned or {}).get(str(bake), [])}),
                 "seconds": refresh.seconds if refresh else 0.0,
                 "api_calls": refresh.api_calls if refresh else 0,
                 "new_instances": [
                     {
                         "instance_id": new,
-                        "compliant": refresh is not None and new in refresh.compliant,
-                        "cves_closed": refresh is not None and new in refresh.cves_closed,
+                        "compliant": bool(checks and new in checks and checks[new].compliant),
+                        "cves_closed": bool(checks and new in checks and checks[new].cves_closed),
                     }
                     for new in (refresh.new_instances if refresh else [])
                 ],

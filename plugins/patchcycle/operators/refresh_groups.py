@@ -206,7 +206,9 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
                 LaunchTemplateHook(**kwargs).make_default(refresh.launch_template, refresh.version)
                 calls += 1
             refresh = replace(refresh, default_version_set=True)
-        refresh = replace(refresh, new_instances=[i for i in now if i not in refresh.old_instances], api_calls=calls)
+        # The instances a successful refresh launched (a rollback's replacements run the old AMI: not listed).
+        launched = [i for i in now if i not in refresh.old_instances] if refresh.status == "Successful" else []
+        refresh = replace(refresh, new_instances=launched, api_calls=calls)
         self.log.info("Instance refresh of %s: %s %s", name, refresh.status, halt_reason(refresh))
         refreshes[name] = refresh
         artifacts.write(REFRESHES, refreshes)

@@ -16,6 +16,7 @@ from patchcycle.core.immutable_rollout import (
     BAKE_RESULT_COLUMNS,
     IMAGE_PROOF_COLUMNS,
     GroupRefresh,
+    ReplacementCheck,
     approval_section,
     image_problems,
     image_profiles,
@@ -23,6 +24,7 @@ from patchcycle.core.immutable_rollout import (
     refresh_entries,
 )
 from patchcycle.core.outcomes import ApprovalRecord, StagingRecord
+from patchcycle.core.plan import split_cve_ids
 from patchcycle.core.staging import PROFILE_COLUMNS, STAGING_RESULT_COLUMNS
 from patchcycle.run_artifacts import (
     BAKE_PLAN,
@@ -30,6 +32,7 @@ from patchcycle.run_artifacts import (
     GROUP_PLAN,
     IMAGE_PROOFS,
     REFRESHES,
+    REPLACEMENT_CHECKS,
     STAGING_RESULTS,
     RunArtifacts,
 )
@@ -91,4 +94,9 @@ def immutable_report(
     """The outcomes of the Auto Scaling instances the immutable path took, and the report's list of groups."""
     record = read_immutable_record(artifacts, targets)
     outcomes = immutable_outcomes(record.groups, record.results, approval, staging, record.refreshes)
-    return outcomes, refresh_entries(record.groups, record.refreshes)
+    checks: dict[str, ReplacementCheck] = {}
+    for target in targets:
+        found: dict[str, ReplacementCheck] | None = artifacts.find(REPLACEMENT_CHECKS, target=target)
+        checks.update(found or {})
+    pinned = {str(b["bake_id"]): split_cve_ids(str(b["patch_ids"])) for b in record.bakes.to_dict("records")}
+    return outcomes, refresh_entries(record.groups, record.refreshes, checks, pinned)
