@@ -32,6 +32,7 @@ from patchcycle.operators.inventory import InventoryOperator
 from patchcycle.operators.mode_gate import InstallModeGate
 from patchcycle.operators.patch_scan import PatchScanOperator
 from patchcycle.operators.patch_wave import PatchWaveOperator
+from patchcycle.operators.prove_images import ProveImagesOperator
 from patchcycle.operators.publish_findings import PublishFindingsOperator
 from patchcycle.operators.publish_metrics import PublishMetricsOperator
 from patchcycle.operators.refresh_groups import RefreshGroupsOperator
@@ -84,6 +85,8 @@ with DAG(
     # The immutable path: one patched AMI per source AMI of the Auto Scaling instances, staged as its own replica
     # (so staging waits for the bakes), then each group refreshed onto it after approval, beside the waves.
     bake_images = BakeImagesOperator.partial(task_id="bake_images", config=config).expand_kwargs(targets)
+    # Amazon Inspector on each baked AMI's replica, before the replicas are deleted and anyone is asked to approve.
+    prove_images = ProveImagesOperator.partial(task_id="prove_images", config=config).expand_kwargs(targets)
     refresh_groups = RefreshGroupsOperator(task_id="refresh_groups", config=config, retries=0)
     # all_done: the instances of the groups refreshed before a failure are checked too.
     verify_replacements = VerifyReplacementsOperator.partial(
@@ -119,5 +122,6 @@ with DAG(
     chain(report, [publish_findings, publish_metrics], conclude)
     install_mode >> verify
     register_runbooks >> bake_images >> create_staging
+    check_staging >> prove_images >> [delete_staging, approve]
     approve >> refresh_groups >> verify_replacements >> verify
     match >> report

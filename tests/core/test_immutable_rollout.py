@@ -182,3 +182,21 @@ def test_a_group_on_latest_is_refused_not_refreshed() -> None:
     refused = _refresh("web", state="refused", status="", reason=irreversible_reason("web", "$Latest"))
     codes = _codes(immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, {"api": _refresh("api"), "web": refused}))
     assert codes["i-w1"] == "REFRESH_IRREVERSIBLE" and codes["i-a1"] == "REPLACED"
+
+
+def test_inspector_proves_a_baked_ami_only_once_it_scanned_its_replica_and_shows_no_pinned_cve() -> None:
+    from patchcycle.core.immutable_rollout import IMAGE_PROOF_COLUMNS, image_proof
+
+    baked = _results().iloc[0].to_dict()
+    proven = image_proof(baked, "i-stage", ["CVE-1", "CVE-2"], "2026-11-20T03:10:00Z", ["CVE-9"])
+    assert proven["proven"] and proven["closed"] == "CVE-1;CVE-2" and proven["image_id"] == BAKED
+    open_one = image_proof(baked, "i-stage", ["CVE-1", "CVE-2"], "2026-11-20T03:10:00Z", ["CVE-2"])
+    assert not open_one["proven"] and open_one["still_active"] == "CVE-2" and "CVE-2" in open_one["reason"]
+    unscanned = image_proof(baked, "i-stage", ["CVE-1"], "", [])
+    assert not unscanned["proven"] and "did not scan" in unscanned["reason"]
+    # The auto policy wants the proof once one was taken.
+    proofs = typed_frame([open_one], IMAGE_PROOF_COLUMNS)
+    problems = image_problems(pd.DataFrame([BAKE]), _results(), proofs, _staging(True))
+    assert problems == [f"{BAKED} (baked from {SOURCE}): Amazon Inspector still reports CVE-2 on i-stage"]
+    section = approval_section(GROUPS, _results(), typed_frame([proven], IMAGE_PROOF_COLUMNS), [])
+    assert "2 CVEs closed" in section and "Not ready" not in section

@@ -29,7 +29,9 @@ def test_staging_stack_is_a_setup_with_its_deletion_as_teardown(dag: object) -> 
     assert "delete_staging" in downstream(dag, "create_staging")
     assert delete.on_failure_fail_dagrun, "a stack left behind must fail the run"
     # Staging is torn down before production waits for approval.
-    assert downstream(dag, "check_staging") == {"delete_staging", "approve_production"}
+    assert downstream(dag, "check_staging") == {"delete_staging", "approve_production", "prove_images"}
+    # Inspector's proof of the baked AMIs reads their replicas: before the teardown and the gate.
+    assert downstream(dag, "prove_images") == {"delete_staging", "approve_production"}
 
 
 def test_the_approval_gate_stands_between_staging_and_the_canary(dag: object) -> None:

@@ -52,7 +52,7 @@ def gated(document: dict[str, Any]) -> None:
         }
         for name, desired in ASGS.items()
     ]
-    document["images"] = {"create_seconds": 20}
+    document["images"] = {"create_seconds": 10}
 
 
 def test_install_cycle_patches_the_default_scenario_as_injected(tmp_path: Path) -> None:
@@ -133,6 +133,8 @@ def test_install_cycle_patches_the_default_scenario_as_injected(tmp_path: Path) 
         assert group["status"] == "Successful" and group["default_version_set"], group
         assert group["version"] == "2" and group["checkpoints"][-1] == 100 and len(group["checkpoints"]) > 1
         assert len(group["instances"]) == desired and len(group["new_instances"]) == desired
+        # Each new instance checked after the refresh: its scan shows the pinned patches, Inspector the CVEs closed.
+        assert all(new["compliant"] and new["cves_closed"] for new in group["new_instances"]), group
         rows = {r["resource_id"]: r for r in report["resources"] if r["resource_id"] in group["instances"]}
         assert {r["verdict"] for r in rows.values()} == {"REPLACED"}, rows
         assert all(group["image_id"] in r["reason"] and r["wave"] is None for r in rows.values())

@@ -25,7 +25,7 @@ from patchcycle.readback.immutable import read_immutable_record
 from patchcycle.run_artifacts import MATCH_PLAN, REPLACEMENT_CHECKS, REPLACEMENT_SCANS, RunArtifacts, Step
 from patchcycle.triggers.inspector_rescan import InspectorRescanTrigger
 
-# Any Inspector scan of a new instance is after its launch: the rescan wait needs no later bound than this.
+# An instance whose scan left no report: any Inspector scan of it will do.
 LAUNCHED_AFTER = "1970-01-01T00:00:00Z"
 
 
@@ -60,15 +60,19 @@ class VerifyReplacementsOperator(TargetOperator[PatchManagerHook, CycleConfig]):
         self.wait_for_commands(config, sent, method_name="scanned")
 
     def scanned(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """The scans ended: wait for Amazon Inspector to have scanned every new instance."""
+        """The scans ended: wait for Amazon Inspector to rescan every new instance after its scan's report (the
+        inventory its package scan reads), as inspect waits after an install."""
         artifacts, config = self.artifacts(context), self.settings()
         new = self._new_instances(artifacts, config)
         wait = config.inspector_wait
+        with aws_call("ssm:DescribeInstancePatchStates", self.account_id(artifacts), str(self.region_name)):
+            states = self.hook.instance_patch_states(sorted(new))
+        reported = {str(s["InstanceId"]): iso_utc(s.get("OperationEndTime")) for s in states}
         self.defer(
             trigger=InspectorRescanTrigger(
                 aws_conn_id=self.aws_conn_id,
                 region_name=self.region_name,
-                installed_at=dict.fromkeys(sorted(new), LAUNCHED_AFTER),
+                installed_at={i: reported.get(i) or LAUNCHED_AFTER for i in sorted(new)},
                 deadline=iso_utc(datetime.now(UTC) + wait),
                 poll_seconds=config.poll_seconds,
                 verify=self.verify,
