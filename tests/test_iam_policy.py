@@ -267,9 +267,12 @@ SAMPLE_RESOURCES: dict[str, tuple[str, ...]] = {
     "sns:Publish": (f"arn:aws:sns:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:patch-ops",),
     "ec2:CreateLaunchTemplateVersion": (SAMPLE_LAUNCH_TEMPLATE,),
     "ec2:ModifyLaunchTemplate": (SAMPLE_LAUNCH_TEMPLATE,),
-    "autoscaling:StartInstanceRefresh": (
-        f"arn:aws:autoscaling:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:autoScalingGroup:0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
-        ":autoScalingGroupName/web-asg",
+    **dict.fromkeys(
+        ("autoscaling:StartInstanceRefresh", "autoscaling:CancelInstanceRefresh"),
+        (
+            f"arn:aws:autoscaling:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:autoScalingGroup:0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+            ":autoScalingGroupName/web-asg",
+        ),
     ),
     "s3:GetBucketTagging": ("arn:aws:s3:::any-customer-bucket",),
     "s3:ListBucket": (f"arn:aws:s3:::{ARTIFACT_BUCKET}",),

@@ -193,7 +193,7 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
         )
         if event.get("status") != "done":
             with aws_call("autoscaling:CancelInstanceRefresh", refresh.account_id, refresh.region):
-                AutoScalingHook(**kwargs).conn.cancel_instance_refresh(AutoScalingGroupName=name)
+                AutoScalingHook(**kwargs).cancel_refresh(name)
                 calls += 1
             limit = f"{config.auto_scaling.refresh_timeout_minutes:g}"
             refresh = replace(refresh, status="Cancelled", reason=f"not done within {limit} minutes: cancelled")
