@@ -88,9 +88,10 @@ with DAG(
     # Amazon Inspector on each baked AMI's replica, before the replicas are deleted and anyone is asked to approve.
     prove_images = ProveImagesOperator.partial(task_id="prove_images", config=config).expand_kwargs(targets)
     refresh_groups = RefreshGroupsOperator(task_id="refresh_groups", config=config, retries=0)
-    # all_done: the instances of the groups refreshed before a failure are checked too.
+    # none_skipped: the instances of the groups refreshed before a failure are checked too; nothing to check when
+    # the refreshes were skipped (scan mode, a rejected rollout).
     verify_replacements = VerifyReplacementsOperator.partial(
-        task_id="verify_replacements", config=config, trigger_rule="all_done"
+        task_id="verify_replacements", config=config, trigger_rule="none_skipped"
     ).expand_kwargs(targets)
     approve = PatchApprovalOperator(task_id="approve_production", config=config, retries=0)
     waves = [PatchWaveOperator(task_id=f"wave_{n}", wave=n, config=config) for n in range(1, MAX_WAVES + 1)]

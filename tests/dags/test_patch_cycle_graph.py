@@ -39,6 +39,8 @@ def test_the_approval_gate_stands_between_staging_and_the_canary(dag: object) ->
     assert downstream(dag, "approve_production") == {"wave_1", "refresh_groups"}
     assert downstream(dag, "refresh_groups") == {"verify_replacements"}
     assert downstream(dag, "verify_replacements") == {"verify"}
+    rule = dag.get_task("verify_replacements").trigger_rule  # type: ignore[attr-defined]
+    assert rule == "none_skipped", "after a failed refresh too, never after skipped ones"
     # The runbooks are in every target before anyone is asked to approve the waves that start them, and before
     # the bakes that run PatchCycle-BakeAmi; staging waits for the bakes (it stages each baked AMI too).
     assert downstream(dag, "plan_install") >= {"register_runbooks"}
