@@ -20,6 +20,7 @@ from patchcycle.assets import PATCH_CYCLE_REPORT
 from patchcycle.config import MAX_WAVES, CycleConfig
 from patchcycle.dag_params import params_of
 from patchcycle.operators.approval import PatchApprovalOperator
+from patchcycle.operators.bake_images import BakeImagesOperator
 from patchcycle.operators.config_compliance import ConfigComplianceOperator
 from patchcycle.operators.cycle_outcome import CycleOutcomeOperator
 from patchcycle.operators.cycle_params import CycleParamsOperator
@@ -31,14 +32,17 @@ from patchcycle.operators.inventory import InventoryOperator
 from patchcycle.operators.mode_gate import InstallModeGate
 from patchcycle.operators.patch_scan import PatchScanOperator
 from patchcycle.operators.patch_wave import PatchWaveOperator
+from patchcycle.operators.prove_images import ProveImagesOperator
 from patchcycle.operators.publish_findings import PublishFindingsOperator
 from patchcycle.operators.publish_metrics import PublishMetricsOperator
 from patchcycle.operators.rds_rollout import RdsRolloutOperator
 from patchcycle.operators.rds_staging import RdsRehearsalOperator, RdsStagingOperator, RdsStagingTeardownOperator
+from patchcycle.operators.refresh_groups import RefreshGroupsOperator
 from patchcycle.operators.register_runbooks import RegisterRunbooksOperator
 from patchcycle.operators.staging_checks import StagingHealthCheckOperator, StagingPatchOperator
 from patchcycle.operators.staging_stack import StagingStackOperator, StagingTeardownOperator
 from patchcycle.operators.verify_install import VerifyInstallOperator
+from patchcycle.operators.verify_replacements import VerifyReplacementsOperator
 from patchcycle.timetables import PatchTuesdayTimetable
 
 with DAG(
@@ -87,6 +91,17 @@ with DAG(
         targets
     )
     rds_rollout = RdsRolloutOperator(task_id="rds_rollout", config=config)
+    # The immutable path: one patched AMI per source AMI of the Auto Scaling instances, staged as its own replica
+    # (so staging waits for the bakes), then each group refreshed onto it after approval, beside the waves.
+    bake_images = BakeImagesOperator.partial(task_id="bake_images", config=config).expand_kwargs(targets)
+    # Amazon Inspector on each baked AMI's replica, before the replicas are deleted and anyone is asked to approve.
+    prove_images = ProveImagesOperator.partial(task_id="prove_images", config=config).expand_kwargs(targets)
+    refresh_groups = RefreshGroupsOperator(task_id="refresh_groups", config=config, retries=0)
+    # none_skipped: the instances of the groups refreshed before a failure are checked too; nothing to check when
+    # the refreshes were skipped (scan mode, a rejected rollout).
+    verify_replacements = VerifyReplacementsOperator.partial(
+        task_id="verify_replacements", config=config, trigger_rule="none_skipped"
+    ).expand_kwargs(targets)
     approve = PatchApprovalOperator(task_id="approve_production", config=config, retries=0)
     waves = [PatchWaveOperator(task_id=f"wave_{n}", wave=n, config=config) for n in range(1, MAX_WAVES + 1)]
     # all_done: the canary instances of a halted rollout are verified too.
@@ -119,4 +134,7 @@ with DAG(
     plan_install >> create_rds_staging >> rehearse_rds
     rehearse_rds >> delete_rds_staging.as_teardown(setups=create_rds_staging, on_failure_fail_dagrun=True)
     rehearse_rds >> approve >> rds_rollout >> report
+    register_runbooks >> bake_images >> create_staging
+    check_staging >> prove_images >> [delete_staging, approve]
+    approve >> refresh_groups >> verify_replacements >> verify
     match >> report

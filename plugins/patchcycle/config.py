@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Final, Self, TypeVar
 
 from patchcycle.core.cloudwatch_metrics import check_dashboard_name
 from patchcycle.core.config_compliance import check_rule_name
+from patchcycle.core.immutable import ASG, IMMUTABLE_MODES
 from patchcycle.core.quantities import CountOrPercent
 from patchcycle.core.scope import Scope
 from patchcycle.core.verdicts import INSTALL, MODES, SCAN
@@ -183,6 +184,18 @@ def parse_wave_percentages(name: str, value: Any) -> tuple[int, ...]:
     if sum(value) != 100:
         raise ValueError(f"{name}: must add up to 100 (the instances left after the canary), got {sum(value)}")
     return tuple(value)
+
+
+def parse_percentage(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise ValueError(f"{name}: must be a whole percentage from 0 to 100, got {value!r}")
+    return value
+
+
+def parse_seconds(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name}: must be a whole number of seconds, 0 or more, got {value!r}")
+    return value
 
 
 def parse_severities(name: str, value: Any) -> tuple[str, ...]:
@@ -647,6 +660,60 @@ class RdsSettings(Settings):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ImmutableSettings(Settings):
+    """The immutable path of Auto Scaling groups: bake a patched AMI, stage it, refresh the groups (install mode)."""
+
+    SECTION = "Install: Auto Scaling groups (bake and instance refresh)"
+
+    immutable: str = setting(
+        ASG,
+        _choice(*IMMUTABLE_MODES),
+        "Auto Scaling group instances",
+        "asg: never patch them in place; bake a patched AMI per source AMI, stage it, and replace the instances "
+        "with an instance refresh that rolls back on its own. off: patch them in place like the rest.",
+        enum=list(IMMUTABLE_MODES),
+    )
+    refresh_min_healthy_percentage: int = setting(
+        90,
+        parse_percentage,
+        "Instance refresh: minimum healthy (%)",
+        "The share of each group that stays InService while the refresh replaces instances (MinHealthyPercentage).",
+        type="integer",
+        minimum=0,
+        maximum=100,
+    )
+    refresh_instance_warmup_seconds: int = setting(
+        300,
+        parse_seconds,
+        "Instance refresh: warm-up (seconds)",
+        "How long a new instance warms up before the refresh counts it healthy and moves on (InstanceWarmup).",
+        type="integer",
+        minimum=0,
+    )
+    refresh_checkpoint_delay_seconds: int = setting(
+        300,
+        parse_seconds,
+        "Instance refresh: pause at each checkpoint (seconds)",
+        "How long the refresh waits at the end of each wave's share (the canary first) for the health alarms to "
+        "speak (CheckpointDelay).",
+        type="integer",
+        minimum=0,
+    )
+    refresh_timeout_minutes: float = setting(
+        480.0,
+        parse_duration,
+        "Instance refresh time limit per group (minutes)",
+        "A refresh still running after this is cancelled, and the remaining groups are not refreshed.",
+        type="number",
+        exclusiveMinimum=0,
+    )
+
+    @property
+    def refresh_timeout(self) -> timedelta:
+        return timedelta(minutes=self.refresh_timeout_minutes)
+
+
+@dataclass(frozen=True, kw_only=True)
 class CycleConfig(RunConfig):
     """The patch_cycle run's settings. `mode` is resolved ("scan" or "install") once validated."""
 
@@ -663,6 +730,7 @@ class CycleConfig(RunConfig):
     install: InstallSettings = group(InstallSettings)
     safety: RolloutSafety = group(RolloutSafety)
     rds: RdsSettings = group(RdsSettings)
+    auto_scaling: ImmutableSettings = group(ImmutableSettings)
     scope: Scope = setting(
         Scope(),
         parse_scope,

@@ -29,6 +29,8 @@ from patchcycle.config import Target
 from patchcycle.core.config_compliance import CONFIG_COLUMNS
 from patchcycle.core.drift import DRIFT_COLUMNS, DRIFT_SCHEMA
 from patchcycle.core.frames import FrameSchemaError, checked_frame
+from patchcycle.core.immutable import BAKE_PLAN_COLUMNS, GROUP_PLAN_COLUMNS
+from patchcycle.core.immutable_rollout import BAKE_RESULT_COLUMNS, IMAGE_PROOF_COLUMNS, GroupRefresh, ReplacementCheck
 from patchcycle.core.inspection import CVE_COLUMNS, RESIDUAL_COLUMNS
 from patchcycle.core.inventory import INVENTORY_COLUMNS
 from patchcycle.core.outcomes import ApprovalRecord
@@ -309,6 +311,20 @@ WAVE_PLAN: Final = Table(
     written_by="plan_install",
     columns=WAVE_PLAN_COLUMNS,
 )
+BAKE_PLAN: Final = Table(
+    stage="install",
+    name="bakes.parquet",
+    about="the patched AMIs to bake: one per source AMI of the Auto Scaling instances, with its pinned patches",
+    written_by="plan_install",
+    columns=BAKE_PLAN_COLUMNS,
+)
+GROUP_PLAN: Final = Table(
+    stage="install",
+    name="groups.parquet",
+    about="the Auto Scaling instances by (group, launch template version, AMI), each with the bake for its AMI",
+    written_by="plan_install",
+    columns=GROUP_PLAN_COLUMNS,
+)
 OVERRIDE_LIST: Final = Text(
     stage="install",
     name="overrides/{profile}.yaml",
@@ -335,6 +351,48 @@ RDS_REHEARSALS: Final = Table(
     about="one staging copy per (account, region, engine, engine version, instance class family) planned",
     written_by="plan_install",
     columns=REHEARSAL_COLUMNS,
+)
+BAKE_EXECUTIONS: Final = Record(
+    stage="immutable",
+    name="{target}.bake_executions.json",
+    about="bake id -> the PatchCycle-BakeAmi execution started for it",
+    written_by="bake_images",
+    schema=dict[str, str],
+)
+BAKE_RESULTS: Final = Table(
+    stage="immutable",
+    name="{target}.bakes.parquet",
+    about="each bake's execution, its status and the baked AMI (or why there is none)",
+    written_by="bake_images",
+    columns=BAKE_RESULT_COLUMNS,
+)
+IMAGE_PROOFS: Final = Table(
+    stage="immutable",
+    name="{target}.image_proofs.parquet",
+    about="per baked AMI: the CVEs Amazon Inspector shows closed on the staging instance launched from it",
+    written_by="prove_images",
+    columns=IMAGE_PROOF_COLUMNS,
+)
+REFRESHES: Final = Record(
+    stage="immutable",
+    name="refreshes.json",
+    about="group name -> its instance refresh: version, status, old and new instances, time and API calls",
+    written_by="refresh_groups",
+    schema=dict[str, GroupRefresh],
+)
+REPLACEMENT_SCANS: Final = Record(
+    stage="immutable",
+    name="{target}.replacement_scans.json",
+    about="the Patch Manager Scan commands sent to the instances the refreshes launched (command ids)",
+    written_by="verify_replacements",
+    schema=list[str],
+)
+REPLACEMENT_CHECKS: Final = Record(
+    stage="immutable",
+    name="{target}.replacements.json",
+    about="instance id -> its check after the refresh that launched it: pinned patches installed, CVEs closed",
+    written_by="verify_replacements",
+    schema=dict[str, ReplacementCheck],
 )
 STACK: Final = Record(
     stage="staging",
@@ -674,6 +732,10 @@ class Step:
     REGISTER_RUNBOOKS: Final = "register_runbooks"
     RDS_STAGING: Final = "rds_staging"
     RDS_ROLLOUT: Final = "rds_rollout"
+    BAKE_IMAGES: Final = "bake_images"
+    PROVE_IMAGES: Final = "prove_images"
+    REFRESH_GROUPS: Final = "refresh_groups"
+    VERIFY_REPLACEMENTS: Final = "verify_replacements"
     SNAPSHOT_RETENTION: Final = "expire_snapshots"
     VERIFY: Final = "verify"
     INSPECT: Final = "inspect"

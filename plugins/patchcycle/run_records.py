@@ -15,6 +15,7 @@ from typing import (
 from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict
 
+from patchcycle.core.immutable_rollout import GroupRefresh, ReplacementCheck
 from patchcycle.core.outcomes import ApprovalRecord
 from patchcycle.core.verdicts import ScanFailure
 from patchcycle.core.wave_results import WaveRecord
@@ -23,7 +24,7 @@ from patchcycle.core.wave_results import WaveRecord
 STRICT = ConfigDict(extra="forbid", strict=True)
 
 # The records core reasons about are its own dataclasses (core stays free of pydantic): read as strictly.
-for _core_record in (ApprovalRecord, ScanFailure, WaveRecord):
+for _core_record in (ApprovalRecord, GroupRefresh, ReplacementCheck, ScanFailure, WaveRecord):
     with_config(STRICT)(_core_record)
 
 

@@ -145,3 +145,28 @@ def test_each_kind_of_drift_is_found() -> None:
     assert "installed by the cycle" in uninstalled["detail"]
     assert drift_summary(drift, 3)["instances_drifted"] == 2
     assert drift_summary(drift, 3)["by_kind"][DriftKind.NEW_CRITICAL_FINDING] == 2
+
+
+def test_the_instances_a_refresh_launched_are_watched_as_left_with_their_pinned_patches() -> None:
+    from patchcycle.core.drift import detect_drift, watched_instances
+
+    group = {
+        "account_id": "123456789012",
+        "region": "us-east-1",
+        "group": "web-asg",
+        "status": "Successful",
+        "pinned_patches": ["ALAS-1"],
+        "new_instances": [{"instance_id": "i-new", "compliant": True, "cves_closed": True}],
+    }
+    report = {"resources": [], "install": {"auto_scaling_groups": [group]}, "generated_at": "2026-11-20T03:00:00Z"}
+    watched = watched_instances(report, "123456789012", "us-east-1")
+    assert [entry["resource_id"] for entry in watched] == ["i-new"]
+    assert watched_instances(report, "123456789012", "eu-west-1") == []
+    absent = {"i-new": [{"KBId": "ALAS-1", "State": "MISSING"}, {"KBId": "ALAS-9", "State": "MISSING"}]}
+    drift = detect_drift(report, "123456789012", "us-east-1", absent, None, [])
+    assert dict(zip(drift["subject"], drift["kind"], strict=True)) == {
+        "ALAS-1": "PATCH_UNINSTALLED",
+        "ALAS-9": "NEW_MISSING",
+    }
+    # Nothing missing on it: expected, no drift.
+    assert detect_drift(report, "123456789012", "us-east-1", {}, None, []).empty

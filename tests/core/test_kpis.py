@@ -284,6 +284,8 @@ def test_failure_reasons_are_the_codes_of_the_failure_verdicts() -> None:
         "NO_PATCH_STATE",
         "MAINTENANCE_FAILED",  # RDS: counted like the EC2 install failures
         "MAINTENANCE_TIMEOUT",
+        "REFRESH_ROLLED_BACK",
+        "REFRESH_FAILED",
     }
     assert set(FAILURE_REASONS) - INSTALL_ONLY_REASONS == {"SCAN_FAILED", "SCAN_TIMEOUT", "NO_PATCH_STATE"}
 

@@ -440,6 +440,7 @@ def test_staging_failed_verdict_is_install_only_and_unknown() -> None:
         "NOT_RUN",
         "NO_SNAPSHOT",
         "SENT",
+        "REFRESH",
     }
 
 

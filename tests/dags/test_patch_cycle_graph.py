@@ -29,7 +29,9 @@ def test_staging_stack_is_a_setup_with_its_deletion_as_teardown(dag: object) -> 
     assert "delete_staging" in downstream(dag, "create_staging")
     assert delete.on_failure_fail_dagrun, "a stack left behind must fail the run"
     # Staging is torn down before production waits for approval.
-    assert downstream(dag, "check_staging") == {"delete_staging", "approve_production"}
+    assert downstream(dag, "check_staging") == {"delete_staging", "approve_production", "prove_images"}
+    # Inspector's proof of the baked AMIs reads their replicas: before the teardown and the gate.
+    assert downstream(dag, "prove_images") == {"delete_staging", "approve_production"}
 
 
 def test_rds_staging_is_a_setup_with_its_deletion_as_teardown_and_the_rollout_follows_the_gate(dag: object) -> None:
@@ -42,10 +44,18 @@ def test_rds_staging_is_a_setup_with_its_deletion_as_teardown_and_the_rollout_fo
 
 
 def test_the_approval_gate_stands_between_staging_and_the_canary(dag: object) -> None:
-    assert downstream(dag, "approve_production") == {"wave_1", "rds_rollout"}
-    # The runbooks are in every target before anyone is asked to approve the waves that start them.
+    # The in-place canary, the RDS waves and the Auto Scaling groups' refreshes, all behind the gate; verify
+    # follows the refreshes.
+    assert downstream(dag, "approve_production") == {"wave_1", "rds_rollout", "refresh_groups"}
+    assert downstream(dag, "refresh_groups") == {"verify_replacements"}
+    assert downstream(dag, "verify_replacements") == {"verify"}
+    rule = dag.get_task("verify_replacements").trigger_rule  # type: ignore[attr-defined]
+    assert rule == "none_skipped", "after a failed refresh too, never after skipped ones"
+    # The runbooks are in every target before anyone is asked to approve the waves that start them, and before
+    # the bakes that run PatchCycle-BakeAmi; staging waits for the bakes (it stages each baked AMI too).
     assert downstream(dag, "plan_install") >= {"register_runbooks"}
-    assert downstream(dag, "register_runbooks") == {"approve_production"}
+    assert downstream(dag, "register_runbooks") == {"approve_production", "bake_images"}
+    assert downstream(dag, "bake_images") == {"create_staging"}
     gate = dag.get_task("approve_production")  # type: ignore[attr-defined]
     assert gate.defaults == ["Reject"] and gate.retries == 0
 
@@ -107,6 +117,7 @@ def test_the_tasks_that_act_in_aws_link_to_the_console_and_the_links_survive_ser
     expected = {
         "match": {"Run Command"},
         "create_staging": {"CloudFormation stack"},
+        "bake_images": {"Automation execution"},
         "delete_staging": {"CloudFormation stack"},
         "create_rds_staging": {"CloudFormation stack"},
         "delete_rds_staging": {"CloudFormation stack"},

@@ -32,7 +32,13 @@ from tests.e2e.test_scan_cycle import expected_missing
 ATTEMPTED = ("PATCHED", "PATCHED_PENDING_REBOOT", "FAILED", "ROLLED_BACK")
 
 
-BROKEN = "win-prod-use1"  # one of its servers fails its health checks once patched
+BROKEN = "win-prod-use1"
+ASGS = {"web-asg-use1": 4, "api-asg-use1": 3}  # Auto Scaling groups and their desired capacity
+# The instance refresh in simulated seconds (the sandbox runs 10x): short warm-up and checkpoint pauses.
+REFRESH = {
+    "refresh_instance_warmup_seconds": 20,
+    "refresh_checkpoint_delay_seconds": 10,
+}  # one of its servers fails its health checks once patched
 
 
 def gated(document: dict[str, Any]) -> None:
@@ -42,6 +48,22 @@ def gated(document: dict[str, Any]) -> None:
     document["change_calendars"] = [{"name": "patch-window", "type": "DEFAULT_CLOSED", "events": [window]}]
     document["alarms"] = [{"name": "web-prod-5xx", "state": "OK"}]
     with_databases(document)
+    # Two Auto Scaling groups from one source AMI: one bake, two refreshes (immutable path).
+    region = document["accounts"][0]["regions"]["us-east-1"]
+    region["auto_scaling_groups"] = [
+        {
+            "name": name,
+            "ami": "ami-0a1b2c3d4e5f60001",
+            "instance_type": "t3.medium",
+            "min": 1,
+            "max": 8,
+            "desired": desired,
+            "tags": {"Environment": "production", "PatchGroup": "web", "App": "storefront"},
+            "patched_through": "2026-09-30",
+        }
+        for name, desired in ASGS.items()
+    ]
+    document["images"] = {"create_seconds": 10}
 
 
 def with_databases(document: dict[str, Any]) -> None:
@@ -84,13 +106,14 @@ def check_databases(report: dict[str, Any], artifacts: Path) -> None:
     assert set(rollout["status_after"]) == {"available"}  # and the actions gone from the pending list
 
 
-# The cycle's own 600 s limit, plus the RDS staging copies and waves this run also proves.
-@pytest.mark.timeout(900)
+# Beyond the suite's 600 s limit: this run also proves the RDS staging copies and waves, and the Auto Scaling
+# groups' bake, proof and refreshes.
+@pytest.mark.timeout(1200)
 def test_install_cycle_patches_the_default_scenario_as_injected(tmp_path: Path) -> None:
     # A threshold above the injected failures: this run must reach every wave.
     scenario_path = scenario_file(tmp_path, "default-fast", gated)
     gates = {"change_calendar": "patch-window", "health_alarms": ["web-prod-*"]}
-    result, report = run(scenario_path, tmp_path / "cycle", halt_threshold="50%", **gates)
+    result, report = run(scenario_path, tmp_path / "cycle", halt_threshold="50%", **gates, **REFRESH)
     assert result.succeeded, f"see {result.log_path}"
     scenario = load_scenario(scenario_path)
     assert report["mode"] == "install" and report["accounting"]["ok"] and report["incomplete"] == []
@@ -155,3 +178,20 @@ def test_install_cycle_patches_the_default_scenario_as_injected(tmp_path: Path) 
     assert report["kpis"]["fleet"]["rolled_back"] == 3
     assert result.report_dir is not None
     check_databases(report, result.report_dir / "artifacts")
+
+    # The Auto Scaling groups: replaced by their instance refresh onto the one baked AMI, never patched in place.
+    groups = {g["group"]: g for g in install["auto_scaling_groups"]}
+    assert set(groups) == set(ASGS)
+    images = {g["image_id"] for g in groups.values()}
+    assert len(images) == 1 and all(image.startswith("ami-") for image in images)  # one bake per source AMI
+    for name, desired in ASGS.items():
+        group = groups[name]
+        assert group["status"] == "Successful" and group["default_version_set"], group
+        assert group["version"] == "2" and group["checkpoints"][-1] == 100 and len(group["checkpoints"]) > 1
+        assert len(group["instances"]) == desired and len(group["new_instances"]) == desired
+        # Each new instance checked after the refresh: its scan shows the pinned patches, Inspector the CVEs closed.
+        assert all(new["compliant"] and new["cves_closed"] for new in group["new_instances"]), group
+        rows = {r["resource_id"]: r for r in report["resources"] if r["resource_id"] in group["instances"]}
+        assert {r["verdict"] for r in rows.values()} == {"REPLACED"}, rows
+        assert all(group["image_id"] in r["reason"] and r["wave"] is None for r in rows.values())
+        print(f"{name}: refresh {group['seconds']:.0f} simulated s, {group['api_calls']} API calls")

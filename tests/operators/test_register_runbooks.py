@@ -101,7 +101,7 @@ def test_a_first_run_creates_the_runbooks_tagged_as_the_projects_and_records_the
 
     assert register(region, run_id) == dict.fromkeys(RUNBOOKS, "create")
 
-    assert changed(before, writes(server)) == calls(create=3, update=0, set_default=0)
+    assert changed(before, writes(server)) == calls(create=len(RUNBOOKS), update=0, set_default=0)
     files = {name: (AUTOMATION / f"{name}.yaml").read_text() for name in RUNBOOKS}
     for name in RUNBOOKS:
         document = described(server, region, name)

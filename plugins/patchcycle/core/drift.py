@@ -85,7 +85,8 @@ DRIFT_SCHEMA: Final[dict[str, Any]] = {
 }
 
 # Verdicts after which the cycle's report says the instance holds its listed patches.
-INSTALLED_VERDICTS: Final = frozenset({"PATCHED", "PATCHED_PENDING_REBOOT"})
+REPLACED: Final = "REPLACED"  # an Auto Scaling group's instance refresh put its new instances in their place
+INSTALLED_VERDICTS: Final = frozenset({"PATCHED", "PATCHED_PENDING_REBOOT", REPLACED})
 # Compliance states the cycle left an instance in that Config may not contradict without it being drift.
 COMPLIANT_STATES: Final = frozenset({"COMPLIANT"})
 # Patch states that mean "not on the instance".
@@ -93,7 +94,8 @@ ABSENT_STATES: Final = frozenset({"MISSING", "FAILED"})
 
 
 def watched_instances(report: Mapping[str, Any], account_id: str, region: str) -> list[dict[str, Any]]:
-    """The report's EC2 entries in one account and region that Patch Manager reported on."""
+    """The report's EC2 entries in one account and region that Patch Manager reported on, and the instances the
+    cycle's instance refreshes launched there (expected: their baked AMI's pinned patches installed)."""
     return [
         entry
         for entry in report["resources"]
@@ -101,6 +103,27 @@ def watched_instances(report: Mapping[str, Any], account_id: str, region: str) -
         and entry["account_id"] == account_id
         and entry["region"] == region
         and entry.get("patch_state") is not None
+    ] + replacement_entries(report, account_id, region)
+
+
+def replacement_entries(report: Mapping[str, Any], account_id: str, region: str) -> list[dict[str, Any]]:
+    """The instances an Auto Scaling group's refresh launched in this account and region, as watched entries: the
+    cycle left them with the group's pinned patches installed (REPLACED), so a pinned patch missing again is
+    PATCH_UNINSTALLED and any other missing patch NEW_MISSING, as for an instance patched in place."""
+    groups = (report.get("install") or {}).get("auto_scaling_groups") or []
+    return [
+        {
+            "resource_id": new["instance_id"],
+            "resource_type": "ec2",
+            "account_id": account_id,
+            "region": region,
+            "verdict": REPLACED,
+            "compliance_state": "COMPLIANT" if new["compliant"] else "UNKNOWN",
+            "missing_patches": [{"patch_id": patch_id} for patch_id in group["pinned_patches"]],
+        }
+        for group in groups
+        if group["account_id"] == account_id and group["region"] == region and group["status"] == "Successful"
+        for new in group["new_instances"]
     ]
 
 

@@ -174,3 +174,9 @@ def refresh_preferences(
     if alarms:
         preferences["AlarmSpecification"] = {"Alarms": list(alarms)}
     return preferences
+
+
+def split_production(production: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The production instances patched in place, and those the immutable path replaces (mode: `immutable`)."""
+    replaced = is_immutable(production, mode)
+    return production[~replaced].reset_index(drop=True), production[replaced].reset_index(drop=True)

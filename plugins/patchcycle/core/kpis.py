@@ -3,7 +3,7 @@
 Per (account, region) and for the whole fleet, over in-scope resources:
 
 - in_scope, already_compliant, non_compliant (compliance state NON_COMPLIANT), skipped (any SKIPPED_* verdict);
-- install mode: patched (PATCHED + PATCHED_PENDING_REBOOT), pending_reboot, failed (FAILED), rolled_back
+- install mode: patched (PATCHED + PATCHED_PENDING_REBOOT + REPLACED), pending_reboot, failed (FAILED), rolled_back
   (ROLLED_BACK), rollback_failed (ROLLBACK_FAILED), attempted (patched + failed + rolled_back + rollback_failed:
   every instance the rollout owed an install, including "install not attempted" ones whose wave was due but never
   ran), success_rate (100 * patched / attempted, in percent; None when attempted is 0);
@@ -28,9 +28,15 @@ from typing import Any, Final
 
 from patchcycle.core.verdicts import INSTALL, MODES, REASON_CODES, ComplianceState, Verdict
 
-# RDS maintenance applied counts as patched, like an EC2 install.
+# RDS maintenance applied counts as patched, like an EC2 install; so does REPLACED: its Auto Scaling group's
+# refresh put an instance of the patched AMI in its place.
 PATCHED_VERDICTS: Final = frozenset(
-    {Verdict.PATCHED.value, Verdict.PATCHED_PENDING_REBOOT.value, Verdict.MAINTENANCE_APPLIED.value}
+    {
+        Verdict.PATCHED.value,
+        Verdict.PATCHED_PENDING_REBOOT.value,
+        Verdict.MAINTENANCE_APPLIED.value,
+        Verdict.REPLACED.value,
+    }
 )
 SKIPPED_VERDICTS: Final = frozenset(v.value for v in Verdict if v.value.startswith("SKIPPED_"))
 # Verdicts that record something going wrong (skips are decisions or preconditions, counted apart).

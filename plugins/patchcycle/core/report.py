@@ -19,6 +19,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from patchcycle.core.immutable_rollout import AUTO_SCALING_GROUP_SCHEMA
 from patchcycle.core.inventory import KEY_COLUMNS
 from patchcycle.core.kpis import KPIS_SCHEMA, compute_kpis
 from patchcycle.core.outcomes import APPROVE, REJECT
@@ -211,6 +212,8 @@ INSTALL_SCHEMA: Final[dict[str, Any]] = _record(
     },
     "install mode: the staging rehearsal, the approval gate and the production waves",
 )
+# Optional: present when the run took Auto Scaling instances on the immutable path (core/immutable_rollout).
+INSTALL_SCHEMA["properties"]["auto_scaling_groups"] = {"type": "array", "items": AUTO_SCALING_GROUP_SCHEMA}
 
 REPORT_SCHEMA: Final[dict[str, Any]] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",

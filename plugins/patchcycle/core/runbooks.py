@@ -11,7 +11,8 @@ from typing import Final
 SNAPSHOT_RUNBOOK: Final = "PatchCycle-PrePatchSnapshot"
 VALIDATE_RUNBOOK: Final = "PatchCycle-ValidateInstance"
 RESTORE_RUNBOOK: Final = "PatchCycle-RestoreRootVolume"
-RUNBOOKS: Final = (SNAPSHOT_RUNBOOK, VALIDATE_RUNBOOK, RESTORE_RUNBOOK)
+BAKE_RUNBOOK: Final = "PatchCycle-BakeAmi"
+RUNBOOKS: Final = (SNAPSHOT_RUNBOOK, VALIDATE_RUNBOOK, RESTORE_RUNBOOK, BAKE_RUNBOOK)
 RUNBOOK_PREFIX: Final = "PatchCycle-"
 MANAGED_TAG: Final = ("patchcycle:managed", "true")
 # StartAutomationExecution: a parameter takes at most 50 values of 1 to 512 characters each.
@@ -85,3 +86,46 @@ def runbook_parameters(
     if assume_role:  # an empty value is not a valid parameter value: the runbook's default ("") applies
         parameters["AutomationAssumeRole"] = [assume_role]
     return parameters
+
+
+def bake_parameters(
+    *,
+    source_ami: str,
+    instance_type: str,
+    patch_ids: Sequence[str],
+    override_list: str,
+    run_id: str,
+    image_name: str,
+    health_checks: Mapping[str, Sequence[str]],
+    instance_profile: str,
+    subnet_id: str,
+    assume_role: str,
+) -> dict[str, list[str]]:
+    """PatchCycle-BakeAmi's parameters for one source AMI: exactly its pinned patches, as the override list names
+    them. Empty optional values are left out (an empty value is not a valid parameter value: the defaults apply)."""
+    if not patch_ids:
+        raise RunbookError(f"{BAKE_RUNBOOK}: {source_ami} has no pinned patch to bake in")
+    if len(patch_ids) > MAX_PARAMETER_VALUES:
+        raise RunbookError(
+            f"{BAKE_RUNBOOK}: PatchIds takes at most {MAX_PARAMETER_VALUES} values, {source_ami} has {len(patch_ids)} "
+            "pinned patches"
+        )
+    parameters = {
+        "SourceAmiId": [source_ami],
+        "InstanceType": [instance_type],
+        "PatchIds": list(patch_ids),
+        "InstallOverrideList": [override_list],
+        "RunId": [run_id[:MAX_PARAMETER_VALUE_LENGTH]],
+        "TargetImageName": [image_name],
+        "LinuxHealthCheck": list(health_checks["Linux"]),
+        "WindowsHealthCheck": list(health_checks["Windows"]),
+    }
+    optional = {"IamInstanceProfileName": instance_profile, "SubnetId": subnet_id, "AutomationAssumeRole": assume_role}
+    parameters.update({name: [value] for name, value in optional.items() if value})
+    return parameters
+
+
+def image_name(run_id: str, bake_id: str, source_ami: str) -> str:
+    """The baked AMI's name: unique per run and bake, within CreateImage's 3-128 allowed characters."""
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:12]
+    return f"patchcycle-{source_ami}-{bake_id}-{digest}"

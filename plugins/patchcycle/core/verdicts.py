@@ -27,6 +27,7 @@ class Verdict(StrEnum):
     NON_COMPLIANT = "NON_COMPLIANT"
     PATCHED = "PATCHED"
     PATCHED_PENDING_REBOOT = "PATCHED_PENDING_REBOOT"
+    REPLACED = "REPLACED"
     FAILED = "FAILED"
     ROLLED_BACK = "ROLLED_BACK"
     ROLLBACK_FAILED = "ROLLBACK_FAILED"
@@ -96,6 +97,12 @@ class ReasonCode(StrEnum):
     MAINTENANCE_FAILED = "MAINTENANCE_FAILED"
     MAINTENANCE_TIMEOUT = "MAINTENANCE_TIMEOUT"
     AWS_MANAGED = "AWS_MANAGED"
+    REPLACED = "REPLACED"
+    REFRESH_ROLLED_BACK = "REFRESH_ROLLED_BACK"
+    REFRESH_FAILED = "REFRESH_FAILED"
+    HALTED_BY_REFRESH = "HALTED_BY_REFRESH"
+    REFRESH_IRREVERSIBLE = "REFRESH_IRREVERSIBLE"
+    BAKE_FAILED = "BAKE_FAILED"
 
 
 @dataclass(frozen=True)
@@ -126,10 +133,15 @@ VERDICTS: Final[Mapping[Verdict, VerdictInfo]] = {
     Verdict.PATCHED_PENDING_REBOOT: VerdictInfo(
         "this run installed the patches; a reboot is still needed for them to take effect", frozenset({INSTALL}), _N
     ),
+    Verdict.REPLACED: VerdictInfo(
+        "an Auto Scaling group's instance refresh replaced it with an instance of the baked, patched AMI",
+        frozenset({INSTALL}),
+        _C,
+    ),
     Verdict.FAILED: VerdictInfo("this run's patch install failed (reason says why)", frozenset({INSTALL}), _N),
     Verdict.ROLLED_BACK: VerdictInfo(
-        "the install or its validation failed and the run restored the pre-patch root volume: the instance is as "
-        "it was before the run, patches still missing",
+        "the install or its validation failed and the run restored the pre-patch root volume, or its Auto Scaling "
+        "group's instance refresh rolled back to the old AMI: as it was before the run, patches still missing",
         frozenset({INSTALL}),
         _N,
     ),
@@ -233,6 +245,18 @@ REASON_CODES: Final[Mapping[ReasonCode, tuple[Verdict, str]]] = {
     ),
     _R.MAINTENANCE_TIMEOUT: (Verdict.FAILED, "RDS: the database was not available again within rds_timeout_minutes"),
     _R.AWS_MANAGED: (Verdict.AWS_MANAGED, "fully AWS-managed (S3): listed, never patched by the customer"),
+    _R.REPLACED: (Verdict.REPLACED, "its group's instance refresh onto the baked AMI succeeded"),
+    _R.REFRESH_ROLLED_BACK: (
+        Verdict.ROLLED_BACK,
+        "its group's instance refresh failed or a health alarm fired, and the refresh rolled back to the old AMI",
+    ),
+    _R.REFRESH_FAILED: (Verdict.FAILED, "its group's instance refresh failed and did not roll back cleanly"),
+    _R.HALTED_BY_REFRESH: (Verdict.SKIPPED_HALTED, "an earlier group's instance refresh failed or rolled back"),
+    _R.REFRESH_IRREVERSIBLE: (
+        Verdict.SKIPPED_EXCLUDED,
+        "its group launches $Latest or $Default of its launch template: a refresh could not roll back",
+    ),
+    _R.BAKE_FAILED: (Verdict.SKIPPED_STAGING_FAILED, "no patched AMI could be baked for its group"),
 }
 
 
@@ -266,6 +290,7 @@ class Outcome(StrEnum):
     NOT_RUN = "NOT_RUN"  # its wave was due but the install was not attempted
     NO_SNAPSHOT = "NO_SNAPSHOT"  # its pre-patch snapshot failed: not patched
     SENT = "SENT"  # the install command was sent
+    REFRESH = "REFRESH"  # an Auto Scaling instance, on the immutable path: its reason code says what happened
 
 
 # One row per production instance, built by core.outcomes and read by install_verdicts.
@@ -453,6 +478,8 @@ def _install_verdict(outcome: Mapping[str, Any]) -> Decision:
     kind, detail, code = str(outcome["outcome"]), str(outcome["detail"]), str(outcome["reason_code"])
     if kind in _SKIPPED_REASONS:
         return Decision.of(ReasonCode(code), detail or _SKIPPED_REASONS[kind])
+    if kind == Outcome.REFRESH:
+        return Decision.of(ReasonCode(code), detail)
     if kind == Outcome.NOT_RUN:
         return Decision.of(_R.NOT_ATTEMPTED, "install not attempted" + (f": {detail}" if detail else ""))
     if kind != Outcome.SENT:

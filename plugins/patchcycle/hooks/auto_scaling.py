@@ -57,3 +57,7 @@ class AutoScalingHook(AwsBaseHook):
             if not page.get("NextToken"):
                 return found
             kwargs["NextToken"] = page["NextToken"]
+
+    def cancel_refresh(self, group: str) -> None:
+        """CancelInstanceRefresh of the group's active refresh (one that ran past the run's time limit)."""
+        self.conn.cancel_instance_refresh(AutoScalingGroupName=group)

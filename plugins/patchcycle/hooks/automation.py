@@ -86,6 +86,19 @@ class AutomationHook(SsmHook):
         )
         return str(response["AutomationExecutionId"])
 
+    def start_runbook(
+        self, document: str, parameters: Mapping[str, Sequence[str]], *, client_token: str, tags: Mapping[str, str]
+    ) -> str:
+        """StartAutomationExecution of one execution with no targets (a runbook that makes its own resources, as
+        PatchCycle-BakeAmi launches its builder); the client token makes a retried start return the first one."""
+        response = self.conn.start_automation_execution(
+            DocumentName=document,
+            Parameters={name: list(values) for name, values in parameters.items()},
+            ClientToken=client_token,
+            Tags=[{"Key": key, "Value": value} for key, value in tags.items()],
+        )
+        return str(response["AutomationExecutionId"])
+
     def execution(self, execution_id: str) -> dict[str, Any]:
         """GetAutomationExecution."""
         return dict(self.conn.get_automation_execution(AutomationExecutionId=execution_id)["AutomationExecution"])

@@ -39,3 +39,15 @@ class CloudWatchAlarmsHook(AwsBaseHook):
                 for alarm in [*page.get("MetricAlarms", []), *page.get("CompositeAlarms", [])]:
                     found[str(alarm["AlarmName"])] = dict(alarm)
         return [found[name] for name in sorted(found)]
+
+    def metric_alarm_names(self, prefixes: Sequence[str]) -> list[str]:
+        """The names of the metric alarms whose name starts with one of `prefixes`, whatever their state (one call
+        per prefix, every page): what an instance refresh's AlarmSpecification takes for a prefix."""
+        paginator = self.conn.get_paginator("describe_alarms")
+        names: set[str] = set()
+        for prefix in prefixes:
+            pages = paginator.paginate(
+                AlarmNamePrefix=prefix, AlarmTypes=["MetricAlarm"], PaginationConfig={"PageSize": MAX_ALARMS_PER_CALL}
+            )
+            names |= {str(alarm["AlarmName"]) for page in pages for alarm in page.get("MetricAlarms", [])}
+        return sorted(names)

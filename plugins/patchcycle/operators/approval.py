@@ -27,6 +27,7 @@ from patchcycle.core.waves import WAVE_PLAN_COLUMNS
 from patchcycle.notifications.cycle_events import api_base_url, notify, page_of_run
 from patchcycle.operators.base import RunTask
 from patchcycle.operators.rds_approval import rds_approval_inputs
+from patchcycle.readback.immutable import approval_part
 from patchcycle.run_artifacts import (
     APPROVAL_DECISION,
     APPROVAL_REQUEST,
@@ -72,6 +73,10 @@ class PatchApprovalOperator(ApprovalOperator, RunTask[CycleConfig]):
         self.body = approval_body(inputs)
         summary = staging_summary(inputs.staging)
         passed = staging_passed(inputs)
+        # The Auto Scaling groups: every AMI baked, staged and proven, or the auto policy rejects.
+        groups_section, image_problems = approval_part(artifacts, config.targets)
+        self.body += f"\n{groups_section}" if groups_section else ""
+        passed = passed and not image_problems
         mode = config.install.approval_mode
         artifacts.write(APPROVAL_REQUEST, ApprovalRequest(mode=mode, staging_passed=passed, body=self.body))
         if mode == "auto":

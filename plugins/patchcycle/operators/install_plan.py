@@ -8,10 +8,12 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from patchcycle.config import MAX_WAVES, CycleConfig
+from patchcycle.core.immutable import split_production
 from patchcycle.core.plan import split_cve_ids  # any ";"-joined id list
 from patchcycle.core.staging import assign_profiles, override_list_yaml, production_instances, staging_profiles
 from patchcycle.core.waves import plan_waves
 from patchcycle.operators.base import FleetOperator, recorded_failure
+from patchcycle.operators.immutable_plan import write_immutable_plan
 from patchcycle.operators.rds_plan import write_rds_plan
 from patchcycle.readback.match import read_match_tables
 from patchcycle.run_artifacts import OVERRIDE_LIST, OVERRIDES, PRODUCTION, PROFILES, WAVE_PLAN, RunArtifacts, Step
@@ -38,6 +40,8 @@ class InstallPlanOperator(FleetOperator[CycleConfig]):
             raise AirflowFailException(f"nothing is installed on a partial picture of the fleet: {parts}")
         settings = config.install
         production = production_instances(tables.inventory, tables.plan, tables.scan_failures)
+        # Auto Scaling instances are replaced from a baked AMI, not patched in place (immutable: asg).
+        production, immutable = split_production(production, config.auto_scaling.immutable)
         profiles = staging_profiles(production, settings.staging_max_instances)
         production = assign_profiles(production, profiles)
         staged = set(profiles.loc[profiles["staged"], "profile_id"])
@@ -53,6 +57,7 @@ class InstallPlanOperator(FleetOperator[CycleConfig]):
             for profile in profiles.to_dict("records")
             if profile["staged"]
         }
+        overrides.update(write_immutable_plan(artifacts, immutable))
         artifacts.write(PRODUCTION, production)
         artifacts.write(PROFILES, profiles)
         artifacts.write(WAVE_PLAN, waves)
@@ -65,6 +70,7 @@ class InstallPlanOperator(FleetOperator[CycleConfig]):
             "not_staged_instances": int((~production["profile_id"].isin(staged)).sum()),
             "waves": {str(int(wave)): int(count) for wave, count in sizes.items()},
             "rds": write_rds_plan(artifacts, tables.inventory, tables.plan, config),
+            "replaced_instances": len(immutable),
         }
         self.log.info("Install plan: %s", summary)
         return summary

@@ -21,6 +21,7 @@ from patchcycle.hooks.patch_manager import PatchManagerHook
 from patchcycle.links.ssm import RunCommandLink
 from patchcycle.operators.base import TargetOperator
 from patchcycle.operators.run_command import HEALTHCHECKS, invocations, late_commands, send_health_checks
+from patchcycle.readback.immutable import with_image_profiles
 from patchcycle.run_artifacts import (
     NOT_ONLINE,
     ONLINE_WAIT,
@@ -54,7 +55,7 @@ class StagingOperator(TargetOperator[PatchManagerHook, CycleConfig]):
     def staged(self, artifacts: RunArtifacts) -> pd.DataFrame:
         """The staged profiles of this target with their instance id (none when no stack was needed)."""
         instances = artifacts.read(STACK, target=self.target).instances
-        profiles = artifacts.read(PROFILES)
+        profiles = with_image_profiles(artifacts, artifacts.read(PROFILES), self.target)
         mine = profiles[profiles["profile_id"].isin(instances)]
         return mine.assign(instance_id=[instances[p] for p in mine["profile_id"]]).reset_index(drop=True)
 

@@ -26,6 +26,7 @@ from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.staging_stack import StagingStackHook
 from patchcycle.links.cloudformation import CloudFormationStackLink
 from patchcycle.operators.base import TargetOperator
+from patchcycle.readback.immutable import with_image_profiles
 from patchcycle.run_artifacts import PROFILES, STACK, RunArtifacts, Step
 from patchcycle.run_records import StackRecord
 from patchcycle.triggers.stack_status import StackStatusTrigger
@@ -152,7 +153,7 @@ class StagingStackOperator(StackOperator):
             )
 
     def _staged_profiles(self, artifacts: RunArtifacts) -> pd.DataFrame:
-        profiles = artifacts.read(PROFILES)
+        profiles = with_image_profiles(artifacts, artifacts.read(PROFILES), self.target)
         mine = profiles[
             profiles["staged"]
             & (profiles["region"] == self.region_name)

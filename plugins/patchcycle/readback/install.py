@@ -19,7 +19,9 @@ from patchcycle.core.staging import (
     staging_profiles,
     staging_summary,
 )
+from patchcycle.core.verdicts import OUTCOME_COLUMNS
 from patchcycle.core.wave_results import WAVE_RESULT_COLUMNS, WaveRecord
+from patchcycle.readback.immutable import immutable_report
 from patchcycle.readback.match import MatchTables
 from patchcycle.run_artifacts import (
     APPROVAL_DECISION,
@@ -133,7 +135,10 @@ def read_install_record(
     outcomes = install_outcomes(
         production, staged, wave_of, staging, approval, rollout, verified, settings.staging_max_instances
     )
-    section = {
+    # The Auto Scaling instances replaced (or not) by their group's instance refresh.
+    replaced, groups = immutable_report(artifacts, targets, approval, staging)
+    outcomes = concat_frames([outcomes, replaced], OUTCOME_COLUMNS)
+    section: dict[str, Any] = {
         "staging": {
             "stacks": stacks,
             "instances": [_staging_entry(row) for row in results.to_dict("records")],
@@ -162,6 +167,8 @@ def read_install_record(
             "staging_max_instances": settings.staging_max_instances,
         },
     }
+    if groups:
+        section["auto_scaling_groups"] = groups
     snapshots = {
         str(row["resource_id"]): split_cve_ids(str(row["snapshot_ids"]))
         for row in wave_results.to_dict("records")

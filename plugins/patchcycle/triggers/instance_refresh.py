@@ -35,7 +35,7 @@ class InstanceRefreshTrigger(BaseTrigger):
     """Polls DescribeInstanceRefreshes (one call per poll) for one refresh of one group until its status is final,
     or until `timeout` seconds after `started_at`.
 
-    Event: {"status": "done" | "timeout", "group": name, "refresh": refresh_state(...)}.
+    Event: {"status": "done" | "timeout", "group": name, "refresh": refresh_state(...), "polls": calls made}.
     """
 
     def __init__(
@@ -84,9 +84,11 @@ class InstanceRefreshTrigger(BaseTrigger):
         hook = AutoScalingHook(
             aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify, config=self.botocore_config
         )
+        polls = 0
         async with await hook.get_async_conn() as client:
             while True:
                 await asyncio.sleep(self.poll_interval)
+                polls += 1
                 found = await client.describe_instance_refreshes(
                     AutoScalingGroupName=self.group, InstanceRefreshIds=[self.refresh_id]
                 )
@@ -94,10 +96,10 @@ class InstanceRefreshTrigger(BaseTrigger):
                     raise LookupError(f"Auto Scaling group {self.group} has no instance refresh {self.refresh_id}")
                 state = refresh_state(found["InstanceRefreshes"][0])
                 if state["status"] in FINAL_STATUSES:
-                    yield TriggerEvent({"status": "done", "group": self.group, "refresh": state})
+                    yield TriggerEvent({"status": "done", "group": self.group, "refresh": state, "polls": polls})
                     return
                 if time.time() - self.started_at > self.timeout:
-                    yield TriggerEvent({"status": "timeout", "group": self.group, "refresh": state})
+                    yield TriggerEvent({"status": "timeout", "group": self.group, "refresh": state, "polls": polls})
                     return
                 self.log.info(
                     "Instance refresh %s of %s: %s, %d%% complete",

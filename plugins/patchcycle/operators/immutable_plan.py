@@ -1,0 +1,26 @@
+"""plan_install's part for the Auto Scaling groups: the bakes and the groups to refresh, and each bake's pinned
+patch list as an InstallOverrideList (the bake installs exactly it; its staging replica is checked against it)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from patchcycle.core.immutable import bake_plan, group_plan
+from patchcycle.core.plan import split_cve_ids
+from patchcycle.core.staging import override_list_yaml
+from patchcycle.run_artifacts import BAKE_PLAN, GROUP_PLAN, OVERRIDE_LIST, RunArtifacts
+
+
+def write_immutable_plan(artifacts: RunArtifacts, immutable: pd.DataFrame) -> dict[str, str]:
+    """Write the bake and group plans of the immutable production instances; returns bake id -> the URI of its
+    override list (for the run's OVERRIDES, beside the staging profiles')."""
+    bakes = bake_plan(immutable)
+    groups = group_plan(immutable, bakes)
+    artifacts.write(BAKE_PLAN, bakes)
+    artifacts.write(GROUP_PLAN, groups)
+    return {
+        str(bake["bake_id"]): artifacts.write(
+            OVERRIDE_LIST, override_list_yaml(split_cve_ids(str(bake["patch_ids"]))), profile=str(bake["bake_id"])
+        )
+        for bake in bakes.to_dict("records")
+    }

@@ -1,0 +1,202 @@
+"""core/immutable_rollout: the bakes' results, the auto policy's condition, the approver's section, and the verdicts
+of Auto Scaling instances whose group was refreshed, rolled back, halted or refused."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pandas as pd
+
+from patchcycle.core.frames import typed_frame
+from patchcycle.core.immutable import GROUP_PLAN_COLUMNS, irreversible_reason
+from patchcycle.core.immutable_rollout import (
+    BAKE_RESULT_COLUMNS,
+    GroupRefresh,
+    approval_section,
+    bake_result,
+    halt_reason,
+    image_problems,
+    image_profiles,
+    immutable_outcomes,
+)
+from patchcycle.core.outcomes import ApprovalRecord, StagingRecord
+from patchcycle.core.staging import STAGING_RESULT_COLUMNS
+from patchcycle.core.verdicts import install_verdicts
+
+SOURCE, BAKED = "ami-0a1b2c3d4e5f60001", "ami-0baked0000000001"
+BAKE = {
+    "bake_id": "b01",
+    "account_id": "123456789012",
+    "region": "us-east-1",
+    "image_id": SOURCE,
+    "platform_type": "Linux",
+    "platform_name": "Amazon Linux",
+    "instance_type": "t3.medium",
+    "patch_ids": "ALAS-1;ALAS-2",
+    "auto_scaling_groups": "api;web",
+    "instances": 5,
+}
+GROUPS = typed_frame(
+    [
+        {
+            **{k: BAKE[k] for k in ("account_id", "region")},
+            "auto_scaling_group": "api",
+            "launch_template": "api",
+            "launch_template_version": "1",
+            "image_id": SOURCE,
+            "bake_id": "b01",
+            "instance_ids": "i-a1;i-a2",
+            "instances": 2,
+        },
+        {
+            **{k: BAKE[k] for k in ("account_id", "region")},
+            "auto_scaling_group": "web",
+            "launch_template": "web",
+            "launch_template_version": "1",
+            "image_id": SOURCE,
+            "bake_id": "b01",
+            "instance_ids": "i-w1;i-w2;i-w3",
+            "instances": 3,
+        },
+    ],
+    GROUP_PLAN_COLUMNS,
+)
+APPROVED = ApprovalRecord(decision="Approve", mode="auto", by="policy", at="t", staging_passed=True)
+PASSED = StagingRecord(ran=True, passed=True)
+
+
+def _results(baked: bool = True) -> pd.DataFrame:
+    execution = {
+        "AutomationExecutionId": "e-1",
+        "AutomationExecutionStatus": "Success" if baked else "Failed",
+        "Outputs": {"createImage.ImageId": [BAKED] if baked else [], "findBuilder.InstanceId": ["i-builder"]},
+    }
+    failed = None if baked else {"StepName": "linuxHealthCheck", "FailureMessage": "exit 1"}
+    return typed_frame([bake_result(BAKE, execution, failed)], BAKE_RESULT_COLUMNS)
+
+
+def _refresh(group: str, **changes: object) -> GroupRefresh:
+    base = GroupRefresh(
+        account_id="123456789012",
+        region="us-east-1",
+        group=group,
+        launch_template=group,
+        source_image_id=SOURCE,
+        image_id=BAKED,
+        version="2",
+        refresh_id=f"r-{group}",
+        state="done",
+        status="Successful",
+    )
+    return GroupRefresh(**{**base.__dict__, **changes})  # type: ignore[arg-type]
+
+
+def _codes(outcomes: pd.DataFrame) -> dict[str, str]:
+    return dict(zip(outcomes["resource_id"], outcomes["reason_code"], strict=True))
+
+
+def test_a_bake_result_names_the_image_or_the_failed_step() -> None:
+    good, bad = _results().iloc[0], _results(baked=False).iloc[0]
+    assert good["baked"] and good["image_id"] == BAKED and good["builder_instance_id"] == "i-builder"
+    assert not bad["baked"] and bad["image_id"] == ""
+    assert "linuxHealthCheck" in bad["reason"] and "exit 1" in bad["reason"]
+
+
+def test_the_baked_ami_is_staged_from_the_baked_image_not_its_source() -> None:
+    profiles = image_profiles(pd.DataFrame([BAKE]), _results())
+    assert list(profiles["profile_id"]) == ["b01"] and list(profiles["image_id"]) == [BAKED]
+    assert image_profiles(pd.DataFrame([BAKE]), _results(baked=False)).empty
+
+
+def _staging(passed: bool) -> pd.DataFrame:
+    row = dict.fromkeys(STAGING_RESULT_COLUMNS, "")
+    row.update(profile_id="b01", instance_id="i-stage", installed=2, passed=passed)
+    row["reason"] = "" if passed else "health check Failed (exit 1)"
+    return typed_frame([row], STAGING_RESULT_COLUMNS)
+
+
+def test_a_baked_ami_failing_its_staging_health_check_stops_the_auto_policy_and_nothing_is_refreshed() -> None:
+    bakes = pd.DataFrame([BAKE])
+    assert image_problems(bakes, _results(), None, _staging(True)) == []
+    problems = image_problems(bakes, _results(), None, _staging(False))
+    assert len(problems) == 1 and BAKED in problems[0] and "health check" in problems[0]
+    assert image_problems(bakes, _results(baked=False), None, _staging(True))[0].startswith(f"{SOURCE} was not baked")
+    # The gate rejected: the groups are not refreshed, their instances say why.
+    rejected = ApprovalRecord(decision="Reject", mode="auto", by="policy", at="t", staging_passed=False)
+    failed = StagingRecord(ran=True, passed=False, error="b01: health check Failed")
+    outcomes = immutable_outcomes(GROUPS, _results(), rejected, failed, {})
+    assert set(_codes(outcomes).values()) == {"STAGING_FAILED"}
+    section = approval_section(GROUPS, _results(), pd.DataFrame(columns=["bake_id"]), problems)
+    assert "web" in section and SOURCE in section and BAKED in section and "Not ready" in section
+
+
+def test_an_alarm_during_the_second_groups_refresh_rolls_it_back_and_halts_the_rest() -> None:
+    rolled = _refresh(
+        "web", status="RollbackSuccessful", rollback_reason="alarm web-asg-health in ALARM", new_instances=[]
+    )
+    refreshes = {"api": _refresh("api", new_instances=["i-n1", "i-n2"]), "web": rolled}
+    outcomes = immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, refreshes)
+    codes = _codes(outcomes)
+    assert Counter(codes.values()) == {"REPLACED": 2, "REFRESH_ROLLED_BACK": 3}
+    web = outcomes[outcomes["resource_id"] == "i-w1"].iloc[0]
+    assert "web-asg-health" in web["detail"] and SOURCE in web["detail"]
+    assert halt_reason(rolled) == "the instance refresh of web rolled back: alarm web-asg-health in ALARM"
+    # A third group after it would have been halted with that reason.
+    halted = _refresh("api", state="halted", status="", reason=halt_reason(rolled))
+    codes = _codes(immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, {"web": rolled, "api": halted}))
+    assert codes["i-a1"] == "HALTED_BY_REFRESH"
+
+
+def test_every_inventory_instance_gets_one_verdict_from_its_refresh() -> None:
+    refreshes = {"api": _refresh("api", new_instances=["i-n1"]), "web": _refresh("web", status="Failed")}
+    outcomes = immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, refreshes)
+    ids = ["i-a1", "i-a2", "i-w1", "i-w2", "i-w3"]
+    inventory = pd.DataFrame(
+        {
+            "resource_id": ids,
+            "resource_type": "ec2",
+            "account_id": "123456789012",
+            "region": "us-east-1",
+            "responsibility": "customer",
+            "in_scope": True,
+            "state": "running",
+            "managed": True,
+            "ping_status": "Online",
+            "skip_reason": "",
+        }
+    )
+    compliance = pd.DataFrame(columns=["resource_id"])
+    plan = pd.DataFrame(columns=["account_id", "region", "resource_type", "resource_id"])
+    verdicts = install_verdicts(inventory, compliance, plan, {}, outcomes)
+    assert dict(zip(verdicts["resource_id"], verdicts["verdict"], strict=True)) == {
+        "i-a1": "REPLACED",
+        "i-a2": "REPLACED",
+        "i-w1": "FAILED",
+        "i-w2": "FAILED",
+        "i-w3": "FAILED",
+    }
+
+
+def test_a_group_on_latest_is_refused_not_refreshed() -> None:
+    assert "$Latest" in irreversible_reason("web", "$Latest") and irreversible_reason("web", "3") == ""
+    refused = _refresh("web", state="refused", status="", reason=irreversible_reason("web", "$Latest"))
+    codes = _codes(immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, {"api": _refresh("api"), "web": refused}))
+    assert codes["i-w1"] == "REFRESH_IRREVERSIBLE" and codes["i-a1"] == "REPLACED"
+
+
+def test_inspector_proves_a_baked_ami_only_once_it_scanned_its_replica_and_shows_no_pinned_cve() -> None:
+    from patchcycle.core.immutable_rollout import IMAGE_PROOF_COLUMNS, image_proof
+
+    baked = _results().iloc[0].to_dict()
+    proven = image_proof(baked, "i-stage", ["CVE-1", "CVE-2"], "2026-11-20T03:10:00Z", ["CVE-9"])
+    assert proven["proven"] and proven["closed"] == "CVE-1;CVE-2" and proven["image_id"] == BAKED
+    open_one = image_proof(baked, "i-stage", ["CVE-1", "CVE-2"], "2026-11-20T03:10:00Z", ["CVE-2"])
+    assert not open_one["proven"] and open_one["still_active"] == "CVE-2" and "CVE-2" in open_one["reason"]
+    unscanned = image_proof(baked, "i-stage", ["CVE-1"], "", [])
+    assert not unscanned["proven"] and "did not scan" in unscanned["reason"]
+    # The auto policy wants the proof once one was taken.
+    proofs = typed_frame([open_one], IMAGE_PROOF_COLUMNS)
+    problems = image_problems(pd.DataFrame([BAKE]), _results(), proofs, _staging(True))
+    assert problems == [f"{BAKED} (baked from {SOURCE}): Amazon Inspector still reports CVE-2 on i-stage"]
+    section = approval_section(GROUPS, _results(), typed_frame([proven], IMAGE_PROOF_COLUMNS), [])
+    assert "2 CVEs closed" in section and "Not ready" not in section
