@@ -183,7 +183,9 @@ def _print_run(run: CycleRun) -> None:
     print(f"  {'all':<12} {tasks:>5} {'':>8} {slot:>8.1f}")
     print("  peak RSS: the `airflow dags test` process tree (tasks run in it one at a time), sampled")
     print("  AWS calls per API per 1,000 instances (min: from the documented batch and page limits, where the")
-    print("  scenario's instance counts decide it; counted over all instances, so a floor)")
+    print("  scenario's instance counts decide it; counted over all instances, so a floor). The sandbox counts every")
+    print("  call it answers: a wave's include its runbooks' own steps (aws:runCommand's SendCommand, the snapshot")
+    print("  steps' DescribeSnapshots), which on AWS Automation makes, not the DAG (bench_wave separates them)")
     print(f"    {'stage':<12} {'API':<42} {'calls':>7} {'/1k':>8} {'min':>6} {'min/1k':>7} {'ratio':>7}  basis")
     totals: Counter[str] = Counter()
     minimum_total = 0
