@@ -32,6 +32,8 @@ import boto3
 import pytest
 import yaml
 
+from include import connections
+from include.sandbox.scenario import load_scenario
 from tests import browser
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,7 +217,8 @@ def test_demo_runs_an_install_cycle_approved_through_the_rest_api_and_stops_ever
         status, body = http("GET", f"{api}/api/v2/dags/patch_cycle/dagRuns", token=token)
         assert status == 200, body
         assert [run["dag_run_id"] for run in body["dag_runs"]] == [run_id], "the demo's run must be the only one"
-        assert body["dag_runs"][0]["conf"] == RUN_CONF
+        # The demo adds the targets: every account and region of its scenario, one connection per account.
+        assert body["dag_runs"][0]["conf"] == {"targets": connections.targets(load_scenario(fast)), **RUN_CONF}
 
         approval = output.wait_for("Approval needed: ", CYCLE_TIMEOUT)
         quoted = urllib.parse.quote(run_id, safe="")
