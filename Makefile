@@ -33,8 +33,9 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 # The demo test drives headless Chromium (Debian's package) with Playwright: `make browser` installs it first.
+# --durations: the slowest tests' times, to keep the whole run under its 20-minute budget.
 pytest: install browser
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
 # Headless Chromium for the browser walkthrough: Debian's `chromium`, installed with apt-get when it is not on
 # PATH (machines and CI run as root; Playwright's own browser download is not used). CHROMIUM names another binary.
