@@ -44,6 +44,8 @@ MANUAL_SNAPSHOT_PREFIX = "patchcycle-"  # + the staging copy's identifier: a sna
 class RdsStackOperator(StackOperator):
     """What the RDS staging tasks share: the RDS stack's record and name, the RDS hook, the RDS waits."""
 
+    label = "RDS staging stack"
+
     def stack_name(self, context: Context) -> str:
         return rds_stack_name(str(context["run_id"]))
 
@@ -286,34 +288,13 @@ class RdsStagingTeardownOperator(RdsStackOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         artifacts = self.artifacts(context)
-        name = self.stack_name(context)
         account, region = self.account_id(artifacts), str(self.region_name)
         results = artifacts.find(RDS_REHEARSAL_RESULTS, target=self.target)
         for snapshot_id in [] if results is None else list(results["snapshot_id"]):
             if str(snapshot_id).startswith(MANUAL_SNAPSHOT_PREFIX):
                 with aws_call("rds:DeleteDBSnapshot", account, region):
                     self.rds.delete_snapshot(str(snapshot_id))
-        with aws_call("cloudformation:DescribeStacks", account, region):
-            existing = self.hook.status(name)
-        if existing is None:
-            return self._deleted(artifacts, name, "no stack to delete")
-        self.persist_link(context, CloudFormationStackLink, stack_id=existing["stack_id"])
-        with aws_call("cloudformation:DeleteStack", account, region):
-            self.hook.delete(name)
-        self.wait_for_stack(name, "stack_delete_complete")
+        return self.delete_stack(context, artifacts)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        name = self.stack_name(context)
-        if event.get("status") != "success":
-            raise AirflowFailException(
-                f"RDS staging stack {name} in {self.region_name} was not deleted: {event.get('message', event)}; "
-                "delete it by hand"
-            )
-        return self._deleted(self.artifacts(context), name, "deleted")
-
-    def _deleted(self, artifacts: RunArtifacts, name: str, what: str) -> dict[str, Any]:
-        record = self.stack_record(artifacts, name)
-        if record.created or what == "deleted":
-            record = replace(record, deleted=True, deleted_at=record.deleted_at or now_iso())
-        self.log.info("RDS staging stack %s in %s: %s", name, self.region_name, what)
-        return self.save(artifacts, record)
+        return self.deletion_complete(context, event)

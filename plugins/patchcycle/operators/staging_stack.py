@@ -77,6 +77,42 @@ class StackOperator(TargetOperator[StagingStackHook, CycleConfig]):
         artifacts.write(STACK, record, target=self.target)
         return asdict(record)
 
+    # What the stack is called in logs and errors, and its name in this run.
+    label = "staging stack"
+
+    def stack_name(self, context: Context) -> str:
+        return stack_name(context["run_id"])
+
+    def delete_stack(self, context: Context, artifacts: RunArtifacts) -> dict[str, Any]:
+        """Delete this run's stack and wait in the triggerer; the record at once when there is none."""
+        name = self.stack_name(context)
+        account, region = self.account_id(artifacts), str(self.region_name)
+        with aws_call("cloudformation:DescribeStacks", account, region):
+            existing = self.hook.status(name)
+        if existing is None:
+            return self._deleted(artifacts, name, "no stack to delete")
+        self.persist_link(context, CloudFormationStackLink, stack_id=existing["stack_id"])
+        with aws_call("cloudformation:DeleteStack", account, region):
+            self.hook.delete(name)
+        self.wait_for_stack(name, "stack_delete_complete")
+
+    def deletion_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """The deletion's end, as the trigger reports it: recorded, or the task fails naming the stack."""
+        name = self.stack_name(context)
+        if event.get("status") != "success":
+            raise AirflowFailException(
+                f"{self.label} {name} in {self.region_name} was not deleted: {event.get('message', event)}; "
+                "delete it by hand"
+            )
+        return self._deleted(self.artifacts(context), name, "deleted")
+
+    def _deleted(self, artifacts: RunArtifacts, name: str, what: str) -> dict[str, Any]:
+        record = self.stack_record(artifacts, name)
+        if record.created or what == "deleted":
+            record = replace(record, deleted=True, deleted_at=record.deleted_at or now_iso())
+        self.log.info("%s %s in %s: %s", self.label, name, self.region_name, what)
+        return self.save(artifacts, record)
+
 
 class StagingStackOperator(StackOperator):
     """Creates this target's staging stack and waits for it in the triggerer; records its instances."""
@@ -183,30 +219,7 @@ class StagingTeardownOperator(StackOperator):
     """Deletes this target's staging stack, whatever happened upstream, and records when."""
 
     def execute(self, context: Context) -> dict[str, Any]:
-        artifacts = self.artifacts(context)
-        name = stack_name(context["run_id"])
-        account, region = self.account_id(artifacts), str(self.region_name)
-        with aws_call("cloudformation:DescribeStacks", account, region):
-            existing = self.hook.status(name)
-        if existing is None:
-            return self._deleted(artifacts, name, "no stack to delete")
-        self.persist_link(context, CloudFormationStackLink, stack_id=existing["stack_id"])
-        with aws_call("cloudformation:DeleteStack", account, region):
-            self.hook.delete(name)
-        self.wait_for_stack(name, "stack_delete_complete")
+        return self.delete_stack(context, self.artifacts(context))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        name = stack_name(context["run_id"])
-        if event.get("status") != "success":
-            raise AirflowFailException(
-                f"staging stack {name} in {self.region_name} was not deleted: {event.get('message', event)}; "
-                "delete it by hand"
-            )
-        return self._deleted(self.artifacts(context), name, "deleted")
-
-    def _deleted(self, artifacts: RunArtifacts, name: str, what: str) -> dict[str, Any]:
-        record = self.stack_record(artifacts, name)
-        if record.created or what == "deleted":
-            record = replace(record, deleted=True, deleted_at=record.deleted_at or now_iso())
-        self.log.info("Staging stack %s in %s: %s", name, self.region_name, what)
-        return self.save(artifacts, record)
+        return self.deletion_complete(context, event)
