@@ -105,9 +105,8 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
             started, ended = self._start(context, config, target, wanted, refreshes.get(name))
             refreshes[name] = started
             artifacts.write(REFRESHES, refreshes)
-            if (
-                ended is not None
-            ):  # this run's refresh ended while no attempt waited for it: its result, as the trigger's
+            if ended is not None:
+                # This run's refresh ended while no attempt waited for it: its result, as the trigger would give it.
                 event = {"status": "done", "group": name, "refresh": refresh_state(ended), "polls": 0}
                 refreshes = self._ended(artifacts, config, record, refreshes, event)
             halted = rollout_halt(refreshes)
