@@ -111,8 +111,8 @@ def test_a_cluster_is_one_planned_item_with_its_members_after_those_planned_on_t
     assert (rows.loc["ledger-2", "kind"], rows.loc["ledger-2", "members"]) == (DB_INSTANCE, "")
     # ledger-2 has an action of its own: it goes first, its cluster in a later wave, never together
     assert rows.loc["ledger-2", "wave"] < rows.loc["ledger", "wave"]
-    # clusters are not rehearsed: the rehearsals are the instances' only
-    assert list(rehearsals(plan, "run")["source_db"]) == ["ledger-2"]
+    # Aurora is not rehearsed (no DB snapshot of an Aurora instance to restore), a cluster nor a member
+    assert (rows.loc["ledger-2", "rehearsal_id"], len(rehearsals(plan, "run"))) == ("", 0)
 
 
 def test_a_cluster_alone_takes_the_canary_wave() -> None:
@@ -124,17 +124,12 @@ def test_a_cluster_alone_takes_the_canary_wave() -> None:
 
 def test_the_approval_section_says_clusters_are_not_rehearsed() -> None:
     plan = _plan()
-    results = rehearsal_rows([])
-    assert not rds_rehearsals_passed(plan, results)  # ledger-2's rehearsal has not run
-    rid = plan.loc[plan["resource_id"] == "ledger-2", "rehearsal_id"].item()
-    passed = rehearsal_rows([{"account_id": ACCOUNT, "region": REGION, "rehearsal_id": rid, "passed": True}])
-    assert rds_rehearsals_passed(plan, passed)  # the cluster needs none
-    only_cluster = plan[plan["kind"] == DB_CLUSTER]
-    assert rds_rehearsals_passed(only_cluster, typed_frame([], REHEARSAL_RESULT_COLUMNS))
-    text = rds_approval_section(plan, passed, "immediate")
+    assert rds_rehearsals_passed(plan, typed_frame([], REHEARSAL_RESULT_COLUMNS))  # Aurora needs none
+    text = rds_approval_section(plan, rehearsal_rows([]), "immediate")
     assert "1 DB instance(s) and 1 Aurora DB cluster(s)" in text
-    assert "Not rehearsed: ledger (Aurora DB clusters" in text and "auto approval policy leaves them out" in text
+    assert "Not rehearsed: ledger, ledger-2 (Aurora" in text and "auto approval policy leaves them out" in text
     assert "Aurora DB cluster (ledger-1, ledger-2), not rehearsed" in text
+    assert "Aurora DB instance, not rehearsed" in text
     assert "Aurora: applied to every member at once" in text
 
 
@@ -142,7 +137,7 @@ def test_a_cluster_has_no_rehearsal_to_fail_only_the_gate_counts() -> None:
     plan = _plan()
     outcomes = rds_outcomes(plan, None, {}, approved=False).set_index("resource_id")
     assert outcomes.loc["ledger", "outcome"] == "rejected"  # not staging_failed: it has no rehearsal
-    assert outcomes.loc["ledger-2", "outcome"] == "staging_failed"
+    assert outcomes.loc["ledger-2", "outcome"] == "rejected"
     assert rds_outcomes(plan, None, {}, approved=None).set_index("resource_id").loc["ledger", "outcome"] == "not_run"
 
 

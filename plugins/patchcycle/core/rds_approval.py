@@ -47,6 +47,8 @@ def _role(row: dict[str, Any]) -> str:
     if row["kind"] == DB_CLUSTER:
         members = str(row["members"]).replace(";", ", ")
         return f"Aurora DB cluster ({members or 'no members'}), not rehearsed"
+    if not row["rehearsal_id"]:
+        return "Aurora DB instance, not rehearsed"
     return f"replica of {row['replica_of']}" if row["replica_of"] else ""
 
 
@@ -59,6 +61,7 @@ def rds_approval_section(plan: pd.DataFrame, results: pd.DataFrame, apply_mode: 
     rehearsed = plan[plan["rehearsal_id"] != ""]
     rehearsals = len(set(zip(rehearsed["account_id"], rehearsed["region"], rehearsed["rehearsal_id"], strict=True)))
     clusters = dbs[dbs["kind"] == DB_CLUSTER]
+    unrehearsed = dbs[dbs["rehearsal_id"] == ""]
     ok = rds_rehearsals_passed(plan, results)
     when = "now, in waves" if apply_mode == "immediate" else "in each database's next maintenance window"
     lines = [
@@ -71,12 +74,11 @@ def rds_approval_section(plan: pd.DataFrame, results: pd.DataFrame, apply_mode: 
         "",
         *(
             [
-                f"Not rehearsed: {', '.join(sorted(clusters['resource_id']))} (Aurora DB clusters: staging does not "
-                "restore clusters). The auto approval policy leaves them out; approving here applies them "
-                "unrehearsed.",
+                f"Not rehearsed: {', '.join(sorted(unrehearsed['resource_id']))} (Aurora: staging does not restore "
+                "DB clusters). The auto approval policy leaves them out; approving here applies them unrehearsed.",
                 "",
             ]
-            if len(clusters)
+            if len(unrehearsed)
             else []
         ),
         "### Staging rehearsals",

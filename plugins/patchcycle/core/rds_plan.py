@@ -8,8 +8,9 @@ the same wave.
 
 An Aurora DB cluster whose cluster-level actions DescribePendingMaintenanceActions lists (on its ARN) is one
 planned item (kind db-cluster, its member instances noted): Aurora applies them to every member at once. It is
-not rehearsed (rehearsal_id ""): the staging stack cannot hold a DB cluster (docs/rds.md). It goes in a later
-wave than any of its members that is planned on its own, so a member and its cluster are never applied together.
+not rehearsed (rehearsal_id ""): the staging stack cannot hold a DB cluster (docs/rds.md); nor is an Aurora
+member's own action (an Aurora instance has no DB snapshot to restore). It goes in a later wave than any of its
+members that is planned on its own, so a member and its cluster are never applied together.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ RDS_PLAN_COLUMNS: Final[Mapping[str, str]] = {
     "engine": "str",
     "engine_version": "str",
     "instance_class": "str",
-    "rehearsal_id": "str",  # the staging rehearsal that proves the action first; "" for a DB cluster (none)
+    "rehearsal_id": "str",  # the staging rehearsal that proves the action first; "" for Aurora (not rehearsed)
     "wave": "int64",  # 1 = the first wave
 }
 
@@ -138,7 +139,10 @@ def rds_install_plan(inventory: pd.DataFrame, plan: pd.DataFrame, actions: Colle
                 "engine": db["engine"],
                 "engine_version": db["engine_version"],
                 "instance_class": db["instance_type"],
-                "rehearsal_id": "" if cluster else rehearsal_id(str(db["engine"]), str(db["engine_version"]), family),
+                # Aurora (a cluster, or a member's own action) is not rehearsed: no DB snapshot to restore
+                "rehearsal_id": ""
+                if db["db_cluster"]
+                else rehearsal_id(str(db["engine"]), str(db["engine_version"]), family),
                 "wave": 0,
             }
         )
@@ -150,7 +154,7 @@ def rehearsals(plan: pd.DataFrame, run_id: str) -> pd.DataFrame:
     """REHEARSAL_COLUMNS: one staging copy per (account, region, rehearsal_id), restored from a primary when the
     kind has one (a replica's snapshot is its source's data), the first by identifier."""
     rows = []
-    rehearsed = plan[plan["rehearsal_id"] != ""]  # DB clusters are not rehearsed
+    rehearsed = plan[plan["rehearsal_id"] != ""]  # Aurora is not rehearsed
     for (account_id, region, rid), group in rehearsed.groupby(["account_id", "region", "rehearsal_id"], sort=True):
         dbs = group.drop_duplicates("resource_id").sort_values(["replica_of", "resource_id"])
         # "" sorts first: a primary if there is one

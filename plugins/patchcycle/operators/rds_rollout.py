@@ -238,11 +238,12 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
         return self._summary(done)
 
     def _not_rehearsed(self, plan: pd.DataFrame) -> list[dict[str, Any]]:
-        """Under approval_mode auto, the planned Aurora DB clusters: staging does not rehearse them, so the auto
-        policy does not apply them (a person approving does, knowingly: the approval body says so)."""
+        """Under approval_mode auto, the planned Aurora DB clusters (and Aurora members' own actions): staging does
+        not rehearse them, so the auto policy does not apply them (a person approving does, knowingly: the
+        approval body says so)."""
         if self.settings().install.approval_mode != "auto":
             return []
-        clusters = plan[plan["kind"] == DB_CLUSTER]
+        clusters = plan[plan["rehearsal_id"] == ""]
         return [
             {
                 "account_id": a,
@@ -251,7 +252,7 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
                 "wave": int(group["wave"].iloc[0]),
                 "actions": ";".join(sorted(group["action"])),
                 "outcome": RolloutOutcome.NOT_REHEARSED,
-                "detail": "an Aurora DB cluster: not rehearsed in staging, so approval_mode auto does not apply it",
+                "detail": "Aurora: not rehearsed in staging, so approval_mode auto does not apply it",
             }
             for (a, r, d), group in clusters.groupby(["account_id", "region", "resource_id"])
         ]
