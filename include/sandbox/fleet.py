@@ -18,7 +18,7 @@ from moto.rds.models import rds_backends
 from moto.s3.models import s3_backends
 
 from include.sandbox import patching
-from include.sandbox.scenario import Account, InstanceGroup, RdsInstance, Region
+from include.sandbox.scenario import Account, InstanceGroup, RdsCluster, RdsInstance, Region
 from include.sandbox.world import PLATFORMS, ManagedInstance, World
 
 
@@ -54,6 +54,8 @@ def _seed_region(world: World, account: Account, region: Region) -> None:
     patching.register_scenario_baselines(world, account.id, region.name)
     for db in region.rds_instances:
         _seed_db_instance(world, account.id, region.name, db)
+    for cluster in region.rds_clusters:
+        _seed_db_cluster(world, account.id, region.name, cluster)
     s3 = s3_backends[account.id]["aws"]
     for bucket in region.s3_buckets:
         s3.create_bucket(bucket.name, region.name)
@@ -95,6 +97,35 @@ def _seed_db_instance(world: World, account_id: str, region: str, db: RdsInstanc
     from include.sandbox.rds_maintenance import rename_automated_snapshots
 
     rename_automated_snapshots(backend, db.id, world.now())
+
+
+def _seed_db_cluster(world: World, account_id: str, region: str, cluster: RdsCluster) -> None:
+    """A scenario Aurora DB cluster in moto, `available`, with its member DB instances (the first the writer)."""
+    backend = rds_backends[account_id][region]
+    tags = [{"Key": k, "Value": v} for k, v in cluster.tags.items()]
+    backend.create_db_cluster(
+        {
+            "db_cluster_identifier": cluster.id,
+            "engine": cluster.engine,
+            "engine_version": cluster.engine_version,
+            "master_username": "admin",
+            "master_user_password": "sandbox-not-a-secret",
+            "tags": tags,
+        }
+    )
+    for member in cluster.instances:
+        backend.create_db_instance(
+            {
+                "db_instance_identifier": member,
+                "db_cluster_identifier": cluster.id,
+                "engine": cluster.engine,
+                "engine_version": cluster.engine_version,
+                "db_instance_class": cluster.instance_class,
+                "region": region,
+                "availability_zone": f"{region}a",
+                "tags": tags,
+            }
+        )
 
 
 def _zones(group: InstanceGroup, count: int) -> Iterator[tuple[str, int]]:

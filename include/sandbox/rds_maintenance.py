@@ -17,6 +17,12 @@ query_protocol) like the rest of RDS. As on AWS ("Maintaining a DB instance"):
   description names ("Upgrade to MySQL 8.0.40"). One the scenario's ``rds.fail_maintenance`` selects
   ends with the instance available and the action still pending.
 
+Aurora DB clusters (the scenario's ``rds_clusters``) have cluster-level actions, listed on the cluster's ARN
+(``arn:aws:rds:REGION:ACCOUNT:cluster:ID``) and selected by the ``db-cluster-id`` filter. Applying one takes the
+same opt-ins and dates; meanwhile the cluster and every member instance are ``upgrading`` (Aurora applies a
+cluster-level update to all members at once: a brief outage for every client), and all are available again
+when it ends. ``rds.fail_maintenance`` entries with ``db_cluster`` make a cluster's action fail.
+
 Snapshots (``creating``, the instance ``backing-up``), restores (``creating``) and deletions
 (``deleting``) take their time too: moto makes them at once, so hooks run before and after moto's
 answer (BEFORE_MOTO, AFTER_MOTO, REWRITE_MOTO in server.py). A restored instance inherits the pending
@@ -67,6 +73,11 @@ APPLYING_STATUS = {
     "hardware-maintenance": "maintenance",
     "ca-certificate-rotation": "modifying",
 }
+# The ApplyAction values RDS knows (any other is InvalidParameterValue, before looking for it).
+KNOWN_ACTIONS = frozenset(APPLYING_STATUS)
+# DB cluster statuses in which ApplyPendingMaintenanceAction is refused (InvalidDBClusterStateFault).
+REFUSING_CLUSTER_STATUSES = frozenset({"creating", "deleting", "failed", "inaccessible-encryption-credentials"})
+CLUSTER_PREFIX = "cluster:"  # state keys of DB clusters: an identifier never holds a colon
 STATE_KEY = "rds_maintenance"
 FILTERS = {"db-instance-id": "db", "db-cluster-id": "cluster"}  # filter name -> resource kind it selects
 OPT_IN_TYPES = ("immediate", "next-maintenance", "undo-opt-in")
@@ -147,23 +158,36 @@ def state(world: World) -> _State:
     with world.lock:
         built: _State | None = world.extra.get(STATE_KEY)
         if built is None:
-            built = world.extra[STATE_KEY] = _State(
+            actions = {
+                (account.id, region.name, db.id.lower()): _pending(db.pending_maintenance)
+                for account in world.scenario.accounts
+                for region in account.regions
+                for db in region.rds_instances
+            }
+            actions.update(
                 {
-                    (account.id, region.name, db.id.lower()): [
-                        PendingAction(
-                            action=m.action,
-                            description=m.description,
-                            auto_applied_after=_midnight(m.auto_applied_after),
-                            forced_apply=_midnight(m.forced_apply),
-                        )
-                        for m in db.pending_maintenance
-                    ]
+                    (account.id, region.name, CLUSTER_PREFIX + cluster.id.lower()): _pending(
+                        cluster.pending_maintenance
+                    )
                     for account in world.scenario.accounts
                     for region in account.regions
-                    for db in region.rds_instances
+                    for cluster in region.rds_clusters
                 }
             )
+            built = world.extra[STATE_KEY] = _State(actions)
         return built
+
+
+def _pending(actions: Any) -> list[PendingAction]:
+    return [
+        PendingAction(
+            action=m.action,
+            description=m.description,
+            auto_applied_after=_midnight(m.auto_applied_after),
+            forced_apply=_midnight(m.forced_apply),
+        )
+        for m in actions
+    ]
 
 
 def _midnight(day: date | None) -> datetime | None:
@@ -179,15 +203,34 @@ def _resources(world: World, ctx: RequestContext) -> list[_Resource]:
         actions = pending.setdefault((ctx.account_id, ctx.region, db.db_instance_identifier.lower()), [])
         found.append(_Resource(db.arn, "db", db.db_instance_identifier, db.preferred_maintenance_window, db, actions))
     for cluster in list(backend.clusters.values()):
-        # Clusters exist (their ARNs can be asked about), but a scenario gives them no actions.
+        identifier = cluster.db_cluster_identifier
+        actions = pending.setdefault((ctx.account_id, ctx.region, CLUSTER_PREFIX + identifier.lower()), [])
         window = cluster.preferred_maintenance_window
-        found.append(_Resource(cluster.arn, "cluster", cluster.db_cluster_identifier, window, cluster))
+        found.append(_Resource(cluster.arn, "cluster", identifier, window, cluster, actions))
     return sorted(found, key=lambda r: r.arn)
 
 
 def _db(key: Key) -> Any:
+    """The moto DB instance, or the DB cluster of a CLUSTER_PREFIX key (None when gone)."""
     account, region, identifier = key
-    return rds_backends[account][region].databases.get(identifier)
+    backend = rds_backends[account][region]
+    if identifier.startswith(CLUSTER_PREFIX):
+        wanted = identifier.removeprefix(CLUSTER_PREFIX)
+        return next((c for c in backend.clusters.values() if c.db_cluster_identifier.lower() == wanted), None)
+    return backend.databases.get(identifier)
+
+
+def _members(key: Key) -> list[Any]:
+    """A DB cluster's member DB instances ([] for a DB instance's key)."""
+    if not key[2].startswith(CLUSTER_PREFIX):
+        return []
+    cluster = _db(key)
+    backend = rds_backends[key[0]][key[1]]
+    return [
+        db
+        for db in backend.databases.values()
+        if cluster is not None and getattr(db, "db_cluster_identifier", None) == cluster.db_cluster_identifier
+    ]
 
 
 # --- the simulated clock -------------------------------------------------------------------
@@ -196,7 +239,7 @@ def _db(key: Key) -> Any:
 def settle(world: World, now: datetime | None = None) -> None:
     """Apply every transition due by ``now`` in time order: actions starting and ending, snapshots,
     restores and deletions completing. The server calls it before every request."""
-    if STATE_KEY not in world.extra and not any(r.rds_instances for _, r in _regions(world)):
+    if STATE_KEY not in world.extra and not any(r.rds_instances or r.rds_clusters for _, r in _regions(world)):
         return
     st = state(world)
     with world.lock:
@@ -230,7 +273,7 @@ def _next_transition(world: World, st: _State) -> tuple[datetime, Callable[[date
             continue
         db = _db(key)
         if db is None or db.status != AVAILABLE:
-            continue  # an action starts once the instance is available (after a backup, a restore, ...)
+            continue  # an action starts once the instance (cluster) is available (after a backup, a restore, ...)
         window = db.preferred_maintenance_window
         starts = [(start, action) for action in actions if (start := _apply_start(action, window))]
         if starts:
@@ -245,15 +288,19 @@ def _next_transition(world: World, st: _State) -> tuple[datetime, Callable[[date
 def _start(world: World, st: _State, key: Key, action: PendingAction, when: datetime) -> None:
     db = _db(key)
     settings = world.scenario.rds
+    cluster = key[2].startswith(CLUSTER_PREFIX)
     db.status = APPLYING_STATUS.get(action.action, "modifying")
-    failover = db.multi_az and action.action != "db-upgrade"  # both copies of a Multi-AZ pair upgrade together
+    for member in _members(key):  # Aurora applies a cluster-level update to every member at once
+        member.status = db.status
+    # both copies of a Multi-AZ pair upgrade together; an Aurora cluster's members all at once (no failover)
+    failover = not cluster and db.multi_az and action.action != "db-upgrade"
     st.applying[key] = _Applying(
         action,
         ends=when + timedelta(seconds=settings.maintenance_seconds),
         failover_at=when + timedelta(seconds=min(settings.failover_seconds, settings.maintenance_seconds))
         if failover
         else None,
-        failure=settings.maintenance_failure(key[2], action.action, key[1]),
+        failure=settings.maintenance_failure(key[2].removeprefix(CLUSTER_PREFIX), action.action, key[1], cluster),
     )
     _event(db, when, f"Applying {action.action}: {action.description}", "maintenance")
 
@@ -278,6 +325,8 @@ def _finish(world: World, st: _State, key: Key, when: datetime) -> None:
     if db is None:
         return
     db.status = AVAILABLE
+    for member in _members(key):
+        member.status = AVAILABLE
     if applying.failure is not None:
         # Still pending, as it was before the opt-in; it is tried again at the next window its dates call for.
         action.opt_in, action.opted_at, action.failed_at = None, None, when
@@ -289,7 +338,7 @@ def _finish(world: World, st: _State, key: Key, when: datetime) -> None:
     if action.action == "db-upgrade":
         target = upgrade_target(action)
         if target is not None:
-            db.engine_version = target
+            db.engine_version = target  # an Aurora cluster's members read the cluster's version
     _event(db, when, f"Finished applying {action.action}: {action.description}", "maintenance")
 
 
@@ -312,7 +361,8 @@ def _event(resource: Any, when: datetime, message: str, category: str) -> None:
     """An RDS event (DescribeEvents, moto's) on the simulated clock."""
     event = Event.__new__(Event)
     event.source_identifier = resource.resource_id
-    event.source_type = resource.event_source_type
+    # moto gives DB clusters no event source type: RDS's is db-cluster
+    event.source_type = getattr(resource, "event_source_type", "db-cluster")
     event.message = message
     event.event_categories = [category]
     event.source_arn = resource.arn
@@ -459,8 +509,10 @@ def apply_pending_maintenance_action(world: World, ctx: RequestContext, params: 
     opt_in = params["OptInType"]
     if opt_in not in OPT_IN_TYPES:
         raise _invalid(f"Invalid value {opt_in} for OptInType. Valid values are: {', '.join(OPT_IN_TYPES)}.")
-    resource = _find(_resources(world, ctx), params["ResourceIdentifier"])
     wanted = params["ApplyAction"]
+    if wanted not in KNOWN_ACTIONS:
+        raise _invalid(f"Invalid value {wanted} for ApplyAction. Valid values are: {', '.join(sorted(KNOWN_ACTIONS))}.")
+    resource = _find(_resources(world, ctx), params["ResourceIdentifier"])
     action = next((a for a in resource.actions if a.action == wanted), None)
     if action is None:
         raise AwsApiError("InvalidParameterCombination", f"There is no pending {wanted} action for {resource.arn}")
@@ -469,8 +521,14 @@ def apply_pending_maintenance_action(world: World, ctx: RequestContext, params: 
             "InvalidDBInstanceState",
             f"Instance {resource.identifier} is not in a valid state ({resource.model.status}) for this operation.",
         )
+    if resource.kind == "cluster" and resource.model.status in REFUSING_CLUSTER_STATUSES:
+        raise AwsApiError(
+            "InvalidDBClusterStateFault",
+            f"DB cluster {resource.identifier} is not in a valid state ({resource.model.status}) for this operation.",
+        )
     st = state(world)
-    applying = st.applying.get((ctx.account_id, ctx.region, resource.identifier.lower()))
+    prefix = CLUSTER_PREFIX if resource.kind == "cluster" else ""
+    applying = st.applying.get((ctx.account_id, ctx.region, prefix + resource.identifier.lower()))
     # Once applying has started nothing can call it back (an immediate opt-in can't be undone).
     if applying is None or applying.action is not action:
         if opt_in == "immediate" and action.opt_in != "immediate":

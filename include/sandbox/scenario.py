@@ -70,6 +70,20 @@ class RdsInstance:
 
 
 @dataclass(frozen=True)
+class RdsCluster:
+    """An Aurora DB cluster and its member DB instances (the first is the writer). Its pending_maintenance are
+    cluster-level actions: DescribePendingMaintenanceActions lists them on the cluster's ARN."""
+
+    id: str
+    engine: str  # aurora-mysql | aurora-postgresql
+    engine_version: str
+    instances: tuple[str, ...]
+    instance_class: str = "db.r6g.large"
+    tags: dict[str, str] = field(default_factory=dict)
+    pending_maintenance: tuple[MaintenanceAction, ...] = ()
+
+
+@dataclass(frozen=True)
 class S3Bucket:
     name: str
     tags: dict[str, str] = field(default_factory=dict)
@@ -105,6 +119,7 @@ class Region:
     name: str
     instance_groups: tuple[InstanceGroup, ...] = ()
     rds_instances: tuple[RdsInstance, ...] = ()
+    rds_clusters: tuple[RdsCluster, ...] = ()
     s3_buckets: tuple[S3Bucket, ...] = ()
     auto_scaling_groups: tuple[AutoScalingGroupSpec, ...] = ()
 
@@ -247,12 +262,18 @@ class RdsMaintenanceFailure:
 
     db_instance: str | None = None  # exact identifier
     db_instance_prefix: str | None = None  # or every identifier starting with it (e.g. restored rehearsal copies)
+    db_cluster: str | None = None  # or an Aurora DB cluster's cluster-level action (exact identifier)
     action: str | None = None  # default: every action
     region: str | None = None  # default: every region
     reason: str = "The maintenance action could not be applied."
 
-    def matches(self, db_instance: str, action: str, region: str) -> bool:
+    def matches(self, db_instance: str, action: str, region: str, cluster: bool = False) -> bool:
+        """db_instance: the DB instance's identifier, or the DB cluster's when `cluster`."""
         name = db_instance.lower()
+        if cluster != (self.db_cluster is not None):
+            return False  # a DB instance failure never selects a cluster, nor the other way round
+        if self.db_cluster is not None and name != self.db_cluster.lower():
+            return False
         if self.db_instance is not None and name != self.db_instance.lower():
             return False
         if self.db_instance_prefix is not None and not name.startswith(self.db_instance_prefix.lower()):
@@ -271,8 +292,10 @@ class RdsSettings:
     delete_seconds: float = 60.0
     fail_maintenance: tuple[RdsMaintenanceFailure, ...] = ()
 
-    def maintenance_failure(self, db_instance: str, action: str, region: str) -> RdsMaintenanceFailure | None:
-        return next((f for f in self.fail_maintenance if f.matches(db_instance, action, region)), None)
+    def maintenance_failure(
+        self, db_instance: str, action: str, region: str, cluster: bool = False
+    ) -> RdsMaintenanceFailure | None:
+        return next((f for f in self.fail_maintenance if f.matches(db_instance, action, region, cluster)), None)
 
 
 @dataclass(frozen=True)
@@ -615,6 +638,15 @@ def _rds(spec: dict[str, Any]) -> RdsSettings:
     return RdsSettings(**{k: v for k, v in spec.items() if k != "fail_maintenance"}, fail_maintenance=failures)
 
 
+def _maintenance(spec: dict[str, Any]) -> MaintenanceAction:
+    return MaintenanceAction(
+        action=spec["action"],
+        description=spec["description"],
+        auto_applied_after=_day(spec.get("auto_applied_after")),
+        forced_apply=_day(spec.get("forced_apply")),
+    )
+
+
 def _region(name: str, spec: dict[str, Any]) -> Region:
     return Region(
         name=name,
@@ -639,19 +671,23 @@ def _region(name: str, spec: dict[str, Any]) -> Region:
                 engine_version=r["engine_version"],
                 instance_class=r.get("instance_class", "db.t3.medium"),
                 tags=dict(r.get("tags", {})),
-                pending_maintenance=tuple(
-                    MaintenanceAction(
-                        action=m["action"],
-                        description=m["description"],
-                        auto_applied_after=_day(m.get("auto_applied_after")),
-                        forced_apply=_day(m.get("forced_apply")),
-                    )
-                    for m in r.get("pending_maintenance", ())
-                ),
+                pending_maintenance=tuple(_maintenance(m) for m in r.get("pending_maintenance", ())),
                 multi_az=r.get("multi_az", False),
                 replica_of=r.get("replica_of"),
             )
             for r in spec.get("rds_instances", ())
+        ),
+        rds_clusters=tuple(
+            RdsCluster(
+                id=c["id"],
+                engine=c["engine"],
+                engine_version=c["engine_version"],
+                instances=tuple(c["instances"]),
+                instance_class=c.get("instance_class", "db.r6g.large"),
+                tags=dict(c.get("tags", {})),
+                pending_maintenance=tuple(_maintenance(m) for m in c.get("pending_maintenance", ())),
+            )
+            for c in spec.get("rds_clusters", ())
         ),
         s3_buckets=tuple(S3Bucket(name=b["name"], tags=dict(b.get("tags", {}))) for b in spec.get("s3_buckets", ())),
         auto_scaling_groups=tuple(_auto_scaling_group(name, g) for g in spec.get("auto_scaling_groups", ())),
@@ -748,6 +784,20 @@ def _check_rds(scenario: Scenario, where: str) -> None:
                             f"{where}: {field_path}.engine_version: a read replica has its source's engine and version"
                         )
                 earlier[db.id] = db
+            clusters: set[str] = set()
+            for c_index, cluster in enumerate(region.rds_clusters):
+                field_path = f"accounts[{a_index}].regions.{region.name}.rds_clusters[{c_index}]"
+                if not cluster.engine.startswith("aurora"):
+                    raise ScenarioError(f"{where}: {field_path}.engine: {cluster.engine!r} is not an Aurora engine")
+                if cluster.id.lower() in clusters:
+                    raise ScenarioError(f"{where}: {field_path}.id: DB cluster {cluster.id!r} is listed twice")
+                if not cluster.instances:
+                    raise ScenarioError(f"{where}: {field_path}.instances: a DB cluster needs at least one instance")
+                for member in cluster.instances:
+                    if member in earlier:
+                        raise ScenarioError(f"{where}: {field_path}.instances: DB instance {member!r} is listed twice")
+                    earlier[member] = RdsInstance(member, cluster.engine, cluster.engine_version)
+                clusters.add(cluster.id.lower())
     regions = {region.name for account in scenario.accounts for region in account.regions}
     for f_index, failure in enumerate(scenario.rds.fail_maintenance):
         if failure.region is not None and failure.region not in regions:

@@ -125,12 +125,16 @@ def test_rds_plan_rows_from_pending_maintenance() -> None:
     ]
     plan = rds_plan(pending)
     _check_schema(plan, dict(PLAN_COLUMNS))
-    assert list(plan["patch_id"]) == ["db-upgrade", "system-update"]
-    assert set(plan["resource_id"]) == {"orders-db"}
+    # an Aurora DB cluster's cluster-level action is a row of its own, named by the cluster's identifier
+    assert list(zip(plan["resource_id"], plan["patch_id"], strict=True)) == [
+        ("aurora-1", "system-update"),
+        ("orders-db", "db-upgrade"),
+        ("orders-db", "system-update"),
+    ]
     assert set(plan["resource_type"]) == {"rds"}
     assert set(plan["classification"]) == {"rds-maintenance"}
     assert set(plan["state"]) == {"PENDING_MAINTENANCE"}
-    rows = plan.set_index("patch_id")
+    rows = plan[plan["resource_id"] == "orders-db"].set_index("patch_id")
     assert rows.loc["system-update", "title"] == "New Operating System update is available"
     assert rows.loc["system-update", "auto_applied_after"] == pd.Timestamp("2026-12-15", tz="UTC")
     assert rows.loc["db-upgrade", "forced_apply_date"] == pd.Timestamp("2027-01-31", tz="UTC")

@@ -44,3 +44,17 @@ def test_non_compliant_databases_get_a_finding_and_applied_ones_are_resolved() -
     assert by_id["failed-db"]["Severity"]["Label"] == "MEDIUM"
     assert by_id["failed-db"]["ProductFields"]["patchcycle/ReasonCode"] == "MAINTENANCE_FAILED"
     assert found.fixed_ids == {f"patchcycle/{ACCOUNT}/{REGION}/applied-db/patch-compliance"}
+
+
+def test_an_aurora_cluster_s_finding_names_the_cluster() -> None:
+    cluster = {
+        **db("ledger", "FAILED", "NON_COMPLIANT", "MAINTENANCE_FAILED"),
+        "resource_arn": f"arn:aws:rds:{REGION}:{ACCOUNT}:cluster:ledger",
+    }
+    report = {"run_id": "scheduled__1", "mode": "install", "resources": [cluster]}
+    found = build_findings(report, None, ACCOUNT, REGION, NOW)
+    (finding,) = found.findings
+    assert asff_problems(finding, ACCOUNT) == []
+    assert finding["Resources"][0]["Type"] == "AwsRdsDbCluster"
+    assert finding["Resources"][0]["Id"] == cluster["resource_arn"]
+    assert finding["Title"].startswith("Aurora DB cluster ledger has maintenance outstanding")

@@ -103,7 +103,7 @@ def test_the_production_set_profiles_waves_and_pinned_override_lists(base: dict[
         "staged_profiles": 1,
         "not_staged_instances": 2,
         "waves": {"1": 2, "2": 2, "3": 2},
-        "rds": {"databases": 0, "actions": 0, "waves": {}},  # no DB instance in this fleet
+        "rds": {"databases": 0, "clusters": 0, "actions": 0, "waves": {}},  # no database in this fleet
         "replaced_instances": 0,
     }
 

@@ -4,6 +4,7 @@ action halting the rest), each deferral's trigger run as the triggerer would run
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -26,6 +27,7 @@ from patchcycle.run_artifacts import (
     RDS_STAGING_STACK,
     RunArtifacts,
 )
+from patchcycle.triggers.change_calendar import ChangeCalendarTrigger
 from tests.conftest import advance_clock, first_trigger_payload
 from tests.operators.install_helpers import (
     ACCOUNT,
@@ -40,6 +42,7 @@ from tests.operators.install_helpers import (
     s3_root,
     scenario,
 )
+from tests.operators.test_patch_wave_way_back import create_calendar
 
 MAINTENANCE_SECONDS = 60
 
@@ -65,6 +68,26 @@ def rds_scenario() -> dict[str, Any]:
         _db("nxt-db", "system-update", instance_class="db.m6g.large"),
         _db("bad-main", "system-update", instance_class="db.m6g.large"),
         _db("bad-main-replica", "system-update", instance_class="db.m6g.large", replica_of="bad-main"),
+        _db("gate-a", "system-update", instance_class="db.m6g.large"),
+        _db("gate-b", "system-update", instance_class="db.m6g.large"),
+    ]
+    document["accounts"][0]["regions"][REGION]["rds_clusters"] = [
+        {
+            "id": "aur-ledger",
+            "engine": "aurora-postgresql",
+            "engine_version": "16.4",
+            "instances": ["aur-ledger-1", "aur-ledger-2"],
+            "tags": {"Environment": "production"},
+            "pending_maintenance": [{"action": "system-update", "description": "Aurora system update"}],
+        },
+        {
+            "id": "aur-broken",
+            "engine": "aurora-mysql",
+            "engine_version": "8.0.mysql_aurora.3.05.2",
+            "instances": ["aur-broken-1"],
+            "tags": {"Environment": "production"},
+            "pending_maintenance": [{"action": "system-update", "description": "Aurora system update"}],
+        },
     ]
     document["rds"] = {
         "maintenance_seconds": MAINTENANCE_SECONDS,
@@ -72,7 +95,10 @@ def rds_scenario() -> dict[str, Any]:
         "snapshot_seconds": 10,
         "restore_seconds": 30,
         "delete_seconds": 10,
-        "fail_maintenance": [{"db_instance": "bad-main-replica", "reason": "Storage full."}],
+        "fail_maintenance": [
+            {"db_instance": "bad-main-replica", "reason": "Storage full."},
+            {"db_cluster": "aur-broken", "reason": "The cluster volume is busy."},
+        ],
     }
     return document
 
@@ -120,6 +146,12 @@ def drive(operator: Any, ctx: Any, deferred: TaskDeferred, server: SandboxServer
             return getattr(operator, deferred.method_name)(ctx, payload, **(deferred.kwargs or {}))
         except TaskDeferred as again:
             deferred = again
+
+
+def cluster_pending(server: SandboxServer, cluster: str) -> dict[str, dict[str, Any]]:
+    filters = [{"Name": "db-cluster-id", "Values": [cluster]}]
+    items = rds_client(server).describe_pending_maintenance_actions(Filters=filters)["PendingMaintenanceActions"]
+    return {d["Action"]: d for item in items for d in item["PendingMaintenanceActionDetails"]}
 
 
 def rds_client(server: SandboxServer) -> Any:
@@ -213,3 +245,123 @@ def test_a_failing_action_is_failed_with_its_cause_and_halts_the_source_wave(
     assert done.loc["bad-main", "outcome"] == "halted" and "more than the 0 allowed" in done.loc["bad-main", "detail"]
     assert set(pending(server, ["bad-main"])["bad-main"]) == {"system-update"}  # never touched
     assert ACCOUNT in done["account_id"].tolist()
+
+
+# --- Aurora DB clusters -------------------------------------------------------------------------------------------
+
+
+def test_an_approved_aurora_cluster_is_applied_on_its_arn_and_waited_for(
+    server: SandboxServer, base: dict[str, Any]
+) -> None:
+    run_id = "scheduled__rds_aurora"
+    config = {**base, "approval_mode": "manual", "halt_threshold": "1"}
+    artifacts, ctx = new_run(config, run_id, "aur-"), context(run_id)
+    plan = artifacts.read(RDS_INSTALL_PLAN).set_index("resource_id")
+    assert list(plan.index) == ["aur-broken", "aur-ledger"]  # from the inventory's DescribeDBClusters
+    assert plan.loc["aur-ledger", "kind"] == "db-cluster" and plan.loc["aur-ledger", "rehearsal_id"] == ""
+    assert plan.loc["aur-ledger", "members"] == "aur-ledger-1;aur-ledger-2"
+    assert plan.loc["aur-ledger", "resource_arn"] == f"arn:aws:rds:{REGION}:{ACCOUNT}:cluster:aur-ledger"
+    assert artifacts.read(RDS_REHEARSALS).empty  # nothing to rehearse
+
+    rollout = RdsRolloutOperator(task_id="rds_rollout", config=config)
+    first = deferral(rollout, ctx)
+    cluster = rds_client(server).describe_db_clusters(DBClusterIdentifier="aur-ledger")["DBClusters"][0]
+    assert cluster["Status"] == "upgrading"  # the immediate opt-in started it
+    summary = drive(rollout, ctx, first, server, MAINTENANCE_SECONDS + 1)
+    assert summary["outcomes"] == {"applied": 1, "failed": 1}
+    done = artifacts.read(RDS_ROLLOUT).set_index("resource_id")
+    assert done.loc["aur-ledger", "outcome"] == "applied" and done.loc["aur-ledger", "status_after"] == "available"
+    assert done.loc["aur-broken", "outcome"] == "failed"
+    assert "The cluster volume is busy." in done.loc["aur-broken", "detail"]  # its db-cluster event
+    assert cluster_pending(server, "aur-ledger") == {}
+    assert set(cluster_pending(server, "aur-broken")) == {"system-update"}
+    outcomes = read_rds_outcomes(artifacts, CycleConfig.from_params(config))
+    assert outcomes is not None and len(outcomes) == 2  # one row per cluster
+
+
+def test_the_auto_policy_does_not_apply_an_unrehearsed_aurora_cluster(
+    server: SandboxServer, base: dict[str, Any]
+) -> None:
+    run_id = "scheduled__rds_aurora_auto"
+    artifacts, ctx = new_run(base, run_id, "aur-broken"), context(run_id)
+    before = cluster_pending(server, "aur-broken")
+    summary = RdsRolloutOperator(task_id="rds_rollout", config=base).execute(ctx)
+    assert summary["outcomes"] == {"not_rehearsed": 1}
+    done = artifacts.read(RDS_ROLLOUT).set_index("resource_id")
+    assert "not rehearsed" in done.loc["aur-broken", "detail"]
+    assert cluster_pending(server, "aur-broken") == before  # no opt-in sent
+
+
+# --- the wave gates --------------------------------------------------------------------------------------------
+
+
+def test_a_health_alarm_in_alarm_halts_the_rds_wave_before_it_applies_anything(
+    server: SandboxServer, base: dict[str, Any]
+) -> None:
+    run_id = "scheduled__rds_alarm"
+    config = {**base, "health_alarms": ["orders-5xx", "db-*"]}
+    artifacts, ctx = new_run(config, run_id, "gate-"), context(run_id)
+    passed_rehearsals(artifacts)
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION, endpoint_url=server.url)
+    cloudwatch.put_metric_alarm(
+        AlarmName="db-connections",
+        MetricName="DatabaseConnections",
+        Namespace="AWS/RDS",
+        Statistic="Maximum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=500,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    try:
+        cloudwatch.set_alarm_state(AlarmName="db-connections", StateValue="ALARM", StateReason="Threshold Crossed")
+        summary = RdsRolloutOperator(task_id="rds_rollout", config=config).execute(ctx)
+    finally:
+        cloudwatch.delete_alarms(AlarmNames=["db-connections"])
+    assert summary["outcomes"] == {"halted_by_alarm": 2}
+    done = artifacts.read(RDS_ROLLOUT)
+    first = int(artifacts.read(RDS_INSTALL_PLAN)["wave"].min())  # the base plan's wave of the gate-* DBs
+    expected = f"halted before RDS wave {first}: health alarm(s) in ALARM: db-connections ({ACCOUNT}/{REGION}: "
+    assert all(d.startswith(expected) for d in done["detail"])
+    assert all("OptInStatus" not in d for d in pending(server, ["gate-a", "gate-b"]).values())
+    outcomes = read_rds_outcomes(artifacts, CycleConfig.from_params(config))
+    assert outcomes is not None and set(outcomes["outcome"]) == {"halted_by_alarm"}
+
+
+def test_a_closed_change_calendar_defers_the_rds_wave_then_halts_at_the_deadline(
+    server: SandboxServer, base: dict[str, Any]
+) -> None:
+    run_id = "scheduled__rds_calendar_closed"
+    config = {**base, "change_calendar": "rds-long-freeze", "change_calendar_wait_minutes": 45}
+    artifacts, ctx = new_run(config, run_id, "gate-"), context(run_id)
+    passed_rehearsals(artifacts)
+    create_calendar(server, "rds-long-freeze", timedelta(days=2))
+    rollout = RdsRolloutOperator(task_id="rds_rollout", config=config)
+    waiting = deferral(rollout, ctx)
+    assert waiting.method_name == "calendar_done" and waiting.timeout == timedelta(minutes=55)
+    assert isinstance(waiting.trigger, ChangeCalendarTrigger) and waiting.trigger.calendar == "rds-long-freeze"
+    closed = {"status": "closed", "state": "CLOSED", "checked_at": "", "next_transition": ""}
+    summary = rollout.calendar_done(ctx, closed, **(waiting.kwargs or {}))
+    assert summary["outcomes"] == {"halted_by_calendar": 2}
+    detail = artifacts.read(RDS_ROLLOUT)["detail"].iloc[0]
+    first = int(artifacts.read(RDS_INSTALL_PLAN)["wave"].min())
+    assert detail.startswith(f"halted before RDS wave {first}: change calendar rds-long-freeze stayed CLOSED for 45 ")
+    assert all("OptInStatus" not in d for d in pending(server, ["gate-a", "gate-b"]).values())
+
+
+def test_an_rds_wave_waits_for_the_change_calendar_to_open_then_applies(
+    server: SandboxServer, base: dict[str, Any]
+) -> None:
+    run_id = "scheduled__rds_calendar_opens"
+    config = {**base, "change_calendar": "rds-short-freeze", "change_calendar_wait_minutes": 45}
+    artifacts, ctx = new_run(config, run_id, "gate-"), context(run_id)
+    passed_rehearsals(artifacts)
+    create_calendar(server, "rds-short-freeze", timedelta(minutes=30))
+    rollout = RdsRolloutOperator(task_id="rds_rollout", config=config)
+    waiting = deferral(rollout, ctx)
+    assert waiting.method_name == "calendar_done"
+    assert all("OptInStatus" not in d for d in pending(server, ["gate-a", "gate-b"]).values())  # nothing yet
+    advance_clock(server.url, 31 * 60)
+    summary = drive(rollout, ctx, waiting, server, MAINTENANCE_SECONDS + 1)
+    assert summary["outcomes"] == {"applied": 2}
+    assert pending(server, ["gate-a", "gate-b"]) == {}

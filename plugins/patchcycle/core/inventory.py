@@ -1,7 +1,7 @@
 """The inventory table: one row per resource, built from raw AWS API records.
 
 Operators fetch the records (EC2 DescribeInstances, SSM DescribeInstanceInformation, RDS
-DescribeDBInstances and DescribePendingMaintenanceActions, S3 ListBuckets + GetBucketTagging) per
+DescribeDBInstances, DescribeDBClusters and DescribePendingMaintenanceActions, S3 ListBuckets + GetBucketTagging) per
 (AWS connection, region) and hand them here; `combine` joins the per-region frames.
 
 Shared responsibility decides what each resource type gets (RESPONSIBILITY_BY_TYPE):
@@ -41,7 +41,7 @@ INVENTORY_COLUMNS: Final[Mapping[str, str]] = {
     "account_id": "str",
     "region": "str",
     "resource_type": "str",  # ec2 | rds | s3
-    "resource_id": "str",  # instance id, DB instance identifier, bucket name
+    "resource_id": "str",  # instance id, DB instance or Aurora DB cluster identifier, bucket name
     "resource_arn": "str",
     "name": "str",  # Name tag (EC2, RDS) or bucket name
     "tags": "str",  # JSON object {key: value}, keys sorted
@@ -65,6 +65,7 @@ INVENTORY_COLUMNS: Final[Mapping[str, str]] = {
     "pending_actions": "int64",  # RDS pending maintenance actions
     "multi_az": "bool",  # RDS: a Multi-AZ DB instance (maintenance fails over to its standby)
     "replica_of": "str",  # RDS: the source DB instance of a read replica ("" when not a replica)
+    "db_cluster": "str",  # RDS: the Aurora DB cluster of a member instance, or a cluster row's own identifier
     "responsibility": "str",  # customer | shared | aws (Responsibility)
     "patchable": "bool",  # this run can act on it
     "skip_reason": "str",  # why not patchable ("" when patchable)
@@ -234,7 +235,7 @@ def rds_rows(
 
     `pending` is DescribePendingMaintenanceActions' PendingMaintenanceActions (ResourcePendingMaintenanceActions),
     matched to instances by DBInstanceArn. An instance is patchable when it has pending actions.
-    Actions on Aurora clusters (":cluster:" ARNs) match no DB instance and are not counted here.
+    Actions on Aurora clusters (":cluster:" ARNs) are the cluster rows' (`rds_cluster_rows`), not its members'.
     """
     actions = pending_actions_by_arn(pending)
     rows = []
@@ -258,6 +259,56 @@ def rds_rows(
             pending_actions=count,
             multi_az=bool(db.get("MultiAZ", False)),
             replica_of=str(db.get("ReadReplicaSourceDBInstanceIdentifier", "")).rsplit(":", 1)[-1],
+            db_cluster=str(db.get("DBClusterIdentifier", "")),
+            patchable=count > 0,
+            skip_reason="" if count else "no pending maintenance actions",
+        )
+        rows.append(row)
+    return typed_frame(rows, INVENTORY_COLUMNS)
+
+
+def is_cluster_arn(arn: str) -> bool:
+    """An Aurora DB cluster's ARN (arn:aws:rds:REGION:ACCOUNT:cluster:ID), not a DB instance's (...:db:ID)."""
+    parts = arn.split(":")
+    return len(parts) >= 7 and parts[2] == "rds" and parts[5] == "cluster"
+
+
+def rds_cluster_rows(
+    account_id: str, region: str, db_clusters: list[dict[str, Any]], pending: list[dict[str, Any]]
+) -> pd.DataFrame:
+    """Inventory rows for Aurora DB clusters (DescribeDBClusters DBClusters), resource_type rds like DB instances.
+
+    A cluster is one resource to patch: its cluster-level pending actions (on its DBClusterArn) are applied to
+    every member at once. Its `db_cluster` is its own identifier, as its members' is; `instance_type` is "".
+    Clusters of other engines (Multi-AZ DB clusters, Neptune, DocumentDB) are left out: not Aurora.
+    """
+    actions = pending_actions_by_arn(pending)
+    rows = []
+    for cluster in db_clusters:
+        engine = str(cluster.get("Engine", ""))
+        if not engine.startswith("aurora"):
+            continue
+        identifier = str(cluster["DBClusterIdentifier"])
+        arn = str(
+            cluster.get("DBClusterArn") or f"arn:{partition_of(region)}:rds:{region}:{account_id}:cluster:{identifier}"
+        )
+        tags = tag_dict(cluster.get("TagList"))
+        count = len(actions.get(arn, []))
+        zones = [str(zone) for zone in cluster.get("AvailabilityZones", [])]
+        row = _base_row(account_id, region, "rds")
+        row.update(
+            resource_id=identifier,
+            resource_arn=arn,
+            name=tags.get("Name", identifier),
+            tags=_tags_json(tags),
+            environment=_environment(tags),
+            state=str(cluster.get("Status", "")),
+            availability_zone=",".join(zones),
+            engine=engine,
+            engine_version=str(cluster.get("EngineVersion", "")),
+            pending_actions=count,
+            multi_az=bool(cluster.get("MultiAZ", False)),
+            db_cluster=identifier,
             patchable=count > 0,
             skip_reason="" if count else "no pending maintenance actions",
         )

@@ -140,16 +140,15 @@ def patch_plan(
 
 
 def rds_plan(pending: list[dict[str, Any]]) -> pd.DataFrame:
-    """RDS plan rows: one per pending maintenance action of a DB instance.
+    """RDS plan rows: one per pending maintenance action of a DB instance or an Aurora DB cluster.
 
     `pending` is DescribePendingMaintenanceActions' ResourcePendingMaintenanceActions; account, region
-    and DB identifier come from the ResourceIdentifier ARN. Cluster (":cluster:") ARNs are not DB
-    instances and are left out, as they are of the inventory.
+    and DB instance (":db:") or DB cluster (":cluster:") identifier come from the ResourceIdentifier ARN.
     """
     rows = []
     for item in pending:
         arn_parts = str(item["ResourceIdentifier"]).split(":")
-        if len(arn_parts) < 7 or arn_parts[5] != "db":
+        if len(arn_parts) < 7 or arn_parts[5] not in ("db", "cluster"):
             continue
         region, account_id, identifier = arn_parts[3], arn_parts[4], ":".join(arn_parts[6:])
         for action in item.get("PendingMaintenanceActionDetails", []):

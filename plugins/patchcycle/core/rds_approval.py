@@ -7,7 +7,12 @@ from typing import Any
 
 import pandas as pd
 
-from patchcycle.core.rds_plan import FAILOVER
+from patchcycle.core.rds_plan import CLUSTER, DB_CLUSTER, FAILOVER
+
+_IMPACT = {
+    FAILOVER: "Multi-AZ: brief failover",
+    CLUSTER: "Aurora: applied to every member at once, brief downtime or failover",
+}
 
 
 def _cell(value: Any) -> str:
@@ -24,8 +29,10 @@ def _date(value: Any) -> str:
 
 
 def rds_rehearsals_passed(plan: pd.DataFrame, results: pd.DataFrame) -> bool:
-    """Every rehearsal the plan needs ran and passed (True when no RDS maintenance is planned)."""
-    needed = set(zip(plan["account_id"], plan["region"], plan["rehearsal_id"], strict=True))
+    """Every rehearsal the plan needs ran and passed (True when no RDS maintenance is planned; a DB cluster needs
+    none: it is not rehearsed)."""
+    rehearsed = plan[plan["rehearsal_id"] != ""]
+    needed = set(zip(rehearsed["account_id"], rehearsed["region"], rehearsed["rehearsal_id"], strict=True))
     passed = {
         (a, r, i)
         for a, r, i, ok in zip(
@@ -36,22 +43,44 @@ def rds_rehearsals_passed(plan: pd.DataFrame, results: pd.DataFrame) -> bool:
     return needed <= passed
 
 
+def _role(row: dict[str, Any]) -> str:
+    if row["kind"] == DB_CLUSTER:
+        members = str(row["members"]).replace(";", ", ")
+        return f"Aurora DB cluster ({members or 'no members'}), not rehearsed"
+    if not row["rehearsal_id"]:
+        return "Aurora DB instance, not rehearsed"
+    return f"replica of {row['replica_of']}" if row["replica_of"] else ""
+
+
 def rds_approval_section(plan: pd.DataFrame, results: pd.DataFrame, apply_mode: str) -> str:
     """Markdown for the approver ("" when no RDS maintenance is planned): the rehearsals, then each database."""
     if plan.empty:
         return ""
     dbs = plan.drop_duplicates(["account_id", "region", "resource_id"])
     passed = int(results["passed"].sum()) if len(results) else 0
-    rehearsals = len(set(zip(plan["account_id"], plan["region"], plan["rehearsal_id"], strict=True)))
+    rehearsed = plan[plan["rehearsal_id"] != ""]
+    rehearsals = len(set(zip(rehearsed["account_id"], rehearsed["region"], rehearsed["rehearsal_id"], strict=True)))
+    clusters = dbs[dbs["kind"] == DB_CLUSTER]
+    unrehearsed = dbs[dbs["rehearsal_id"] == ""]
     ok = rds_rehearsals_passed(plan, results)
     when = "now, in waves" if apply_mode == "immediate" else "in each database's next maintenance window"
     lines = [
         "",
         f"## RDS maintenance: staging {'passed' if ok else 'FAILED'}",
         "",
-        f"{len(dbs)} DB instance(s) get {len(plan)} pending maintenance action(s), applied {when}. "
+        f"{len(dbs) - len(clusters)} DB instance(s) and {len(clusters)} Aurora DB cluster(s) get {len(plan)} "
+        f"pending maintenance action(s), applied {when}. "
         f"{passed} of {rehearsals} staging rehearsal(s) passed on a copy restored from a snapshot.",
         "",
+        *(
+            [
+                f"Not rehearsed: {', '.join(sorted(unrehearsed['resource_id']))} (Aurora: staging does not restore "
+                "DB clusters). The auto approval policy leaves them out; approving here applies them unrehearsed.",
+                "",
+            ]
+            if len(unrehearsed)
+            else []
+        ),
         "### Staging rehearsals",
         "",
     ]
@@ -76,17 +105,18 @@ def rds_approval_section(plan: pd.DataFrame, results: pd.DataFrame, apply_mode: 
             r["action"],
             _date(r["auto_applied_after"]),
             _date(r["forced_apply_date"]),
-            "Multi-AZ: brief failover" if r["impact"] == FAILOVER else "downtime while applied",
-            f"replica of {r['replica_of']}" if r["replica_of"] else "",
+            _IMPACT.get(str(r["impact"]), "downtime while applied"),
+            _role(r),
             r["wave"],
         ]
         for r in plan.sort_values(["wave", "region", "resource_id"]).to_dict("records")
     ]
-    header = ["Region", "DB instance", "Action", "Auto-applied after", "Forced on", "Impact", "Role", "Wave"]
+    header = ["Region", "Database", "Action", "Auto-applied after", "Forced on", "Impact", "Role", "Wave"]
     lines += _table(header, rows)
     lines += [
         "",
-        "Read replicas go in earlier waves than their sources; a DB whose rehearsal failed is not touched.",
+        "Read replicas go in earlier waves than their sources, planned cluster members before their cluster; a DB "
+        "whose rehearsal failed is not touched.",
         "",
     ]
     return "\n".join(lines)

@@ -19,11 +19,12 @@ from patchcycle.core.asff import (
     product_arn,
     product_fields,
 )
-from patchcycle.core.inventory import partition_of
+from patchcycle.core.inventory import is_cluster_arn, partition_of
 
 RDS_GENERATOR: Final = f"{GENERATOR_PREFIX}rds-maintenance"
 RDS_SUBJECT: Final = "patch-compliance"  # the same subject as an EC2 instance's: one finding per resource
 RDS_RESOURCE_TYPE: Final = "AwsRdsDbInstance"
+RDS_CLUSTER_RESOURCE_TYPE: Final = "AwsRdsDbCluster"  # an Aurora DB cluster (its cluster-level maintenance)
 RDS_RECOMMENDATION: Final = (
     "Apply the pending maintenance actions (ApplyPendingMaintenanceAction) in the next patch cycle, rehearsed on a "
     "restored copy, before AWS applies them at their AutoAppliedAfterDate or ForcedApplyDate."
@@ -38,14 +39,17 @@ _SEVERITY: Final[Mapping[str, str]] = {"FAILED": "MEDIUM"}
 def rds_finding(
     resource: Mapping[str, Any], run_id: str, mode: str, now: str, created_at: str | None = None
 ) -> dict[str, Any]:
-    """The finding for a non-compliant RDS DB instance (a report `resources[]` entry)."""
+    """The finding for a non-compliant RDS DB instance or Aurora DB cluster (a report `resources[]` entry; its
+    `resource_arn` tells a cluster)."""
     account_id, region = str(resource["account_id"]), str(resource["region"])
     identifier = str(resource["resource_id"])
     verdict = str(resource.get("verdict", ""))
     label = _SEVERITY.get(verdict, "LOW")
     severity = {"Label": label, "Original": verdict or "Unspecified"}
     arn = str(resource.get("resource_arn") or f"arn:{partition_of(region)}:rds:{region}:{account_id}:db:{identifier}")
-    who = f"RDS DB instance {identifier}"
+    cluster = is_cluster_arn(arn)
+    who = f"Aurora DB cluster {identifier}" if cluster else f"RDS DB instance {identifier}"
+    resource_type = RDS_CLUSTER_RESOURCE_TYPE if cluster else RDS_RESOURCE_TYPE
     finding: dict[str, Any] = {
         "SchemaVersion": SCHEMA_VERSION,
         "Id": finding_id(account_id, region, identifier, RDS_SUBJECT),
@@ -59,7 +63,7 @@ def rds_finding(
         "LastObservedAt": now,
         "Severity": severity,
         "FindingProviderFields": {"Severity": dict(severity), "Types": [PATCH_TYPE]},
-        "Resources": [{"Type": RDS_RESOURCE_TYPE, "Id": arn, "Partition": partition_of(region), "Region": region}],
+        "Resources": [{"Type": resource_type, "Id": arn, "Partition": partition_of(region), "Region": region}],
         "RecordState": "ACTIVE",
         "Title": clip(f"{who} has maintenance outstanding ({verdict})", MAX_TITLE),
         "Description": clip(

@@ -5,6 +5,12 @@ A DB instance is planned when it is in scope and has a pending action whose type
 engine version, instance class family): the copy restored from a DB instance of that kind gets the same
 actions first. The waves take read replicas before their sources, and never a replica and its source in
 the same wave.
+
+An Aurora DB cluster whose cluster-level actions DescribePendingMaintenanceActions lists (on its ARN) is one
+planned item (kind db-cluster, its member instances noted): Aurora applies them to every member at once. It is
+not rehearsed (rehearsal_id ""): the staging stack cannot hold a DB cluster (docs/rds.md); nor is an Aurora
+member's own action (an Aurora instance has no DB snapshot to restore). It goes in a later wave than any of its
+members that is planned on its own, so a member and its cluster are never applied together.
 """
 
 from __future__ import annotations
@@ -17,31 +23,36 @@ from typing import Any, Final
 import pandas as pd
 
 from patchcycle.core.frames import UTC_TIMESTAMP, typed_frame
+from patchcycle.core.inventory import is_cluster_arn
 from patchcycle.core.quantities import CountOrPercent
 from patchcycle.core.waves import wave_sizes
 
 # What applying an action means for the database's clients (docs/rds.md).
 FAILOVER: Final = "failover"  # Multi-AZ: the standby is maintained first and promoted: a brief failover
 DOWNTIME: Final = "downtime"  # single-AZ: the instance is unavailable while the action is applied
+CLUSTER: Final = "cluster"  # Aurora: applied to every member at once: brief downtime, or a failover, for all
 # A db-upgrade upgrades both copies of a Multi-AZ pair at once: downtime either way.
 ALWAYS_DOWNTIME: Final = frozenset({"db-upgrade"})
+DB_INSTANCE, DB_CLUSTER = "db-instance", "db-cluster"  # RDS_PLAN_COLUMNS' kind
 
 RDS_PLAN_COLUMNS: Final[Mapping[str, str]] = {
     "account_id": "str",
     "region": "str",
-    "resource_id": "str",  # the DB instance identifier
+    "resource_id": "str",  # the DB instance (or Aurora DB cluster) identifier
     "resource_arn": "str",
+    "kind": "str",  # db-instance | db-cluster (DB_INSTANCE, DB_CLUSTER)
+    "members": "str",  # a DB cluster's member DB instances, ";"-joined; "" for a DB instance
     "action": "str",  # the pending maintenance action, e.g. system-update
     "description": "str",  # the action's Description
     "auto_applied_after": UTC_TIMESTAMP,  # AutoAppliedAfterDate (NaT when none)
     "forced_apply_date": UTC_TIMESTAMP,  # ForcedApplyDate (NaT when none)
     "multi_az": "bool",
-    "impact": "str",  # failover | downtime (FAILOVER, DOWNTIME)
+    "impact": "str",  # failover | downtime | cluster (FAILOVER, DOWNTIME, CLUSTER)
     "replica_of": "str",  # the source DB instance of a read replica; "" when none
     "engine": "str",
     "engine_version": "str",
     "instance_class": "str",
-    "rehearsal_id": "str",  # the staging rehearsal that proves the action first
+    "rehearsal_id": "str",  # the staging rehearsal that proves the action first; "" for Aurora (not rehearsed)
     "wave": "int64",  # 1 = the first wave
 }
 
@@ -95,30 +106,43 @@ def rds_install_plan(inventory: pd.DataFrame, plan: pd.DataFrame, actions: Colle
     """
     rds = inventory[(inventory["resource_type"] == "rds") & inventory["in_scope"]]
     by_key = {(str(r["account_id"]), str(r["region"]), str(r["resource_id"])): r for r in rds.to_dict("records")}
+    members: dict[tuple[str, str, str], list[str]] = {}
+    for r in inventory[inventory["resource_type"] == "rds"].to_dict("records"):
+        if r["db_cluster"] and not is_cluster_arn(str(r["resource_arn"])):
+            members.setdefault((str(r["account_id"]), str(r["region"]), str(r["db_cluster"])), []).append(
+                str(r["resource_id"])
+            )
     rows = []
     for item in plan[plan["resource_type"] == "rds"].to_dict("records"):
         db = by_key.get((str(item["account_id"]), str(item["region"]), str(item["resource_id"])))
         action = str(item["patch_id"])
         if db is None or action not in actions:
             continue
+        cluster = is_cluster_arn(str(db["resource_arn"]))
         family = instance_family(str(db["instance_type"]))
+        key = (str(db["account_id"]), str(db["region"]), str(db["resource_id"]))
         rows.append(
             {
                 "account_id": db["account_id"],
                 "region": db["region"],
                 "resource_id": db["resource_id"],
                 "resource_arn": db["resource_arn"],
+                "kind": DB_CLUSTER if cluster else DB_INSTANCE,
+                "members": ";".join(sorted(members.get(key, []))) if cluster else "",
                 "action": action,
                 "description": str(item["title"]),
                 "auto_applied_after": item["auto_applied_after"],
                 "forced_apply_date": item["forced_apply_date"],
                 "multi_az": bool(db["multi_az"]),
-                "impact": impact(action, bool(db["multi_az"])),
+                "impact": CLUSTER if cluster else impact(action, bool(db["multi_az"])),
                 "replica_of": str(db["replica_of"]),
                 "engine": db["engine"],
                 "engine_version": db["engine_version"],
                 "instance_class": db["instance_type"],
-                "rehearsal_id": rehearsal_id(str(db["engine"]), str(db["engine_version"]), family),
+                # Aurora (a cluster, or a member's own action) is not rehearsed: no DB snapshot to restore
+                "rehearsal_id": ""
+                if db["db_cluster"]
+                else rehearsal_id(str(db["engine"]), str(db["engine_version"]), family),
                 "wave": 0,
             }
         )
@@ -130,7 +154,8 @@ def rehearsals(plan: pd.DataFrame, run_id: str) -> pd.DataFrame:
     """REHEARSAL_COLUMNS: one staging copy per (account, region, rehearsal_id), restored from a primary when the
     kind has one (a replica's snapshot is its source's data), the first by identifier."""
     rows = []
-    for (account_id, region, rid), group in plan.groupby(["account_id", "region", "rehearsal_id"], sort=True):
+    rehearsed = plan[plan["rehearsal_id"] != ""]  # Aurora is not rehearsed
+    for (account_id, region, rid), group in rehearsed.groupby(["account_id", "region", "rehearsal_id"], sort=True):
         dbs = group.drop_duplicates("resource_id").sort_values(["replica_of", "resource_id"])
         # "" sorts first: a primary if there is one
         source = dbs.iloc[0]
@@ -156,29 +181,41 @@ Key = tuple[str, str, str]  # (account, region, DB instance identifier)
 
 
 def plan_rds_waves(
-    databases: Sequence[tuple[Key, str]], canary: CountOrPercent, wave_percentages: Sequence[int], max_waves: int
+    databases: Sequence[tuple[Key, str]],
+    canary: CountOrPercent,
+    wave_percentages: Sequence[int],
+    max_waves: int,
+    clusters: Mapping[Key, Sequence[str]] | None = None,
 ) -> dict[Key, int]:
     """{DB: wave (1 = first)} for (DB, replica_of) pairs: the run's wave sizes, read replicas first, and a source
     always in a later wave than each of its replicas (so never both in one wave). The sizes are the EC2 waves'
-    (canary, wave_percentages); a source pushed past its wave's end makes that wave later, or a new one."""
+    (canary, wave_percentages); a source pushed past its wave's end makes that wave later, or a new one.
+
+    clusters: {Aurora DB cluster key: its member DB instance identifiers}; a cluster goes last in the order and
+    always in a later wave than each of its members planned on its own (a member is never maintained while its
+    cluster's update is applied to it)."""
     if not databases:
         return {}
+    clusters = clusters or {}
     keys = {key for key, _ in databases}
-    replicas = sorted(key for key, source in databases if source)
-    primaries = sorted(key for key, source in databases if not source)
+    replicas = sorted(key for key, source in databases if source and key not in clusters)
+    primaries = sorted(key for key, source in databases if not source and key not in clusters)
     replicas_of: dict[Key, list[Key]] = {}
     for key, source in databases:
         if source and (key[0], key[1], source) in keys:
             replicas_of.setdefault((key[0], key[1], source), []).append(key)
+    for cluster, member_ids in clusters.items():
+        planned = [(cluster[0], cluster[1], member) for member in member_ids]
+        replicas_of.setdefault(cluster, []).extend(m for m in planned if m in keys and m not in clusters)
     sizes = wave_sizes(len(databases), canary, wave_percentages, max_waves)
     waves: dict[Key, int] = {}
-    order = [*replicas, *primaries]
+    order = [*replicas, *primaries, *sorted(key for key in keys if key in clusters)]
     position = 0
     for wave, size in enumerate(sizes, start=1):
         for key in order[position : position + size]:
             waves[key] = wave
         position += size
-    for key in order:  # replicas come first, so a source is placed after all of its replicas
+    for key in order:  # replicas (members) come first, so a source (cluster) is placed after all of them
         after = max((waves[replica] for replica in replicas_of.get(key, [])), default=0)
         waves[key] = max(waves[key], after + 1)
     return waves
@@ -205,11 +242,23 @@ def databases_of(plan: pd.DataFrame) -> list[tuple[Key, str]]:
     ]
 
 
+def clusters_of(plan: pd.DataFrame) -> dict[Key, list[str]]:
+    """The plan's Aurora DB clusters and their member DB instances."""
+    distinct = plan[plan["kind"] == DB_CLUSTER].drop_duplicates(["account_id", "region", "resource_id"])
+    return {
+        (str(a), str(r), str(d)): [m for m in str(members).split(";") if m]
+        for a, r, d, members in zip(
+            distinct["account_id"], distinct["region"], distinct["resource_id"], distinct["members"], strict=True
+        )
+    }
+
+
 def plan_summary(plan: pd.DataFrame) -> dict[str, Any]:
-    """Counts for the task's XCom: DB instances, actions, waves."""
+    """Counts for the task's XCom: databases (DB instances and clusters), clusters, actions, waves."""
     dbs = plan.drop_duplicates(["account_id", "region", "resource_id"])
     return {
         "databases": len(dbs),
+        "clusters": int((dbs["kind"] == DB_CLUSTER).sum()),
         "actions": len(plan),
         "waves": {str(int(w)): int(n) for w, n in dbs.groupby("wave").size().items()},
     }

@@ -1,8 +1,9 @@
 """What applying RDS maintenance did: the states a wait reads, the staging rehearsals' results, the waves' rows,
 and each planned DB instance's outcome for its verdict.
 
-The waits (triggers/rds_maintenance.py) read DescribeDBInstances and DescribePendingMaintenanceActions and ask
-`maintenance_state` where each DB instance stands. A DB instance whose action was applied is `available` with the
+The waits (triggers/rds_maintenance.py) read DescribeDBInstances (DescribeDBClusters for an Aurora DB cluster) and
+DescribePendingMaintenanceActions and ask `maintenance_state` where each DB instance (cluster) stands. A DB
+instance whose action was applied is `available` with the
 action gone from the pending list; one whose application failed is `available` with the action still pending and
 its opt-in gone (RDS starts it again in a later window); an opt-in for next-maintenance shows as OptInStatus.
 """
@@ -105,6 +106,9 @@ class RolloutOutcome(StrEnum):
     FAILED = "failed"  # applying failed (or ApplyPendingMaintenanceAction was refused)
     TIMEOUT = "timeout"
     HALTED = "halted"  # an earlier wave passed the halt threshold
+    HALTED_BY_ALARM = "halted_by_alarm"  # a health alarm was in ALARM before its wave
+    HALTED_BY_CALENDAR = "halted_by_calendar"  # the change calendar stayed CLOSED past the wait before its wave
+    NOT_REHEARSED = "not_rehearsed"  # an Aurora DB cluster (never rehearsed) under the auto approval policy
     STAGING_FAILED = "staging_failed"  # its rehearsal did not pass
     REJECTED = "rejected"  # the approval gate rejected (or timed out)
     NOT_RUN = "not_run"  # the rollout did not reach it (its task failed or did not run)
@@ -154,7 +158,8 @@ def rds_outcomes(
     """ROLLOUT_COLUMNS for every planned DB instance: the rollout's row, else why it was not reached.
 
     rehearsals_passed: {(account, region, rehearsal_id): passed}; approved: the gate's decision (None: no
-    decision recorded); timed_out: the gate rejected for want of an answer.
+    decision recorded); timed_out: the gate rejected for want of an answer. A DB cluster has no rehearsal
+    (rehearsal_id ""): only the gate's decision counts for it.
     """
     reached = {}
     if rollout is not None:
@@ -175,7 +180,8 @@ def rds_outcomes(
             "wave": int(first["wave"]),
             "actions": ";".join(sorted(group["action"])),
         }
-        if not rehearsals_passed.get((key[0], key[1], str(first["rehearsal_id"])), False):
+        rehearsal = str(first["rehearsal_id"])
+        if rehearsal and not rehearsals_passed.get((key[0], key[1], rehearsal), False):
             rows.append({**base, "outcome": RolloutOutcome.STAGING_FAILED, "detail": "its staging rehearsal failed"})
         elif approved is False:
             detail = "no answer at the approval gate in time" if timed_out else "rejected at the approval gate"

@@ -299,6 +299,7 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
                 ],
                 "properties": {
                     "resource_id": {"type": "string"},
+                    "resource_arn": {"type": "string", "description": "its ARN ('' when unknown)"},
                     "resource_type": {"enum": ["ec2", "rds", "s3"]},
                     "account_id": {"type": "string"},
                     "region": {"type": "string"},
@@ -497,6 +498,7 @@ def build_report(
         entries.append(
             {
                 "resource_id": str(verdict_row["resource_id"]),
+                "resource_arn": str(resource.get("resource_arn", "")),
                 "resource_type": str(verdict_row["resource_type"]),
                 "account_id": str(verdict_row["account_id"]),
                 "region": str(verdict_row["region"]),

@@ -84,6 +84,7 @@ class ReasonCode(StrEnum):
     HALTED = "HALTED"
     HALTED_BY_ALARM = "HALTED_BY_ALARM"
     HALTED_BY_CALENDAR = "HALTED_BY_CALENDAR"
+    NOT_REHEARSED = "NOT_REHEARSED"
     HALTED_BY_ROLLBACK_FAILURE = "HALTED_BY_ROLLBACK_FAILURE"
     REJECTED = "REJECTED"
     APPROVAL_TIMEOUT = "APPROVAL_TIMEOUT"
@@ -227,6 +228,11 @@ REASON_CODES: Final[Mapping[ReasonCode, tuple[Verdict, str]]] = {
     _R.REJECTED: (Verdict.SKIPPED_REJECTED, "a person rejected the rollout at the approval gate"),
     _R.APPROVAL_TIMEOUT: (Verdict.SKIPPED_REJECTED, "no answer at the approval gate in time: rejected by default"),
     _R.STAGING_FAILED: (Verdict.SKIPPED_STAGING_FAILED, "staging failed or did not finish, so it was not rolled out"),
+    _R.NOT_REHEARSED: (
+        Verdict.SKIPPED_STAGING_FAILED,
+        "RDS: Aurora (a DB cluster's action, or a member's), which staging does not rehearse: the auto approval "
+        "policy does not apply it",
+    ),
     _R.SCAN_FAILED: (Verdict.SCAN_FAILED, "the Patch Manager scan command failed on it"),
     _R.SCAN_TIMEOUT: (Verdict.SCAN_FAILED, "the scan did not finish within command_timeout_minutes"),
     _R.NO_PATCH_STATE: (Verdict.NO_DATA, "managed and Online, but Patch Manager reported no patch state"),
@@ -576,6 +582,9 @@ _RDS_CODES: Final[Mapping[str, ReasonCode]] = {
     "failed": _R.MAINTENANCE_FAILED,
     "timeout": _R.MAINTENANCE_TIMEOUT,
     "halted": _R.HALTED,
+    "halted_by_alarm": _R.HALTED_BY_ALARM,
+    "halted_by_calendar": _R.HALTED_BY_CALENDAR,
+    "not_rehearsed": _R.NOT_REHEARSED,
     "staging_failed": _R.STAGING_FAILED,
     "rejected": _R.REJECTED,
     "not_run": _R.NOT_ATTEMPTED,

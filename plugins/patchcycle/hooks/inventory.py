@@ -23,11 +23,15 @@ class Ec2InventoryHook(AwsBaseHook):
 
 
 class RdsInventoryHook(RdsHook):
-    """RDS DescribeDBInstances and DescribePendingMaintenanceActions, all pages."""
+    """RDS DescribeDBInstances, DescribeDBClusters and DescribePendingMaintenanceActions, all pages."""
 
     def db_instances(self) -> list[dict[str, Any]]:
         pages = self.conn.get_paginator("describe_db_instances").paginate()
         return [db for page in pages for db in page["DBInstances"]]
+
+    def db_clusters(self) -> list[dict[str, Any]]:
+        pages = self.conn.get_paginator("describe_db_clusters").paginate()
+        return [cluster for page in pages for cluster in page["DBClusters"]]
 
     def pending_maintenance_actions(self) -> list[dict[str, Any]]:
         pages = self.conn.get_paginator("describe_pending_maintenance_actions").paginate()

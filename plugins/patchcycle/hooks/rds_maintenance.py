@@ -1,4 +1,5 @@
-"""RDS pending maintenance: the DB instances' state, their pending actions, snapshots, opt-ins and failure events."""
+"""RDS pending maintenance: the DB instances' (and Aurora DB clusters') state, their pending actions, snapshots,
+opt-ins and failure events."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.rds import RdsHook
 from botocore.exceptions import ClientError
 
-FILTER_LIMIT = 100  # values per Filters entry (db-instance-id), RDS's documented limit
+FILTER_LIMIT = 100  # values per Filters entry (db-instance-id, db-cluster-id), RDS's documented limit
 
 
 def _chunks(values: Sequence[str], size: int) -> Iterable[list[str]]:
@@ -31,12 +32,26 @@ class RdsMaintenanceHook(RdsHook):
                     found[str(db["DBInstanceIdentifier"])] = db
         return found
 
-    def pending_actions(self, identifiers: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
-        """DB instance identifier -> {action: PendingMaintenanceActionDetails}; none pending: left out."""
+    def db_clusters(self, identifiers: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """DB cluster identifier -> DescribeDBClusters item; clusters that do not exist are left out."""
+        found: dict[str, dict[str, Any]] = {}
+        paginator = self.conn.get_paginator("describe_db_clusters")
+        for chunk in _chunks(sorted(set(identifiers)), FILTER_LIMIT):
+            for page in paginator.paginate(Filters=[{"Name": "db-cluster-id", "Values": chunk}]):
+                for cluster in page["DBClusters"]:
+                    found[str(cluster["DBClusterIdentifier"])] = cluster
+        return found
+
+    def pending_actions(
+        self, identifiers: Sequence[str], clusters: bool = False
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        """DB instance (DB cluster, when `clusters`) identifier -> {action: PendingMaintenanceActionDetails}; none
+        pending: left out."""
         found: dict[str, dict[str, dict[str, Any]]] = {}
         paginator = self.conn.get_paginator("describe_pending_maintenance_actions")
+        name = "db-cluster-id" if clusters else "db-instance-id"
         for chunk in _chunks(sorted(set(identifiers)), FILTER_LIMIT):
-            pages = paginator.paginate(Filters=[{"Name": "db-instance-id", "Values": chunk}])
+            pages = paginator.paginate(Filters=[{"Name": name, "Values": chunk}])
             for page in pages:
                 for item in page["PendingMaintenanceActions"]:
                     identifier = str(item["ResourceIdentifier"]).rsplit(":", 1)[-1]
@@ -86,11 +101,11 @@ class RdsMaintenanceHook(RdsHook):
             if error.response.get("Error", {}).get("Code") != "DBSnapshotNotFound":
                 raise
 
-    def failure_events(self, identifier: str, action: str) -> list[str]:
-        """The messages of the DB instance's recent RDS events of category failure about `action` (DescribeEvents:
-        the last hour, oldest first)."""
+    def failure_events(self, identifier: str, action: str, source_type: str = "db-instance") -> list[str]:
+        """The messages of the DB instance's (source_type db-cluster: the DB cluster's) recent RDS events of category
+        failure about `action` (DescribeEvents: the last hour, oldest first)."""
         pages = self.conn.get_paginator("describe_events").paginate(
-            SourceIdentifier=identifier, SourceType="db-instance", EventCategories=["failure"]
+            SourceIdentifier=identifier, SourceType=source_type, EventCategories=["failure"]
         )
         return [
             str(event.get("Message", ""))

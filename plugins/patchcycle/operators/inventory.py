@@ -43,6 +43,8 @@ class InventoryOperator(TargetOperator[Ec2InventoryHook, CycleConfig]):
             rds = self.hook_for(RdsInventoryHook)
             with aws_call("rds:DescribeDBInstances", account, region):
                 databases = rds.db_instances()
+            with aws_call("rds:DescribeDBClusters", account, region):
+                clusters = rds.db_clusters()
             with aws_call("rds:DescribePendingMaintenanceActions", account, region):
                 pending = rds.pending_maintenance_actions()
             with aws_call("s3:ListBuckets", account, region):
@@ -52,6 +54,7 @@ class InventoryOperator(TargetOperator[Ec2InventoryHook, CycleConfig]):
                 [
                     inv.ec2_rows(account, region, instances, managed, groups),
                     inv.rds_rows(account, region, databases, pending),
+                    inv.rds_cluster_rows(account, region, clusters, pending),
                     inv.s3_rows(account, region, buckets),
                 ]
             )

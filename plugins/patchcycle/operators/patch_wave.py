@@ -49,7 +49,7 @@ from patchcycle.core.runbooks import (
     runbook_parameters,
     script_lines,
 )
-from patchcycle.core.timestamps import iso_utc, now_iso, parse_utc
+from patchcycle.core.timestamps import now_iso, parse_utc
 from patchcycle.core.verdicts import ReasonCode
 from patchcycle.core.wave_results import (
     AUTOMATION_SUCCESS,
@@ -73,13 +73,19 @@ from patchcycle.core.wave_results import (
 from patchcycle.core.waves import halt_decision
 from patchcycle.hooks.automation import AutomationHook
 from patchcycle.hooks.aws_errors import aws_call
-from patchcycle.hooks.cloudwatch_alarms import CloudWatchAlarmsHook
 from patchcycle.hooks.patch_manager import PatchManagerHook, batches
 from patchcycle.links.base import persist_link
 from patchcycle.links.ssm import AutomationExecutionLink, RunCommandLink
 from patchcycle.notifications.cycle_events import notify, page_of_run
 from patchcycle.operators.base import DEFER_MARGIN, FleetOperator, defer_for_commands, recorded_failure
 from patchcycle.operators.run_command import SCRIPT_DOCUMENTS, invocations, late_commands
+from patchcycle.operators.wave_gates import (
+    alarm_halt_reason,
+    alarms_in_alarm,
+    calendar_halt_reason,
+    calendar_look,
+    calendar_wait,
+)
 from patchcycle.run_artifacts import (
     INVENTORY_SUMMARY,
     OVERRIDES,
@@ -94,7 +100,6 @@ from patchcycle.run_artifacts import (
 )
 from patchcycle.run_records import SentCommand, StartedAutomation, WaveGate
 from patchcycle.triggers.automation_completion import FINAL_STATUSES, AutomationCompletionTrigger
-from patchcycle.triggers.change_calendar import ChangeCalendarTrigger
 
 HEALTHCHECKS = REPO_ROOT / "include" / "healthchecks"
 # The runbooks bound their own steps (an hour for snapshots and restores); the wait leaves them room.
@@ -179,11 +184,7 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
         with recorded_failure(artifacts, Step.wave(self.wave)):
             gate = artifacts.read(WAVE_GATE, wave=self.wave)
             if event.get("status") != "open":
-                waited = config.safety.change_calendar_wait_minutes
-                reason = (
-                    f"halted before wave {self.wave}: change calendar {gate.calendar} stayed CLOSED for "
-                    f"{waited:g} minutes (since {gate.waiting_since})"
-                )
+                reason = calendar_halt_reason(f"wave {self.wave}", config.safety, gate.waiting_since)
                 self._halt_before(
                     artifacts, replace(gate, calendar_state="CLOSED", reason=reason), ReasonCode.HALTED_BY_CALENDAR
                 )
@@ -194,26 +195,17 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
         gate = artifacts.find(WAVE_GATE, wave=self.wave) or WaveGate(calendar=calendar)
         if gate.passed:  # a retried wave: the gates let it start once, and what it started goes on
             return self._after_gates(context, artifacts, config)
-        for target, account, _ in self._placed(artifacts, config):
-            if not calendar:
-                break
-            hook = self._hook(AutomationHook, target)
-            with aws_call("ssm:GetCalendarState", account, target.region_name):
-                state = str(hook.calendar_state(calendar)["State"])
-            gate = replace(gate, calendar_state=state)
-            if state != "OPEN":
+        if calendar:
+            placed = [(target, account) for target, account, _ in self._placed(artifacts, config)]
+            closed, state = calendar_look(placed, calendar)
+            gate = replace(gate, calendar_state=state) if state else gate
+            if closed is not None:
                 gate = replace(gate, waiting_since=gate.waiting_since or now_iso())
                 artifacts.write(WAVE_GATE, gate, wave=self.wave)
                 since = parse_utc(gate.waiting_since) or datetime.now(UTC)
-                self.log.info("Change calendar %s is %s in %s: wave %d waits", calendar, state, target.key, self.wave)
+                self.log.info("Change calendar %s is %s in %s: wave %d waits", calendar, state, closed.key, self.wave)
                 self.defer(
-                    trigger=ChangeCalendarTrigger(
-                        aws_conn_id=target.aws_conn_id,
-                        region_name=target.region_name,
-                        calendar=calendar,
-                        deadline=iso_utc(since + config.safety.change_calendar_wait),
-                        poll_seconds=config.poll_seconds,
-                    ),
+                    trigger=calendar_wait(closed, config.safety, since, config.poll_seconds),
                     method_name="calendar_complete",
                     timeout=config.safety.change_calendar_wait + DEFER_MARGIN,
                 )
@@ -224,17 +216,10 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
         self, context: Context, artifacts: RunArtifacts, config: CycleConfig, gate: WaveGate
     ) -> dict[str, Any]:
         watched = config.safety.health_alarms
-        names = [alarm for alarm in watched if not alarm.endswith("*")]
-        prefixes = [alarm[:-1] for alarm in watched if alarm.endswith("*")]
-        firing = []
-        for target, account, _ in self._placed(artifacts, config) if watched else []:
-            hook = self._hook(CloudWatchAlarmsHook, target)
-            with aws_call("cloudwatch:DescribeAlarms", account, target.region_name):
-                for alarm in hook.alarms_in_alarm(names, prefixes):
-                    why = " ".join(str(alarm.get("StateReason", "")).split())[:200]
-                    firing.append(f"{alarm['AlarmName']} ({account}/{target.region_name}: {why})")
+        placed = [(target, account) for target, account, _ in self._placed(artifacts, config)] if watched else []
+        firing = alarms_in_alarm(placed, watched)
         if firing:
-            reason = f"halted before wave {self.wave}: health alarm(s) in ALARM: {'; '.join(firing)}"
+            reason = alarm_halt_reason(f"wave {self.wave}", firing)
             self._halt_before(
                 artifacts, replace(gate, alarms_in_alarm=firing, reason=reason), ReasonCode.HALTED_BY_ALARM
             )

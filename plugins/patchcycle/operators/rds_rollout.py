@@ -1,15 +1,22 @@
-"""rds_rollout: after approval, the planned RDS maintenance applied wave by wave, behind the halt threshold.
+"""rds_rollout: after approval, the planned RDS maintenance applied wave by wave, behind the wave gates and the
+halt threshold.
 
-Each wave calls ApplyPendingMaintenanceAction (OptInType from `rds_apply`) for every planned action of its DB
-instances, across targets, then waits in the triggerer: `immediate` until each is available with the actions gone
-from DescribePendingMaintenanceActions; `next-maintenance` until each shows the opt-in. Failures (an action that
-failed or was refused, a wait past `rds_timeout_minutes`) count toward the halt threshold like an EC2 wave's. The
-plan puts read replicas in earlier waves than their sources. DB instances whose rehearsal failed are not touched.
+Each wave first passes the EC2 waves' gates (operators.wave_gates) in the targets it touches: a CLOSED change
+calendar is waited for in the triggerer up to change_calendar_wait_minutes, then the rollout halts; a health alarm
+in ALARM halts it. A halt leaves this wave's and every later wave's databases not applied (halted_by_calendar,
+halted_by_alarm: SKIPPED_HALTED). Then the wave calls ApplyPendingMaintenanceAction (OptInType from `rds_apply`) for
+every planned action of its DB instances and Aurora DB clusters (on the cluster's ARN), across targets, and waits in
+the triggerer: `immediate` until each is available with the actions gone from DescribePendingMaintenanceActions;
+`next-maintenance` until each shows the opt-in. Failures (an action that failed or was refused, a wait past
+`rds_timeout_minutes`) count toward the halt threshold like an EC2 wave's. The plan puts read replicas in earlier
+waves than their sources, planned members before their cluster. DB instances whose rehearsal failed are not
+touched; nor are DB clusters (never rehearsed) under approval_mode auto.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -19,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from patchcycle.config import CycleConfig, Target
 from patchcycle.core.frames import concat_frames
+from patchcycle.core.rds_plan import DB_CLUSTER
 from patchcycle.core.rds_rollout import (
     FAILURE_OUTCOMES,
     REHEARSAL_RESULT_COLUMNS,
@@ -27,10 +35,18 @@ from patchcycle.core.rds_rollout import (
     WaitState,
     rollout_rows,
 )
+from patchcycle.core.timestamps import iso_utc, parse_utc
 from patchcycle.core.waves import halt_decision
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.rds_maintenance import RdsMaintenanceHook
 from patchcycle.operators.base import DEFER_MARGIN, FleetOperator, recorded_failure
+from patchcycle.operators.wave_gates import (
+    alarm_halt_reason,
+    alarms_in_alarm,
+    calendar_halt_reason,
+    calendar_look,
+    calendar_wait,
+)
 from patchcycle.run_artifacts import (
     INVENTORY_SUMMARY,
     RDS_INSTALL_PLAN,
@@ -39,7 +55,7 @@ from patchcycle.run_artifacts import (
     RunArtifacts,
     Step,
 )
-from patchcycle.triggers.rds_maintenance import RdsMaintenanceTrigger, parse_wait_id, wait_id
+from patchcycle.triggers.rds_maintenance import RdsMaintenanceTrigger, cluster_identifier, parse_wait_id, wait_id
 
 _STATE_OUTCOMES: Mapping[str, RolloutOutcome] = {
     WaitState.APPLIED: RolloutOutcome.APPLIED,
@@ -61,30 +77,59 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
             if plan is None or plan.empty:
                 self.log.info("No RDS maintenance planned")
                 return {"databases": 0}
-            rows = self._staging_failed(artifacts, plan)
+            rows = self._staging_failed(artifacts, plan) + self._not_rehearsed(plan)
             artifacts.write(RDS_ROLLOUT, rollout_rows(rows))
         return self._wave(context, 1)
 
-    def _wave(self, context: Context, wave: int) -> Any:
+    def calendar_done(self, context: Context, event: dict[str, Any], wave: int, since: str) -> Any:
+        """The change calendar opened (look again, in every target), or stayed CLOSED until the deadline: halt."""
+        if event.get("status") == "open":
+            return self._wave(context, wave, since)
+        artifacts, config = self.artifacts(context), self.settings()
+        with recorded_failure(artifacts, Step.RDS_ROLLOUT):
+            reason = calendar_halt_reason(f"RDS wave {wave}", config.safety, since)
+            return self._halt_before(artifacts, wave, RolloutOutcome.HALTED_BY_CALENDAR, reason)
+
+    def _wave(self, context: Context, wave: int, calendar_since: str = "") -> Any:
         artifacts, config = self.artifacts(context), self.settings()
         with recorded_failure(artifacts, Step.RDS_ROLLOUT):
             plan, done = artifacts.read(RDS_INSTALL_PLAN), artifacts.read(RDS_ROLLOUT)
-            reached = set(zip(done["account_id"], done["region"], done["resource_id"], strict=True))
-            todo = plan[
-                [
-                    (a, r, d) not in reached
-                    for a, r, d in zip(plan["account_id"], plan["region"], plan["resource_id"], strict=True)
-                ]
-            ]
+            todo = _not_reached(plan, done)
             if todo.empty:
                 return self._summary(done)
             wave = max(wave, int(todo["wave"].min()))
             members = todo[todo["wave"] == wave]
+            placed = [(target, account) for target, (account, _) in self._by_target(artifacts, members).items()]
+            safety = config.safety
+            if safety.change_calendar:
+                closed, state = calendar_look(placed, safety.change_calendar)
+                if closed is not None:
+                    since = calendar_since or iso_utc(datetime.now(UTC))
+                    self.log.info(
+                        "Change calendar %s is %s in %s: RDS wave %d waits",
+                        safety.change_calendar,
+                        state,
+                        closed.key,
+                        wave,
+                    )
+                    self.defer(
+                        trigger=calendar_wait(
+                            closed, safety, parse_utc(since) or datetime.now(UTC), config.poll_seconds
+                        ),
+                        method_name="calendar_done",
+                        kwargs={"wave": wave, "since": since},
+                        timeout=safety.change_calendar_wait + DEFER_MARGIN,
+                    )
+            firing = alarms_in_alarm(placed, safety.health_alarms)
+            if firing:
+                reason = alarm_halt_reason(f"RDS wave {wave}", firing)
+                return self._halt_before(artifacts, wave, RolloutOutcome.HALTED_BY_ALARM, reason)
             opt_in = config.rds.rds_apply
             rows, waits = [], []
-            for target, group in self._by_target(artifacts, members).items():
+            for target, (_, group) in self._by_target(artifacts, members).items():
                 hook = self._hook(target)
                 for (account_id, region, db), actions in group.groupby(["account_id", "region", "resource_id"]):
+                    cluster = bool((actions["kind"] == DB_CLUSTER).any())
                     names = sorted(actions["action"])
                     refused = ""
                     for arn, action in zip(actions["resource_arn"], actions["action"], strict=True):
@@ -101,8 +146,8 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
                             {**base, "actions": ";".join(names), "outcome": RolloutOutcome.FAILED, "detail": refused}
                         )
                     else:
-                        waits.append((target, wait_id(str(db), names)))
-            self.log.info("RDS wave %d: %d DB instance(s), opt-in %s", wave, len(waits) + len(rows), opt_in)
+                        waits.append((target, wait_id(str(db), names, cluster)))
+            self.log.info("RDS wave %d: %d database(s), opt-in %s", wave, len(waits) + len(rows), opt_in)
             artifacts.write(RDS_ROLLOUT, concat_frames([done, rollout_rows(rows)], ROLLOUT_COLUMNS))
         if not waits:
             return self._judge(context, wave, {"databases": {}})
@@ -139,16 +184,21 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
             plan, done = artifacts.read(RDS_INSTALL_PLAN), artifacts.read(RDS_ROLLOUT)
             rows = []
             for wid, state in event.get("databases", {}).items():
-                db, actions = parse_wait_id(wid)
+                waited, actions = parse_wait_id(wid)
+                cluster = cluster_identifier(waited)
+                db = cluster if cluster is not None else waited
+                kind = (plan["kind"] == DB_CLUSTER) if cluster is not None else (plan["kind"] != DB_CLUSTER)
                 target = Target(str(state["aws_conn_id"]), str(state["region_name"]))
-                row = plan[(plan["resource_id"] == db) & (plan["region"] == target.region_name)].iloc[0]
+                row = plan[(plan["resource_id"] == db) & (plan["region"] == target.region_name) & kind].iloc[0]
                 outcome = _STATE_OUTCOMES[state["state"]]
                 detail = ""
                 if outcome == RolloutOutcome.FAILED:
                     hook = self._hook(target)
+                    source = "db-cluster" if cluster is not None else "db-instance"
                     with aws_call("rds:DescribeEvents", str(row["account_id"]), target.region_name):
-                        events = [m for a in actions for m in hook.failure_events(db, a)]
-                    detail = events[-1] if events else f"the DB instance is {state['status']}"
+                        events = [m for a in actions for m in hook.failure_events(db, a, source)]
+                    noun = "DB cluster" if cluster is not None else "DB instance"
+                    detail = events[-1] if events else f"the {noun} is {state['status']}"
                 elif outcome == RolloutOutcome.TIMEOUT:
                     detail = f"still {state['status']} after {config.rds.rds_timeout_minutes:g} minutes"
                 elif outcome == RolloutOutcome.APPLIED and state.get("engine_version"):
@@ -167,35 +217,45 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
                     }
                 )
             done = concat_frames([done, rollout_rows(rows)], ROLLOUT_COLUMNS)
-            mine = done[(done["wave"] == wave) & (done["outcome"] != RolloutOutcome.STAGING_FAILED)]
+            untouched = [RolloutOutcome.STAGING_FAILED, RolloutOutcome.NOT_REHEARSED]
+            mine = done[(done["wave"] == wave) & ~done["outcome"].isin(untouched)]
             failures = int(mine["outcome"].isin(list(FAILURE_OUTCOMES)).sum())
             halt, allowed = halt_decision(len(mine), failures, config.install.halt_threshold)
             self.log.info("RDS wave %d: %d of %d failed (%d allowed)", wave, failures, len(mine), allowed)
             if halt:
-                reached = set(zip(done["account_id"], done["region"], done["resource_id"], strict=True))
-                left = plan[
-                    [
-                        (a, r, d) not in reached
-                        for a, r, d in zip(plan["account_id"], plan["region"], plan["resource_id"], strict=True)
-                    ]
-                ]
-                halted = [
-                    {
-                        "account_id": a,
-                        "region": r,
-                        "resource_id": d,
-                        "wave": int(g["wave"].iloc[0]),
-                        "actions": ";".join(sorted(g["action"])),
-                        "outcome": RolloutOutcome.HALTED,
-                        "detail": f"RDS wave {wave} had {failures} failure(s), more than the {allowed} allowed",
-                    }
-                    for (a, r, d), g in left.groupby(["account_id", "region", "resource_id"])
-                ]
-                done = concat_frames([done, rollout_rows(halted)], ROLLOUT_COLUMNS)
+                why = f"RDS wave {wave} had {failures} failure(s), more than the {allowed} allowed"
+                done = _with_halted(plan, done, RolloutOutcome.HALTED, why)
             artifacts.write(RDS_ROLLOUT, done)
         if halt:
             return self._summary(done)
         return self._wave(context, wave + 1)
+
+    def _halt_before(self, artifacts: RunArtifacts, wave: int, outcome: RolloutOutcome, reason: str) -> Any:
+        """A gate stopped RDS wave `wave` before it applied anything: it and every later wave are not applied."""
+        self.log.warning("%s; later RDS waves will not run", reason)
+        done = _with_halted(artifacts.read(RDS_INSTALL_PLAN), artifacts.read(RDS_ROLLOUT), outcome, reason)
+        artifacts.write(RDS_ROLLOUT, done)
+        return self._summary(done)
+
+    def _not_rehearsed(self, plan: pd.DataFrame) -> list[dict[str, Any]]:
+        """Under approval_mode auto, the planned Aurora DB clusters (and Aurora members' own actions): staging does
+        not rehearse them, so the auto policy does not apply them (a person approving does, knowingly: the
+        approval body says so)."""
+        if self.settings().install.approval_mode != "auto":
+            return []
+        clusters = plan[plan["rehearsal_id"] == ""]
+        return [
+            {
+                "account_id": a,
+                "region": r,
+                "resource_id": d,
+                "wave": int(group["wave"].iloc[0]),
+                "actions": ";".join(sorted(group["action"])),
+                "outcome": RolloutOutcome.NOT_REHEARSED,
+                "detail": "Aurora: not rehearsed in staging, so approval_mode auto does not apply it",
+            }
+            for (a, r, d), group in clusters.groupby(["account_id", "region", "resource_id"])
+        ]
 
     def _staging_failed(self, artifacts: RunArtifacts, plan: pd.DataFrame) -> list[dict[str, Any]]:
         """The planned DB instances whose rehearsal did not pass (or never ran): not touched."""
@@ -213,7 +273,7 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
         rows = []
         for (a, r, d), group in plan.groupby(["account_id", "region", "resource_id"]):
             first = group.iloc[0]
-            if (str(a), str(r), str(first["rehearsal_id"])) not in passed:
+            if first["rehearsal_id"] and (str(a), str(r), str(first["rehearsal_id"])) not in passed:
                 rows.append(
                     {
                         "account_id": a,
@@ -227,15 +287,16 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
                 )
         return rows
 
-    def _by_target(self, artifacts: RunArtifacts, members: pd.DataFrame) -> dict[Target, pd.DataFrame]:
-        """The wave's plan rows by the target (connection, region) whose account and region they are in."""
-        found: dict[Target, pd.DataFrame] = {}
+    def _by_target(self, artifacts: RunArtifacts, members: pd.DataFrame) -> dict[Target, tuple[str, pd.DataFrame]]:
+        """The wave's plan rows by the target (connection, region) whose account and region they are in, with
+        that account."""
+        found: dict[Target, tuple[str, pd.DataFrame]] = {}
         for target in self.settings().targets:
             summary = artifacts.find(INVENTORY_SUMMARY, target=target)
             account = summary.account_id if summary else ""
             mine = members[(members["account_id"] == account) & (members["region"] == target.region_name)]
             if not mine.empty:
-                found[target] = mine
+                found[target] = (account, mine)
         return found
 
     @staticmethod
@@ -256,3 +317,28 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
         counts = {str(k): int(v) for k, v in done["outcome"].value_counts().items()}
         self.log.info("RDS rollout: %s", counts)
         return {"databases": len(done), "outcomes": counts}
+
+
+def _not_reached(plan: pd.DataFrame, done: pd.DataFrame) -> pd.DataFrame:
+    """The plan rows of the databases the rollout's table has no row for yet."""
+    reached = set(zip(done["account_id"], done["region"], done["resource_id"], strict=True))
+    keys = zip(plan["account_id"], plan["region"], plan["resource_id"], strict=True)
+    keep = [(a, r, d) not in reached for a, r, d in keys]
+    return plan[keep]
+
+
+def _with_halted(plan: pd.DataFrame, done: pd.DataFrame, outcome: RolloutOutcome, why: str) -> pd.DataFrame:
+    """The rollout's table with a row of `outcome` for every planned database it has none for."""
+    halted = [
+        {
+            "account_id": a,
+            "region": r,
+            "resource_id": d,
+            "wave": int(g["wave"].iloc[0]),
+            "actions": ";".join(sorted(g["action"])),
+            "outcome": outcome,
+            "detail": why,
+        }
+        for (a, r, d), g in _not_reached(plan, done).groupby(["account_id", "region", "resource_id"])
+    ]
+    return concat_frames([done, rollout_rows(halted)], ROLLOUT_COLUMNS)

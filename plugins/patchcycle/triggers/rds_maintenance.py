@@ -1,5 +1,5 @@
 """Waits, in the triggerer, until RDS DB instances are available (a restore) or their maintenance is applied or
-scheduled, across (connection, region) targets."""
+scheduled, across (connection, region) targets; Aurora DB clusters' cluster-level maintenance alike."""
 
 from __future__ import annotations
 
@@ -13,20 +13,30 @@ from patchcycle.core.rds_rollout import FINAL_STATES, WAIT_KINDS, WaitState, mai
 from patchcycle.hooks.rds_maintenance import RdsMaintenanceHook
 from patchcycle.triggers.fleet_wait import FleetWaitTrigger
 
+CLUSTER_PREFIX = "cluster:"  # a wait id of an Aurora DB cluster (an identifier never holds a colon)
 
-def wait_id(identifier: str, actions: Sequence[str] = ()) -> str:
-    """The id a wait keeps for one DB instance and the actions applied to it: "orders-db/system-update;os-upgrade"."""
-    return f"{identifier}/{';'.join(actions)}"
+
+def wait_id(identifier: str, actions: Sequence[str] = (), cluster: bool = False) -> str:
+    """The id a wait keeps for one DB instance and the actions applied to it: "orders-db/system-update;os-upgrade";
+    for an Aurora DB cluster "cluster:ledger/system-update"."""
+    return f"{CLUSTER_PREFIX if cluster else ''}{identifier}/{';'.join(actions)}"
 
 
 def parse_wait_id(value: str) -> tuple[str, list[str]]:
+    """(the identifier, with CLUSTER_PREFIX for a DB cluster; the actions)."""
     identifier, _, actions = value.partition("/")
     return identifier, [action for action in actions.split(";") if action]
 
 
+def cluster_identifier(identifier: str) -> str | None:
+    """The DB cluster identifier of a parsed wait id's identifier, or None for a DB instance's."""
+    return identifier.removeprefix(CLUSTER_PREFIX) if identifier.startswith(CLUSTER_PREFIX) else None
+
+
 class RdsMaintenanceTrigger(FleetWaitTrigger):
-    """Polls DescribeDBInstances and DescribePendingMaintenanceActions until every DB instance waited on is final
-    for `kind` (core.rds_rollout.maintenance_state), or until `timeout` seconds after `started_at`.
+    """Polls DescribeDBInstances (DescribeDBClusters for a cluster's wait id) and DescribePendingMaintenanceActions
+    until every DB instance (cluster) waited on is final for `kind` (core.rds_rollout.maintenance_state), or until
+    `timeout` seconds after `started_at`.
 
     Targets: {"aws_conn_id", "region_name", "databases": [wait_id(...)]}. Event: {"status": "done" | "timeout",
     "databases": {wait id: {"aws_conn_id", "region_name", "state", "status", "engine_version"}}}; at the timeout the
@@ -54,14 +64,24 @@ class RdsMaintenanceTrigger(FleetWaitTrigger):
             config=self.botocore_config,
         )
         waits = {wid: parse_wait_id(wid) for wid in target[self.IDS_KEY]}
-        identifiers = sorted({identifier for identifier, _ in waits.values()})
-        dbs = hook.db_instances(identifiers)
-        pending = hook.pending_actions(identifiers) if self.kind != "available" else {}
+        identifiers = sorted({i for i, _ in waits.values() if cluster_identifier(i) is None})
+        clusters = sorted({c for i, _ in waits.values() if (c := cluster_identifier(i)) is not None})
+        dbs = hook.db_instances(identifiers) if identifiers else {}
+        found_clusters = hook.db_clusters(clusters) if clusters else {}
+        pending = hook.pending_actions(identifiers) if identifiers and self.kind != "available" else {}
+        cluster_pending = hook.pending_actions(clusters, clusters=True) if clusters and self.kind != "available" else {}
         found = {}
         for wid, (identifier, actions) in waits.items():
-            db = dbs.get(identifier)
-            status = str(db["DBInstanceStatus"]) if db else None
-            state = maintenance_state(self.kind, status, actions, pending.get(identifier, {}))
+            name = cluster_identifier(identifier)
+            if name is None:
+                db = dbs.get(identifier)
+                status = str(db["DBInstanceStatus"]) if db else None
+                waiting = pending.get(identifier, {})
+            else:
+                db = found_clusters.get(name)
+                status = str(db["Status"]) if db else None
+                waiting = cluster_pending.get(name, {})
+            state = maintenance_state(self.kind, status, actions, waiting)
             found[wid] = {
                 "aws_conn_id": target["aws_conn_id"],
                 "region_name": target["region_name"],

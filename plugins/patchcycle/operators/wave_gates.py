@@ -1,0 +1,68 @@
+"""The gates every production wave passes before it acts, EC2 waves (patch_wave) and RDS waves (rds_rollout) alike:
+the change calendar must be OPEN in each target the wave touches (a CLOSED one is waited for in the triggerer, up to
+change_calendar_wait_minutes, then the rollout halts), and no health alarm may be in ALARM there."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from patchcycle.config import RolloutSafety, Target
+from patchcycle.core.timestamps import iso_utc
+from patchcycle.hooks.automation import AutomationHook
+from patchcycle.hooks.aws_errors import aws_call
+from patchcycle.hooks.cloudwatch_alarms import CloudWatchAlarmsHook
+from patchcycle.triggers.change_calendar import ChangeCalendarTrigger
+
+OPEN = "OPEN"
+
+
+def calendar_look(placed: Iterable[tuple[Target, str]], calendar: str) -> tuple[Target | None, str]:
+    """(the first target, of (target, account) pairs, where `calendar` is not OPEN, or None; the last State read).
+    GetCalendarState in each target until one is not OPEN."""
+    state = ""
+    for target, account in placed:
+        hook = AutomationHook(aws_conn_id=target.aws_conn_id, region_name=target.region_name)
+        with aws_call("ssm:GetCalendarState", account, target.region_name):
+            state = str(hook.calendar_state(calendar)["State"])
+        if state != OPEN:
+            return target, state
+    return None, state
+
+
+def calendar_wait(target: Target, safety: RolloutSafety, since: datetime, poll_seconds: float) -> ChangeCalendarTrigger:
+    """The trigger that waits for the calendar to open in `target`, until change_calendar_wait after `since`."""
+    return ChangeCalendarTrigger(
+        aws_conn_id=target.aws_conn_id,
+        region_name=target.region_name,
+        calendar=safety.change_calendar,
+        deadline=iso_utc(since + safety.change_calendar_wait),
+        poll_seconds=poll_seconds,
+    )
+
+
+def calendar_halt_reason(wave: str, safety: RolloutSafety, since: str) -> str:
+    """Why `wave` ("wave 2", "RDS wave 1") halted: the calendar stayed CLOSED for the whole wait."""
+    return (
+        f"halted before {wave}: change calendar {safety.change_calendar} stayed CLOSED for "
+        f"{safety.change_calendar_wait_minutes:g} minutes (since {since})"
+    )
+
+
+def alarms_in_alarm(placed: Iterable[tuple[Target, str]], watched: Sequence[str]) -> list[str]:
+    """The watched alarms (names, or prefixes ending in '*') in ALARM in the targets, as
+    "name (account/region: state reason)"."""
+    names = [alarm for alarm in watched if not alarm.endswith("*")]
+    prefixes = [alarm[:-1] for alarm in watched if alarm.endswith("*")]
+    firing = []
+    for target, account in placed if watched else []:
+        hook = CloudWatchAlarmsHook(aws_conn_id=target.aws_conn_id, region_name=target.region_name)
+        with aws_call("cloudwatch:DescribeAlarms", account, target.region_name):
+            for alarm in hook.alarms_in_alarm(names, prefixes):
+                why = " ".join(str(alarm.get("StateReason", "")).split())[:200]
+                firing.append(f"{alarm['AlarmName']} ({account}/{target.region_name}: {why})")
+    return firing
+
+
+def alarm_halt_reason(wave: str, firing: Sequence[str]) -> str:
+    return f"halted before {wave}: health alarm(s) in ALARM: {'; '.join(firing)}"
