@@ -25,6 +25,7 @@ from patchcycle.core.report_html import (
 from patchcycle.core.report_html import (
     COMPLIANCE_COLORS,
     DEFAULT_COLOR,
+    auto_scaling_section,
     bar_chart,
     stacked_bar_chart,
 )
@@ -508,6 +509,8 @@ def run_page(view: RunView) -> str:
         ]
     parts += [_staging_section(view), _approval_section(view)]
     if report is not None:
+        groups = (report.get("install") or {}).get("auto_scaling_groups") or []
+        parts.append(f'<div class="scroll">{auto_scaling_section(groups)}</div>' if groups else "")
         parts.append(_resources_section(view, report))
     return _page(title, "".join(parts), _TABLE_SCRIPT if report is not None else "")
 
