@@ -577,7 +577,10 @@ def refresh_entries(
                 "status": refresh.status if refresh else "",
                 "status_reason": refresh.status_reason if refresh else "",
                 "rollback_reason": refresh.rollback_reason if refresh else "",
-                "reason": (halt_reason(refresh) or refresh.reason) if refresh else "",
+                # halt_reason tells how a refresh ended; a halted or refused group's own reason says why it did not run
+                "reason": ((halt_reason(refresh) if refresh.state == "done" else "") or refresh.reason)
+                if refresh
+                else "",
                 "image_id": refresh.image_id if refresh else "",
                 "launch_template": refresh.launch_template if refresh else str(rows["launch_template"].iloc[0]),
                 "version": refresh.version if refresh else "",

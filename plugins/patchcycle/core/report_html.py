@@ -506,9 +506,10 @@ def _group_cells(group: Mapping[str, Any]) -> list[str]:
     if group["default_version_set"]:
         template += "<br>now the default version"
     images = "<br>".join(_arrow(str(source), str(group["image_id"])) for source in group["source_images"])
-    ran = minutes(float(group["seconds"])) if float(group["seconds"]) else "did not run to an end"
+    ran = minutes(float(group["seconds"])) if float(group["seconds"]) else "did not end"
+    ran = ran if group["refresh_id"] else "not run"
     old = f"{len(group['instances'])}: " + ", ".join(f"{n} {label}" for label, n in sorted(verdicts.items()))
-    launched = f"{len(new)}"
+    launched = f"{len(new)}" if new else "none"
     if new:
         launched += (
             f": {sum(1 for n in checked if n['compliant'])} compliant, "
@@ -533,7 +534,7 @@ def auto_scaling_section(groups: Sequence[Mapping[str, Any]]) -> str:
     refreshes launched with Patch Manager's and Amazon Inspector's results ("" when the run refreshed no group)."""
     if not groups:
         return ""
-    headers = ["Group", "Instance refresh", "Launch template", "AMI", "Duration", "Instances replaced"]
+    headers = ["Group", "Instance refresh", "Launch template", "AMI", "Duration", "Instances at inventory"]
     headers += ["New instances"]
     rows = [_group_cells(group) for group in groups]
     instances = []
