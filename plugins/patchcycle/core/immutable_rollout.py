@@ -158,6 +158,38 @@ def image_profiles(bakes: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     return typed_frame(rows, PROFILE_COLUMNS)
 
 
+# What each step of PatchCycle-BakeAmi does, in words, for the reason of a bake that failed there (its branch
+# steps cannot fail).
+BAKE_STEP_WORDS: Final[Mapping[str, str]] = {
+    "launchBuilder": "launching the builder instance",
+    "launchBuilderInSubnet": "launching the builder instance",
+    "launchBuilderWithoutProfile": "launching the builder instance",
+    "launchBuilderInSubnetWithoutProfile": "launching the builder instance",
+    "findBuilder": "finding the builder instance it launched",
+    "waitForRunning": "waiting for the builder instance to run",
+    "waitForSsmOnline": "waiting for the builder instance to be Online in Systems Manager",
+    "installPatches": "installing the pinned patches on the builder instance",
+    "checkPinnedPatches": "checking that Patch Manager reports every pinned patch installed",
+    "getPlatform": "reading the builder instance's platform",
+    "linuxHealthCheck": "running the health checks",
+    "windowsHealthCheck": "running the health checks",
+    "stopBuilder": "stopping the builder instance",
+    "waitForStopped": "waiting for the builder instance to stop",
+    "createImage": "creating the image",
+    "waitForImage": "waiting for the image to be available",
+    "assertImageAvailable": "waiting for the image to be available",
+    "terminateBuilder": "terminating the builder instance",
+}
+
+
+def _failed_at(step: str) -> str:
+    """ " while installing the pinned patches (step installPatches)", or " at step X" for a step without words."""
+    if not step:
+        return ""
+    words = BAKE_STEP_WORDS.get(step)
+    return f" while {words} (step {step})" if words else f" at step {step}"
+
+
 def bake_result(
     bake: Mapping[str, Any], execution: Mapping[str, Any], failed_step: Mapping[str, Any] | None
 ) -> dict[str, Any]:
@@ -169,7 +201,7 @@ def bake_result(
     baked = status == "Success" and bool(image)
     reason = ""
     if not baked:
-        where = f" at step {failed_step['StepName']}" if failed_step and failed_step.get("StepName") else ""
+        where = _failed_at(str((failed_step or {}).get("StepName") or ""))
         message = (failed_step or {}).get("FailureMessage") or execution.get("FailureMessage") or ""
         reason = f"PatchCycle-BakeAmi {status or 'did not end'}{where}" + (f": {message}" if message else "")
         if status == "Success" and not image:
