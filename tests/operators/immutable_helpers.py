@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+from airflow.sdk.exceptions import TaskDeferred
 
 from include.sandbox.server import SandboxServer
 from patchcycle.operators.bake_images import BakeImagesOperator
@@ -85,4 +86,18 @@ def bake(config: dict[str, Any], run_id: str) -> tuple[BakeImagesOperator, dict[
     return operator, event, operator.execute_complete(ctx, event)
 
 
-__all__ = ["AL2023", "WINDOWS", "bake", "client", "immutable_scenario", "planned_run"]
+def run_deferring(operator: Any, ctx: Any, timeout: float = 60) -> tuple[Any, list[dict[str, Any]]]:
+    """Run a task as Airflow would: execute, then each deferral's trigger to its first event and the task resumed
+    with it at the method the deferral named, until it returns. Returns its result and the events, in order."""
+    events: list[dict[str, Any]] = []
+    step, arguments = operator.execute, (ctx,)
+    while True:
+        try:
+            return step(*arguments), events
+        except TaskDeferred as deferred:
+            event = first_trigger_payload(deferred.trigger, timeout=timeout)
+            events.append(event)
+            step, arguments = getattr(operator, deferred.method_name), (ctx, event)
+
+
+__all__ = ["AL2023", "WINDOWS", "bake", "client", "immutable_scenario", "planned_run", "run_deferring"]
