@@ -267,8 +267,8 @@ def verdicts_by_wave(report: Mapping[str, Any]) -> list[tuple[str, dict[str, int
         if wave is None and resource.get("reason_code") in _REFRESH_CODES:
             wave = REFRESH_LABEL
         counts.setdefault(wave, Counter())[str(resource["verdict"])] += 1
-    order: list[int | str | None] = sorted(wave for wave in counts if isinstance(wave, int))
-    order += [wave for wave in (REFRESH_LABEL, None) if wave in counts]
+    waves = sorted(wave for wave in counts if isinstance(wave, int))
+    order: list[int | str | None] = [*waves, *(wave for wave in (REFRESH_LABEL, None) if wave in counts)]
     return [(wave if isinstance(wave, str) else wave_label(wave), dict(counts[wave])) for wave in order]
 
 
