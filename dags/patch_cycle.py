@@ -96,7 +96,8 @@ with DAG(
     bake_images = BakeImagesOperator.partial(task_id="bake_images", config=config).expand_kwargs(targets)
     # Amazon Inspector on each baked AMI's replica, before the replicas are deleted and anyone is asked to approve.
     prove_images = ProveImagesOperator.partial(task_id="prove_images", config=config).expand_kwargs(targets)
-    refresh_groups = RefreshGroupsOperator(task_id="refresh_groups", config=config, retries=0)
+    # Retry-safe: a retried attempt finds the version and the refresh the one before it made (refresh_groups.py).
+    refresh_groups = RefreshGroupsOperator(task_id="refresh_groups", config=config)
     # none_skipped: the instances of the groups refreshed before a failure are checked too; nothing to check when
     # the refreshes were skipped (scan mode, a rejected rollout).
     verify_replacements = VerifyReplacementsOperator.partial(

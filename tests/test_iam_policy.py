@@ -1496,3 +1496,23 @@ def test_the_readme_automation_role_allows_exactly_the_runbook_steps() -> None:
     assert not policy_excess(role, steps), policy_excess(role, steps)
     sent = {r.split(":document/")[1] for s in role["Statement"] for r in _as_list(s["Resource"]) if ":document/" in r}
     assert sent == {c.document for c in steps if c.document}, sent
+
+
+# The immutable path's writes reach only the groups and launch templates the operator tagged with a patch group
+# (both services support the resource-tag keys on these actions: the Service Authorization Reference).
+PATCH_GROUP_SCOPED = {
+    "autoscaling:StartInstanceRefresh": "autoscaling:ResourceTag/PatchGroup",
+    "autoscaling:CancelInstanceRefresh": "autoscaling:ResourceTag/PatchGroup",
+    "ec2:CreateLaunchTemplateVersion": "aws:ResourceTag/PatchGroup",
+    "ec2:ModifyLaunchTemplate": "aws:ResourceTag/PatchGroup",
+}
+
+
+def test_refreshes_and_launch_template_versions_only_reach_what_carries_a_patch_group_tag(
+    policy: dict[str, Any],
+) -> None:
+    for action, key in PATCH_GROUP_SCOPED.items():
+        statements = [s for s in policy["Statement"] if action in s["Action"]]
+        assert statements and all(s.get("Condition") == {"Null": {key: "false"}} for s in statements), action
+    rollback = [s for s in policy["Statement"] if "autoscaling:RollbackInstanceRefresh" in s["Action"]]
+    assert rollback == [], "AutoRollback is Auto Scaling's own doing: the role never calls RollbackInstanceRefresh"

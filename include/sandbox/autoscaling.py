@@ -9,7 +9,9 @@ DescribeAutoScalingGroups, DescribeAutoScalingInstances and EC2's DescribeInstan
   (MinHealthyPercentage 90, MaxHealthyPercentage 100, CheckpointDelay 3600 with CheckpointPercentages,
   SkipMatching and AutoRollback false, ScaleInProtectedInstances and StandbyInstances ``Wait``, BakeTime 0;
   InstanceWarmup defaults to the group's health check grace period) and checked as AWS checks them
-  (ValidationError); InstanceRefreshInProgress while one is active.
+  (ValidationError); InstanceRefreshInProgress while one is active. AutoRollback on a group whose launch
+  template version takes its ImageId from a Systems Manager parameter (``resolve:ssm:...``) is
+  IrreversibleInstanceRefresh (AWS cannot roll back onto an AMI alias; the fault's own description names the case).
 - Progress: the instances to replace are the group's InService instances (all of them, or with SkipMatching those
   not launched from the desired launch template version). They are replaced in batches of
   ``max(1, floor(desired * MaxHealthy / 100) - ceil(desired * MinHealthy / 100))``, no batch going past the next
@@ -21,9 +23,10 @@ DescribeAutoScalingGroups, DescribeAutoScalingInstances and EC2's DescribeInstan
 - Alarms: while a refresh with an AlarmSpecification runs, an alarm in ALARM fails it, or with AutoRollback rolls it
   back: ``RollbackInProgress`` replaces the instances the refresh launched with instances of the group's own launch
   template version (same batches and warm-up), then ``RollbackSuccessful``; RollbackDetails report it.
-  ``RollbackInstanceRefresh`` does the same on request (IrreversibleInstanceRefresh without a desired configuration
-  or when the group uses ``$Latest`` / ``$Default``); ``CancelInstanceRefresh`` stops it (``Cancelling`` until the
-  instances being launched have warmed up, unless WaitForTransitioningInstances is false, then ``Cancelled``).
+  ``RollbackInstanceRefresh`` does the same on request (IrreversibleInstanceRefresh without a desired configuration,
+  when the group uses ``$Latest`` / ``$Default`` or an SSM-parameter ImageId); ``CancelInstanceRefresh`` stops it
+  (``Cancelling`` until the instances being launched have warmed up, unless WaitForTransitioningInstances is false,
+  then ``Cancelled``).
 - The scenario's groups (``auto_scaling_groups``): launch template ``<group>`` version 1 and the group on it, with
   ``desired`` InService instances managed by SSM with the group's patch state. An instance a refresh launches from
   the group's AMI gets that patch state too; one launched from another AMI is left to ``World._launched_later``.
@@ -77,6 +80,7 @@ PENDING_SECONDS = 5  # a refresh is Pending this long before its first batch is 
 DEFAULT_MIN_HEALTHY, DEFAULT_MAX_HEALTHY, DEFAULT_CHECKPOINT_DELAY = 90, 100, 3600
 DEFAULT_PAGE, MAX_PAGE = 50, 100
 SYMBOLIC_VERSIONS = frozenset({"$latest", "$default"})
+SSM_ALIAS_PREFIX = "resolve:ssm:"  # an ImageId that names a Systems Manager parameter instead of an AMI
 
 
 # -- state -------------------------------------------------------------------------------------------
@@ -549,6 +553,22 @@ def _irreversible_group(group: Any) -> bool:
     return version is None or str(version).lower() in SYMBOLIC_VERSIONS
 
 
+def _ssm_alias(template: Any, version: int) -> str:
+    """The Systems Manager parameter the template version's ImageId resolves at launch ("" for an AMI id): AWS
+    cannot roll a refresh back onto it (its AMI is whatever the parameter holds by then)."""
+    image = str(template.get_version(str(version)).data.get("ImageId") or "")
+    return image[len(SSM_ALIAS_PREFIX) :] if image.startswith(SSM_ALIAS_PREFIX) else ""
+
+
+def _irreversible_alias(template: Any, version: int, alias: str) -> AwsApiError:
+    return AwsApiError(
+        "IrreversibleInstanceRefresh",
+        f"The instance refresh cannot be rolled back: version {version} of launch template {template.id}, which the "
+        f"Auto Scaling group uses, takes its ImageId from the Systems Manager parameter {alias}. Use an AMI ID in the "
+        "launch template or set AutoRollback to false and try again.",
+    )
+
+
 def start_instance_refresh(world: World, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     settle(world)
     state = _state(world)
@@ -582,6 +602,9 @@ def start_instance_refresh(world: World, ctx: RequestContext, params: dict[str, 
         )
     original = group.ec2_launch_template
     original_version = _version_number(original, group.launch_template_version)
+    alias = _ssm_alias(original, original_version)
+    if auto_rollback and desired is not None and alias:
+        raise _irreversible_alias(original, original_version, alias)
     if desired is not None:
         spec = desired["LaunchTemplate"]
         template = _template(ctx.account_id, ctx.region, spec.get("LaunchTemplateId"), spec.get("LaunchTemplateName"))
@@ -625,7 +648,7 @@ def start_instance_refresh(world: World, ctx: RequestContext, params: dict[str, 
         version=version,
         original_template_id=original.id,
         original_version=original_version,
-        reversible=desired is not None and not _irreversible_group(group),
+        reversible=desired is not None and not _irreversible_group(group) and not alias,
         warmup=int(prefs.get("InstanceWarmup", group.health_check_grace_period or 0)),
         to_replace=len(queue),
         queue=queue,
@@ -749,7 +772,8 @@ def rollback_instance_refresh(world: World, ctx: RequestContext, params: dict[st
         raise AwsApiError(
             "IrreversibleInstanceRefresh",
             "The instance refresh cannot be rolled back: it has no desired configuration, or the Auto Scaling group "
-            "uses the $Latest or $Default launch template version.",
+            "uses the $Latest or $Default launch template version, or a launch template whose ImageId is a Systems "
+            "Manager parameter.",
         )
     _start_rollback(world, refresh, world.now(), "Rollback started by user request.")
     return {"InstanceRefreshId": refresh.refresh_id}

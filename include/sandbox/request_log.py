@@ -2,8 +2,10 @@
 
 Every call that commands instances (SSM SendCommand, StartAutomationExecution) is logged once it has been
 answered (or, when held, once it has done its work and before the answer leaves), with the instances it named,
-its comment or client token and its HTTP status. `GET /_sandbox/requests` lists the entries, so a test can
-count how often each instance was commanded.
+its comment or client token and its HTTP status. So is every call that changes what an Auto Scaling group's
+instances run (StartInstanceRefresh, CreateLaunchTemplateVersion), with the group or launch template it named.
+`GET /_sandbox/requests` lists the entries, so a test can count how often each instance was commanded and each
+group refreshed.
 
 A hold (`POST /_sandbox/hold`) stalls the answer of the next matching call after the sandbox has done its
 work: the command exists and its instances patch, but the caller has not heard back. That is the window in
@@ -20,6 +22,9 @@ from typing import Any
 
 # Calls that make instances do something, logged with the instances they name.
 COMMANDING: frozenset[str] = frozenset({"ssm:SendCommand", "ssm:StartAutomationExecution"})
+# Calls that change what a group's instances run, logged with the group or launch template they name.
+REPLACING: frozenset[str] = frozenset({"autoscaling:StartInstanceRefresh", "ec2:CreateLaunchTemplateVersion"})
+LOGGED: frozenset[str] = COMMANDING | REPLACING
 MAX_HOLD_SECONDS = 600.0
 
 
@@ -36,6 +41,7 @@ class LoggedRequest:
     client_token: str  # StartAutomationExecution's ClientToken
     invoked_by: str  # "client", or "automation" for a call an Automation step made (as CloudTrail's invokedBy)
     held: bool = False  # its answer was held (see Hold)
+    resource: str = ""  # the Auto Scaling group or launch template a REPLACING call named
 
 
 @dataclass
@@ -79,8 +85,9 @@ class RequestLog:
         status: int,
         invoked_by: str = "client",
     ) -> Hold | None:
-        """Log a commanding call; returns the hold that catches it (its answer must wait), if any."""
-        if operation not in COMMANDING:
+        """Log a commanding or replacing call; returns the hold that catches it (its answer must wait), if any.
+        params: the request's JSON body, or a query-protocol request's form fields."""
+        if operation not in LOGGED:
             return None
         comment = str(params.get("Comment") or "")
         with self._lock:
@@ -102,6 +109,12 @@ class RequestLog:
                 client_token=str(params.get("ClientToken") or ""),
                 invoked_by=invoked_by,
                 held=hold is not None,
+                resource=str(
+                    params.get("AutoScalingGroupName")
+                    or params.get("LaunchTemplateName")
+                    or params.get("LaunchTemplateId")
+                    or ""
+                ),
             )
             self._entries.append(entry)
             if hold is not None:

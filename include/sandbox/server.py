@@ -48,7 +48,7 @@ from include.sandbox import (
 )
 from include.sandbox.api import Handler, RequestContext
 from include.sandbox.loopback import LOOPBACK_ENVIRON_KEY
-from include.sandbox.request_log import COMMANDING, RequestLog
+from include.sandbox.request_log import COMMANDING, REPLACING, RequestLog
 from include.sandbox.scenario import Scenario
 from include.sandbox.world import World
 
@@ -120,6 +120,11 @@ class SandboxApp:
         account_id = get_account_id_from(access_key) if access_key else self.world.scenario.accounts[0].id
         logged = f"{service}:{operation}" in COMMANDING
         invoked_by = "automation" if environ.get(LOOPBACK_ENVIRON_KEY) else "client"
+        if f"{service}:{operation}" in REPLACING:  # query protocol, answered by moto or a handler: log the status sent
+            fields = cloudformation.form_fields(body, str(environ.get("QUERY_STRING", "")))
+            start_response = self._logging(
+                start_response, f"{service}:{operation}", account_id, region, fields, invoked_by
+            )
         fault = self._draw_fault(service, operation, region)
         if fault is not None:
             if logged:
@@ -204,6 +209,23 @@ class SandboxApp:
             headers = [(k, str(len(payload)) if k.lower() == "content-length" else v) for k, v in headers]
             start_response(status, headers, exc_info)
         return [payload]
+
+    def _logging(
+        self,
+        start_response: StartResponse,
+        operation: str,
+        account_id: str,
+        region: str,
+        fields: dict[str, str],
+        invoked_by: str,
+    ) -> StartResponse:
+        """start_response that logs the call with the status it answers (after the work is done)."""
+
+        def logged(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            self.requests.record(operation, account_id, region, dict(fields), int(status.split()[0]), invoked_by)
+            return start_response(status, headers, exc_info)
+
+        return logged
 
     def _handle(self, handler: Handler, ctx: RequestContext, body: bytes) -> dict[str, Any]:
         try:

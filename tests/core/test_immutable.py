@@ -17,6 +17,7 @@ from patchcycle.core.immutable import (
     irreversible_reason,
     is_immutable,
     refresh_preferences,
+    ssm_parameter,
 )
 from patchcycle.core.quantities import CountOrPercent
 from patchcycle.core.staging import PRODUCTION_COLUMNS
@@ -131,3 +132,17 @@ def test_a_group_on_a_symbolic_version_is_named_as_irreversible() -> None:
     reason = irreversible_reason("web-asg", "$Latest")
     assert reason.startswith("web-asg launches $Latest of its launch template: a refresh could not roll back")
     assert irreversible_reason("web-asg", "$Default") != ""
+
+
+def test_a_launch_template_whose_ami_is_an_ssm_parameter_is_named_as_irreversible() -> None:
+    """AWS refuses AutoRollback onto an AMI alias (IrreversibleInstanceRefresh): the reason names the parameter."""
+    assert irreversible_reason("web-asg", "3", "ami-0a1b2c3d4e5f60001") == ""
+    reason = irreversible_reason("web-asg", "3", "resolve:ssm:/golden/al2023:4")
+    assert "Systems Manager parameter /golden/al2023:4" in reason and "version 3" in reason
+    assert reason.startswith("web-asg ") and "cannot roll a refresh back" in reason
+    # A symbolic version is named first (its ImageId is whatever the version resolves to by then).
+    assert "$Latest" in irreversible_reason("web-asg", "$Latest", "resolve:ssm:/golden/al2023")
+    assert ssm_parameter("resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64") == (
+        "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+    )
+    assert ssm_parameter("ami-0a1b2c3d4e5f60001") == "" and ssm_parameter("") == ""

@@ -17,10 +17,16 @@ from patchcycle.core.immutable_rollout import (
     GroupRefresh,
     approval_section,
     bake_result,
+    foreign_refresh,
+    foreign_refresh_reason,
     halt_reason,
     image_problems,
     image_profiles,
     immutable_outcomes,
+    rollout_halt,
+    run_refresh,
+    run_version,
+    version_description,
 )
 from patchcycle.core.outcomes import ApprovalRecord, StagingRecord
 from patchcycle.core.staging import STAGING_RESULT_COLUMNS
@@ -210,3 +216,62 @@ def test_inspector_proves_a_baked_ami_only_once_it_scanned_its_replica_and_shows
     assert problems == [f"{BAKED} (baked from {SOURCE}): Amazon Inspector still reports CVE-2 on i-stage"]
     section = approval_section(GROUPS, _results(), typed_frame([proven], IMAGE_PROOF_COLUMNS), [])
     assert "2 CVEs closed" in section and "Not ready" not in section
+
+
+def _version(number: int, description: str, image: str) -> dict[str, object]:
+    return {"VersionNumber": number, "VersionDescription": description, "LaunchTemplateData": {"ImageId": image}}
+
+
+def test_a_retry_finds_the_version_this_run_made_for_the_baked_ami() -> None:
+    run = "scheduled__2026-12-08T03:00:00+00:00"
+    mine = version_description(run, SOURCE, BAKED)
+    assert mine.startswith(f"patchcycle {run}: ")
+    versions = [
+        _version(3, "", SOURCE),
+        _version(4, version_description("scheduled__2026-11-10T03:00:00+00:00", SOURCE, BAKED), BAKED),  # last month
+        _version(5, mine, "ami-0other"),  # this run, another AMI (the group's AMI was baked again)
+        _version(6, version_description("scheduled__2026-12-08T03:30:00+00:00", SOURCE, BAKED), BAKED),  # same hour
+    ]
+    assert run_version(versions, run, BAKED) == ""
+    assert run_version([*versions, _version(7, mine, BAKED)], run, BAKED) == "7"
+    assert run_version([], run, BAKED) == ""
+
+
+def _ir(refresh_id: str, status: str, version: str = "", **template: str) -> dict[str, object]:
+    refresh: dict[str, object] = {"InstanceRefreshId": refresh_id, "Status": status}
+    if version:
+        refresh["DesiredConfiguration"] = {"LaunchTemplate": {**template, "Version": version}}
+    return refresh
+
+
+def test_a_retry_tells_its_own_refresh_from_another_one() -> None:
+    newest_first = [
+        _ir("r-3", "InProgress", "7", LaunchTemplateName="web"),  # someone else's, onto another version
+        _ir("r-2", "Successful", "6", LaunchTemplateId="lt-web"),  # this run's, named by template id
+        _ir("r-1", "Successful"),  # an old one without a desired configuration
+    ]
+    own = run_refresh(newest_first, "lt-web", "web", "6")
+    assert own is not None and own["InstanceRefreshId"] == "r-2"
+    assert run_refresh(newest_first, "lt-web", "web", "8") is None
+    assert run_refresh(newest_first, "lt-api", "api", "6") is None  # another template's version 6
+    assert run_refresh(newest_first, "lt-web", "web", "") is None  # no version of this run: nothing is its own
+    other = foreign_refresh(newest_first, "r-2")
+    assert other is not None and other["InstanceRefreshId"] == "r-3"
+    assert foreign_refresh(newest_first, "r-3") is None  # r-3 is the run's own: nothing else runs
+    assert foreign_refresh([_ir("r-9", "Cancelled"), _ir("r-8", "RollbackSuccessful")]) is None
+    assert foreign_refresh([_ir("r-9", "RollbackInProgress")]) is not None
+    reason = foreign_refresh_reason("web", {**other, "StartTime": pd.Timestamp("2026-12-08T03:05:00Z")})
+    assert reason.startswith("an instance refresh of web that this run did not start (r-3, InProgress since 2026")
+    assert "the groups after it are not refreshed" in reason
+
+
+def test_a_group_another_refresh_is_replacing_halts_the_rollout() -> None:
+    assert rollout_halt({"api": _refresh("api")}) == ""
+    blocked = _refresh("web", state="halted", status="", reason="an instance refresh of web that ...")
+    assert rollout_halt({"api": _refresh("api"), "web": blocked}) == ""  # halted by an earlier group: not a cause
+    blocked = _refresh("web", state="halted", status="", reason="another refresh", foreign_refresh_id="r-3")
+    assert rollout_halt({"api": _refresh("api"), "web": blocked}) == "another refresh"
+    failed = _refresh("api", status="RollbackSuccessful", rollback_reason="alarm api-5xx")
+    assert rollout_halt({"api": failed}) == "the instance refresh of api rolled back: alarm api-5xx"
+    codes = _codes(immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, {"api": _refresh("api"), "web": blocked}))
+    assert codes["i-w1"] == "HALTED_BY_REFRESH" and codes["i-a1"] == "REPLACED"

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from include.sandbox.scenario import ScenarioError, parse_scenario
-from tests.conftest import advance_clock, client_factory
+from tests.conftest import advance_clock, client_factory, sandbox_requests
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 START = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
@@ -395,3 +395,45 @@ def test_a_repeated_client_token_returns_the_first_version_and_other_parameters_
     assert caught.value.response["Error"]["Code"] == "IdempotentParameterMismatch"
     versions = ec2.describe_launch_template_versions(LaunchTemplateName="web")["LaunchTemplateVersions"]
     assert len(versions) == 3
+
+
+def test_an_ssm_parameter_ami_cannot_be_rolled_back_and_replacing_calls_are_logged(fresh_server: Any) -> None:
+    """A group whose launch template takes its AMI from a Systems Manager parameter: AutoRollback is refused
+    (IrreversibleInstanceRefresh naming the parameter), a refresh without it runs but cannot be rolled back. The
+    request log lists each StartInstanceRefresh and CreateLaunchTemplateVersion with its group or template."""
+    asg, ec2, _ = clients(fresh_server)
+    parameter = "/patchcycle/web/ami"
+    created = ec2.create_launch_template_version(
+        LaunchTemplateName="web", SourceVersion="1", LaunchTemplateData={"ImageId": f"resolve:ssm:{parameter}"}
+    )
+    assert created["LaunchTemplateVersion"]["VersionNumber"] == 2
+    asg.update_auto_scaling_group(
+        AutoScalingGroupName="web", LaunchTemplate={"LaunchTemplateName": "web", "Version": "2"}
+    )
+    baked = new_version(ec2, "web")
+    desired = {"LaunchTemplate": {"LaunchTemplateName": "web", "Version": baked}}
+    with pytest.raises(ClientError) as error:
+        asg.start_instance_refresh(
+            AutoScalingGroupName="web", DesiredConfiguration=desired, Preferences={"AutoRollback": True}
+        )
+    assert error.value.response["Error"]["Code"] == "IrreversibleInstanceRefresh"
+    assert parameter in error.value.response["Error"]["Message"]
+    assert asg.describe_instance_refreshes(AutoScalingGroupName="web")["InstanceRefreshes"] == []
+    started = asg.start_instance_refresh(AutoScalingGroupName="web", DesiredConfiguration=desired)
+    with pytest.raises(ClientError) as error:
+        asg.rollback_instance_refresh(AutoScalingGroupName="web")
+    assert error.value.response["Error"]["Code"] == "IrreversibleInstanceRefresh"
+    # The same AutoRollback on a group on an AMI id is accepted.
+    api = new_version(ec2, "api")
+    asg.start_instance_refresh(
+        AutoScalingGroupName="api",
+        DesiredConfiguration={"LaunchTemplate": {"LaunchTemplateName": "api", "Version": api}},
+        Preferences={"AutoRollback": True},
+    )
+
+    log = sandbox_requests(fresh_server.url)
+    refreshes = [(r["resource"], r["status"]) for r in log if r["operation"] == "autoscaling:StartInstanceRefresh"]
+    assert refreshes == [("web", 400), ("web", 200), ("api", 200)]
+    versions = [r["resource"] for r in log if r["operation"] == "ec2:CreateLaunchTemplateVersion"]
+    assert versions == ["web", "web", "api"]
+    assert started["InstanceRefreshId"]

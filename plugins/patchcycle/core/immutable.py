@@ -123,14 +123,31 @@ def group_plan(immutable: pd.DataFrame, bakes: pd.DataFrame) -> pd.DataFrame:
 # Versions a launch template resolves at launch time: a group on one of them cannot be rolled back (AWS refuses
 # AutoRollback with IrreversibleInstanceRefresh), and a new version would reach it before the refresh does.
 SYMBOLIC_VERSIONS: Final = frozenset({"$Latest", "$Default"})
+# An ImageId that names a Systems Manager parameter (resolve:ssm:NAME[:VERSION]) instead of an AMI: AWS cannot roll
+# a refresh back onto it either (IrreversibleInstanceRefresh), its AMI being whatever the parameter holds by then.
+SSM_ALIAS_PREFIX: Final = "resolve:ssm:"
 
 
-def irreversible_reason(group: str, group_version: str) -> str:
-    """Why a group's refresh could not roll back ("" when it can): its own launch template version is symbolic."""
+def ssm_parameter(image_id: str) -> str:
+    """The Systems Manager parameter an ImageId resolves at launch ("" for an AMI id)."""
+    return image_id[len(SSM_ALIAS_PREFIX) :] if image_id.startswith(SSM_ALIAS_PREFIX) else ""
+
+
+def irreversible_reason(group: str, group_version: str, image_id: str = "") -> str:
+    """Why a group's refresh could not roll back ("" when it can): its own launch template version is symbolic, or
+    that version's ImageId (`image_id`, as DescribeLaunchTemplateVersions reports it) is a Systems Manager
+    parameter."""
     if group_version in SYMBOLIC_VERSIONS:
         return (
             f"{group} launches {group_version} of its launch template: a refresh could not roll back, and the new "
             "version would reach the group before the refresh does; set the group to a version number"
+        )
+    parameter = ssm_parameter(image_id)
+    if parameter:
+        return (
+            f"{group} launches version {group_version} of its launch template, whose AMI is the Systems Manager "
+            f"parameter {parameter}: AWS cannot roll a refresh back onto a parameter's AMI, so {group} is not "
+            "refreshed; put the AMI id in the launch template instead of the parameter"
         )
     return ""
 

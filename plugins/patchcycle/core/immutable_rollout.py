@@ -79,6 +79,7 @@ class GroupRefresh:
     new_instances: list[str] = field(default_factory=list)  # the instances the refresh launched and kept
     api_calls: int = 0  # the Auto Scaling and EC2 calls this group's refresh made
     reason: str = ""  # for people: why it was halted or refused
+    foreign_refresh_id: str = ""  # halted at this group: a refresh this run did not start was replacing it
 
     @property
     def seconds(self) -> float:
@@ -373,6 +374,86 @@ def _refresh_of(refreshes: Mapping[str, GroupRefresh], account_id: str, region: 
     if refresh is None or (refresh.account_id, refresh.region) != (account_id, region):
         return None
     return refresh
+
+
+# -- a retried refresh_groups: what the attempt before it already did on AWS ------------------------------------------
+
+# InstanceRefreshStatus values of a refresh that is still running (one of them blocks StartInstanceRefresh).
+ACTIVE_REFRESH_STATUSES: Final = frozenset({"Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"})
+
+
+def _version_marker(run_id: str) -> str:
+    return f"patchcycle {run_id}: "  # run ids hold colons (their timestamps): the marker ends at ": "
+
+
+def version_description(run_id: str, source_image_id: str, image_id: str) -> str:
+    """The VersionDescription of the launch template version a run makes: it names the run, so a retried task finds
+    the version the attempt before it made (run_version)."""
+    return f"{_version_marker(run_id)}{source_image_id} patched as {image_id}"
+
+
+def run_version(versions: Sequence[Mapping[str, Any]], run_id: str, image_id: str) -> str:
+    """The number of the newest launch template version this run made for `image_id` ("" when there is none).
+    versions: DescribeLaunchTemplateVersions entries."""
+    marker = _version_marker(run_id)
+    mine = [
+        int(v["VersionNumber"])
+        for v in versions
+        if str(v.get("VersionDescription") or "").startswith(marker)
+        and str((v.get("LaunchTemplateData") or {}).get("ImageId") or "") == image_id
+    ]
+    return str(max(mine)) if mine else ""
+
+
+def run_refresh(
+    refreshes: Sequence[Mapping[str, Any]], template_id: str, template_name: str, version: str
+) -> dict[str, Any] | None:
+    """The newest instance refresh onto this run's launch template version (None when there is none): the version
+    is the run's own (run_version), so a refresh that names it in its desired configuration is the one this run
+    started. refreshes: DescribeInstanceRefreshes entries of the group, newest first."""
+    for refresh in refreshes:
+        wanted = (refresh.get("DesiredConfiguration") or {}).get("LaunchTemplate") or {}
+        same_template = (template_id and wanted.get("LaunchTemplateId") == template_id) or (
+            template_name and wanted.get("LaunchTemplateName") == template_name
+        )
+        if version and same_template and str(wanted.get("Version", "")) == version:
+            return dict(refresh)
+    return None
+
+
+def foreign_refresh(refreshes: Sequence[Mapping[str, Any]], own_id: str = "") -> dict[str, Any] | None:
+    """A refresh of the group that is still running and is not this run's (None when there is none): a start would
+    be refused (InstanceRefreshInProgress), and someone else is replacing the group's instances."""
+    return next(
+        (
+            dict(r)
+            for r in refreshes
+            if str(r.get("Status")) in ACTIVE_REFRESH_STATUSES and str(r.get("InstanceRefreshId")) != own_id
+        ),
+        None,
+    )
+
+
+def foreign_refresh_reason(group: str, refresh: Mapping[str, Any]) -> str:
+    """Why the rollout halts at a group another refresh is replacing (the groups after it are halted too)."""
+    started = refresh.get("StartTime")
+    since = f" since {pd.Timestamp(started).isoformat()}" if started else ""
+    return (
+        f"an instance refresh of {group} that this run did not start ({refresh.get('InstanceRefreshId')}, "
+        f"{refresh.get('Status')}{since}) is replacing its instances: {group} and the groups after it are not "
+        "refreshed; let it end or cancel it, then run the cycle again"
+    )
+
+
+def rollout_halt(refreshes: Mapping[str, GroupRefresh]) -> str:
+    """Why the groups not refreshed yet are halted ("" when nothing halts them): a refresh that ended without
+    succeeding, or a group that another refresh was replacing."""
+    for refresh in refreshes.values():
+        if refresh.state == "done" and halt_reason(refresh):
+            return halt_reason(refresh)
+        if refresh.state == "halted" and refresh.foreign_refresh_id:
+            return refresh.reason
+    return ""
 
 
 def _outcome(where: Mapping[str, Any], instance_id: str, pinned: int, code: ReasonCode, detail: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""EC2 launch templates: a new version that changes only the AMI, and making it the default."""
+"""EC2 launch templates: the versions a group's refresh starts from, a new version that changes only the AMI, and
+making it the default."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 # CreateLaunchTemplateVersion's VersionDescription and ClientToken limits.
 MAX_DESCRIPTION = 255
 MAX_CLIENT_TOKEN = 128
+# DescribeLaunchTemplateVersions' largest page.
+VERSIONS_PER_PAGE = 200
 
 
 class LaunchTemplateHook(AwsBaseHook):
@@ -17,6 +20,15 @@ class LaunchTemplateHook(AwsBaseHook):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["client_type"] = "ec2"
         super().__init__(*args, **kwargs)
+
+    def versions(self, template: str, min_version: str) -> list[dict[str, Any]]:
+        """The versions of `template` (by name) from `min_version` on: a group's own version and every later one,
+        among them the version a retried task made before. ImageIds come as stored: a Systems Manager parameter is
+        `resolve:ssm:NAME`, not the AMI it resolves to."""
+        pages = self.conn.get_paginator("describe_launch_template_versions").paginate(
+            LaunchTemplateName=template, MinVersion=min_version, PaginationConfig={"PageSize": VERSIONS_PER_PAGE}
+        )
+        return [dict(version) for page in pages for version in page["LaunchTemplateVersions"]]
 
     def image_version(self, template: str, source_version: str, image_id: str, description: str, token: str) -> str:
         """A new version of `template` (by name) that is `source_version` with only its ImageId changed; returns

@@ -2,12 +2,20 @@
 and an instance refresh onto exactly that version, which rolls back on its own; a refresh that fails or rolls back
 halts the groups after it.
 
-Per group: CreateLaunchTemplateVersion (SourceVersion = the group's own version, only ImageId changed; a ClientToken
-makes a retry find it), then StartInstanceRefresh naming that version only in DesiredConfiguration (the group itself
-is not updated first), with MinHealthyPercentage and InstanceWarmup from the params, CheckpointPercentages where the
-in-place waves would end (the canary first), AutoRollback, the health alarms as AlarmSpecification and SkipMatching.
-The wait is in the triggerer. Once a refresh succeeded, the version becomes the template's default (later scale-outs
-launch the baked AMI). A group on $Latest or $Default is refused, not refreshed: its refresh could not roll back.
+Per group: CreateLaunchTemplateVersion (SourceVersion = the group's own version, only ImageId changed, its
+VersionDescription naming the run), then StartInstanceRefresh naming that version only in DesiredConfiguration (the
+group itself is not updated first), with MinHealthyPercentage and InstanceWarmup from the params,
+CheckpointPercentages where the in-place waves would end (the canary first), AutoRollback, the health alarms as
+AlarmSpecification and SkipMatching. The wait is in the triggerer. Once a refresh succeeded, the version becomes the
+template's default (later scale-outs launch the baked AMI). A group on $Latest or $Default, or whose launch template
+takes its AMI from a Systems Manager parameter, is refused, not refreshed: its refresh could not roll back.
+
+Retry-safe: before it makes anything, a group's attempt reads what the attempts before it left on AWS, whatever
+its own record says (a worker may die between a call and the record of it). DescribeLaunchTemplateVersions finds the
+version this run made for the baked AMI (by its description), which is used again; DescribeInstanceRefreshes finds
+the refresh onto that version: still running, it is waited for again; ended, it is read as the group's result.
+A running refresh this run did not start halts the rollout at that group, naming it (StartInstanceRefresh would be
+refused with InstanceRefreshInProgress, and someone else is replacing the group's instances).
 """
 
 from __future__ import annotations
@@ -20,7 +28,18 @@ from airflow.sdk import Context
 
 from patchcycle.config import CycleConfig, Target
 from patchcycle.core.immutable import checkpoint_percentages, irreversible_reason, refresh_preferences
-from patchcycle.core.immutable_rollout import GroupRefresh, halt_reason, refresh_order
+from patchcycle.core.immutable_rollout import (
+    ACTIVE_REFRESH_STATUSES,
+    GroupRefresh,
+    foreign_refresh,
+    foreign_refresh_reason,
+    halt_reason,
+    refresh_order,
+    rollout_halt,
+    run_refresh,
+    run_version,
+    version_description,
+)
 from patchcycle.core.plan import split_cve_ids
 from patchcycle.hooks.auto_scaling import AutoScalingHook
 from patchcycle.hooks.aws_errors import aws_call
@@ -29,7 +48,7 @@ from patchcycle.hooks.launch_templates import LaunchTemplateHook
 from patchcycle.operators.base import DEFER_MARGIN, FleetOperator, recorded_failure
 from patchcycle.readback.immutable import ImmutableRecord, read_immutable_record, read_refreshes
 from patchcycle.run_artifacts import INVENTORY_SUMMARY, REFRESHES, RunArtifacts, Step
-from patchcycle.triggers.instance_refresh import InstanceRefreshTrigger
+from patchcycle.triggers.instance_refresh import InstanceRefreshTrigger, refresh_state
 
 
 class RefreshGroupsOperator(FleetOperator[CycleConfig]):
@@ -56,7 +75,7 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
         refreshes: dict[str, GroupRefresh],
     ) -> dict[str, Any]:
         """Start the next group's refresh and defer, or, when none is left, return the summary."""
-        halted = next((halt_reason(r) for r in refreshes.values() if r.state == "done" and halt_reason(r)), "")
+        halted = rollout_halt(refreshes)
         baked = {str(r["bake_id"]): r for r in record.results.to_dict("records") if r["baked"]}
         for account_id, region, name in refresh_order(record.groups):
             if name in refreshes and refreshes[name].state in ("done", "refused", "halted"):
@@ -82,10 +101,16 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
             if target is None:
                 refreshes[name] = replace(refresh, state="refused", reason=f"no target covers {account_id} {region}")
                 continue
-            started = self._start(context, config, target, replace(refresh, image_id=str(bake["image_id"])))
+            wanted = replace(refresh, image_id=str(bake["image_id"]))
+            started, ended = self._start(context, config, target, wanted, refreshes.get(name))
             refreshes[name] = started
             artifacts.write(REFRESHES, refreshes)
-            if started.state != "refreshing":
+            if ended is not None:
+                # This run's refresh ended while no attempt waited for it: its result, as the trigger would give it.
+                event = {"status": "done", "group": name, "refresh": refresh_state(ended), "polls": 0}
+                refreshes = self._ended(artifacts, config, record, refreshes, event)
+            halted = rollout_halt(refreshes)
+            if started.state != "refreshing" or ended is not None:
                 continue
             self.defer(
                 trigger=InstanceRefreshTrigger(
@@ -105,44 +130,100 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
         self.log.info("Instance refreshes: %s", summary)
         return {"groups": len(refreshes), "by_state": summary}
 
-    def _start(self, context: Context, config: CycleConfig, target: Target, refresh: GroupRefresh) -> GroupRefresh:
-        """The group's new launch template version and its refresh started (or why it is refused)."""
+    def _start(
+        self,
+        context: Context,
+        config: CycleConfig,
+        target: Target,
+        refresh: GroupRefresh,
+        previous: GroupRefresh | None,
+    ) -> tuple[GroupRefresh, dict[str, Any] | None]:
+        """The group's refresh onto its new launch template version: started, or this run's refresh found running
+        (state refreshing) or ended (returned beside it, to be read as the result); or why it is refused or halted.
+        previous: the group's record from an attempt before this one, if it got to write one."""
         account, region, name = refresh.account_id, refresh.region, refresh.group
         kwargs = target.as_kwargs()
-        scaling = AutoScalingHook(**kwargs)
-        calls = 0
+        scaling, templates = AutoScalingHook(**kwargs), LaunchTemplateHook(**kwargs)
+        calls = previous.api_calls if previous is not None else 0
         with aws_call("autoscaling:DescribeAutoScalingGroups", account, region):
             found = next((g for g in scaling.groups() if g["AutoScalingGroupName"] == name), None)
             calls += 1
         template = (found or {}).get("LaunchTemplate") or {}
         if found is None or not template:
             what = "no longer exists" if found is None else "has no launch template (a mixed instances policy)"
-            return replace(refresh, state="refused", api_calls=calls, reason=f"{name} {what}: not refreshed")
-        source_version = str(template.get("Version", "$Default"))
+            return replace(refresh, state="refused", api_calls=calls, reason=f"{name} {what}: not refreshed"), None
+        # After a successful refresh the group is on the run's version: the record of the attempt before knows the
+        # version it started from.
+        source_version = (previous.source_version if previous else "") or str(template.get("Version", "$Default"))
         irreversible = irreversible_reason(name, source_version)
         if irreversible:
-            return replace(
+            refused = replace(
                 refresh, state="refused", source_version=source_version, api_calls=calls, reason=irreversible
             )
+            return refused, None
         template_name = str(template.get("LaunchTemplateName") or refresh.launch_template)
-        run_id = str(context["run_id"])
-        with aws_call("ec2:CreateLaunchTemplateVersion", account, region):
-            version = LaunchTemplateHook(**kwargs).image_version(
-                template_name,
-                source_version,
-                refresh.image_id,
-                f"patchcycle {run_id}: {refresh.source_image_id} patched as {refresh.image_id}",
-                f"patchcycle-{name}-{run_id}",
-            )
+        template_id = str(template.get("LaunchTemplateId") or "")
+        with aws_call("ec2:DescribeLaunchTemplateVersions", account, region):
+            versions = templates.versions(template_name, source_version)
             calls += 1
+        source = next((v for v in versions if str(v.get("VersionNumber")) == source_version), {})
+        irreversible = irreversible_reason(
+            name, source_version, str(source.get("LaunchTemplateData", {}).get("ImageId", ""))
+        )
+        if irreversible:
+            refused = replace(
+                refresh, state="refused", source_version=source_version, api_calls=calls, reason=irreversible
+            )
+            return refused, None
+        run_id = str(context["run_id"])
+        version = run_version(versions, run_id, refresh.image_id)
+        with aws_call("autoscaling:DescribeInstanceRefreshes", account, region):
+            existing = scaling.refreshes(name)
+            calls += 1
+        install = config.install
+        checkpoints = checkpoint_percentages(len(refresh.old_instances), install.canary, install.wave_percentages)
+        mine = replace(
+            refresh,
+            launch_template=template_name,
+            source_version=source_version,
+            version=version,
+            checkpoints=checkpoints,
+        )
+        own = run_refresh(existing, template_id, template_name, version)
+        if own is not None:
+            status, refresh_id = str(own["Status"]), str(own["InstanceRefreshId"])
+            self.log.info(
+                "%s: the refresh this run started onto version %s (%s) is %s", name, version, refresh_id, status
+            )
+            resumed = replace(mine, state="refreshing", refresh_id=refresh_id, api_calls=calls)
+            return resumed, (own if status not in ACTIVE_REFRESH_STATUSES else None)
+        other = foreign_refresh(existing)
+        if other is not None:
+            reason = foreign_refresh_reason(name, other)
+            self.log.warning("%s", reason)
+            halted = replace(
+                mine, state="halted", reason=reason, foreign_refresh_id=str(other["InstanceRefreshId"]), api_calls=calls
+            )
+            return halted, None
+        if version:
+            self.log.info("%s: using version %s of %s, made by an earlier attempt", name, version, template_name)
+        else:
+            with aws_call("ec2:CreateLaunchTemplateVersion", account, region):
+                version = templates.image_version(
+                    template_name,
+                    source_version,
+                    refresh.image_id,
+                    version_description(run_id, refresh.source_image_id, refresh.image_id),
+                    f"patchcycle-{name}-{run_id}",
+                )
+                calls += 1
         alarms = [a for a in config.safety.health_alarms if not a.endswith("*")]
         prefixes = [a[:-1] for a in config.safety.health_alarms if a.endswith("*")]
         if prefixes:
             with aws_call("cloudwatch:DescribeAlarms", account, region):
                 alarms += CloudWatchAlarmsHook(**kwargs).metric_alarm_names(prefixes)
                 calls += len(prefixes)
-        settings, install = config.auto_scaling, config.install
-        checkpoints = checkpoint_percentages(len(refresh.old_instances), install.canary, install.wave_percentages)
+        settings = config.auto_scaling
         preferences = refresh_preferences(
             min_healthy_percentage=settings.refresh_min_healthy_percentage,
             instance_warmup_seconds=settings.refresh_instance_warmup_seconds,
@@ -156,16 +237,7 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
         self.log.info(
             "Refreshing %s onto %s version %s (%s): %s", name, template_name, version, refresh.image_id, refresh_id
         )
-        return replace(
-            refresh,
-            state="refreshing",
-            launch_template=template_name,
-            source_version=source_version,
-            version=version,
-            refresh_id=refresh_id,
-            checkpoints=checkpoints,
-            api_calls=calls,
-        )
+        return replace(mine, state="refreshing", version=version, refresh_id=refresh_id, api_calls=calls), None
 
     def _ended(
         self,
