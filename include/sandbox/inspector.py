@@ -219,9 +219,14 @@ def _seeded(world: World, instance: ManagedInstance) -> frozenset[str]:
 
 
 def _first_look(world: World, instance: ManagedInstance, unpatched: Sequence[UnpatchedFinding]) -> _Seen:
-    """The instance as Inspector first saw it, at registration: as seeded (or bare, if launched later)."""
+    """The instance as Inspector first saw it, at registration: as seeded, or if launched later, with what it
+    launched with (bare from a scenario AMI; a baked image's patches, installed before its registration)."""
     registered = instance.registration_date
     installed = _seeded(world, instance)
+    if instance.group is None:
+        # Not bare when launched from a baked image: Inspector's first look may come after its first scan was due,
+        # and that scan must see the image's patches, not none.
+        installed = frozenset(patch for patch, when in instance.installed.items() if when <= registered)
     seen = _Seen(fingerprint=(installed, frozenset(), frozenset()), looked_at=registered)
     vulnerable = _vulnerable(world, instance, registered, installed, ())
     if instance.group is None:  # launched while the sandbox runs: scanned once the delay has passed

@@ -4,13 +4,16 @@ of Auto Scaling instances whose group was refreshed, rolled back, halted or refu
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from patchcycle.core.frames import typed_frame
 from patchcycle.core.immutable import GROUP_PLAN_COLUMNS, irreversible_reason
 from patchcycle.core.immutable_rollout import (
     BAKE_RESULT_COLUMNS,
+    BAKE_STEP_WORDS,
     GroupRefresh,
     approval_section,
     bake_result,
@@ -29,6 +32,7 @@ from patchcycle.core.outcomes import ApprovalRecord, StagingRecord
 from patchcycle.core.staging import STAGING_RESULT_COLUMNS
 from patchcycle.core.verdicts import install_verdicts
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE, BAKED = "ami-0a1b2c3d4e5f60001", "ami-0baked0000000001"
 BAKE = {
     "bake_id": "b01",
@@ -105,7 +109,13 @@ def test_a_bake_result_names_the_image_or_the_failed_step() -> None:
     good, bad = _results().iloc[0], _results(baked=False).iloc[0]
     assert good["baked"] and good["image_id"] == BAKED and good["builder_instance_id"] == "i-builder"
     assert not bad["baked"] and bad["image_id"] == ""
-    assert "linuxHealthCheck" in bad["reason"] and "exit 1" in bad["reason"]
+    assert bad["reason"] == "PatchCycle-BakeAmi Failed while running the health checks (step linuxHealthCheck): exit 1"
+
+
+def test_every_step_of_the_bake_runbook_that_can_fail_has_words() -> None:
+    runbook = yaml.safe_load((REPO_ROOT / "include" / "automation" / "PatchCycle-BakeAmi.yaml").read_text())
+    steps = {step["name"] for step in runbook["mainSteps"] if step["action"] != "aws:branch"}
+    assert steps == set(BAKE_STEP_WORDS)
 
 
 def test_the_baked_ami_is_staged_from_the_baked_image_not_its_source() -> None:

@@ -191,7 +191,10 @@ def test_install_cycle_patches_the_default_scenario_as_injected(tmp_path: Path) 
         assert len(group["instances"]) == desired and len(group["new_instances"]) == desired
         # Each new instance checked after the refresh: its scan shows the pinned patches, Inspector the CVEs closed.
         assert all(new["compliant"] and new["cves_closed"] for new in group["new_instances"]), group
-        rows = {r["resource_id"]: r for r in report["resources"] if r["resource_id"] in group["instances"]}
-        assert {r["verdict"] for r in rows.values()} == {"REPLACED"}, rows
+        # Its inventory instances, each with the verdict it has among the resources.
+        listed = {i["instance_id"]: i["verdict"] for i in group["instances"]}
+        rows = {r["resource_id"]: r for r in report["resources"] if r["resource_id"] in listed}
+        assert len(rows) == desired and {r["verdict"] for r in rows.values()} == set(listed.values()) == {"REPLACED"}
+        assert all(r["auto_scaling_group"] == name for r in rows.values())
         assert all(group["image_id"] in r["reason"] and r["wave"] is None for r in rows.values())
         print(f"{name}: refresh {group['seconds']:.0f} simulated s, {group['api_calls']} API calls")

@@ -31,6 +31,7 @@ from patchcycle.run_artifacts import (
     INVENTORY_SUMMARY,
     MATCH_COMPLIANCE,
     MATCH_PLAN,
+    NEW_INSTANCES_CSV,
     RDS_PLAN,
     REPORT_CSV,
     REPORT_HTML,
@@ -257,7 +258,7 @@ def test_a_complete_run_returns_the_report_uris_and_updates_the_asset(base: RunA
     assert {row["resource_id"]: row["compliance"] for row in report["config"]["resources"]} == dict.fromkeys(
         managed, "NON_COMPLIANT"
     )
-    written = {"json": REPORT_JSON, "csv": REPORT_CSV, "html": REPORT_HTML}
+    written = {"json": REPORT_JSON, "csv": REPORT_CSV, "new_instances_csv": NEW_INSTANCES_CSV, "html": REPORT_HTML}
     assert result["report"] == {kind: artifacts.uri(artifact) for kind, artifact in written.items()}
     assert all(artifacts.exists(artifact) for artifact in written.values())
 

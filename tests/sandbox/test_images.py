@@ -205,6 +205,28 @@ def test_an_image_keeps_the_patch_state_at_creation(server: Any, aws: Any, ec2: 
     assert by_cve.get("CVE-2026-27011") == "ACTIVE"  # NOT_PINNED's CVE
 
 
+def test_inspectors_first_scan_of_an_instance_of_a_baked_image_sees_its_patches_however_late_it_looks(
+    server: Any, aws: Any, ec2: Any, ssm: Any
+) -> None:
+    builder = _launch(ec2)
+    advance_clock(server.url, 1)
+    _install(server, aws, builder, PINNED)
+    image_id = ec2.create_image(InstanceId=builder, Name="bake-late-look")["ImageId"]
+    advance_clock(server.url, CREATE_SECONDS)
+    launched = _launch(ec2, image_id)
+    assert ssm.describe_instance_information(Filters=[{"Key": "InstanceIds", "Values": [launched]}])[
+        "InstanceInformationList"
+    ]  # registered with Systems Manager: Inspector's first scan of it is due a delay after this
+    advance_clock(server.url, 600)  # long before anyone asks Inspector about it
+    resource = {"resourceId": [{"comparison": "EQUALS", "value": launched}]}
+    [covered] = aws("inspector2").list_coverage(filterCriteria=resource)["coveredResources"]
+    assert covered["scanStatus"]["statusCode"] == "ACTIVE" and covered["lastScannedAt"]
+    findings = aws("inspector2").list_findings(filterCriteria=resource, maxResults=100)["findings"]
+    active = {f["packageVulnerabilityDetails"]["vulnerabilityId"] for f in findings if f["status"] == "ACTIVE"}
+    assert "CVE-2026-23001" not in active  # a baked patch's CVE: closed from the first scan on
+    assert "CVE-2026-27011" in active  # NOT_PINNED's: not in the image
+
+
 def test_an_instance_of_a_scenario_ami_still_starts_empty(server: Any, ec2: Any, ssm: Any) -> None:
     launched = _launch(ec2)
     _scan(server, ssm, launched)

@@ -16,8 +16,8 @@ import pandas as pd
 from patchcycle.core.frames import typed_frame
 from patchcycle.core.outcomes import ApprovalRecord, StagingRecord
 from patchcycle.core.plan import split_cve_ids
-from patchcycle.core.staging import PROFILE_COLUMNS, instance_family
-from patchcycle.core.verdicts import OUTCOME_COLUMNS, Outcome, ReasonCode
+from patchcycle.core.staging import PROFILE_COLUMNS, instance_family, most_common
+from patchcycle.core.verdicts import OUTCOME_COLUMNS, REASON_CODES, Outcome, ReasonCode
 
 # One row per planned bake, once its PatchCycle-BakeAmi execution ended (or could not start).
 BAKE_RESULT_COLUMNS: Final[Mapping[str, str]] = {
@@ -159,6 +159,38 @@ def image_profiles(bakes: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     return typed_frame(rows, PROFILE_COLUMNS)
 
 
+# What each step of PatchCycle-BakeAmi does, in words, for the reason of a bake that failed there (its branch
+# steps cannot fail).
+BAKE_STEP_WORDS: Final[Mapping[str, str]] = {
+    "launchBuilder": "launching the builder instance",
+    "launchBuilderInSubnet": "launching the builder instance",
+    "launchBuilderWithoutProfile": "launching the builder instance",
+    "launchBuilderInSubnetWithoutProfile": "launching the builder instance",
+    "findBuilder": "finding the builder instance it launched",
+    "waitForRunning": "waiting for the builder instance to run",
+    "waitForSsmOnline": "waiting for the builder instance to be Online in Systems Manager",
+    "installPatches": "installing the pinned patches on the builder instance",
+    "checkPinnedPatches": "checking that Patch Manager reports every pinned patch installed",
+    "getPlatform": "reading the builder instance's platform",
+    "linuxHealthCheck": "running the health checks",
+    "windowsHealthCheck": "running the health checks",
+    "stopBuilder": "stopping the builder instance",
+    "waitForStopped": "waiting for the builder instance to stop",
+    "createImage": "creating the image",
+    "waitForImage": "waiting for the image to be available",
+    "assertImageAvailable": "waiting for the image to be available",
+    "terminateBuilder": "terminating the builder instance",
+}
+
+
+def _failed_at(step: str) -> str:
+    """ " while installing the pinned patches (step installPatches)", or " at step X" for a step without words."""
+    if not step:
+        return ""
+    words = BAKE_STEP_WORDS.get(step)
+    return f" while {words} (step {step})" if words else f" at step {step}"
+
+
 def bake_result(
     bake: Mapping[str, Any], execution: Mapping[str, Any], failed_step: Mapping[str, Any] | None
 ) -> dict[str, Any]:
@@ -170,7 +202,7 @@ def bake_result(
     baked = status == "Success" and bool(image)
     reason = ""
     if not baked:
-        where = f" at step {failed_step['StepName']}" if failed_step and failed_step.get("StepName") else ""
+        where = _failed_at(str((failed_step or {}).get("StepName") or ""))
         message = (failed_step or {}).get("FailureMessage") or execution.get("FailureMessage") or ""
         reason = f"PatchCycle-BakeAmi {status or 'did not end'}{where}" + (f": {message}" if message else "")
         if status == "Success" and not image:
@@ -335,6 +367,15 @@ def halt_reason(refresh: GroupRefresh) -> str:
     return f"the instance refresh of {refresh.group} {status}" + (f": {what}" if what else "")
 
 
+def _refresh_of(refreshes: Mapping[str, GroupRefresh], account_id: str, region: str, name: str) -> GroupRefresh | None:
+    """The refresh record of this group: refreshes are keyed by group name, so a group of the same name in another
+    account or Region must not take its record."""
+    refresh = refreshes.get(name)
+    if refresh is None or (refresh.account_id, refresh.region) != (account_id, region):
+        return None
+    return refresh
+
+
 # -- a retried refresh_groups: what the attempt before it already did on AWS ------------------------------------------
 
 # InstanceRefreshStatus values of a refresh that is still running (one of them blocks StartInstanceRefresh).
@@ -491,12 +532,15 @@ def immutable_outcomes(
             code, why = _rejected(approval, staging)
             detail = f"{name} not refreshed: {why}"
         else:
-            code, detail = _refreshed(name, refreshes.get(name))
+            code, detail = _refreshed(
+                name, _refresh_of(refreshes, str(group["account_id"]), str(group["region"]), name)
+            )
         rows += [_outcome(group, i, pinned, code, detail) for i in split_cve_ids(str(group["instance_ids"]))]
     return typed_frame(rows, OUTCOME_COLUMNS)
 
 
 _TEXT: Final[dict[str, Any]] = {"type": "string"}
+_TEXTS: Final[dict[str, Any]] = {"type": "array", "items": _TEXT}
 # One entry of the report's install.auto_scaling_groups (refresh_entries).
 AUTO_SCALING_GROUP_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
@@ -524,10 +568,26 @@ AUTO_SCALING_GROUP_SCHEMA: Final[dict[str, Any]] = {
         "account_id": _TEXT,
         "region": _TEXT,
         "group": _TEXT,
-        "instances": {"type": "array", "items": _TEXT, "description": "its instances at inventory time"},
-        "source_images": {"type": "array", "items": _TEXT},
+        "instances": {
+            "type": "array",
+            "description": "its instances at inventory time, each with its verdict",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["instance_id", "verdict", "reason_code"],
+                "properties": {
+                    "instance_id": _TEXT,
+                    "verdict": {**_TEXT, "description": "as in resources (REPLACED, ROLLED_BACK, SKIPPED_HALTED, ...)"},
+                    "reason_code": _TEXT,
+                },
+            },
+        },
+        "source_images": {**_TEXTS, "description": "the AMIs its instances ran at inventory time"},
+        "source_version": {**_TEXT, "description": "its launch template version when the refresh started"},
         "state": {"enum": ["pending", "refreshing", "done", "halted", "refused", "not run"]},
         "status": {**_TEXT, "description": "the refresh's final InstanceRefreshStatus"},
+        "status_reason": {**_TEXT, "description": "the refresh's StatusReason"},
+        "rollback_reason": {**_TEXT, "description": "RollbackDetails.RollbackReason when it rolled back"},
         "reason": {**_TEXT, "description": "why it halted the rollout, or was halted or refused"},
         "image_id": {**_TEXT, "description": "the baked AMI it was refreshed onto"},
         "launch_template": _TEXT,
@@ -535,19 +595,30 @@ AUTO_SCALING_GROUP_SCHEMA: Final[dict[str, Any]] = {
         "default_version_set": {"type": "boolean"},
         "checkpoints": {"type": "array", "items": {"type": "integer"}},
         "refresh_id": _TEXT,
-        "pinned_patches": {"type": "array", "items": _TEXT, "description": "the patches baked into its new AMI"},
-        "seconds": {"type": "number", "description": "the refresh's duration on AWS's clock"},
+        "pinned_patches": {**_TEXTS, "description": "the patches baked into its new AMI"},
+        "started_at": {**_TEXT, "description": "the refresh's StartTime, ISO 8601 UTC; empty when it did not start"},
+        "ended_at": {**_TEXT, "description": "the refresh's EndTime, ISO 8601 UTC; empty when it did not end"},
+        "seconds": {
+            "type": "number",
+            "description": "the refresh's duration on AWS's clock (the sandbox's simulated one)",
+        },
         "api_calls": {"type": "integer", "minimum": 0},
         "new_instances": {
             "type": "array",
+            "description": "the instances the refresh launched and kept, as verify_replacements checked them",
             "items": {
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["instance_id", "compliant", "cves_closed"],
                 "properties": {
                     "instance_id": _TEXT,
-                    "compliant": {"type": "boolean"},
-                    "cves_closed": {"type": "boolean"},
+                    "checked": {"type": "boolean", "description": "false: verify_replacements did not check it"},
+                    "compliant": {"type": "boolean", "description": "Patch Manager: every pinned patch installed"},
+                    "not_installed": {**_TEXTS, "description": "pinned patches its scan did not report installed"},
+                    "cves_closed": {"type": "boolean", "description": "Amazon Inspector: no pinned CVE active"},
+                    "cves": {**_TEXTS, "description": "the CVEs the pinned patches fix"},
+                    "still_active": {**_TEXTS, "description": "those Amazon Inspector still reports active"},
+                    "scanned_at": {**_TEXT, "description": "Inspector's last scan of it; empty when it did not scan"},
                 },
             },
         },
@@ -555,30 +626,74 @@ AUTO_SCALING_GROUP_SCHEMA: Final[dict[str, Any]] = {
 }
 
 
+def _new_instance(instance_id: str, check: ReplacementCheck | None) -> dict[str, Any]:
+    """A new instance's entry: its check, or an unchecked entry when verify_replacements did not check it."""
+    if check is None:
+        return {
+            "instance_id": instance_id,
+            "checked": False,
+            "compliant": False,
+            "not_installed": [],
+            "cves_closed": False,
+            "cves": [],
+            "still_active": [],
+            "scanned_at": "",
+        }
+    return {
+        "instance_id": instance_id,
+        "checked": True,
+        "compliant": check.compliant,
+        "not_installed": list(check.not_installed),
+        "cves_closed": check.cves_closed,
+        "cves": list(check.cves),
+        "still_active": list(check.still_active),
+        "scanned_at": check.scanned_at,
+    }
+
+
 def refresh_entries(
     groups: pd.DataFrame,
     refreshes: Mapping[str, GroupRefresh],
     checks: Mapping[str, ReplacementCheck] | None = None,
     pinned: Mapping[str, Sequence[str]] | None = None,
+    outcomes: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
-    """The report's list of Auto Scaling groups: each with its instances at inventory time, its refresh, and the
-    new instances it launched (compliant and with the pinned CVEs closed, or not)."""
+    """The report's list of Auto Scaling groups: each with its instances at inventory time and their verdicts, its
+    refresh, and the new instances it launched (compliant and with the pinned CVEs closed, or not).
+    outcomes: immutable_outcomes' rows (OUTCOME_COLUMNS), whose reason codes give the instances' verdicts."""
+    codes = {} if outcomes is None else dict(zip(outcomes["resource_id"], outcomes["reason_code"], strict=True))
     entries = []
     for account_id, region, name in refresh_order(groups):
         rows = groups[(groups["account_id"] == account_id) & (groups["region"] == region)]
         rows = rows[rows["auto_scaling_group"] == name]
         instances = sorted({i for joined in rows["instance_ids"] for i in split_cve_ids(str(joined))})
-        refresh = refreshes.get(name)
+        refresh = _refresh_of(refreshes, account_id, region, name)
         entries.append(
             {
                 "account_id": account_id,
                 "region": region,
                 "group": name,
-                "instances": instances,
+                "instances": [
+                    {
+                        "instance_id": instance_id,
+                        "verdict": REASON_CODES[ReasonCode(codes[instance_id])][0].value
+                        if instance_id in codes
+                        else "",
+                        "reason_code": str(codes.get(instance_id, "")),
+                    }
+                    for instance_id in instances
+                ],
                 "source_images": sorted(set(rows["image_id"])),
+                "source_version": (refresh.source_version if refresh else "")
+                or most_common([str(v) for v in rows["launch_template_version"]]),
                 "state": refresh.state if refresh else "not run",
                 "status": refresh.status if refresh else "",
-                "reason": (halt_reason(refresh) or refresh.reason) if refresh else "",
+                "status_reason": refresh.status_reason if refresh else "",
+                "rollback_reason": refresh.rollback_reason if refresh else "",
+                # halt_reason tells how a refresh ended; a halted or refused group's own reason says why it did not run
+                "reason": ((halt_reason(refresh) if refresh.state == "done" else "") or refresh.reason)
+                if refresh
+                else "",
                 "image_id": refresh.image_id if refresh else "",
                 "launch_template": refresh.launch_template if refresh else str(rows["launch_template"].iloc[0]),
                 "version": refresh.version if refresh else "",
@@ -586,15 +701,12 @@ def refresh_entries(
                 "checkpoints": list(refresh.checkpoints) if refresh else [],
                 "refresh_id": refresh.refresh_id if refresh else "",
                 "pinned_patches": sorted({p for bake in rows["bake_id"] for p in (pinned or {}).get(str(bake), [])}),
+                "started_at": refresh.started_at if refresh else "",
+                "ended_at": refresh.ended_at if refresh else "",
                 "seconds": refresh.seconds if refresh else 0.0,
                 "api_calls": refresh.api_calls if refresh else 0,
                 "new_instances": [
-                    {
-                        "instance_id": new,
-                        "compliant": bool(checks and new in checks and checks[new].compliant),
-                        "cves_closed": bool(checks and new in checks and checks[new].cves_closed),
-                    }
-                    for new in (refresh.new_instances if refresh else [])
+                    _new_instance(new, (checks or {}).get(new)) for new in (refresh.new_instances if refresh else [])
                 ],
             }
         )

@@ -13,7 +13,10 @@ Per (account, region) and for the whole fleet, over in-scope resources:
   wave that installed it. The report carries no run start and no patch release dates: the start is the report's
   `started_at` when it has one, else the install's first recorded time (staging stack created, or a wave started);
 - cves (when the report has an `inspection` section): (instance, CVE) rows by inspection status;
-- residual_findings (idem): residual Inspector findings rated CRITICAL or HIGH.
+- residual_findings (idem): residual Inspector findings rated CRITICAL or HIGH;
+- replacements (when the report has Auto Scaling groups): the instances their refreshes launched (not resources of
+  the report: the inventory did not know them), how many verify_replacements found compliant (every pinned patch
+  installed) and with their CVEs closed (Amazon Inspector), and how many it did not check.
 
 Pure and deterministic: the same report gives the same document.
 """
@@ -124,10 +127,17 @@ _BLOCK_PROPERTIES: Final[dict[str, Any]] = {
     "cves": _nullable_counts(CVE_STATUSES.values()),
     "residual_findings": _nullable_counts(RESIDUAL_SEVERITIES.values()),
 }
+REPLACEMENT_COUNTS: Final = ("launched", "compliant", "cves_closed", "not_checked")
+_REQUIRED: Final = list(_BLOCK_PROPERTIES)
+# Optional: reports written before the immutable path have no such key.
+_BLOCK_PROPERTIES["replacements"] = {
+    **_nullable_counts(REPLACEMENT_COUNTS),
+    "description": "the instances the Auto Scaling groups' refreshes launched, and their checks",
+}
 _BLOCK_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
     "additionalProperties": False,
-    "required": list(_BLOCK_PROPERTIES),
+    "required": _REQUIRED,
     "properties": _BLOCK_PROPERTIES,
 }
 # The `kpis` section as compute_kpis returns it (for REPORT_SCHEMA, once the report stores it).
@@ -217,8 +227,10 @@ def _block(
     resources: Sequence[Mapping[str, Any]],
     seconds: Sequence[float],
     inspection: Mapping[str, Any] | None,
+    groups: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The KPIs of one set of resources (a target's, or the fleet's) and its inspection rows."""
+    """The KPIs of one set of resources (a target's, or the fleet's), its inspection rows and its Auto Scaling groups
+    (None: the report has none)."""
     verdicts = Counter(str(resource["verdict"]) for resource in resources)
     patched = sum(verdicts[v] for v in PATCHED_VERDICTS)
     failed = verdicts[Verdict.FAILED.value]
@@ -243,7 +255,25 @@ def _block(
         "residual_findings": (
             None if inspection is None else _counts_by(inspection["residual"], "severity", RESIDUAL_SEVERITIES)
         ),
+        "replacements": None if groups is None else _replacements(groups),
     }
+
+
+def _replacements(groups: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    new = [instance for group in groups for instance in group.get("new_instances") or []]
+    checked = [instance for instance in new if instance.get("checked", True)]
+    return {
+        "launched": len(new),
+        "compliant": sum(1 for instance in checked if instance["compliant"]),
+        "cves_closed": sum(1 for instance in checked if instance["cves_closed"]),
+        "not_checked": len(new) - len(checked),
+    }
+
+
+def _groups_of(report: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
+    """The report's Auto Scaling groups (None when it has none: not a run of the immutable path)."""
+    groups = (report.get("install") or {}).get("auto_scaling_groups")
+    return list(groups) if groups else None
 
 
 def _inspection_of(report: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]] | None:
@@ -278,7 +308,8 @@ def compute_kpis(report: Mapping[str, Any]) -> dict[str, Any]:
             elapsed = (ends[int(wave)] - start).total_seconds()
             seconds_by_target.setdefault(_where(resource), []).append(elapsed)
 
-    keys = {_where(r) for r in resources}
+    groups = _groups_of(report)
+    keys = {_where(r) for r in resources} | {_where(g) for g in groups or []}
     if inspection is not None:
         keys |= {_where(row) for rows in inspection.values() for row in rows if row.get("account_id")}
     targets = []
@@ -289,7 +320,8 @@ def compute_kpis(report: Mapping[str, Any]) -> dict[str, Any]:
             own_inspection = {
                 name: [row for row in rows if _where(row) == (account_id, region)] for name, rows in inspection.items()
             }
-        block = _block(mode, mine, seconds_by_target.get((account_id, region), []), own_inspection)
+        own_groups = None if groups is None else [g for g in groups if _where(g) == (account_id, region)]
+        block = _block(mode, mine, seconds_by_target.get((account_id, region), []), own_inspection, own_groups)
         targets.append({"account_id": account_id, "region": region, **block})
     all_seconds = [value for key in sorted(seconds_by_target) for value in seconds_by_target[key]]
     return {
@@ -297,7 +329,7 @@ def compute_kpis(report: Mapping[str, Any]) -> dict[str, Any]:
         "run_started_at": start.isoformat().replace("+00:00", "Z") if start else "",
         "time_to_patch_basis": basis,
         "incomplete_parts": len(report.get("incomplete") or []),
-        "fleet": _block(mode, resources, all_seconds, inspection),
+        "fleet": _block(mode, resources, all_seconds, inspection, groups),
         "targets": targets,
     }
 

@@ -360,6 +360,10 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
                         "description": "install mode: the production wave it was planned in (1 = canary); else null",
                     },
                     "snapshot_ids": {**_STRINGS, "description": "install mode: its pre-patch snapshots; else empty"},
+                    "auto_scaling_group": {
+                        "type": "string",
+                        "description": "EC2: the Auto Scaling group it was in at inventory time; empty when none",
+                    },
                 },
             },
         },
@@ -399,6 +403,7 @@ CSV_COLUMNS: Final = (
     "resource_id",
     "name",
     "environment",
+    "auto_scaling_group",
     "responsibility",
     "verdict",
     "compliance_state",
@@ -514,6 +519,7 @@ def build_report(
                 "patch_state": _patch_state(states_by_id.get(key[3])) if key[2] == "ec2" else None,
                 "wave": waves.get(key[3]) if key[2] == "ec2" else None,
                 "snapshot_ids": list((snapshots_by_resource or {}).get(key[3], [])) if key[2] == "ec2" else [],
+                "auto_scaling_group": _text(resource.get("auto_scaling_group")) if key[2] == "ec2" else "",
             }
         )
 
@@ -583,6 +589,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _text(value: Any) -> str:
+    """A cell as text: "" for a missing one (None or NaN: a frame read without the column's value)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return str(value)
+
+
 def _patch_state(state: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """An instance's last Patch Manager state (instance_compliance row) for the report, or None."""
     if state is None:
@@ -622,5 +635,55 @@ def report_csv(report: Mapping[str, Any]) -> str:
             "missing_patches": len(entry["missing_patches"]),
             "cve_ids": ";".join(entry["cve_ids"]),
         }
-        writer.writerow([_csv_text(str(values[column])) for column in CSV_COLUMNS])
+        writer.writerow([_csv_text(str(values.get(column, ""))) for column in CSV_COLUMNS])
+    return buffer.getvalue()
+
+
+NEW_INSTANCE_CSV_COLUMNS: Final = (
+    "account_id",
+    "region",
+    "auto_scaling_group",
+    "instance_id",
+    "refresh_id",
+    "launch_template",
+    "launch_template_version",
+    "image_id",
+    "replaced_images",
+    "checked",
+    "compliant",
+    "not_installed",
+    "cves_closed",
+    "still_active_cves",
+    "inspector_scanned_at",
+)
+
+
+def new_instances_csv(report: Mapping[str, Any]) -> str:
+    """The instances the Auto Scaling groups' refreshes launched, as CSV: header plus one line per new instance,
+    under its group (none when the run refreshed no group). They are not resources of the report: the inventory
+    did not know them, so they have no verdict; their checks are Patch Manager's and Amazon Inspector's."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(NEW_INSTANCE_CSV_COLUMNS)
+    for group in (report.get("install") or {}).get("auto_scaling_groups") or []:
+        for new in group["new_instances"]:
+            checked = bool(new.get("checked", True))
+            values = {
+                "account_id": group["account_id"],
+                "region": group["region"],
+                "auto_scaling_group": group["group"],
+                "instance_id": new["instance_id"],
+                "refresh_id": group["refresh_id"],
+                "launch_template": group["launch_template"],
+                "launch_template_version": group["version"],
+                "image_id": group["image_id"],
+                "replaced_images": ";".join(group["source_images"]),
+                "checked": "yes" if checked else "no",
+                "compliant": ("yes" if new["compliant"] else "no") if checked else "",
+                "not_installed": ";".join(new.get("not_installed", [])),
+                "cves_closed": ("yes" if new["cves_closed"] else "no") if checked else "",
+                "still_active_cves": ";".join(new.get("still_active", [])),
+                "inspector_scanned_at": new.get("scanned_at", ""),
+            }
+            writer.writerow([_csv_text(str(values[column])) for column in NEW_INSTANCE_CSV_COLUMNS])
     return buffer.getvalue()

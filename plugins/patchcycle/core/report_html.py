@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any, Final
 
-from patchcycle.core.verdicts import INSTALL, REASON_CODES, ReasonCode
+from patchcycle.core.verdicts import INSTALL, REASON_CODES, VERDICTS, ReasonCode, Verdict
 
 COMPLIANCE_COLORS: Final[Mapping[str, str]] = {
     "COMPLIANT": "#2e7d32",
@@ -357,6 +358,7 @@ def _install_sections(install: Mapping[str, Any]) -> str:
         + _approval_section(install["approval"])
         + _waves_section(install, wave_facts)
         + _rollback_section(install["rollback"])
+        + auto_scaling_section(install.get("auto_scaling_groups") or [])
     )
 
 
@@ -421,6 +423,161 @@ def _rollback_section(rollback: Mapping[str, Any]) -> str:
             "<h3>Expired snapshots deleted</h3>" + _table(["Account", "Region", "Deleted (or error)"], rows)
         )
     return "".join(sections)
+
+
+# A group's refresh as it ended, in words, and its color: (state, status) -> (words, color).
+_REFRESH_WORDS: Final[Mapping[str, tuple[str, str]]] = {
+    "Successful": ("Replaced", COMPLIANCE_COLORS["COMPLIANT"]),
+    "RollbackSuccessful": ("Rolled back", "#ef6c00"),
+    "RollbackFailed": ("Failed to roll back", COMPLIANCE_COLORS["NON_COMPLIANT"]),
+    "Failed": ("Failed", COMPLIANCE_COLORS["NON_COMPLIANT"]),
+    "Cancelled": ("Cancelled", COMPLIANCE_COLORS["NON_COMPLIANT"]),
+    "halted": ("Not refreshed: halted", DEFAULT_COLOR),
+    "refused": ("Not refreshed: refused", DEFAULT_COLOR),
+    "not run": ("Not refreshed", DEFAULT_COLOR),
+}
+AUTO_SCALING_TITLE: Final = "Auto Scaling groups"
+
+
+def refresh_outcome(group: Mapping[str, Any]) -> str:
+    """A group's refresh in words: "Replaced", "Rolled back", "Not refreshed: halted", "Did not finish", ..."""
+    key = str(group["status"]) if group["state"] == "done" else str(group["state"])
+    return _REFRESH_WORDS.get(key, ("Did not finish", ""))[0]
+
+
+def _refresh_badge(group: Mapping[str, Any]) -> str:
+    key = str(group["status"]) if group["state"] == "done" else str(group["state"])
+    words, color = _REFRESH_WORDS.get(key, ("Did not finish", COMPLIANCE_COLORS["UNKNOWN"]))
+    return f'<span class="badge" style="background:{color}">{escape(words)}</span>'
+
+
+def _verdict_badge(verdict: str) -> str:
+    try:
+        color = COMPLIANCE_COLORS[VERDICTS[Verdict(verdict)].compliance.value]
+    except ValueError:
+        color = DEFAULT_COLOR
+    label = escape(verdict_label(verdict))
+    return f'<span class="badge" style="background:{color}" title="{escape(verdict)}">{label}</span>'
+
+
+def _arrow(old: str, new: str) -> str:
+    """ "old → new" with each side kept on one line ("old → not made" when there is no new one)."""
+    return (
+        f'<span class="id">{escape(old or "unknown")}</span> &rarr; <span class="id">{escape(new or "not made")}</span>'
+    )
+
+
+def patch_manager_check(new: Mapping[str, Any]) -> str:
+    """A new instance's Patch Manager result in words."""
+    if not new.get("checked", True):
+        return "not checked"
+    if new["compliant"]:
+        return "compliant: every pinned patch installed"
+    missing = list(new.get("not_installed") or [])
+    return "NOT compliant" + (f": {', '.join(missing[:5])} not installed" if missing else "")
+
+
+def inspector_check(new: Mapping[str, Any]) -> str:
+    """A new instance's Amazon Inspector result in words."""
+    if not new.get("checked", True):
+        return "not checked"
+    cves = list(new.get("cves") or [])
+    if new["cves_closed"]:
+        return f"{_count(len(cves), 'CVE', 'CVEs')} closed" if cves else "no CVE to close"
+    if not new.get("scanned_at"):
+        return "NOT proven: Amazon Inspector did not scan it in time"
+    still = list(new.get("still_active") or [])
+    return "NOT proven: still active " + ", ".join(still[:5])
+
+
+def _group_cells(group: Mapping[str, Any]) -> list[str]:
+    verdicts = Counter(verdict_label(str(i["verdict"])).lower() for i in group["instances"] if i["verdict"])
+    new = list(group["new_instances"])
+    checked = [n for n in new if n.get("checked", True)]
+    why = str(group.get("rollback_reason") or group.get("status_reason") or group["reason"])
+    refresh = _refresh_badge(group)
+    if group["refresh_id"]:
+        refresh += f"<br><code>{escape(str(group['refresh_id']))}</code>"
+    if why:
+        refresh += f"<br>{escape(why)}"
+    template = f"<code>{escape(str(group['launch_template']))}</code><br>version " + _arrow(
+        str(group.get("source_version", "")), str(group["version"])
+    )
+    if group["default_version_set"]:
+        template += "<br>now the default version"
+    images = "<br>".join(_arrow(str(source), str(group["image_id"])) for source in group["source_images"])
+    ran = minutes(float(group["seconds"])) if float(group["seconds"]) else "did not end"
+    ran = ran if group["refresh_id"] else "not run"
+    old = f"{len(group['instances'])}: " + ", ".join(f"{n} {label}" for label, n in sorted(verdicts.items()))
+    launched = f"{len(new)}" if new else "none"
+    if new:
+        launched += (
+            f": {sum(1 for n in checked if n['compliant'])} compliant, "
+            f"{sum(1 for n in checked if n['cves_closed'])} with their CVEs closed"
+        )
+        launched += f", {len(new) - len(checked)} not checked" if len(checked) < len(new) else ""
+    return [
+        f'<span class="id">{escape(str(group["group"]))}</span><br>'
+        + "<br>".join(_cells(group, ("account_id", "region"))),
+        refresh,
+        template,
+        images,
+        escape(ran),
+        escape(old.rstrip(": ")),
+        escape(launched),
+    ]
+
+
+def auto_scaling_section(groups: Sequence[Mapping[str, Any]]) -> str:
+    """The Auto Scaling groups (install.auto_scaling_groups) in words: each group's refresh, launch template version
+    and AMI, and below, every instance of them: those of the inventory with their verdicts, and the new ones the
+    refreshes launched with Patch Manager's and Amazon Inspector's results ("" when the run refreshed no group)."""
+    if not groups:
+        return ""
+    headers = ["Group", "Instance refresh", "Launch template", "AMI", "Duration", "Instances at inventory"]
+    headers += ["New instances"]
+    rows = [_group_cells(group) for group in groups]
+    instances = []
+    for group in groups:
+        name = f'<span class="id">{escape(str(group["group"]))}</span>'
+        for old in group["instances"]:
+            meaning = ""
+            if old["reason_code"] in {code.value for code in ReasonCode}:
+                meaning = REASON_CODES[ReasonCode(old["reason_code"])][1]
+            verdict = _verdict_badge(str(old["verdict"])) if old["verdict"] else "no verdict"
+            instances.append(
+                [
+                    name,
+                    f'<code class="id">{escape(str(old["instance_id"]))}</code>',
+                    "at inventory",
+                    verdict,
+                    escape(meaning),
+                ]
+            )
+        for new in group["new_instances"]:
+            checks = (
+                f"Patch Manager: {escape(patch_manager_check(new))}<br>Amazon Inspector: {escape(inspector_check(new))}"
+            )
+            instances.append(
+                [
+                    name,
+                    f'<code class="id">{escape(str(new["instance_id"]))}</code>',
+                    "launched by the refresh",
+                    _badge(bool(new["compliant"] and new["cves_closed"]), "Proven patched", "Not proven")
+                    if new.get("checked", True)
+                    else "not checked",
+                    checks,
+                ]
+            )
+    facts = (
+        "Not patched in place: each group got a launch template version on a baked AMI and an instance refresh that "
+        "rolls back on its own. Durations are on AWS's clock (in the sandbox, its simulated clock)."
+    )
+    return (
+        f'<h2 id="auto-scaling">{AUTO_SCALING_TITLE} ({len(groups)})</h2><p class="meta">{escape(facts)}</p>'
+        f"{_table(headers, rows)}<h3>Their instances ({len(instances)})</h3>"
+        f"{_table(['Group', 'Instance', 'When', 'Result', 'Detail'], instances)}"
+    )
 
 
 def _outcome_section(outcome: Mapping[str, Any] | None) -> str:
@@ -613,6 +770,7 @@ KPI_LABELS: Final[Mapping[str, str]] = {
     "cves": "Targeted CVEs (instance, CVE)",
     "residual_findings": "Residual critical and high findings",
     "failures_by_reason": "Failures by cause",
+    "replacements": "New instances from Auto Scaling refreshes",
 }
 _INSTALL_KPIS: Final = ("attempted", "patched", "pending_reboot", "success_rate", "failed", "rolled_back")
 
@@ -646,7 +804,18 @@ def kpi_rows(block: Mapping[str, Any]) -> list[tuple[str, str]]:
     if block["cves"] is not None:
         rows.append((KPI_LABELS["cves"], _counted(block["cves"])))
         rows.append((KPI_LABELS["residual_findings"], _counted(block["residual_findings"])))
+    if block.get("replacements") is not None:
+        rows.append((KPI_LABELS["replacements"], replacements(block["replacements"])))
     return rows
+
+
+def replacements(counts: Mapping[str, int]) -> str:
+    """A replacements block as "4 launched: 4 compliant, 3 with their CVEs closed" (", 1 not checked")."""
+    text = (
+        f"{int(counts['launched'])} launched: {int(counts['compliant'])} compliant, "
+        f"{int(counts['cves_closed'])} with their CVEs closed"
+    )
+    return text + (f", {int(counts['not_checked'])} not checked" if counts["not_checked"] else "")
 
 
 def failure_causes(block: Mapping[str, Any]) -> list[tuple[str, str, int]]:

@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from patchcycle.assets import PATCH_CYCLE_REPORT
 from patchcycle.config import CycleConfig
-from patchcycle.core.report import build_report, report_csv
+from patchcycle.core.report import build_report, new_instances_csv, report_csv
 from patchcycle.core.report_html import render_html
 from patchcycle.core.verdicts import install_verdicts, scan_verdicts
 from patchcycle.operators.base import FleetOperator
@@ -18,7 +18,7 @@ from patchcycle.readback.evidence import read_evidence
 from patchcycle.readback.install import read_install_record
 from patchcycle.readback.match import read_match_tables
 from patchcycle.readback.rds import read_rds_outcomes
-from patchcycle.run_artifacts import REPORT_CSV, REPORT_HTML, REPORT_JSON
+from patchcycle.run_artifacts import NEW_INSTANCES_CSV, REPORT_CSV, REPORT_HTML, REPORT_JSON
 
 
 class CycleReportOperator(FleetOperator[CycleConfig]):
@@ -71,6 +71,7 @@ class CycleReportOperator(FleetOperator[CycleConfig]):
         uris = {
             "json": artifacts.write(REPORT_JSON, report),
             "csv": artifacts.write(REPORT_CSV, report_csv(report)),
+            "new_instances_csv": artifacts.write(NEW_INSTANCES_CSV, new_instances_csv(report)),
             "html": artifacts.write(REPORT_HTML, render_html(report)),
         }
         self.log.info("Report: %s; totals: %s", uris["json"], report["totals"]["by_verdict"])

@@ -25,7 +25,7 @@ from patchcycle.readback.immutable import read_immutable_record
 from patchcycle.run_artifacts import MATCH_PLAN, REPLACEMENT_CHECKS, REPLACEMENT_SCANS, RunArtifacts, Step
 from patchcycle.triggers.inspector_rescan import InspectorRescanTrigger
 
-# An instance whose scan left no report: any Inspector scan of it will do.
+# Any Inspector scan of a new instance will do (see scanned).
 LAUNCHED_AFTER = "1970-01-01T00:00:00Z"
 
 
@@ -60,19 +60,17 @@ class VerifyReplacementsOperator(TargetOperator[PatchManagerHook, CycleConfig]):
         self.wait_for_commands(config, sent, method_name="scanned")
 
     def scanned(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """The scans ended: wait for Amazon Inspector to rescan every new instance after its scan's report (the
-        inventory its package scan reads), as inspect waits after an install."""
-        artifacts, config = self.artifacts(context), self.settings()
-        new = self._new_instances(artifacts, config)
+        """The scans ended: wait until Amazon Inspector has scanned every new instance. Any scan since its launch will
+        do: the refresh launched it from the baked AMI, and a Patch Manager Scan changes no package, so Inspector does
+        not rescan after it (waiting for a scan after the Scan's report would wait out inspector_wait)."""
+        config = self.settings()
+        new = self._new_instances(self.artifacts(context), config)
         wait = config.inspector_wait
-        with aws_call("ssm:DescribeInstancePatchStates", self.account_id(artifacts), str(self.region_name)):
-            states = self.hook.instance_patch_states(sorted(new))
-        reported = {str(s["InstanceId"]): iso_utc(s.get("OperationEndTime")) for s in states}
         self.defer(
             trigger=InspectorRescanTrigger(
                 aws_conn_id=self.aws_conn_id,
                 region_name=self.region_name,
-                installed_at={i: reported.get(i) or LAUNCHED_AFTER for i in sorted(new)},
+                installed_at=dict.fromkeys(sorted(new), LAUNCHED_AFTER),
                 deadline=iso_utc(datetime.now(UTC) + wait),
                 poll_seconds=config.poll_seconds,
                 verify=self.verify,

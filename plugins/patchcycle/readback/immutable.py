@@ -99,4 +99,4 @@ def immutable_report(
         found: dict[str, ReplacementCheck] | None = artifacts.find(REPLACEMENT_CHECKS, target=target)
         checks.update(found or {})
     pinned = {str(b["bake_id"]): split_cve_ids(str(b["patch_ids"])) for b in record.bakes.to_dict("records")}
-    return outcomes, refresh_entries(record.groups, record.refreshes, checks, pinned)
+    return outcomes, refresh_entries(record.groups, record.refreshes, checks, pinned, outcomes)

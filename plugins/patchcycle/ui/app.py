@@ -28,6 +28,7 @@ from patchcycle.run_artifacts import (
     APPROVAL_REQUEST,
     CYCLE_ARTIFACTS,
     DRIFT_JSON,
+    NEW_INSTANCES_CSV,
     REPORT_CSV,
     REPORT_HTML,
     REPORT_JSON,
@@ -97,6 +98,8 @@ def run_view(info: RunInfo) -> pages.RunView:
             pages.ArtifactLink("Report (CSV)", artifact_href(info.run_id, REPORT_CSV)),
             pages.ArtifactLink("Report (JSON)", artifact_href(info.run_id, REPORT_JSON)),
         ]
+        if (report.get("install") or {}).get("auto_scaling_groups"):
+            links.append(pages.ArtifactLink("New instances (CSV)", artifact_href(info.run_id, NEW_INSTANCES_CSV)))
     if request is not None:
         links.append(pages.ArtifactLink("Approval request", artifact_href(info.run_id, APPROVAL_REQUEST)))
     staging_links = [

@@ -25,10 +25,11 @@ from patchcycle.core.report_html import (
 from patchcycle.core.report_html import (
     COMPLIANCE_COLORS,
     DEFAULT_COLOR,
+    auto_scaling_section,
     bar_chart,
     stacked_bar_chart,
 )
-from patchcycle.core.verdicts import VERDICTS, ComplianceState, Verdict
+from patchcycle.core.verdicts import VERDICTS, ComplianceState, ReasonCode, Verdict
 
 COMPLIANCE_BEFORE_AFTER_TITLE: Final = "Compliance before and after the run"
 VERDICTS_BY_WAVE_TITLE: Final = "Verdicts by wave"
@@ -43,6 +44,9 @@ VERDICT_COLORS: Final[Mapping[str, str]] = {
     Verdict.ALREADY_COMPLIANT: "#1b5e20",
     Verdict.PATCHED: "#43a047",
     Verdict.PATCHED_PENDING_REBOOT: "#9ccc65",
+    Verdict.REPLACED: "#2e7d32",
+    Verdict.MAINTENANCE_APPLIED: "#43a047",
+    Verdict.MAINTENANCE_SCHEDULED: "#f9a825",
     Verdict.NON_COMPLIANT: "#c62828",
     Verdict.MAINTENANCE_PENDING: "#f9a825",
     Verdict.FAILED: "#c62828",
@@ -67,6 +71,7 @@ RESOURCE_COLUMNS: Final = (
     ("account_id", "Account"),
     ("region", "Region"),
     ("environment", "Environment"),
+    ("auto_scaling_group", "Auto Scaling group"),
     ("wave", "Wave"),
     ("verdict", "Verdict"),
     ("reason", "Reason"),
@@ -239,13 +244,32 @@ def wave_label(wave: int | None) -> str:
     return "Wave 1 (canary)" if wave == 1 else f"Wave {wave}"
 
 
+# The reason codes of an Auto Scaling instance its group's refresh (or its bake) decided: in no wave, yet rolled out.
+_REFRESH_CODES: Final = frozenset(
+    {
+        ReasonCode.REPLACED,
+        ReasonCode.REFRESH_ROLLED_BACK,
+        ReasonCode.REFRESH_FAILED,
+        ReasonCode.HALTED_BY_REFRESH,
+        ReasonCode.REFRESH_IRREVERSIBLE,
+        ReasonCode.BAKE_FAILED,
+    }
+)
+REFRESH_LABEL: Final = "Auto Scaling refresh"
+
+
 def verdicts_by_wave(report: Mapping[str, Any]) -> list[tuple[str, dict[str, int]]]:
-    """(wave label, verdict -> resources), waves in order, the resources in no wave last."""
-    counts: dict[int | None, Counter[str]] = {}
+    """(wave label, verdict -> resources), waves in order, then the Auto Scaling instances of the groups' refreshes,
+    then the resources in no wave."""
+    counts: dict[int | str | None, Counter[str]] = {}
     for resource in report["resources"]:
-        counts.setdefault(resource["wave"], Counter())[str(resource["verdict"])] += 1
-    order = sorted(wave for wave in counts if wave is not None) + ([None] if None in counts else [])
-    return [(wave_label(wave), dict(counts[wave])) for wave in order]
+        wave = resource["wave"]
+        if wave is None and resource.get("reason_code") in _REFRESH_CODES:
+            wave = REFRESH_LABEL
+        counts.setdefault(wave, Counter())[str(resource["verdict"])] += 1
+    waves = sorted(wave for wave in counts if isinstance(wave, int))
+    order: list[int | str | None] = [*waves, *(wave for wave in (REFRESH_LABEL, None) if wave in counts)]
+    return [(wave if isinstance(wave, str) else wave_label(wave), dict(counts[wave])) for wave in order]
 
 
 def failures_by_cause(report: Mapping[str, Any]) -> list[tuple[str, int]]:
@@ -451,6 +475,8 @@ def _resource_cells(resource: Mapping[str, Any]) -> dict[str, tuple[str, str, st
             html = f'<span class="id">{html}</span>'
         cells[key] = (html, value, value)
     cells["resource_type"] = (escape(str(resource["resource_type"]).upper()), str(resource["resource_type"]), "")
+    group = str(resource.get("auto_scaling_group", ""))  # reports before the immutable path have none
+    cells["auto_scaling_group"] = (f'<span class="id">{escape(group)}</span>' if group else "", group, group)
     cells["wave"] = (escape(wave_label(wave)) if wave else "", "" if wave is None else str(wave), str(wave or ""))
     color = VERDICT_COLORS.get(verdict, DEFAULT_COLOR)
     cells["verdict"] = (_badge(words(verdict), color), verdict, verdict)
@@ -508,6 +534,8 @@ def run_page(view: RunView) -> str:
         ]
     parts += [_staging_section(view), _approval_section(view)]
     if report is not None:
+        groups = (report.get("install") or {}).get("auto_scaling_groups") or []
+        parts.append(f'<div class="scroll">{auto_scaling_section(groups)}</div>' if groups else "")
         parts.append(_resources_section(view, report))
     return _page(title, "".join(parts), _TABLE_SCRIPT if report is not None else "")
 
