@@ -17,6 +17,7 @@ from patchcycle.core.rds_plan import rehearsals
 from patchcycle.core.rds_rollout import rehearsal_rows
 from patchcycle.operators.rds_rollout import RdsRolloutOperator
 from patchcycle.operators.rds_staging import RdsRehearsalOperator, RdsStagingOperator, RdsStagingTeardownOperator
+from patchcycle.operators.wave_gates import WaveHalted
 from patchcycle.readback.rds import read_rds_outcomes
 from patchcycle.run_artifacts import (
     INVENTORY_SUMMARY,
@@ -28,7 +29,7 @@ from patchcycle.run_artifacts import (
     RunArtifacts,
 )
 from patchcycle.triggers.change_calendar import ChangeCalendarTrigger
-from tests.conftest import advance_clock, first_trigger_payload
+from tests.conftest import advance_clock, first_trigger_payload, subscribed_topic
 from tests.operators.install_helpers import (
     ACCOUNT,
     REGION,
@@ -236,9 +237,18 @@ def test_a_failing_action_is_failed_with_its_cause_and_halts_the_source_wave(
     config = {**base, "halt_threshold": "0"}
     artifacts, ctx = new_run(config, run_id, "bad-"), context(run_id)
     passed_rehearsals(artifacts)
-    rollout = RdsRolloutOperator(task_id="rds_rollout", config=config)
-    summary = drive(rollout, ctx, deferral(rollout, ctx), server, MAINTENANCE_SECONDS + 1)
-    assert summary["outcomes"] == {"failed": 1, "halted": 1}
+    topic, inbox = subscribed_topic(server.url, "rds-halts")
+    rollout = RdsRolloutOperator(task_id="rds_rollout", config={**config, "notify_topic_arn": topic})
+    with pytest.raises(WaveHalted) as caught:  # fails the task, as an EC2 wave's halt does
+        drive(rollout, ctx, deferral(rollout, ctx), server, MAINTENANCE_SECONDS + 1)
+    assert str(caught.value) == (
+        "RDS wave 1 halted the rollout: RDS wave 1 had 1 failure(s), more than the 0 allowed; "
+        "later RDS waves will not run"
+    )
+    (told,) = inbox()
+    assert told["Subject"] == f"Patch cycle {run_id}: RDS rollout halted at wave 1"
+    assert "The later RDS waves will not run" in told["Message"]
+    assert artifacts.read(RDS_ROLLOUT)["outcome"].value_counts().to_dict() == {"failed": 1, "halted": 1}
     done = artifacts.read(RDS_ROLLOUT).set_index("resource_id")
     assert done.loc["bad-main-replica", "outcome"] == "failed" and done.loc["bad-main-replica", "wave"] == 1
     assert "Storage full." in done.loc["bad-main-replica", "detail"]
@@ -315,13 +325,18 @@ def test_a_health_alarm_in_alarm_halts_the_rds_wave_before_it_applies_anything(
     )
     try:
         cloudwatch.set_alarm_state(AlarmName="db-connections", StateValue="ALARM", StateReason="Threshold Crossed")
-        summary = RdsRolloutOperator(task_id="rds_rollout", config=config).execute(ctx)
+        topic, inbox = subscribed_topic(server.url, "rds-alarm-halts")
+        with pytest.raises(WaveHalted, match=r"; later RDS waves will not run$"):
+            RdsRolloutOperator(task_id="rds_rollout", config={**config, "notify_topic_arn": topic}).execute(ctx)
     finally:
         cloudwatch.delete_alarms(AlarmNames=["db-connections"])
-    assert summary["outcomes"] == {"halted_by_alarm": 2}
     done = artifacts.read(RDS_ROLLOUT)
+    assert done["outcome"].value_counts().to_dict() == {"halted_by_alarm": 2}
     first = int(artifacts.read(RDS_INSTALL_PLAN)["wave"].min())  # the base plan's wave of the gate-* DBs
     expected = f"halted before RDS wave {first}: health alarm(s) in ALARM: db-connections ({ACCOUNT}/{REGION}: "
+    (told,) = inbox()
+    assert told["Subject"] == f"Patch cycle {run_id}: RDS rollout halted at wave {first}"
+    assert expected in told["Message"]
     assert all(d.startswith(expected) for d in done["detail"])
     assert all("OptInStatus" not in d for d in pending(server, ["gate-a", "gate-b"]).values())
     outcomes = read_rds_outcomes(artifacts, CycleConfig.from_params(config))
@@ -341,8 +356,9 @@ def test_a_closed_change_calendar_defers_the_rds_wave_then_halts_at_the_deadline
     assert waiting.method_name == "calendar_done" and waiting.timeout == timedelta(minutes=55)
     assert isinstance(waiting.trigger, ChangeCalendarTrigger) and waiting.trigger.calendar == "rds-long-freeze"
     closed = {"status": "closed", "state": "CLOSED", "checked_at": "", "next_transition": ""}
-    summary = rollout.calendar_done(ctx, closed, **(waiting.kwargs or {}))
-    assert summary["outcomes"] == {"halted_by_calendar": 2}
+    with pytest.raises(WaveHalted):
+        rollout.calendar_done(ctx, closed, **(waiting.kwargs or {}))
+    assert artifacts.read(RDS_ROLLOUT)["outcome"].value_counts().to_dict() == {"halted_by_calendar": 2}
     detail = artifacts.read(RDS_ROLLOUT)["detail"].iloc[0]
     first = int(artifacts.read(RDS_INSTALL_PLAN)["wave"].min())
     assert detail.startswith(f"halted before RDS wave {first}: change calendar rds-long-freeze stayed CLOSED for 45 ")
