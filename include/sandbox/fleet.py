@@ -126,6 +126,9 @@ def _seed_db_cluster(world: World, account_id: str, region: str, cluster: RdsClu
                 "tags": tags,
             }
         )
+    from include.sandbox.rds_maintenance import rename_automated_cluster_snapshots
+
+    rename_automated_cluster_snapshots(backend, cluster.id, world.now())
 
 
 def _zones(group: InstanceGroup, count: int) -> Iterator[tuple[str, int]]:
