@@ -12,7 +12,7 @@ the triggerer: `immediate` until each is available with the actions gone from De
 and tells the run's SNS topic, as a halted EC2 wave does (operators.wave_gates.WaveHalted); the report runs all the
 same (trigger rule all_done). The plan puts read replicas in earlier
 waves than their sources, planned members before their cluster. DB instances whose rehearsal failed are not
-touched; nor are DB clusters (never rehearsed) under approval_mode auto.
+touched; nor are Aurora members' own actions (never rehearsed) under approval_mode auto.
 """
 
 from __future__ import annotations
@@ -249,9 +249,9 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
         raise WaveHalted(f"{reason}; later RDS waves will not run", reason, wave, "RDS")
 
     def _not_rehearsed(self, plan: pd.DataFrame) -> list[dict[str, Any]]:
-        """Under approval_mode auto, the planned Aurora DB clusters (and Aurora members' own actions): staging does
-        not rehearse them, so the auto policy does not apply them (a person approving does, knowingly: the
-        approval body says so)."""
+        """Under approval_mode auto, Aurora members' own actions: staging does not rehearse them (a restored
+        cluster's new DB instance has none of them pending), so the auto policy does not apply them (a person
+        approving does, knowingly: the approval body says so). Aurora DB clusters are rehearsed like DB instances."""
         if self.settings().install.approval_mode != "auto":
             return []
         clusters = plan[plan["rehearsal_id"] == ""]
@@ -263,7 +263,8 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
                 "wave": int(group["wave"].iloc[0]),
                 "actions": ";".join(sorted(group["action"])),
                 "outcome": RolloutOutcome.NOT_REHEARSED,
-                "detail": "Aurora: not rehearsed in staging, so approval_mode auto does not apply it",
+                "detail": "an Aurora DB instance's own action: not rehearsed in staging, so approval_mode auto does "
+                "not apply it",
             }
             for (a, r, d), group in clusters.groupby(["account_id", "region", "resource_id"])
         ]
