@@ -81,6 +81,14 @@ def rds_scenario() -> dict[str, Any]:
             "tags": {"Environment": "production"},
             "pending_maintenance": [{"action": "system-update", "description": "Aurora system update"}],
         },
+        {  # its own cluster: the other tests apply aur-ledger's action, which a restore would no longer inherit
+            "id": "rehearsed-aurora",
+            "engine": "aurora-postgresql",
+            "engine_version": "16.4",
+            "instances": ["rehearsed-aurora-1"],
+            "tags": {"Environment": "production"},
+            "pending_maintenance": [{"action": "system-update", "description": "Aurora system update"}],
+        },
         {
             "id": "aur-broken",
             "engine": "aurora-mysql",
@@ -268,10 +276,12 @@ def test_an_approved_aurora_cluster_is_applied_on_its_arn_and_waited_for(
     artifacts, ctx = new_run(config, run_id, "aur-"), context(run_id)
     plan = artifacts.read(RDS_INSTALL_PLAN).set_index("resource_id")
     assert list(plan.index) == ["aur-broken", "aur-ledger"]  # from the inventory's DescribeDBClusters
-    assert plan.loc["aur-ledger", "kind"] == "db-cluster" and plan.loc["aur-ledger", "rehearsal_id"] == ""
+    assert plan.loc["aur-ledger", "kind"] == "db-cluster"
+    assert plan.loc["aur-ledger", "rehearsal_id"] == "aurora-postgresql-16-4-db-r6g"
     assert plan.loc["aur-ledger", "members"] == "aur-ledger-1;aur-ledger-2"
     assert plan.loc["aur-ledger", "resource_arn"] == f"arn:aws:rds:{REGION}:{ACCOUNT}:cluster:aur-ledger"
-    assert artifacts.read(RDS_REHEARSALS).empty  # nothing to rehearse
+    assert set(artifacts.read(RDS_REHEARSALS)["kind"]) == {"db-cluster"}
+    passed_rehearsals(artifacts)
 
     rollout = RdsRolloutOperator(task_id="rds_rollout", config=config)
     first = deferral(rollout, ctx)
@@ -289,17 +299,62 @@ def test_an_approved_aurora_cluster_is_applied_on_its_arn_and_waited_for(
     assert outcomes is not None and len(outcomes) == 2  # one row per cluster
 
 
-def test_the_auto_policy_does_not_apply_an_unrehearsed_aurora_cluster(
+def test_an_aurora_cluster_without_a_passed_rehearsal_is_not_applied(
     server: SandboxServer, base: dict[str, Any]
 ) -> None:
     run_id = "scheduled__rds_aurora_auto"
     artifacts, ctx = new_run(base, run_id, "aur-broken"), context(run_id)
     before = cluster_pending(server, "aur-broken")
     summary = RdsRolloutOperator(task_id="rds_rollout", config=base).execute(ctx)
-    assert summary["outcomes"] == {"not_rehearsed": 1}
+    assert summary["outcomes"] == {"staging_failed": 1}
     done = artifacts.read(RDS_ROLLOUT).set_index("resource_id")
-    assert "not rehearsed" in done.loc["aur-broken", "detail"]
+    assert (
+        "staging rehearsal (aurora-mysql-8-0-mysql-aurora-3-05-2-db-r6g) did not pass"
+        in done.loc["aur-broken", "detail"]
+    )
     assert cluster_pending(server, "aur-broken") == before  # no opt-in sent
+
+
+def test_an_aurora_cluster_is_rehearsed_on_a_restored_cluster_then_the_auto_policy_applies_it(
+    server: SandboxServer, base: dict[str, Any]
+) -> None:
+    run_id = "scheduled__rds_aurora_staging"
+    artifacts, ctx = new_run(base, run_id, "rehearsed-aurora"), context(run_id)
+    [rehearsal] = artifacts.read(RDS_REHEARSALS).to_dict("records")
+    assert (rehearsal["kind"], rehearsal["source_db"], rehearsal["instance_class"]) == (
+        "db-cluster",
+        "rehearsed-aurora",
+        "db.r6g.large",
+    )
+    staging = str(rehearsal["staging_db"])
+
+    create = RdsStagingOperator(task_id="create_rds_staging", config=base, region_name=REGION)
+    record = drive(create, ctx, deferral(create, ctx), server, 0)
+    assert record["created"] and record["instances"] == {rehearsal["rehearsal_id"]: staging}
+    copy = rds_client(server).describe_db_clusters(DBClusterIdentifier=staging)["DBClusters"][0]
+    assert (copy["Status"], copy["Engine"], copy["EngineVersion"]) == ("creating", "aurora-postgresql", "16.4")
+    assert [m["DBInstanceIdentifier"] for m in copy["DBClusterMembers"]] == [f"{staging}-1"]
+    [result] = artifacts.read(RDS_REHEARSAL_RESULTS, target=TARGET).to_dict("records")
+    assert result["kind"] == "db-cluster" and str(result["snapshot_id"]).startswith("rds:rehearsed-aurora-")
+
+    rehearse = RdsRehearsalOperator(task_id="rehearse_rds", config=base, region_name=REGION)
+    summary = drive(rehearse, ctx, deferral(rehearse, ctx), server, MAINTENANCE_SECONDS + 1)
+    assert summary == {"rehearsals": 1, "passed": 1}
+    [result] = artifacts.read(RDS_REHEARSAL_RESULTS, target=TARGET).to_dict("records")
+    assert (result["step"], result["engine_version_after"]) == ("done", "16.4")
+    assert result["detail"] == f"available at {copy['Endpoint']}"
+    assert cluster_pending(server, staging) == {}  # applied on the copy
+    assert set(cluster_pending(server, "rehearsed-aurora")) == {"system-update"}  # production untouched by staging
+
+    teardown = RdsStagingTeardownOperator(task_id="delete_rds_staging", config=base, region_name=REGION)
+    assert drive(teardown, ctx, deferral(teardown, ctx), server, 1)["deleted"]
+    left = [c["DBClusterIdentifier"] for c in rds_client(server).describe_db_clusters()["DBClusters"]]
+    assert staging not in left and "rehearsed-aurora" in left
+
+    rollout = RdsRolloutOperator(task_id="rds_rollout", config=base)  # approval_mode auto
+    summary = drive(rollout, ctx, deferral(rollout, ctx), server, MAINTENANCE_SECONDS + 1)
+    assert summary["outcomes"] == {"applied": 1}
+    assert cluster_pending(server, "rehearsed-aurora") == {}
 
 
 # --- the wave gates --------------------------------------------------------------------------------------------
