@@ -8,9 +8,11 @@ the same wave.
 
 An Aurora DB cluster whose cluster-level actions DescribePendingMaintenanceActions lists (on its ARN) is one
 planned item (kind db-cluster, its member instances noted): Aurora applies them to every member at once. It is
-not rehearsed (rehearsal_id ""): the staging stack cannot hold a DB cluster (docs/rds.md); nor is an Aurora
-member's own action (an Aurora instance has no DB snapshot to restore). It goes in a later wave than any of its
-members that is planned on its own, so a member and its cluster are never applied together.
+rehearsed on a cluster restored from its cluster snapshot, per (engine, engine version, its members' class
+family). An Aurora member's own action is not (rehearsal_id ""): an Aurora instance has no snapshot of its own,
+and the restored cluster's new instance has none of those actions pending (docs/rds.md). A cluster goes in a
+later wave than any of its members that is planned on its own, so a member and its cluster are never applied
+together.
 """
 
 from __future__ import annotations
