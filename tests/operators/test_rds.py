@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
+from botocore.exceptions import ClientError
 
 from include.sandbox.server import SandboxServer
 from patchcycle.config import CycleConfig
@@ -86,6 +87,15 @@ def rds_scenario() -> dict[str, Any]:
             "engine": "aurora-postgresql",
             "engine_version": "16.4",
             "instances": ["rehearsed-aurora-1"],
+            "tags": {"Environment": "production"},
+            "pending_maintenance": [{"action": "system-update", "description": "Aurora system update"}],
+        },
+        {  # no automated cluster snapshot yet: staging takes one (and the teardown deletes it)
+            "id": "fresh-aurora",
+            "engine": "aurora-mysql",
+            "engine_version": "8.0.mysql_aurora.3.05.2",
+            "instances": ["fresh-aurora-1"],
+            "automated_snapshot": False,
             "tags": {"Environment": "production"},
             "pending_maintenance": [{"action": "system-update", "description": "Aurora system update"}],
         },
@@ -436,3 +446,33 @@ def test_an_rds_wave_waits_for_the_change_calendar_to_open_then_applies(
     summary = drive(rollout, ctx, waiting, server, MAINTENANCE_SECONDS + 1)
     assert summary["outcomes"] == {"applied": 2}
     assert pending(server, ["gate-a", "gate-b"]) == {}
+
+
+def test_a_cluster_without_an_automated_snapshot_gets_one_taken_and_deleted_by_the_teardown(
+    server: SandboxServer, base: dict[str, Any]
+) -> None:
+    run_id = "scheduled__rds_aurora_manual_snapshot"
+    artifacts, ctx = new_run(base, run_id, "fresh-aurora"), context(run_id)
+    rds = rds_client(server)
+    automated = rds.describe_db_cluster_snapshots(DBClusterIdentifier="fresh-aurora", SnapshotType="automated")
+    assert automated["DBClusterSnapshots"] == []
+    create = RdsStagingOperator(task_id="create_rds_staging", config=base, region_name=REGION)
+    waiting = deferral(create, ctx)  # the source cluster is backing-up while its snapshot is taken
+    assert waiting.method_name == "create_stack"
+    [result] = artifacts.read(RDS_REHEARSAL_RESULTS, target=TARGET).to_dict("records")
+    taken = str(result["snapshot_id"])
+    assert taken == f"patchcycle-{result['staging_db']}"
+    [snapshot] = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=taken)["DBClusterSnapshots"]
+    assert (snapshot["Status"], snapshot["SnapshotType"]) == ("creating", "manual")
+    assert {"Key": "patchcycle:run-id", "Value": run_id} in rds.list_tags_for_resource(
+        ResourceName=snapshot["DBClusterSnapshotArn"]
+    )["TagList"]
+    record = drive(create, ctx, waiting, server, 61)
+    assert record["created"]
+    rehearse = RdsRehearsalOperator(task_id="rehearse_rds", config=base, region_name=REGION)
+    assert drive(rehearse, ctx, deferral(rehearse, ctx), server, MAINTENANCE_SECONDS + 1)["passed"] == 1
+    teardown = RdsStagingTeardownOperator(task_id="delete_rds_staging", config=base, region_name=REGION)
+    assert drive(teardown, ctx, deferral(teardown, ctx), server, 1)["deleted"]
+    with pytest.raises(ClientError) as raised:
+        rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=taken)
+    assert raised.value.response["Error"]["Code"] == "DBClusterSnapshotNotFoundFault"
