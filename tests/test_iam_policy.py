@@ -98,11 +98,21 @@ TEMPLATE_RESOURCE_ACTIONS: dict[str, tuple[str, ...]] = {
     ),
     # Create: RestoreDBInstanceFromDBSnapshot (DBSnapshotIdentifier) with its Tags, DescribeDBInstances until it is
     # available. Delete (DeletionPolicy Delete): DeleteDBInstance, DescribeDBInstances until it is gone.
+    # A DB cluster's member instance (DBClusterIdentifier, no snapshot): CreateDBInstance in the cluster.
     "AWS::RDS::DBInstance": (
         "rds:AddTagsToResource",
+        "rds:CreateDBInstance",
         "rds:DeleteDBInstance",
         "rds:DescribeDBInstances",
         "rds:RestoreDBInstanceFromDBSnapshot",
+    ),
+    # Create: RestoreDBClusterFromSnapshot (SnapshotIdentifier) with its Tags, DescribeDBClusters until it is
+    # available. Delete: DeleteDBCluster (after its member), DescribeDBClusters until it is gone.
+    "AWS::RDS::DBCluster": (
+        "rds:AddTagsToResource",
+        "rds:DeleteDBCluster",
+        "rds:DescribeDBClusters",
+        "rds:RestoreDBClusterFromSnapshot",
     ),
 }
 # IAM actions that are permissions only, with no API operation of their own in botocore.
@@ -142,6 +152,7 @@ TAG_ON_CREATE: dict[tuple[str, str], tuple[str, ...]] = {
     ("ssm", "CreateDocument"): ("ssm:AddTagsToResource",),
     ("ssm", "StartAutomationExecution"): ("ssm:AddTagsToResource",),
     ("rds", "CreateDBSnapshot"): ("rds:AddTagsToResource",),
+    ("rds", "CreateDBClusterSnapshot"): ("rds:AddTagsToResource",),
 }
 # Permissions a call needs beyond its own action. StartAutomationExecution passes the runbooks' AutomationAssumeRole
 # (the run's automation_assume_role param, when set) to Systems Manager, which checks iam:PassRole on that role.
@@ -253,6 +264,8 @@ SAMPLE_RESOURCES: dict[str, tuple[str, ...]] = {
     "rds:AddTagsToResource": (
         f"{SAMPLE_RDS}db:patchcycle-stg-0a1b2c3d4e",
         f"{SAMPLE_RDS}snapshot:patchcycle-patchcycle-stg-0a1b2c3d4e",
+        f"{SAMPLE_RDS}cluster:patchcycle-stg-0a1b2c3d4e",
+        f"{SAMPLE_RDS}cluster-snapshot:patchcycle-patchcycle-stg-0a1b2c3d4e",
     ),
     "rds:RestoreDBInstanceFromDBSnapshot": (
         f"{SAMPLE_RDS}db:patchcycle-stg-0a1b2c3d4e",
@@ -262,6 +275,27 @@ SAMPLE_RESOURCES: dict[str, tuple[str, ...]] = {
         f"{SAMPLE_RDS}subgrp:default",
     ),
     "rds:DeleteDBInstance": (f"{SAMPLE_RDS}db:patchcycle-stg-0a1b2c3d4e",),
+    # Aurora: the production cluster's manual snapshot, the staging cluster restored from it, its one instance.
+    "rds:CreateDBClusterSnapshot": (
+        f"{SAMPLE_RDS}cluster:ledger",
+        f"{SAMPLE_RDS}cluster-snapshot:patchcycle-patchcycle-stg-0a1b2c3d4e",
+    ),
+    "rds:DeleteDBClusterSnapshot": (f"{SAMPLE_RDS}cluster-snapshot:patchcycle-patchcycle-stg-0a1b2c3d4e",),
+    "rds:RestoreDBClusterFromSnapshot": (
+        f"{SAMPLE_RDS}cluster:patchcycle-stg-0a1b2c3d4e",
+        f"{SAMPLE_RDS}cluster-snapshot:rds:ledger-2026-11-20-03-00",
+        f"{SAMPLE_RDS}cluster-pg:default.aurora-postgresql16",
+        f"{SAMPLE_RDS}og:default:aurora-postgresql-16",
+        f"{SAMPLE_RDS}subgrp:default",
+    ),
+    "rds:CreateDBInstance": (
+        f"{SAMPLE_RDS}db:patchcycle-stg-0a1b2c3d4e-1",
+        f"{SAMPLE_RDS}cluster:patchcycle-stg-0a1b2c3d4e",
+        f"{SAMPLE_RDS}pg:default.aurora-postgresql16",
+        f"{SAMPLE_RDS}og:default:aurora-postgresql-16",
+        f"{SAMPLE_RDS}subgrp:default",
+    ),
+    "rds:DeleteDBCluster": (f"{SAMPLE_RDS}cluster:patchcycle-stg-0a1b2c3d4e",),
     **dict.fromkeys(
         (
             "ssm:CreatePatchBaseline",

@@ -126,6 +126,13 @@ def _seed_db_cluster(world: World, account_id: str, region: str, cluster: RdsClu
                 "tags": tags,
             }
         )
+    from include.sandbox.rds_maintenance import rename_automated_cluster_snapshots
+
+    rename_automated_cluster_snapshots(backend, cluster.id, world.now())
+    if not cluster.automated_snapshot:  # before its first backup: moto takes one at creation
+        for key, snapshot in list(backend.cluster_snapshots.items()):
+            if snapshot.snapshot_type == "automated" and snapshot.db_cluster_identifier == cluster.id.lower():
+                del backend.cluster_snapshots[key]
 
 
 def _zones(group: InstanceGroup, count: int) -> Iterator[tuple[str, int]]:

@@ -6,7 +6,9 @@ import copy
 from typing import Any
 
 from moto.autoscaling.models import ASG_NAME_TAG, FakeAutoScalingGroup, InstanceState
+from moto.cloudformation import parsing as cloudformation_parsing
 from moto.cloudformation.models import Stack
+from moto.core.common_models import CloudFormationModel
 from moto.core.responses import ActionResult
 from moto.ec2.exceptions import EC2ClientError, InvalidLaunchTemplateVersionNotFound, InvalidParameterCombination
 from moto.ec2.models.core import TaggedEC2Resource
@@ -15,7 +17,7 @@ from moto.ec2.responses.instances import InstanceResponse
 from moto.ec2.responses.launch_templates import LaunchTemplates
 from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
 from moto.iam import models as iam_models
-from moto.rds.models import DBInstance, rds_backends
+from moto.rds.models import DBCluster, DBInstance, rds_backends
 
 from include.sandbox import paging
 from include.sandbox.protocol import AwsApiError
@@ -277,10 +279,27 @@ def _db_instance_from_cloudformation(
     properties = cloudformation_json.get("Properties", {})
     identifier = str(properties.get("DBInstanceIdentifier") or resource_name).lower()
     snapshot = properties.get("DBSnapshotIdentifier")
+    backend = rds_backends[account_id][region_name]
+    cluster_id = properties.get("DBClusterIdentifier")
+    if cluster_id and not snapshot:
+        # An Aurora member: moto's own creation drops DBClusterIdentifier (a lone instance of no cluster). Its engine
+        # is the cluster's (a different Engine is InvalidDBInstanceEngine, as on AWS); storage is the cluster's.
+        cluster = backend.clusters.get(str(cluster_id))
+        member: DBInstance = backend.create_db_instance(
+            {
+                "db_instance_identifier": identifier,
+                "db_cluster_identifier": str(cluster_id),
+                "engine": properties.get("Engine") or (cluster.engine if cluster else None),
+                "db_instance_class": properties.get("DBInstanceClass"),
+                "availability_zone": properties.get("AvailabilityZone") or f"{region_name}a",
+                "publicly_accessible": bool(properties.get("PubliclyAccessible", False)),
+                "tags": properties.get("Tags") or [],
+            }
+        )
+        return member
     if not snapshot:
         renamed = copy.deepcopy(cloudformation_json)
         return _MOTO_DB_FROM_CLOUDFORMATION(cls, identifier, renamed, account_id, region_name, **kwargs)  # type: ignore[no-any-return]
-    backend = rds_backends[account_id][region_name]
     overrides = {
         "db_instance_identifier": identifier,
         "db_instance_class": properties.get("DBInstanceClass"),
@@ -290,6 +309,103 @@ def _db_instance_from_cloudformation(
     database.multi_az = bool(properties.get("MultiAZ", False))
     database.publicly_accessible = bool(properties.get("PubliclyAccessible", False))
     return database
+
+
+class CloudFormationDBCluster(CloudFormationModel):
+    """AWS::RDS::DBCluster, which moto 5.2.5's CloudFormation lacks (the stack made nothing of it).
+
+    With SnapshotIdentifier (a DB cluster snapshot's identifier or ARN) the cluster is restored as
+    RestoreDBClusterFromSnapshot restores it: the snapshot's engine and data, Engine / EngineVersion /
+    DBClusterIdentifier / Tags from the template when given. Without it a new, empty cluster (Engine required).
+    Ref gives the identifier, Fn::GetAtt Endpoint.Address / Endpoint.Port / ReadEndpoint.Address the endpoints;
+    the stack's deletion deletes it (after its members: RDS refuses a cluster with members).
+    rds_maintenance.after_stack_created then gives a restore its creating status and pending actions.
+    """
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "DBClusterIdentifier"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::RDS::DBCluster"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr in _CLUSTER_ATTRIBUTES
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> DBCluster:
+        properties = cloudformation_json.get("Properties", {})
+        backend = rds_backends[account_id][region_name]
+        identifier = str(properties.get("DBClusterIdentifier") or resource_name).lower()
+        settings = {
+            "db_cluster_identifier": identifier,
+            "engine": properties.get("Engine"),
+            "engine_version": properties.get("EngineVersion"),
+            "port": properties.get("Port"),
+            "deletion_protection": bool(properties.get("DeletionProtection", False)),
+        }
+        snapshot = properties.get("SnapshotIdentifier")
+        if snapshot:
+            cluster: DBCluster = backend.restore_db_cluster_from_snapshot(snapshot_identifier(str(snapshot)), settings)
+        else:
+            master = {"master_username": properties.get("MasterUsername"), "master_user_password": "not-kept"}
+            cluster = backend.create_db_cluster({**{k: v for k, v in settings.items() if v is not None}, **master})
+        cluster.tags = list(properties.get("Tags") or [])  # the template's, not the snapshot's source's
+        cluster.deletion_protection = bool(properties.get("DeletionProtection", False))  # not the source's
+        return cluster
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+    ) -> None:
+        backend = rds_backends[account_id][region_name]
+        if resource_name in backend.clusters:
+            backend.delete_db_cluster(resource_name)
+
+
+_CLUSTER_ATTRIBUTES = ("Endpoint.Address", "Endpoint.Port", "ReadEndpoint.Address", "DBClusterArn")
+
+
+def snapshot_identifier(identifier: str) -> str:
+    """A snapshot's identifier from an identifier or ARN (arn:aws:rds:REGION:ACCOUNT:cluster-snapshot:ID; an
+    automated snapshot's ID has a colon too), lower-case as RDS keeps it."""
+    if identifier.startswith("arn:"):
+        identifier = identifier.split(":", 6)[-1]
+    return identifier.lower()
+
+
+def _cluster_cfn_attribute(self: DBCluster, attribute_name: str) -> Any:
+    from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+
+    values = {
+        "Endpoint.Address": self.endpoint,
+        "Endpoint.Port": self.port,
+        "ReadEndpoint.Address": self.reader_endpoint,
+        "DBClusterArn": self.db_cluster_arn,
+    }
+    if attribute_name not in values:
+        raise UnformattedGetAttTemplateException()
+    return values[attribute_name]
+
+
+_MOTO_CLUSTER_STATUS = DBCluster.status
+
+
+def _cluster_status(self: DBCluster) -> str:
+    """moto answers a new cluster's first read with creating and every later one with available; a cluster whose
+    creation the sandbox times (a restore, rds_maintenance) stays creating until the simulated clock says."""
+    if getattr(self, "sandbox_timed", False):
+        return str(self._status)
+    return str(_MOTO_CLUSTER_STATUS.fget(self))  # type: ignore[attr-defined]
 
 
 def apply() -> None:
@@ -303,3 +419,14 @@ def apply() -> None:
     InstanceState.launch_template = property(_instance_launch_template)  # type: ignore[method-assign,assignment]
     FakeAutoScalingGroup.replace_autoscaling_group_instances = _replace_instances  # type: ignore[method-assign]
     DBInstance.create_from_cloudformation_json = classmethod(_db_instance_from_cloudformation)  # type: ignore[method-assign,assignment,arg-type]
+    DBCluster.physical_resource_id = property(lambda self: self.db_cluster_identifier)  # type: ignore[attr-defined]
+    DBCluster.get_cfn_attribute = _cluster_cfn_attribute  # type: ignore[attr-defined]
+    DBCluster.is_created = lambda self: True  # type: ignore[attr-defined]  # CloudFormation waits for nothing
+    DBCluster.status = property(_cluster_status, _MOTO_CLUSTER_STATUS.fset)  # type: ignore[method-assign,assignment,attr-defined]
+    # moto lists its CloudFormation models once (cached): list them again with AWS::RDS::DBCluster
+    for cached in (
+        cloudformation_parsing.get_model_list,
+        cloudformation_parsing.get_model_map,
+        cloudformation_parsing.get_name_type_map,
+    ):
+        cached.cache_clear()

@@ -651,12 +651,140 @@ def after_stack_created(world: World, ctx: RequestContext, stack_name: str) -> N
     resources = stack.template_dict.get("Resources", {})
     for logical_id, resource in stack.resource_map._parsed_resources.items():
         spec = resources.get(logical_id)
-        if not isinstance(spec, dict) or spec.get("Type") != "AWS::RDS::DBInstance":
+        if not isinstance(spec, dict):
             continue
-        snapshot = spec.get("Properties", {}).get("DBSnapshotIdentifier")
+        properties = spec.get("Properties", {})
+        if spec.get("Type") == "AWS::RDS::DBCluster" and properties.get("SnapshotIdentifier"):
+            form = {
+                "DBClusterIdentifier": resource.db_cluster_identifier,
+                "SnapshotIdentifier": str(properties["SnapshotIdentifier"]),
+            }
+            after_cluster_restore(world, ctx, form)
+        if spec.get("Type") != "AWS::RDS::DBInstance":
+            continue
+        snapshot = properties.get("DBSnapshotIdentifier")
         if snapshot:
             form = {"DBInstanceIdentifier": resource.db_instance_identifier, "DBSnapshotIdentifier": str(snapshot)}
             after_restore(world, ctx, form)
+        elif properties.get("DBClusterIdentifier"):
+            _creating_member(world, ctx, resource)
+
+
+def _creating_member(world: World, ctx: RequestContext, db: Any) -> None:
+    """A new Aurora member DB instance: creating for rds.restore_seconds, then available; nothing pending (a new
+    instance starts on the current system software)."""
+    st = state(world)
+    key = _instance_key(ctx, db.db_instance_identifier)
+    st.actions[key] = []
+    now = world.now()
+    db.status, db.created = "creating", now
+
+    def available(when: datetime) -> None:
+        if db.status == "creating":
+            db.status = AVAILABLE
+
+    st.at(now + timedelta(seconds=world.scenario.rds.restore_seconds), available)
+
+
+# --- Aurora DB cluster snapshots and restores ------------------------------------------------------------------
+
+
+def _cluster_key(ctx: RequestContext, identifier: str) -> Key:
+    return (ctx.account_id, ctx.region, CLUSTER_PREFIX + identifier.rsplit(":", 1)[-1].lower())
+
+
+def _cluster_snapshot_key(ctx: RequestContext, snapshot_id: str) -> Key:
+    """snapshot_actions' key of a DB cluster snapshot (apart from DB snapshots of the same name)."""
+    return (ctx.account_id, ctx.region, CLUSTER_PREFIX + snapshot_id)
+
+
+def _cluster_snapshot(ctx: RequestContext, identifier: str) -> Any:
+    from include.sandbox.moto_fixes import snapshot_identifier
+
+    return rds_backends[ctx.account_id][ctx.region].cluster_snapshots.get(snapshot_identifier(identifier))
+
+
+def before_create_db_cluster_snapshot(world: World, ctx: RequestContext, form: dict[str, str]) -> None:
+    cluster = _db(_cluster_key(ctx, form.get("DBClusterIdentifier", "")))
+    if cluster is not None and cluster.status != AVAILABLE:
+        raise AwsApiError(
+            "InvalidDBClusterStateFault",
+            f"Cannot create a snapshot because the DB cluster {cluster.db_cluster_identifier} is not currently in "
+            f"the available state ({cluster.status}).",
+        )
+
+
+def after_create_db_cluster_snapshot(world: World, ctx: RequestContext, form: dict[str, str]) -> None:
+    """The cluster snapshot is creating (its cluster backing-up) for rds.snapshot_seconds, then available."""
+    st = state(world)
+    snapshot = _cluster_snapshot(ctx, form.get("DBClusterSnapshotIdentifier", ""))
+    key = _cluster_key(ctx, form.get("DBClusterIdentifier", ""))
+    cluster = _db(key)
+    if snapshot is None or cluster is None:
+        return
+    now = world.now()
+    st.snapshot_actions[_cluster_snapshot_key(ctx, snapshot.db_cluster_snapshot_identifier)] = [
+        a.fresh() for a in st.actions.get(key, [])
+    ]
+    _creating_snapshot(world, st, snapshot, now)
+    cluster.status = "backing-up"
+
+    def backed_up(when: datetime) -> None:
+        if cluster.status == "backing-up":
+            cluster.status = AVAILABLE
+
+    st.at(now + timedelta(seconds=world.scenario.rds.snapshot_seconds), backed_up)
+
+
+def before_cluster_restore(world: World, ctx: RequestContext, form: dict[str, str]) -> None:
+    snapshot = _cluster_snapshot(ctx, form.get("SnapshotIdentifier", ""))
+    if snapshot is not None and snapshot.status != AVAILABLE:
+        raise AwsApiError(
+            "InvalidDBClusterSnapshotStateFault",
+            f"DB cluster snapshot {snapshot.db_cluster_snapshot_identifier} is not in the available state "
+            f"({snapshot.status}).",
+        )
+
+
+def after_cluster_restore(world: World, ctx: RequestContext, form: dict[str, str]) -> None:
+    """The restored DB cluster is creating for rds.restore_seconds, then available, with the cluster-level actions
+    its snapshot's source had (a db-upgrade to the version it was restored at is not pending)."""
+    st = state(world)
+    key = _cluster_key(ctx, form.get("DBClusterIdentifier", ""))
+    cluster = _db(key)
+    snapshot = _cluster_snapshot(ctx, form.get("SnapshotIdentifier", ""))
+    if cluster is None or snapshot is None:
+        return
+    now = world.now()
+    source = (ctx.account_id, ctx.region, CLUSTER_PREFIX + snapshot.db_cluster_identifier.lower())
+    recorded = st.snapshot_actions.get(_cluster_snapshot_key(ctx, snapshot.db_cluster_snapshot_identifier))
+    inherited = recorded if recorded is not None else st.actions.get(source, [])
+    st.actions[key] = [
+        a.fresh()
+        for a in inherited
+        if a.action != "db-upgrade" or upgrade_target(a) not in (None, cluster.engine_version)
+    ]
+    st.applying.pop(key, None)
+    cluster.sandbox_timed = True  # moto_fixes: the status stays creating until the clock says
+    cluster.status, cluster.created = "creating", now
+    rename_automated_cluster_snapshots(rds_backends[ctx.account_id][ctx.region], cluster.db_cluster_identifier, now)
+
+    def available(when: datetime) -> None:
+        if cluster.status == "creating":
+            cluster.status = AVAILABLE
+
+    st.at(now + timedelta(seconds=world.scenario.rds.restore_seconds), available)
+
+
+def rename_automated_cluster_snapshots(backend: Any, identifier: str, now: datetime) -> None:
+    """moto names and dates the automated cluster snapshot it takes at creation with the wall clock: the simulated
+    one (rds:ID-YYYY-MM-DD-HH-MM, as RDS names them)."""
+    for key, snapshot in list(backend.cluster_snapshots.items()):
+        if snapshot.snapshot_type == "automated" and snapshot.db_cluster_identifier.lower() == identifier.lower():
+            del backend.cluster_snapshots[key]
+            snapshot.db_cluster_snapshot_identifier = f"rds:{identifier.lower()}-{now:%Y-%m-%d-%H-%M}"
+            snapshot.created = now
+            backend.cluster_snapshots[snapshot.db_cluster_snapshot_identifier] = snapshot
 
 
 def rename_automated_snapshots(backend: Any, identifier: str, now: datetime) -> None:
@@ -721,16 +849,21 @@ def _rewrite(status_tag: str, status: str, time_tag: str) -> Callable[[World, by
 REWRITE_MOTO: dict[tuple[str, str], Callable[[World, bytes], bytes]] = {
     ("rds", "CreateDBSnapshot"): _rewrite("Status", "creating", "SnapshotCreateTime"),
     ("rds", "RestoreDBInstanceFromDBSnapshot"): _rewrite("DBInstanceStatus", "creating", "InstanceCreateTime"),
+    ("rds", "CreateDBClusterSnapshot"): _rewrite("Status", "creating", "SnapshotCreateTime"),
 }
 BEFORE_MOTO: dict[tuple[str, str], Callable[[World, RequestContext, dict[str, str]], None]] = {
     ("rds", "CreateDBSnapshot"): before_create_db_snapshot,
     ("rds", "RestoreDBInstanceFromDBSnapshot"): before_restore,
     ("rds", "DeleteDBInstance"): before_delete,
+    ("rds", "CreateDBClusterSnapshot"): before_create_db_cluster_snapshot,
+    ("rds", "RestoreDBClusterFromSnapshot"): before_cluster_restore,
 }
 AFTER_MOTO: dict[tuple[str, str], Callable[[World, RequestContext, dict[str, str]], None]] = {
     ("rds", "CreateDBSnapshot"): after_create_db_snapshot,
     ("rds", "RestoreDBInstanceFromDBSnapshot"): after_restore,
     ("rds", "DeleteDBInstance"): after_delete,
+    ("rds", "CreateDBClusterSnapshot"): after_create_db_cluster_snapshot,
+    ("rds", "RestoreDBClusterFromSnapshot"): after_cluster_restore,
 }
 
 

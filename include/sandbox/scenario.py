@@ -81,6 +81,7 @@ class RdsCluster:
     instance_class: str = "db.r6g.large"
     tags: dict[str, str] = field(default_factory=dict)
     pending_maintenance: tuple[MaintenanceAction, ...] = ()
+    automated_snapshot: bool = True  # False: none yet (a cluster created minutes ago, before its first backup)
 
 
 @dataclass(frozen=True)
@@ -684,6 +685,7 @@ def _region(name: str, spec: dict[str, Any]) -> Region:
                 engine_version=c["engine_version"],
                 instances=tuple(c["instances"]),
                 instance_class=c.get("instance_class", "db.r6g.large"),
+                automated_snapshot=bool(c.get("automated_snapshot", True)),
                 tags=dict(c.get("tags", {})),
                 pending_maintenance=tuple(_maintenance(m) for m in c.get("pending_maintenance", ())),
             )

@@ -1,5 +1,6 @@
 """Aurora DB clusters in the RDS part of the cycle: inventory rows, one planned item per cluster (members noted,
-not rehearsed, after its planned members), the approval section, outcomes and one verdict per cluster."""
+rehearsed on a restored cluster, after its planned members; a member's own action not rehearsed), the approval
+section, outcomes and one verdict per cluster."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from patchcycle.core.verdicts import OUTCOME_COLUMNS, accounting_problems, insta
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 CLUSTER_ARN = f"arn:aws:rds:{REGION}:{ACCOUNT}:cluster:ledger"
+REHEARSAL = "aurora-postgresql-16-4-db-r6g"
 
 
 def _cluster(identifier: str, engine: str = "aurora-postgresql", **extra: Any) -> dict[str, Any]:
@@ -107,12 +109,17 @@ def test_a_cluster_is_one_planned_item_with_its_members_after_those_planned_on_t
     rows = plan.set_index("resource_id")
     assert list(plan["resource_id"]) == ["ledger", "ledger-2"]
     assert (rows.loc["ledger", "kind"], rows.loc["ledger", "members"]) == (DB_CLUSTER, "ledger-1;ledger-2")
-    assert (rows.loc["ledger", "impact"], rows.loc["ledger", "rehearsal_id"]) == (CLUSTER, "")
+    assert (rows.loc["ledger", "impact"], rows.loc["ledger", "rehearsal_id"]) == (CLUSTER, REHEARSAL)
+    assert rows.loc["ledger", "instance_class"] == "db.r6g.large"  # its members' (the cluster has no class)
     assert (rows.loc["ledger-2", "kind"], rows.loc["ledger-2", "members"]) == (DB_INSTANCE, "")
     # ledger-2 has an action of its own: it goes first, its cluster in a later wave, never together
     assert rows.loc["ledger-2", "wave"] < rows.loc["ledger", "wave"]
-    # Aurora is not rehearsed (no DB snapshot of an Aurora instance to restore), a cluster nor a member
-    assert (rows.loc["ledger-2", "rehearsal_id"], len(rehearsals(plan, "run"))) == ("", 0)
+    # the cluster is rehearsed on a restored cluster; a member's own action is not (nothing pending to rehearse on
+    # the restored cluster's new instance)
+    assert rows.loc["ledger-2", "rehearsal_id"] == ""
+    [rehearsal] = rehearsals(plan, "run").to_dict("records")
+    assert (rehearsal["rehearsal_id"], rehearsal["kind"], rehearsal["source_db"]) == (REHEARSAL, DB_CLUSTER, "ledger")
+    assert (rehearsal["instance_family"], rehearsal["actions"]) == ("db.r6g", "system-update")
 
 
 def test_a_cluster_alone_takes_the_canary_wave() -> None:
@@ -122,23 +129,48 @@ def test_a_cluster_alone_takes_the_canary_wave() -> None:
     assert waves == {(ACCOUNT, REGION, "ledger"): 1}
 
 
-def test_the_approval_section_says_clusters_are_not_rehearsed() -> None:
+def test_the_approval_section_lists_the_cluster_rehearsal_and_the_members_not_rehearsed() -> None:
     plan = _plan()
-    assert rds_rehearsals_passed(plan, typed_frame([], REHEARSAL_RESULT_COLUMNS))  # Aurora needs none
-    text = rds_approval_section(plan, rehearsal_rows([]), "immediate")
-    assert "1 DB instance(s) and 1 Aurora DB cluster(s)" in text
-    assert "Not rehearsed: ledger, ledger-2 (Aurora" in text and "auto approval policy leaves them out" in text
-    assert "Aurora DB cluster (ledger-1, ledger-2), not rehearsed" in text
+    assert not rds_rehearsals_passed(plan, typed_frame([], REHEARSAL_RESULT_COLUMNS))  # the cluster needs one
+    passed = rehearsal_rows(
+        [
+            {
+                "account_id": ACCOUNT,
+                "region": REGION,
+                "rehearsal_id": REHEARSAL,
+                "staging_db": "patchcycle-stg-0a1b2c3d4e",
+                "source_db": "ledger",
+                "kind": DB_CLUSTER,
+                "snapshot_id": "rds:ledger-2026-11-20-03-00",
+                "actions": "system-update",
+                "passed": True,
+                "step": "done",
+            }
+        ]
+    )
+    assert rds_rehearsals_passed(plan, passed)  # ledger-2's own action needs none
+    text = rds_approval_section(plan, passed, "immediate")
+    assert "## RDS maintenance: staging passed" in text
+    assert "1 DB instance(s) and 1 Aurora DB cluster(s)" in text and "1 of 1 staging rehearsal(s) passed" in text
+    assert "Not rehearsed: ledger-2 (an Aurora DB instance's own action" in text
+    assert "auto approval policy leaves them out" in text
+    assert "| Aurora DB cluster (ledger-1, ledger-2) |" in text
     assert "Aurora DB instance, not rehearsed" in text
     assert "Aurora: applied to every member at once" in text
 
 
-def test_a_cluster_has_no_rehearsal_to_fail_only_the_gate_counts() -> None:
+def test_a_clusters_rehearsal_counts_its_members_own_actions_have_none() -> None:
     plan = _plan()
     outcomes = rds_outcomes(plan, None, {}, approved=False).set_index("resource_id")
-    assert outcomes.loc["ledger", "outcome"] == "rejected"  # not staging_failed: it has no rehearsal
-    assert outcomes.loc["ledger-2", "outcome"] == "rejected"
-    assert rds_outcomes(plan, None, {}, approved=None).set_index("resource_id").loc["ledger", "outcome"] == "not_run"
+    assert outcomes.loc["ledger", "outcome"] == "staging_failed"  # its rehearsal did not pass
+    assert outcomes.loc["ledger-2", "outcome"] == "rejected"  # no rehearsal: only the gate counts
+    passed = {(ACCOUNT, REGION, REHEARSAL): True}
+    assert rds_outcomes(plan, None, passed, approved=False).set_index("resource_id").loc["ledger", "outcome"] == (
+        "rejected"
+    )
+    assert rds_outcomes(plan, None, passed, approved=None).set_index("resource_id").loc["ledger", "outcome"] == (
+        "not_run"
+    )
 
 
 def _verdicts(rollout: pd.DataFrame) -> pd.DataFrame:

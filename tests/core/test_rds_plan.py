@@ -180,6 +180,34 @@ def test_the_staging_template_restores_each_copy_from_its_snapshot() -> None:
     assert {"Key": "patchcycle:run-id", "Value": "manual__1"} in props["Tags"]
 
 
+def test_the_staging_template_restores_a_cluster_copy_with_one_instance_in_it() -> None:
+    import yaml
+
+    from patchcycle.config import REPO_ROOT
+
+    base = yaml.safe_load((REPO_ROOT / "include" / "cloudformation" / "rds_staging.yaml").read_text())
+    copy = {
+        "rehearsal_id": "aurora-postgresql-16-4-db-r6g",
+        "staging_db": "patchcycle-stg-9f8e",
+        "snapshot_id": "rds:ledger-x",
+        "instance_class": "db.r6g.large",
+        "kind": "db-cluster",
+        "engine": "aurora-postgresql",
+    }
+    template = rds_staging_template(base, [copy], "manual__1")
+    resources = template["Resources"]
+    assert sorted(resources) == ["StagingClusterAuroraPostgresql164DbR6g", "StagingClusterDbAuroraPostgresql164DbR6g"]
+    cluster = resources["StagingClusterAuroraPostgresql164DbR6g"]
+    assert cluster["Type"] == "AWS::RDS::DBCluster" and cluster["DeletionPolicy"] == "Delete"
+    assert cluster["Properties"]["DBClusterIdentifier"] == "patchcycle-stg-9f8e"
+    assert cluster["Properties"]["SnapshotIdentifier"] == "rds:ledger-x"
+    assert cluster["Properties"]["Engine"] == "aurora-postgresql"
+    member = resources["StagingClusterDbAuroraPostgresql164DbR6g"]["Properties"]
+    assert member["DBClusterIdentifier"] == {"Ref": "StagingClusterAuroraPostgresql164DbR6g"}  # created after it
+    assert (member["DBInstanceIdentifier"], member["DBInstanceClass"]) == ("patchcycle-stg-9f8e-1", "db.r6g.large")
+    assert {"Key": "patchcycle:role", "Value": "rds-staging"} in member["Tags"]
+
+
 @pytest.mark.parametrize(
     ("kind", "status", "pending", "expected"),
     [

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
+from botocore.exceptions import ClientError
 
 from include.sandbox.server import SandboxServer
 from patchcycle.config import CycleConfig
@@ -17,6 +18,7 @@ from patchcycle.core.rds_plan import rehearsals
 from patchcycle.core.rds_rollout import rehearsal_rows
 from patchcycle.operators.rds_rollout import RdsRolloutOperator
 from patchcycle.operators.rds_staging import RdsRehearsalOperator, RdsStagingOperator, RdsStagingTeardownOperator
+from patchcycle.operators.wave_gates import WaveHalted
 from patchcycle.readback.rds import read_rds_outcomes
 from patchcycle.run_artifacts import (
     INVENTORY_SUMMARY,
@@ -28,7 +30,7 @@ from patchcycle.run_artifacts import (
     RunArtifacts,
 )
 from patchcycle.triggers.change_calendar import ChangeCalendarTrigger
-from tests.conftest import advance_clock, first_trigger_payload
+from tests.conftest import advance_clock, first_trigger_payload, subscribed_topic
 from tests.operators.install_helpers import (
     ACCOUNT,
     REGION,
@@ -77,6 +79,23 @@ def rds_scenario() -> dict[str, Any]:
             "engine": "aurora-postgresql",
             "engine_version": "16.4",
             "instances": ["aur-ledger-1", "aur-ledger-2"],
+            "tags": {"Environment": "production"},
+            "pending_maintenance": [{"action": "system-update", "description": "Aurora system update"}],
+        },
+        {  # its own cluster: the other tests apply aur-ledger's action, which a restore would no longer inherit
+            "id": "rehearsed-aurora",
+            "engine": "aurora-postgresql",
+            "engine_version": "16.4",
+            "instances": ["rehearsed-aurora-1"],
+            "tags": {"Environment": "production"},
+            "pending_maintenance": [{"action": "system-update", "description": "Aurora system update"}],
+        },
+        {  # no automated cluster snapshot yet: staging takes one (and the teardown deletes it)
+            "id": "fresh-aurora",
+            "engine": "aurora-mysql",
+            "engine_version": "8.0.mysql_aurora.3.05.2",
+            "instances": ["fresh-aurora-1"],
+            "automated_snapshot": False,
             "tags": {"Environment": "production"},
             "pending_maintenance": [{"action": "system-update", "description": "Aurora system update"}],
         },
@@ -236,9 +255,18 @@ def test_a_failing_action_is_failed_with_its_cause_and_halts_the_source_wave(
     config = {**base, "halt_threshold": "0"}
     artifacts, ctx = new_run(config, run_id, "bad-"), context(run_id)
     passed_rehearsals(artifacts)
-    rollout = RdsRolloutOperator(task_id="rds_rollout", config=config)
-    summary = drive(rollout, ctx, deferral(rollout, ctx), server, MAINTENANCE_SECONDS + 1)
-    assert summary["outcomes"] == {"failed": 1, "halted": 1}
+    topic, inbox = subscribed_topic(server.url, "rds-halts")
+    rollout = RdsRolloutOperator(task_id="rds_rollout", config={**config, "notify_topic_arn": topic})
+    with pytest.raises(WaveHalted) as caught:  # fails the task, as an EC2 wave's halt does
+        drive(rollout, ctx, deferral(rollout, ctx), server, MAINTENANCE_SECONDS + 1)
+    assert str(caught.value) == (
+        "RDS wave 1 halted the rollout: RDS wave 1 had 1 failure(s), more than the 0 allowed; "
+        "later RDS waves will not run"
+    )
+    (told,) = inbox()
+    assert told["Subject"] == f"Patch cycle {run_id}: RDS rollout halted at wave 1"
+    assert "The later RDS waves will not run" in told["Message"]
+    assert artifacts.read(RDS_ROLLOUT)["outcome"].value_counts().to_dict() == {"failed": 1, "halted": 1}
     done = artifacts.read(RDS_ROLLOUT).set_index("resource_id")
     assert done.loc["bad-main-replica", "outcome"] == "failed" and done.loc["bad-main-replica", "wave"] == 1
     assert "Storage full." in done.loc["bad-main-replica", "detail"]
@@ -258,10 +286,12 @@ def test_an_approved_aurora_cluster_is_applied_on_its_arn_and_waited_for(
     artifacts, ctx = new_run(config, run_id, "aur-"), context(run_id)
     plan = artifacts.read(RDS_INSTALL_PLAN).set_index("resource_id")
     assert list(plan.index) == ["aur-broken", "aur-ledger"]  # from the inventory's DescribeDBClusters
-    assert plan.loc["aur-ledger", "kind"] == "db-cluster" and plan.loc["aur-ledger", "rehearsal_id"] == ""
+    assert plan.loc["aur-ledger", "kind"] == "db-cluster"
+    assert plan.loc["aur-ledger", "rehearsal_id"] == "aurora-postgresql-16-4-db-r6g"
     assert plan.loc["aur-ledger", "members"] == "aur-ledger-1;aur-ledger-2"
     assert plan.loc["aur-ledger", "resource_arn"] == f"arn:aws:rds:{REGION}:{ACCOUNT}:cluster:aur-ledger"
-    assert artifacts.read(RDS_REHEARSALS).empty  # nothing to rehearse
+    assert set(artifacts.read(RDS_REHEARSALS)["kind"]) == {"db-cluster"}
+    passed_rehearsals(artifacts)
 
     rollout = RdsRolloutOperator(task_id="rds_rollout", config=config)
     first = deferral(rollout, ctx)
@@ -279,17 +309,62 @@ def test_an_approved_aurora_cluster_is_applied_on_its_arn_and_waited_for(
     assert outcomes is not None and len(outcomes) == 2  # one row per cluster
 
 
-def test_the_auto_policy_does_not_apply_an_unrehearsed_aurora_cluster(
+def test_an_aurora_cluster_without_a_passed_rehearsal_is_not_applied(
     server: SandboxServer, base: dict[str, Any]
 ) -> None:
     run_id = "scheduled__rds_aurora_auto"
     artifacts, ctx = new_run(base, run_id, "aur-broken"), context(run_id)
     before = cluster_pending(server, "aur-broken")
     summary = RdsRolloutOperator(task_id="rds_rollout", config=base).execute(ctx)
-    assert summary["outcomes"] == {"not_rehearsed": 1}
+    assert summary["outcomes"] == {"staging_failed": 1}
     done = artifacts.read(RDS_ROLLOUT).set_index("resource_id")
-    assert "not rehearsed" in done.loc["aur-broken", "detail"]
+    assert (
+        "staging rehearsal (aurora-mysql-8-0-mysql-aurora-3-05-2-db-r6g) did not pass"
+        in done.loc["aur-broken", "detail"]
+    )
     assert cluster_pending(server, "aur-broken") == before  # no opt-in sent
+
+
+def test_an_aurora_cluster_is_rehearsed_on_a_restored_cluster_then_the_auto_policy_applies_it(
+    server: SandboxServer, base: dict[str, Any]
+) -> None:
+    run_id = "scheduled__rds_aurora_staging"
+    artifacts, ctx = new_run(base, run_id, "rehearsed-aurora"), context(run_id)
+    [rehearsal] = artifacts.read(RDS_REHEARSALS).to_dict("records")
+    assert (rehearsal["kind"], rehearsal["source_db"], rehearsal["instance_class"]) == (
+        "db-cluster",
+        "rehearsed-aurora",
+        "db.r6g.large",
+    )
+    staging = str(rehearsal["staging_db"])
+
+    create = RdsStagingOperator(task_id="create_rds_staging", config=base, region_name=REGION)
+    record = drive(create, ctx, deferral(create, ctx), server, 0)
+    assert record["created"] and record["instances"] == {rehearsal["rehearsal_id"]: staging}
+    copy = rds_client(server).describe_db_clusters(DBClusterIdentifier=staging)["DBClusters"][0]
+    assert (copy["Status"], copy["Engine"], copy["EngineVersion"]) == ("creating", "aurora-postgresql", "16.4")
+    assert [m["DBInstanceIdentifier"] for m in copy["DBClusterMembers"]] == [f"{staging}-1"]
+    [result] = artifacts.read(RDS_REHEARSAL_RESULTS, target=TARGET).to_dict("records")
+    assert result["kind"] == "db-cluster" and str(result["snapshot_id"]).startswith("rds:rehearsed-aurora-")
+
+    rehearse = RdsRehearsalOperator(task_id="rehearse_rds", config=base, region_name=REGION)
+    summary = drive(rehearse, ctx, deferral(rehearse, ctx), server, MAINTENANCE_SECONDS + 1)
+    assert summary == {"rehearsals": 1, "passed": 1}
+    [result] = artifacts.read(RDS_REHEARSAL_RESULTS, target=TARGET).to_dict("records")
+    assert (result["step"], result["engine_version_after"]) == ("done", "16.4")
+    assert result["detail"] == f"available at {copy['Endpoint']}"
+    assert cluster_pending(server, staging) == {}  # applied on the copy
+    assert set(cluster_pending(server, "rehearsed-aurora")) == {"system-update"}  # production untouched by staging
+
+    teardown = RdsStagingTeardownOperator(task_id="delete_rds_staging", config=base, region_name=REGION)
+    assert drive(teardown, ctx, deferral(teardown, ctx), server, 1)["deleted"]
+    left = [c["DBClusterIdentifier"] for c in rds_client(server).describe_db_clusters()["DBClusters"]]
+    assert staging not in left and "rehearsed-aurora" in left
+
+    rollout = RdsRolloutOperator(task_id="rds_rollout", config=base)  # approval_mode auto
+    summary = drive(rollout, ctx, deferral(rollout, ctx), server, MAINTENANCE_SECONDS + 1)
+    assert summary["outcomes"] == {"applied": 1}
+    assert cluster_pending(server, "rehearsed-aurora") == {}
 
 
 # --- the wave gates --------------------------------------------------------------------------------------------
@@ -315,13 +390,18 @@ def test_a_health_alarm_in_alarm_halts_the_rds_wave_before_it_applies_anything(
     )
     try:
         cloudwatch.set_alarm_state(AlarmName="db-connections", StateValue="ALARM", StateReason="Threshold Crossed")
-        summary = RdsRolloutOperator(task_id="rds_rollout", config=config).execute(ctx)
+        topic, inbox = subscribed_topic(server.url, "rds-alarm-halts")
+        with pytest.raises(WaveHalted, match=r"; later RDS waves will not run$"):
+            RdsRolloutOperator(task_id="rds_rollout", config={**config, "notify_topic_arn": topic}).execute(ctx)
     finally:
         cloudwatch.delete_alarms(AlarmNames=["db-connections"])
-    assert summary["outcomes"] == {"halted_by_alarm": 2}
     done = artifacts.read(RDS_ROLLOUT)
+    assert done["outcome"].value_counts().to_dict() == {"halted_by_alarm": 2}
     first = int(artifacts.read(RDS_INSTALL_PLAN)["wave"].min())  # the base plan's wave of the gate-* DBs
     expected = f"halted before RDS wave {first}: health alarm(s) in ALARM: db-connections ({ACCOUNT}/{REGION}: "
+    (told,) = inbox()
+    assert told["Subject"] == f"Patch cycle {run_id}: RDS rollout halted at wave {first}"
+    assert expected in told["Message"]
     assert all(d.startswith(expected) for d in done["detail"])
     assert all("OptInStatus" not in d for d in pending(server, ["gate-a", "gate-b"]).values())
     outcomes = read_rds_outcomes(artifacts, CycleConfig.from_params(config))
@@ -341,8 +421,9 @@ def test_a_closed_change_calendar_defers_the_rds_wave_then_halts_at_the_deadline
     assert waiting.method_name == "calendar_done" and waiting.timeout == timedelta(minutes=55)
     assert isinstance(waiting.trigger, ChangeCalendarTrigger) and waiting.trigger.calendar == "rds-long-freeze"
     closed = {"status": "closed", "state": "CLOSED", "checked_at": "", "next_transition": ""}
-    summary = rollout.calendar_done(ctx, closed, **(waiting.kwargs or {}))
-    assert summary["outcomes"] == {"halted_by_calendar": 2}
+    with pytest.raises(WaveHalted):
+        rollout.calendar_done(ctx, closed, **(waiting.kwargs or {}))
+    assert artifacts.read(RDS_ROLLOUT)["outcome"].value_counts().to_dict() == {"halted_by_calendar": 2}
     detail = artifacts.read(RDS_ROLLOUT)["detail"].iloc[0]
     first = int(artifacts.read(RDS_INSTALL_PLAN)["wave"].min())
     assert detail.startswith(f"halted before RDS wave {first}: change calendar rds-long-freeze stayed CLOSED for 45 ")
@@ -365,3 +446,33 @@ def test_an_rds_wave_waits_for_the_change_calendar_to_open_then_applies(
     summary = drive(rollout, ctx, waiting, server, MAINTENANCE_SECONDS + 1)
     assert summary["outcomes"] == {"applied": 2}
     assert pending(server, ["gate-a", "gate-b"]) == {}
+
+
+def test_a_cluster_without_an_automated_snapshot_gets_one_taken_and_deleted_by_the_teardown(
+    server: SandboxServer, base: dict[str, Any]
+) -> None:
+    run_id = "scheduled__rds_aurora_manual_snapshot"
+    artifacts, ctx = new_run(base, run_id, "fresh-aurora"), context(run_id)
+    rds = rds_client(server)
+    automated = rds.describe_db_cluster_snapshots(DBClusterIdentifier="fresh-aurora", SnapshotType="automated")
+    assert automated["DBClusterSnapshots"] == []
+    create = RdsStagingOperator(task_id="create_rds_staging", config=base, region_name=REGION)
+    waiting = deferral(create, ctx)  # the source cluster is backing-up while its snapshot is taken
+    assert waiting.method_name == "create_stack"
+    [result] = artifacts.read(RDS_REHEARSAL_RESULTS, target=TARGET).to_dict("records")
+    taken = str(result["snapshot_id"])
+    assert taken == f"patchcycle-{result['staging_db']}"
+    [snapshot] = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=taken)["DBClusterSnapshots"]
+    assert (snapshot["Status"], snapshot["SnapshotType"]) == ("creating", "manual")
+    assert {"Key": "patchcycle:run-id", "Value": run_id} in rds.list_tags_for_resource(
+        ResourceName=snapshot["DBClusterSnapshotArn"]
+    )["TagList"]
+    record = drive(create, ctx, waiting, server, 61)
+    assert record["created"]
+    rehearse = RdsRehearsalOperator(task_id="rehearse_rds", config=base, region_name=REGION)
+    assert drive(rehearse, ctx, deferral(rehearse, ctx), server, MAINTENANCE_SECONDS + 1)["passed"] == 1
+    teardown = RdsStagingTeardownOperator(task_id="delete_rds_staging", config=base, region_name=REGION)
+    assert drive(teardown, ctx, deferral(teardown, ctx), server, 1)["deleted"]
+    with pytest.raises(ClientError) as raised:
+        rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=taken)
+    assert raised.value.response["Error"]["Code"] == "DBClusterSnapshotNotFoundFault"

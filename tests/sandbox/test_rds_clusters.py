@@ -1,5 +1,6 @@
 """Aurora DB clusters in the sandbox: cluster-level pending maintenance listed on the cluster's ARN, applied with
-its OptInType over the simulated clock (the cluster and its members upgrading, then available), and AWS's errors."""
+its OptInType over the simulated clock (the cluster and its members upgrading, then available), cluster snapshots,
+restores in CloudFormation (AWS::RDS::DBCluster, a member AWS::RDS::DBInstance), and AWS's errors."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 CLUSTER_ARN = f"arn:aws:rds:{REGION}:{ACCOUNT}:cluster:ledger"
 MAINTENANCE_SECONDS = 120
+RESTORE_SECONDS = 300
+SNAPSHOT_SECONDS = 60
 
 
 def _scenario() -> dict[str, Any]:
@@ -28,6 +31,8 @@ def _scenario() -> dict[str, Any]:
         "clock": {"start": "2026-11-20T03:00:00Z"},
         "rds": {
             "maintenance_seconds": MAINTENANCE_SECONDS,
+            "restore_seconds": RESTORE_SECONDS,
+            "snapshot_seconds": SNAPSHOT_SECONDS,
             "fail_maintenance": [{"db_cluster": "broken", "reason": "The cluster volume is busy."}],
         },
         "accounts": [
@@ -208,3 +213,148 @@ def test_bad_cluster_requests_fail_like_aws(aurora: Any) -> None:
     with pytest.raises(ClientError) as raised:
         rds.describe_db_clusters(DBClusterIdentifier="no-such-cluster")
     assert raised.value.response["Error"]["Code"] == "DBClusterNotFoundFault"
+
+
+# --- cluster snapshots and CloudFormation restores ------------------------------------------------------------------
+
+
+def _staging_template(snapshot: str, **cluster: Any) -> str:
+    member = {
+        "DBInstanceIdentifier": "stg-ledger-1",
+        "DBClusterIdentifier": {"Ref": "StagingCluster"},
+        "Engine": "aurora-postgresql",
+        "DBInstanceClass": "db.r6g.large",
+        "PubliclyAccessible": False,
+    }
+    properties = {"DBClusterIdentifier": "stg-ledger", "SnapshotIdentifier": snapshot, **cluster}
+    return json.dumps(
+        {
+            "Resources": {
+                "StagingCluster": {"Type": "AWS::RDS::DBCluster", "DeletionPolicy": "Delete", "Properties": properties},
+                "StagingMember": {"Type": "AWS::RDS::DBInstance", "DeletionPolicy": "Delete", "Properties": member},
+            },
+            "Outputs": {
+                "Endpoint": {"Value": {"Fn::GetAtt": ["StagingCluster", "Endpoint.Address"]}},
+                "Cluster": {"Value": {"Ref": "StagingCluster"}},
+            },
+        }
+    )
+
+
+def test_a_cloudformation_db_cluster_from_a_cluster_snapshot_is_a_restore(aurora: Any) -> None:
+    """AWS::RDS::DBCluster with SnapshotIdentifier: named by DBClusterIdentifier, the snapshot's engine, creating for
+    rds.restore_seconds, the source cluster's actions pending; a member AWS::RDS::DBInstance joins it; the stack's
+    deletion deletes both."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+    rds = _client(aurora, seen)
+    cloudformation = boto3.client("cloudformation", region_name=REGION, endpoint_url=aurora.url)
+    [automated] = rds.describe_db_cluster_snapshots(DBClusterIdentifier="ledger", SnapshotType="automated")[
+        "DBClusterSnapshots"
+    ]
+    assert automated["DBClusterSnapshotIdentifier"] == "rds:ledger-2026-11-20-03-00"  # the simulated clock's
+    assert automated["Status"] == "available" and automated["Engine"] == "aurora-postgresql"
+    template = _staging_template(automated["DBClusterSnapshotArn"], Engine="aurora-postgresql")
+    cloudformation.create_stack(StackName="patchcycle-staging-rds-c", TemplateBody=template)
+
+    cluster = rds.describe_db_clusters(DBClusterIdentifier="stg-ledger")["DBClusters"][0]
+    assert (cluster["Status"], cluster["Engine"], cluster["EngineVersion"]) == ("creating", "aurora-postgresql", "16.4")
+    assert [m["DBInstanceIdentifier"] for m in cluster["DBClusterMembers"]] == ["stg-ledger-1"]
+    assert _statuses(rds, "stg-ledger") == ("creating", {"stg-ledger-1": "creating"})
+    restored_arn = f"arn:aws:rds:{REGION}:{ACCOUNT}:cluster:stg-ledger"
+    pending = rds.describe_pending_maintenance_actions(ResourceIdentifier=restored_arn)["PendingMaintenanceActions"]
+    assert [d["Action"] for d in pending[0]["PendingMaintenanceActionDetails"]] == ["system-update", "db-upgrade"]
+    member_pending = rds.describe_pending_maintenance_actions(
+        Filters=[{"Name": "db-instance-id", "Values": ["stg-ledger-1"]}]
+    )
+    assert member_pending["PendingMaintenanceActions"] == []  # a new instance: nothing of its own
+    with pytest.raises(ClientError) as raised:  # not while it is being created
+        rds.apply_pending_maintenance_action(
+            ResourceIdentifier=restored_arn, ApplyAction="db-upgrade", OptInType="immediate"
+        )
+    assert raised.value.response["Error"]["Code"] == "InvalidDBClusterStateFault"
+
+    stack = cloudformation.describe_stacks(StackName="patchcycle-staging-rds-c")["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    assert outputs["Cluster"] == "stg-ledger" and outputs["Endpoint"] == cluster["Endpoint"]
+    assert outputs["Endpoint"].startswith("stg-ledger.cluster-")
+    resources = cloudformation.describe_stack_resources(StackName="patchcycle-staging-rds-c")["StackResources"]
+    assert {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources} == {
+        "StagingCluster": "stg-ledger",
+        "StagingMember": "stg-ledger-1",
+    }
+
+    _advance(aurora, RESTORE_SECONDS + 1)
+    assert _statuses(rds, "stg-ledger") == ("available", {"stg-ledger-1": "available"})
+    rds.apply_pending_maintenance_action(
+        ResourceIdentifier=restored_arn, ApplyAction="db-upgrade", OptInType="immediate"
+    )
+    assert _statuses(rds, "stg-ledger") == ("upgrading", {"stg-ledger-1": "upgrading"})
+    _advance(aurora, MAINTENANCE_SECONDS + 1)
+    assert rds.describe_db_clusters(DBClusterIdentifier="stg-ledger")["DBClusters"][0]["EngineVersion"] == "16.6"
+    assert _statuses(rds, "ledger") == ("available", {"ledger-1": "available", "ledger-2": "available"})  # untouched
+
+    cloudformation.delete_stack(StackName="patchcycle-staging-rds-c")
+    with pytest.raises(ClientError) as raised:
+        rds.describe_db_clusters(DBClusterIdentifier="stg-ledger")
+    assert raised.value.response["Error"]["Code"] == "DBClusterNotFoundFault"
+    with pytest.raises(ClientError) as raised:
+        rds.describe_db_instances(DBInstanceIdentifier="stg-ledger-1")
+    assert raised.value.response["Error"]["Code"] == "DBInstanceNotFound"
+    for operation, parsed in seen:
+        assert validate_query_response("rds", operation, parsed) == [], operation
+
+
+def test_a_restore_at_the_upgrade_version_has_no_db_upgrade_pending(aurora: Any) -> None:
+    rds = _client(aurora, [])
+    cloudformation = boto3.client("cloudformation", region_name=REGION, endpoint_url=aurora.url)
+    [automated] = rds.describe_db_cluster_snapshots(DBClusterIdentifier="ledger", SnapshotType="automated")[
+        "DBClusterSnapshots"
+    ]
+    template = _staging_template(automated["DBClusterSnapshotIdentifier"], EngineVersion="16.6")
+    cloudformation.create_stack(StackName="patchcycle-staging-rds-v", TemplateBody=template)
+    cluster = rds.describe_db_clusters(DBClusterIdentifier="stg-ledger")["DBClusters"][0]
+    assert cluster["EngineVersion"] == "16.6"
+    arn = cluster["DBClusterArn"]
+    pending = rds.describe_pending_maintenance_actions(ResourceIdentifier=arn)["PendingMaintenanceActions"]
+    assert [d["Action"] for d in pending[0]["PendingMaintenanceActionDetails"]] == ["system-update"]
+
+
+def test_a_cluster_snapshot_takes_its_time_and_restores_wait_for_it(aurora: Any) -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    rds = _client(aurora, seen)
+    taken = rds.create_db_cluster_snapshot(DBClusterIdentifier="ledger", DBClusterSnapshotIdentifier="patchcycle-x")
+    assert taken["DBClusterSnapshot"]["Status"] == "creating"
+    assert _statuses(rds, "ledger")[0] == "backing-up"
+    with pytest.raises(ClientError) as raised:  # one snapshot at a time
+        rds.create_db_cluster_snapshot(DBClusterIdentifier="ledger", DBClusterSnapshotIdentifier="patchcycle-y")
+    assert raised.value.response["Error"]["Code"] == "InvalidDBClusterStateFault"
+    with pytest.raises(ClientError) as raised:
+        rds.restore_db_cluster_from_snapshot(
+            DBClusterIdentifier="early", SnapshotIdentifier="patchcycle-x", Engine="aurora-postgresql"
+        )
+    assert raised.value.response["Error"]["Code"] == "InvalidDBClusterSnapshotStateFault"
+    _advance(aurora, SNAPSHOT_SECONDS + 1)
+    [snapshot] = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier="patchcycle-x")["DBClusterSnapshots"]
+    assert (snapshot["Status"], snapshot["SnapshotType"]) == ("available", "manual")
+    assert _statuses(rds, "ledger")[0] == "available"
+    restored = rds.restore_db_cluster_from_snapshot(
+        DBClusterIdentifier="late", SnapshotIdentifier="patchcycle-x", Engine="aurora-postgresql"
+    )["DBCluster"]
+    assert restored["Status"] == "creating"
+    late = rds.describe_db_clusters(DBClusterIdentifier="late")["DBClusters"][0]
+    assert late["Status"] == "creating" and late["DBClusterMembers"] == []
+    _advance(aurora, RESTORE_SECONDS + 1)
+    assert rds.describe_db_clusters(DBClusterIdentifier="late")["DBClusters"][0]["Status"] == "available"
+    for identifier, name, code in (
+        ("ledger", "patchcycle-x", "DBClusterSnapshotAlreadyExistsFault"),
+        ("nope", "patchcycle-z", "DBClusterNotFoundFault"),
+    ):
+        with pytest.raises(ClientError) as raised:
+            rds.create_db_cluster_snapshot(DBClusterIdentifier=identifier, DBClusterSnapshotIdentifier=name)
+        assert raised.value.response["Error"]["Code"] == code
+    rds.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier="patchcycle-x")
+    with pytest.raises(ClientError) as raised:
+        rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier="patchcycle-x")
+    assert raised.value.response["Error"]["Code"] == "DBClusterSnapshotNotFoundFault"
+    for operation, parsed in seen:
+        assert validate_query_response("rds", operation, parsed) == [], operation

@@ -44,13 +44,15 @@ def approval_waiting(run_id: str, page: str, timeout_hours: float, staging: str)
     )
 
 
-def rollout_halted(run_id: str, wave: int, reason: str, page: str) -> Message:
-    """A wave stopped the rollout: the later waves will not run."""
+def rollout_halted(run_id: str, wave: int, reason: str, page: str, rollout: str = "") -> Message:
+    """A wave stopped the rollout: the later waves will not run. `rollout` names which ("RDS"; "": the EC2
+    instances')."""
+    name = f"{rollout} " if rollout else ""
     return Message(
-        _subject(f"Patch cycle {run_id}: rollout halted at wave {wave}"),
+        _subject(f"Patch cycle {run_id}: {name}rollout halted at wave {wave}"),
         _lines(
-            f"Patch cycle {run_id} halted its production rollout at wave {wave}: {reason}",
-            "The later waves will not run; the run goes on to verify and report what was done.",
+            f"Patch cycle {run_id} halted its production {name}rollout at wave {wave}: {reason}",
+            f"The later {name}waves will not run; the run goes on to verify and report what was done.",
             f"Run: {page}" if page else "",
         ),
     )

@@ -29,8 +29,8 @@ def _date(value: Any) -> str:
 
 
 def rds_rehearsals_passed(plan: pd.DataFrame, results: pd.DataFrame) -> bool:
-    """Every rehearsal the plan needs ran and passed (True when no RDS maintenance is planned; a DB cluster needs
-    none: it is not rehearsed)."""
+    """Every rehearsal the plan needs ran and passed (True when no RDS maintenance is planned; an Aurora member's
+    own action needs none: it is not rehearsed)."""
     rehearsed = plan[plan["rehearsal_id"] != ""]
     needed = set(zip(rehearsed["account_id"], rehearsed["region"], rehearsed["rehearsal_id"], strict=True))
     passed = {
@@ -46,7 +46,7 @@ def rds_rehearsals_passed(plan: pd.DataFrame, results: pd.DataFrame) -> bool:
 def _role(row: dict[str, Any]) -> str:
     if row["kind"] == DB_CLUSTER:
         members = str(row["members"]).replace(";", ", ")
-        return f"Aurora DB cluster ({members or 'no members'}), not rehearsed"
+        return f"Aurora DB cluster ({members or 'no members'})"
     if not row["rehearsal_id"]:
         return "Aurora DB instance, not rehearsed"
     return f"replica of {row['replica_of']}" if row["replica_of"] else ""
@@ -74,8 +74,9 @@ def rds_approval_section(plan: pd.DataFrame, results: pd.DataFrame, apply_mode: 
         "",
         *(
             [
-                f"Not rehearsed: {', '.join(sorted(unrehearsed['resource_id']))} (Aurora: staging does not restore "
-                "DB clusters). The auto approval policy leaves them out; approving here applies them unrehearsed.",
+                f"Not rehearsed: {', '.join(sorted(unrehearsed['resource_id']))} (an Aurora DB instance's own "
+                "action: the DB instance of a restored cluster starts on current software, with nothing pending to "
+                "rehearse). The auto approval policy leaves them out; approving here applies them unrehearsed.",
                 "",
             ]
             if len(unrehearsed)

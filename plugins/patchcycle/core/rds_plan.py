@@ -8,9 +8,11 @@ the same wave.
 
 An Aurora DB cluster whose cluster-level actions DescribePendingMaintenanceActions lists (on its ARN) is one
 planned item (kind db-cluster, its member instances noted): Aurora applies them to every member at once. It is
-not rehearsed (rehearsal_id ""): the staging stack cannot hold a DB cluster (docs/rds.md); nor is an Aurora
-member's own action (an Aurora instance has no DB snapshot to restore). It goes in a later wave than any of its
-members that is planned on its own, so a member and its cluster are never applied together.
+rehearsed on a cluster restored from its cluster snapshot, per (engine, engine version, its members' class
+family). An Aurora member's own action is not (rehearsal_id ""): an Aurora instance has no snapshot of its own,
+and the restored cluster's new instance has none of those actions pending (docs/rds.md). A cluster goes in a
+later wave than any of its members that is planned on its own, so a member and its cluster are never applied
+together.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ RDS_PLAN_COLUMNS: Final[Mapping[str, str]] = {
     "engine": "str",
     "engine_version": "str",
     "instance_class": "str",
-    "rehearsal_id": "str",  # the staging rehearsal that proves the action first; "" for Aurora (not rehearsed)
+    "rehearsal_id": "str",  # the staging rehearsal that proves the action first; "" for an Aurora member's own
+    # action (not rehearsed: a new instance of a restored cluster has none of them pending)
     "wave": "int64",  # 1 = the first wave
 }
 
@@ -67,7 +70,8 @@ REHEARSAL_COLUMNS: Final[Mapping[str, str]] = {
     "source_db": "str",  # the DB instance whose snapshot the staging copy is restored from
     "actions": "str",  # the actions rehearsed, sorted, ";"-joined
     "databases": "int64",  # planned DB instances it rehearses for
-    "staging_db": "str",  # the staging copy's DB instance identifier
+    "staging_db": "str",  # the staging copy's DB instance (DB cluster) identifier
+    "kind": "str",  # db-instance | db-cluster: what the copy is restored from (a DB snapshot, a DB cluster snapshot)
 }
 
 RDS_STACK_PREFIX: Final = "patchcycle-staging-rds-"
@@ -107,11 +111,12 @@ def rds_install_plan(inventory: pd.DataFrame, plan: pd.DataFrame, actions: Colle
     rds = inventory[(inventory["resource_type"] == "rds") & inventory["in_scope"]]
     by_key = {(str(r["account_id"]), str(r["region"]), str(r["resource_id"])): r for r in rds.to_dict("records")}
     members: dict[tuple[str, str, str], list[str]] = {}
+    member_classes: dict[tuple[str, str, str], dict[str, str]] = {}
     for r in inventory[inventory["resource_type"] == "rds"].to_dict("records"):
         if r["db_cluster"] and not is_cluster_arn(str(r["resource_arn"])):
-            members.setdefault((str(r["account_id"]), str(r["region"]), str(r["db_cluster"])), []).append(
-                str(r["resource_id"])
-            )
+            cluster_key = (str(r["account_id"]), str(r["region"]), str(r["db_cluster"]))
+            members.setdefault(cluster_key, []).append(str(r["resource_id"]))
+            member_classes.setdefault(cluster_key, {})[str(r["resource_id"])] = str(r["instance_type"])
     rows = []
     for item in plan[plan["resource_type"] == "rds"].to_dict("records"):
         db = by_key.get((str(item["account_id"]), str(item["region"]), str(item["resource_id"])))
@@ -119,8 +124,12 @@ def rds_install_plan(inventory: pd.DataFrame, plan: pd.DataFrame, actions: Colle
         if db is None or action not in actions:
             continue
         cluster = is_cluster_arn(str(db["resource_arn"]))
-        family = instance_family(str(db["instance_type"]))
         key = (str(db["account_id"]), str(db["region"]), str(db["resource_id"]))
+        # A DB cluster has no class of its own: its members' (the first by identifier), which its staging copy's
+        # one instance gets.
+        classes = member_classes.get(key, {})
+        instance_class = classes[min(classes)] if cluster and classes else str(db["instance_type"])
+        family = instance_family(instance_class)
         rows.append(
             {
                 "account_id": db["account_id"],
@@ -138,10 +147,11 @@ def rds_install_plan(inventory: pd.DataFrame, plan: pd.DataFrame, actions: Colle
                 "replica_of": str(db["replica_of"]),
                 "engine": db["engine"],
                 "engine_version": db["engine_version"],
-                "instance_class": db["instance_type"],
-                # Aurora (a cluster, or a member's own action) is not rehearsed: no DB snapshot to restore
+                "instance_class": instance_class,
+                # An Aurora member's own action is not rehearsed: a new instance of a restored cluster (the staging
+                # copy) starts on current software, with none of them pending. A cluster is, on a restored cluster.
                 "rehearsal_id": ""
-                if db["db_cluster"]
+                if db["db_cluster"] and not cluster
                 else rehearsal_id(str(db["engine"]), str(db["engine_version"]), family),
                 "wave": 0,
             }
@@ -154,7 +164,7 @@ def rehearsals(plan: pd.DataFrame, run_id: str) -> pd.DataFrame:
     """REHEARSAL_COLUMNS: one staging copy per (account, region, rehearsal_id), restored from a primary when the
     kind has one (a replica's snapshot is its source's data), the first by identifier."""
     rows = []
-    rehearsed = plan[plan["rehearsal_id"] != ""]  # Aurora is not rehearsed
+    rehearsed = plan[plan["rehearsal_id"] != ""]  # Aurora members' own actions are not rehearsed
     for (account_id, region, rid), group in rehearsed.groupby(["account_id", "region", "rehearsal_id"], sort=True):
         dbs = group.drop_duplicates("resource_id").sort_values(["replica_of", "resource_id"])
         # "" sorts first: a primary if there is one
@@ -172,6 +182,7 @@ def rehearsals(plan: pd.DataFrame, run_id: str) -> pd.DataFrame:
                 "actions": ";".join(sorted(set(group["action"]))),
                 "databases": len(dbs),
                 "staging_db": staging_db_identifier(f"{run_id}/{account_id}/{region}", str(rid)),
+                "kind": source["kind"],
             }
         )
     return typed_frame(rows, REHEARSAL_COLUMNS)
@@ -271,16 +282,35 @@ def rds_stack_name(run_id: str) -> str:
     return RDS_STACK_PREFIX + hashlib.sha256(run_id.encode()).hexdigest()[:16]
 
 
-def staging_logical_id(rehearsal: str) -> str:
-    """The staging copy's logical resource id: StagingDb + the rehearsal id's letters and digits."""
-    return "StagingDb" + "".join(part.capitalize() for part in _SAFE.split(rehearsal) if part)
+def staging_logical_id(rehearsal: str, base: str = "StagingDb") -> str:
+    """A staging copy's logical resource id: `base` (the template's resource) + the rehearsal id's letters and
+    digits."""
+    return base + "".join(part.capitalize() for part in _SAFE.split(rehearsal) if part)
+
+
+def staging_member_identifier(staging_cluster: str) -> str:
+    """The one DB instance of a staging DB cluster (its writer): the cluster's identifier + "-1"."""
+    return f"{staging_cluster}-1"
 
 
 BASE_RESOURCE: Final = "StagingDb"
-COPY_PARAMETERS: Final = ("RunId", "RehearsalId", "DBInstanceIdentifier", "DBSnapshotIdentifier", "DBInstanceClass")
+# A DB cluster's copy: the cluster restored from a DB cluster snapshot, and one DB instance in it (a cluster
+# without an instance has no endpoint to connect to).
+CLUSTER_RESOURCE: Final = "StagingCluster"
+CLUSTER_MEMBER_RESOURCE: Final = "StagingClusterDb"
+COPY_PARAMETERS: Final = (
+    "RunId",
+    "RehearsalId",
+    "DBInstanceIdentifier",
+    "DBSnapshotIdentifier",
+    "DBInstanceClass",
+    "DBClusterIdentifier",
+    "DBClusterSnapshotIdentifier",
+    "Engine",
+)
 
 
-def _substitute(node: Any, values: Mapping[str, str]) -> Any:
+def _substitute(node: Any, values: Mapping[str, Any]) -> Any:
     """The node with every {"Ref": name} of `values` replaced by its value."""
     if isinstance(node, dict):
         if set(node) == {"Ref"} and node["Ref"] in values:
@@ -292,24 +322,39 @@ def _substitute(node: Any, values: Mapping[str, str]) -> Any:
 
 
 def rds_staging_template(base: Mapping[str, Any], copies: Sequence[Mapping[str, str]], run_id: str) -> dict[str, Any]:
-    """The RDS staging stack from the single-copy template (include/cloudformation/rds_staging.yaml): its
-    StagingDb resource once per copy ({rehearsal_id, staging_db, snapshot_id, instance_class}), with the copy's
-    values in place of the parameters (the stack has none left)."""
+    """The RDS staging stack from the single-copy template (include/cloudformation/rds_staging.yaml), with the
+    copy's values in place of the parameters (the stack has none left). Each copy is {rehearsal_id, staging_db,
+    snapshot_id, instance_class, kind, engine}: a DB instance's is its StagingDb resource; a DB cluster's (kind
+    db-cluster) its StagingCluster and StagingClusterDb resources, the instance in the cluster."""
     if not copies:
         raise ValueError("copies: an RDS staging stack needs at least one DB instance")
     missing = [name for name in COPY_PARAMETERS if name not in base.get("Parameters", {})]
-    if BASE_RESOURCE not in base.get("Resources", {}) or missing:
-        raise ValueError(f"the RDS staging template needs the resource {BASE_RESOURCE} and the parameters {missing}")
+    wanted = (BASE_RESOURCE, CLUSTER_RESOURCE, CLUSTER_MEMBER_RESOURCE)
+    if any(name not in base.get("Resources", {}) for name in wanted) or missing:
+        raise ValueError(f"the RDS staging template needs the resources {wanted} and the parameters {missing}")
     resources = {}
     for copy in copies:
-        values = {
+        rid = copy["rehearsal_id"]
+        values: dict[str, Any] = {
             "RunId": run_id[:255],
-            "RehearsalId": copy["rehearsal_id"],
-            "DBInstanceIdentifier": copy["staging_db"],
-            "DBSnapshotIdentifier": copy["snapshot_id"],
+            "RehearsalId": rid,
             "DBInstanceClass": copy["instance_class"],
+            "Engine": copy.get("engine", ""),
         }
-        resources[staging_logical_id(copy["rehearsal_id"])] = _substitute(base["Resources"][BASE_RESOURCE], values)
+        if copy.get("kind") == DB_CLUSTER:
+            cluster_id = staging_logical_id(rid, CLUSTER_RESOURCE)
+            values |= {
+                "DBClusterIdentifier": copy["staging_db"],
+                "DBClusterSnapshotIdentifier": copy["snapshot_id"],
+                "DBInstanceIdentifier": staging_member_identifier(copy["staging_db"]),
+                CLUSTER_RESOURCE: {"Ref": cluster_id},  # the member joins this copy's cluster
+            }
+            resources[cluster_id] = _substitute(base["Resources"][CLUSTER_RESOURCE], values)
+            member = _substitute(base["Resources"][CLUSTER_MEMBER_RESOURCE], values)
+            resources[staging_logical_id(rid, CLUSTER_MEMBER_RESOURCE)] = member
+            continue
+        values |= {"DBInstanceIdentifier": copy["staging_db"], "DBSnapshotIdentifier": copy["snapshot_id"]}
+        resources[staging_logical_id(rid)] = _substitute(base["Resources"][BASE_RESOURCE], values)
     template = {key: value for key, value in base.items() if key not in ("Parameters", "Resources")}
     template["Resources"] = resources
     return template

@@ -74,9 +74,10 @@ REHEARSAL_RESULT_COLUMNS: Final[Mapping[str, str]] = {
     "account_id": "str",
     "region": "str",
     "rehearsal_id": "str",
-    "staging_db": "str",
+    "staging_db": "str",  # the staging DB instance (DB cluster)
     "source_db": "str",
-    "snapshot_id": "str",  # the snapshot the copy was restored from
+    "kind": "str",  # db-instance | db-cluster (an Aurora DB cluster's copy: the cluster and one DB instance in it)
+    "snapshot_id": "str",  # the snapshot (DB cluster snapshot) the copy was restored from
     "actions": "str",  # the actions applied, ";"-joined
     "passed": "bool",
     "step": "str",  # where it stopped: restore | apply | check | done
@@ -108,7 +109,7 @@ class RolloutOutcome(StrEnum):
     HALTED = "halted"  # an earlier wave passed the halt threshold
     HALTED_BY_ALARM = "halted_by_alarm"  # a health alarm was in ALARM before its wave
     HALTED_BY_CALENDAR = "halted_by_calendar"  # the change calendar stayed CLOSED past the wait before its wave
-    NOT_REHEARSED = "not_rehearsed"  # an Aurora DB cluster (never rehearsed) under the auto approval policy
+    NOT_REHEARSED = "not_rehearsed"  # an Aurora member's own action (never rehearsed) under the auto approval policy
     STAGING_FAILED = "staging_failed"  # its rehearsal did not pass
     REJECTED = "rejected"  # the approval gate rejected (or timed out)
     NOT_RUN = "not_run"  # the rollout did not reach it (its task failed or did not run)
@@ -146,6 +147,22 @@ def rehearsal_check(
     if upgrade_to and version != upgrade_to:
         return f"engine version {version} after the db-upgrade, not {upgrade_to}"
     return ""
+
+
+def cluster_as_copy(cluster: Mapping[str, Any] | None, member: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A staging DB cluster (DescribeDBClusters item) in the shape `rehearsal_check` reads (DescribeDBInstances'):
+    its Status, its endpoint (address and port) and engine version. Its one DB instance (`member`) must be
+    available too: a cluster without an available instance serves no connection."""
+    if cluster is None:
+        return None
+    status = str(cluster.get("Status", ""))
+    if status == AVAILABLE and (member is None or member.get("DBInstanceStatus") != AVAILABLE):
+        status = f"{AVAILABLE} but its DB instance is {member.get('DBInstanceStatus') if member else 'missing'}"
+    return {
+        "DBInstanceStatus": status,
+        "Endpoint": {"Address": cluster.get("Endpoint", ""), "Port": cluster.get("Port")},
+        "EngineVersion": cluster.get("EngineVersion", ""),
+    }
 
 
 def rds_outcomes(

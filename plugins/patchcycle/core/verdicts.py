@@ -230,8 +230,8 @@ REASON_CODES: Final[Mapping[ReasonCode, tuple[Verdict, str]]] = {
     _R.STAGING_FAILED: (Verdict.SKIPPED_STAGING_FAILED, "staging failed or did not finish, so it was not rolled out"),
     _R.NOT_REHEARSED: (
         Verdict.SKIPPED_STAGING_FAILED,
-        "RDS: Aurora (a DB cluster's action, or a member's), which staging does not rehearse: the auto approval "
-        "policy does not apply it",
+        "RDS: an Aurora DB instance's own action, which staging does not rehearse (a restored cluster's new "
+        "instance has none pending): the auto approval policy does not apply it",
     ),
     _R.SCAN_FAILED: (Verdict.SCAN_FAILED, "the Patch Manager scan command failed on it"),
     _R.SCAN_TIMEOUT: (Verdict.SCAN_FAILED, "the scan did not finish within command_timeout_minutes"),

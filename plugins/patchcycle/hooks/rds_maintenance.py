@@ -101,6 +101,42 @@ class RdsMaintenanceHook(RdsHook):
             if error.response.get("Error", {}).get("Code") != "DBSnapshotNotFound":
                 raise
 
+    def latest_automated_cluster_snapshot(self, identifier: str) -> dict[str, Any] | None:
+        """The newest available automated snapshot of an Aurora DB cluster (DescribeDBClusterSnapshots), or None."""
+        pages = self.conn.get_paginator("describe_db_cluster_snapshots").paginate(
+            DBClusterIdentifier=identifier, SnapshotType="automated"
+        )
+        snapshots = [s for page in pages for s in page["DBClusterSnapshots"] if s.get("Status") == "available"]
+        return max(snapshots, key=lambda s: s.get("SnapshotCreateTime") or datetime.min, default=None)
+
+    def create_cluster_snapshot(self, identifier: str, snapshot_id: str, tags: dict[str, str]) -> dict[str, Any]:
+        """CreateDBClusterSnapshot (a manual snapshot, for a DB cluster without an automated one)."""
+        response = self.conn.create_db_cluster_snapshot(
+            DBClusterIdentifier=identifier,
+            DBClusterSnapshotIdentifier=snapshot_id,
+            Tags=[{"Key": key, "Value": value} for key, value in tags.items()],
+        )
+        return dict(response["DBClusterSnapshot"])
+
+    def cluster_snapshot_status(self, snapshot_id: str) -> str | None:
+        """A DB cluster snapshot's Status, or None when it does not exist."""
+        try:
+            found = self.conn.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=snapshot_id)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "DBClusterSnapshotNotFoundFault":
+                return None
+            raise
+        snapshots = found["DBClusterSnapshots"]
+        return str(snapshots[0]["Status"]) if snapshots else None
+
+    def delete_cluster_snapshot(self, snapshot_id: str) -> None:
+        """DeleteDBClusterSnapshot; a snapshot already gone is fine."""
+        try:
+            self.conn.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=snapshot_id)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "DBClusterSnapshotNotFoundFault":
+                raise
+
     def failure_events(self, identifier: str, action: str, source_type: str = "db-instance") -> list[str]:
         """The messages of the DB instance's (source_type db-cluster: the DB cluster's) recent RDS events of category
         failure about `action` (DescribeEvents: the last hour, oldest first)."""

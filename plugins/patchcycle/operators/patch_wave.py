@@ -26,7 +26,6 @@ executions the tags patchcycle:run-id and patchcycle:wave).
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -40,7 +39,6 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from patchcycle.config import REPO_ROOT, CycleConfig, Target
 from patchcycle.core.frames import typed_frame
-from patchcycle.core.notifications import rollout_halted
 from patchcycle.core.runbooks import (
     RESTORE_RUNBOOK,
     SNAPSHOT_RUNBOOK,
@@ -76,15 +74,16 @@ from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.patch_manager import PatchManagerHook, batches
 from patchcycle.links.base import persist_link
 from patchcycle.links.ssm import AutomationExecutionLink, RunCommandLink
-from patchcycle.notifications.cycle_events import notify, page_of_run
 from patchcycle.operators.base import DEFER_MARGIN, FleetOperator, defer_for_commands, recorded_failure
 from patchcycle.operators.run_command import SCRIPT_DOCUMENTS, invocations, late_commands
 from patchcycle.operators.wave_gates import (
+    WaveHalted,
     alarm_halt_reason,
     alarms_in_alarm,
     calendar_halt_reason,
     calendar_look,
     calendar_wait,
+    telling_halts,
 )
 from patchcycle.run_artifacts import (
     INVENTORY_SUMMARY,
@@ -123,29 +122,6 @@ def _try_number(context: Context) -> int:
     return int(getattr(ti, "try_number", None) or 1)
 
 
-class WaveHalted(AirflowFailException):
-    """The rollout halts at this wave (the message says why): later waves never start."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason  # why, for people (the SNS message)
-
-
-def _telling_halts(method: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-    """A task entry point (execute, or a method a trigger resumes) that tells the run's topic when it halts."""
-
-    @functools.wraps(method)
-    def run(self: PatchWaveOperator, context: Context, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        try:
-            return method(self, context, *args, **kwargs)  # Airflow resumes with event= as a keyword
-        except WaveHalted as halted:
-            message = rollout_halted(str(context["run_id"]), self.wave, halted.reason, page_of_run(context))
-            notify(context, self.settings().notifications, message, self.log)
-            raise
-
-    return run
-
-
 class PatchWaveOperator(FleetOperator[CycleConfig]):
     """Runs wave `wave` of the plan (1 = the canary) through its gates, snapshot, install, validation and
     rollback, then applies the halt gate."""
@@ -161,7 +137,7 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
         self.healthchecks = Path(healthchecks)
 
     # -- 1. gates -----------------------------------------------------------------------------------------
-    @_telling_halts
+    @telling_halts
     def execute(self, context: Context) -> dict[str, Any]:
         artifacts, config = self.artifacts(context), self.settings()
         with recorded_failure(artifacts, Step.wave(self.wave)):
@@ -178,7 +154,7 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
                 self._save(artifacts, typed_frame(rows, WAVE_RESULT_COLUMNS))
             return self._calendar_gate(context, artifacts, config)
 
-    @_telling_halts
+    @telling_halts
     def calendar_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         artifacts, config = self.artifacts(context), self.settings()
         with recorded_failure(artifacts, Step.wave(self.wave)):
@@ -233,21 +209,21 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
         return self._send_install(context, artifacts, config)
 
     # -- 2, 4, 5. Automation phases -----------------------------------------------------------------------
-    @_telling_halts
+    @telling_halts
     def snapshot_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         artifacts, config = self.artifacts(context), self.settings()
         with recorded_failure(artifacts, Step.wave(self.wave)):
             self._phase_results(artifacts, config, "snapshot", event)
             return self._send_install(context, artifacts, config)
 
-    @_telling_halts
+    @telling_halts
     def validate_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         artifacts, config = self.artifacts(context), self.settings()
         with recorded_failure(artifacts, Step.wave(self.wave)):
             self._phase_results(artifacts, config, "validate", event)
             return self._start_rollback(context, artifacts, config)
 
-    @_telling_halts
+    @telling_halts
     def rollback_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         artifacts, config = self.artifacts(context), self.settings()
         with recorded_failure(artifacts, Step.wave(self.wave)):
@@ -421,7 +397,7 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
             )
         return adopted
 
-    @_telling_halts
+    @telling_halts
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """The install commands are final: each sent instance's row, then validation."""
         artifacts, config = self.artifacts(context), self.settings()
@@ -492,7 +468,7 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
         )
         artifacts.write(WAVE, record, wave=self.wave)
         if code:
-            raise WaveHalted(f"wave {self.wave} halted the rollout: {why}; later waves will not run", why)
+            raise WaveHalted(f"wave {self.wave} halted the rollout: {why}; later waves will not run", why, self.wave)
         self.log.info(
             "Wave %d done: %d of %d patched and validated, %d failed (%d allowed), %d without a snapshot, "
             "%d rolled back",
@@ -525,7 +501,7 @@ class PatchWaveOperator(FleetOperator[CycleConfig]):
             finished_at=now_iso(),
         )
         artifacts.write(WAVE, record, wave=self.wave)
-        raise WaveHalted(f"{gate.reason}; later waves will not run", gate.reason)
+        raise WaveHalted(f"{gate.reason}; later waves will not run", gate.reason, self.wave)
 
     # -- the wave's rows and targets ----------------------------------------------------------------------
     def _members(self, artifacts: RunArtifacts) -> pd.DataFrame:

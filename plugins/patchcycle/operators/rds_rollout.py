@@ -8,16 +8,18 @@ halted_by_alarm: SKIPPED_HALTED). Then the wave calls ApplyPendingMaintenanceAct
 every planned action of its DB instances and Aurora DB clusters (on the cluster's ARN), across targets, and waits in
 the triggerer: `immediate` until each is available with the actions gone from DescribePendingMaintenanceActions;
 `next-maintenance` until each shows the opt-in. Failures (an action that failed or was refused, a wait past
-`rds_timeout_minutes`) count toward the halt threshold like an EC2 wave's. The plan puts read replicas in earlier
+`rds_timeout_minutes`) count toward the halt threshold like an EC2 wave's. A halt (gate or threshold) fails the task
+and tells the run's SNS topic, as a halted EC2 wave does (operators.wave_gates.WaveHalted); the report runs all the
+same (trigger rule all_done). The plan puts read replicas in earlier
 waves than their sources, planned members before their cluster. DB instances whose rehearsal failed are not
-touched; nor are DB clusters (never rehearsed) under approval_mode auto.
+touched; nor are Aurora members' own actions (never rehearsed) under approval_mode auto.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 from airflow.sdk import Context
@@ -41,11 +43,13 @@ from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.rds_maintenance import RdsMaintenanceHook
 from patchcycle.operators.base import DEFER_MARGIN, FleetOperator, recorded_failure
 from patchcycle.operators.wave_gates import (
+    WaveHalted,
     alarm_halt_reason,
     alarms_in_alarm,
     calendar_halt_reason,
     calendar_look,
     calendar_wait,
+    telling_halts,
 )
 from patchcycle.run_artifacts import (
     INVENTORY_SUMMARY,
@@ -70,6 +74,7 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
 
     config_class = CycleConfig
 
+    @telling_halts
     def execute(self, context: Context) -> Any:
         artifacts = self.artifacts(context)
         with recorded_failure(artifacts, Step.RDS_ROLLOUT):
@@ -81,6 +86,7 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
             artifacts.write(RDS_ROLLOUT, rollout_rows(rows))
         return self._wave(context, 1)
 
+    @telling_halts
     def calendar_done(self, context: Context, event: dict[str, Any], wave: int, since: str) -> Any:
         """The change calendar opened (look again, in every target), or stayed CLOSED until the deadline: halt."""
         if event.get("status") == "open":
@@ -88,7 +94,7 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
         artifacts, config = self.artifacts(context), self.settings()
         with recorded_failure(artifacts, Step.RDS_ROLLOUT):
             reason = calendar_halt_reason(f"RDS wave {wave}", config.safety, since)
-            return self._halt_before(artifacts, wave, RolloutOutcome.HALTED_BY_CALENDAR, reason)
+            self._halt_before(artifacts, wave, RolloutOutcome.HALTED_BY_CALENDAR, reason)
 
     def _wave(self, context: Context, wave: int, calendar_since: str = "") -> Any:
         artifacts, config = self.artifacts(context), self.settings()
@@ -123,7 +129,7 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
             firing = alarms_in_alarm(placed, safety.health_alarms)
             if firing:
                 reason = alarm_halt_reason(f"RDS wave {wave}", firing)
-                return self._halt_before(artifacts, wave, RolloutOutcome.HALTED_BY_ALARM, reason)
+                self._halt_before(artifacts, wave, RolloutOutcome.HALTED_BY_ALARM, reason)
             opt_in = config.rds.rds_apply
             rows, waits = [], []
             for target, (_, group) in self._by_target(artifacts, members).items():
@@ -166,6 +172,7 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
             timeout=limit + DEFER_MARGIN,
         )
 
+    @telling_halts
     def wave_done(self, context: Context, event: dict[str, Any]) -> Any:
         """The wave in flight is the earliest one with DB instances not in the rollout's table yet."""
         artifacts = self.artifacts(context)
@@ -226,21 +233,25 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
                 why = f"RDS wave {wave} had {failures} failure(s), more than the {allowed} allowed"
                 done = _with_halted(plan, done, RolloutOutcome.HALTED, why)
             artifacts.write(RDS_ROLLOUT, done)
-        if halt:
-            return self._summary(done)
+            if halt:
+                self._summary(done)
+                raise WaveHalted(
+                    f"RDS wave {wave} halted the rollout: {why}; later RDS waves will not run", why, wave, "RDS"
+                )
         return self._wave(context, wave + 1)
 
-    def _halt_before(self, artifacts: RunArtifacts, wave: int, outcome: RolloutOutcome, reason: str) -> Any:
-        """A gate stopped RDS wave `wave` before it applied anything: it and every later wave are not applied."""
-        self.log.warning("%s; later RDS waves will not run", reason)
+    def _halt_before(self, artifacts: RunArtifacts, wave: int, outcome: RolloutOutcome, reason: str) -> NoReturn:
+        """A gate stopped RDS wave `wave` before it applied anything: it and every later wave are not applied, and
+        the task fails (telling the run's topic), as a halted EC2 wave does."""
         done = _with_halted(artifacts.read(RDS_INSTALL_PLAN), artifacts.read(RDS_ROLLOUT), outcome, reason)
         artifacts.write(RDS_ROLLOUT, done)
-        return self._summary(done)
+        self._summary(done)
+        raise WaveHalted(f"{reason}; later RDS waves will not run", reason, wave, "RDS")
 
     def _not_rehearsed(self, plan: pd.DataFrame) -> list[dict[str, Any]]:
-        """Under approval_mode auto, the planned Aurora DB clusters (and Aurora members' own actions): staging does
-        not rehearse them, so the auto policy does not apply them (a person approving does, knowingly: the
-        approval body says so)."""
+        """Under approval_mode auto, Aurora members' own actions: staging does not rehearse them (a restored
+        cluster's new DB instance has none of them pending), so the auto policy does not apply them (a person
+        approving does, knowingly: the approval body says so). Aurora DB clusters are rehearsed like DB instances."""
         if self.settings().install.approval_mode != "auto":
             return []
         clusters = plan[plan["rehearsal_id"] == ""]
@@ -252,7 +263,8 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
                 "wave": int(group["wave"].iloc[0]),
                 "actions": ";".join(sorted(group["action"])),
                 "outcome": RolloutOutcome.NOT_REHEARSED,
-                "detail": "Aurora: not rehearsed in staging, so approval_mode auto does not apply it",
+                "detail": "an Aurora DB instance's own action: not rehearsed in staging, so approval_mode auto does "
+                "not apply it",
             }
             for (a, r, d), group in clusters.groupby(["account_id", "region", "resource_id"])
         ]

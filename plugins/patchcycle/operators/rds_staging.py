@@ -1,9 +1,12 @@
-"""The RDS staging rehearsal: a CloudFormation stack of DB instances restored from production snapshots (setup),
-the planned maintenance applied to them and checked, and the stack deleted (teardown, always).
+"""The RDS staging rehearsal: a CloudFormation stack of DB instances (and Aurora DB clusters) restored from
+production snapshots (setup), the planned maintenance applied to them and checked, and the stack deleted (teardown,
+always).
 
 One stack per (connection, region), one staging copy per (engine, engine version, instance class family) planned
-(core.rds_plan.rehearsals). A copy is restored from its source DB instance's latest automated snapshot; a source
-without one gets a manual snapshot first (deleted with the stack).
+(core.rds_plan.rehearsals). A DB instance's copy is restored from its source's latest automated snapshot; an Aurora
+DB cluster's copy from its source cluster's latest automated DB cluster snapshot, with one DB instance in it (the
+cluster-level actions are applied to the copy cluster). A source without one gets a manual snapshot first (deleted
+by the teardown).
 """
 
 from __future__ import annotations
@@ -18,8 +21,21 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from patchcycle.config import REPO_ROOT
-from patchcycle.core.rds_plan import rds_stack_name, rds_staging_template, upgrade_targets
-from patchcycle.core.rds_rollout import WAIT_AVAILABLE, WAIT_IMMEDIATE, WaitState, rehearsal_check, rehearsal_rows
+from patchcycle.core.rds_plan import (
+    DB_CLUSTER,
+    rds_stack_name,
+    rds_staging_template,
+    staging_member_identifier,
+    upgrade_targets,
+)
+from patchcycle.core.rds_rollout import (
+    WAIT_AVAILABLE,
+    WAIT_IMMEDIATE,
+    WaitState,
+    cluster_as_copy,
+    rehearsal_check,
+    rehearsal_rows,
+)
 from patchcycle.core.timestamps import now_iso
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.rds_maintenance import RdsMaintenanceHook
@@ -35,10 +51,27 @@ from patchcycle.run_artifacts import (
     Step,
 )
 from patchcycle.run_records import StackRecord
-from patchcycle.triggers.rds_maintenance import RdsMaintenanceTrigger, parse_wait_id, wait_id
+from patchcycle.triggers.rds_maintenance import CLUSTER_PREFIX, RdsMaintenanceTrigger, parse_wait_id, wait_id
 
 TEMPLATE = REPO_ROOT / "include" / "cloudformation" / "rds_staging.yaml"
 MANUAL_SNAPSHOT_PREFIX = "patchcycle-"  # + the staging copy's identifier: a snapshot this run took
+
+
+def _is_cluster(row: dict[str, Any]) -> bool:
+    return str(row.get("kind", "")) == DB_CLUSTER
+
+
+def _copy_key(row: dict[str, Any]) -> str:
+    """The copy's key in a wait's event (parse_wait_id's identifier): CLUSTER_PREFIX + a DB cluster's identifier."""
+    return (CLUSTER_PREFIX if _is_cluster(row) else "") + str(row["staging_db"])
+
+
+def _copy_waits(row: dict[str, Any]) -> list[str]:
+    """The waits for a staging copy to be available: the DB instance; a DB cluster and its one DB instance."""
+    db = str(row["staging_db"])
+    if _is_cluster(row):
+        return [wait_id(db, cluster=True), wait_id(staging_member_identifier(db))]
+    return [wait_id(db)]
 
 
 class RdsStackOperator(StackOperator):
@@ -99,22 +132,31 @@ class RdsStagingOperator(RdsStackOperator):
                 self.log.info("No RDS rehearsal in %s: no stack", self.target.key)
                 return self.save(artifacts, replace(record, status="NOT_NEEDED"))
             rows, taken = [], []
+            tags = {"patchcycle:run-id": context["run_id"][:255]}
             for rehearsal in rehearsals.to_dict("records"):
-                with aws_call("rds:DescribeDBSnapshots", account, region):
-                    snapshot = self.rds.latest_automated_snapshot(str(rehearsal["source_db"]))
-                if snapshot is not None:
-                    snapshot_id = str(snapshot["DBSnapshotIdentifier"])
+                source, cluster = str(rehearsal["source_db"]), _is_cluster(rehearsal)
+                manual = MANUAL_SNAPSHOT_PREFIX + str(rehearsal["staging_db"])
+                if cluster:
+                    with aws_call("rds:DescribeDBClusterSnapshots", account, region):
+                        found = self.rds.latest_automated_cluster_snapshot(source)
+                    snapshot_id = str(found["DBClusterSnapshotIdentifier"]) if found else manual
+                    if found is None:
+                        with aws_call("rds:CreateDBClusterSnapshot", account, region):
+                            self.rds.create_cluster_snapshot(source, manual, tags)
+                        taken.append(wait_id(source, cluster=True))
                 else:
-                    snapshot_id = MANUAL_SNAPSHOT_PREFIX + str(rehearsal["staging_db"])
-                    with aws_call("rds:CreateDBSnapshot", account, region):
-                        self.rds.create_snapshot(
-                            str(rehearsal["source_db"]), snapshot_id, {"patchcycle:run-id": context["run_id"][:255]}
-                        )
-                    taken.append(str(rehearsal["source_db"]))
+                    with aws_call("rds:DescribeDBSnapshots", account, region):
+                        found = self.rds.latest_automated_snapshot(source)
+                    snapshot_id = str(found["DBSnapshotIdentifier"]) if found else manual
+                    if found is None:
+                        with aws_call("rds:CreateDBSnapshot", account, region):
+                            self.rds.create_snapshot(source, manual, tags)
+                        taken.append(wait_id(source))
                 rows.append(
                     {
                         **{
-                            k: rehearsal[k] for k in ("account_id", "region", "rehearsal_id", "staging_db", "source_db")
+                            k: rehearsal[k]
+                            for k in ("account_id", "region", "rehearsal_id", "staging_db", "source_db", "kind")
                         },
                         "snapshot_id": snapshot_id,
                         "actions": rehearsal["actions"],
@@ -126,7 +168,7 @@ class RdsStagingOperator(RdsStackOperator):
             self.save(artifacts, replace(record, status="SNAPSHOTS", error="", deleted=False, deleted_at=""))
         if taken:
             # A source is backing-up while its snapshot is taken, and available again once it is done.
-            self.wait_for_databases([wait_id(db) for db in sorted(set(taken))], WAIT_AVAILABLE, "create_stack")
+            self.wait_for_databases(sorted(set(taken)), WAIT_AVAILABLE, "create_stack")
         return self.create_stack(context, {"status": "done", "databases": {}})
 
     def create_stack(self, context: Context, event: dict[str, Any]) -> Any:
@@ -135,18 +177,25 @@ class RdsStagingOperator(RdsStackOperator):
         account, region = self.account_id(artifacts), str(self.region_name)
         with self.recording_failure(artifacts, Step.RDS_STAGING):
             results = artifacts.read(RDS_REHEARSAL_RESULTS, target=self.target)
-            for snapshot_id in results["snapshot_id"]:
-                with aws_call("rds:DescribeDBSnapshots", account, region):
-                    status = self.rds.snapshot_status(str(snapshot_id))
+            for row in results.to_dict("records"):
+                snapshot_id = str(row["snapshot_id"])
+                if _is_cluster(row):
+                    with aws_call("rds:DescribeDBClusterSnapshots", account, region):
+                        status = self.rds.cluster_snapshot_status(snapshot_id)
+                else:
+                    with aws_call("rds:DescribeDBSnapshots", account, region):
+                        status = self.rds.snapshot_status(snapshot_id)
                 if status != "available":
                     raise AirflowFailException(f"RDS snapshot {snapshot_id} in {region} is {status or 'missing'}")
-            classes = self.my_rehearsals(artifacts).set_index("rehearsal_id")["instance_class"]
+            planned = self.my_rehearsals(artifacts).set_index("rehearsal_id")
             copies = [
                 {
                     "rehearsal_id": str(row["rehearsal_id"]),
                     "staging_db": str(row["staging_db"]),
                     "snapshot_id": str(row["snapshot_id"]),
-                    "instance_class": str(classes[row["rehearsal_id"]]),
+                    "instance_class": str(planned.loc[row["rehearsal_id"], "instance_class"]),
+                    "kind": str(row["kind"]),
+                    "engine": str(planned.loc[row["rehearsal_id"], "engine"]),
                 }
                 for row in results.to_dict("records")
             ]
@@ -194,7 +243,8 @@ class RdsRehearsalOperator(RdsStackOperator):
         if results is None or results.empty:
             self.log.info("No RDS rehearsal in %s", self.target.key)
             return {"rehearsals": 0}
-        self.wait_for_databases([wait_id(str(db)) for db in results["staging_db"]], WAIT_AVAILABLE, "apply")
+        waits = [w for row in results.to_dict("records") for w in _copy_waits(row)]
+        self.wait_for_databases(waits, WAIT_AVAILABLE, "apply")
 
     def apply(self, context: Context, event: dict[str, Any]) -> Any:
         artifacts = self.artifacts(context)
@@ -202,32 +252,34 @@ class RdsRehearsalOperator(RdsStackOperator):
         with self.recording_failure(artifacts, Step.RDS_STAGING):
             results = artifacts.read(RDS_REHEARSAL_RESULTS, target=self.target)
             states = {parse_wait_id(k)[0]: v for k, v in event.get("databases", {}).items()}
-            ready = [db for db in results["staging_db"] if states.get(str(db), {}).get("state") == WaitState.READY]
-            with aws_call("rds:DescribeDBInstances", account, region):
-                dbs = self.rds.db_instances(ready)
-            with aws_call("rds:DescribePendingMaintenanceActions", account, region):
-                pending = self.rds.pending_actions(ready)
+            records = results.to_dict("records")
+            ready = [
+                r
+                for r in records
+                if all(states.get(parse_wait_id(w)[0], {}).get("state") == WaitState.READY for w in _copy_waits(r))
+            ]
+            dbs, pending = self._copies(account, region, ready)
             rows, waits = [], []
-            for row in results.to_dict("records"):
+            for row in records:
                 db, actions = str(row["staging_db"]), [a for a in str(row["actions"]).split(";") if a]
-                if db not in ready:
-                    state = states.get(db, {})
-                    rows.append(
-                        {**row, "detail": f"the restored copy is {state.get('status', 'unknown')}, not available"}
-                    )
+                if row not in ready:
+                    busy = [states.get(parse_wait_id(w)[0], {}) for w in _copy_waits(row)]
+                    status = next((b.get("status") for b in busy if b.get("state") != WaitState.READY), None)
+                    rows.append({**row, "detail": f"the restored copy is {status or 'unknown'}, not available"})
                     continue
-                missing = [a for a in actions if a not in pending.get(db, {})]
+                missing = [a for a in actions if a not in pending.get(_copy_key(row), {})]
                 if missing:
                     rows.append(
                         {**row, "step": "apply", "detail": f"not pending on the restored copy: {', '.join(missing)}"}
                     )
                     continue
-                arn = str(dbs[db]["DBInstanceArn"])
+                found = dbs[_copy_key(row)]
+                arn = str(found["DBClusterArn"] if _is_cluster(row) else found["DBInstanceArn"])
                 for action in actions:
                     with aws_call("rds:ApplyPendingMaintenanceAction", account, region):
                         self.rds.apply(arn, action, WAIT_IMMEDIATE)
                 rows.append({**row, "step": "apply"})
-                waits.append(wait_id(db, actions))
+                waits.append(wait_id(db, actions, _is_cluster(row)))
             artifacts.write(RDS_REHEARSAL_RESULTS, rehearsal_rows(rows), target=self.target)
         if waits:
             self.wait_for_databases(waits, WAIT_IMMEDIATE, "check")
@@ -239,11 +291,8 @@ class RdsRehearsalOperator(RdsStackOperator):
         with self.recording_failure(artifacts, Step.RDS_STAGING):
             results = artifacts.read(RDS_REHEARSAL_RESULTS, target=self.target)
             states = {parse_wait_id(k)[0]: v for k, v in event.get("databases", {}).items()}
-            applied = [db for db in results["staging_db"] if str(db) in states]
-            with aws_call("rds:DescribeDBInstances", account, region):
-                dbs = self.rds.db_instances(applied)
-            with aws_call("rds:DescribePendingMaintenanceActions", account, region):
-                pending = self.rds.pending_actions(applied)
+            applied = [r for r in results.to_dict("records") if _copy_key(r) in states]
+            dbs, pending = self._copies(account, region, applied)
             by_rehearsal = upgrade_targets(artifacts.read(RDS_INSTALL_PLAN))
             plan_versions = {
                 str(db): by_rehearsal[str(rid)]
@@ -252,15 +301,20 @@ class RdsRehearsalOperator(RdsStackOperator):
             }
             rows = []
             for row in results.to_dict("records"):
-                db = str(row["staging_db"])
-                if db not in states:
+                db, key = str(row["staging_db"]), _copy_key(row)
+                if key not in states:
                     rows.append(row)  # failed before the apply: as recorded
                     continue
                 actions = [a for a in str(row["actions"]).split(";") if a]
-                state = states[db]
+                state = states[key]
                 if state["state"] == WaitState.APPLIED:
-                    problem = rehearsal_check(dbs.get(db), actions, pending.get(db, {}), plan_versions.get(db))
-                    found = dbs.get(db) or {}
+                    copy = (
+                        cluster_as_copy(dbs.get(key), dbs.get(staging_member_identifier(db)))
+                        if _is_cluster(row)
+                        else dbs.get(key)
+                    )
+                    problem = rehearsal_check(copy, actions, pending.get(key, {}), plan_versions.get(db))
+                    found = copy or {}
                     rows.append(
                         {
                             **row,
@@ -273,14 +327,38 @@ class RdsRehearsalOperator(RdsStackOperator):
                 elif state["state"] == WaitState.TIMEOUT:
                     rows.append({**row, "detail": f"still {state['status']} at the RDS wait limit"})
                 else:
+                    source = "db-cluster" if _is_cluster(row) else "db-instance"
                     with aws_call("rds:DescribeEvents", account, region):
-                        events = [m for a in actions for m in self.rds.failure_events(db, a)]
+                        events = [m for a in actions for m in self.rds.failure_events(db, a, source)]
                     rows.append({**row, "detail": events[-1] if events else f"the copy is {state['status']}"})
             frame = rehearsal_rows(rows)
             artifacts.write(RDS_REHEARSAL_RESULTS, frame, target=self.target)
             summary = {"rehearsals": len(frame), "passed": int(frame["passed"].sum())}
             self.log.info("RDS rehearsals in %s: %s", self.target.key, summary)
             return summary
+
+    def _copies(
+        self, account: str, region: str, rows: list[dict[str, Any]]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]:
+        """The copies as RDS describes them and their pending actions, keyed by _copy_key (a DB cluster's one DB
+        instance by its identifier too)."""
+        instances = [str(r["staging_db"]) for r in rows if not _is_cluster(r)]
+        clusters = [str(r["staging_db"]) for r in rows if _is_cluster(r)]
+        members = [staging_member_identifier(c) for c in clusters]
+        found: dict[str, dict[str, Any]] = {}
+        pending: dict[str, dict[str, dict[str, Any]]] = {}
+        if instances or members:
+            with aws_call("rds:DescribeDBInstances", account, region):
+                found |= self.rds.db_instances(instances + members)
+        if instances:
+            with aws_call("rds:DescribePendingMaintenanceActions", account, region):
+                pending |= self.rds.pending_actions(instances)
+        if clusters:
+            with aws_call("rds:DescribeDBClusters", account, region):
+                found |= {CLUSTER_PREFIX + k: v for k, v in self.rds.db_clusters(clusters).items()}
+            with aws_call("rds:DescribePendingMaintenanceActions", account, region):
+                pending |= {CLUSTER_PREFIX + k: v for k, v in self.rds.pending_actions(clusters, clusters=True).items()}
+        return found, pending
 
 
 class RdsStagingTeardownOperator(RdsStackOperator):
@@ -290,10 +368,16 @@ class RdsStagingTeardownOperator(RdsStackOperator):
         artifacts = self.artifacts(context)
         account, region = self.account_id(artifacts), str(self.region_name)
         results = artifacts.find(RDS_REHEARSAL_RESULTS, target=self.target)
-        for snapshot_id in [] if results is None else list(results["snapshot_id"]):
-            if str(snapshot_id).startswith(MANUAL_SNAPSHOT_PREFIX):
+        for row in [] if results is None else results.to_dict("records"):
+            snapshot_id = str(row["snapshot_id"])
+            if not snapshot_id.startswith(MANUAL_SNAPSHOT_PREFIX):
+                continue
+            if _is_cluster(row):
+                with aws_call("rds:DeleteDBClusterSnapshot", account, region):
+                    self.rds.delete_cluster_snapshot(snapshot_id)
+            else:
                 with aws_call("rds:DeleteDBSnapshot", account, region):
-                    self.rds.delete_snapshot(str(snapshot_id))
+                    self.rds.delete_snapshot(snapshot_id)
         return self.delete_stack(context, artifacts)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:

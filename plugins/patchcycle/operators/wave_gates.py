@@ -4,17 +4,55 @@ change_calendar_wait_minutes, then the rollout halts), and no health alarm may b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from typing import Any, TypeVar
 
-from patchcycle.config import RolloutSafety, Target
+from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowFailException
+
+from patchcycle.config import CycleConfig, RolloutSafety, Target
+from patchcycle.core.notifications import rollout_halted
 from patchcycle.core.timestamps import iso_utc
 from patchcycle.hooks.automation import AutomationHook
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.cloudwatch_alarms import CloudWatchAlarmsHook
+from patchcycle.notifications.cycle_events import notify, page_of_run
+from patchcycle.operators.base import FleetOperator
 from patchcycle.triggers.change_calendar import ChangeCalendarTrigger
 
 OPEN = "OPEN"
+
+
+class WaveHalted(AirflowFailException):
+    """The rollout halts at this wave (the message says why): later waves never start, the task fails (no retry)."""
+
+    def __init__(self, message: str, reason: str, wave: int, rollout: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason  # why, for people (the SNS message)
+        self.wave = wave
+        self.rollout = rollout  # which rollout, for people: "" (the EC2 instances'), "RDS"
+
+
+R = TypeVar("R")
+
+
+def telling_halts(method: Callable[..., R]) -> Callable[..., R]:
+    """A wave task's entry point (execute, or a method a trigger resumes) that tells the run's SNS topic when it
+    halts, then fails the task."""
+
+    @functools.wraps(method)
+    def run(self: FleetOperator[CycleConfig], context: Context, *args: Any, **kwargs: Any) -> R:
+        try:
+            return method(self, context, *args, **kwargs)  # Airflow resumes with event= as a keyword
+        except WaveHalted as halted:
+            run_id, page = str(context["run_id"]), page_of_run(context)
+            message = rollout_halted(run_id, halted.wave, halted.reason, page, halted.rollout)
+            notify(context, self.settings().notifications, message, self.log)
+            raise
+
+    return run
 
 
 def calendar_look(placed: Iterable[tuple[Target, str]], calendar: str) -> tuple[Target | None, str]:
