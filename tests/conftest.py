@@ -41,13 +41,15 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 
 
-# The slowest files, slowest first (each 2 to 7 minutes of a `make test` run). `make pytest` hands whole files to
-# its two workers in collection order (--dist loadfile --no-loadscope-reorder): these start first, and the short
-# files fill in at the end, instead of a long file starting last while the other worker sits idle.
+# The slowest files (each 2 to 7 minutes of a `make test` run). `make pytest` hands whole files to its two workers
+# in collection order (--dist loadfile --no-loadscope-reorder), each worker holding the next file before it needs
+# it: these start first, and the short files fill in at the end, instead of a long file starting last while the
+# other worker sits idle. The demo and the Celery topology (the most processes) go to the same worker, one after
+# the other, each beside a headless cycle rather than beside each other.
 SLOWEST_FILES = (
     "tests/test_demo.py",
-    "tests/e2e/test_celery_topology.py",
     "tests/e2e/test_install_cycle.py",
+    "tests/e2e/test_celery_topology.py",
     "tests/e2e/test_scan_cycle.py",
     "tests/e2e/test_evidence_and_watch.py",
     "tests/e2e/test_patch_baselines_dag.py",
