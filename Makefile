@@ -34,8 +34,9 @@ typecheck: install
 
 # The demo test drives headless Chromium (Debian's package) with Playwright: `make browser` installs it first.
 # --durations: the slowest tests' times, to keep the whole run under its 20-minute budget.
+# --no-loadscope-reorder: files in the order tests/conftest.py gives (the slowest first), not by test count.
 pytest: install browser
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 # Headless Chromium for the browser walkthrough: Debian's `chromium`, installed with apt-get when it is not on
 # PATH (machines and CI run as root; Playwright's own browser download is not used). CHROMIUM names another binary.
@@ -53,7 +54,7 @@ test: lint typecheck pytest
 
 # The edit-test loop: unit and sandbox tests, no Airflow runs (marker e2e) and nothing slow; no lint or typecheck.
 test-fast: install
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not e2e and not slow"
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not e2e and not slow"
 
 # Regenerates docs/artifacts.md from the run-artifact contract, and the verdict tables of docs/report.md from
 # core/verdicts.py (tests fail when they are not current).

@@ -86,6 +86,7 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 WORKER_CONCURRENCY = 2
 # A task whose worker died is failed (then retried by its task's retries) after this long without a heartbeat.
 HEARTBEAT_TIMEOUT_SECONDS = 60
+MIN_HEARTBEAT_SECONDS = 5  # Airflow's [workers] min_heartbeat_interval: how often a running task heartbeats
 # Redis redelivers a task message not acknowledged within this long (tasks run minutes before they defer).
 VISIBILITY_TIMEOUT_SECONDS = 3600
 # Each Celery worker's name, for `[core] hostname_callable` (see worker_hostname).
@@ -133,6 +134,7 @@ class CeleryTopology:
     broker_url: str
     queue: str
     workers: int
+    heartbeat_timeout_seconds: int = HEARTBEAT_TIMEOUT_SECONDS
 
 
 def worker_hostname() -> str:
@@ -169,6 +171,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--redis", default=DEFAULT_REDIS, help=f"with --executor celery: Celery's broker (default: {DEFAULT_REDIS})"
     )
     parser.add_argument("--workers", type=int, default=2, help="with --executor celery: how many Celery workers")
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=int,
+        default=HEARTBEAT_TIMEOUT_SECONDS,
+        help=f"with --executor celery: seconds after which a task without heartbeat (its worker died) fails and "
+        f"is retried (default: {HEARTBEAT_TIMEOUT_SECONDS}; tasks heartbeat every {MIN_HEARTBEAT_SECONDS} s)",
+    )
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -258,7 +267,7 @@ def celery_settings(celery: CeleryTopology) -> dict[str, str]:
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + celery.database_url,
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": celery.queue,
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_SECONDS),
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(celery.heartbeat_timeout_seconds),
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT_SECONDS),
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "include.demo.worker_hostname",
     }
@@ -637,9 +646,13 @@ def run(args: argparse.Namespace, services: list[Service], databases: list[str])
     if args.executor == "celery":
         if args.workers < 1:
             raise SystemExit(f"--workers: at least one Celery worker is needed, got {args.workers}")
+        least = 3 * MIN_HEARTBEAT_SECONDS  # a busy machine delays a heartbeat or two
+        if args.heartbeat_timeout < least:
+            raise SystemExit(f"--heartbeat-timeout: at least {least} s, got {args.heartbeat_timeout}")
         database_url = create_database(args.postgres)
         databases.append(database_url)
-        celery = CeleryTopology(database_url, args.redis, f"patchcycle-{secrets.token_hex(4)}", args.workers)
+        queue = f"patchcycle-{secrets.token_hex(4)}"
+        celery = CeleryTopology(database_url, args.redis, queue, args.workers, args.heartbeat_timeout)
         say(f"Database: {urllib.parse.urlsplit(database_url).path.lstrip('/')} on {args.postgres} (dropped on stop)")
     env = child_environment(paths, sandbox_url, api_url, celery)
     loaded = load_scenario(scenario)

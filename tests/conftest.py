@@ -9,6 +9,7 @@ import json
 import os
 import tempfile
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -38,6 +39,42 @@ os.environ.update(
     }
 )
 os.environ.pop("AWS_PROFILE", None)
+
+
+# The slowest files (each 2 to 7 minutes of a `make test` run). `make pytest` hands whole files to its two workers
+# in collection order (--dist loadfile --no-loadscope-reorder), each worker holding the next file before it needs
+# it: these start first, and the short files fill in at the end, instead of a long file starting last while the
+# other worker sits idle. The demo and the Celery topology (the most processes) go to the same worker, one after
+# the other, each beside a headless cycle rather than beside each other.
+SLOWEST_FILES = (
+    "tests/test_demo.py",
+    "tests/e2e/test_install_cycle.py",
+    "tests/e2e/test_celery_topology.py",
+    "tests/e2e/test_scan_cycle.py",
+    "tests/e2e/test_evidence_and_watch.py",
+    "tests/e2e/test_patch_baselines_dag.py",
+)
+
+
+@pytest.hookimpl(trylast=True)  # after tests/e2e/conftest.py has marked its tests e2e
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order the files: SLOWEST_FILES, other e2e files, files with slow tests, then the rest by their number of
+    tests (xdist's own order); within a file, the tests keep their order."""
+    files = [item.nodeid.split("::", 1)[0] for item in items]
+    counts = Counter(files)
+    rank: dict[str, tuple[int, int]] = {}
+    for path, item in zip(files, items, strict=True):
+        if path in SLOWEST_FILES:
+            key = (0, SLOWEST_FILES.index(path))
+        elif item.get_closest_marker("e2e"):
+            key = (1, -counts[path])
+        elif item.get_closest_marker("slow"):
+            key = (2, -counts[path])
+        else:
+            key = (3, -counts[path])
+        rank[path] = min(rank.get(path, key), key)
+    order = {id(item): index for index, item in enumerate(items)}
+    items.sort(key=lambda item: (rank[item.nodeid.split("::", 1)[0]], order[id(item)]))
 
 
 # moto's state is process-wide: the sandboxes these fixtures started and have not stopped yet (at most one).

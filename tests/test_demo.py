@@ -42,8 +42,10 @@ RUN_CONF = {
     "mode": "install",
     "approval_mode": "manual",
     "halt_threshold": "50%",  # the scenario's injected install failures must not halt this run
-    "poll_seconds": 5,
-    "command_timeout_minutes": 0.5,
+    # Deferred tasks poll every 2 s (the interactive demo's 5 s would add seconds to every wait), and the
+    # scenario's hung Windows instance is cut short after 15 s: commands take a second or two at 10x.
+    "poll_seconds": 2,
+    "command_timeout_minutes": 0.25,
     # Snapshots and rollback are proven by the e2e install cycle; here they would add a phase (a deferral and
     # a resumed task) to each wave. The waves still validate through PatchCycle-ValidateInstance. The canary and
     # one wave are enough to show the rollout: the wave plan's variants are proven by the operator tests.

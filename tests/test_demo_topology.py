@@ -29,6 +29,9 @@ def test_the_result_backend_is_the_metadata_database_and_each_worker_names_its_t
     assert settings["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert settings["AIRFLOW__CELERY__RESULT_BACKEND"] == f"db+{url}"
     assert settings["AIRFLOW__OPERATORS__DEFAULT_QUEUE"] == "patchcycle-q"
+    assert settings["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == "60"
+    shorter = celery_settings(CeleryTopology(url, "redis://127.0.0.1:6379/0", "patchcycle-q", 2, 30))
+    assert shorter["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == "30"
     module, _, function = settings["AIRFLOW__CORE__HOSTNAME_CALLABLE"].rpartition(".")
     assert getattr(sys.modules[module], function) is worker_hostname  # importable under that name
     monkeypatch.setenv(WORKER_HOSTNAME_VARIABLE, "celery-worker-2")

@@ -49,12 +49,14 @@ RUN_CONF = {
     "rollback": "none",
     "wave_percentages": [100],
 }
+# The killed task fails this long after its last heartbeat (tasks heartbeat every 5 s; the demo's default is 60 s).
+HEARTBEAT_TIMEOUT = 30
 KILLED_WAVE = "wave_2"
 WAVE_COMMENT = "patchcycle wave 2 "
 STARTUP_TIMEOUT = 300.0  # migrating PostgreSQL and starting eight processes on two busy cores
 TRIGGER_TIMEOUT = 150.0
 CYCLE_TIMEOUT = 600.0
-# The killed task's heartbeat times out after 60 s (the demo's setting), then its retry waits 20 to 40 s.
+# The killed task's heartbeat times out after HEARTBEAT_TIMEOUT, then its retry waits 20 to 40 s.
 RECOVERY_TIMEOUT = 900.0
 STOP_TIMEOUT = 60.0
 
@@ -119,7 +121,8 @@ def test_an_approved_install_cycle_on_celery_survives_a_worker_killed_mid_wave(t
     fast = tmp_path / "default-fast.yaml"
     fast.write_text(yaml.safe_dump(scenario))
     argv = [sys.executable, "-m", "include.demo", "--scenario", str(fast), "--executor", "celery", "--workers", "2"]
-    argv += ["--postgres", POSTGRES, "--redis", REDIS, "--run-conf", json.dumps(RUN_CONF)]
+    argv += ["--postgres", POSTGRES, "--redis", REDIS, "--heartbeat-timeout", str(HEARTBEAT_TIMEOUT)]
+    argv += ["--run-conf", json.dumps(RUN_CONF)]
     argv += ["--sandbox-port", str(sandbox_port), "--api-port", str(api_port), "--state-dir", str(tmp_path / "demo")]
     started = time.monotonic()
     demo = subprocess.Popen(

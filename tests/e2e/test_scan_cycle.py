@@ -1,15 +1,23 @@
 """End to end: `airflow dags test patch_cycle` in scan mode against the sandbox serving a scenario.
 
 Every expectation is derived from the scenario file (fleet, catalog, baselines, failures),
-not from the code under test.
+not from the code under test. The two cycles (the default scenario, and the same under heavy throttling) run
+side by side, the throttled one as `python -m include.cycle` in a process of its own: most of its time is
+botocore's backoff between retries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,12 +25,17 @@ from typing import Any
 import pytest
 import yaml
 
-from include.cycle import run_cycle
+from include.cycle import report_file, run_cycle
 from include.sandbox.catalog import build_catalog
 from include.sandbox.scenario import DEFAULT_SCENARIO, Baseline, Scenario, load_scenario
 
+REPO = Path(__file__).resolve().parents[2]
 # A hung command is cut short after this long (the scenario's other commands take seconds).
 CONF = {"command_timeout_minutes": 0.25}
+# Sandbox time runs 10x: scans and Config's rule evaluations take a tenth of the time; the command time limit
+# above is wall time.
+SPEED = 10.0
+THROTTLED_TIMEOUT = 500.0
 
 
 def approved(
@@ -125,9 +138,45 @@ def outcome(report: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
     )
 
 
+def scenario_file(folder: Path, name: str, faults: dict[str, Any] | None = None) -> Path:
+    """The default scenario, faster; with `faults`, those instead of its own."""
+    document = yaml.safe_load(DEFAULT_SCENARIO.read_text())
+    document["clock"]["speed"] = SPEED
+    if faults is not None:
+        document["faults"] = faults
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
 @pytest.fixture(scope="module")
-def default_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    result = run_cycle(DEFAULT_SCENARIO, "scan", tmp_path_factory.mktemp("cycle"), CONF)
+def throttled_cycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """The heavily throttled cycle, started before the default one and run beside it: (its process, its folder)."""
+    folder = tmp_path_factory.mktemp("throttled")
+    scenario = scenario_file(folder, "throttled", {key: {"throttle_rate": 0.3} for key in ("ssm:*", "ec2:*", "rds:*")})
+    argv = [sys.executable, "-m", "include.cycle", "--scenario", str(scenario), "--mode", "scan"]
+    argv += ["--out", str(folder / "cycle"), "--conf", json.dumps(CONF)]
+    with (folder / "cycle.log").open("wb") as log:
+        process = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield process, folder
+    finally:
+        if process.poll() is None:  # a test failed before waiting for it: Ctrl-C stops its sandbox too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def default_report(
+    tmp_path_factory: pytest.TempPathFactory, throttled_cycle: tuple[subprocess.Popen[bytes], Path]
+) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("cycle")
+    result = run_cycle(scenario_file(folder, "default-fast"), "scan", folder, CONF)
     assert result.succeeded, f"see {result.log_path}"
     assert result.report_dir is not None
     assert (result.report_dir / "report.html").read_text().startswith("<!DOCTYPE html>")
@@ -142,13 +191,13 @@ def test_scan_cycle_reports_the_default_scenario(default_report: dict[str, Any])
     check_report(default_report, load_scenario(DEFAULT_SCENARIO))
 
 
-def test_heavy_throttling_gives_the_same_report(default_report: dict[str, Any], tmp_path: Path) -> None:
-    document = yaml.safe_load(DEFAULT_SCENARIO.read_text())
-    document["faults"] = {key: {"throttle_rate": 0.3} for key in ("ssm:*", "ec2:*", "rds:*")}
-    throttled = tmp_path / "throttled.yaml"
-    throttled.write_text(yaml.safe_dump(document))
-    result = run_cycle(throttled, "scan", tmp_path / "cycle", CONF)
-    assert result.succeeded and result.report_json is not None, f"see {result.log_path}"
-    report = json.loads(result.report_json.read_text())
-    check_report(report, load_scenario(throttled))
+def test_heavy_throttling_gives_the_same_report(
+    default_report: dict[str, Any], throttled_cycle: tuple[subprocess.Popen[bytes], Path]
+) -> None:
+    process, folder = throttled_cycle
+    # include.cycle exits 0 only when the run succeeded and wrote its report (and left no staging stack).
+    assert process.wait(timeout=THROTTLED_TIMEOUT) == 0, f"see {folder / 'cycle.log'}"
+    (report_json,) = (folder / "cycle").glob(f"*/{report_file('report')}")
+    report = json.loads(report_json.read_text())
+    check_report(report, load_scenario(folder / "throttled.yaml"))
     assert outcome(report) == outcome(default_report)
