@@ -376,7 +376,7 @@ IMAGE_PROOFS: Final = Table(
 REFRESHES: Final = Record(
     stage="immutable",
     name="refreshes.json",
-    about="group name -> its instance refresh: version, status, old and new instances, time and API calls",
+    about="<account>/<region>/<group> -> its refresh: version, status, old and new instances, time, API calls",
     written_by="refresh_groups",
     schema=dict[str, GroupRefresh],
 )

@@ -315,6 +315,12 @@ def approval_section(groups: pd.DataFrame, results: pd.DataFrame, proofs: pd.Dat
     return "\n".join(lines) + "\n"
 
 
+def refresh_key(account_id: str, region: str, group: str) -> str:
+    """The key of a group's refresh record: a group name is unique only within its account and region, so two
+    groups of one name in two regions or accounts are two records. Account ids and regions hold no "/"."""
+    return f"{account_id}/{region}/{group}"
+
+
 def refresh_order(groups: pd.DataFrame) -> list[tuple[str, str, str]]:
     """The (account, region, group) keys in the order the rollout refreshes them: account, region, group name."""
     keys = {(str(r.account_id), str(r.region), str(r.auto_scaling_group)) for r in groups.itertuples(index=False)}
@@ -475,7 +481,7 @@ def immutable_outcomes(
     refreshes: Mapping[str, GroupRefresh],
 ) -> pd.DataFrame:
     """OUTCOME_COLUMNS (outcome REFRESH) for every Auto Scaling instance of the inventory that the immutable path
-    took: groups' GROUP_PLAN_COLUMNS instance ids. bakes: BAKE_RESULT_COLUMNS; refreshes: group name -> its record.
+    took: groups' GROUP_PLAN_COLUMNS instance ids. bakes: BAKE_RESULT_COLUMNS; refreshes: refresh_key -> its record.
     The reason code decides the verdict: REPLACED, REFRESH_ROLLED_BACK, REFRESH_FAILED, HALTED_BY_REFRESH,
     REFRESH_IRREVERSIBLE, BAKE_FAILED, STAGING_FAILED, REJECTED, APPROVAL_TIMEOUT or NOT_ATTEMPTED."""
     baked = {str(r["bake_id"]): r for r in bakes.to_dict("records")}
@@ -491,7 +497,8 @@ def immutable_outcomes(
             code, why = _rejected(approval, staging)
             detail = f"{name} not refreshed: {why}"
         else:
-            code, detail = _refreshed(name, refreshes.get(name))
+            key = refresh_key(str(group["account_id"]), str(group["region"]), name)
+            code, detail = _refreshed(name, refreshes.get(key))
         rows += [_outcome(group, i, pinned, code, detail) for i in split_cve_ids(str(group["instance_ids"]))]
     return typed_frame(rows, OUTCOME_COLUMNS)
 
@@ -562,13 +569,14 @@ def refresh_entries(
     pinned: Mapping[str, Sequence[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """The report's list of Auto Scaling groups: each with its instances at inventory time, its refresh, and the
-    new instances it launched (compliant and with the pinned CVEs closed, or not)."""
+    new instances it launched (compliant and with the pinned CVEs closed, or not). refreshes: refresh_key -> its
+    record."""
     entries = []
     for account_id, region, name in refresh_order(groups):
         rows = groups[(groups["account_id"] == account_id) & (groups["region"] == region)]
         rows = rows[rows["auto_scaling_group"] == name]
         instances = sorted({i for joined in rows["instance_ids"] for i in split_cve_ids(str(joined))})
-        refresh = refreshes.get(name)
+        refresh = refreshes.get(refresh_key(account_id, region, name))
         entries.append(
             {
                 "account_id": account_id,

@@ -34,6 +34,7 @@ from patchcycle.core.immutable_rollout import (
     foreign_refresh,
     foreign_refresh_reason,
     halt_reason,
+    refresh_key,
     refresh_order,
     rollout_halt,
     run_refresh,
@@ -78,9 +79,13 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
         halted = rollout_halt(refreshes)
         baked = {str(r["bake_id"]): r for r in record.results.to_dict("records") if r["baked"]}
         for account_id, region, name in refresh_order(record.groups):
-            if name in refreshes and refreshes[name].state in ("done", "refused", "halted"):
+            key = refresh_key(account_id, region, name)
+            if key in refreshes and refreshes[key].state in ("done", "refused", "halted"):
                 continue
-            rows = record.groups[(record.groups["auto_scaling_group"] == name) & (record.groups["region"] == region)]
+            plan = record.groups
+            rows = plan[
+                (plan["account_id"] == account_id) & (plan["region"] == region) & (plan["auto_scaling_group"] == name)
+            ]
             main = rows.sort_values("instances", ascending=False).iloc[0]
             old = sorted({i for joined in rows["instance_ids"] for i in split_cve_ids(str(joined))})
             refresh = GroupRefresh(
@@ -95,15 +100,15 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
             if bake is None:
                 continue  # no baked AMI: the group is not refreshed, and its verdicts say why (BAKE_FAILED)
             if halted:
-                refreshes[name] = replace(refresh, state="halted", reason=halted)
+                refreshes[key] = replace(refresh, state="halted", reason=halted)
                 continue
             target = self._target(artifacts, config, account_id, region)
             if target is None:
-                refreshes[name] = replace(refresh, state="refused", reason=f"no target covers {account_id} {region}")
+                refreshes[key] = replace(refresh, state="refused", reason=f"no target covers {account_id} {region}")
                 continue
             wanted = replace(refresh, image_id=str(bake["image_id"]))
-            started, ended = self._start(context, config, target, wanted, refreshes.get(name))
-            refreshes[name] = started
+            started, ended = self._start(context, config, target, wanted, refreshes.get(key))
+            refreshes[key] = started
             artifacts.write(REFRESHES, refreshes)
             if ended is not None:
                 # This run's refresh ended while no attempt waited for it: its result, as the trigger would give it.
@@ -249,8 +254,11 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
     ) -> dict[str, GroupRefresh]:
         """The group the trigger waited on, as its refresh ended: the default version set after a success, the
         instances it launched, or why it stopped."""
-        name, state = str(event["group"]), dict(event["refresh"])
-        refresh = refreshes[name]
+        state = dict(event["refresh"])
+        # Refresh ids are unique: the record the event belongs to, whichever account and region its group is in.
+        key = next(k for k, r in refreshes.items() if r.refresh_id == state["refresh_id"])
+        refresh = refreshes[key]
+        name = refresh.group
         target = self._target(artifacts, config, refresh.account_id, refresh.region)
         assert target is not None  # the refresh was started through it
         kwargs, calls = target.as_kwargs(), refresh.api_calls + int(event.get("polls", 0))
@@ -282,7 +290,7 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
         launched = [i for i in now if i not in refresh.old_instances] if refresh.status == "Successful" else []
         refresh = replace(refresh, new_instances=launched, api_calls=calls)
         self.log.info("Instance refresh of %s: %s %s", name, refresh.status, halt_reason(refresh))
-        refreshes[name] = refresh
+        refreshes[key] = refresh
         artifacts.write(REFRESHES, refreshes)
         return refreshes
 

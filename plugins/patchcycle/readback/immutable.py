@@ -71,7 +71,7 @@ def read_immutable_record(artifacts: RunArtifacts, targets: Sequence[Target]) ->
 
 
 def read_refreshes(artifacts: RunArtifacts) -> dict[str, GroupRefresh]:
-    """Group name -> its refresh record, as refresh_groups left them ({} before it ran)."""
+    """refresh_key (account/region/group) -> its refresh record, as refresh_groups left them ({} before it ran)."""
     found: dict[str, GroupRefresh] | None = artifacts.find(REFRESHES)
     return dict(found) if found else {}
 
