@@ -42,6 +42,8 @@ def member(resource_id: str, group: str, image_id: str = AL2023, version: str = 
         "auto_scaling_group": group,
         "launch_template": group and f"{group}-lt",
         "launch_template_version": group and version,
+        "group_launch_template_version": group and version,
+        "group_image_id": group and image_id,  # the group launches the AMI its member runs, unless told otherwise
         "patch_ids": "KB1;KB2",
         "pinned": 2,
         **extra,
@@ -60,21 +62,52 @@ def test_only_auto_scaling_members_are_immutable_and_off_patches_them_in_place()
         is_immutable(frame, "on")
 
 
-def test_one_bake_per_source_ami_with_every_pinned_patch_of_its_instances() -> None:
+def test_one_bake_per_group_launch_ami_and_patch_list_shared_by_groups_that_agree() -> None:
     frame = production(
         member("i-1", "web-asg", patch_ids="KB1;KB2"),
         member("i-2", "web-asg", patch_ids="KB3", instance_type="t3.large"),
-        member("i-3", "api-asg", patch_ids="KB2;KB4"),
+        member("i-3", "api-asg", patch_ids="KB2;KB4"),  # the same AMI, another patch list: a bake of its own
+        member("i-6", "www-asg", patch_ids="KB3;KB1", instance_type="t3.large"),
+        member("i-7", "www-asg", patch_ids="KB2"),  # the union is web-asg's: they share its bake
         member("i-4", "jobs-asg", image_id=UBUNTU, patch_ids="USN-1"),
     )
     bakes = bake_plan(frame)
     assert list(bakes.columns) == list(BAKE_PLAN_COLUMNS)
     rows = bakes.set_index("bake_id")
-    assert rows["image_id"].to_dict() == {"b01": AL2023, "b02": UBUNTU}
-    assert rows.loc["b01", "patch_ids"] == "KB1;KB2;KB3;KB4"  # what every instance of the AMI needs
-    assert rows.loc["b01", "auto_scaling_groups"] == "api-asg;web-asg"
-    assert (rows.loc["b01", "instances"], rows.loc["b01", "instance_type"]) == (3, "t3.medium")  # most common
-    assert (rows.loc["b02", "platform_name"], rows.loc["b02", "patch_ids"]) == ("Ubuntu", "USN-1")
+    assert rows[["image_id", "patch_ids", "auto_scaling_groups"]].values.tolist() == [
+        [AL2023, "KB1;KB2;KB3", "web-asg;www-asg"],  # every member of both groups gets the union
+        [AL2023, "KB2;KB4", "api-asg"],
+        [UBUNTU, "USN-1", "jobs-asg"],
+    ]
+    assert (rows.loc["b01", "instances"], rows.loc["b01", "instance_type"]) == (4, "t3.large")  # most common
+    assert rows.loc["b03", "platform_name"] == "Ubuntu"
+    groups = group_plan(frame, bakes)
+    assert dict(zip(groups["auto_scaling_group"], groups["bake_id"], strict=True)) == {
+        "api-asg": "b02",
+        "jobs-asg": "b03",
+        "web-asg": "b01",
+        "www-asg": "b01",
+    }
+
+
+def test_a_group_running_two_amis_gets_one_bake_of_the_ami_it_launches_now() -> None:
+    frame = production(
+        member("i-1", "web-asg", image_id=UBUNTU, version="3", group_image_id=AL2023, patch_ids="USN-1"),
+        member("i-2", "web-asg", image_id=UBUNTU, version="3", group_image_id=AL2023, patch_ids="USN-2"),
+        member("i-9", "web-asg", version="4", group_image_id=AL2023, patch_ids="KB1"),  # the minority, launched now
+    )
+    bakes = bake_plan(frame)
+    assert bakes[["bake_id", "image_id", "patch_ids", "instances"]].values.tolist() == [
+        ["b01", AL2023, "KB1;USN-1;USN-2", 3]
+    ]
+    groups = group_plan(frame, bakes)
+    assert groups[["image_id", "launch_image_id", "bake_id"]].values.tolist() == [
+        [UBUNTU, AL2023, "b01"],
+        [AL2023, AL2023, "b01"],
+    ]
+    # A launch AMI that is a Systems Manager parameter (the refresh refuses the group) or unknown: the members' own.
+    ssm = production(member("i-1", "web-asg", group_image_id="resolve:ssm:/golden"), member("i-2", "web-asg"))
+    assert bake_plan(ssm)["image_id"].tolist() == [AL2023]
 
 
 def test_a_group_running_two_versions_is_planned_once_per_version_with_its_bake() -> None:
@@ -95,7 +128,7 @@ def test_a_group_running_two_versions_is_planned_once_per_version_with_its_bake(
 
 def test_a_group_whose_ami_has_no_bake_is_refused() -> None:
     frame = production(member("i-1", "web-asg"))
-    with pytest.raises(ValueError, match=f"no bake for the source AMI {AL2023} of web-asg"):
+    with pytest.raises(ValueError, match=f"no bake for the launch AMI {AL2023} of web-asg"):
         group_plan(frame, bake_plan(production()))
 
 

@@ -14,15 +14,17 @@ from patchcycle.config import Target
 from patchcycle.core.frames import typed_frame
 from patchcycle.core.immutable import BAKE_PLAN_COLUMNS, GROUP_PLAN_COLUMNS
 from patchcycle.core.immutable_rollout import BAKE_RESULT_COLUMNS, refresh_key
+from patchcycle.operators.inventory import InventoryOperator
 from patchcycle.operators.refresh_groups import RefreshGroupsOperator
 from patchcycle.readback.immutable import read_refreshes
-from patchcycle.run_artifacts import BAKE_PLAN, BAKE_RESULTS, GROUP_PLAN, INVENTORY_SUMMARY
+from patchcycle.run_artifacts import BAKE_PLAN, BAKE_RESULTS, GROUP_PLAN, INVENTORY, INVENTORY_SUMMARY
 from patchcycle.run_records import InventorySummary
 from tests.conftest import first_trigger_payload
 from tests.operators.install_helpers import (
     ACCOUNT,
     AL2023,
     REGION,
+    WINDOWS,
     context,
     cycle_config,
     run_artifacts,
@@ -166,3 +168,26 @@ def test_a_group_name_in_two_regions_is_refreshed_in_each(server: SandboxServer)
         assert refresh.default_version_set
     ids = [refreshes[refresh_key(ACCOUNT, region, GROUP)].refresh_id for region in REGIONS]
     assert len(set(ids)) == 2
+
+
+def test_the_inventory_names_the_ami_each_group_launches_now(server: SandboxServer) -> None:
+    """What the immutable path bakes: the AMI of the version the group launches now ($Latest resolved), not the one
+    its members run."""
+    ec2, scaling = _client(server, "ec2", WEST), _client(server, "autoscaling", WEST)
+    latest = ec2.create_launch_template_version(
+        LaunchTemplateName=GROUP, SourceVersion="1", LaunchTemplateData={"ImageId": WINDOWS}
+    )["LaunchTemplateVersion"]["VersionNumber"]
+    scaling.update_auto_scaling_group(
+        AutoScalingGroupName=GROUP, LaunchTemplate={"LaunchTemplateName": GROUP, "Version": "$Latest"}
+    )
+    run_id = "manual__launch-ami"
+    config = cycle_config(s3_root(run_id), regions=REGIONS, mode="scan")
+    for region in REGIONS:
+        InventoryOperator(task_id="inventory", region_name=region, config=config).execute(context(run_id))
+    artifacts = run_artifacts(config, run_id)
+    columns = ["image_id", "group_launch_template_version", "group_image_id"]
+    for region, launches in ((WEST, ["$Latest", WINDOWS]), (REGION, ["2", AL2023])):
+        table = artifacts.read(INVENTORY, target=Target("aws_default", region))
+        members = table[table["auto_scaling_group"] == GROUP]
+        assert len(members) == SIZES[region] and latest > 2
+        assert {tuple(row) for row in members[columns].values.tolist()} == {(AL2023, *launches)}, region

@@ -93,7 +93,8 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
                 region=region,
                 group=name,
                 launch_template=str(main["launch_template"]),
-                source_image_id=str(main["image_id"]),
+                # The group's one bake patches the AMI it launches now, whatever AMIs its older members run.
+                source_image_id=str(main["launch_image_id"] or main["image_id"]),
                 old_instances=old,
             )
             bake = baked.get(str(main["bake_id"]))
