@@ -13,6 +13,7 @@ from patchcycle.core.immutable import (
     GROUP_PLAN_COLUMNS,
     bake_plan,
     checkpoint_percentages,
+    group_members,
     group_plan,
     irreversible_reason,
     is_immutable,
@@ -179,3 +180,45 @@ def test_a_launch_template_whose_ami_is_an_ssm_parameter_is_named_as_irreversibl
         "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
     )
     assert ssm_parameter("ami-0a1b2c3d4e5f60001") == "" and ssm_parameter("") == ""
+
+
+def _inventory(*rows: dict[str, Any], excluded: dict[str, str] | None = None) -> pd.DataFrame:
+    """The scoped inventory of these members (excluded: instance id -> its scope reason)."""
+    excluded = excluded or {}
+    frame = pd.DataFrame(rows)
+    frame["resource_type"] = "ec2"
+    frame["in_scope"] = [r not in excluded for r in frame["resource_id"]]
+    frame["scope_reason"] = [excluded.get(r, "") for r in frame["resource_id"]]
+    return frame
+
+
+def test_a_refresh_replaces_the_whole_group_so_the_plan_takes_every_member() -> None:
+    needing = production(member("i-1", "web-asg"))
+    compliant, offline = member("i-2", "web-asg", patch_ids=""), member("i-3", "web-asg", patch_ids="")
+    inventory = _inventory(member("i-1", "web-asg"), compliant, offline, member("i-9", ""))
+    members, refused = group_members(inventory, needing)
+    assert refused == {} and members["resource_id"].tolist() == ["i-1", "i-2", "i-3"]  # not the ordinary i-9
+    assert members["patch_ids"].tolist() == ["KB1;KB2", "", ""]
+    groups = group_plan(members, bake_plan(members))
+    assert groups[["instance_ids", "instances", "patched_ids", "refused"]].values.tolist() == [
+        ["i-1;i-2;i-3", 3, "i-1", ""]
+    ]
+
+
+def test_a_group_with_a_member_the_scope_excludes_is_refused_in_words() -> None:
+    needing = production(member("i-1", "web-asg"), member("i-5", "api-asg"))
+    inventory = _inventory(
+        member("i-1", "web-asg"),
+        member("i-2", "web-asg"),
+        member("i-5", "api-asg"),
+        excluded={"i-2": "excluded by exclude_ids"},
+    )
+    members, refused = group_members(inventory, needing)
+    reason = refused[(ACCOUNT, "us-east-1", "web-asg")]
+    assert "replaces every instance of the group" in reason and "i-2 (excluded by exclude_ids)" in reason
+    keys = zip(members["account_id"], members["region"], members["auto_scaling_group"], strict=True)
+    bakes = bake_plan(members[[key not in refused for key in keys]])
+    assert bakes["auto_scaling_groups"].tolist() == ["api-asg"]  # nothing is baked for the refused group
+    groups = group_plan(members, bakes, refused).set_index("auto_scaling_group")
+    assert groups.loc["web-asg", ["instance_ids", "bake_id", "refused"]].tolist() == ["i-1", "", reason]
+    assert groups.loc["api-asg", ["bake_id", "refused"]].tolist() == ["b01", ""]

@@ -297,3 +297,24 @@ def test_groups_of_one_name_in_two_regions_are_two_refreshes() -> None:
     ]
     assert entries[("eu-west-1", "web")]["status"] == "RollbackSuccessful"
     assert entries[("eu-west-1", "web")]["instances"] == ["i-ww1", "i-ww2", "i-ww3"]
+
+
+def test_members_needing_no_patch_are_replaced_too_and_a_refused_group_is_skipped_in_words() -> None:
+    groups = GROUPS.copy()
+    groups["patched_ids"] = ["i-a1;i-a2", "i-w1"]  # i-w2 and i-w3 were compliant already
+    refreshes = _keyed({"web": _refresh("web", new_instances=["i-n1", "i-n2", "i-n3"])})
+    outcomes = immutable_outcomes(groups.iloc[[1]], _results(), APPROVED, PASSED, refreshes).set_index("resource_id")
+    assert set(outcomes["reason_code"]) == {"REPLACED"}
+    assert "needed no pinned patch" not in outcomes.loc["i-w1", "detail"]
+    assert "a refresh replaces every instance of web" in outcomes.loc["i-w2", "detail"]
+    assert (outcomes.loc["i-w1", "pinned"], outcomes.loc["i-w2", "pinned"]) == (2, 0)
+    refused = "web is not refreshed: an instance refresh replaces every instance of the group, and the scope ..."
+    groups.loc[1, ["bake_id", "refused"]] = ["", refused]
+    codes = _codes(immutable_outcomes(groups, _results(), APPROVED, PASSED, refreshes))
+    assert codes == {"i-a1": "NOT_ATTEMPTED", "i-a2": "NOT_ATTEMPTED"} | dict.fromkeys(
+        ["i-w1", "i-w2", "i-w3"], "REFRESH_REPLACES_EXCLUDED"
+    )
+    entry = next(e for e in refresh_entries(groups, {}) if e["group"] == "web")
+    assert (entry["state"], entry["reason"]) == ("refused", refused)
+    section = approval_section(groups, _results(), pd.DataFrame(columns=["bake_id"]), [])
+    assert "Left out" in section and refused in section and "| web |" not in section

@@ -47,8 +47,10 @@ GROUP_PLAN_COLUMNS: Final[Mapping[str, str]] = {
     "image_id": "str",  # the source AMI: the one the instances run
     "bake_id": "str",  # the group's bake (BAKE_PLAN_COLUMNS): the same for every row of a group
     "launch_image_id": "str",  # the AMI the group launches now: the bake's source, the same for every row of a group
-    "instance_ids": "str",  # ";"-joined, sorted
+    "instance_ids": "str",  # ";"-joined, sorted: every in-scope member the inventory found (the refresh replaces all)
     "instances": "int64",
+    "patched_ids": "str",  # those of instance_ids with pinned patches; the others are replaced although they need none
+    "refused": "str",  # why the group is not refreshed at all ("" when it is planned): bake_id is then ""
 }
 
 BAKE_PLAN_COLUMNS: Final[Mapping[str, str]] = {
@@ -77,6 +79,49 @@ def is_immutable(production: pd.DataFrame, mode: str) -> pd.Series:
 def _numbered(prefix: str, count: int) -> list[str]:
     width = max(2, len(str(count)))
     return [f"{prefix}{number:0{width}d}" for number in range(1, count + 1)]
+
+
+def group_members(
+    inventory: pd.DataFrame, immutable: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[tuple[str, str, str], str]]:
+    """A refresh replaces every instance of a group, not only those that need patches: the whole groups of the
+    immutable production instances (PRODUCTION_COLUMNS rows; a member without pinned patches has patch_ids ""),
+    and the groups refused because the scope excludes one of their members ((account, region, group) -> why).
+
+    inventory: the scoped inventory of the run; immutable: the production instances on the immutable path."""
+    columns = immutable.columns
+    needing = {(str(r.account_id), str(r.region), str(r.resource_id)) for r in immutable.itertuples(index=False)}
+    ec2 = inventory[inventory["resource_type"] == "ec2"]
+    rows: list[dict[str, Any]] = [dict(r) for r in immutable.to_dict("records")]
+    refused: dict[tuple[str, str, str], str] = {}
+    for account_id, region, group in sorted(
+        {(str(r.account_id), str(r.region), str(r.auto_scaling_group)) for r in immutable.itertuples(index=False)}
+    ):
+        members = ec2[(ec2["account_id"] == account_id) & (ec2["region"] == region)]
+        members = members[members["auto_scaling_group"] == group]
+        excluded = members[~members["in_scope"]]
+        if not excluded.empty:
+            named = [f"{r.resource_id} ({r.scope_reason})" for r in excluded.sort_values("resource_id").itertuples()]
+            refused[(account_id, region, group)] = (
+                f"{group} is not refreshed: an instance refresh replaces every instance of the group, and the scope "
+                f"excludes {', '.join(named[:5])}"
+                + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+                + "; exclude the whole group, or take the exclusion off"
+            )
+            continue
+        for member in members.to_dict("records"):
+            if (account_id, region, str(member["resource_id"])) in needing:
+                continue
+            rows.append(
+                {
+                    **{column: member[column] for column in columns if column in member},
+                    "instance_family": str(member["instance_type"]).split(".", 1)[0],
+                    "patch_ids": "",
+                    "pinned": 0,
+                }
+            )
+    frame = typed_frame(rows, {column: str(immutable[column].dtype) for column in columns})
+    return frame.sort_values(["account_id", "region", "resource_id"], ignore_index=True), refused
 
 
 def launch_image(members: pd.DataFrame) -> str:
@@ -138,23 +183,35 @@ def bake_plan(immutable: pd.DataFrame) -> pd.DataFrame:
     return typed_frame(rows, BAKE_PLAN_COLUMNS)
 
 
-def group_plan(immutable: pd.DataFrame, bakes: pd.DataFrame) -> pd.DataFrame:
+def group_plan(
+    immutable: pd.DataFrame, bakes: pd.DataFrame, refused: Mapping[tuple[str, str, str], str] | None = None
+) -> pd.DataFrame:
     """The immutable production instances by (group, launch template version, source AMI), each row with its
     group's bake (GROUP_PLAN_COLUMNS; every row of a group has the same one), sorted by account, region, group,
-    version, AMI."""
+    version, AMI. A refused group ((account, region, group) -> why, from group_members) is one row of its in-scope
+    members that need patches, with the reason and no bake: `immutable` holds only those of its members."""
     bake_of = {
         (str(b.account_id), str(b.region), str(b.image_id), str(b.patch_ids)): str(b.bake_id)
         for b in bakes[["account_id", "region", "image_id", "patch_ids", "bake_id"]].itertuples(index=False)
     }
+    refused = refused or {}
     per_group = _group_bakes(immutable)
     rows: list[dict[str, Any]] = []
     for key, members in immutable.groupby(list(GROUP_KEY), sort=True):
         row = dict(zip(GROUP_KEY, map(str, key), strict=True))
-        image_id, patch_ids = per_group[(row["account_id"], row["region"], row["auto_scaling_group"])]
+        ids = sorted(str(i) for i in members["resource_id"])
+        patched = sorted(str(r.resource_id) for r in members.itertuples() if str(r.patch_ids))
+        where = (row["account_id"], row["region"], row["auto_scaling_group"])
+        if where in refused:
+            rows.append(
+                {**row, "instance_ids": ";".join(ids), "instances": len(ids), "patched_ids": ";".join(patched)}
+                | {"refused": refused[where]}
+            )
+            continue
+        image_id, patch_ids = per_group[where]
         bake_id = bake_of.get((row["account_id"], row["region"], image_id, patch_ids))
         if bake_id is None:
             raise ValueError(f"no bake for the launch AMI {image_id} of {row['auto_scaling_group']}")
-        ids = sorted(str(i) for i in members["resource_id"])
         rows.append(
             {
                 **row,
@@ -162,6 +219,7 @@ def group_plan(immutable: pd.DataFrame, bakes: pd.DataFrame) -> pd.DataFrame:
                 "launch_image_id": image_id,
                 "instance_ids": ";".join(ids),
                 "instances": len(ids),
+                "patched_ids": ";".join(patched),
             }
         )
     return typed_frame(rows, GROUP_PLAN_COLUMNS)

@@ -279,7 +279,10 @@ def approval_section(groups: pd.DataFrame, results: pd.DataFrame, proofs: pd.Dat
     baked = {str(r["bake_id"]): r for r in results.to_dict("records")}
     proven = {str(r["bake_id"]): r for r in proofs.to_dict("records")}
     rows = []
+    left_out = sorted({str(g["refused"]) for g in groups.to_dict("records") if str(g.get("refused") or "")})
     for group in groups.to_dict("records"):
+        if str(group.get("refused") or ""):
+            continue
         result = baked.get(str(group["bake_id"]))
         proof = proven.get(str(group["bake_id"]))
         new = str(result["image_id"]) if result is not None and result["baked"] else "not baked"
@@ -310,6 +313,8 @@ def approval_section(groups: pd.DataFrame, results: pd.DataFrame, proofs: pd.Dat
         "",
         *_table(["Group", "Region", "Instances", "Current AMI", "New AMI", "Amazon Inspector"], rows),
     ]
+    if left_out:
+        lines += ["", "Left out (the scope excludes one of their instances):", "", *[f"- {why}" for why in left_out]]
     if problems:
         lines += ["", "Not ready:", "", *[f"- {problem}" for problem in problems]]
     return "\n".join(lines) + "\n"
@@ -490,7 +495,9 @@ def immutable_outcomes(
         name = str(group["auto_scaling_group"])
         bake = baked.get(str(group["bake_id"]))
         pinned = len(split_cve_ids(str(bake["patch_ids"]))) if bake is not None else 0
-        if bake is None or not bake["baked"]:
+        if str(group.get("refused") or ""):
+            code, detail = ReasonCode.REFRESH_REPLACES_EXCLUDED, str(group["refused"])
+        elif bake is None or not bake["baked"]:
             why = bake["reason"] if bake is not None else "the bake did not finish"
             code, detail = ReasonCode.BAKE_FAILED, f"no patched AMI for {name}: {why}"
         elif approval is None or not approval.approved:
@@ -499,7 +506,16 @@ def immutable_outcomes(
         else:
             key = refresh_key(str(group["account_id"]), str(group["region"]), name)
             code, detail = _refreshed(name, refreshes.get(key))
-        rows += [_outcome(group, i, pinned, code, detail) for i in split_cve_ids(str(group["instance_ids"]))]
+        patched = set(split_cve_ids(str(group.get("patched_ids") or group["instance_ids"])))
+        for instance_id in split_cve_ids(str(group["instance_ids"])):
+            told = detail
+            if instance_id not in patched and code == ReasonCode.REPLACED:
+                # A refresh replaces the whole group: said where the instance needed no patch of this run.
+                told = (
+                    f"{detail}; it needed no pinned patch (compliant, offline or not scanned), but a refresh "
+                    f"replaces every instance of {name}"
+                )
+            rows.append(_outcome(group, instance_id, pinned if instance_id in patched else 0, code, told))
     return typed_frame(rows, OUTCOME_COLUMNS)
 
 
@@ -577,6 +593,16 @@ def refresh_entries(
         rows = rows[rows["auto_scaling_group"] == name]
         instances = sorted({i for joined in rows["instance_ids"] for i in split_cve_ids(str(joined))})
         refresh = refreshes.get(refresh_key(account_id, region, name))
+        refused = next((str(r) for r in rows["refused"] if str(r)), "") if "refused" in rows else ""
+        if refresh is None and refused:
+            refresh = GroupRefresh(
+                account_id=account_id,
+                region=region,
+                group=name,
+                launch_template=str(rows["launch_template"].iloc[0]),
+                state="refused",
+                reason=refused,
+            )
         entries.append(
             {
                 "account_id": account_id,
@@ -586,7 +612,10 @@ def refresh_entries(
                 "source_images": sorted(set(rows["image_id"])),
                 "state": refresh.state if refresh else "not run",
                 "status": refresh.status if refresh else "",
-                "reason": (halt_reason(refresh) or refresh.reason) if refresh else "",
+                # A refresh that ran: why it ended as it did; one that did not (halted, refused): why not.
+                "reason": ((halt_reason(refresh) if refresh.state == "done" else "") or refresh.reason)
+                if refresh
+                else "",
                 "image_id": refresh.image_id if refresh else "",
                 "launch_template": refresh.launch_template if refresh else str(rows["launch_template"].iloc[0]),
                 "version": refresh.version if refresh else "",

@@ -78,11 +78,11 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
         """Start the next group's refresh and defer, or, when none is left, return the summary."""
         halted = rollout_halt(refreshes)
         baked = {str(r["bake_id"]): r for r in record.results.to_dict("records") if r["baked"]}
-        for account_id, region, name in refresh_order(record.groups):
+        plan = record.groups[record.groups["refused"] == ""]  # a refused group gets its verdicts from the plan
+        for account_id, region, name in refresh_order(plan):
             key = refresh_key(account_id, region, name)
             if key in refreshes and refreshes[key].state in ("done", "refused", "halted"):
                 continue
-            plan = record.groups
             rows = plan[
                 (plan["account_id"] == account_id) & (plan["region"] == region) & (plan["auto_scaling_group"] == name)
             ]
@@ -187,7 +187,9 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
             existing = scaling.refreshes(name)
             calls += 1
         install = config.install
-        checkpoints = checkpoint_percentages(len(refresh.old_instances), install.canary, install.wave_percentages)
+        # The refresh replaces the whole group: its checkpoints fall on the group's size now.
+        size = len(found.get("Instances", [])) or len(refresh.old_instances)
+        checkpoints = checkpoint_percentages(size, install.canary, install.wave_percentages)
         mine = replace(
             refresh,
             launch_template=template_name,
