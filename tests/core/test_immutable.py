@@ -217,8 +217,14 @@ def test_a_group_with_a_member_the_scope_excludes_is_refused_in_words() -> None:
     reason = refused[(ACCOUNT, "us-east-1", "web-asg")]
     assert "replaces every instance of the group" in reason and "i-2 (excluded by exclude_ids)" in reason
     keys = zip(members["account_id"], members["region"], members["auto_scaling_group"], strict=True)
-    bakes = bake_plan(members[[key not in refused for key in keys]])
+    bakes = bake_plan(members[pd.Series([key not in refused for key in keys], index=members.index, dtype="bool")])
     assert bakes["auto_scaling_groups"].tolist() == ["api-asg"]  # nothing is baked for the refused group
     groups = group_plan(members, bakes, refused).set_index("auto_scaling_group")
     assert groups.loc["web-asg", ["instance_ids", "bake_id", "refused"]].tolist() == ["i-1", "", reason]
     assert groups.loc["api-asg", ["bake_id", "refused"]].tolist() == ["b01", ""]
+
+
+def test_no_immutable_instance_plans_nothing() -> None:
+    members, refused = group_members(_inventory(member("i-9", "")), production())
+    assert members.empty and list(members.columns) == list(PRODUCTION_COLUMNS) and refused == {}
+    assert bake_plan(members).empty and group_plan(members, bake_plan(members)).empty

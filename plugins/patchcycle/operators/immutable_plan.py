@@ -17,7 +17,7 @@ def write_immutable_plan(artifacts: RunArtifacts, immutable: pd.DataFrame, inven
     (for the run's OVERRIDES, beside the staging profiles'). inventory: the run's scoped inventory."""
     members, refused = group_members(inventory, immutable)
     keys = zip(members["account_id"], members["region"], members["auto_scaling_group"], strict=True)
-    planned = members[[key not in refused for key in keys]]
+    planned = members[pd.Series([key not in refused for key in keys], index=members.index, dtype="bool")]
     bakes = bake_plan(planned)
     groups = group_plan(members, bakes, refused)
     artifacts.write(BAKE_PLAN, bakes)

@@ -46,6 +46,12 @@ def with_image_profiles(artifacts: RunArtifacts, profiles: pd.DataFrame, target:
     return concat_frames([profiles, image_profiles(bakes, results)], PROFILE_COLUMNS)
 
 
+def bake_ids(artifacts: RunArtifacts) -> set[str]:
+    """The run's planned bake ids: the staging profiles that are baked AMIs' replicas (empty when none)."""
+    bakes = artifacts.find(BAKE_PLAN)
+    return set() if bakes is None else {str(b) for b in bakes["bake_id"]}
+
+
 @dataclass
 class ImmutableRecord:
     """The whole run's immutable path as recorded so far (empty tables when nothing was planned)."""
