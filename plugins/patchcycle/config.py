@@ -699,6 +699,15 @@ class ImmutableSettings(Settings):
         type="integer",
         minimum=0,
     )
+    refresh_bake_time_seconds: int = setting(
+        0,
+        parse_seconds,
+        "Instance refresh: alarm window after the last batch (seconds)",
+        "How long a refresh keeps watching the health alarms after its last batch, rolling back if one fires, "
+        "before it succeeds (BakeTime); 0: it succeeds as the last batch is healthy.",
+        type="integer",
+        minimum=0,
+    )
     refresh_timeout_minutes: float = setting(
         480.0,
         parse_duration,

@@ -158,7 +158,9 @@ def test_preferences_roll_back_on_their_own_and_pause_only_at_real_checkpoints()
         "AlarmSpecification": {"Alarms": ["web-5xx"]},
     }
     plain = refresh_preferences(checkpoints=[100], alarms=[], **base)
-    assert "CheckpointPercentages" not in plain and "AlarmSpecification" not in plain
+    assert "CheckpointPercentages" not in plain and "AlarmSpecification" not in plain and "BakeTime" not in plain
+    watched = refresh_preferences(checkpoints=[100], alarms=["web-5xx"], bake_time_seconds=900, **base)
+    assert watched["BakeTime"] == 900  # the alarms' window after the last batch
 
 
 def test_a_group_on_a_symbolic_version_is_named_as_irreversible() -> None:

@@ -279,9 +279,11 @@ def refresh_preferences(
     checkpoints: Sequence[int],
     checkpoint_delay_seconds: int,
     alarms: Sequence[str],
+    bake_time_seconds: int = 0,
 ) -> dict[str, Any]:
     """StartInstanceRefresh's Preferences: replace only what does not run the new version (SkipMatching), pause
-    at each wave's checkpoint, and roll back on its own when the refresh fails or a health alarm fires."""
+    at each wave's checkpoint, and roll back on its own when the refresh fails or a health alarm fires, also during
+    the BakeTime after the last batch."""
     preferences: dict[str, Any] = {
         "MinHealthyPercentage": min_healthy_percentage,
         "InstanceWarmup": instance_warmup_seconds,
@@ -295,6 +297,9 @@ def refresh_preferences(
         preferences["CheckpointDelay"] = checkpoint_delay_seconds
     if alarms:
         preferences["AlarmSpecification"] = {"Alarms": list(alarms)}
+    if bake_time_seconds:
+        # After the last batch the refresh stays Baking this long, its alarms still able to roll it back.
+        preferences["BakeTime"] = bake_time_seconds
     return preferences
 
 

@@ -238,6 +238,7 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
             checkpoints=checkpoints,
             checkpoint_delay_seconds=settings.refresh_checkpoint_delay_seconds,
             alarms=sorted(set(alarms)),
+            bake_time_seconds=settings.refresh_bake_time_seconds,
         )
         with aws_call("autoscaling:StartInstanceRefresh", account, region):
             refresh_id = scaling.start_refresh(name, template_name, version, preferences)
