@@ -669,8 +669,8 @@ class ImmutableSettings(Settings):
         ASG,
         _choice(*IMMUTABLE_MODES),
         "Auto Scaling group instances",
-        "asg: never patch them in place; bake a patched AMI per source AMI, stage it, and replace the instances "
-        "with an instance refresh that rolls back on its own. off: patch them in place like the rest.",
+        "asg: never patch them in place; bake a patched AMI of each group's launch AMI, stage it, and replace the "
+        "instances with an instance refresh that rolls back on its own. off: patch them in place like the rest.",
         enum=list(IMMUTABLE_MODES),
     )
     refresh_min_healthy_percentage: int = setting(

@@ -314,7 +314,7 @@ WAVE_PLAN: Final = Table(
 BAKE_PLAN: Final = Table(
     stage="install",
     name="bakes.parquet",
-    about="the patched AMIs to bake: one per source AMI of the Auto Scaling instances, with its pinned patches",
+    about="the patched AMIs to bake: one per launch AMI and patch list of the Auto Scaling groups, with its patches",
     written_by="plan_install",
     columns=BAKE_PLAN_COLUMNS,
 )

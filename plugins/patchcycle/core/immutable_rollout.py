@@ -1,8 +1,8 @@
 """The immutable path as it runs: the baked AMIs and their proof, the approver's section, the auto policy's
 condition, each group's instance refresh, and what happened to every Auto Scaling instance of the inventory.
 
-core/immutable plans it (one bake per source AMI, the groups to refresh); this module judges what the bake,
-staging, Inspector and the refreshes did. Pure: the operators fetch, this decides.
+core/immutable plans it (one bake per group's launch AMI and patch list, the groups to refresh); this module judges
+what the bake, staging, Inspector and the refreshes did. Pure: the operators fetch, this decides.
 """
 
 from __future__ import annotations
