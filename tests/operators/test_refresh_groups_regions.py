@@ -170,6 +170,7 @@ def test_a_group_name_in_two_regions_is_refreshed_in_each(server: SandboxServer)
     assert len(set(ids)) == 2
 
 
+@pytest.mark.slow
 def test_the_inventory_names_the_ami_each_group_launches_now(server: SandboxServer) -> None:
     """What the immutable path bakes: the AMI of the version the group launches now ($Latest resolved), not the one
     its members run."""
