@@ -91,8 +91,9 @@ with DAG(
         targets
     )
     rds_rollout = RdsRolloutOperator(task_id="rds_rollout", config=config)
-    # The immutable path: one patched AMI per source AMI of the Auto Scaling instances, staged as its own replica
-    # (so staging waits for the bakes), then each group refreshed onto it after approval, beside the waves.
+    # The immutable path: one patched AMI per Auto Scaling group's launch AMI (shared by groups that agree), staged as
+    # its own replica (so staging waits for the bakes), then each group refreshed onto it after approval, beside the
+    # waves.
     bake_images = BakeImagesOperator.partial(task_id="bake_images", config=config).expand_kwargs(targets)
     # Amazon Inspector on each baked AMI's replica, before the replicas are deleted and anyone is asked to approve.
     prove_images = ProveImagesOperator.partial(task_id="prove_images", config=config).expand_kwargs(targets)

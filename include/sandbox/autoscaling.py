@@ -317,7 +317,9 @@ def _step(world: World, refresh: Refresh, at: datetime) -> None:
         refresh.phase = "forward"
         _forward(world, refresh, at)
     elif phase == "bake":
-        _succeed(world, refresh, at)
+        # An alarm that went to ALARM by the end of BakeTime still stops the refresh (settle may not have run since).
+        if not _check_alarms(world, refresh, at):
+            _succeed(world, refresh, at)
     elif phase == "rollback":
         batch = refresh.inflight
         refresh.inflight = None

@@ -809,16 +809,19 @@ def _check_rds(scenario: Scenario, where: str) -> None:
 
 
 def _check_auto_scaling_groups(scenario: Scenario, where: str, group_names: set[str]) -> None:
-    """auto_scaling_groups: unique names (also among instance groups), known AMIs, min <= desired <= max, zones."""
-    names: set[str] = set()
+    """auto_scaling_groups: names unique in their account and region, as on AWS (one name may be used in two regions),
+    and not an instance group's; known AMIs, min <= desired <= max, zones."""
     for a_index, account in enumerate(scenario.accounts):
         for region in account.regions:
+            names: set[str] = set()
             for g_index, group in enumerate(region.auto_scaling_groups):
                 field_path = f"{where}: accounts[{a_index}].regions.{region.name}.auto_scaling_groups[{g_index}]"
                 if group.name in group_names:
                     raise ScenarioError(f"{field_path}.name: {group.name!r} is already an instance group's name")
                 if group.name in names:
-                    raise ScenarioError(f"{field_path}.name: Auto Scaling group {group.name!r} is defined twice")
+                    raise ScenarioError(
+                        f"{field_path}.name: Auto Scaling group {group.name!r} is defined twice in {region.name}"
+                    )
                 names.add(group.name)
                 if group.ami not in scenario.amis:
                     raise ScenarioError(f"{field_path}.ami: {group.ami} is not listed under amis")

@@ -669,8 +669,8 @@ class ImmutableSettings(Settings):
         ASG,
         _choice(*IMMUTABLE_MODES),
         "Auto Scaling group instances",
-        "asg: never patch them in place; bake a patched AMI per source AMI, stage it, and replace the instances "
-        "with an instance refresh that rolls back on its own. off: patch them in place like the rest.",
+        "asg: never patch them in place; bake a patched AMI of each group's launch AMI, stage it, and replace the "
+        "instances with an instance refresh that rolls back on its own. off: patch them in place like the rest.",
         enum=list(IMMUTABLE_MODES),
     )
     refresh_min_healthy_percentage: int = setting(
@@ -696,6 +696,15 @@ class ImmutableSettings(Settings):
         "Instance refresh: pause at each checkpoint (seconds)",
         "How long the refresh waits at the end of each wave's share (the canary first) for the health alarms to "
         "speak (CheckpointDelay).",
+        type="integer",
+        minimum=0,
+    )
+    refresh_bake_time_seconds: int = setting(
+        0,
+        parse_seconds,
+        "Instance refresh: alarm window after the last batch (seconds)",
+        "How long a refresh keeps watching the health alarms after its last batch, rolling back if one fires, "
+        "before it succeeds (BakeTime); 0: it succeeds as the last batch is healthy.",
         type="integer",
         minimum=0,
     )

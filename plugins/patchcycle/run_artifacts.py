@@ -314,7 +314,7 @@ WAVE_PLAN: Final = Table(
 BAKE_PLAN: Final = Table(
     stage="install",
     name="bakes.parquet",
-    about="the patched AMIs to bake: one per source AMI of the Auto Scaling instances, with its pinned patches",
+    about="the patched AMIs to bake: one per launch AMI and patch list of the Auto Scaling groups, with its patches",
     written_by="plan_install",
     columns=BAKE_PLAN_COLUMNS,
 )
@@ -376,7 +376,7 @@ IMAGE_PROOFS: Final = Table(
 REFRESHES: Final = Record(
     stage="immutable",
     name="refreshes.json",
-    about="group name -> its instance refresh: version, status, old and new instances, time and API calls",
+    about="<account>/<region>/<group> -> its refresh: version, status, old and new instances, time, API calls",
     written_by="refresh_groups",
     schema=dict[str, GroupRefresh],
 )

@@ -158,9 +158,24 @@ def test_the_instances_a_refresh_launched_are_watched_as_left_with_their_pinned_
         "pinned_patches": ["ALAS-1"],
         "new_instances": [{"instance_id": "i-new", "compliant": True, "cves_closed": True}],
     }
-    report = {"resources": [], "install": {"auto_scaling_groups": [group]}, "generated_at": "2026-11-20T03:00:00Z"}
+    # The instance it replaced: in the report with the patch state it had, but terminated since.
+    replaced = {
+        "resource_id": "i-old",
+        "resource_type": "ec2",
+        "account_id": "123456789012",
+        "region": "us-east-1",
+        "verdict": "REPLACED",
+        "compliance_state": "NON_COMPLIANT",
+        "patch_state": {"missing": 1},
+        "missing_patches": [{"patch_id": "ALAS-1"}],
+    }
+    report = {
+        "resources": [replaced],
+        "install": {"auto_scaling_groups": [group]},
+        "generated_at": "2026-11-20T03:00:00Z",
+    }
     watched = watched_instances(report, "123456789012", "us-east-1")
-    assert [entry["resource_id"] for entry in watched] == ["i-new"]
+    assert [entry["resource_id"] for entry in watched] == ["i-new"]  # not the terminated i-old
     assert watched_instances(report, "123456789012", "eu-west-1") == []
     absent = {"i-new": [{"KBId": "ALAS-1", "State": "MISSING"}, {"KBId": "ALAS-9", "State": "MISSING"}]}
     drift = detect_drift(report, "123456789012", "us-east-1", absent, None, [])

@@ -13,6 +13,7 @@ from patchcycle.core.immutable import (
     GROUP_PLAN_COLUMNS,
     bake_plan,
     checkpoint_percentages,
+    group_members,
     group_plan,
     irreversible_reason,
     is_immutable,
@@ -42,6 +43,8 @@ def member(resource_id: str, group: str, image_id: str = AL2023, version: str = 
         "auto_scaling_group": group,
         "launch_template": group and f"{group}-lt",
         "launch_template_version": group and version,
+        "group_launch_template_version": group and version,
+        "group_image_id": group and image_id,  # the group launches the AMI its member runs, unless told otherwise
         "patch_ids": "KB1;KB2",
         "pinned": 2,
         **extra,
@@ -60,21 +63,52 @@ def test_only_auto_scaling_members_are_immutable_and_off_patches_them_in_place()
         is_immutable(frame, "on")
 
 
-def test_one_bake_per_source_ami_with_every_pinned_patch_of_its_instances() -> None:
+def test_one_bake_per_group_launch_ami_and_patch_list_shared_by_groups_that_agree() -> None:
     frame = production(
         member("i-1", "web-asg", patch_ids="KB1;KB2"),
         member("i-2", "web-asg", patch_ids="KB3", instance_type="t3.large"),
-        member("i-3", "api-asg", patch_ids="KB2;KB4"),
+        member("i-3", "api-asg", patch_ids="KB2;KB4"),  # the same AMI, another patch list: a bake of its own
+        member("i-6", "www-asg", patch_ids="KB3;KB1", instance_type="t3.large"),
+        member("i-7", "www-asg", patch_ids="KB2"),  # the union is web-asg's: they share its bake
         member("i-4", "jobs-asg", image_id=UBUNTU, patch_ids="USN-1"),
     )
     bakes = bake_plan(frame)
     assert list(bakes.columns) == list(BAKE_PLAN_COLUMNS)
     rows = bakes.set_index("bake_id")
-    assert rows["image_id"].to_dict() == {"b01": AL2023, "b02": UBUNTU}
-    assert rows.loc["b01", "patch_ids"] == "KB1;KB2;KB3;KB4"  # what every instance of the AMI needs
-    assert rows.loc["b01", "auto_scaling_groups"] == "api-asg;web-asg"
-    assert (rows.loc["b01", "instances"], rows.loc["b01", "instance_type"]) == (3, "t3.medium")  # most common
-    assert (rows.loc["b02", "platform_name"], rows.loc["b02", "patch_ids"]) == ("Ubuntu", "USN-1")
+    assert rows[["image_id", "patch_ids", "auto_scaling_groups"]].values.tolist() == [
+        [AL2023, "KB1;KB2;KB3", "web-asg;www-asg"],  # every member of both groups gets the union
+        [AL2023, "KB2;KB4", "api-asg"],
+        [UBUNTU, "USN-1", "jobs-asg"],
+    ]
+    assert (rows.loc["b01", "instances"], rows.loc["b01", "instance_type"]) == (4, "t3.large")  # most common
+    assert rows.loc["b03", "platform_name"] == "Ubuntu"
+    groups = group_plan(frame, bakes)
+    assert dict(zip(groups["auto_scaling_group"], groups["bake_id"], strict=True)) == {
+        "api-asg": "b02",
+        "jobs-asg": "b03",
+        "web-asg": "b01",
+        "www-asg": "b01",
+    }
+
+
+def test_a_group_running_two_amis_gets_one_bake_of_the_ami_it_launches_now() -> None:
+    frame = production(
+        member("i-1", "web-asg", image_id=UBUNTU, version="3", group_image_id=AL2023, patch_ids="USN-1"),
+        member("i-2", "web-asg", image_id=UBUNTU, version="3", group_image_id=AL2023, patch_ids="USN-2"),
+        member("i-9", "web-asg", version="4", group_image_id=AL2023, patch_ids="KB1"),  # the minority, launched now
+    )
+    bakes = bake_plan(frame)
+    assert bakes[["bake_id", "image_id", "patch_ids", "instances"]].values.tolist() == [
+        ["b01", AL2023, "KB1;USN-1;USN-2", 3]
+    ]
+    groups = group_plan(frame, bakes)
+    assert groups[["image_id", "launch_image_id", "bake_id"]].values.tolist() == [
+        [UBUNTU, AL2023, "b01"],
+        [AL2023, AL2023, "b01"],
+    ]
+    # A launch AMI that is a Systems Manager parameter (the refresh refuses the group) or unknown: the members' own.
+    ssm = production(member("i-1", "web-asg", group_image_id="resolve:ssm:/golden"), member("i-2", "web-asg"))
+    assert bake_plan(ssm)["image_id"].tolist() == [AL2023]
 
 
 def test_a_group_running_two_versions_is_planned_once_per_version_with_its_bake() -> None:
@@ -95,7 +129,7 @@ def test_a_group_running_two_versions_is_planned_once_per_version_with_its_bake(
 
 def test_a_group_whose_ami_has_no_bake_is_refused() -> None:
     frame = production(member("i-1", "web-asg"))
-    with pytest.raises(ValueError, match=f"no bake for the source AMI {AL2023} of web-asg"):
+    with pytest.raises(ValueError, match=f"no bake for the launch AMI {AL2023} of web-asg"):
         group_plan(frame, bake_plan(production()))
 
 
@@ -124,7 +158,9 @@ def test_preferences_roll_back_on_their_own_and_pause_only_at_real_checkpoints()
         "AlarmSpecification": {"Alarms": ["web-5xx"]},
     }
     plain = refresh_preferences(checkpoints=[100], alarms=[], **base)
-    assert "CheckpointPercentages" not in plain and "AlarmSpecification" not in plain
+    assert "CheckpointPercentages" not in plain and "AlarmSpecification" not in plain and "BakeTime" not in plain
+    watched = refresh_preferences(checkpoints=[100], alarms=["web-5xx"], bake_time_seconds=900, **base)
+    assert watched["BakeTime"] == 900  # the alarms' window after the last batch
 
 
 def test_a_group_on_a_symbolic_version_is_named_as_irreversible() -> None:
@@ -146,3 +182,51 @@ def test_a_launch_template_whose_ami_is_an_ssm_parameter_is_named_as_irreversibl
         "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
     )
     assert ssm_parameter("ami-0a1b2c3d4e5f60001") == "" and ssm_parameter("") == ""
+
+
+def _inventory(*rows: dict[str, Any], excluded: dict[str, str] | None = None) -> pd.DataFrame:
+    """The scoped inventory of these members (excluded: instance id -> its scope reason)."""
+    excluded = excluded or {}
+    frame = pd.DataFrame(rows)
+    frame["resource_type"] = "ec2"
+    frame["in_scope"] = [r not in excluded for r in frame["resource_id"]]
+    frame["scope_reason"] = [excluded.get(r, "") for r in frame["resource_id"]]
+    return frame
+
+
+def test_a_refresh_replaces_the_whole_group_so_the_plan_takes_every_member() -> None:
+    needing = production(member("i-1", "web-asg"))
+    compliant, offline = member("i-2", "web-asg", patch_ids=""), member("i-3", "web-asg", patch_ids="")
+    inventory = _inventory(member("i-1", "web-asg"), compliant, offline, member("i-9", ""))
+    members, refused = group_members(inventory, needing)
+    assert refused == {} and members["resource_id"].tolist() == ["i-1", "i-2", "i-3"]  # not the ordinary i-9
+    assert members["patch_ids"].tolist() == ["KB1;KB2", "", ""]
+    groups = group_plan(members, bake_plan(members))
+    assert groups[["instance_ids", "instances", "patched_ids", "refused"]].values.tolist() == [
+        ["i-1;i-2;i-3", 3, "i-1", ""]
+    ]
+
+
+def test_a_group_with_a_member_the_scope_excludes_is_refused_in_words() -> None:
+    needing = production(member("i-1", "web-asg"), member("i-5", "api-asg"))
+    inventory = _inventory(
+        member("i-1", "web-asg"),
+        member("i-2", "web-asg"),
+        member("i-5", "api-asg"),
+        excluded={"i-2": "excluded by exclude_ids"},
+    )
+    members, refused = group_members(inventory, needing)
+    reason = refused[(ACCOUNT, "us-east-1", "web-asg")]
+    assert "replaces every instance of the group" in reason and "i-2 (excluded by exclude_ids)" in reason
+    keys = zip(members["account_id"], members["region"], members["auto_scaling_group"], strict=True)
+    bakes = bake_plan(members[pd.Series([key not in refused for key in keys], index=members.index, dtype="bool")])
+    assert bakes["auto_scaling_groups"].tolist() == ["api-asg"]  # nothing is baked for the refused group
+    groups = group_plan(members, bakes, refused).set_index("auto_scaling_group")
+    assert groups.loc["web-asg", ["instance_ids", "bake_id", "refused"]].tolist() == ["i-1", "", reason]
+    assert groups.loc["api-asg", ["bake_id", "refused"]].tolist() == ["b01", ""]
+
+
+def test_no_immutable_instance_plans_nothing() -> None:
+    members, refused = group_members(_inventory(member("i-9", "")), production())
+    assert members.empty and list(members.columns) == list(PRODUCTION_COLUMNS) and refused == {}
+    assert bake_plan(members).empty and group_plan(members, bake_plan(members)).empty

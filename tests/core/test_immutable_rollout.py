@@ -23,6 +23,8 @@ from patchcycle.core.immutable_rollout import (
     image_problems,
     image_profiles,
     immutable_outcomes,
+    refresh_entries,
+    refresh_key,
     rollout_halt,
     run_refresh,
     run_version,
@@ -101,6 +103,11 @@ def _refresh(group: str, **changes: object) -> GroupRefresh:
     return GroupRefresh(**{**base.__dict__, **changes})  # type: ignore[arg-type]
 
 
+def _keyed(refreshes: dict[str, GroupRefresh]) -> dict[str, GroupRefresh]:
+    """Group name -> refresh, as refresh_groups keys them (account, region, group)."""
+    return {refresh_key(r.account_id, r.region, r.group): r for r in refreshes.values()}
+
+
 def _codes(outcomes: pd.DataFrame) -> dict[str, str]:
     return dict(zip(outcomes["resource_id"], outcomes["reason_code"], strict=True))
 
@@ -151,7 +158,7 @@ def test_an_alarm_during_the_second_groups_refresh_rolls_it_back_and_halts_the_r
         "web", status="RollbackSuccessful", rollback_reason="alarm web-asg-health in ALARM", new_instances=[]
     )
     refreshes = {"api": _refresh("api", new_instances=["i-n1", "i-n2"]), "web": rolled}
-    outcomes = immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, refreshes)
+    outcomes = immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, _keyed(refreshes))
     codes = _codes(outcomes)
     assert Counter(codes.values()) == {"REPLACED": 2, "REFRESH_ROLLED_BACK": 3}
     web = outcomes[outcomes["resource_id"] == "i-w1"].iloc[0]
@@ -159,13 +166,13 @@ def test_an_alarm_during_the_second_groups_refresh_rolls_it_back_and_halts_the_r
     assert halt_reason(rolled) == "the instance refresh of web rolled back: alarm web-asg-health in ALARM"
     # A third group after it would have been halted with that reason.
     halted = _refresh("api", state="halted", status="", reason=halt_reason(rolled))
-    codes = _codes(immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, {"web": rolled, "api": halted}))
+    codes = _codes(immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, _keyed({"web": rolled, "api": halted})))
     assert codes["i-a1"] == "HALTED_BY_REFRESH"
 
 
 def test_every_inventory_instance_gets_one_verdict_from_its_refresh() -> None:
     refreshes = {"api": _refresh("api", new_instances=["i-n1"]), "web": _refresh("web", status="Failed")}
-    outcomes = immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, refreshes)
+    outcomes = immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, _keyed(refreshes))
     ids = ["i-a1", "i-a2", "i-w1", "i-w2", "i-w3"]
     inventory = pd.DataFrame(
         {
@@ -196,7 +203,9 @@ def test_every_inventory_instance_gets_one_verdict_from_its_refresh() -> None:
 def test_a_group_on_latest_is_refused_not_refreshed() -> None:
     assert "$Latest" in irreversible_reason("web", "$Latest") and irreversible_reason("web", "3") == ""
     refused = _refresh("web", state="refused", status="", reason=irreversible_reason("web", "$Latest"))
-    codes = _codes(immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, {"api": _refresh("api"), "web": refused}))
+    codes = _codes(
+        immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, _keyed({"api": _refresh("api"), "web": refused}))
+    )
     assert codes["i-w1"] == "REFRESH_IRREVERSIBLE" and codes["i-a1"] == "REPLACED"
 
 
@@ -273,5 +282,49 @@ def test_a_group_another_refresh_is_replacing_halts_the_rollout() -> None:
     assert rollout_halt({"api": _refresh("api"), "web": blocked}) == "another refresh"
     failed = _refresh("api", status="RollbackSuccessful", rollback_reason="alarm api-5xx")
     assert rollout_halt({"api": failed}) == "the instance refresh of api rolled back: alarm api-5xx"
-    codes = _codes(immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, {"api": _refresh("api"), "web": blocked}))
+    codes = _codes(
+        immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, _keyed({"api": _refresh("api"), "web": blocked}))
+    )
     assert codes["i-w1"] == "HALTED_BY_REFRESH" and codes["i-a1"] == "REPLACED"
+
+
+def test_groups_of_one_name_in_two_regions_are_two_refreshes() -> None:
+    west = GROUPS.copy()
+    west["region"] = "eu-west-1"
+    west["instance_ids"] = ["i-wa1;i-wa2", "i-ww1;i-ww2;i-ww3"]
+    groups = pd.concat([GROUPS, west], ignore_index=True)
+    east_web = _refresh("web", new_instances=["i-n1"])
+    west_web = _refresh("web", region="eu-west-1", status="RollbackSuccessful", rollback_reason="alarm eu-5xx")
+    refreshes = {refresh_key(r.account_id, r.region, r.group): r for r in (east_web, west_web)}
+    assert len(refreshes) == 2
+    codes = _codes(immutable_outcomes(groups, _results(), APPROVED, PASSED, refreshes))
+    assert codes["i-w1"] == "REPLACED" and codes["i-ww1"] == "REFRESH_ROLLED_BACK"
+    assert codes["i-a1"] == codes["i-wa1"] == "NOT_ATTEMPTED"  # neither region's api has a record
+    entries = {(e["region"], e["group"]): e for e in refresh_entries(groups, refreshes)}
+    assert entries[("us-east-1", "web")]["status"] == "Successful"
+    assert entries[("us-east-1", "web")]["new_instances"] == [
+        {"instance_id": "i-n1", "compliant": False, "cves_closed": False}
+    ]
+    assert entries[("eu-west-1", "web")]["status"] == "RollbackSuccessful"
+    assert entries[("eu-west-1", "web")]["instances"] == ["i-ww1", "i-ww2", "i-ww3"]
+
+
+def test_members_needing_no_patch_are_replaced_too_and_a_refused_group_is_skipped_in_words() -> None:
+    groups = GROUPS.copy()
+    groups["patched_ids"] = ["i-a1;i-a2", "i-w1"]  # i-w2 and i-w3 were compliant already
+    refreshes = _keyed({"web": _refresh("web", new_instances=["i-n1", "i-n2", "i-n3"])})
+    outcomes = immutable_outcomes(groups.iloc[[1]], _results(), APPROVED, PASSED, refreshes).set_index("resource_id")
+    assert set(outcomes["reason_code"]) == {"REPLACED"}
+    assert "needed no pinned patch" not in outcomes.loc["i-w1", "detail"]
+    assert "a refresh replaces every instance of web" in outcomes.loc["i-w2", "detail"]
+    assert (outcomes.loc["i-w1", "pinned"], outcomes.loc["i-w2", "pinned"]) == (2, 0)
+    refused = "web is not refreshed: an instance refresh replaces every instance of the group, and the scope ..."
+    groups.loc[1, ["bake_id", "refused"]] = ["", refused]
+    codes = _codes(immutable_outcomes(groups, _results(), APPROVED, PASSED, refreshes))
+    assert codes == {"i-a1": "NOT_ATTEMPTED", "i-a2": "NOT_ATTEMPTED"} | dict.fromkeys(
+        ["i-w1", "i-w2", "i-w3"], "REFRESH_REPLACES_EXCLUDED"
+    )
+    entry = next(e for e in refresh_entries(groups, {}) if e["group"] == "web")
+    assert (entry["state"], entry["reason"]) == ("refused", refused)
+    section = approval_section(groups, _results(), pd.DataFrame(columns=["bake_id"]), [])
+    assert "Left out" in section and refused in section and "| web |" not in section

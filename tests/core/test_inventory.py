@@ -191,6 +191,7 @@ def test_ec2_rows_name_each_auto_scaling_members_group_and_launch_template_versi
     groups = [
         {
             "AutoScalingGroupName": "web-asg",
+            "LaunchTemplate": {"LaunchTemplateId": "lt-1", "LaunchTemplateName": "web", "Version": "4"},
             "Instances": [
                 {
                     "InstanceId": "i-old",
@@ -209,8 +210,13 @@ def test_ec2_rows_name_each_auto_scaling_members_group_and_launch_template_versi
         {"AutoScalingGroupName": "empty-asg", "Instances": []},
     ]
     instances = [instance(i) for i in ("i-old", "i-new", "i-lc", "i-alone")]
-    frame = ec2_rows(ACCOUNT, REGION, instances, [info(i) for i in ("i-old", "i-new", "i-lc", "i-alone")], groups)
+    managed = [info(i) for i in ("i-old", "i-new", "i-lc", "i-alone")]
+    frame = ec2_rows(ACCOUNT, REGION, instances, managed, groups, {"web-asg": "ami-0new"})
     _check_schema(frame)
+    # What the group launches now (its new instances' AMI), for every member whatever it runs itself.
+    launches = frame.set_index("resource_id")[["group_launch_template_version", "group_image_id"]]
+    assert launches.loc["i-old"].tolist() == launches.loc["i-new"].tolist() == ["4", "ami-0new"]
+    assert launches.loc["i-lc"].tolist() == launches.loc["i-alone"].tolist() == ["", ""]  # no launch template
     rows = frame.set_index("resource_id")[["auto_scaling_group", "launch_template", "launch_template_version"]]
     assert rows.to_dict("index") == {
         "i-old": {"auto_scaling_group": "web-asg", "launch_template": "web", "launch_template_version": "3"},

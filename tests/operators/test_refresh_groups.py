@@ -51,7 +51,9 @@ def _group(name: str, desired: int) -> dict[str, Any]:
     return group
 
 
+BAKED = "ami-0b5a4e0000000b001"  # the bake's AMI: the groups are refreshed onto it
 SCENARIO = scenario("refresh", alarms=[{"name": ALARM, "state": "OK"}])
+SCENARIO["amis"][BAKED] = {"os": "AMAZON_LINUX_2023"}
 SCENARIO["clock"]["speed"] = 200.0  # a refresh's batches and checkpoints pass in a fraction of a second
 SCENARIO["accounts"][0]["regions"][REGION]["auto_scaling_groups"] = [_group(n, d) for n, d in GROUPS.items()]
 SANDBOX_DROP_FAULTS = True
@@ -73,14 +75,14 @@ def _instances(server: SandboxServer) -> dict[str, list[str]]:
 
 
 def _planned_run(server: SandboxServer, run_id: str) -> dict[str, Any]:
-    """A run as plan_install and bake_images leave it: one bake of AL2023 (its "baked" image is AL2023 itself:
-    the new launch template version differs, so SkipMatching still replaces every instance)."""
+    """A run as plan_install and bake_images leave it: one bake of AL2023, baked as BAKED."""
     config = cycle_config(
         s3_root(run_id),
         health_alarms=[ALARM],
         refresh_instance_warmup_seconds=10,
         refresh_checkpoint_delay_seconds=5,
         refresh_min_healthy_percentage=50,
+        refresh_bake_time_seconds=5,
     )
     artifacts = run_artifacts(config, run_id)
     artifacts.write(
@@ -113,7 +115,7 @@ def _planned_run(server: SandboxServer, run_id: str) -> dict[str, Any]:
         **where,
         "bake_id": "b01",
         "source_image_id": AL2023,
-        "image_id": AL2023,
+        "image_id": BAKED,
         "execution_id": "e-1",
         "status": "Success",
         "builder_instance_id": "i-b",
@@ -165,7 +167,7 @@ def test_an_alarm_during_the_second_groups_refresh_rolls_it_back_and_halts_the_r
     before = _instances(server)
     summary, events = _run_to_end(RefreshGroupsOperator(task_id="refresh_groups", config=config), context(run_id))
 
-    refreshes = read_refreshes(run_artifacts(config, run_id))
+    refreshes = {r.group: r for r in read_refreshes(run_artifacts(config, run_id)).values()}  # one region
     assert summary["by_state"] == {"Successful": 1, "RollbackSuccessful": 1, "refused": 1, "halted": 1}
     assert [e["group"] for e in events] == ["api-asg", "web-asg"]  # two refreshes waited for, one after the other
     # $Latest: refused, not refreshed (its refresh could not roll back), and it halts nothing.
@@ -181,6 +183,12 @@ def test_an_alarm_during_the_second_groups_refresh_rolls_it_back_and_halts_the_r
     assert refresh["DesiredConfiguration"]["LaunchTemplate"]["Version"] == "2"
     assert refresh["Preferences"]["AutoRollback"] and refresh["Preferences"]["SkipMatching"]
     assert refresh["Preferences"]["AlarmSpecification"] == {"Alarms": [ALARM]}
+    assert refresh["Preferences"]["BakeTime"] == 5  # the alarms still watched after the last batch
+    # Later scale-outs launch the baked AMI: the default version's ImageId is the bake's.
+    (version,) = ec2.describe_launch_template_versions(LaunchTemplateName="api-asg", Versions=["$Default"])[
+        "LaunchTemplateVersions"
+    ]
+    assert version["VersionNumber"] == 2 and version["LaunchTemplateData"]["ImageId"] == api.image_id == BAKED
     assert refresh["Preferences"]["CheckpointPercentages"] == api.checkpoints and api.checkpoints[-1] == 100
     # The second: its alarm fired half-way, the refresh rolled back onto the old version.
     web = refreshes["web-asg"]

@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from include.sandbox.server import SandboxServer
 from patchcycle.core.frames import typed_frame
 from patchcycle.core.immutable import BAKE_PLAN_COLUMNS, GROUP_PLAN_COLUMNS
-from patchcycle.core.immutable_rollout import BAKE_RESULT_COLUMNS, GroupRefresh
+from patchcycle.core.immutable_rollout import BAKE_RESULT_COLUMNS, GroupRefresh, refresh_key
 from patchcycle.operators.refresh_groups import RefreshGroupsOperator
 from patchcycle.readback.immutable import read_refreshes
 from patchcycle.run_artifacts import BAKE_PLAN, BAKE_RESULTS, GROUP_PLAN, INVENTORY_SUMMARY, REFRESHES
@@ -164,8 +164,13 @@ def _lose(config: dict[str, Any], run_id: str, group: str) -> None:
     """The worker died after StartInstanceRefresh and before it recorded the group: its record is not there."""
     artifacts = run_artifacts(config, run_id)
     refreshes = read_refreshes(artifacts)
-    del refreshes[group]
+    del refreshes[refresh_key(ACCOUNT, REGION, group)]
     artifacts.write(REFRESHES, refreshes)
+
+
+def _by_name(config: dict[str, Any], run_id: str) -> dict[str, GroupRefresh]:
+    """The run's refresh records by group name (one account and region here)."""
+    return {r.group: r for r in read_refreshes(run_artifacts(config, run_id)).values()}
 
 
 def _calls(server: SandboxServer, operation: str, groups: dict[str, int]) -> Counter[str]:
@@ -204,7 +209,7 @@ def test_a_retry_after_start_instance_refresh_resumes_the_refresh_instead_of_sta
     # The retry finds the running refresh this run started, and waits for it again.
     second = _defers(config, run_id)
     assert second.trigger.refresh_id == first.trigger.refresh_id  # type: ignore[attr-defined]
-    assert read_refreshes(run_artifacts(config, run_id))["c1-asg"].state == "refreshing"
+    assert _by_name(config, run_id)["c1-asg"].state == "refreshing"
     # c1 ends; the task goes on to c2, starts it and dies again, this time until c2's refresh has ended.
     third = _defers(config, run_id, event=first_trigger_payload(second.trigger, timeout=120))
     assert third.trigger.group == "c2-asg"  # type: ignore[attr-defined]
@@ -218,10 +223,7 @@ def test_a_retry_after_start_instance_refresh_resumes_the_refresh_instead_of_sta
     for operation in ("autoscaling:StartInstanceRefresh", "ec2:CreateLaunchTemplateVersion"):
         assert _calls(server, operation, CRASHED) == dict.fromkeys(CRASHED, 1), operation
         assert _calls(server, operation, CALM) == dict.fromkeys(CALM, 1), operation
-    refreshes, calm_refreshes = (
-        read_refreshes(run_artifacts(config, run_id)),
-        read_refreshes(run_artifacts(calm, "manual__calm")),
-    )
+    refreshes, calm_refreshes = _by_name(config, run_id), _by_name(calm, "manual__calm")
     assert _verdict(refreshes["c1-asg"]) == _verdict(calm_refreshes["a1-asg"])
     assert _verdict(refreshes["c2-asg"]) == _verdict(calm_refreshes["a2-asg"])
     now = _instances(server, list(CRASHED))
@@ -256,7 +258,7 @@ def test_an_ssm_parameter_ami_is_refused_and_another_refresh_halts_the_rollout_a
     summary = _run_to_end(config, run_id)
 
     assert summary["by_state"] == {"refused": 1, "halted": 2}
-    refreshes = read_refreshes(run_artifacts(config, run_id))
+    refreshes = _by_name(config, run_id)
     ssm = refreshes["g1-ssm"]
     assert ssm.state == "refused" and PARAMETER in ssm.reason and ssm.version == "" and ssm.refresh_id == ""
     busy = refreshes["g2-busy"]

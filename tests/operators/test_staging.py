@@ -380,3 +380,43 @@ def test_staging_installs_the_pinned_lists_then_health_checks_by_platform(
     with pytest.raises(TaskDeferred):
         StagingHealthCheckOperator(task_id="check_staging", config=base, region_name=REGION).execute(context(run_id))
     assert sandbox_calls(server.url, "ssm:SendCommand") == sent
+
+
+def test_a_baked_amis_replica_is_scanned_not_installed_and_must_come_with_its_pinned_patches(
+    server: SandboxServer, base: dict[str, Any]
+) -> None:
+    """The Linux replica stands for a baked AMI here (its profile id is a planned bake's): it gets a Scan, so the
+    pinned patches its image lacks (it was launched from an unpatched AMI) show as not installed, and it fails."""
+    from patchcycle.core.frames import typed_frame
+    from patchcycle.core.immutable import BAKE_PLAN_COLUMNS
+    from patchcycle.core.staging import staging_results
+    from patchcycle.run_artifacts import BAKE_PLAN, STAGING_INSTALL
+
+    run_id = "scheduled__bake-scan"
+    artifacts = new_run(base, run_id)
+    instances = create_stack(base, run_id)["instances"]
+    staged = profiles(base).set_index("profile_id")
+    linux, windows = sorted(instances, key=lambda p: staged.loc[p, "platform_type"] != "Linux")
+    artifacts.write(
+        BAKE_PLAN,
+        typed_frame([{"bake_id": linux, "image_id": staged.loc[linux, "image_id"], "instances": 1}], BAKE_PLAN_COLUMNS),
+    )
+    overrides = run_artifacts(base, BASE_RUN).read(OVERRIDES)
+    ssm = client_factory(server.url)("ssm", region=REGION)
+
+    patch = StagingPatchOperator(task_id="patch_staging", config=base, region_name=REGION)
+    patch.execute_complete(context(run_id), wait_for_commands(server, patch, run_id))
+
+    commands = artifacts.read(STAGING_INSTALL_COMMANDS, target=TARGET)
+    (scan,) = ssm.list_commands(CommandId=commands[linux])["Commands"]
+    assert scan["Parameters"]["Operation"] == ["Scan"] and "InstallOverrideList" not in scan["Parameters"]
+    (install,) = ssm.list_commands(CommandId=commands[windows])["Commands"]
+    assert install["Parameters"]["Operation"] == ["Install"]
+    assert install["Parameters"]["InstallOverrideList"] == [overrides[windows]]
+    record = artifacts.read(STAGING_INSTALL, target=TARGET)
+    rows = staged.loc[[linux]].reset_index().assign(instance_id=[instances[linux]])
+    healthy = {instances[linux]: {"Status": "Success"}}
+    (result,) = staging_results(rows, record.install, record.patches, healthy).to_dict("records")
+    pinned = staged.loc[linux, "patch_ids"].split(";")
+    assert result["install_status"] == "Success" and not result["passed"]
+    assert result["installed"] == 0 and result["not_installed"].split(";") == pinned

@@ -437,3 +437,42 @@ def test_an_ssm_parameter_ami_cannot_be_rolled_back_and_replacing_calls_are_logg
     versions = [r["resource"] for r in log if r["operation"] == "ec2:CreateLaunchTemplateVersion"]
     assert versions == ["web", "web", "api"]
     assert started["InstanceRefreshId"]
+
+
+def test_an_alarm_during_bake_time_rolls_the_refresh_back(fresh_server: Any) -> None:
+    """After the last batch the refresh is Baking for BakeTime, still watching its alarms: one in ALARM then rolls
+    it back (AutoRollback), as it would during a batch."""
+    asg, ec2, cloudwatch = clients(fresh_server)
+    old = {i["InstanceId"] for i in group_instances(asg, "web")}
+    version = new_version(ec2, "web")
+    refresh_id = asg.start_instance_refresh(
+        AutoScalingGroupName="web",
+        DesiredConfiguration={"LaunchTemplate": {"LaunchTemplateName": "web", "Version": version}},
+        Preferences={
+            "MinHealthyPercentage": 50,
+            "InstanceWarmup": 60,
+            "BakeTime": 600,
+            "AutoRollback": True,
+            "AlarmSpecification": {"Alarms": ["api-health"]},
+        },
+    )["InstanceRefreshId"]
+    for _ in range(10):
+        advance_clock(fresh_server.url, 30)
+        if refresh(asg, "web", refresh_id)["Status"] == "Baking":
+            break
+    baking = refresh(asg, "web", refresh_id)
+    assert baking["Status"] == "Baking" and baking["PercentageComplete"] == 100
+    advance_clock(fresh_server.url, 300)  # half the bake time: still baking
+    assert refresh(asg, "web", refresh_id)["Status"] == "Baking"
+    cloudwatch.set_alarm_state(AlarmName="api-health", StateValue="ALARM", StateReason="5xx during bake")
+    advance_clock(fresh_server.url, 1)
+    now = refresh(asg, "web", refresh_id)
+    assert now["Status"] == "RollbackInProgress" and "api-health" in now["RollbackDetails"]["RollbackReason"]
+    for _ in range(10):
+        advance_clock(fresh_server.url, 60)
+        if refresh(asg, "web", refresh_id)["Status"] != "RollbackInProgress":
+            break
+    assert refresh(asg, "web", refresh_id)["Status"] == "RollbackSuccessful"
+    back = group_instances(asg, "web")
+    assert len(back) == 4 and not {i["InstanceId"] for i in back} & old  # replaced again, onto the old version
+    assert {i["LaunchTemplate"]["Version"] for i in back} == {"1"}

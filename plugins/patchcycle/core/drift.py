@@ -95,7 +95,8 @@ ABSENT_STATES: Final = frozenset({"MISSING", "FAILED"})
 
 def watched_instances(report: Mapping[str, Any], account_id: str, region: str) -> list[dict[str, Any]]:
     """The report's EC2 entries in one account and region that Patch Manager reported on, and the instances the
-    cycle's instance refreshes launched there (expected: their baked AMI's pinned patches installed)."""
+    cycle's instance refreshes launched there (expected: their baked AMI's pinned patches installed). An instance a
+    refresh REPLACED is left out: it was terminated, and its place is watched as the new instance."""
     return [
         entry
         for entry in report["resources"]
@@ -103,6 +104,7 @@ def watched_instances(report: Mapping[str, Any], account_id: str, region: str) -
         and entry["account_id"] == account_id
         and entry["region"] == region
         and entry.get("patch_state") is not None
+        and entry.get("verdict") != REPLACED
     ] + replacement_entries(report, account_id, region)
 
 

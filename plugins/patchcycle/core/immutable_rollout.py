@@ -1,8 +1,8 @@
 """The immutable path as it runs: the baked AMIs and their proof, the approver's section, the auto policy's
 condition, each group's instance refresh, and what happened to every Auto Scaling instance of the inventory.
 
-core/immutable plans it (one bake per source AMI, the groups to refresh); this module judges what the bake,
-staging, Inspector and the refreshes did. Pure: the operators fetch, this decides.
+core/immutable plans it (one bake per group's launch AMI and patch list, the groups to refresh); this module judges
+what the bake, staging, Inspector and the refreshes did. Pure: the operators fetch, this decides.
 """
 
 from __future__ import annotations
@@ -311,7 +311,10 @@ def approval_section(groups: pd.DataFrame, results: pd.DataFrame, proofs: pd.Dat
     baked = {str(r["bake_id"]): r for r in results.to_dict("records")}
     proven = {str(r["bake_id"]): r for r in proofs.to_dict("records")}
     rows = []
+    left_out = sorted({str(g["refused"]) for g in groups.to_dict("records") if str(g.get("refused") or "")})
     for group in groups.to_dict("records"):
+        if str(group.get("refused") or ""):
+            continue
         result = baked.get(str(group["bake_id"]))
         proof = proven.get(str(group["bake_id"]))
         new = str(result["image_id"]) if result is not None and result["baked"] else "not baked"
@@ -342,9 +345,17 @@ def approval_section(groups: pd.DataFrame, results: pd.DataFrame, proofs: pd.Dat
         "",
         *_table(["Group", "Region", "Instances", "Current AMI", "New AMI", "Amazon Inspector"], rows),
     ]
+    if left_out:
+        lines += ["", "Left out (the scope excludes one of their instances):", "", *[f"- {why}" for why in left_out]]
     if problems:
         lines += ["", "Not ready:", "", *[f"- {problem}" for problem in problems]]
     return "\n".join(lines) + "\n"
+
+
+def refresh_key(account_id: str, region: str, group: str) -> str:
+    """The key of a group's refresh record: a group name is unique only within its account and region, so two
+    groups of one name in two regions or accounts are two records. Account ids and regions hold no "/"."""
+    return f"{account_id}/{region}/{group}"
 
 
 def refresh_order(groups: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -365,15 +376,6 @@ def halt_reason(refresh: GroupRefresh) -> str:
         "Cancelled": "was cancelled",
     }.get(refresh.status, f"ended {refresh.status or 'without a status'}")
     return f"the instance refresh of {refresh.group} {status}" + (f": {what}" if what else "")
-
-
-def _refresh_of(refreshes: Mapping[str, GroupRefresh], account_id: str, region: str, name: str) -> GroupRefresh | None:
-    """The refresh record of this group: refreshes are keyed by group name, so a group of the same name in another
-    account or Region must not take its record."""
-    refresh = refreshes.get(name)
-    if refresh is None or (refresh.account_id, refresh.region) != (account_id, region):
-        return None
-    return refresh
 
 
 # -- a retried refresh_groups: what the attempt before it already did on AWS ------------------------------------------
@@ -516,7 +518,7 @@ def immutable_outcomes(
     refreshes: Mapping[str, GroupRefresh],
 ) -> pd.DataFrame:
     """OUTCOME_COLUMNS (outcome REFRESH) for every Auto Scaling instance of the inventory that the immutable path
-    took: groups' GROUP_PLAN_COLUMNS instance ids. bakes: BAKE_RESULT_COLUMNS; refreshes: group name -> its record.
+    took: groups' GROUP_PLAN_COLUMNS instance ids. bakes: BAKE_RESULT_COLUMNS; refreshes: refresh_key -> its record.
     The reason code decides the verdict: REPLACED, REFRESH_ROLLED_BACK, REFRESH_FAILED, HALTED_BY_REFRESH,
     REFRESH_IRREVERSIBLE, BAKE_FAILED, STAGING_FAILED, REJECTED, APPROVAL_TIMEOUT or NOT_ATTEMPTED."""
     baked = {str(r["bake_id"]): r for r in bakes.to_dict("records")}
@@ -525,17 +527,27 @@ def immutable_outcomes(
         name = str(group["auto_scaling_group"])
         bake = baked.get(str(group["bake_id"]))
         pinned = len(split_cve_ids(str(bake["patch_ids"]))) if bake is not None else 0
-        if bake is None or not bake["baked"]:
+        if str(group.get("refused") or ""):
+            code, detail = ReasonCode.REFRESH_REPLACES_EXCLUDED, str(group["refused"])
+        elif bake is None or not bake["baked"]:
             why = bake["reason"] if bake is not None else "the bake did not finish"
             code, detail = ReasonCode.BAKE_FAILED, f"no patched AMI for {name}: {why}"
         elif approval is None or not approval.approved:
             code, why = _rejected(approval, staging)
             detail = f"{name} not refreshed: {why}"
         else:
-            code, detail = _refreshed(
-                name, _refresh_of(refreshes, str(group["account_id"]), str(group["region"]), name)
-            )
-        rows += [_outcome(group, i, pinned, code, detail) for i in split_cve_ids(str(group["instance_ids"]))]
+            key = refresh_key(str(group["account_id"]), str(group["region"]), name)
+            code, detail = _refreshed(name, refreshes.get(key))
+        patched = set(split_cve_ids(str(group.get("patched_ids") or group["instance_ids"])))
+        for instance_id in split_cve_ids(str(group["instance_ids"])):
+            told = detail
+            if instance_id not in patched and code == ReasonCode.REPLACED:
+                # A refresh replaces the whole group: said where the instance needed no patch of this run.
+                told = (
+                    f"{detail}; it needed no pinned patch (compliant, offline or not scanned), but a refresh "
+                    f"replaces every instance of {name}"
+                )
+            rows.append(_outcome(group, instance_id, pinned if instance_id in patched else 0, code, told))
     return typed_frame(rows, OUTCOME_COLUMNS)
 
 
@@ -660,14 +672,25 @@ def refresh_entries(
 ) -> list[dict[str, Any]]:
     """The report's list of Auto Scaling groups: each with its instances at inventory time and their verdicts, its
     refresh, and the new instances it launched (compliant and with the pinned CVEs closed, or not).
-    outcomes: immutable_outcomes' rows (OUTCOME_COLUMNS), whose reason codes give the instances' verdicts."""
+    refreshes: refresh_key -> its record. outcomes: immutable_outcomes' rows (OUTCOME_COLUMNS), whose reason codes
+    give the instances' verdicts."""
     codes = {} if outcomes is None else dict(zip(outcomes["resource_id"], outcomes["reason_code"], strict=True))
     entries = []
     for account_id, region, name in refresh_order(groups):
         rows = groups[(groups["account_id"] == account_id) & (groups["region"] == region)]
         rows = rows[rows["auto_scaling_group"] == name]
         instances = sorted({i for joined in rows["instance_ids"] for i in split_cve_ids(str(joined))})
-        refresh = _refresh_of(refreshes, account_id, region, name)
+        refresh = refreshes.get(refresh_key(account_id, region, name))
+        refused = next((str(r) for r in rows["refused"] if str(r)), "") if "refused" in rows else ""
+        if refresh is None and refused:
+            refresh = GroupRefresh(
+                account_id=account_id,
+                region=region,
+                group=name,
+                launch_template=str(rows["launch_template"].iloc[0]),
+                state="refused",
+                reason=refused,
+            )
         entries.append(
             {
                 "account_id": account_id,
@@ -690,7 +713,7 @@ def refresh_entries(
                 "status": refresh.status if refresh else "",
                 "status_reason": refresh.status_reason if refresh else "",
                 "rollback_reason": refresh.rollback_reason if refresh else "",
-                # halt_reason tells how a refresh ended; a halted or refused group's own reason says why it did not run
+                # A refresh that ran: why it ended as it did; one that did not (halted, refused): why not.
                 "reason": ((halt_reason(refresh) if refresh.state == "done" else "") or refresh.reason)
                 if refresh
                 else "",

@@ -54,6 +54,8 @@ INVENTORY_COLUMNS: Final[Mapping[str, str]] = {
     "auto_scaling_group": "str",  # EC2: the Auto Scaling group the instance belongs to ("" when none)
     "launch_template": "str",  # EC2 in a group: the launch template it was launched from (name, else id)
     "launch_template_version": "str",  # EC2 in a group: that template's version number
+    "group_launch_template_version": "str",  # EC2 in a group: the version the group launches now ("1", "$Default")
+    "group_image_id": "str",  # EC2 in a group: that version's ImageId as stored ("" when unknown)
     "platform_type": "str",  # Linux | Windows | MacOS (SSM, else guessed from EC2 Platform)
     "platform_name": "str",  # SSM PlatformName, else EC2 PlatformDetails
     "platform_version": "str",
@@ -164,23 +166,38 @@ def group_membership(groups: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str
     return members
 
 
+def launch_template_spec(group: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(template id, template name, version) a DescribeAutoScalingGroups group launches now; ("", "", "") for a
+    launch configuration or a mixed instances policy (not refreshed: refresh_groups refuses them)."""
+    template = group.get("LaunchTemplate") or {}
+    return (
+        str(template.get("LaunchTemplateId") or ""),
+        str(template.get("LaunchTemplateName") or ""),
+        str(template.get("Version") or "$Default") if template else "",
+    )
+
+
 def ec2_rows(
     account_id: str,
     region: str,
     instances: list[dict[str, Any]],
     managed: list[dict[str, Any]],
     auto_scaling_groups: Iterable[Mapping[str, Any]] = (),
+    group_images: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Inventory rows for EC2 instances (DescribeInstances Instance dicts, flattened from Reservations).
 
     `managed` is SSM DescribeInstanceInformation's InstanceInformationList; an instance is managed when
     it is listed there (hybrid "mi-" nodes without an EC2 instance are ignored). `auto_scaling_groups`
-    (DescribeAutoScalingGroups' AutoScalingGroups) names each member's group and launch template. Terminated and
+    (DescribeAutoScalingGroups' AutoScalingGroups) names each member's group and launch template, and
+    `group_images` (group name -> ImageId) the AMI of the version each group launches now. Terminated and
     shutting-down instances are left out. An instance is patchable only when running, managed and
     Online; otherwise skip_reason says "stopped", "unmanaged: ..." or "offline: SSM Agent <status> since <time>".
     """
     info_by_id = {str(info["InstanceId"]): info for info in managed}
+    auto_scaling_groups = list(auto_scaling_groups)
     members = group_membership(auto_scaling_groups)
+    group_versions = {str(g["AutoScalingGroupName"]): launch_template_spec(g)[2] for g in auto_scaling_groups}
     rows = []
     for instance in instances:
         state = str(instance.get("State", {}).get("Name", ""))
@@ -207,6 +224,8 @@ def ec2_rows(
             auto_scaling_group=group,
             launch_template=template,
             launch_template_version=version,
+            group_launch_template_version=group_versions.get(group, ""),
+            group_image_id=(group_images or {}).get(group, ""),
             platform_type=platform_type,
             platform_name=platform_name,
             platform_version=platform_version,

@@ -36,6 +36,8 @@ PRODUCTION_COLUMNS: Final[Mapping[str, str]] = {
     "auto_scaling_group": "str",  # "" when the instance is in no Auto Scaling group
     "launch_template": "str",
     "launch_template_version": "str",
+    "group_launch_template_version": "str",  # the version the group launches now (inventory)
+    "group_image_id": "str",  # that version's AMI: what the immutable path bakes
     "patch_ids": "str",  # the instance's pinned patches: distinct outstanding patch ids, sorted, ";"-joined
     "pinned": "int64",
 }

@@ -103,6 +103,7 @@ class ReasonCode(StrEnum):
     REFRESH_FAILED = "REFRESH_FAILED"
     HALTED_BY_REFRESH = "HALTED_BY_REFRESH"
     REFRESH_IRREVERSIBLE = "REFRESH_IRREVERSIBLE"
+    REFRESH_REPLACES_EXCLUDED = "REFRESH_REPLACES_EXCLUDED"
     BAKE_FAILED = "BAKE_FAILED"
 
 
@@ -261,6 +262,10 @@ REASON_CODES: Final[Mapping[ReasonCode, tuple[Verdict, str]]] = {
     _R.REFRESH_IRREVERSIBLE: (
         Verdict.SKIPPED_EXCLUDED,
         "its group launches $Latest or $Default of its launch template: a refresh could not roll back",
+    ),
+    _R.REFRESH_REPLACES_EXCLUDED: (
+        Verdict.SKIPPED_EXCLUDED,
+        "its group has an instance the scope excludes, which an instance refresh would replace too",
     ),
     _R.BAKE_FAILED: (Verdict.SKIPPED_STAGING_FAILED, "no patched AMI could be baked for its group"),
 }

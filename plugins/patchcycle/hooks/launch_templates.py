@@ -30,6 +30,14 @@ class LaunchTemplateHook(AwsBaseHook):
         )
         return [dict(version) for page in pages for version in page["LaunchTemplateVersions"]]
 
+    def image_of(self, template_id: str, template_name: str, version: str) -> str:
+        """The ImageId of one version of a template (by id, else name) as stored ("" when the version has none):
+        `version` may be a number, $Latest or $Default, resolved by EC2."""
+        named = {"LaunchTemplateId": template_id} if template_id else {"LaunchTemplateName": template_name}
+        response = self.conn.describe_launch_template_versions(**named, Versions=[version])
+        found = response["LaunchTemplateVersions"]
+        return str((found[0].get("LaunchTemplateData") or {}).get("ImageId") or "") if found else ""
+
     def image_version(self, template: str, source_version: str, image_id: str, description: str, token: str) -> str:
         """A new version of `template` (by name) that is `source_version` with only its ImageId changed; returns
         its number. The version is pinned, never $Latest or $Default: a refresh onto a symbolic version cannot

@@ -1,6 +1,7 @@
-"""bake_images: one patched AMI per source AMI of the target's Auto Scaling instances, baked by the project's
-PatchCycle-BakeAmi runbook with exactly the pinned patches (the bake's InstallOverrideList), waited for in the
-triggerer. The runbook tags the AMI with the run and the source AMI; its staging replica is launched from it next."""
+"""bake_images: one patched AMI per planned bake of the target's Auto Scaling groups (core.immutable.bake_plan),
+baked by the project's PatchCycle-BakeAmi runbook with exactly the pinned patches (the bake's InstallOverrideList),
+waited for in the triggerer. The runbook tags the AMI with the run and the source AMI; its staging replica is launched
+from it next."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ class InstallPlanOperator(FleetOperator[CycleConfig]):
             for profile in profiles.to_dict("records")
             if profile["staged"]
         }
-        overrides.update(write_immutable_plan(artifacts, immutable))
+        overrides.update(write_immutable_plan(artifacts, immutable, tables.inventory))
         artifacts.write(PRODUCTION, production)
         artifacts.write(PROFILES, profiles)
         artifacts.write(WAVE_PLAN, waves)

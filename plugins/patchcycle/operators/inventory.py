@@ -14,6 +14,7 @@ from patchcycle.core.scope import apply_scope
 from patchcycle.hooks.auto_scaling import AutoScalingHook
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.inventory import Ec2InventoryHook, RdsInventoryHook, S3InventoryHook
+from patchcycle.hooks.launch_templates import LaunchTemplateHook
 from patchcycle.hooks.patch_manager import PatchManagerHook
 from patchcycle.operators.base import TargetOperator
 from patchcycle.run_artifacts import INVENTORY, INVENTORY_SUMMARY, RDS_PLAN, Step
@@ -40,6 +41,7 @@ class InventoryOperator(TargetOperator[Ec2InventoryHook, CycleConfig]):
                 managed = ssm.managed_instances()
             with aws_call("autoscaling:DescribeAutoScalingGroups", account, region):
                 groups = self.hook_for(AutoScalingHook).groups()
+            group_images = self._group_images(account, region, groups)
             rds = self.hook_for(RdsInventoryHook)
             with aws_call("rds:DescribeDBInstances", account, region):
                 databases = rds.db_instances()
@@ -52,7 +54,7 @@ class InventoryOperator(TargetOperator[Ec2InventoryHook, CycleConfig]):
 
             table = inv.combine(
                 [
-                    inv.ec2_rows(account, region, instances, managed, groups),
+                    inv.ec2_rows(account, region, instances, managed, groups, group_images),
                     inv.rds_rows(account, region, databases, pending),
                     inv.rds_cluster_rows(account, region, clusters, pending),
                     inv.s3_rows(account, region, buckets),
@@ -72,3 +74,19 @@ class InventoryOperator(TargetOperator[Ec2InventoryHook, CycleConfig]):
             artifacts.write(INVENTORY_SUMMARY, summary, target=self.target)
             self.log.info("Inventory of %s: %s", self.target.key, summary)
             return asdict(summary)
+
+    def _group_images(self, account: str, region: str, groups: list[dict[str, Any]]) -> dict[str, str]:
+        """Group name -> the AMI of the launch template version it launches now: what its new instances run, and
+        so what the immutable path bakes (one DescribeLaunchTemplateVersions per distinct template and version)."""
+        images: dict[tuple[str, str, str], str] = {}
+        found: dict[str, str] = {}
+        templates = self.hook_for(LaunchTemplateHook)
+        for group in groups:
+            spec = inv.launch_template_spec(group)
+            if not spec[2]:
+                continue
+            if spec not in images:
+                with aws_call("ec2:DescribeLaunchTemplateVersions", account, region):
+                    images[spec] = templates.image_of(*spec)
+            found[str(group["AutoScalingGroupName"])] = images[spec]
+        return found

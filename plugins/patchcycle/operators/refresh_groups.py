@@ -34,6 +34,7 @@ from patchcycle.core.immutable_rollout import (
     foreign_refresh,
     foreign_refresh_reason,
     halt_reason,
+    refresh_key,
     refresh_order,
     rollout_halt,
     run_refresh,
@@ -77,10 +78,14 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
         """Start the next group's refresh and defer, or, when none is left, return the summary."""
         halted = rollout_halt(refreshes)
         baked = {str(r["bake_id"]): r for r in record.results.to_dict("records") if r["baked"]}
-        for account_id, region, name in refresh_order(record.groups):
-            if name in refreshes and refreshes[name].state in ("done", "refused", "halted"):
+        plan = record.groups[record.groups["refused"] == ""]  # a refused group gets its verdicts from the plan
+        for account_id, region, name in refresh_order(plan):
+            key = refresh_key(account_id, region, name)
+            if key in refreshes and refreshes[key].state in ("done", "refused", "halted"):
                 continue
-            rows = record.groups[(record.groups["auto_scaling_group"] == name) & (record.groups["region"] == region)]
+            rows = plan[
+                (plan["account_id"] == account_id) & (plan["region"] == region) & (plan["auto_scaling_group"] == name)
+            ]
             main = rows.sort_values("instances", ascending=False).iloc[0]
             old = sorted({i for joined in rows["instance_ids"] for i in split_cve_ids(str(joined))})
             refresh = GroupRefresh(
@@ -88,22 +93,23 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
                 region=region,
                 group=name,
                 launch_template=str(main["launch_template"]),
-                source_image_id=str(main["image_id"]),
+                # The group's one bake patches the AMI it launches now, whatever AMIs its older members run.
+                source_image_id=str(main["launch_image_id"] or main["image_id"]),
                 old_instances=old,
             )
             bake = baked.get(str(main["bake_id"]))
             if bake is None:
                 continue  # no baked AMI: the group is not refreshed, and its verdicts say why (BAKE_FAILED)
             if halted:
-                refreshes[name] = replace(refresh, state="halted", reason=halted)
+                refreshes[key] = replace(refresh, state="halted", reason=halted)
                 continue
             target = self._target(artifacts, config, account_id, region)
             if target is None:
-                refreshes[name] = replace(refresh, state="refused", reason=f"no target covers {account_id} {region}")
+                refreshes[key] = replace(refresh, state="refused", reason=f"no target covers {account_id} {region}")
                 continue
             wanted = replace(refresh, image_id=str(bake["image_id"]))
-            started, ended = self._start(context, config, target, wanted, refreshes.get(name))
-            refreshes[name] = started
+            started, ended = self._start(context, config, target, wanted, refreshes.get(key))
+            refreshes[key] = started
             artifacts.write(REFRESHES, refreshes)
             if ended is not None:
                 # This run's refresh ended while no attempt waited for it: its result, as the trigger would give it.
@@ -181,7 +187,9 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
             existing = scaling.refreshes(name)
             calls += 1
         install = config.install
-        checkpoints = checkpoint_percentages(len(refresh.old_instances), install.canary, install.wave_percentages)
+        # The refresh replaces the whole group: its checkpoints fall on the group's size now.
+        size = len(found.get("Instances", [])) or len(refresh.old_instances)
+        checkpoints = checkpoint_percentages(size, install.canary, install.wave_percentages)
         mine = replace(
             refresh,
             launch_template=template_name,
@@ -230,6 +238,7 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
             checkpoints=checkpoints,
             checkpoint_delay_seconds=settings.refresh_checkpoint_delay_seconds,
             alarms=sorted(set(alarms)),
+            bake_time_seconds=settings.refresh_bake_time_seconds,
         )
         with aws_call("autoscaling:StartInstanceRefresh", account, region):
             refresh_id = scaling.start_refresh(name, template_name, version, preferences)
@@ -249,8 +258,11 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
     ) -> dict[str, GroupRefresh]:
         """The group the trigger waited on, as its refresh ended: the default version set after a success, the
         instances it launched, or why it stopped."""
-        name, state = str(event["group"]), dict(event["refresh"])
-        refresh = refreshes[name]
+        state = dict(event["refresh"])
+        # Refresh ids are unique: the record the event belongs to, whichever account and region its group is in.
+        key = next(k for k, r in refreshes.items() if r.refresh_id == state["refresh_id"])
+        refresh = refreshes[key]
+        name = refresh.group
         target = self._target(artifacts, config, refresh.account_id, refresh.region)
         assert target is not None  # the refresh was started through it
         kwargs, calls = target.as_kwargs(), refresh.api_calls + int(event.get("polls", 0))
@@ -282,7 +294,7 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
         launched = [i for i in now if i not in refresh.old_instances] if refresh.status == "Successful" else []
         refresh = replace(refresh, new_instances=launched, api_calls=calls)
         self.log.info("Instance refresh of %s: %s %s", name, refresh.status, halt_reason(refresh))
-        refreshes[name] = refresh
+        refreshes[key] = refresh
         artifacts.write(REFRESHES, refreshes)
         return refreshes
 

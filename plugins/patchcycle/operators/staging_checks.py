@@ -21,7 +21,7 @@ from patchcycle.hooks.patch_manager import PatchManagerHook
 from patchcycle.links.ssm import RunCommandLink
 from patchcycle.operators.base import TargetOperator
 from patchcycle.operators.run_command import HEALTHCHECKS, invocations, late_commands, send_health_checks
-from patchcycle.readback.immutable import with_image_profiles
+from patchcycle.readback.immutable import bake_ids, with_image_profiles
 from patchcycle.run_artifacts import (
     NOT_ONLINE,
     ONLINE_WAIT,
@@ -85,7 +85,9 @@ class StagingOperator(TargetOperator[PatchManagerHook, CycleConfig]):
 
 
 class StagingPatchOperator(StagingOperator):
-    """Waits until the staging instances are Online in SSM, installs each profile's pinned list, verifies it."""
+    """Waits until the staging instances are Online in SSM, installs each profile's pinned list, verifies it. The
+    replica of a baked AMI is scanned instead (Operation=Scan): its pinned patches must be reported installed as the
+    AMI came, proving the bake, not a second install."""
 
     def execute(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any] | None:
         artifacts, config = self.artifacts(context), self.settings()
@@ -108,19 +110,31 @@ class StagingPatchOperator(StagingOperator):
                 self.defer(trigger=TimeDeltaTrigger(config.poll_interval), method_name="execute")
             overrides = artifacts.read(OVERRIDES)
             sent = artifacts.find(STAGING_INSTALL_COMMANDS, target=self.target) or {}
+            bakes = bake_ids(artifacts)
             for profile in staged[staged["instance_id"].isin(online)].to_dict("records"):
                 if profile["profile_id"] in sent:
                     continue  # a retried task does not install twice
                 with aws_call("ssm:SendCommand", str(profile["account_id"]), region):
-                    sent[profile["profile_id"]] = self.hook.send_patch_baseline(
-                        [profile["instance_id"]],
-                        operation="Install",
-                        max_concurrency=str(config.max_concurrency),
-                        max_errors=str(config.max_errors),
-                        reboot_option=config.install.reboot_option,
-                        install_override_list=overrides[profile["profile_id"]],
-                        comment=f"patchcycle staging {context['run_id']}",
-                    )
+                    if profile["profile_id"] in bakes:
+                        # A baked AMI's replica is only scanned: its pinned patches must already be in the image,
+                        # so what Patch Manager and Inspector then report is the AMI as baked, not a fresh install.
+                        sent[profile["profile_id"]] = self.hook.send_patch_baseline(
+                            [profile["instance_id"]],
+                            operation="Scan",
+                            max_concurrency=str(config.max_concurrency),
+                            max_errors=str(config.max_errors),
+                            comment=f"patchcycle staging scan {context['run_id']}",
+                        )
+                    else:
+                        sent[profile["profile_id"]] = self.hook.send_patch_baseline(
+                            [profile["instance_id"]],
+                            operation="Install",
+                            max_concurrency=str(config.max_concurrency),
+                            max_errors=str(config.max_errors),
+                            reboot_option=config.install.reboot_option,
+                            install_override_list=overrides[profile["profile_id"]],
+                            comment=f"patchcycle staging {context['run_id']}",
+                        )
                 artifacts.write(STAGING_INSTALL_COMMANDS, sent, target=self.target)
             limit = f"{config.install.staging_timeout_minutes:g}"
             never_online = {

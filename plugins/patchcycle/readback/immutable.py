@@ -46,6 +46,12 @@ def with_image_profiles(artifacts: RunArtifacts, profiles: pd.DataFrame, target:
     return concat_frames([profiles, image_profiles(bakes, results)], PROFILE_COLUMNS)
 
 
+def bake_ids(artifacts: RunArtifacts) -> set[str]:
+    """The run's planned bake ids: the staging profiles that are baked AMIs' replicas (empty when none)."""
+    bakes = artifacts.find(BAKE_PLAN)
+    return set() if bakes is None else {str(b) for b in bakes["bake_id"]}
+
+
 @dataclass
 class ImmutableRecord:
     """The whole run's immutable path as recorded so far (empty tables when nothing was planned)."""
@@ -71,7 +77,7 @@ def read_immutable_record(artifacts: RunArtifacts, targets: Sequence[Target]) ->
 
 
 def read_refreshes(artifacts: RunArtifacts) -> dict[str, GroupRefresh]:
-    """Group name -> its refresh record, as refresh_groups left them ({} before it ran)."""
+    """refresh_key (account/region/group) -> its refresh record, as refresh_groups left them ({} before it ran)."""
     found: dict[str, GroupRefresh] | None = artifacts.find(REFRESHES)
     return dict(found) if found else {}
 
