@@ -23,6 +23,7 @@ from patchcycle.core.immutable_rollout import (
     halt_reason,
     immutable_outcomes,
     refresh_entries,
+    refresh_key,
     replacement_check,
 )
 from patchcycle.core.inventory import ec2_rows
@@ -149,7 +150,7 @@ def _refreshes() -> dict[str, GroupRefresh]:
         reason=halt_reason(web),
         old_instances=GROUPS["zzz"],
     )
-    return {"api": api, "web": web, "zzz": zzz}
+    return {refresh_key(r.account_id, r.region, r.group): r for r in (api, web, zzz)}
 
 
 def _report() -> dict[str, Any]:
