@@ -127,7 +127,8 @@ class StageFigures:
     slot_seconds: float = 0.0
     deferred_seconds: float = 0.0
     peak_rss_bytes: int = 0
-    calls: Counter[str] = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)  # the DAG's own calls (its tasks' and triggers')
+    automation_calls: Counter[str] = field(default_factory=Counter)  # its runbooks' steps', made on AWS's side
 
     @property
     def wall_seconds(self) -> float:
@@ -136,11 +137,13 @@ class StageFigures:
 
 @dataclass(frozen=True)
 class Sample:
-    """What was measured at one moment: the tree's RSS and the sandbox's cumulative API call counts."""
+    """What was measured at one moment: the tree's RSS and the sandbox's cumulative API call counts, the
+    clients' (GET /_sandbox/calls?invoked_by=client) and Automation's steps' (?invoked_by=automation) apart."""
 
     at: float
     rss_bytes: int
     calls: Mapping[str, int]
+    automation_calls: Mapping[str, int] = field(default_factory=dict)
 
 
 def stage_figures(runs: list[TaskRun], samples: list[Sample]) -> list[StageFigures]:
@@ -164,6 +167,7 @@ def stage_figures(runs: list[TaskRun], samples: list[Sample]) -> list[StageFigur
         after = _first_at_or_after(ordered, ended)
         if before is not None and after is not None:
             figures.calls.update(_difference(after.calls, before.calls))
+            figures.automation_calls.update(_difference(after.automation_calls, before.automation_calls))
     return sorted(by_stage.values(), key=lambda f: stage_order(f.stage))
 
 
@@ -191,3 +195,73 @@ def ratio(calls: int, minimum: int | None) -> str:
     if not minimum:
         return "-"
     return f"{calls / minimum:.2f}x"
+
+
+# -- the minimum a wave's calls could be --------------------------------------------------------------------
+
+BATCH = 50  # instance ids per SendCommand / StartAutomationExecution; invocations and children per page
+
+
+@dataclass(frozen=True)
+class WaveRow:
+    """One instance of a wave as its results table ends (waves/wave_N.results.parquet)."""
+
+    account_id: str
+    region: str
+    profile_id: str
+    snapshot: str  # "" (none taken) | completed | failed
+    sent: bool  # an install command was sent to it
+    validation: str  # "" (not validated) | passed | failed
+    rollback: str  # "" (none) | rolled_back | failed
+
+
+def wave_minimums(rows: Iterable[WaveRow]) -> dict[str, tuple[str, int]]:
+    """API -> (basis, the fewest calls a wave with these outcomes could make). Each runbook phase starts one
+    execution per 50 instances of a target, reads its children in one page (50 a page) and, at best, looks at
+    it once when it is final; each failed child costs one DescribeAutomationStepExecutions. The install sends
+    one command per 50 instances of a (target, patch profile), reads its invocations in one page, and looks at
+    it once when it is final."""
+    rows = list(rows)
+
+    def per_50(keys: Iterable[tuple[str, ...]]) -> int:
+        return sum(math.ceil(n / BATCH) for n in Counter(keys).values())
+
+    def target(row: WaveRow) -> tuple[str, str]:
+        return (row.account_id, row.region)
+
+    parents = (
+        per_50(target(r) for r in rows if r.snapshot)
+        + per_50(target(r) for r in rows if r.validation)
+        + per_50(target(r) for r in rows if r.rollback)
+    )
+    commands = per_50((*target(r), r.profile_id) for r in rows if r.sent)
+    failed = sum((r.snapshot == "failed") + (r.validation == "failed") + (r.rollback == "failed") for r in rows)
+    executions = "1 per 50 instances of a target, per runbook phase"
+    return {
+        "ssm:StartAutomationExecution": (executions, parents),
+        "ssm:DescribeAutomationExecutions": ("1 page of <= 50 children per execution", parents),
+        "ssm:GetAutomationExecution": ("trigger: 1 look per execution once final", parents),
+        "ssm:DescribeAutomationStepExecutions": ("1 per failed child execution", failed),
+        "ssm:SendCommand": ("1 per 50 instances of a (target, patch profile)", commands),
+        "ssm:ListCommandInvocations": ("1 page of <= 50 invocations per command", commands),
+        "ssm:ListCommands": ("trigger: 1 look per command once final", commands),
+    }
+
+
+@dataclass(frozen=True)
+class CallTotals:
+    with_minimum: int  # the calls of the APIs that have a minimum in their stage
+    minimum: int  # the sum of those minimums
+    every: int  # every call the DAG made, those without a minimum (artifact I/O, ...) included
+
+
+def call_totals(stages: Iterable[StageFigures], lows: Mapping[str, Mapping[str, tuple[str, int]]]) -> CallTotals:
+    """Totals over the stages: lows is stage -> API -> (basis, minimum), as printed beside each API."""
+    with_minimum = minimum = every = 0
+    for stage in stages:
+        rules = lows.get(stage.stage, {})
+        every += sum(stage.calls.values())
+        for api, (_, low) in rules.items():
+            with_minimum += stage.calls.get(api, 0)
+            minimum += low
+    return CallTotals(with_minimum, minimum, every)
