@@ -31,8 +31,10 @@ STAGES: dict[str, tuple[str, ...]] = {
         "rehearse_rds",
         "delete_rds_staging",
     ),
+    "images": ("bake_images", "prove_images"),  # the immutable path: skipped unless its groups are in the plan
     "approval": ("approve_production",),
     "rds rollout": ("rds_rollout",),
+    "refresh": ("refresh_groups", "verify_replacements"),
     "verify": ("verify",),
     "inspect": ("inspect",),
     "snapshots": ("expire_snapshots",),

@@ -48,6 +48,8 @@ def test_stages_follow_the_dag() -> None:
     assert stage_of("plan_install") == "plan"
     assert stage_of("wave_3") == "wave 3"
     assert stage_of("publish_metrics") == "publish"
+    assert stage_of("bake_images") == "images"
+    assert stage_of("verify_replacements") == "refresh"
     assert stage_of("something_new") == "something_new"
 
 
