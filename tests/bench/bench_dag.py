@@ -32,8 +32,9 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -43,6 +44,7 @@ from tests.bench.dag_figures import (
     WaveRow,
     call_totals,
     parse_time,
+    patch_read_minimums,
     per_thousand,
     ratio,
     stage_figures,
@@ -141,6 +143,8 @@ class CycleRun:
     stages: list[StageFigures]
     log_path: Path
     waves: dict[str, list[WaveRow]]  # "wave N" -> its instances' outcomes, from the run's artifacts
+    # "match" / "verify" -> each target's instances' outstanding patch counts, from the run's artifacts
+    outstanding: dict[str, list[list[int]]] = field(default_factory=dict)
 
 
 def run_cycle(scenario: Path, out_dir: Path) -> CycleRun:
@@ -163,10 +167,10 @@ def run_cycle(scenario: Path, out_dir: Path) -> CycleRun:
             wall = time.monotonic() - started
             sampler.stop()
         try:
-            waves = wave_rows(environment.url)
+            waves, outstanding = wave_rows(environment.url), outstanding_patches(environment.url)
         except Exception as error:  # the figures of a long run are printed whatever this finds
             print(f"  could not read the waves' results from the run's artifacts: {error!r}")
-            waves = {}
+            waves, outstanding = {}, {}
         loaded = environment.loaded
     regions = [
         (account.id, region.name, sum(group.count for group in region.instance_groups))
@@ -183,11 +187,12 @@ def run_cycle(scenario: Path, out_dir: Path) -> CycleRun:
         stage_figures(runs, sampler.samples),
         log_path,
         waves,
+        outstanding,
     )
 
 
-def wave_rows(url: str) -> dict[str, list[WaveRow]]:
-    """Each wave's instances as its results table ended, read from the run's artifacts in the sandbox's S3."""
+def _artifact_tables(url: str) -> tuple[list[str], Callable[[str], Any]]:
+    """The keys of patch_cycle's artifacts in the sandbox's S3, and a reader of one parquet table."""
     import io
 
     import pandas as pd
@@ -203,6 +208,27 @@ def wave_rows(url: str) -> dict[str, list[WaveRow]]:
 
     def table(key: str) -> pd.DataFrame:
         return pd.read_parquet(io.BytesIO(s3.get_object(Bucket=cycle.ARTIFACT_BUCKET, Key=key)["Body"].read()))
+
+    return keys, table
+
+
+def outstanding_patches(url: str) -> dict[str, list[list[int]]]:
+    """Per stage (match, verify), each target's instances' missing + failed + pending-reboot patch counts, from
+    their compliance tables ({target}.compliance.parquet)."""
+    keys, table = _artifact_tables(url)
+    found: dict[str, list[list[int]]] = {}
+    for key in keys:
+        stage = re.search(r"/(match|verify)/[^/]+\.compliance\.parquet$", key)
+        if stage:
+            frame = table(key)
+            counts = frame["missing"] + frame["failed"] + frame["installed_pending_reboot"]
+            found.setdefault(stage.group(1), []).append([int(n) for n in counts])
+    return found
+
+
+def wave_rows(url: str) -> dict[str, list[WaveRow]]:
+    """Each wave's instances as its results table ended, read from the run's artifacts in the sandbox's S3."""
+    keys, table = _artifact_tables(url)
 
     plans = [key for key in keys if key.endswith("/install/waves.parquet")]
     if not plans:
@@ -233,10 +259,14 @@ def minimums(run: CycleRun, stage: str) -> dict[str, tuple[str, int]]:
     """API -> (basis, minimum) for a stage: from the scenario's instance counts, or a wave's outcomes."""
     if stage in run.waves:
         return wave_minimums(run.waves[stage])
-    return {
+    found = {
         api: (basis, sum(rule(n) for _, _, n in run.regions))
         for api, (basis, rule) in MINIMUM_RULES.get(stage, {}).items()
     }
+    outstanding = getattr(run, "outstanding", {})  # a run kept before it was measured has none
+    if stage in outstanding:
+        found.update(patch_read_minimums(stage, outstanding[stage]))
+    return found
 
 
 def _print_run(run: CycleRun) -> None:

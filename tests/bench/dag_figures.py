@@ -267,3 +267,27 @@ def call_totals(stages: Iterable[StageFigures], lows: Mapping[str, Mapping[str, 
             with_minimum += stage.calls.get(api, 0)
             minimum += low
     return CallTotals(with_minimum, minimum, every)
+
+
+def patch_read_minimums(stage: str, outstanding: Iterable[Iterable[int]]) -> dict[str, tuple[str, int]]:
+    """API -> (basis, minimum) of the patch reads of match or verify, from each target's instances' outstanding
+    patch counts (missing + failed + installed pending reboot) as the stage recorded them. DescribeInstancePatches
+    has no batch form (one instance id a call): match reads the instances with something outstanding, verify
+    every instance the waves sent an install to (their patch states after it); verify's DescribeInstancePatchStates
+    takes 50 instance ids a call."""
+    targets = [list(counts) for counts in outstanding]
+    if stage == "match":
+        read = sum(1 for counts in targets for n in counts if n > 0)
+        return {"ssm:DescribeInstancePatches": ("no batch form: 1 per instance with patches outstanding", read)}
+    if stage == "verify":
+        return {
+            "ssm:DescribeInstancePatchStates": (
+                "50 instance ids per call",
+                sum(math.ceil(len(counts) / BATCH) for counts in targets),
+            ),
+            "ssm:DescribeInstancePatches": (
+                "no batch form: 1 per instance sent an install",
+                sum(len(counts) for counts in targets),
+            ),
+        }
+    return {}

@@ -11,6 +11,7 @@ from tests.bench.dag_figures import (
     StageFigures,
     WaveRow,
     call_totals,
+    patch_read_minimums,
     per_thousand,
     ratio,
     stage_figures,
@@ -127,3 +128,11 @@ def test_call_totals_count_every_call_and_the_minimums() -> None:
     totals = call_totals([inventory, wave], lows)
     assert totals == CallTotals(with_minimum=10, minimum=10, every=13)
     assert call_totals([wave], {}) == CallTotals(0, 0, 6)
+
+
+def test_patch_read_minimums_of_match_and_verify() -> None:
+    per_target = [[0, 3, 1, 0], [2] * 51]
+    assert patch_read_minimums("match", per_target)["ssm:DescribeInstancePatches"][1] == 2 + 51
+    verify = {api: low for api, (_, low) in patch_read_minimums("verify", per_target).items()}
+    assert verify == {"ssm:DescribeInstancePatchStates": 1 + 2, "ssm:DescribeInstancePatches": 4 + 51}
+    assert patch_read_minimums("inventory", per_target) == {}
