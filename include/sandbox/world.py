@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -156,7 +156,8 @@ class World:
         self.extra: dict[str, Any] = {}  # per-API state of later additions (RDS maintenance, Inspector, ...)
         # (account, region) -> (what the states were read at, moto's backend, the states): valid while both hold.
         self._ec2_cache: dict[tuple[str, str], tuple[tuple[int, int], Any, Ec2States]] = {}
-        self._reconciled: dict[tuple[str, str], tuple[Ec2States, int]] = {}  # instances(): the states last applied
+        # instances(): the states last applied, SSM's count of instances then, the instances found unmanaged
+        self._reconciled: dict[tuple[str, str], tuple[Ec2States, int, tuple[str, ...]]] = {}
         self._derived: dict[tuple[str, str, str], tuple[Ec2States, Any]] = {}  # ec2_derived()
 
     def now(self) -> datetime:
@@ -210,18 +211,25 @@ class World:
         key = (account_id, region)
         known = self._instances.setdefault(key, {})
         live = self.ec2_states(account_id, region)
-        for instance_id in live.keys() - known.keys():  # set arithmetic: cheap when nothing is new
-            state, ec2 = live[instance_id]
-            if state != "terminated":
-                launched = self._launched_later(account_id, region, ec2)
-                if launched is not None:
-                    known[instance_id] = launched
-        # Terminated instances leave SSM; nothing to look at while neither moto's states nor SSM's list changed.
         last = self._reconciled.get(key)
-        if last is None or last[0] is not live or last[1] != len(known):
+        # While neither moto's states nor SSM's list changed, only the instances found unmanaged last time need
+        # another look (an image baked since may make them managed): no walk over every instance.
+        unchanged = last is not None and last[0] is live and last[1] == len(known)
+        if last is not None and unchanged:
+            candidates: Iterable[str] = last[2]
+        else:
+            candidates = [iid for iid in live.keys() - known.keys() if live[iid][0] != "terminated"]
+        unmanaged = []
+        for instance_id in candidates:
+            launched = self._launched_later(account_id, region, live[instance_id][1])
+            if launched is None:
+                unmanaged.append(instance_id)
+            else:
+                known[instance_id] = launched
+        if not unchanged:  # terminated instances leave SSM
             for gone in [iid for iid in known if live.get(iid, ("terminated",))[0] == "terminated"]:
                 del known[gone]
-            self._reconciled[key] = (live, len(known))
+        self._reconciled[key] = (live, len(known), tuple(unmanaged))
         return known
 
     def instance(self, account_id: str, region: str, instance_id: str) -> ManagedInstance | None:
