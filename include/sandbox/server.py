@@ -118,10 +118,10 @@ class SandboxApp:
         body = _read_body(environ)
         service, region, access_key = _credential_scope(environ)
         operation = _operation(environ, body, service)
-        invoked_by = "automation" if environ.get(LOOPBACK_ENVIRON_KEY) else "client"
-        self._count(f"{service}:{operation}", invoked_by)
+        self._count(f"{service}:{operation}", "automation" if environ.get(LOOPBACK_ENVIRON_KEY) else "client")
         account_id = get_account_id_from(access_key) if access_key else self.world.scenario.accounts[0].id
         logged = f"{service}:{operation}" in COMMANDING
+        invoked_by = "automation" if environ.get(LOOPBACK_ENVIRON_KEY) else "client"
         fault = self._draw_fault(service, operation, region)
         if fault is not None:
             if logged:
