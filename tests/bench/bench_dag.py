@@ -3,12 +3,14 @@
 Runs patch_cycle with `airflow dags test` in a CycleEnvironment (include/cycle.py: the sandbox serving the
 scenario, a fresh Airflow home), as `make cycle` does, then the same on the default scenario for the wall time
 comparison. Beside the run, a sampler reads the run's log as it is written and, at every task start and end
-(and every second), takes the sandbox's API call counts (GET /_sandbox/calls) and the resident memory of the
-`airflow dags test` process tree (the sandbox excluded). Per stage of the DAG it prints: wall time, the
-highest RSS sampled while one of its tasks ran, task instances, worker-slot seconds (task running time less
-the time its trigger ran: `airflow dags test` runs a deferred task's trigger in line), and API calls per API
-per 1,000 instances next to the minimum the APIs' batch and page limits allow where the scenario alone says
-what it is. Asserts nothing about time.
+(and every second), takes the sandbox's API call counts, the clients' and its runbooks' steps' apart
+(GET /_sandbox/calls?invoked_by=client|automation), and the resident memory of the `airflow dags test` process
+tree (the sandbox excluded). Per stage of the DAG it prints: wall time, the highest RSS sampled while one of
+its tasks ran, task instances, worker-slot seconds (task running time less the time its trigger ran: `airflow
+dags test` runs a deferred task's trigger in line), and the DAG's API calls per API per 1,000 instances next
+to the minimum the APIs' batch and page limits allow (from the scenario's instance counts, each wave's
+results and match's and verify's compliance tables, read from the run's artifacts), then all calls against
+the sum of the minimums. Asserts nothing about time.
 
 BENCH_DAG_SCENARIO: the scenario (default large.yaml, 10,000 instances).
 BENCH_DAG_BASELINE: the scenario to compare wall time with (default default.yaml; empty to skip).
