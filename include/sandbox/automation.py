@@ -216,21 +216,16 @@ class Engine:
             return
         with self.world.lock:
             self._owner = threading.get_ident()
-            applied = False
             try:
                 until = self.world.now()
                 while self._heap and self._heap[0][0] <= until:
                     due, _, execution_id, version = heapq.heappop(self._heap)
                     execution = self._executions[execution_id]
                     if execution.version == version:
-                        applied = True
                         with self.world.clock.pinned(due):
                             self._wake(execution, due)
             finally:
                 self._owner = None
-                if applied and getattr(self.world, "_ec2_cache", None) is not None:
-                    # Steps may have changed moto's EC2 state under a request that cached it: read it afresh.
-                    self.world._ec2_cache = {}
 
     def _schedule(self, execution: Execution, at: datetime) -> None:
         execution.version += 1

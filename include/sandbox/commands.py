@@ -45,7 +45,7 @@ from include.sandbox import patching
 from include.sandbox.protocol import AwsApiError
 
 if TYPE_CHECKING:
-    from include.sandbox.world import ManagedInstance, World
+    from include.sandbox.world import Ec2States, ManagedInstance, World
 
 
 # -- statuses ----------------------------------------------------------------------------------
@@ -336,7 +336,7 @@ class CommandStore:
         # SSM's instances, refreshed from moto once per advance(): World.instances scans every EC2
         # instance of the region, too slow to call per invocation of a 10,000-instance command.
         self._live: dict[str, ManagedInstance] = {}
-        self._stopped: set[str] = set()
+        self._stopped: frozenset[str] = frozenset()
 
     # -- sending -----------------------------------------------------------------------------
     def send(self, request: dict[str, Any]) -> Command:
@@ -688,13 +688,13 @@ class CommandStore:
         return _final_state(states, max(command.error_threshold, 1))
 
 
-def stopped_instances(world: World, account_id: str, region: str) -> set[str]:
+def stopped_instances(world: World, account_id: str, region: str) -> frozenset[str]:
     """EC2 instances whose agent cannot run: SSM accepts commands for them, which are never delivered."""
-    return {
-        instance_id
-        for instance_id, (state, _) in world.ec2_states(account_id, region).items()
-        if state in ("stopping", "stopped", "shutting-down")
-    }
+    return world.ec2_derived(account_id, region, "stopped", _stopped)
+
+
+def _stopped(live: Ec2States) -> frozenset[str]:
+    return frozenset(i for i, (state, _) in live.items() if state in ("stopping", "stopped", "shutting-down"))
 
 
 def _final_state(states: list[State], threshold: int) -> State:

@@ -655,14 +655,18 @@ def describe_snapshots(world: World, ctx: RequestContext, params: dict[str, Any]
             f"Expecting a value greater than {MIN_SNAPSHOT_RESULTS - 1}.",
         )
     backend = ec2_backends[ctx.account_id][ctx.region]
-    # Visible: the caller's own, public ones and those shared with it (not an AMI owner's snapshot moto keeps here).
-    snapshots = [s for s in list(backend.snapshots.values()) if _restorable_by(s, ["self", "all"], ctx.account_id)]
+
+    def visible(snapshot: Any) -> bool:
+        # The caller's own, public ones and those shared with it (not an AMI owner's snapshot moto keeps here).
+        return _restorable_by(snapshot, ["self", "all"], ctx.account_id)
+
     if snapshot_ids:
-        by_id = {snapshot.id: snapshot for snapshot in snapshots}
-        for snapshot_id in snapshot_ids:
-            _snapshot(backend, snapshot_id)
+        # Looked up by id (a runbook's wait asks for one snapshot at a time; a region may hold 10,000s of them).
+        named = [_snapshot(backend, snapshot_id) for snapshot_id in snapshot_ids]
         # "If you specify a snapshot ID for which you do not have access, it is not included in the returned results."
-        snapshots = [by_id[snapshot_id] for snapshot_id in snapshot_ids if snapshot_id in by_id]
+        snapshots = [snapshot for snapshot in named if visible(snapshot)]
+    else:
+        snapshots = [s for s in list(backend.snapshots.values()) if visible(s)]
     owners = {ctx.account_id if owner == "self" else owner for owner in params.get("OwnerIds", [])}
     if owners:
         snapshots = [s for s in snapshots if s.owner_id in owners]

@@ -100,6 +100,8 @@ class SandboxApp:
         self.strict = strict
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.calls: dict[str, int] = {}
+        # The part of `calls` that Automation's steps made in-process (on AWS, AWS's calls, not the client's).
+        self.automation_calls: dict[str, int] = {}
         self._calls_lock = threading.Lock()
         self.requests = RequestLog()
         automation.attach(world, self)  # Automation's steps call this app in-process (loopback.py)
@@ -116,7 +118,7 @@ class SandboxApp:
         body = _read_body(environ)
         service, region, access_key = _credential_scope(environ)
         operation = _operation(environ, body, service)
-        self._count(f"{service}:{operation}")
+        self._count(f"{service}:{operation}", "automation" if environ.get(LOOPBACK_ENVIRON_KEY) else "client")
         account_id = get_account_id_from(access_key) if access_key else self.world.scenario.accounts[0].id
         logged = f"{service}:{operation}" in COMMANDING
         invoked_by = "automation" if environ.get(LOOPBACK_ENVIRON_KEY) else "client"
@@ -268,9 +270,11 @@ class SandboxApp:
             if self.strict:
                 raise protocol.AwsApiError("InternalServerError", message, 500)
 
-    def _count(self, key: str) -> None:
+    def _count(self, key: str, invoked_by: str = "client") -> None:
         with self._calls_lock:
             self.calls[key] = self.calls.get(key, 0) + 1
+            if invoked_by == "automation":
+                self.automation_calls[key] = self.automation_calls.get(key, 0) + 1
 
     def _draw_fault(self, service: str, operation: str, region: str) -> protocol.AwsApiError | None:
         faults = self.world.scenario.faults
@@ -300,8 +304,20 @@ class SandboxApp:
                 "now": self.world.now().isoformat(),
             }
         elif path == "/_sandbox/calls":
+            invoked_by = parse_qs(str(environ.get("QUERY_STRING", ""))).get("invoked_by", [""])[0]
+            if invoked_by not in ("", "client", "automation"):
+                payload = json.dumps({"error": "invoked_by: client or automation"}).encode()
+                start_response("400 Bad Request", [("Content-Type", "application/json")])
+                return [payload]
             with self._calls_lock:
-                body = dict(self.calls)
+                everything, automation_only = dict(self.calls), dict(self.automation_calls)
+            if invoked_by == "automation":
+                body = automation_only
+            elif invoked_by == "client":
+                clients = {key: n - automation_only.get(key, 0) for key, n in everything.items()}
+                body = {key: n for key, n in clients.items() if n}
+            else:
+                body = everything
         elif path == "/_sandbox/requests":
             operation = parse_qs(str(environ.get("QUERY_STRING", ""))).get("operation", [""])[0]
             body = {"requests": self.requests.entries(operation)}

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from moto.ec2.models import ec2_backends
-
 from include.sandbox import commands
 from include.sandbox.api import Handler, RequestContext
 from include.sandbox.commands import Command, CommandStore, Invocation, State
@@ -406,7 +404,7 @@ def describe_instance_information(world: World, ctx: RequestContext, params: dic
     _check_filter_keys(legacy, modern)
     known = world.instances(ctx.account_id, ctx.region)
     stopped = commands.stopped_instances(world, ctx.account_id, ctx.region)
-    _check_instance_ids(ctx, legacy + modern)
+    _check_instance_ids(world, ctx, legacy + modern)
     predicates = [_instance_filter(world, key, values) for key, values in legacy + modern]
     # "This operation does not return information for nodes that are either Stopped or Terminated."
     rows = [
@@ -438,14 +436,12 @@ def _check_filter_keys(legacy: list[tuple[str, list[str]]], modern: list[tuple[s
             )
 
 
-def _check_instance_ids(ctx: RequestContext, filters: list[tuple[str, list[str]]]) -> None:
+def _check_instance_ids(world: World, ctx: RequestContext, filters: list[tuple[str, list[str]]]) -> None:
     """AWS: "If you specify a node ID that isn't valid or a node that you don't own, you receive an error"."""
     wanted = {value for key, values in filters if key == "InstanceIds" for value in values}
     if not wanted:
         return
-    backend = ec2_backends[ctx.account_id][ctx.region]
-    existing = {ec2.id for reservation in list(backend.reservations.values()) for ec2 in reservation.instances}
-    unknown = sorted(wanted - existing)
+    unknown = sorted(wanted - world.ec2_states(ctx.account_id, ctx.region).keys())  # every instance moto holds
     if unknown:
         raise AwsApiError("InvalidInstanceId", f"Instance ids [{', '.join(unknown)}] are not valid.")
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from moto.ec2.models import ec2_backends
+from moto.ec2.models.instances import InstanceState as Ec2InstanceState
 
 from include.sandbox.catalog import Catalog, build_catalog
 from include.sandbox.clock import SimulatedClock
@@ -121,6 +122,26 @@ class ManagedInstance:
         return PLATFORMS[self.os][1]
 
 
+class _Ec2Changes:
+    """How many times moto set an attribute of an EC2 instance's state (a launch's new state included): moto
+    changes instance states only that way, so while this count stands still, a region's states read before
+    still hold, whoever changed what (a client, a runbook step, CloudFormation, a test poking moto)."""
+
+    count = 0
+
+
+def _counted_setattr(self: Ec2InstanceState, name: str, value: Any) -> None:
+    _Ec2Changes.count += 1
+    object.__setattr__(self, name, value)
+
+
+if Ec2InstanceState.__setattr__ is not _counted_setattr:
+    Ec2InstanceState.__setattr__ = _counted_setattr  # type: ignore[method-assign,assignment]
+
+Ec2States = dict[str, tuple[str, Any]]
+T = TypeVar("T")
+
+
 class World:
     """Everything the sandbox adds to moto, for every account and region of a scenario."""
 
@@ -133,7 +154,11 @@ class World:
         self._instances: dict[tuple[str, str], dict[str, ManagedInstance]] = {}
         self._commands: dict[tuple[str, str], CommandStore] = {}
         self.extra: dict[str, Any] = {}  # per-API state of later additions (RDS maintenance, Inspector, ...)
-        self._ec2_cache: dict[tuple[str, str], dict[str, tuple[str, Any]]] | None = None
+        # (account, region) -> (what the states were read at, moto's backend, the states): valid while both hold.
+        self._ec2_cache: dict[tuple[str, str], tuple[tuple[int, int], Any, Ec2States]] = {}
+        # instances(): the states last applied, SSM's count of instances then, the instances found unmanaged
+        self._reconciled: dict[tuple[str, str], tuple[Ec2States, int, tuple[str, ...]]] = {}
+        self._derived: dict[tuple[str, str, str], tuple[Ec2States, Any]] = {}  # ec2_derived()
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -144,46 +169,67 @@ class World:
 
     @contextmanager
     def request(self) -> Iterator[None]:
-        """Serve one API request: moto's EC2 state is read at most once per region while it lasts."""
+        """Serve one API request under the World's lock."""
         with self.lock:
-            self._ec2_cache = {}
-            try:
-                yield
-            finally:
-                self._ec2_cache = None
+            yield
 
-    def ec2_states(self, account_id: str, region: str) -> dict[str, tuple[str, Any]]:
-        """Instance id -> (EC2 state name, moto's instance) for every instance moto holds in the region."""
+    def ec2_states(self, account_id: str, region: str) -> Ec2States:
+        """Instance id -> (EC2 state name, moto's instance) for every instance moto holds in the region (read
+        from moto again only after an instance state changed anywhere: every request needs them, and reading
+        10,000 instances for each made the sandbox's time grow with the square of the fleet). Read-only."""
         key = (account_id, region)
-        if self._ec2_cache is not None and key in self._ec2_cache:
-            return self._ec2_cache[key]
         backend = ec2_backends[account_id][region]
+        read_at = (_Ec2Changes.count, len(backend.reservations))
+        cached = self._ec2_cache.get(key)
+        if cached is not None and cached[0] == read_at and cached[1] is backend:
+            return cached[2]
         # Reading moto's _state directly: the `state` property costs as much again on 10,000 instances.
         states = {
             ec2.id: (ec2._state.name, ec2)
             for reservation in list(backend.reservations.values())
             for ec2 in reservation.instances
         }
-        if self._ec2_cache is not None:
-            self._ec2_cache[key] = states
+        self._ec2_cache[key] = (read_at, backend, states)
         return states
 
     def ec2_changed(self, account_id: str, region: str) -> None:
-        """Instances were launched or terminated in moto during this request: read its EC2 state again."""
-        if self._ec2_cache is not None:
-            self._ec2_cache.pop((account_id, region), None)
+        """Instances were launched or terminated in moto: read its EC2 state again."""
+        self._ec2_cache.pop((account_id, region), None)
+
+    def ec2_derived(self, account_id: str, region: str, name: str, derive: Callable[[Ec2States], T]) -> T:
+        """derive(the region's EC2 states), computed again only when those states were read again."""
+        live = self.ec2_states(account_id, region)
+        cached = self._derived.get((account_id, region, name))
+        if cached is not None and cached[0] is live:
+            return cast(T, cached[1])
+        value = derive(live)
+        self._derived[(account_id, region, name)] = (live, value)
+        return value
 
     def instances(self, account_id: str, region: str) -> dict[str, ManagedInstance]:
         """SSM's instances in one account and region, brought up to date with moto's EC2 state."""
-        known = self._instances.setdefault((account_id, region), {})
+        key = (account_id, region)
+        known = self._instances.setdefault(key, {})
         live = self.ec2_states(account_id, region)
-        for instance_id, (state, ec2) in live.items():
-            if instance_id not in known and state != "terminated":
-                launched = self._launched_later(account_id, region, ec2)
-                if launched is not None:
-                    known[instance_id] = launched
-        for gone in [iid for iid in known if live.get(iid, ("terminated",))[0] == "terminated"]:
-            del known[gone]
+        last = self._reconciled.get(key)
+        # While neither moto's states nor SSM's list changed, only the instances found unmanaged last time need
+        # another look (an image baked since may make them managed): no walk over every instance.
+        unchanged = last is not None and last[0] is live and last[1] == len(known)
+        if last is not None and unchanged:
+            candidates: Iterable[str] = last[2]
+        else:
+            candidates = [iid for iid in live.keys() - known.keys() if live[iid][0] != "terminated"]
+        unmanaged = []
+        for instance_id in candidates:
+            launched = self._launched_later(account_id, region, live[instance_id][1])
+            if launched is None:
+                unmanaged.append(instance_id)
+            else:
+                known[instance_id] = launched
+        if not unchanged:  # terminated instances leave SSM
+            for gone in [iid for iid in known if live.get(iid, ("terminated",))[0] == "terminated"]:
+                del known[gone]
+        self._reconciled[key] = (live, len(known), tuple(unmanaged))
         return known
 
     def instance(self, account_id: str, region: str, instance_id: str) -> ManagedInstance | None:

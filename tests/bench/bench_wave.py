@@ -108,8 +108,8 @@ class Ledger:
         ledger = self
         count, send = app_class._count, loopback_class._send  # type: ignore[attr-defined]
 
-        def counted(app: Any, key: str) -> None:
-            count(app, key)
+        def counted(app: Any, key: str, *args: Any) -> None:
+            count(app, key, *args)
             source = "runbook" if getattr(ledger._inside, "depth", 0) else ledger.source
             with ledger._lock:
                 ledger.calls[(ledger.phase, source)][key] += 1

@@ -31,8 +31,10 @@ STAGES: dict[str, tuple[str, ...]] = {
         "rehearse_rds",
         "delete_rds_staging",
     ),
+    "images": ("bake_images", "prove_images"),  # the immutable path: skipped unless its groups are in the plan
     "approval": ("approve_production",),
     "rds rollout": ("rds_rollout",),
+    "refresh": ("refresh_groups", "verify_replacements"),
     "verify": ("verify",),
     "inspect": ("inspect",),
     "snapshots": ("expire_snapshots",),
@@ -127,7 +129,8 @@ class StageFigures:
     slot_seconds: float = 0.0
     deferred_seconds: float = 0.0
     peak_rss_bytes: int = 0
-    calls: Counter[str] = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)  # the DAG's own calls (its tasks' and triggers')
+    automation_calls: Counter[str] = field(default_factory=Counter)  # its runbooks' steps', made on AWS's side
 
     @property
     def wall_seconds(self) -> float:
@@ -136,11 +139,13 @@ class StageFigures:
 
 @dataclass(frozen=True)
 class Sample:
-    """What was measured at one moment: the tree's RSS and the sandbox's cumulative API call counts."""
+    """What was measured at one moment: the tree's RSS and the sandbox's cumulative API call counts, the
+    clients' (GET /_sandbox/calls?invoked_by=client) and Automation's steps' (?invoked_by=automation) apart."""
 
     at: float
     rss_bytes: int
     calls: Mapping[str, int]
+    automation_calls: Mapping[str, int] = field(default_factory=dict)
 
 
 def stage_figures(runs: list[TaskRun], samples: list[Sample]) -> list[StageFigures]:
@@ -164,6 +169,7 @@ def stage_figures(runs: list[TaskRun], samples: list[Sample]) -> list[StageFigur
         after = _first_at_or_after(ordered, ended)
         if before is not None and after is not None:
             figures.calls.update(_difference(after.calls, before.calls))
+            figures.automation_calls.update(_difference(after.automation_calls, before.automation_calls))
     return sorted(by_stage.values(), key=lambda f: stage_order(f.stage))
 
 
@@ -191,3 +197,97 @@ def ratio(calls: int, minimum: int | None) -> str:
     if not minimum:
         return "-"
     return f"{calls / minimum:.2f}x"
+
+
+# -- the minimum a wave's calls could be --------------------------------------------------------------------
+
+BATCH = 50  # instance ids per SendCommand / StartAutomationExecution; invocations and children per page
+
+
+@dataclass(frozen=True)
+class WaveRow:
+    """One instance of a wave as its results table ends (waves/wave_N.results.parquet)."""
+
+    account_id: str
+    region: str
+    profile_id: str
+    snapshot: str  # "" (none taken) | completed | failed
+    sent: bool  # an install command was sent to it
+    validation: str  # "" (not validated) | passed | failed
+    rollback: str  # "" (none) | rolled_back | failed
+
+
+def wave_minimums(rows: Iterable[WaveRow]) -> dict[str, tuple[str, int]]:
+    """API -> (basis, the fewest calls a wave with these outcomes could make). Each runbook phase starts one
+    execution per 50 instances of a target, reads its children in one page (50 a page) and, at best, looks at
+    it once when it is final; each failed child costs one DescribeAutomationStepExecutions. The install sends
+    one command per 50 instances of a (target, patch profile), reads its invocations in one page, and looks at
+    it once when it is final."""
+    rows = list(rows)
+
+    def per_50(keys: Iterable[tuple[str, ...]]) -> int:
+        return sum(math.ceil(n / BATCH) for n in Counter(keys).values())
+
+    def target(row: WaveRow) -> tuple[str, str]:
+        return (row.account_id, row.region)
+
+    parents = (
+        per_50(target(r) for r in rows if r.snapshot)
+        + per_50(target(r) for r in rows if r.validation)
+        + per_50(target(r) for r in rows if r.rollback)
+    )
+    commands = per_50((*target(r), r.profile_id) for r in rows if r.sent)
+    failed = sum((r.snapshot == "failed") + (r.validation == "failed") + (r.rollback == "failed") for r in rows)
+    executions = "1 per 50 instances of a target, per runbook phase"
+    return {
+        "ssm:StartAutomationExecution": (executions, parents),
+        "ssm:DescribeAutomationExecutions": ("1 page of <= 50 children per execution", parents),
+        "ssm:GetAutomationExecution": ("trigger: 1 look per execution once final", parents),
+        "ssm:DescribeAutomationStepExecutions": ("1 per failed child execution", failed),
+        "ssm:SendCommand": ("1 per 50 instances of a (target, patch profile)", commands),
+        "ssm:ListCommandInvocations": ("1 page of <= 50 invocations per command", commands),
+        "ssm:ListCommands": ("trigger: 1 look per command once final", commands),
+    }
+
+
+@dataclass(frozen=True)
+class CallTotals:
+    with_minimum: int  # the calls of the APIs that have a minimum in their stage
+    minimum: int  # the sum of those minimums
+    every: int  # every call the DAG made, those without a minimum (artifact I/O, ...) included
+
+
+def call_totals(stages: Iterable[StageFigures], lows: Mapping[str, Mapping[str, tuple[str, int]]]) -> CallTotals:
+    """Totals over the stages: lows is stage -> API -> (basis, minimum), as printed beside each API."""
+    with_minimum = minimum = every = 0
+    for stage in stages:
+        rules = lows.get(stage.stage, {})
+        every += sum(stage.calls.values())
+        for api, (_, low) in rules.items():
+            with_minimum += stage.calls.get(api, 0)
+            minimum += low
+    return CallTotals(with_minimum, minimum, every)
+
+
+def patch_read_minimums(stage: str, outstanding: Iterable[Iterable[int]]) -> dict[str, tuple[str, int]]:
+    """API -> (basis, minimum) of the patch reads of match or verify, from each target's instances' outstanding
+    patch counts (missing + failed + installed pending reboot) as the stage recorded them. DescribeInstancePatches
+    has no batch form (one instance id a call): match reads the instances with something outstanding, verify
+    every instance the waves sent an install to (their patch states after it); verify's DescribeInstancePatchStates
+    takes 50 instance ids a call."""
+    targets = [list(counts) for counts in outstanding]
+    if stage == "match":
+        read = sum(1 for counts in targets for n in counts if n > 0)
+        return {"ssm:DescribeInstancePatches": ("no batch form: 1 per instance with patches outstanding", read)}
+    if stage == "verify":
+        return {
+            "ssm:DescribeInstancePatchStates": (
+                "50 instance ids per call",
+                sum(math.ceil(len(counts) / BATCH) for counts in targets),
+            ),
+            "ssm:DescribeInstancePatches": (
+                "no batch form: 1 per instance sent an install",
+                sum(len(counts) for counts in targets),
+            ),
+        }
+    return {}

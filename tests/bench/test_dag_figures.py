@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
-from tests.bench.dag_figures import Sample, per_thousand, ratio, stage_figures, stage_of, task_runs
+from collections import Counter
+from typing import Any
+
+from tests.bench.dag_figures import (
+    CallTotals,
+    Sample,
+    StageFigures,
+    WaveRow,
+    call_totals,
+    patch_read_minimums,
+    per_thousand,
+    ratio,
+    stage_figures,
+    stage_of,
+    task_runs,
+    wave_minimums,
+)
 
 LOG = """\
 2026-12-07T14:00:00.000000Z [info     ] [DAG TEST] starting task_id=inventory map_index=0 [airflow.sdk] loc=dag.py:1501
@@ -33,6 +49,8 @@ def test_stages_follow_the_dag() -> None:
     assert stage_of("plan_install") == "plan"
     assert stage_of("wave_3") == "wave 3"
     assert stage_of("publish_metrics") == "publish"
+    assert stage_of("bake_images") == "images"
+    assert stage_of("verify_replacements") == "refresh"
     assert stage_of("something_new") == "something_new"
 
 
@@ -63,3 +81,58 @@ def test_per_thousand_and_ratio() -> None:
     assert per_thousand(5, 0) == 0.0
     assert ratio(15, 10) == "1.50x"
     assert ratio(3, None) == "-"
+
+
+def test_automation_calls_are_attributed_apart_from_the_dags() -> None:
+    samples = [
+        Sample(T0 + 36.5, 100, {"ssm:SendCommand": 1}, {"ec2:DescribeSnapshots": 4}),
+        Sample(T0 + 38.5, 100, {"ssm:SendCommand": 3}, {"ec2:DescribeSnapshots": 10, "ssm:SendCommand": 2}),
+    ]
+    wave = {f.stage: f for f in stage_figures(task_runs(LOG.splitlines()), samples)}["wave 2"]
+    assert wave.calls == {"ssm:SendCommand": 2}
+    assert wave.automation_calls == {"ec2:DescribeSnapshots": 6, "ssm:SendCommand": 2}
+
+
+def _row(region: str = "us-east-1", profile: str = "p1", **outcome: Any) -> WaveRow:
+    values = {"snapshot": "completed", "sent": True, "validation": "passed", "rollback": ""} | outcome
+    return WaveRow("123456789012", region, profile, **values)
+
+
+def test_wave_minimums_batch_per_target_and_profile() -> None:
+    rows = (
+        [_row() for _ in range(120)]  # us-east-1, profile p1: 3 executions per phase, 3 commands
+        + [_row(profile="p2") for _ in range(10)]  # same target, another profile: a command of its own
+        + [_row("eu-west-1", snapshot="failed", sent=False, validation="") for _ in range(2)]
+        + [_row("eu-west-1", validation="failed", rollback="rolled_back") for _ in range(3)]
+    )
+    lows = {api: low for api, (_, low) in wave_minimums(rows).items()}
+    # snapshots: 130 in us-east-1 (3), 5 in eu-west-1 (1); validations: 130 (3) and 3 (1); rollbacks: 3 (1)
+    assert lows["ssm:StartAutomationExecution"] == 4 + 4 + 1
+    assert lows["ssm:DescribeAutomationExecutions"] == lows["ssm:GetAutomationExecution"] == 9
+    assert lows["ssm:SendCommand"] == 3 + 1 + 1  # 120 of p1, 10 of p2, 3 in eu-west-1
+    assert lows["ssm:ListCommandInvocations"] == lows["ssm:ListCommands"] == 5
+    assert lows["ssm:DescribeAutomationStepExecutions"] == 2 + 3  # failed snapshots and validations
+
+
+def test_wave_minimums_of_an_empty_wave_are_zero() -> None:
+    assert all(low == 0 for _, low in wave_minimums([]).values())
+
+
+def test_call_totals_count_every_call_and_the_minimums() -> None:
+    inventory = StageFigures("inventory", calls=Counter({"ec2:DescribeInstances": 4, "s3:PutObject": 3}))
+    wave = StageFigures("wave 1", calls=Counter({"ssm:SendCommand": 6}))
+    lows = {
+        "inventory": {"ec2:DescribeInstances": ("", 2), "ssm:DescribeInstanceInformation": ("", 5)},
+        "wave 1": {"ssm:SendCommand": ("", 3)},
+    }
+    totals = call_totals([inventory, wave], lows)
+    assert totals == CallTotals(with_minimum=10, minimum=10, every=13)
+    assert call_totals([wave], {}) == CallTotals(0, 0, 6)
+
+
+def test_patch_read_minimums_of_match_and_verify() -> None:
+    per_target = [[0, 3, 1, 0], [2] * 51]
+    assert patch_read_minimums("match", per_target)["ssm:DescribeInstancePatches"][1] == 2 + 51
+    verify = {api: low for api, (_, low) in patch_read_minimums("verify", per_target).items()}
+    assert verify == {"ssm:DescribeInstancePatchStates": 1 + 2, "ssm:DescribeInstancePatches": 4 + 51}
+    assert patch_read_minimums("inventory", per_target) == {}

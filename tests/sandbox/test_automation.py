@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -112,6 +115,33 @@ def test_a_runbook_calls_describe_instances_and_outputs_selected_values(
     assert step["Inputs"]["InstanceIds"] == f'["{web[0]}"]'
     assert done["Outputs"] == {"describe.RootDeviceName": [expected["RootDeviceName"]]}
     assert done["ExecutedBy"].startswith("arn:aws:")
+
+
+def _calls(url: str, invoked_by: str = "") -> dict[str, int]:
+    query = f"?invoked_by={invoked_by}" if invoked_by else ""
+    with urllib.request.urlopen(f"{url}/_sandbox/calls{query}", timeout=10) as response:
+        return {str(k): int(v) for k, v in json.load(response).items()}
+
+
+def test_the_call_counts_tell_a_steps_calls_from_the_clients(server: Any, ssm: Any, web: list[str]) -> None:
+    name = register(ssm, runbook([DESCRIBE_ROOT], parameters=INSTANCE_PARAMETER))
+    before = {who: _calls(server.url, who) for who in ("", "client", "automation")}
+    run_to_end(server.url, ssm, _start(ssm, name, InstanceId=[web[0]]))
+    after = {who: _calls(server.url, who) for who in ("", "client", "automation")}
+
+    def grew(who: str, api: str) -> int:
+        return after[who].get(api, 0) - before[who].get(api, 0)
+
+    assert grew("automation", "ec2:DescribeInstances") == 1  # the step's one call, made on AWS's side
+    assert grew("client", "ec2:DescribeInstances") == 0
+    assert grew("", "ec2:DescribeInstances") == 1  # no filter: every call served, as before
+    assert grew("client", "ssm:StartAutomationExecution") == 1
+    assert grew("automation", "ssm:StartAutomationExecution") == 0
+    for api, total in after[""].items():  # the two parts add up to the whole
+        assert after["client"].get(api, 0) + after["automation"].get(api, 0) == total
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _calls(server.url, "nobody")
+    assert refused.value.code == 400
 
 
 def test_api_errors_fail_the_step_with_awss_message(server: Any, ssm: Any) -> None:

@@ -236,6 +236,26 @@ def test_stopped_instance_gets_nothing_delivered_and_is_not_described(world: Wor
     assert target not in {i["InstanceId"] for i in described["InstanceInformationList"]}
 
 
+def test_ec2_state_changes_are_seen_at_the_next_call_whoever_made_them(world: World) -> None:
+    # World reads moto's EC2 states again only when an instance state changed: prime that, then change them.
+    target, other = group(world, "web")[:2]
+    ec2 = boto3.client("ec2", region_name=REGION)
+
+    def described() -> set[str]:
+        found = call(world, "DescribeInstanceInformation", Filters=[{"Key": "tag:Role", "Values": ["web"]}])
+        return {i["InstanceId"] for i in found["InstanceInformationList"]}
+
+    assert {target, other} <= described()
+    ec2.stop_instances(InstanceIds=[target])
+    assert target not in described() and other in described()
+    ec2.start_instances(InstanceIds=[target])
+    assert target in described()
+    ec2.terminate_instances(InstanceIds=[other])
+    assert other not in world.instances(ACCOUNT, REGION)
+    assert other not in described()
+    assert target in world.instances(ACCOUNT, REGION)
+
+
 def test_unknown_or_unregistered_instances_are_refused(world: World) -> None:
     unmanaged = group(world, "unmanaged")[0]
     assert error_code(lambda: shell(world, [unmanaged])) == "InvalidInstanceId"
