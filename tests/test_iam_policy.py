@@ -156,7 +156,13 @@ TAG_ON_CREATE: dict[tuple[str, str], tuple[str, ...]] = {
 }
 # Permissions a call needs beyond its own action. StartAutomationExecution passes the runbooks' AutomationAssumeRole
 # (the run's automation_assume_role param, when set) to Systems Manager, which checks iam:PassRole on that role.
-DEPENDENT_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {("ssm", "StartAutomationExecution"): ("iam:PassRole",)}
+# StartInstanceRefresh with a launch template is authorized as if the caller launched from that template (Auto
+# Scaling's "Control Amazon EC2 launch template usage in Auto Scaling groups"): ec2:RunInstances on the template and
+# on what it launches, ec2:CreateTags for the tags applied on launch, iam:PassRole for its instance profile's role.
+DEPENDENT_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("ssm", "StartAutomationExecution"): ("iam:PassRole",),
+    ("autoscaling", "StartInstanceRefresh"): ("ec2:RunInstances", "ec2:CreateTags", "iam:PassRole"),
+}
 
 # Indirect calls. The amazon provider's AwsBaseHook.account_id calls sts:GetCallerIdentity.
 INDIRECT_ATTRIBUTES: dict[str, tuple[tuple[str, str], ...]] = {"account_id": (("sts", "GetCallerIdentity"),)}
@@ -235,6 +241,9 @@ SAMPLE_RESTORE_TASK = (
 )
 SAMPLE_LAUNCH_TEMPLATE = f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:launch-template/lt-0123456789abcdef0"
 SAMPLE_RDS = f"arn:aws:rds:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:"
+# The role of an Auto Scaling group's instance profile, named by the convention include/iam/README.md asks for.
+SAMPLE_GROUP_ROLE = f"arn:aws:iam::{SAMPLE_ACCOUNT}:role/patchcycle-asg-web"
+SAMPLE_NETWORK_INTERFACE = f"arn:aws:ec2:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:network-interface/eni-0123456789abcdef0"
 SAMPLE_RESOURCES: dict[str, tuple[str, ...]] = {
     "cloudformation:CreateStack": (SAMPLE_STACK,),
     "cloudformation:DeleteStack": (SAMPLE_STACK,),
@@ -348,6 +357,10 @@ CALL_SAMPLE_RESOURCES: dict[tuple[str, str], tuple[str, ...]] = {
     ("ssm:AddTagsToResource", "CreateDocument"): RUNBOOK_DOCUMENTS,
     ("ssm:AddTagsToResource", "StartAutomationExecution"): (SAMPLE_EXECUTION,),
     ("iam:PassRole", "StartAutomationExecution"): (SAMPLE_AUTOMATION_ROLE,),
+    # A refresh launches the group's instances from its launch template, tagged and with the group's role.
+    ("ec2:RunInstances", "StartInstanceRefresh"): (SAMPLE_LAUNCH_TEMPLATE, *SAMPLE_RUN_INSTANCES),
+    ("ec2:CreateTags", "StartInstanceRefresh"): (SAMPLE_INSTANCE, SAMPLE_VOLUME, SAMPLE_NETWORK_INTERFACE),
+    ("iam:PassRole", "StartInstanceRefresh"): (SAMPLE_GROUP_ROLE,),
 }
 # Write actions that support no resource-level permissions, so only Resource "*" can grant them.
 # Actions AWS does not scope by resource (the Service Authorization Reference lists no resource type).
@@ -1253,12 +1266,77 @@ def test_staging_instances_are_the_only_instances_the_role_can_terminate_or_reta
     assert all(set(s.get("Condition", {}).get("StringEquals", {})) == {"ec2:CreateAction"} for s in tagging), (
         "ec2:CreateTags only as part of a create call: the role never retags an existing resource"
     )
+    assert not unconditioned_launches(policy), unconditioned_launches(policy)
+
+
+# The conditions an instance launch may have: tagged as a staging replica or an AMI builder, or through a launch
+# template (an instance refresh launches the group's instances from the group's template; which templates is bounded
+# by LAUNCH_TEMPLATE_CONDITION on the template itself).
+LAUNCH_ROLE_CONDITIONS = [
+    {"StringEquals": {"aws:RequestTag/patchcycle:role": role}} for role in ("staging", "ami-builder")
+]
+THROUGH_LAUNCH_TEMPLATE = {
+    "ArnLike": {"ec2:LaunchTemplate": "arn:aws:ec2:*:*:launch-template/*"},
+    "Bool": {"ec2:IsLaunchTemplateResource": "true"},
+}
+LAUNCH_TEMPLATE_CONDITION = {"Null": {"aws:ResourceTag/PatchGroup": "false"}}
+
+
+def unconditioned_launches(policy: dict[str, Any]) -> list[str]:
+    """The statements that let the role launch an instance other than as a staging replica, an AMI builder, or from a
+    launch template tagged PatchGroup."""
     launches = [s for s in policy["Statement"] if "ec2:RunInstances" in s["Action"]]
-    instance_launch = [s for s in launches if "arn:aws:ec2:*:*:instance/*" in _as_list(s["Resource"])]
-    roles = [{"StringEquals": {"aws:RequestTag/patchcycle:role": role}} for role in ("staging", "ami-builder")]
-    assert instance_launch and all(s.get("Condition") in roles for s in instance_launch), (
-        "instances may only be launched tagged as staging or as an AMI builder"
-    )
+    wrong = [
+        s["Sid"]
+        for s in launches
+        if any(_matches(r, SAMPLE_INSTANCE) for r in _as_list(s["Resource"]))
+        and s.get("Condition") not in [*LAUNCH_ROLE_CONDITIONS, THROUGH_LAUNCH_TEMPLATE]
+    ]
+    templates = [s for s in launches if any(_matches(r, SAMPLE_LAUNCH_TEMPLATE) for r in _as_list(s["Resource"]))]
+    wrong += [s["Sid"] for s in templates if s.get("Condition") != LAUNCH_TEMPLATE_CONDITION]
+    instance = [s for s in launches if any(_matches(r, SAMPLE_INSTANCE) for r in _as_list(s["Resource"]))]
+    if any(s.get("Condition") == THROUGH_LAUNCH_TEMPLATE for s in instance) and not templates:
+        wrong.append("a launch through a launch template with no statement bounding the templates")
+    return list(dict.fromkeys(wrong))  # a statement on instances and templates alike is named once
+
+
+def test_instance_refreshes_launch_only_through_patch_group_launch_templates(
+    policy: dict[str, Any], needed: list[AwsCall]
+) -> None:
+    """A refresh launches the group's instances through the group's launch template: the role may launch from
+    templates tagged PatchGroup only, and on the launch's other resources only as the template names them."""
+    refresh = [c for c in needed if (c.service, c.operation) == ("autoscaling", "StartInstanceRefresh")]
+    assert refresh and "ec2:RunInstances" in call_actions(refresh[0]), "the refresh's launch is derived from the call"
+    assert allows(policy, "ec2:RunInstances", SAMPLE_LAUNCH_TEMPLATE)
+    through = [s for s in _statements_on(policy, "ec2:RunInstances", SAMPLE_INSTANCE) if "ArnLike" in s["Condition"]]
+    assert through and all(s["Condition"] == THROUGH_LAUNCH_TEMPLATE for s in through), through
+    passes = _statements_on(policy, "iam:PassRole", SAMPLE_GROUP_ROLE)
+    assert passes and all(
+        s.get("Condition") == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}} for s in passes
+    ), passes
+    assert not allows(policy, "iam:PassRole", f"arn:aws:iam::{SAMPLE_ACCOUNT}:role/production-web")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        # a launch of any instance, whatever its tags or template
+        {"Sid": "Anything", "Effect": "Allow", "Action": ["ec2:RunInstances"], "Resource": "arn:aws:ec2:*:*:*"},
+        # any launch template, tagged or not
+        {"Sid": "AnyTemplate", "Effect": "Allow", "Action": ["ec2:RunInstances"], "Resource": SAMPLE_LAUNCH_TEMPLATE},
+        # instances launched through a template but free to override what it names
+        {
+            "Sid": "Overridable",
+            "Effect": "Allow",
+            "Action": ["ec2:RunInstances"],
+            "Resource": "arn:aws:ec2:*:*:instance/*",
+            "Condition": {"ArnLike": {"ec2:LaunchTemplate": "arn:aws:ec2:*:*:launch-template/*"}},
+        },
+    ],
+)
+def test_an_unconditioned_launch_fails_the_check(policy: dict[str, Any], statement: dict[str, Any]) -> None:
+    widened = {**policy, "Statement": [*policy["Statement"], statement]}
+    assert unconditioned_launches(widened) == [statement["Sid"]]
 
 
 def test_the_staging_template_tags_its_instances_as_the_conditions_expect() -> None:

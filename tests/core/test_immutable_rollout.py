@@ -326,3 +326,14 @@ def test_members_needing_no_patch_are_replaced_too_and_a_refused_group_is_skippe
     assert (entry["state"], entry["reason"]) == ("refused", refused)
     section = approval_section(groups, _results(), pd.DataFrame(columns=["bake_id"]), [])
     assert "Left out" in section and refused in section and "| web |" not in section
+
+
+def test_groups_a_gate_halted_get_the_gates_reason_code() -> None:
+    """A change calendar or health alarm that halted the refreshes: SKIPPED_HALTED with the waves' codes."""
+    reason = "halted before the refresh of api: health alarm(s) in ALARM: web-5xx (123456789012/us-east-1: 42 > 10)"
+    for code in ("HALTED_BY_ALARM", "HALTED_BY_CALENDAR"):
+        halted = {g: _refresh(g, state="halted", status="", reason=reason, halt_code=code) for g in ("api", "web")}
+        outcomes = immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, _keyed(halted))
+        assert set(_codes(outcomes).values()) == {code}
+        assert all(reason in detail for detail in outcomes["detail"])
+        assert rollout_halt(_keyed(halted)) == reason  # nothing after them is refreshed either

@@ -74,15 +74,18 @@ def _instances(server: SandboxServer) -> dict[str, list[str]]:
     return {g["AutoScalingGroupName"]: sorted(i["InstanceId"] for i in g["Instances"]) for g in found}
 
 
-def _planned_run(server: SandboxServer, run_id: str) -> dict[str, Any]:
+def _planned_run(server: SandboxServer, run_id: str, **overrides: Any) -> dict[str, Any]:
     """A run as plan_install and bake_images leave it: one bake of AL2023, baked as BAKED."""
     config = cycle_config(
         s3_root(run_id),
-        health_alarms=[ALARM],
-        refresh_instance_warmup_seconds=10,
-        refresh_checkpoint_delay_seconds=5,
-        refresh_min_healthy_percentage=50,
-        refresh_bake_time_seconds=5,
+        **{
+            "health_alarms": [ALARM],
+            "refresh_instance_warmup_seconds": 10,
+            "refresh_checkpoint_delay_seconds": 5,
+            "refresh_min_healthy_percentage": 50,
+            "refresh_bake_time_seconds": 5,
+            **overrides,
+        },
     )
     artifacts = run_artifacts(config, run_id)
     artifacts.write(

@@ -56,3 +56,15 @@ def test_the_run_page_links_the_new_instances_csv_and_the_app_serves_it(tmp_path
     name = unquote(link.href.split("/artifacts/", 1)[1])
     assert app.resolve(name, CYCLE_ARTIFACTS, config.targets) == (NEW_INSTANCES_CSV, {})
     assert run.read(NEW_INSTANCES_CSV).splitlines()[1].startswith("123456789012,us-east-1,api,i-n1,")
+
+
+def test_instances_a_gate_halted_before_their_groups_refresh_count_under_the_refresh() -> None:
+    resources = [
+        {"wave": None, "reason_code": "HALTED_BY_ALARM", "verdict": "SKIPPED_HALTED"},  # a group's gate
+        {"wave": None, "reason_code": "HALTED_BY_CALENDAR", "verdict": "SKIPPED_HALTED"},
+        {"wave": 2, "reason_code": "HALTED_BY_ALARM", "verdict": "SKIPPED_HALTED"},  # a wave's gate: its wave
+    ]
+    assert pages.verdicts_by_wave({"resources": resources}) == [
+        (pages.wave_label(2), {"SKIPPED_HALTED": 1}),
+        (pages.REFRESH_LABEL, {"SKIPPED_HALTED": 2}),
+    ]

@@ -80,6 +80,8 @@ class GroupRefresh:
     api_calls: int = 0  # the Auto Scaling and EC2 calls this group's refresh made
     reason: str = ""  # for people: why it was halted or refused
     foreign_refresh_id: str = ""  # halted at this group: a refresh this run did not start was replacing it
+    # halted by a wave gate before this group's refresh (HALTED_BY_CALENDAR, HALTED_BY_ALARM); "": by a refresh
+    halt_code: str = ""
 
     @property
     def seconds(self) -> float:
@@ -453,7 +455,7 @@ def rollout_halt(refreshes: Mapping[str, GroupRefresh]) -> str:
     for refresh in refreshes.values():
         if refresh.state == "done" and halt_reason(refresh):
             return halt_reason(refresh)
-        if refresh.state == "halted" and refresh.foreign_refresh_id:
+        if refresh.state == "halted" and (refresh.foreign_refresh_id or refresh.halt_code):
             return refresh.reason
     return ""
 
@@ -492,7 +494,8 @@ def _refreshed(name: str, refresh: GroupRefresh | None) -> tuple[ReasonCode, str
     if refresh.state == "refused":
         return ReasonCode.REFRESH_IRREVERSIBLE, refresh.reason
     if refresh.state == "halted":
-        return ReasonCode.HALTED_BY_REFRESH, f"{name} not refreshed: {refresh.reason}"
+        code = ReasonCode(refresh.halt_code) if refresh.halt_code else ReasonCode.HALTED_BY_REFRESH
+        return code, f"{name} not refreshed: {refresh.reason}"
     if refresh.state != "done":
         return ReasonCode.NOT_ATTEMPTED, f"the refresh of {name} did not finish: {refresh.reason or refresh.state}"
     if refresh.status == SUCCESSFUL:
@@ -520,6 +523,7 @@ def immutable_outcomes(
     """OUTCOME_COLUMNS (outcome REFRESH) for every Auto Scaling instance of the inventory that the immutable path
     took: groups' GROUP_PLAN_COLUMNS instance ids. bakes: BAKE_RESULT_COLUMNS; refreshes: refresh_key -> its record.
     The reason code decides the verdict: REPLACED, REFRESH_ROLLED_BACK, REFRESH_FAILED, HALTED_BY_REFRESH,
+    HALTED_BY_CALENDAR, HALTED_BY_ALARM,
     REFRESH_IRREVERSIBLE, BAKE_FAILED, STAGING_FAILED, REJECTED, APPROVAL_TIMEOUT or NOT_ATTEMPTED."""
     baked = {str(r["bake_id"]): r for r in bakes.to_dict("records")}
     rows = []

@@ -16,13 +16,20 @@ version this run made for the baked AMI (by its description), which is used agai
 the refresh onto that version: still running, it is waited for again; ended, it is read as the group's result.
 A running refresh this run did not start halts the rollout at that group, naming it (StartInstanceRefresh would be
 refused with InstanceRefreshInProgress, and someone else is replacing the group's instances).
+
+Gates: before it starts a group's refresh, the rollout passes the same gates as the EC2 and RDS waves
+(operators.wave_gates), in the group's account and Region: a CLOSED change calendar is waited for in the triggerer up
+to change_calendar_wait_minutes, then the rollout halts; a health alarm in ALARM halts it. A halt leaves that group
+and the later ones not refreshed (HALTED_BY_CALENDAR, HALTED_BY_ALARM: SKIPPED_HALTED), fails the task and tells the
+run's SNS topic, as a halted wave does. A group whose refresh an earlier attempt started is resumed, not gated again:
+the refresh is already replacing its instances.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
 
 from airflow.sdk import Context
 
@@ -42,14 +49,27 @@ from patchcycle.core.immutable_rollout import (
     version_description,
 )
 from patchcycle.core.plan import split_cve_ids
+from patchcycle.core.timestamps import iso_utc, parse_utc
+from patchcycle.core.verdicts import ReasonCode
 from patchcycle.hooks.auto_scaling import AutoScalingHook
 from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.cloudwatch_alarms import CloudWatchAlarmsHook
 from patchcycle.hooks.launch_templates import LaunchTemplateHook
 from patchcycle.operators.base import DEFER_MARGIN, FleetOperator, recorded_failure
+from patchcycle.operators.wave_gates import (
+    WaveHalted,
+    alarm_halt_reason,
+    alarms_in_alarm,
+    calendar_halt_reason,
+    calendar_look,
+    calendar_wait,
+    telling_halts,
+)
 from patchcycle.readback.immutable import ImmutableRecord, read_immutable_record, read_refreshes
 from patchcycle.run_artifacts import INVENTORY_SUMMARY, REFRESHES, RunArtifacts, Step
 from patchcycle.triggers.instance_refresh import InstanceRefreshTrigger, refresh_state
+
+ROLLOUT = "Auto Scaling"  # how the SNS message of a halt names this rollout
 
 
 class RefreshGroupsOperator(FleetOperator[CycleConfig]):
@@ -58,14 +78,33 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
 
     config_class = CycleConfig
 
-    def execute(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    @telling_halts
+    def execute(
+        self, context: Context, event: dict[str, Any] | None = None, calendar_since: str = ""
+    ) -> dict[str, Any]:
+        return self._run(context, event, calendar_since)
+
+    def _run(self, context: Context, event: dict[str, Any] | None, calendar_since: str) -> dict[str, Any]:
         artifacts, config = self.artifacts(context), self.settings()
         with recorded_failure(artifacts, Step.REFRESH_GROUPS):
             record = read_immutable_record(artifacts, config.targets)
             refreshes = read_refreshes(artifacts)
             if event is not None:
                 refreshes = self._ended(artifacts, config, record, refreshes, event)
-            return self._next(context, artifacts, config, record, refreshes)
+            return self._next(context, artifacts, config, record, refreshes, calendar_since)
+
+    @telling_halts
+    def calendar_done(self, context: Context, event: dict[str, Any], group: str, since: str) -> dict[str, Any]:
+        """The change calendar opened (the group's gates are passed again from the start), or stayed CLOSED until the
+        deadline: the rollout halts before `group` (its refresh_key)."""
+        if event.get("status") == "open":
+            return self._run(context, None, since)
+        artifacts, config = self.artifacts(context), self.settings()
+        with recorded_failure(artifacts, Step.REFRESH_GROUPS):
+            record = read_immutable_record(artifacts, config.targets)
+            name = group.rsplit("/", 1)[-1]
+            reason = calendar_halt_reason(f"the refresh of {name}", config.safety, since)
+            self._halt(artifacts, record, read_refreshes(artifacts), ReasonCode.HALTED_BY_CALENDAR, reason)
 
     def _next(
         self,
@@ -74,32 +113,13 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
         config: CycleConfig,
         record: ImmutableRecord,
         refreshes: dict[str, GroupRefresh],
+        calendar_since: str = "",
     ) -> dict[str, Any]:
         """Start the next group's refresh and defer, or, when none is left, return the summary."""
         halted = rollout_halt(refreshes)
-        baked = {str(r["bake_id"]): r for r in record.results.to_dict("records") if r["baked"]}
-        plan = record.groups[record.groups["refused"] == ""]  # a refused group gets its verdicts from the plan
-        for account_id, region, name in refresh_order(plan):
+        for refresh, bake in self._to_refresh(record, refreshes):
+            account_id, region, name = refresh.account_id, refresh.region, refresh.group
             key = refresh_key(account_id, region, name)
-            if key in refreshes and refreshes[key].state in ("done", "refused", "halted"):
-                continue
-            rows = plan[
-                (plan["account_id"] == account_id) & (plan["region"] == region) & (plan["auto_scaling_group"] == name)
-            ]
-            main = rows.sort_values("instances", ascending=False).iloc[0]
-            old = sorted({i for joined in rows["instance_ids"] for i in split_cve_ids(str(joined))})
-            refresh = GroupRefresh(
-                account_id=account_id,
-                region=region,
-                group=name,
-                launch_template=str(main["launch_template"]),
-                # The group's one bake patches the AMI it launches now, whatever AMIs its older members run.
-                source_image_id=str(main["launch_image_id"] or main["image_id"]),
-                old_instances=old,
-            )
-            bake = baked.get(str(main["bake_id"]))
-            if bake is None:
-                continue  # no baked AMI: the group is not refreshed, and its verdicts say why (BAKE_FAILED)
             if halted:
                 refreshes[key] = replace(refresh, state="halted", reason=halted)
                 continue
@@ -108,9 +128,11 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
                 refreshes[key] = replace(refresh, state="refused", reason=f"no target covers {account_id} {region}")
                 continue
             wanted = replace(refresh, image_id=str(bake["image_id"]))
-            started, ended = self._start(context, config, target, wanted, refreshes.get(key))
+            started, ended = self._start(context, config, target, wanted, refreshes.get(key), calendar_since)
             refreshes[key] = started
             artifacts.write(REFRESHES, refreshes)
+            if started.halt_code:
+                self._halt(artifacts, record, refreshes, ReasonCode(started.halt_code), started.reason)
             if ended is not None:
                 # This run's refresh ended while no attempt waited for it: its result, as the trigger would give it.
                 event = {"status": "done", "group": name, "refresh": refresh_state(ended), "polls": 0}
@@ -136,6 +158,78 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
         self.log.info("Instance refreshes: %s", summary)
         return {"groups": len(refreshes), "by_state": summary}
 
+    def _to_refresh(
+        self, record: ImmutableRecord, refreshes: dict[str, GroupRefresh]
+    ) -> list[tuple[GroupRefresh, dict[str, Any]]]:
+        """The groups not done yet, in refresh order, each with its bake (a group whose AMI did not bake is not
+        refreshed, and its verdicts say why: BAKE_FAILED)."""
+        baked = {str(r["bake_id"]): r for r in record.results.to_dict("records") if r["baked"]}
+        plan = record.groups[record.groups["refused"] == ""]  # a refused group gets its verdicts from the plan
+        todo = []
+        for account_id, region, name in refresh_order(plan):
+            key = refresh_key(account_id, region, name)
+            if key in refreshes and refreshes[key].state in ("done", "refused", "halted"):
+                continue
+            rows = plan[
+                (plan["account_id"] == account_id) & (plan["region"] == region) & (plan["auto_scaling_group"] == name)
+            ]
+            main = rows.sort_values("instances", ascending=False).iloc[0]
+            old = sorted({i for joined in rows["instance_ids"] for i in split_cve_ids(str(joined))})
+            refresh = GroupRefresh(
+                account_id=account_id,
+                region=region,
+                group=name,
+                launch_template=str(main["launch_template"]),
+                # The group's one bake patches the AMI it launches now, whatever AMIs its older members run.
+                source_image_id=str(main["launch_image_id"] or main["image_id"]),
+                old_instances=old,
+            )
+            bake = baked.get(str(main["bake_id"]))
+            if bake is not None:
+                todo.append((refresh, bake))
+        return todo
+
+    def _halt(
+        self,
+        artifacts: RunArtifacts,
+        record: ImmutableRecord,
+        refreshes: dict[str, GroupRefresh],
+        code: ReasonCode,
+        reason: str,
+    ) -> NoReturn:
+        """A gate halted the rollout: the groups not refreshed yet are halted with `code`, the task fails."""
+        done = len([r for r in refreshes.values() if r.state in ("done", "refused", "halted") and not r.halt_code])
+        for refresh, _ in self._to_refresh(record, refreshes):
+            refreshes[refresh_key(refresh.account_id, refresh.region, refresh.group)] = replace(
+                refresh, state="halted", halt_code=code, reason=reason
+            )
+        artifacts.write(REFRESHES, refreshes)
+        raise WaveHalted(f"{reason}; later groups will not be refreshed", reason, done + 1, ROLLOUT)
+
+    def _gates(
+        self, config: CycleConfig, target: Target, refresh: GroupRefresh, calendar_since: str
+    ) -> tuple[ReasonCode, str] | None:
+        """The waves' gates before the group's refresh, in its account and Region: None when they pass, the halt's
+        code and reason when an alarm is in ALARM. A CLOSED calendar defers to its trigger (calendar_done)."""
+        placed, safety, name = [(target, refresh.account_id)], config.safety, refresh.group
+        if safety.change_calendar:
+            closed, state = calendar_look(placed, safety.change_calendar)
+            if closed is not None:
+                since = calendar_since or iso_utc(datetime.now(UTC))
+                self.log.info(
+                    "Change calendar %s is %s in %s: %s waits", safety.change_calendar, state, closed.key, name
+                )
+                self.defer(
+                    trigger=calendar_wait(closed, safety, parse_utc(since) or datetime.now(UTC), config.poll_seconds),
+                    method_name="calendar_done",
+                    kwargs={"group": refresh_key(refresh.account_id, refresh.region, name), "since": since},
+                    timeout=safety.change_calendar_wait + DEFER_MARGIN,
+                )
+        firing = alarms_in_alarm(placed, safety.health_alarms)
+        if firing:
+            return ReasonCode.HALTED_BY_ALARM, alarm_halt_reason(f"the refresh of {name}", firing)
+        return None
+
     def _start(
         self,
         context: Context,
@@ -143,6 +237,7 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
         target: Target,
         refresh: GroupRefresh,
         previous: GroupRefresh | None,
+        calendar_since: str = "",
     ) -> tuple[GroupRefresh, dict[str, Any] | None]:
         """The group's refresh onto its new launch template version: started, or this run's refresh found running
         (state refreshing) or ended (returned beside it, to be read as the result); or why it is refused or halted.
@@ -213,6 +308,12 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
                 mine, state="halted", reason=reason, foreign_refresh_id=str(other["InstanceRefreshId"]), api_calls=calls
             )
             return halted, None
+        # Nothing of this run replaces the group yet: the waves' gates first (a resumed refresh skipped them above).
+        gated = self._gates(config, target, refresh, calendar_since)
+        if gated is not None:
+            code, reason = gated
+            self.log.warning("%s", reason)
+            return replace(mine, state="halted", halt_code=code, reason=reason, api_calls=calls), None
         if version:
             self.log.info("%s: using version %s of %s, made by an earlier attempt", name, version, template_name)
         else:

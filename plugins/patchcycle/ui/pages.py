@@ -251,6 +251,9 @@ _REFRESH_CODES: Final = frozenset(
         ReasonCode.REFRESH_ROLLED_BACK,
         ReasonCode.REFRESH_FAILED,
         ReasonCode.HALTED_BY_REFRESH,
+        # A gate before a group's refresh: in no wave (an instance a wave's gate halted has its wave's number).
+        ReasonCode.HALTED_BY_CALENDAR,
+        ReasonCode.HALTED_BY_ALARM,
         ReasonCode.REFRESH_IRREVERSIBLE,
         ReasonCode.BAKE_FAILED,
     }
