@@ -36,3 +36,9 @@ def test_subjects_are_what_sns_accepts_whatever_the_run_id() -> None:
     long = rollout_halted("manual__" + "x" * 200 + "\u00e9\n", 1, "why", "").subject
     assert len(long) == SUBJECT_LIMIT and long.endswith("...")
     assert all(" " <= char <= "~" for char in long)  # printable ASCII, no line break
+
+
+def test_a_halted_refresh_rollout_is_told_by_group() -> None:
+    message = rollout_halted(RUN, 2, "alarm web-5xx is in ALARM", PAGE, "Auto Scaling", step="group")
+    assert message.subject.endswith("Auto Scaling rollout halted at group 2")
+    assert "The later Auto Scaling groups will not run" in message.body

@@ -60,7 +60,7 @@ def test_a_health_alarm_in_alarm_halts_the_refreshes_before_the_first_group(serv
     assert {(r.state, r.halt_code) for r in refreshes.values()} == {("halted", "HALTED_BY_ALARM")}
     assert all(f"{ALARM} ({ACCOUNT}/{REGION}: Threshold Crossed)" in r.reason for r in refreshes.values())
     (told,) = inbox()  # the run's topic learned why, once
-    assert told["Subject"] == f"Patch cycle {run_id}: Auto Scaling rollout halted at wave 1"
+    assert told["Subject"] == f"Patch cycle {run_id}: Auto Scaling rollout halted at group 1"
     assert f"health alarm(s) in ALARM: {ALARM} (" in told["Message"]
 
 

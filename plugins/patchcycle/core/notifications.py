@@ -44,15 +44,15 @@ def approval_waiting(run_id: str, page: str, timeout_hours: float, staging: str)
     )
 
 
-def rollout_halted(run_id: str, wave: int, reason: str, page: str, rollout: str = "") -> Message:
-    """A wave stopped the rollout: the later waves will not run. `rollout` names which ("RDS"; "": the EC2
-    instances')."""
+def rollout_halted(run_id: str, wave: int, reason: str, page: str, rollout: str = "", step: str = "wave") -> Message:
+    """A wave stopped the rollout: the later waves will not run. `rollout` names which ("RDS", "Auto Scaling"; "":
+    the EC2 instances'); `step` what it proceeds by ("wave"; "group" for Auto Scaling refreshes)."""
     name = f"{rollout} " if rollout else ""
     return Message(
-        _subject(f"Patch cycle {run_id}: {name}rollout halted at wave {wave}"),
+        _subject(f"Patch cycle {run_id}: {name}rollout halted at {step} {wave}"),
         _lines(
-            f"Patch cycle {run_id} halted its production {name}rollout at wave {wave}: {reason}",
-            f"The later {name}waves will not run; the run goes on to verify and report what was done.",
+            f"Patch cycle {run_id} halted its production {name}rollout at {step} {wave}: {reason}",
+            f"The later {name}{step}s will not run; the run goes on to verify and report what was done.",
             f"Run: {page}" if page else "",
         ),
     )

@@ -204,7 +204,7 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
                 refresh, state="halted", halt_code=code, reason=reason
             )
         artifacts.write(REFRESHES, refreshes)
-        raise WaveHalted(f"{reason}; later groups will not be refreshed", reason, done + 1, ROLLOUT)
+        raise WaveHalted(f"{reason}; later groups will not be refreshed", reason, done + 1, ROLLOUT, step="group")
 
     def _gates(
         self, config: CycleConfig, target: Target, refresh: GroupRefresh, calendar_since: str

@@ -28,11 +28,12 @@ OPEN = "OPEN"
 class WaveHalted(AirflowFailException):
     """The rollout halts at this wave (the message says why): later waves never start, the task fails (no retry)."""
 
-    def __init__(self, message: str, reason: str, wave: int, rollout: str = "") -> None:
+    def __init__(self, message: str, reason: str, wave: int, rollout: str = "", step: str = "wave") -> None:
         super().__init__(message)
         self.reason = reason  # why, for people (the SNS message)
         self.wave = wave
-        self.rollout = rollout  # which rollout, for people: "" (the EC2 instances'), "RDS"
+        self.rollout = rollout  # which rollout, for people: "" (the EC2 instances'), "RDS", "Auto Scaling"
+        self.step = step  # what it proceeds by, for people: "wave", or "group" (refreshes go group by group)
 
 
 R = TypeVar("R")
@@ -48,7 +49,7 @@ def telling_halts(method: Callable[..., R]) -> Callable[..., R]:
             return method(self, context, *args, **kwargs)  # Airflow resumes with event= as a keyword
         except WaveHalted as halted:
             run_id, page = str(context["run_id"]), page_of_run(context)
-            message = rollout_halted(run_id, halted.wave, halted.reason, page, halted.rollout)
+            message = rollout_halted(run_id, halted.wave, halted.reason, page, halted.rollout, halted.step)
             notify(context, self.settings().notifications, message, self.log)
             raise
 
