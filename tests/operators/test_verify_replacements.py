@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from include.sandbox.server import SandboxServer
+from patchcycle.core.immutable_rollout import refresh_key
 from patchcycle.core.plan import split_cve_ids
 from patchcycle.core.report_html import inspector_check, patch_manager_check
 from patchcycle.operators.refresh_groups import RefreshGroupsOperator
@@ -16,7 +17,7 @@ from patchcycle.readback.immutable import read_refreshes
 from patchcycle.run_artifacts import BAKE_RESULTS, MATCH_PLAN, REPLACEMENT_CHECKS, REPLACEMENT_SCANS
 from tests.conftest import uninstall_patches
 from tests.operators.immutable_helpers import bake, client, immutable_scenario, planned_run, run_deferring
-from tests.operators.install_helpers import AL2023, REGION, TARGET, context, run_artifacts
+from tests.operators.install_helpers import ACCOUNT, AL2023, REGION, TARGET, context, run_artifacts
 
 RUN_ID = "manual__replacements"
 GROUP = "web-asg"
@@ -39,7 +40,7 @@ def test_new_instances_are_compliant_with_their_cves_closed_and_one_that_lost_a_
     artifacts = run_artifacts(config, RUN_ID)
     baked = artifacts.read(BAKE_RESULTS, target=TARGET).iloc[0]
     run_deferring(RefreshGroupsOperator(task_id="refresh_groups", config=config), context(RUN_ID), timeout=120)
-    refresh = read_refreshes(artifacts)[GROUP]
+    refresh = read_refreshes(artifacts)[refresh_key(ACCOUNT, REGION, GROUP)]
     assert refresh.status == "Successful" and len(refresh.new_instances) == 2, refresh
     kept, broken = sorted(refresh.new_instances)
     scaling = client(server, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])
