@@ -170,6 +170,22 @@ def test_an_alarm_during_the_second_groups_refresh_rolls_it_back_and_halts_the_r
     assert codes["i-a1"] == "HALTED_BY_REFRESH"
 
 
+def test_a_rollback_that_failed_is_a_failed_refresh_that_says_the_group_may_be_mixed() -> None:
+    broken = _refresh(
+        "web",
+        status="RollbackFailed",
+        rollback_reason="alarm web-asg-health in ALARM",
+        status_reason="The rollback failed: the instances it launched did not pass the health checks.",
+    )
+    outcomes = immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, _keyed({"api": _refresh("api"), "web": broken}))
+    assert _codes(outcomes)["i-w1"] == "REFRESH_FAILED"
+    detail = outcomes[outcomes["resource_id"] == "i-w1"].iloc[0]["detail"]
+    assert detail.startswith("the instance refresh of web failed to roll back: alarm web-asg-health in ALARM; then ")
+    assert "did not pass the health checks" in detail and SOURCE in detail and BAKED in detail
+    # The later groups are halted naming both reasons.
+    assert "then The rollback failed" in halt_reason(broken)
+
+
 def test_every_inventory_instance_gets_one_verdict_from_its_refresh() -> None:
     refreshes = {"api": _refresh("api", new_instances=["i-n1"]), "web": _refresh("web", status="Failed")}
     outcomes = immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, _keyed(refreshes))

@@ -369,6 +369,9 @@ def halt_reason(refresh: GroupRefresh) -> str:
     if refresh.state == "done" and refresh.status == SUCCESSFUL:
         return ""
     what = refresh.rollback_reason or refresh.status_reason or refresh.reason
+    if refresh.status == "RollbackFailed" and refresh.rollback_reason and refresh.status_reason:
+        # Why it rolled back, then why the rollback failed (StatusReason): both matter to whoever fixes the group.
+        what = f"{refresh.rollback_reason}; then {refresh.status_reason}"
     status = {
         "RollbackSuccessful": "rolled back",
         "RollbackFailed": "failed to roll back",
@@ -506,6 +509,12 @@ def _refreshed(name: str, refresh: GroupRefresh | None) -> tuple[ReasonCode, str
         return (
             ReasonCode.REFRESH_ROLLED_BACK,
             f"{halt_reason(refresh)}; its instances are back on {refresh.source_image_id}",
+        )
+    if refresh.status == "RollbackFailed":
+        # Neither rolled forward nor back: some instances may run the baked AMI, some the old one.
+        return ReasonCode.REFRESH_FAILED, (
+            f"{halt_reason(refresh)}; {name} may now run instances of both {refresh.source_image_id} and "
+            f"{refresh.image_id}: look at the group before the next run"
         )
     return ReasonCode.REFRESH_FAILED, halt_reason(refresh)
 

@@ -257,7 +257,10 @@ REASON_CODES: Final[Mapping[ReasonCode, tuple[Verdict, str]]] = {
         Verdict.ROLLED_BACK,
         "its group's instance refresh failed or a health alarm fired, and the refresh rolled back to the old AMI",
     ),
-    _R.REFRESH_FAILED: (Verdict.FAILED, "its group's instance refresh failed and did not roll back cleanly"),
+    _R.REFRESH_FAILED: (
+        Verdict.FAILED,
+        "its group's instance refresh failed and did not roll back cleanly (Failed, Cancelled or RollbackFailed)",
+    ),
     _R.HALTED_BY_REFRESH: (Verdict.SKIPPED_HALTED, "an earlier group's instance refresh failed or rolled back"),
     _R.REFRESH_IRREVERSIBLE: (
         Verdict.SKIPPED_EXCLUDED,
