@@ -10,7 +10,12 @@ import pandas as pd
 import yaml
 
 from patchcycle.core.frames import typed_frame
-from patchcycle.core.immutable import GROUP_PLAN_COLUMNS, irreversible_reason
+from patchcycle.core.immutable import (
+    GROUP_PLAN_COLUMNS,
+    NO_LAUNCH_TEMPLATE,
+    irreversible_reason,
+    no_launch_template_reason,
+)
 from patchcycle.core.immutable_rollout import (
     BAKE_RESULT_COLUMNS,
     BAKE_STEP_WORDS,
@@ -184,6 +189,18 @@ def test_a_rollback_that_failed_is_a_failed_refresh_that_says_the_group_may_be_m
     assert "did not pass the health checks" in detail and SOURCE in detail and BAKED in detail
     # The later groups are halted naming both reasons.
     assert "then The rollback failed" in halt_reason(broken)
+
+
+def test_a_group_refused_for_its_launch_configuration_gets_its_own_code() -> None:
+    groups = GROUPS.copy()
+    groups.loc[groups["auto_scaling_group"] == "web", ["bake_id", "refused", "refused_kind"]] = [
+        "",
+        no_launch_template_reason("web"),
+        NO_LAUNCH_TEMPLATE,
+    ]
+    outcomes = immutable_outcomes(groups, _results(), APPROVED, PASSED, _keyed({"api": _refresh("api")}))
+    assert Counter(_codes(outcomes).values()) == {"REPLACED": 2, "REFRESH_NO_LAUNCH_TEMPLATE": 3}
+    assert "launch configuration" in outcomes[outcomes["resource_id"] == "i-w1"].iloc[0]["detail"]
 
 
 def test_every_inventory_instance_gets_one_verdict_from_its_refresh() -> None:

@@ -14,6 +14,7 @@ from typing import Any, Final
 import pandas as pd
 
 from patchcycle.core.frames import typed_frame
+from patchcycle.core.immutable import NO_LAUNCH_TEMPLATE
 from patchcycle.core.outcomes import ApprovalRecord, StagingRecord
 from patchcycle.core.plan import split_cve_ids
 from patchcycle.core.staging import PROFILE_COLUMNS, instance_family, most_common
@@ -529,7 +530,8 @@ def immutable_outcomes(
     """OUTCOME_COLUMNS (outcome REFRESH) for every Auto Scaling instance of the inventory that the immutable path
     took: groups' GROUP_PLAN_COLUMNS instance ids. bakes: BAKE_RESULT_COLUMNS; refreshes: refresh_key -> its record.
     The reason code decides the verdict: REPLACED, REFRESH_ROLLED_BACK, REFRESH_FAILED, HALTED_BY_REFRESH,
-    REFRESH_IRREVERSIBLE, BAKE_FAILED, STAGING_FAILED, REJECTED, APPROVAL_TIMEOUT or NOT_ATTEMPTED."""
+    REFRESH_IRREVERSIBLE, REFRESH_REPLACES_EXCLUDED, REFRESH_NO_LAUNCH_TEMPLATE, BAKE_FAILED, STAGING_FAILED, REJECTED,
+    APPROVAL_TIMEOUT or NOT_ATTEMPTED."""
     baked = {str(r["bake_id"]): r for r in bakes.to_dict("records")}
     rows = []
     for group in groups.to_dict("records"):
@@ -537,7 +539,12 @@ def immutable_outcomes(
         bake = baked.get(str(group["bake_id"]))
         pinned = len(split_cve_ids(str(bake["patch_ids"]))) if bake is not None else 0
         if str(group.get("refused") or ""):
-            code, detail = ReasonCode.REFRESH_REPLACES_EXCLUDED, str(group["refused"])
+            code = (
+                ReasonCode.REFRESH_NO_LAUNCH_TEMPLATE
+                if str(group.get("refused_kind") or "") == NO_LAUNCH_TEMPLATE
+                else ReasonCode.REFRESH_REPLACES_EXCLUDED
+            )
+            detail = str(group["refused"])
         elif bake is None or not bake["baked"]:
             why = bake["reason"] if bake is not None else "the bake did not finish"
             code, detail = ReasonCode.BAKE_FAILED, f"no patched AMI for {name}: {why}"
