@@ -22,7 +22,10 @@ DescribeAutoScalingGroups, DescribeAutoScalingInstances and EC2's DescribeInstan
   last batch it is ``Baking`` for BakeTime, then ``Successful``, and the group uses the desired configuration.
 - Alarms: while a refresh with an AlarmSpecification runs, an alarm in ALARM fails it, or with AutoRollback rolls it
   back: ``RollbackInProgress`` replaces the instances the refresh launched with instances of the group's own launch
-  template version (same batches and warm-up), then ``RollbackSuccessful``; RollbackDetails report it.
+  template version (same batches and warm-up), then ``RollbackSuccessful``; RollbackDetails report it (the
+  *OnRollback values are those when the rollback started, as AWS documents them).
+- Scenario knobs: a group's ``new_instances_unhealthy`` fails the refresh (or rolls it back) when its first batch's
+  warm-up ends, without an alarm; ``rollback_fails`` ends a rollback ``RollbackFailed`` after its first batch.
   ``RollbackInstanceRefresh`` does the same on request (IrreversibleInstanceRefresh without a desired configuration,
   when the group uses ``$Latest`` / ``$Default`` or an SSM-parameter ImageId); ``CancelInstanceRefresh`` stops it
   (``Cancelling`` until the instances being launched have warmed up, unless WaitForTransitioningInstances is false,
@@ -71,7 +74,11 @@ MOTO_MISSING: list[str] = [
 
 PENDING, IN_PROGRESS, SUCCESSFUL, FAILED = "Pending", "InProgress", "Successful", "Failed"
 CANCELLING, CANCELLED, BAKING = "Cancelling", "Cancelled", "Baking"
-ROLLBACK_IN_PROGRESS, ROLLBACK_SUCCESSFUL = "RollbackInProgress", "RollbackSuccessful"
+ROLLBACK_IN_PROGRESS, ROLLBACK_SUCCESSFUL, ROLLBACK_FAILED = (
+    "RollbackInProgress",
+    "RollbackSuccessful",
+    "RollbackFailed",
+)
 ACTIVE = frozenset({PENDING, IN_PROGRESS, CANCELLING, BAKING, ROLLBACK_IN_PROGRESS})
 # Statuses RollbackInstanceRefresh accepts: a refresh still rolling forward.
 REVERSIBLE = frozenset({PENDING, IN_PROGRESS, BAKING})
@@ -123,10 +130,11 @@ class Refresh:
     rollback_reason: str | None = None
     rollback_start: datetime | None = None
     rollback_queue: list[str] = field(default_factory=list)
-    rollback_total: int = 0
-    rollback_done: int = 0
     alarm_fired: bool = False
-    to_update_at_rollback: int = 0  # InstancesToUpdate when the rollback started (it stays so)
+    # PercentageComplete and InstancesToUpdate when the rollback started: RollbackDetails reports them (AWS documents
+    # the *OnRollback values as those at the start), and InstancesToUpdate stays so.
+    percentage_at_rollback: int = 0
+    to_update_at_rollback: int = 0
 
     @property
     def percentage(self) -> int:
@@ -307,6 +315,9 @@ def _step(world: World, refresh: Refresh, at: datetime) -> None:
     elif phase == "forward":
         batch = refresh.inflight
         refresh.inflight = None
+        if batch is not None and batch.new_ids and _knob(world, refresh, "new_instances_unhealthy"):
+            _unhealthy(world, refresh, batch, at)
+            return
         if batch is not None:
             refresh.warm.update(batch.new_ids)
         _fire_scenario_alarm(world, refresh, at)
@@ -323,8 +334,17 @@ def _step(world: World, refresh: Refresh, at: datetime) -> None:
     elif phase == "rollback":
         batch = refresh.inflight
         refresh.inflight = None
-        if batch is not None:
-            refresh.rollback_done += len(batch.new_ids)
+        if batch is not None and batch.new_ids and _knob(world, refresh, "rollback_fails"):
+            _finish(
+                world,
+                refresh,
+                ROLLBACK_FAILED,
+                at,
+                f"The rollback failed: the instances it launched from version {refresh.original_version} of launch "
+                f"template {refresh.original_template_id} ({', '.join(batch.new_ids)}) did not pass the Auto Scaling "
+                "health checks. The group may run instances of both configurations.",
+            )
+            return
         _rollback_next(world, refresh, at)
     elif phase == "cancelling":
         batch = refresh.inflight
@@ -463,7 +483,28 @@ def _check_alarms(world: World, refresh: Refresh, at: datetime) -> bool:
     return True
 
 
+def _knob(world: World, refresh: Refresh, name: str) -> bool:
+    """A scenario knob of the refresh's group (rollback_fails, new_instances_unhealthy)."""
+    spec = _spec(world, refresh.account_id, refresh.region, refresh.group)
+    return spec is not None and bool(getattr(spec, name))
+
+
+def _unhealthy(world: World, refresh: Refresh, batch: Batch, at: datetime) -> None:
+    """The batch's new instances never passed the health checks within the warm-up: AWS fails the refresh (rolls it
+    back with AutoRollback); without a rollback the group replaces them from its own configuration."""
+    reason = (
+        f"The instance refresh failed: the new instances ({', '.join(batch.new_ids)}) did not pass the Auto Scaling "
+        f"health checks within the instance warm-up of {refresh.warmup} seconds."
+    )
+    if refresh.preferences["AutoRollback"]:
+        _start_rollback(world, refresh, at, f"{reason} Rolling back because AutoRollback is enabled.")
+        return
+    _replace(world, refresh, batch.new_ids, refresh.original_template_id, refresh.original_version)
+    _finish(world, refresh, FAILED, at, reason)
+
+
 def _start_rollback(world: World, refresh: Refresh, at: datetime, reason: str) -> None:
+    refresh.percentage_at_rollback = refresh.percentage
     refresh.to_update_at_rollback = max(0, refresh.to_replace - len(refresh.warm))
     refresh.status, refresh.phase = ROLLBACK_IN_PROGRESS, "rollback"
     refresh.status_reason = reason
@@ -472,8 +513,6 @@ def _start_rollback(world: World, refresh: Refresh, at: datetime, reason: str) -
     group = _group(refresh.account_id, refresh.region, refresh.group)
     present = {state.instance.id for state in group.instance_states}
     refresh.rollback_queue = [iid for iid in refresh.launched if iid in present]
-    refresh.rollback_total = len(refresh.rollback_queue)
-    refresh.rollback_done = 0
     refresh.next_at = None
     _rollback_next(world, refresh, at)
 
@@ -683,16 +722,16 @@ def _view(refresh: Refresh) -> dict[str, Any]:
     if refresh.desired is not None:
         view["DesiredConfiguration"] = refresh.desired
     if refresh.rollback_start is not None:
-        total = refresh.rollback_total
-        done = refresh.rollback_done
-        percent = 100 if total == 0 else math.floor(100 * done / total)
+        # The values when the rollback started (AWS: "the value of PercentageComplete at the time the rollback
+        # started"); the rollback's own progress shows in PercentageComplete going back down.
+        percent, left = refresh.percentage_at_rollback, refresh.to_update_at_rollback
         view["RollbackDetails"] = {
             "RollbackReason": refresh.rollback_reason,
             "RollbackStartTime": refresh.rollback_start,
             "PercentageCompleteOnRollback": percent,
-            "InstancesToUpdateOnRollback": total - done,
+            "InstancesToUpdateOnRollback": left,
             "ProgressDetailsOnRollback": {
-                "LivePoolProgress": {"PercentageComplete": percent, "InstancesToUpdate": total - done}
+                "LivePoolProgress": {"PercentageComplete": percent, "InstancesToUpdate": left}
             },
         }
     return view

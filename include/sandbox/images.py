@@ -1,8 +1,9 @@
 """Baked AMIs in the sandbox: CreateImage from an instance over simulated time, and what an instance launched
 from such an image runs.
 
-moto 5.2.5's CreateImage makes the image ``available`` at once with one synthetic snapshot, ignores NoReboot and
-BlockDeviceMappings, checks no instance state and refuses snapshot TagSpecifications (NotImplementedError). Here
+moto 5.2.5's CreateImage makes the image ``available`` at once with one synthetic snapshot (a fixed 15 GiB
+``standard`` root that DescribeImages reports whatever was asked), ignores NoReboot and BlockDeviceMappings, checks
+no instance state and refuses snapshot TagSpecifications (NotImplementedError). Here
 ``CreateImage`` is the sandbox's (moto still creates and keeps the image, so DescribeImages, CreateTags,
 DescribeTags and RunInstances stay moto's and agree):
 
@@ -21,6 +22,11 @@ DescribeTags and RunInstances stay moto's and agree):
   installed, pending-reboot and failed patches; Run Command's installs that finished by then included). Unless
   ``NoReboot`` is true, EC2 reboots a running instance to take the image: patches installed pending a reboot then
   take effect on the instance (unless it has the ``reboot_required`` fault).
+- ``BlockDeviceMappings`` are recorded on the image, as EC2 does, and DescribeImages reports them: a mapping of the
+  root device changes its VolumeSize (not below the source instance's root volume: InvalidBlockDeviceMapping),
+  VolumeType, DeleteOnTermination, Iops, Throughput or Encrypted; another device adds an EBS mapping (or an instance
+  store one with VirtualName), ``NoDevice`` leaves one out. Without them the root mapping is the source instance's
+  root volume's size and type, DeleteOnTermination true.
 - ``DeregisterImage`` (moto's) forgets the image; instances already launched from it keep what they got.
 
 An instance launched later from a baked image (RunInstances, a CloudFormation stack's AWS::EC2::Instance, an Auto
@@ -51,9 +57,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from moto.ec2.models import ec2_backends
+from moto.ec2.models.amis import Ami
 
 from include.sandbox import ebs
 from include.sandbox.api import Handler, RequestContext
@@ -180,6 +187,70 @@ def settle(world: World, now: datetime | None = None) -> None:
 
 # -- CreateImage -------------------------------------------------------------------------------
 
+VOLUME_TYPES = frozenset({"standard", "io1", "io2", "gp2", "gp3", "sc1", "st1"})
+_EBS_FIELDS = ("VolumeSize", "VolumeType", "DeleteOnTermination", "Iops", "Throughput", "Encrypted")
+
+
+class MappedAmi(Ami):
+    """moto's Ami reporting the block device mappings CreateImage recorded (moto's property is a fixed root)."""
+
+    sandbox_mappings: list[dict[str, Any]]
+
+    @property
+    def block_device_mappings(self) -> list[dict[str, Any]]:
+        return self.sandbox_mappings
+
+
+DEFAULT_ROOT_GIB = 8  # moto's size of a root volume RunInstances made without a mapping
+
+
+def _root_volume(backend: Any, ec2: Any) -> Any:
+    """moto's volume at the instance's root device, if one is attached there."""
+    volume_id = ebs.root_volume_id(ec2)
+    return backend.volumes.get(volume_id) if volume_id else None
+
+
+def _mappings(params: dict[str, Any], backend: Any, ec2: Any) -> list[dict[str, Any]]:
+    """The image's BlockDeviceMappings: the source's root volume, changed by the request's mappings (checked before
+    anything is made: EC2 makes no image for a request it refuses). The root's SnapshotId is added once made."""
+    root = str(ec2.root_device_name)
+    volume = _root_volume(backend, ec2)
+    root_size = int(volume.size) if volume is not None else DEFAULT_ROOT_GIB
+    root_ebs: dict[str, Any] = {
+        "DeleteOnTermination": True,
+        "VolumeSize": root_size,
+        "VolumeType": str(volume.volume_type) if volume is not None else "gp2",
+        "Encrypted": bool(volume.encrypted) if volume is not None else False,
+    }
+    found: dict[str, dict[str, Any]] = {root: {"DeviceName": root, "Ebs": root_ebs}}
+    for given in params.get("BlockDeviceMappings") or []:
+        device = str(given.get("DeviceName") or "")
+        if not device:
+            raise AwsApiError("InvalidBlockDeviceMapping", "A block device mapping needs a device name.")
+        if "NoDevice" in given:
+            found.pop(device, None)
+            continue
+        if given.get("VirtualName"):
+            found[device] = {"DeviceName": device, "VirtualName": str(given["VirtualName"])}
+            continue
+        ebs_given = given.get("Ebs") or {}
+        kind = ebs_given.get("VolumeType")
+        if kind is not None and kind not in VOLUME_TYPES:
+            raise AwsApiError("InvalidParameterValue", f"Value ({kind}) for parameter volumeType is invalid.")
+        size = ebs_given.get("VolumeSize")
+        if device == root and size is not None and int(size) < root_size:
+            raise AwsApiError(
+                "InvalidBlockDeviceMapping",
+                f"Volume of size {size}GB is smaller than the snapshot of the root volume, expect size >= "
+                f"{root_size}GB",
+            )
+        base = found[device]["Ebs"] if device in found and "Ebs" in found[device] else {"DeleteOnTermination": True}
+        merged = {**base, **{key: ebs_given[key] for key in _EBS_FIELDS if key in ebs_given}}
+        if device != root and "VolumeSize" not in merged and "SnapshotId" not in merged:
+            raise AwsApiError("InvalidBlockDeviceMapping", f"The device {device} needs a VolumeSize or a SnapshotId.")
+        found[device] = {"DeviceName": device, "Ebs": merged}
+    return list(found.values())
+
 
 def _tags(params: dict[str, Any]) -> dict[str, dict[str, str]]:
     """ResourceType -> tags of the TagSpecifications (image and snapshot only)."""
@@ -242,12 +313,15 @@ def create_image(world: World, ctx: RequestContext, params: dict[str, Any]) -> d
         if other.name == name and other.owner_id == ctx.account_id:
             raise AwsApiError("InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI {other.id}")
     tags = _tags(params)
+    mappings = _mappings(params, backend, ec2)
     instance = world.instance(ctx.account_id, ctx.region, instance_id)
     rebooted = ec2_state == "running" and not params.get("NoReboot")
     if instance is not None and rebooted and not instance.faults.reboot_required:
         # EC2 shuts the instance down and reboots it to take a consistent image: pending patches take effect.
         instance.pending_reboot.clear()
     ami = backend.create_image(instance_id, name, params.get("Description", ""), tag_specifications=[])
+    ami.__class__ = MappedAmi  # moto's object stays where it is; DescribeImages reads the recorded mappings
+    cast("MappedAmi", ami).sandbox_mappings = mappings
     ami.state = PENDING
     ami.creation_date = now.astimezone(UTC).replace(tzinfo=None)  # moto keeps naive UTC
     ami.root_device_name = ec2.root_device_name
@@ -256,6 +330,12 @@ def create_image(world: World, ctx: RequestContext, params: dict[str, Any]) -> d
         backend.create_tags([ami.id], tags["image"])
     snapshot = getattr(ami, "ebs_snapshot", None)
     if snapshot is not None:
+        root = next((m for m in mappings if m["DeviceName"] == ami.root_device_name and "Ebs" in m), None)
+        if root is not None:
+            root["Ebs"] = {"SnapshotId": snapshot.id, **root["Ebs"]}
+        source = _root_volume(backend, ec2)
+        # moto's snapshot is of a 15 GiB volume of its own: DescribeSnapshots then gives the source root's size.
+        snapshot.volume.size = int(source.size) if source is not None else DEFAULT_ROOT_GIB
         snapshot.status = PENDING
         snapshot.start_time = ami.creation_date
         if tags.get("snapshot"):

@@ -113,6 +113,8 @@ class AutoScalingGroupSpec:
     patched_through: date | None = None  # the patch state of instances launched from `ami`
     availability_zones: tuple[str, ...] = ()
     alarm: RefreshAlarm | None = None
+    rollback_fails: bool = False  # a rollback of a refresh of the group ends RollbackFailed after its first batch
+    new_instances_unhealthy: bool = False  # instances a refresh launches never pass the health checks
 
 
 @dataclass(frozen=True)
@@ -709,6 +711,8 @@ def _auto_scaling_group(region: str, spec: dict[str, Any]) -> AutoScalingGroupSp
         patched_through=_day(spec.get("patched_through")),
         availability_zones=tuple(spec.get("availability_zones", (f"{region}a", f"{region}b"))),
         alarm=RefreshAlarm(alarm["name"], alarm["at_percent"]) if alarm else None,
+        rollback_fails=bool(spec.get("rollback_fails", False)),
+        new_instances_unhealthy=bool(spec.get("new_instances_unhealthy", False)),
     )
 
 

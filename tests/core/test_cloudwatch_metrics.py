@@ -59,7 +59,7 @@ def test_install_metric_data_units_dimensions_and_values() -> None:
 
     fleet = [d for d in data if ACCOUNT_DIMENSION not in dims(d)]
     assert {d["MetricName"] for d in fleet} >= {
-        spec.name for spec in METRICS if not spec.name.startswith(("Cve", "Res"))
+        spec.name for spec in METRICS if not spec.name.startswith(("Cve", "Res", "NewInstances"))
     }
     fleet_values = {d["MetricName"]: d["Value"] for d in fleet if "Value" in d and not d["Dimensions"]}
     assert fleet_values["InScope"] == kpis["fleet"]["in_scope"]
@@ -101,6 +101,40 @@ def test_inspection_metrics_appear_with_the_inspection_section() -> None:
     values = {d["MetricName"]: d["Value"] for d in data if "Value" in d and d["MetricName"] != FAILURES_METRIC}
     assert values["CvesStillActive"] == 0 and values["ResidualCriticalFindings"] == 1
     assert all(dims(d)[REGION_DIMENSION] == WEST for d in data)
+
+
+def test_the_new_instances_of_refreshed_groups_are_published_per_target_and_for_the_fleet() -> None:
+    def new(compliant: bool, cves_closed: bool, checked: bool = True) -> dict[str, Any]:
+        return {"compliant": compliant, "cves_closed": cves_closed, "checked": checked}
+
+    groups = [
+        {
+            "account_id": ACCOUNT,
+            "region": EAST,
+            "new_instances": [new(True, True), new(True, False), new(False, False)],
+        },
+        {"account_id": ACCOUNT, "region": WEST, "new_instances": [new(True, True), new(False, False, checked=False)]},
+    ]
+    report = install_report()
+    kpis = compute_kpis(report | {"install": {**report["install"], "auto_scaling_groups": groups}})
+    data = metric_data(kpis, NOW)
+    assert_valid_for_botocore(data)
+    names = ("NewInstancesLaunched", "NewInstancesCompliant", "NewInstancesCvesClosed", "NewInstancesNotChecked")
+
+    def values(where: dict[str, str]) -> tuple[float, ...]:
+        found = {d["MetricName"]: d["Value"] for d in data if dims(d) == where and d["MetricName"] in names}
+        return tuple(found[name] for name in names)
+
+    assert values({}) == (5, 3, 2, 1)
+    assert values({ACCOUNT_DIMENSION: ACCOUNT, REGION_DIMENSION: EAST}) == (3, 2, 1, 0)
+    assert values({ACCOUNT_DIMENSION: ACCOUNT, REGION_DIMENSION: WEST}) == (2, 1, 1, 1)
+    # A run without Auto Scaling groups (no replacements block) sends none of them, not zeros.
+    assert not [d for d in metric_data(compute_kpis(install_report()), NOW) if d["MetricName"] in names]
+    # KPIs of a report written before the block existed have no such key at all.
+    old = compute_kpis(install_report())
+    for block in [old["fleet"], *old["targets"]]:
+        del block["replacements"]
+    assert not [d for d in metric_data(old, NOW) if d["MetricName"] in names]
 
 
 def test_selected_targets_and_a_target_without_resources() -> None:

@@ -11,6 +11,7 @@ from patchcycle.core.frames import typed_frame
 from patchcycle.core.immutable import (
     BAKE_PLAN_COLUMNS,
     GROUP_PLAN_COLUMNS,
+    NO_LAUNCH_TEMPLATE,
     bake_plan,
     checkpoint_percentages,
     group_members,
@@ -224,6 +225,27 @@ def test_a_group_with_a_member_the_scope_excludes_is_refused_in_words() -> None:
     groups = group_plan(members, bakes, refused).set_index("auto_scaling_group")
     assert groups.loc["web-asg", ["instance_ids", "bake_id", "refused"]].tolist() == ["i-1", "", reason]
     assert groups.loc["api-asg", ["bake_id", "refused"]].tolist() == ["b01", ""]
+
+
+def test_a_group_on_a_launch_configuration_is_refused_at_plan_time_with_nothing_baked() -> None:
+    # A launch configuration: the inventory finds no LaunchTemplate on the group, so no version it launches.
+    needing = production(member("i-1", "lc-asg", group_launch_template_version=""), member("i-5", "api-asg"))
+    inventory = _inventory(
+        member("i-1", "lc-asg", group_launch_template_version=""),
+        member("i-2", "lc-asg", group_launch_template_version="", patch_ids=""),
+        member("i-5", "api-asg"),
+        member("i-6", ""),
+    )
+    members, refused = group_members(inventory, needing)
+    reason = refused[(ACCOUNT, "us-east-1", "lc-asg")]
+    assert "launch configuration" in reason and "new launch template version" in reason
+    assert list(refused) == [(ACCOUNT, "us-east-1", "lc-asg")]
+    keys = zip(members["account_id"], members["region"], members["auto_scaling_group"], strict=True)
+    bakes = bake_plan(members[pd.Series([key not in refused for key in keys], index=members.index, dtype="bool")])
+    assert bakes["auto_scaling_groups"].tolist() == ["api-asg"]  # no bake, so no staging, for the refused group
+    groups = group_plan(members, bakes, refused).set_index("auto_scaling_group")
+    assert groups.loc["lc-asg", ["bake_id", "refused", "refused_kind"]].tolist() == ["", reason, NO_LAUNCH_TEMPLATE]
+    assert groups.loc["api-asg", ["bake_id", "refused", "refused_kind"]].tolist() == ["b01", "", ""]
 
 
 def test_no_immutable_instance_plans_nothing() -> None:

@@ -10,7 +10,12 @@ import pandas as pd
 import yaml
 
 from patchcycle.core.frames import typed_frame
-from patchcycle.core.immutable import GROUP_PLAN_COLUMNS, irreversible_reason
+from patchcycle.core.immutable import (
+    GROUP_PLAN_COLUMNS,
+    NO_LAUNCH_TEMPLATE,
+    irreversible_reason,
+    no_launch_template_reason,
+)
 from patchcycle.core.immutable_rollout import (
     BAKE_RESULT_COLUMNS,
     BAKE_STEP_WORDS,
@@ -168,6 +173,34 @@ def test_an_alarm_during_the_second_groups_refresh_rolls_it_back_and_halts_the_r
     halted = _refresh("api", state="halted", status="", reason=halt_reason(rolled))
     codes = _codes(immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, _keyed({"web": rolled, "api": halted})))
     assert codes["i-a1"] == "HALTED_BY_REFRESH"
+
+
+def test_a_rollback_that_failed_is_a_failed_refresh_that_says_the_group_may_be_mixed() -> None:
+    broken = _refresh(
+        "web",
+        status="RollbackFailed",
+        rollback_reason="alarm web-asg-health in ALARM",
+        status_reason="The rollback failed: the instances it launched did not pass the health checks.",
+    )
+    outcomes = immutable_outcomes(GROUPS, _results(), APPROVED, PASSED, _keyed({"api": _refresh("api"), "web": broken}))
+    assert _codes(outcomes)["i-w1"] == "REFRESH_FAILED"
+    detail = outcomes[outcomes["resource_id"] == "i-w1"].iloc[0]["detail"]
+    assert detail.startswith("the instance refresh of web failed to roll back: alarm web-asg-health in ALARM; then ")
+    assert "did not pass the health checks" in detail and SOURCE in detail and BAKED in detail
+    # The later groups are halted naming both reasons.
+    assert "then The rollback failed" in halt_reason(broken)
+
+
+def test_a_group_refused_for_its_launch_configuration_gets_its_own_code() -> None:
+    groups = GROUPS.copy()
+    groups.loc[groups["auto_scaling_group"] == "web", ["bake_id", "refused", "refused_kind"]] = [
+        "",
+        no_launch_template_reason("web"),
+        NO_LAUNCH_TEMPLATE,
+    ]
+    outcomes = immutable_outcomes(groups, _results(), APPROVED, PASSED, _keyed({"api": _refresh("api")}))
+    assert Counter(_codes(outcomes).values()) == {"REPLACED": 2, "REFRESH_NO_LAUNCH_TEMPLATE": 3}
+    assert "launch configuration" in outcomes[outcomes["resource_id"] == "i-w1"].iloc[0]["detail"]
 
 
 def test_every_inventory_instance_gets_one_verdict_from_its_refresh() -> None:

@@ -281,17 +281,25 @@ def test_alarm_at_percent_triggers_auto_rollback(fresh_server: Any) -> None:
     assert cloudwatch.describe_alarms(AlarmNames=["api-health"])["MetricAlarms"][0]["StateValue"] == "ALARM"
     details = now["RollbackDetails"]
     assert "api-health" in details["RollbackReason"]
-    assert (details["PercentageCompleteOnRollback"], details["InstancesToUpdateOnRollback"]) == (0, 2)
+    # The values when the rollback started, as AWS documents them: half done, two still to update.
+    assert (details["PercentageCompleteOnRollback"], details["InstancesToUpdateOnRollback"]) == (50, 2)
     assert now["InstancesToUpdate"] == 2  # not yet updated by the refresh: nothing to roll back there
     advance_clock(fresh_server.url, 60)
     now = refresh(asg, "api", refresh_id)
     assert now["Status"] == "RollbackInProgress"
-    assert now["RollbackDetails"]["PercentageCompleteOnRollback"] == 50
+    assert now["RollbackDetails"]["PercentageCompleteOnRollback"] == 50  # frozen at the start
     advance_clock(fresh_server.url, 60)
     done = refresh(asg, "api", refresh_id)
     assert done["Status"] == "RollbackSuccessful" and "EndTime" in done
     assert done["PercentageComplete"] == 0
-    assert done["RollbackDetails"]["InstancesToUpdateOnRollback"] == 0
+    assert (
+        done["RollbackDetails"]["PercentageCompleteOnRollback"],
+        done["RollbackDetails"]["InstancesToUpdateOnRollback"],
+    ) == (50, 2)
+    assert done["RollbackDetails"]["ProgressDetailsOnRollback"]["LivePoolProgress"] == {
+        "PercentageComplete": 50,
+        "InstancesToUpdate": 2,
+    }
     members = group_instances(asg, "api")
     assert {i["LaunchTemplate"]["Version"] for i in members} == {"1"}
     assert len({i["InstanceId"] for i in members} & old) == 2  # two never replaced, two put back
@@ -314,7 +322,7 @@ def test_manual_rollback_and_cancel(fresh_server: Any) -> None:
     assert refresh(asg, "web", rolled["InstanceRefreshId"])["PercentageComplete"] == 50
     assert asg.rollback_instance_refresh(AutoScalingGroupName="web")["InstanceRefreshId"] == rolled["InstanceRefreshId"]
     now = refresh(asg, "web", rolled["InstanceRefreshId"])
-    assert now["Status"] == "RollbackInProgress" and now["RollbackDetails"]["InstancesToUpdateOnRollback"] == 4
+    assert now["Status"] == "RollbackInProgress" and now["RollbackDetails"]["InstancesToUpdateOnRollback"] == 2
     with pytest.raises(ClientError) as error:
         asg.rollback_instance_refresh(AutoScalingGroupName="web")
     assert error.value.response["Error"]["Code"] == "ActiveInstanceRefreshNotFound"
@@ -369,6 +377,7 @@ def test_describe_instance_refreshes_pages_newest_first(fresh_server: Any) -> No
         ({"ami": "ami-0fffffffffffffff1"}, "auto_scaling_groups[0].ami: ami-0fffffffffffffff1 is not listed"),
         ({"alarm": {"name": "x"}}, "auto_scaling_groups[0].alarm: 'at_percent' is a required property"),
         ({"min": -1}, "auto_scaling_groups[0].min: -1 is less than the minimum of 0"),
+        ({"rollback_fails": "yes"}, "auto_scaling_groups[0].rollback_fails: 'yes' is not of type 'boolean'"),
     ],
 )
 def test_scenario_errors_name_the_field(change: dict[str, Any], message: str) -> None:
@@ -476,3 +485,76 @@ def test_an_alarm_during_bake_time_rolls_the_refresh_back(fresh_server: Any) -> 
     back = group_instances(asg, "web")
     assert len(back) == 4 and not {i["InstanceId"] for i in back} & old  # replaced again, onto the old version
     assert {i["LaunchTemplate"]["Version"] for i in back} == {"1"}
+
+
+def _knob_server(make_server: Any, **knobs: Any) -> Any:
+    scenario = copy.deepcopy(SCENARIO)
+    scenario["accounts"][0]["regions"][REGION]["auto_scaling_groups"][1].update(knobs)
+    return make_server(scenario)
+
+
+def test_a_failing_rollback_ends_rollback_failed(sandbox_factory: Any) -> None:
+    server = _knob_server(sandbox_factory, rollback_fails=True)
+    asg, ec2, cloudwatch = clients(server)
+    version = new_version(ec2, "api")
+    refresh_id = asg.start_instance_refresh(
+        AutoScalingGroupName="api",
+        DesiredConfiguration={"LaunchTemplate": {"LaunchTemplateName": "api", "Version": version}},
+        Preferences={
+            "MinHealthyPercentage": 75,
+            "InstanceWarmup": 60,
+            "AutoRollback": True,
+            "AlarmSpecification": {"Alarms": ["api-health"]},
+        },
+    )["InstanceRefreshId"]
+    advance_clock(server.url, 5 + 120)  # 50%: the alarm fires, the rollback starts
+    assert refresh(asg, "api", refresh_id)["Status"] == "RollbackInProgress"
+    advance_clock(server.url, 60)  # the rollback's first batch does not become healthy
+    failed = refresh(asg, "api", refresh_id)
+    assert failed["Status"] == "RollbackFailed" and "EndTime" in failed
+    assert "rollback failed" in failed["StatusReason"] and "both configurations" in failed["StatusReason"]
+    assert (
+        failed["RollbackDetails"]["PercentageCompleteOnRollback"],
+        failed["RollbackDetails"]["InstancesToUpdateOnRollback"],
+    ) == (50, 2)
+    # Left half way: one instance of the refresh still on the new version, the group's configuration unchanged.
+    versions = sorted(i["LaunchTemplate"]["Version"] for i in group_instances(asg, "api"))
+    assert versions == sorted(["1", "1", "1", version])
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["api"])["AutoScalingGroups"][0]
+    assert group["LaunchTemplate"]["Version"] == "1"
+    assert cloudwatch.describe_alarms(AlarmNames=["api-health"])["MetricAlarms"][0]["StateValue"] == "OK"
+    advance_clock(server.url, 600)
+    assert refresh(asg, "api", refresh_id)["Status"] == "RollbackFailed"
+
+
+@pytest.mark.parametrize("auto_rollback", [False, True])
+def test_unhealthy_new_instances_fail_the_refresh_without_an_alarm(sandbox_factory: Any, auto_rollback: bool) -> None:
+    server = _knob_server(sandbox_factory, new_instances_unhealthy=True)
+    asg, ec2, cloudwatch = clients(server)
+    version = new_version(ec2, "api")
+    refresh_id = asg.start_instance_refresh(
+        AutoScalingGroupName="api",
+        DesiredConfiguration={"LaunchTemplate": {"LaunchTemplateName": "api", "Version": version}},
+        Preferences={"MinHealthyPercentage": 75, "InstanceWarmup": 60, "AutoRollback": auto_rollback},
+    )["InstanceRefreshId"]
+    advance_clock(server.url, 5 + 10)
+    assert refresh(asg, "api", refresh_id)["Status"] == "InProgress"
+    advance_clock(server.url, 60)  # the first new instance's warm-up is over and it is not healthy
+    now = refresh(asg, "api", refresh_id)
+    assert now["PercentageComplete"] == 0
+    assert "health checks" in now["StatusReason"]
+    if auto_rollback:
+        assert now["Status"] == "RollbackInProgress"
+        assert "health checks" in now["RollbackDetails"]["RollbackReason"]
+        assert (
+            now["RollbackDetails"]["PercentageCompleteOnRollback"],
+            now["RollbackDetails"]["InstancesToUpdateOnRollback"],
+        ) == (0, 4)
+        advance_clock(server.url, 60)
+        assert refresh(asg, "api", refresh_id)["Status"] == "RollbackSuccessful"
+    else:
+        assert now["Status"] == "Failed" and "EndTime" in now
+    # Either way the group is back on version 1 at full size, and no alarm was involved.
+    members = group_instances(asg, "api")
+    assert len(members) == 4 and {i["LaunchTemplate"]["Version"] for i in members} == {"1"}
+    assert cloudwatch.describe_alarms(AlarmNames=["api-health"])["MetricAlarms"][0]["StateValue"] == "OK"

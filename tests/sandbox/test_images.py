@@ -154,6 +154,57 @@ def test_an_image_is_pending_then_available_with_its_tags(server: Any, ec2: Any)
     assert ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]["State"] == "completed"
 
 
+def test_block_device_mappings_are_recorded_on_the_image(server: Any, ec2: Any) -> None:
+    instance_id = _launch(ec2)
+    root = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["RootDeviceName"]
+    plain = _image(ec2, ec2.create_image(InstanceId=instance_id, Name="bake-plain")["ImageId"])
+    [mapping] = plain["BlockDeviceMappings"]
+    source_size = mapping["Ebs"]["VolumeSize"]
+    assert mapping["DeviceName"] == root and mapping["Ebs"]["DeleteOnTermination"] is True
+    image_id = ec2.create_image(
+        InstanceId=instance_id,
+        Name="bake-mapped",
+        BlockDeviceMappings=[
+            {
+                "DeviceName": root,
+                "Ebs": {"VolumeSize": source_size + 22, "VolumeType": "gp3", "DeleteOnTermination": False},
+            },
+            {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 100, "VolumeType": "st1"}},
+            {"DeviceName": "/dev/sdb", "VirtualName": "ephemeral0"},
+        ],
+    )["ImageId"]
+    found = {m["DeviceName"]: m for m in _image(ec2, image_id)["BlockDeviceMappings"]}
+    assert set(found) == {root, "/dev/sdf", "/dev/sdb"}
+    root_ebs = found[root]["Ebs"]
+    assert (root_ebs["VolumeSize"], root_ebs["VolumeType"], root_ebs["DeleteOnTermination"]) == (
+        source_size + 22,
+        "gp3",
+        False,
+    )
+    snapshot = ec2.describe_snapshots(SnapshotIds=[root_ebs["SnapshotId"]])["Snapshots"][0]
+    assert snapshot["VolumeSize"] == source_size  # a snapshot of the source's root volume
+    assert (found["/dev/sdf"]["Ebs"]["VolumeSize"], found["/dev/sdf"]["Ebs"]["VolumeType"]) == (100, "st1")
+    assert found["/dev/sdb"]["VirtualName"] == "ephemeral0"
+    # A root smaller than the source's is refused, and no image is made.
+    code, _ = _error(
+        lambda: ec2.create_image(
+            InstanceId=instance_id,
+            Name="bake-small",
+            BlockDeviceMappings=[{"DeviceName": root, "Ebs": {"VolumeSize": source_size - 1}}],
+        )
+    )
+    assert code == "InvalidBlockDeviceMapping"
+    assert not ec2.describe_images(Filters=[{"Name": "name", "Values": ["bake-small"]}])["Images"]
+    code, _ = _error(
+        lambda: ec2.create_image(
+            InstanceId=instance_id,
+            Name="bake-bad-type",
+            BlockDeviceMappings=[{"DeviceName": root, "Ebs": {"VolumeType": "fast"}}],
+        )
+    )
+    assert code == "InvalidParameterValue"
+
+
 def test_create_image_errors_are_aws_errors(server: Any, ec2: Any) -> None:
     assert _error(lambda: ec2.create_image(InstanceId="i-0123456789abcdef0", Name="bake-x"))[0] == (
         "InvalidInstanceID.NotFound"

@@ -64,6 +64,16 @@ def _field(*path: str) -> Callable[[Block], float | None]:
     return value
 
 
+def _optional(block_name: str, count: str) -> Callable[[Block], float | None]:
+    """A count of an optional block (None: the block is absent or null, e.g. KPIs of a report before it existed)."""
+
+    def value(block: Block) -> float | None:
+        inner = block.get(block_name)
+        return None if inner is None else float(inner[count])
+
+    return value
+
+
 # The single-value metrics, in dashboard order. Failures and TimeToPatch are built apart (dimension, values).
 METRICS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec("InScope", "Count", _field("in_scope"), "in-scope resources (EC2, RDS, S3)"),
@@ -103,6 +113,35 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "ResidualCriticalFindings", "Count", _field("residual_findings", "critical"), "residual CRITICAL findings"
     ),
     MetricSpec("ResidualHighFindings", "Count", _field("residual_findings", "high"), "residual HIGH findings"),
+    # The Auto Scaling groups' new instances (replacements): not resources of the report, so counted apart.
+    MetricSpec(
+        "NewInstancesLaunched",
+        "Count",
+        _optional("replacements", "launched"),
+        "instances the Auto Scaling groups' refreshes launched",
+        install_only=True,
+    ),
+    MetricSpec(
+        "NewInstancesCompliant",
+        "Count",
+        _optional("replacements", "compliant"),
+        "of those, checked with every pinned patch installed",
+        install_only=True,
+    ),
+    MetricSpec(
+        "NewInstancesCvesClosed",
+        "Count",
+        _optional("replacements", "cves_closed"),
+        "of those, checked with the run's CVEs closed (Amazon Inspector)",
+        install_only=True,
+    ),
+    MetricSpec(
+        "NewInstancesNotChecked",
+        "Count",
+        _optional("replacements", "not_checked"),
+        "of those, not checked (verify_replacements did not reach them)",
+        install_only=True,
+    ),
 )
 UNITS: Final[Mapping[str, str]] = {
     **{spec.name: spec.unit for spec in METRICS},

@@ -51,7 +51,15 @@ GROUP_PLAN_COLUMNS: Final[Mapping[str, str]] = {
     "instances": "int64",
     "patched_ids": "str",  # those of instance_ids with pinned patches; the others are replaced although they need none
     "refused": "str",  # why the group is not refreshed at all ("" when it is planned): bake_id is then ""
+    "refused_kind": "str",  # what refused it: REFUSED_KINDS ("" when it is planned)
 }
+
+# Why group_members refuses a group: the scope excludes a member (the refresh would replace it too), or the group
+# launches no launch template (a launch configuration or a mixed instances policy), which the tool cannot refresh
+# onto a new launch template version.
+EXCLUDED_MEMBER: Final = "excluded_member"
+NO_LAUNCH_TEMPLATE: Final = "no_launch_template"
+REFUSED_KINDS: Final = (EXCLUDED_MEMBER, NO_LAUNCH_TEMPLATE)
 
 BAKE_PLAN_COLUMNS: Final[Mapping[str, str]] = {
     "bake_id": "str",  # b01, b02, ...: unique within the run
@@ -86,7 +94,10 @@ def group_members(
 ) -> tuple[pd.DataFrame, dict[tuple[str, str, str], str]]:
     """A refresh replaces every instance of a group, not only those that need patches: the whole groups of the
     immutable production instances (PRODUCTION_COLUMNS rows; a member without pinned patches has patch_ids ""),
-    and the groups refused because the scope excludes one of their members ((account, region, group) -> why).
+    and the groups refused ((account, region, group) -> why, in words): a group that launches no launch template (a
+    launch configuration or a mixed instances policy; the refresh onto a new launch template version is all this
+    tool does, so it is refused here, before anything is baked or staged for it), or one with a member the scope
+    excludes. refused_kind tells which.
 
     inventory: the scoped inventory of the run; immutable: the production instances on the immutable path."""
     columns = immutable.columns
@@ -99,6 +110,10 @@ def group_members(
     ):
         members = ec2[(ec2["account_id"] == account_id) & (ec2["region"] == region)]
         members = members[members["auto_scaling_group"] == group]
+        if not members.empty and (members["group_launch_template_version"].astype("str") == "").all():
+            # The inventory found no LaunchTemplate on the group (inventory.launch_template_spec).
+            refused[(account_id, region, group)] = no_launch_template_reason(group)
+            continue
         excluded = members[~members["in_scope"]]
         if not excluded.empty:
             named = [f"{r.resource_id} ({r.scope_reason})" for r in excluded.sort_values("resource_id").itertuples()]
@@ -122,6 +137,20 @@ def group_members(
             )
     frame = typed_frame(rows, {column: str(immutable[column].dtype) for column in columns})
     return frame.sort_values(["account_id", "region", "resource_id"], ignore_index=True), refused
+
+
+def no_launch_template_reason(group: str) -> str:
+    """Why a group without a launch template is not refreshed, in words."""
+    return (
+        f"{group} is not refreshed: it launches from a launch configuration (or a mixed instances policy), not a "
+        "launch template, and the immutable path refreshes a group onto a new launch template version only; move "
+        f"{group} to a launch template (AWS can copy a launch configuration into one) and run again"
+    )
+
+
+def refused_kind(reason: str, group: str) -> str:
+    """The REFUSED_KINDS value of a group_members refusal reason."""
+    return NO_LAUNCH_TEMPLATE if reason == no_launch_template_reason(group) else EXCLUDED_MEMBER
 
 
 def launch_image(members: pd.DataFrame) -> str:
@@ -205,7 +234,7 @@ def group_plan(
         if where in refused:
             rows.append(
                 {**row, "instance_ids": ";".join(ids), "instances": len(ids), "patched_ids": ";".join(patched)}
-                | {"refused": refused[where]}
+                | {"refused": refused[where], "refused_kind": refused_kind(refused[where], where[2])}
             )
             continue
         image_id, patch_ids = per_group[where]

@@ -14,6 +14,7 @@ from typing import Any, Final
 import pandas as pd
 
 from patchcycle.core.frames import typed_frame
+from patchcycle.core.immutable import NO_LAUNCH_TEMPLATE
 from patchcycle.core.outcomes import ApprovalRecord, StagingRecord
 from patchcycle.core.plan import split_cve_ids
 from patchcycle.core.staging import PROFILE_COLUMNS, instance_family, most_common
@@ -371,6 +372,9 @@ def halt_reason(refresh: GroupRefresh) -> str:
     if refresh.state == "done" and refresh.status == SUCCESSFUL:
         return ""
     what = refresh.rollback_reason or refresh.status_reason or refresh.reason
+    if refresh.status == "RollbackFailed" and refresh.rollback_reason and refresh.status_reason:
+        # Why it rolled back, then why the rollback failed (StatusReason): both matter to whoever fixes the group.
+        what = f"{refresh.rollback_reason}; then {refresh.status_reason}"
     status = {
         "RollbackSuccessful": "rolled back",
         "RollbackFailed": "failed to roll back",
@@ -510,6 +514,12 @@ def _refreshed(name: str, refresh: GroupRefresh | None) -> tuple[ReasonCode, str
             ReasonCode.REFRESH_ROLLED_BACK,
             f"{halt_reason(refresh)}; its instances are back on {refresh.source_image_id}",
         )
+    if refresh.status == "RollbackFailed":
+        # Neither rolled forward nor back: some instances may run the baked AMI, some the old one.
+        return ReasonCode.REFRESH_FAILED, (
+            f"{halt_reason(refresh)}; {name} may now run instances of both {refresh.source_image_id} and "
+            f"{refresh.image_id}: look at the group before the next run"
+        )
     return ReasonCode.REFRESH_FAILED, halt_reason(refresh)
 
 
@@ -523,8 +533,8 @@ def immutable_outcomes(
     """OUTCOME_COLUMNS (outcome REFRESH) for every Auto Scaling instance of the inventory that the immutable path
     took: groups' GROUP_PLAN_COLUMNS instance ids. bakes: BAKE_RESULT_COLUMNS; refreshes: refresh_key -> its record.
     The reason code decides the verdict: REPLACED, REFRESH_ROLLED_BACK, REFRESH_FAILED, HALTED_BY_REFRESH,
-    HALTED_BY_CALENDAR, HALTED_BY_ALARM,
-    REFRESH_IRREVERSIBLE, BAKE_FAILED, STAGING_FAILED, REJECTED, APPROVAL_TIMEOUT or NOT_ATTEMPTED."""
+    HALTED_BY_CALENDAR, HALTED_BY_ALARM, REFRESH_IRREVERSIBLE, REFRESH_REPLACES_EXCLUDED, REFRESH_NO_LAUNCH_TEMPLATE,
+    BAKE_FAILED, STAGING_FAILED, REJECTED, APPROVAL_TIMEOUT or NOT_ATTEMPTED."""
     baked = {str(r["bake_id"]): r for r in bakes.to_dict("records")}
     rows = []
     for group in groups.to_dict("records"):
@@ -532,7 +542,12 @@ def immutable_outcomes(
         bake = baked.get(str(group["bake_id"]))
         pinned = len(split_cve_ids(str(bake["patch_ids"]))) if bake is not None else 0
         if str(group.get("refused") or ""):
-            code, detail = ReasonCode.REFRESH_REPLACES_EXCLUDED, str(group["refused"])
+            code = (
+                ReasonCode.REFRESH_NO_LAUNCH_TEMPLATE
+                if str(group.get("refused_kind") or "") == NO_LAUNCH_TEMPLATE
+                else ReasonCode.REFRESH_REPLACES_EXCLUDED
+            )
+            detail = str(group["refused"])
         elif bake is None or not bake["baked"]:
             why = bake["reason"] if bake is not None else "the bake did not finish"
             code, detail = ReasonCode.BAKE_FAILED, f"no patched AMI for {name}: {why}"

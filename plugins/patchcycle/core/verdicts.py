@@ -104,6 +104,7 @@ class ReasonCode(StrEnum):
     HALTED_BY_REFRESH = "HALTED_BY_REFRESH"
     REFRESH_IRREVERSIBLE = "REFRESH_IRREVERSIBLE"
     REFRESH_REPLACES_EXCLUDED = "REFRESH_REPLACES_EXCLUDED"
+    REFRESH_NO_LAUNCH_TEMPLATE = "REFRESH_NO_LAUNCH_TEMPLATE"
     BAKE_FAILED = "BAKE_FAILED"
 
 
@@ -257,7 +258,10 @@ REASON_CODES: Final[Mapping[ReasonCode, tuple[Verdict, str]]] = {
         Verdict.ROLLED_BACK,
         "its group's instance refresh failed or a health alarm fired, and the refresh rolled back to the old AMI",
     ),
-    _R.REFRESH_FAILED: (Verdict.FAILED, "its group's instance refresh failed and did not roll back cleanly"),
+    _R.REFRESH_FAILED: (
+        Verdict.FAILED,
+        "its group's instance refresh failed and did not roll back cleanly (Failed, Cancelled or RollbackFailed)",
+    ),
     _R.HALTED_BY_REFRESH: (Verdict.SKIPPED_HALTED, "an earlier group's instance refresh failed or rolled back"),
     _R.REFRESH_IRREVERSIBLE: (
         Verdict.SKIPPED_EXCLUDED,
@@ -266,6 +270,11 @@ REASON_CODES: Final[Mapping[ReasonCode, tuple[Verdict, str]]] = {
     _R.REFRESH_REPLACES_EXCLUDED: (
         Verdict.SKIPPED_EXCLUDED,
         "its group has an instance the scope excludes, which an instance refresh would replace too",
+    ),
+    _R.REFRESH_NO_LAUNCH_TEMPLATE: (
+        Verdict.SKIPPED_EXCLUDED,
+        "its group launches from a launch configuration (or a mixed instances policy), not a launch template: the "
+        "immutable path refreshes only onto a new launch template version",
     ),
     _R.BAKE_FAILED: (Verdict.SKIPPED_STAGING_FAILED, "no patched AMI could be baked for its group"),
 }

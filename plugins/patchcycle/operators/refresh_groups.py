@@ -34,7 +34,12 @@ from typing import Any, NoReturn
 from airflow.sdk import Context
 
 from patchcycle.config import CycleConfig, Target
-from patchcycle.core.immutable import checkpoint_percentages, irreversible_reason, refresh_preferences
+from patchcycle.core.immutable import (
+    checkpoint_percentages,
+    irreversible_reason,
+    no_launch_template_reason,
+    refresh_preferences,
+)
 from patchcycle.core.immutable_rollout import (
     ACTIVE_REFRESH_STATUSES,
     GroupRefresh,
@@ -250,9 +255,13 @@ class RefreshGroupsOperator(FleetOperator[CycleConfig]):
             found = next((g for g in scaling.groups() if g["AutoScalingGroupName"] == name), None)
             calls += 1
         template = (found or {}).get("LaunchTemplate") or {}
-        if found is None or not template:
-            what = "no longer exists" if found is None else "has no launch template (a mixed instances policy)"
-            return replace(refresh, state="refused", api_calls=calls, reason=f"{name} {what}: not refreshed"), None
+        if found is None:
+            return replace(
+                refresh, state="refused", api_calls=calls, reason=f"{name} no longer exists: not refreshed"
+            ), None
+        if not template:
+            # The plan refuses such a group (core.immutable.group_members); this one lost its launch template since.
+            return replace(refresh, state="refused", api_calls=calls, reason=no_launch_template_reason(name)), None
         # After a successful refresh the group is on the run's version: the record of the attempt before knows the
         # version it started from.
         source_version = (previous.source_version if previous else "") or str(template.get("Version", "$Default"))
