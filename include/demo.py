@@ -717,6 +717,9 @@ def start_workers(airflow: str, env: dict[str, str], celery: CeleryTopology, log
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGINT too: a demo started in the background by a non-interactive shell inherits SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt for it (Ctrl-C, or a test's SIGINT, would never stop it).
+    signal.signal(signal.SIGINT, raise_keyboard_interrupt)
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     services: list[Service] = []
     databases: list[str] = []
