@@ -41,7 +41,7 @@ from patchcycle.hooks.aws_errors import aws_call
 from patchcycle.hooks.rds_maintenance import RdsMaintenanceHook
 from patchcycle.links.cloudformation import CloudFormationStackLink
 from patchcycle.operators.base import DEFER_MARGIN
-from patchcycle.operators.staging_stack import StackOperator
+from patchcycle.operators.staging_stack import IN_PROGRESS, StackOperator
 from patchcycle.run_artifacts import (
     RDS_INSTALL_PLAN,
     RDS_REHEARSAL_RESULTS,
@@ -201,9 +201,14 @@ class RdsStagingOperator(RdsStackOperator):
             ]
             template = rds_staging_template(yaml.safe_load(TEMPLATE.read_text()), copies, str(context["run_id"]))
             tags = {"patchcycle:run-id": context["run_id"][:255], "patchcycle:role": "rds-staging"}
-            with aws_call("cloudformation:CreateStack", account, region):
-                stack_id = self.hook.create(name, json.dumps(template), {}, tags)
-            self.log.info("Creating stack %s with %d RDS staging copies", name, len(copies))
+            with aws_call("cloudformation:DescribeStacks", account, region):
+                existing = self.hook.status(name)
+            if existing is not None and existing["status"] in IN_PROGRESS:
+                stack_id = existing["stack_id"]  # this run's stack, from an earlier try: waited for again
+            else:
+                with aws_call("cloudformation:CreateStack", account, region):
+                    stack_id = self.hook.create(name, json.dumps(template), {}, tags)
+                self.log.info("Creating stack %s with %d RDS staging copies", name, len(copies))
             self.persist_link(context, CloudFormationStackLink, stack_id=stack_id)
             self.save(artifacts, replace(self.stack_record(artifacts, name), status="CREATE_IN_PROGRESS"))
         self.wait_for_stack(name, "stack_create_complete")
