@@ -30,7 +30,7 @@ from patchcycle.run_artifacts import (
     RunArtifacts,
 )
 from patchcycle.triggers.change_calendar import ChangeCalendarTrigger
-from tests.conftest import advance_clock, first_trigger_payload, subscribed_topic
+from tests.conftest import advance_clock, first_trigger_payload, sandbox_calls, subscribed_topic
 from tests.operators.install_helpers import (
     ACCOUNT,
     REGION,
@@ -467,6 +467,11 @@ def test_a_cluster_without_an_automated_snapshot_gets_one_taken_and_deleted_by_t
     assert {"Key": "patchcycle:run-id", "Value": run_id} in rds.list_tags_for_resource(
         ResourceName=snapshot["DBClusterSnapshotArn"]
     )["TagList"]
+    # A retry while the snapshot is taken waits for it again instead of failing on DBClusterSnapshotAlreadyExists.
+    taken_before = sandbox_calls(server.url, "rds:CreateDBClusterSnapshot")
+    waiting = deferral(RdsStagingOperator(task_id="create_rds_staging", config=base, region_name=REGION), ctx)
+    assert waiting.method_name == "create_stack"
+    assert sandbox_calls(server.url, "rds:CreateDBClusterSnapshot") == taken_before
     record = drive(create, ctx, waiting, server, 61)
     assert record["created"]
     rehearse = RdsRehearsalOperator(task_id="rehearse_rds", config=base, region_name=REGION)
@@ -476,3 +481,29 @@ def test_a_cluster_without_an_automated_snapshot_gets_one_taken_and_deleted_by_t
     with pytest.raises(ClientError) as raised:
         rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=taken)
     assert raised.value.response["Error"]["Code"] == "DBClusterSnapshotNotFoundFault"
+
+
+def test_a_retried_create_rds_staging_waits_for_its_own_stack_instead_of_creating_another(
+    server: SandboxServer, base: dict[str, Any]
+) -> None:
+    run_id = "scheduled__rds_staging_retry"
+    artifacts, ctx = new_run(base, run_id, "imm-"), context(run_id)
+    created_before = sandbox_calls(server.url, "cloudformation:CreateStack")
+    first = deferral(RdsStagingOperator(task_id="create_rds_staging", config=base, region_name=REGION), ctx)
+    assert first.method_name == "execute_complete"
+    # The first try lost (its worker gone) while the stack is creating: the second try runs execute again.
+    retry = RdsStagingOperator(task_id="create_rds_staging", config=base, region_name=REGION)
+    again = deferral(retry, ctx)
+    assert again.method_name == "execute_complete"
+    record = drive(retry, ctx, again, server, 0)
+    assert record["created"]
+    # And a try after the stack was created finds it complete and records it again.
+    record = drive(retry, ctx, deferral(retry, ctx), server, 0)
+    assert record["created"] and record["status"] == "CREATE_COMPLETE"
+    assert sandbox_calls(server.url, "cloudformation:CreateStack") == created_before + 1
+    teardown = RdsStagingTeardownOperator(task_id="delete_rds_staging", config=base, region_name=REGION)
+    assert drive(teardown, ctx, deferral(teardown, ctx), server, 1)["deleted"]
+    stacks = boto3.client("cloudformation", region_name=REGION, endpoint_url=server.url).list_stacks()
+    assert [s["StackStatus"] for s in stacks["StackSummaries"] if s["StackName"] == record["stack_name"]] == [
+        "DELETE_COMPLETE"
+    ]

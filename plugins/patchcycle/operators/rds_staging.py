@@ -139,18 +139,23 @@ class RdsStagingOperator(RdsStackOperator):
                 if cluster:
                     with aws_call("rds:DescribeDBClusterSnapshots", account, region):
                         found = self.rds.latest_automated_cluster_snapshot(source)
+                        # An earlier try of this run may have taken it already: taken once, waited for again.
+                        earlier = None if found else self.rds.cluster_snapshot_status(manual)
                     snapshot_id = str(found["DBClusterSnapshotIdentifier"]) if found else manual
-                    if found is None:
+                    if found is None and earlier is None:
                         with aws_call("rds:CreateDBClusterSnapshot", account, region):
                             self.rds.create_cluster_snapshot(source, manual, tags)
+                    if found is None and earlier != "available":
                         taken.append(wait_id(source, cluster=True))
                 else:
                     with aws_call("rds:DescribeDBSnapshots", account, region):
                         found = self.rds.latest_automated_snapshot(source)
+                        earlier = None if found else self.rds.snapshot_status(manual)
                     snapshot_id = str(found["DBSnapshotIdentifier"]) if found else manual
-                    if found is None:
+                    if found is None and earlier is None:
                         with aws_call("rds:CreateDBSnapshot", account, region):
                             self.rds.create_snapshot(source, manual, tags)
+                    if found is None and earlier != "available":
                         taken.append(wait_id(source))
                 rows.append(
                     {
