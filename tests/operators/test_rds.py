@@ -503,6 +503,7 @@ def test_a_retried_create_rds_staging_waits_for_its_own_stack_instead_of_creatin
     assert sandbox_calls(server.url, "cloudformation:CreateStack") == created_before + 1
     teardown = RdsStagingTeardownOperator(task_id="delete_rds_staging", config=base, region_name=REGION)
     assert drive(teardown, ctx, deferral(teardown, ctx), server, 1)["deleted"]
+    assert artifacts.read(RDS_STAGING_STACK, target=TARGET).deleted
     stacks = boto3.client("cloudformation", region_name=REGION, endpoint_url=server.url).list_stacks()
     assert [s["StackStatus"] for s in stacks["StackSummaries"] if s["StackName"] == record["stack_name"]] == [
         "DELETE_COMPLETE"
