@@ -72,6 +72,8 @@ def rds_scenario() -> dict[str, Any]:
         _db("bad-main-replica", "system-update", instance_class="db.m6g.large", replica_of="bad-main"),
         _db("gate-a", "system-update", instance_class="db.m6g.large"),
         _db("gate-b", "system-update", instance_class="db.m6g.large"),
+        _db("retry-a", "system-update", instance_class="db.m6g.large"),
+        _db("retry-b", "os-upgrade", engine="mysql", engine_version="8.0.39", instance_class="db.t3.medium"),
     ]
     document["accounts"][0]["regions"][REGION]["rds_clusters"] = [
         {
@@ -483,11 +485,11 @@ def test_a_cluster_without_an_automated_snapshot_gets_one_taken_and_deleted_by_t
     assert raised.value.response["Error"]["Code"] == "DBClusterSnapshotNotFoundFault"
 
 
-def test_a_retried_create_rds_staging_waits_for_its_own_stack_instead_of_creating_another(
+def test_retried_staging_tasks_take_up_their_stack_and_applied_actions_instead_of_failing(
     server: SandboxServer, base: dict[str, Any]
 ) -> None:
     run_id = "scheduled__rds_staging_retry"
-    artifacts, ctx = new_run(base, run_id, "imm-"), context(run_id)
+    artifacts, ctx = new_run(base, run_id, "retry-"), context(run_id)
     created_before = sandbox_calls(server.url, "cloudformation:CreateStack")
     first = deferral(RdsStagingOperator(task_id="create_rds_staging", config=base, region_name=REGION), ctx)
     assert first.method_name == "execute_complete"
@@ -501,6 +503,36 @@ def test_a_retried_create_rds_staging_waits_for_its_own_stack_instead_of_creatin
     record = drive(retry, ctx, deferral(retry, ctx), server, 0)
     assert record["created"] and record["status"] == "CREATE_COMPLETE"
     assert sandbox_calls(server.url, "cloudformation:CreateStack") == created_before + 1
+    copies = {
+        r["source_db"]: r["staging_db"] for r in artifacts.read(RDS_REHEARSAL_RESULTS, target=TARGET).to_dict("records")
+    }
+
+    # retry-b's copy has its os-upgrade applied by hand before the rehearsal: not pending, a failed rehearsal.
+    advance_clock(server.url, 31)
+    rds = rds_client(server)
+    [copy_b] = rds.describe_db_instances(DBInstanceIdentifier=copies["retry-b"])["DBInstances"]
+    rds.apply_pending_maintenance_action(
+        ResourceIdentifier=copy_b["DBInstanceArn"], ApplyAction="os-upgrade", OptInType="immediate"
+    )
+    advance_clock(server.url, MAINTENANCE_SECONDS + 1)
+    # The rehearsal's first try applies retry-a's copy's action, then is lost before its check.
+    rehearse = RdsRehearsalOperator(task_id="rehearse_rds", config=base, region_name=REGION)
+    ready = first_trigger_payload(deferral(rehearse, ctx).trigger)
+    with pytest.raises(TaskDeferred) as applied:
+        rehearse.apply(ctx, ready)
+    assert applied.value.method_name == "check"
+    applies = sandbox_calls(server.url, "rds:ApplyPendingMaintenanceAction")
+    retried = RdsRehearsalOperator(task_id="rehearse_rds", config=base, region_name=REGION)
+    assert drive(retried, ctx, deferral(retried, ctx), server, MAINTENANCE_SECONDS + 1) == {
+        "rehearsals": 2,
+        "passed": 1,
+    }
+    assert sandbox_calls(server.url, "rds:ApplyPendingMaintenanceAction") == applies  # not applied twice
+    results = artifacts.read(RDS_REHEARSAL_RESULTS, target=TARGET).set_index("source_db")
+    assert results.loc["retry-a", "passed"] and results.loc["retry-a", "step"] == "done"
+    assert not results.loc["retry-b", "passed"]
+    assert results.loc["retry-b", "detail"] == "not pending on the restored copy: os-upgrade"
+
     teardown = RdsStagingTeardownOperator(task_id="delete_rds_staging", config=base, region_name=REGION)
     assert drive(teardown, ctx, deferral(teardown, ctx), server, 1)["deleted"]
     assert artifacts.read(RDS_STAGING_STACK, target=TARGET).deleted

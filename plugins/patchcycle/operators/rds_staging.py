@@ -66,6 +66,12 @@ def _copy_key(row: dict[str, Any]) -> str:
     return (CLUSTER_PREFIX if _is_cluster(row) else "") + str(row["staging_db"])
 
 
+def _applied_before(row: dict[str, Any]) -> bool:
+    """Whether an earlier try of this run applied the copy's actions: it records "apply" (with no failure) before
+    applying, so a retry does not take an action no longer pending for one that never was."""
+    return str(row["step"]) in ("check", "done") or (str(row["step"]) == "apply" and not str(row["detail"] or ""))
+
+
 def _copy_waits(row: dict[str, Any]) -> list[str]:
     """The waits for a staging copy to be available: the DB instance; a DB cluster and its one DB instance."""
     db = str(row["staging_db"])
@@ -269,28 +275,33 @@ class RdsRehearsalOperator(RdsStackOperator):
                 if all(states.get(parse_wait_id(w)[0], {}).get("state") == WaitState.READY for w in _copy_waits(r))
             ]
             dbs, pending = self._copies(account, region, ready)
-            rows, waits = [], []
+            rows, applying = [], []
             for row in records:
-                db, actions = str(row["staging_db"]), [a for a in str(row["actions"]).split(";") if a]
+                actions = [a for a in str(row["actions"]).split(";") if a]
                 if row not in ready:
                     busy = [states.get(parse_wait_id(w)[0], {}) for w in _copy_waits(row)]
                     status = next((b.get("status") for b in busy if b.get("state") != WaitState.READY), None)
                     rows.append({**row, "detail": f"the restored copy is {status or 'unknown'}, not available"})
                     continue
                 missing = [a for a in actions if a not in pending.get(_copy_key(row), {})]
-                if missing:
+                if missing and not _applied_before(row):
                     rows.append(
                         {**row, "step": "apply", "detail": f"not pending on the restored copy: {', '.join(missing)}"}
                     )
                     continue
+                rows.append({**row, "step": "apply", "detail": ""})
+                applying.append((row, [a for a in actions if a not in missing]))
+            # Recorded first, so that a retry after a lost try knows these copies' actions were applied.
+            artifacts.write(RDS_REHEARSAL_RESULTS, rehearsal_rows(rows), target=self.target)
+            waits = []
+            for row, actions in applying:
                 found = dbs[_copy_key(row)]
                 arn = str(found["DBClusterArn"] if _is_cluster(row) else found["DBInstanceArn"])
                 for action in actions:
                     with aws_call("rds:ApplyPendingMaintenanceAction", account, region):
                         self.rds.apply(arn, action, WAIT_IMMEDIATE)
-                rows.append({**row, "step": "apply"})
-                waits.append(wait_id(db, actions, _is_cluster(row)))
-            artifacts.write(RDS_REHEARSAL_RESULTS, rehearsal_rows(rows), target=self.target)
+                all_actions = [a for a in str(row["actions"]).split(";") if a]
+                waits.append(wait_id(str(row["staging_db"]), all_actions, _is_cluster(row)))
         if waits:
             self.wait_for_databases(waits, WAIT_IMMEDIATE, "check")
         return self.check(context, {"status": "done", "databases": {}})
