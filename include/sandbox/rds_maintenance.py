@@ -42,7 +42,7 @@ import heapq
 import itertools
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -112,6 +112,24 @@ class PendingAction:
         return PendingAction(self.action, self.description, self.auto_applied_after, self.forced_apply)
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """What sets DB instances and DB clusters apart where the sandbox handles both alike."""
+
+    prefix: str  # of its state keys
+    refusing: frozenset[str]  # statuses in which ApplyPendingMaintenanceAction is refused
+    state_error: str  # the error code of that refusal
+    noun: str  # as that refusal's message names it
+
+
+KINDS = {
+    "db": _Kind("", REFUSING_STATUSES, "InvalidDBInstanceState", "Instance"),
+    "cluster": _Kind(CLUSTER_PREFIX, REFUSING_CLUSTER_STATUSES, "InvalidDBClusterStateFault", "DB cluster"),
+}
+
+Key = tuple[str, str, str]  # (account, region, lower-case DB instance or snapshot identifier)
+
+
 @dataclass
 class _Resource:
     arn: str
@@ -119,12 +137,11 @@ class _Resource:
     identifier: str
     window: str  # the preferred maintenance window, ddd:hh24:mi-ddd:hh24:mi
     model: Any  # moto's DBInstance or DBCluster
+    key: Key  # its state key
     actions: list[PendingAction] = field(default_factory=list)
 
 
 # --- state -------------------------------------------------------------------------------
-
-Key = tuple[str, str, str]  # (account, region, lower-case DB instance or snapshot identifier)
 
 
 @dataclass
@@ -199,14 +216,13 @@ def _resources(world: World, ctx: RequestContext) -> list[_Resource]:
     backend = rds_backends[ctx.account_id][ctx.region]
     pending = state(world).actions
     found: list[_Resource] = []
-    for db in list(backend.databases.values()):
-        actions = pending.setdefault((ctx.account_id, ctx.region, db.db_instance_identifier.lower()), [])
-        found.append(_Resource(db.arn, "db", db.db_instance_identifier, db.preferred_maintenance_window, db, actions))
-    for cluster in list(backend.clusters.values()):
-        identifier = cluster.db_cluster_identifier
-        actions = pending.setdefault((ctx.account_id, ctx.region, CLUSTER_PREFIX + identifier.lower()), [])
-        window = cluster.preferred_maintenance_window
-        found.append(_Resource(cluster.arn, "cluster", identifier, window, cluster, actions))
+    tables: tuple[tuple[str, Mapping[str, Any]], ...] = (("db", backend.databases), ("cluster", backend.clusters))
+    for kind, models in tables:
+        for model in list(models.values()):
+            identifier = model.resource_id  # moto's DBInstanceIdentifier or DBClusterIdentifier
+            key = (ctx.account_id, ctx.region, KINDS[kind].prefix + identifier.lower())
+            window = model.preferred_maintenance_window
+            found.append(_Resource(model.arn, kind, identifier, window, model, key, pending.setdefault(key, [])))
     return sorted(found, key=lambda r: r.arn)
 
 
@@ -516,19 +532,13 @@ def apply_pending_maintenance_action(world: World, ctx: RequestContext, params: 
     action = next((a for a in resource.actions if a.action == wanted), None)
     if action is None:
         raise AwsApiError("InvalidParameterCombination", f"There is no pending {wanted} action for {resource.arn}")
-    if resource.kind == "db" and resource.model.status in REFUSING_STATUSES:
+    kind = KINDS[resource.kind]
+    if resource.model.status in kind.refusing:
         raise AwsApiError(
-            "InvalidDBInstanceState",
-            f"Instance {resource.identifier} is not in a valid state ({resource.model.status}) for this operation.",
+            kind.state_error,
+            f"{kind.noun} {resource.identifier} is not in a valid state ({resource.model.status}) for this operation.",
         )
-    if resource.kind == "cluster" and resource.model.status in REFUSING_CLUSTER_STATUSES:
-        raise AwsApiError(
-            "InvalidDBClusterStateFault",
-            f"DB cluster {resource.identifier} is not in a valid state ({resource.model.status}) for this operation.",
-        )
-    st = state(world)
-    prefix = CLUSTER_PREFIX if resource.kind == "cluster" else ""
-    applying = st.applying.get((ctx.account_id, ctx.region, prefix + resource.identifier.lower()))
+    applying = state(world).applying.get(resource.key)
     # Once applying has started nothing can call it back (an immediate opt-in can't be undone).
     if applying is None or applying.action is not action:
         if opt_in == "immediate" and action.opt_in != "immediate":
@@ -569,20 +579,53 @@ def after_create_db_snapshot(world: World, ctx: RequestContext, form: dict[str, 
     snapshot = backend.database_snapshots.get(form.get("DBSnapshotIdentifier", "").lower())
     key = _instance_key(ctx, form.get("DBInstanceIdentifier", ""))
     db = _db(key)
-    if snapshot is None or db is None:
-        return
+    if snapshot is not None and db is not None:
+        _backing_up(world, st, key, db, snapshot, (ctx.account_id, ctx.region, snapshot.db_snapshot_identifier))
+
+
+def _backing_up(world: World, st: _State, key: Key, resource: Any, snapshot: Any, snapshot_key: Key) -> None:
+    """A new snapshot of a DB instance or cluster: creating, the resource backing-up, for rds.snapshot_seconds."""
     now = world.now()
-    st.snapshot_actions[(ctx.account_id, ctx.region, snapshot.db_snapshot_identifier)] = [
-        a.fresh() for a in st.actions.get(key, [])
-    ]
+    _record_actions(st, snapshot_key, key)
     _creating_snapshot(world, st, snapshot, now)
-    db.status = "backing-up"
+    _status_until(st, resource, "backing-up", now + timedelta(seconds=world.scenario.rds.snapshot_seconds))
 
-    def backed_up(when: datetime) -> None:
-        if db.status == "backing-up":
-            db.status = AVAILABLE
 
-    st.at(now + timedelta(seconds=world.scenario.rds.snapshot_seconds), backed_up)
+def _status_until(st: _State, resource: Any, status: str, until: datetime) -> None:
+    """The resource is ``status`` until then, and then available (unless its status changed meanwhile)."""
+    resource.status = status
+
+    def available(when: datetime) -> None:
+        if resource.status == status:
+            resource.status = AVAILABLE
+
+    st.at(until, available)
+
+
+def _record_actions(st: _State, snapshot_key: Key, key: Key) -> None:
+    """What restores from the snapshot inherit: the pending actions its source has now."""
+    st.snapshot_actions[snapshot_key] = [a.fresh() for a in st.actions.get(key, [])]
+
+
+def _restoring(
+    world: World, st: _State, key: Key, resource: Any, inherited: list[PendingAction], version: str
+) -> datetime:
+    """A restored DB instance or cluster: creating for rds.restore_seconds, with the snapshot's pending actions
+    but a db-upgrade to ``version`` (the one it was restored at)."""
+    now = world.now()
+    st.actions[key] = [
+        a.fresh() for a in inherited if a.action != "db-upgrade" or upgrade_target(a) not in (None, version)
+    ]
+    st.applying.pop(key, None)
+    resource.created = now
+    _status_until(st, resource, "creating", now + timedelta(seconds=world.scenario.rds.restore_seconds))
+    return now
+
+
+def _inherited(st: _State, snapshot_key: Key, source: Key) -> list[PendingAction]:
+    """The actions recorded with the snapshot, else (a snapshot the sandbox did not see taken) its source's."""
+    recorded = st.snapshot_actions.get(snapshot_key)
+    return recorded if recorded is not None else st.actions.get(source, [])
 
 
 def _creating_snapshot(world: World, st: _State, snapshot: Any, now: datetime) -> None:
@@ -621,24 +664,13 @@ def after_restore(world: World, ctx: RequestContext, form: dict[str, str]) -> No
     snapshot = backend.database_snapshots.get(_snapshot_id(form))
     if db is None or snapshot is None:
         return
-    now = world.now()
-    source = (ctx.account_id, ctx.region, snapshot.db_instance_identifier.lower())
-    recorded = st.snapshot_actions.get((ctx.account_id, ctx.region, snapshot.db_snapshot_identifier))
-    inherited = recorded if recorded is not None else st.actions.get(source, [])
-    st.actions[key] = [
-        a.fresh()
-        for a in inherited
-        if a.action != "db-upgrade" or upgrade_target(a) not in (None, snapshot.engine_version)
-    ]
-    st.applying.pop(key, None)
-    db.status, db.created = "creating", now
+    inherited = _inherited(
+        st,
+        (ctx.account_id, ctx.region, snapshot.db_snapshot_identifier),
+        (ctx.account_id, ctx.region, snapshot.db_instance_identifier.lower()),
+    )
+    now = _restoring(world, st, key, db, inherited, snapshot.engine_version)
     rename_automated_snapshots(backend, db.db_instance_identifier, now)
-
-    def available(when: datetime) -> None:
-        if db.status == "creating":
-            db.status = AVAILABLE
-
-    st.at(now + timedelta(seconds=world.scenario.rds.restore_seconds), available)
 
 
 def after_stack_created(world: World, ctx: RequestContext, stack_name: str) -> None:
@@ -677,13 +709,8 @@ def _creating_member(world: World, ctx: RequestContext, db: Any) -> None:
     key = _instance_key(ctx, db.db_instance_identifier)
     st.actions[key] = []
     now = world.now()
-    db.status, db.created = "creating", now
-
-    def available(when: datetime) -> None:
-        if db.status == "creating":
-            db.status = AVAILABLE
-
-    st.at(now + timedelta(seconds=world.scenario.rds.restore_seconds), available)
+    db.created = now
+    _status_until(st, db, "creating", now + timedelta(seconds=world.scenario.rds.restore_seconds))
 
 
 # --- Aurora DB cluster snapshots and restores ------------------------------------------------------------------
@@ -720,20 +747,10 @@ def after_create_db_cluster_snapshot(world: World, ctx: RequestContext, form: di
     snapshot = _cluster_snapshot(ctx, form.get("DBClusterSnapshotIdentifier", ""))
     key = _cluster_key(ctx, form.get("DBClusterIdentifier", ""))
     cluster = _db(key)
-    if snapshot is None or cluster is None:
-        return
-    now = world.now()
-    st.snapshot_actions[_cluster_snapshot_key(ctx, snapshot.db_cluster_snapshot_identifier)] = [
-        a.fresh() for a in st.actions.get(key, [])
-    ]
-    _creating_snapshot(world, st, snapshot, now)
-    cluster.status = "backing-up"
-
-    def backed_up(when: datetime) -> None:
-        if cluster.status == "backing-up":
-            cluster.status = AVAILABLE
-
-    st.at(now + timedelta(seconds=world.scenario.rds.snapshot_seconds), backed_up)
+    if snapshot is not None and cluster is not None:
+        _backing_up(
+            world, st, key, cluster, snapshot, _cluster_snapshot_key(ctx, snapshot.db_cluster_snapshot_identifier)
+        )
 
 
 def before_cluster_restore(world: World, ctx: RequestContext, form: dict[str, str]) -> None:
@@ -755,25 +772,14 @@ def after_cluster_restore(world: World, ctx: RequestContext, form: dict[str, str
     snapshot = _cluster_snapshot(ctx, form.get("SnapshotIdentifier", ""))
     if cluster is None or snapshot is None:
         return
-    now = world.now()
-    source = (ctx.account_id, ctx.region, CLUSTER_PREFIX + snapshot.db_cluster_identifier.lower())
-    recorded = st.snapshot_actions.get(_cluster_snapshot_key(ctx, snapshot.db_cluster_snapshot_identifier))
-    inherited = recorded if recorded is not None else st.actions.get(source, [])
-    st.actions[key] = [
-        a.fresh()
-        for a in inherited
-        if a.action != "db-upgrade" or upgrade_target(a) not in (None, cluster.engine_version)
-    ]
-    st.applying.pop(key, None)
+    inherited = _inherited(
+        st,
+        _cluster_snapshot_key(ctx, snapshot.db_cluster_snapshot_identifier),
+        (ctx.account_id, ctx.region, CLUSTER_PREFIX + snapshot.db_cluster_identifier.lower()),
+    )
     cluster.sandbox_timed = True  # moto_fixes: the status stays creating until the clock says
-    cluster.status, cluster.created = "creating", now
+    now = _restoring(world, st, key, cluster, inherited, cluster.engine_version)
     rename_automated_cluster_snapshots(rds_backends[ctx.account_id][ctx.region], cluster.db_cluster_identifier, now)
-
-    def available(when: datetime) -> None:
-        if cluster.status == "creating":
-            cluster.status = AVAILABLE
-
-    st.at(now + timedelta(seconds=world.scenario.rds.restore_seconds), available)
 
 
 def rename_automated_cluster_snapshots(backend: Any, identifier: str, now: datetime) -> None:
@@ -820,9 +826,7 @@ def after_delete(world: World, ctx: RequestContext, form: dict[str, str]) -> Non
     backend.databases[key[2]] = db
     final = backend.database_snapshots.get(form.get("FinalDBSnapshotIdentifier", "").lower())
     if final is not None and form.get("SkipFinalSnapshot", "").lower() != "true":
-        st.snapshot_actions[(ctx.account_id, ctx.region, final.db_snapshot_identifier)] = [
-            a.fresh() for a in st.actions.get(key, [])
-        ]
+        _record_actions(st, (ctx.account_id, ctx.region, final.db_snapshot_identifier), key)
         _creating_snapshot(world, st, final, now)
 
     def gone(when: datetime) -> None:

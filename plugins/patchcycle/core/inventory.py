@@ -247,6 +247,36 @@ def pending_actions_by_arn(pending: list[dict[str, Any]]) -> dict[str, list[dict
     return by_arn
 
 
+def _rds_row(
+    account_id: str,
+    region: str,
+    kind: str,
+    identifier: str,
+    record: Mapping[str, Any],
+    actions: Mapping[str, list[dict[str, Any]]],
+) -> dict[str, Any]:
+    """The columns a DB instance (`kind` "db") and an Aurora DB cluster ("cluster") row fill alike."""
+    arn_field = "DBClusterArn" if kind == "cluster" else "DBInstanceArn"
+    arn = str(record.get(arn_field) or f"arn:{partition_of(region)}:rds:{region}:{account_id}:{kind}:{identifier}")
+    tags = tag_dict(record.get("TagList"))
+    count = len(actions.get(arn, []))
+    row = _base_row(account_id, region, "rds")
+    row.update(
+        resource_id=identifier,
+        resource_arn=arn,
+        name=tags.get("Name", identifier),
+        tags=_tags_json(tags),
+        environment=_environment(tags),
+        engine=str(record.get("Engine", "")),
+        engine_version=str(record.get("EngineVersion", "")),
+        pending_actions=count,
+        multi_az=bool(record.get("MultiAZ", False)),
+        patchable=count > 0,
+        skip_reason="" if count else "no pending maintenance actions",
+    )
+    return row
+
+
 def rds_rows(
     account_id: str, region: str, db_instances: list[dict[str, Any]], pending: list[dict[str, Any]]
 ) -> pd.DataFrame:
@@ -259,28 +289,13 @@ def rds_rows(
     actions = pending_actions_by_arn(pending)
     rows = []
     for db in db_instances:
-        identifier = str(db["DBInstanceIdentifier"])
-        arn = str(db.get("DBInstanceArn") or f"arn:{partition_of(region)}:rds:{region}:{account_id}:db:{identifier}")
-        tags = tag_dict(db.get("TagList"))
-        count = len(actions.get(arn, []))
-        row = _base_row(account_id, region, "rds")
+        row = _rds_row(account_id, region, "db", str(db["DBInstanceIdentifier"]), db, actions)
         row.update(
-            resource_id=identifier,
-            resource_arn=arn,
-            name=tags.get("Name", identifier),
-            tags=_tags_json(tags),
-            environment=_environment(tags),
             state=str(db.get("DBInstanceStatus", "")),
             availability_zone=str(db.get("AvailabilityZone", "")),
             instance_type=str(db.get("DBInstanceClass", "")),
-            engine=str(db.get("Engine", "")),
-            engine_version=str(db.get("EngineVersion", "")),
-            pending_actions=count,
-            multi_az=bool(db.get("MultiAZ", False)),
             replica_of=str(db.get("ReadReplicaSourceDBInstanceIdentifier", "")).rsplit(":", 1)[-1],
             db_cluster=str(db.get("DBClusterIdentifier", "")),
-            patchable=count > 0,
-            skip_reason="" if count else "no pending maintenance actions",
         )
         rows.append(row)
     return typed_frame(rows, INVENTORY_COLUMNS)
@@ -304,32 +319,14 @@ def rds_cluster_rows(
     actions = pending_actions_by_arn(pending)
     rows = []
     for cluster in db_clusters:
-        engine = str(cluster.get("Engine", ""))
-        if not engine.startswith("aurora"):
+        if not str(cluster.get("Engine", "")).startswith("aurora"):
             continue
         identifier = str(cluster["DBClusterIdentifier"])
-        arn = str(
-            cluster.get("DBClusterArn") or f"arn:{partition_of(region)}:rds:{region}:{account_id}:cluster:{identifier}"
-        )
-        tags = tag_dict(cluster.get("TagList"))
-        count = len(actions.get(arn, []))
-        zones = [str(zone) for zone in cluster.get("AvailabilityZones", [])]
-        row = _base_row(account_id, region, "rds")
+        row = _rds_row(account_id, region, "cluster", identifier, cluster, actions)
         row.update(
-            resource_id=identifier,
-            resource_arn=arn,
-            name=tags.get("Name", identifier),
-            tags=_tags_json(tags),
-            environment=_environment(tags),
             state=str(cluster.get("Status", "")),
-            availability_zone=",".join(zones),
-            engine=engine,
-            engine_version=str(cluster.get("EngineVersion", "")),
-            pending_actions=count,
-            multi_az=bool(cluster.get("MultiAZ", False)),
+            availability_zone=",".join(str(zone) for zone in cluster.get("AvailabilityZones", [])),
             db_cluster=identifier,
-            patchable=count > 0,
-            skip_reason="" if count else "no pending maintenance actions",
         )
         rows.append(row)
     return typed_frame(rows, INVENTORY_COLUMNS)
