@@ -152,6 +152,24 @@ def test_replicas_go_first_and_never_in_the_wave_of_their_source(canary: str) ->
     assert waves[(ACCOUNT, REGION, "a-replica-1")] == 1
 
 
+@pytest.mark.parametrize("canary", ["1", "50%", "100%"])
+@pytest.mark.parametrize("names", [("a", "b", "c"), ("c", "b", "a"), ("b", "c", "a")])
+def test_a_cascade_of_replicas_puts_each_replica_before_its_own_source(canary: str, names: tuple[str, ...]) -> None:
+    """primary <- first <- second <- third (a replica of a replica, as MySQL and PostgreSQL allow), whatever
+    order the identifiers sort in: each one in an earlier wave than the one it replicates."""
+    first, second, third = names
+    dbs = [
+        ((ACCOUNT, REGION, first), "primary"),
+        ((ACCOUNT, REGION, second), first),
+        ((ACCOUNT, REGION, third), second),
+        ((ACCOUNT, REGION, "primary"), ""),
+    ]
+    waves = plan_rds_waves(dbs, CountOrPercent.parse("canary", canary), (100,), 5)
+    for key, source in dbs:
+        if source:
+            assert waves[key] < waves[(ACCOUNT, REGION, source)], (key, waves)
+
+
 def test_a_plan_without_replicas_keeps_the_ec2_wave_sizes() -> None:
     dbs = [((ACCOUNT, REGION, f"db-{n}"), "") for n in range(10)]
     waves = plan_rds_waves(dbs, CountOrPercent(1, percent=False), (50, 50), 5)
