@@ -362,6 +362,15 @@ def test_the_approval_section_tells_rehearsals_impact_and_waves() -> None:
     text = rds_approval_section(plan, results, "immediate")
     assert "## RDS maintenance: staging FAILED" in text and "1 of 2 staging rehearsal(s) passed" in text
     assert "Multi-AZ: brief failover" in text and "replica of orders-db" in text and "2026-12-15" in text
+    rows = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| us-east-1 | ")}
+    assert "| Single-AZ: downtime while applied |" in rows["orders-db-replica"]
+    assert "| Single-AZ: downtime while applied |" in rows["shop-db"]
+    # A Multi-AZ db-upgrade upgrades both copies at once: no failover, and the words say why.
+    upgrade = rds_install_plan(
+        _inventory(_db("pair-db", multi_az=True)), rds_plan([_pending("pair-db", "db-upgrade")]), ("db-upgrade",)
+    )
+    words = rds_approval_section(upgrade.assign(wave=1), results.iloc[0:0], "immediate")
+    assert "| Multi-AZ, but a db-upgrade upgrades both copies at once: downtime while applied |" in words
     assert rds_approval_section(plan.iloc[0:0], results, "immediate") == ""
 
 
