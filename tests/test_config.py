@@ -261,6 +261,35 @@ def test_bad_install_settings_are_refused_by_name(field: str, value: Any) -> Non
     refused(field, **{field.split("[")[0]: value})
 
 
+def test_rds_settings_defaults_and_values() -> None:
+    rds = CycleConfig.from_params(params()).rds
+    assert (rds.rds_actions, rds.rds_apply, rds.rds_timeout_minutes) == (
+        ("system-update", "os-upgrade"),
+        "immediate",
+        120,
+    )
+    chosen = CycleConfig.from_params(params(rds_actions=["db-upgrade", "db-upgrade"], rds_apply="next-maintenance"))
+    assert (chosen.rds.rds_actions, chosen.rds.rds_apply) == (("db-upgrade",), "next-maintenance")
+    assert CycleConfig.from_params(params(rds_actions=[])).rds.rds_actions == ()  # no database touched
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("rds_actions", "system-update", "must be a list of maintenance actions"),
+        ("rds_actions", ["system-update", "patch"], "unknown maintenance action(s) ['patch']"),
+        ("rds_actions", [None], "unknown maintenance action(s) [None]"),
+        ("rds_apply", "later", "must be one of ['immediate', 'next-maintenance']"),
+        ("rds_apply", "undo-opt-in", "must be one of ['immediate', 'next-maintenance']"),
+        ("rds_apply", None, "must be one of"),
+        ("rds_timeout_minutes", 0, "must be a positive number"),
+        ("rds_timeout_minutes", "60", "must be a positive number"),
+    ],
+)
+def test_bad_rds_settings_are_refused_by_name(field: str, value: Any, words: str) -> None:
+    assert words in refused(field, **{field: value})
+
+
 def test_rollout_safety_defaults_snapshot_and_roll_back_failures_with_no_gates() -> None:
     safety = CycleConfig.from_params(params()).safety
     assert safety == RolloutSafety()

@@ -1610,6 +1610,25 @@ def test_the_readme_automation_role_allows_exactly_the_runbook_steps() -> None:
     assert sent == {c.document for c in steps if c.document}, sent
 
 
+_README_ROW = re.compile(r"^\| `([A-Za-z0-9]+)` \| (.*?) \|", re.MULTILINE)
+
+
+def test_the_readme_explains_every_statement_with_its_actions(policy: dict[str, Any]) -> None:
+    """Each statement of the policy has a row in include/iam/README.md's table listing exactly its actions (or, for
+    the runbook steps' statements, its Sid in the automation role's policy there)."""
+    text = IAM_README.read_text()
+    rows = {
+        sid: {token for token in re.findall(r"`([^`]+)`", actions) if ":" in token}
+        for sid, actions in _README_ROW.findall(text)
+    }
+    for statement in policy["Statement"]:
+        sid, actions = statement["Sid"], set(_as_list(statement["Action"]))
+        if sid in rows:
+            assert rows[sid] == actions, (sid, rows[sid] ^ actions)
+        else:
+            assert f'"Sid": "{sid}"' in text, f"include/iam/README.md does not explain statement {sid}"
+
+
 # The immutable path's writes reach only the groups and launch templates the operator tagged with a patch group
 # (both services support the resource-tag keys on these actions: the Service Authorization Reference).
 PATCH_GROUP_SCOPED = {

@@ -152,6 +152,24 @@ def test_replicas_go_first_and_never_in_the_wave_of_their_source(canary: str) ->
     assert waves[(ACCOUNT, REGION, "a-replica-1")] == 1
 
 
+@pytest.mark.parametrize("canary", ["1", "50%", "100%"])
+@pytest.mark.parametrize("names", [("a", "b", "c"), ("c", "b", "a"), ("b", "c", "a")])
+def test_a_cascade_of_replicas_puts_each_replica_before_its_own_source(canary: str, names: tuple[str, ...]) -> None:
+    """primary <- first <- second <- third (a replica of a replica, as MySQL and PostgreSQL allow), whatever
+    order the identifiers sort in: each one in an earlier wave than the one it replicates."""
+    first, second, third = names
+    dbs = [
+        ((ACCOUNT, REGION, first), "primary"),
+        ((ACCOUNT, REGION, second), first),
+        ((ACCOUNT, REGION, third), second),
+        ((ACCOUNT, REGION, "primary"), ""),
+    ]
+    waves = plan_rds_waves(dbs, CountOrPercent.parse("canary", canary), (100,), 5)
+    for key, source in dbs:
+        if source:
+            assert waves[key] < waves[(ACCOUNT, REGION, source)], (key, waves)
+
+
 def test_a_plan_without_replicas_keeps_the_ec2_wave_sizes() -> None:
     dbs = [((ACCOUNT, REGION, f"db-{n}"), "") for n in range(10)]
     waves = plan_rds_waves(dbs, CountOrPercent(1, percent=False), (50, 50), 5)
@@ -344,6 +362,15 @@ def test_the_approval_section_tells_rehearsals_impact_and_waves() -> None:
     text = rds_approval_section(plan, results, "immediate")
     assert "## RDS maintenance: staging FAILED" in text and "1 of 2 staging rehearsal(s) passed" in text
     assert "Multi-AZ: brief failover" in text and "replica of orders-db" in text and "2026-12-15" in text
+    rows = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| us-east-1 | ")}
+    assert "| Single-AZ: downtime while applied |" in rows["orders-db-replica"]
+    assert "| Single-AZ: downtime while applied |" in rows["shop-db"]
+    # A Multi-AZ db-upgrade upgrades both copies at once: no failover, and the words say why.
+    upgrade = rds_install_plan(
+        _inventory(_db("pair-db", multi_az=True)), rds_plan([_pending("pair-db", "db-upgrade")]), ("db-upgrade",)
+    )
+    words = rds_approval_section(upgrade.assign(wave=1), results.iloc[0:0], "immediate")
+    assert "| Multi-AZ, but a db-upgrade upgrades both copies at once: downtime while applied |" in words
     assert rds_approval_section(plan.iloc[0:0], results, "immediate") == ""
 
 

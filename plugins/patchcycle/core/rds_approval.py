@@ -15,6 +15,15 @@ _IMPACT = {
 }
 
 
+def _impact(row: dict[str, Any]) -> str:
+    """What applying the row's action means for the database's clients, in words."""
+    if str(row["impact"]) in _IMPACT:
+        return _IMPACT[str(row["impact"])]
+    if row["multi_az"]:  # a db-upgrade (rds_plan.ALWAYS_DOWNTIME)
+        return f"Multi-AZ, but a {row['action']} upgrades both copies at once: downtime while applied"
+    return "Single-AZ: downtime while applied"
+
+
 def _cell(value: Any) -> str:
     return " ".join(str(value).split()).replace("|", "\\|") or " "
 
@@ -106,7 +115,7 @@ def rds_approval_section(plan: pd.DataFrame, results: pd.DataFrame, apply_mode: 
             r["action"],
             _date(r["auto_applied_after"]),
             _date(r["forced_apply_date"]),
-            _IMPACT.get(str(r["impact"]), "downtime while applied"),
+            _impact(r),
             _role(r),
             r["wave"],
         ]

@@ -226,9 +226,17 @@ def plan_rds_waves(
         for key in order[position : position + size]:
             waves[key] = wave
         position += size
-    for key in order:  # replicas (members) come first, so a source (cluster) is placed after all of them
-        after = max((waves[replica] for replica in replicas_of.get(key, [])), default=0)
-        waves[key] = max(waves[key], after + 1)
+    # A source (cluster) goes after each of its replicas (members). One pass in `order` is not enough for a cascade
+    # (a replica of a replica): pushing a middle replica back can put it in its own source's wave, so pass again
+    # until nothing moves (replication has no cycles: at most one pass per level of the deepest cascade).
+    for _ in range(len(order)):
+        moved = False
+        for key in order:
+            after = max((waves[replica] for replica in replicas_of.get(key, [])), default=0)
+            if waves[key] <= after:
+                waves[key], moved = after + 1, True
+        if not moved:
+            break
     return waves
 
 
