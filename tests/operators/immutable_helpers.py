@@ -20,12 +20,14 @@ from patchcycle.config import Target
 from patchcycle.core.frames import typed_frame
 from patchcycle.core.immutable import BAKE_PLAN_COLUMNS, GROUP_PLAN_COLUMNS
 from patchcycle.core.immutable_rollout import BAKE_RESULT_COLUMNS, GroupRefresh
+from patchcycle.core.plan import split_cve_ids
 from patchcycle.operators.bake_images import BakeImagesOperator
 from patchcycle.operators.refresh_groups import RefreshGroupsOperator
+from patchcycle.operators.staging_stack import StagingStackOperator
 from patchcycle.readback.immutable import read_refreshes
-from patchcycle.run_artifacts import BAKE_PLAN, BAKE_RESULTS, GROUP_PLAN, INVENTORY_SUMMARY
+from patchcycle.run_artifacts import BAKE_PLAN, BAKE_RESULTS, GROUP_PLAN, INVENTORY_SUMMARY, MATCH_PLAN, RunArtifacts
 from patchcycle.run_records import InventorySummary
-from tests.conftest import first_trigger_payload
+from tests.conftest import first_trigger_payload, uninstall_patches
 from tests.operators.install_helpers import (
     ACCOUNT,
     AL2023,
@@ -255,6 +257,21 @@ def refreshes_by_group(config: dict[str, Any], run_id: str) -> dict[str, GroupRe
     return {r.group: r for r in read_refreshes(run_artifacts(config, run_id)).values()}
 
 
+def create_staging(config: dict[str, Any], run_id: str) -> None:
+    """create_staging of us-east-1 run through its trigger: a replica of each profile, each bake's from its AMI."""
+    operator = StagingStackOperator(task_id="create_staging", config=config, region_name=REGION)
+    operator.execute_complete(context(run_id), first_trigger_payload(deferral(operator, context(run_id)).trigger))
+
+
+def lose_a_pinned_patch(server: SandboxServer, artifacts: RunArtifacts, patch_ids: str, instance: str) -> Any:
+    """Uninstall from `instance` the first of `patch_ids` that fixes CVEs (drift after it was patched); returns
+    that patch's MATCH_PLAN row."""
+    plan = artifacts.read(MATCH_PLAN, target=TARGET)
+    lost = plan[plan["patch_id"].isin(split_cve_ids(patch_ids)) & (plan["cve_ids"] != "")].iloc[0]
+    uninstall_patches(server.url, REGION, instance, [str(lost["patch_id"])])
+    return lost
+
+
 __all__ = [
     "AL2023",
     "CLOCK_SPEED",
@@ -267,8 +284,10 @@ __all__ = [
     "baked_result",
     "baked_run",
     "client",
+    "create_staging",
     "group_members",
     "immutable_scenario",
+    "lose_a_pinned_patch",
     "planned_run",
     "refresh_operator",
     "refresh_scenario",
