@@ -9,11 +9,17 @@ import pytest
 from include.sandbox.server import SandboxServer
 from patchcycle.core.plan import split_cve_ids
 from patchcycle.operators.prove_images import ProveImagesOperator
-from patchcycle.operators.staging_stack import StagingStackOperator
 from patchcycle.readback.immutable import approval_part
-from patchcycle.run_artifacts import BAKE_RESULTS, IMAGE_PROOFS, MATCH_PLAN, STACK
-from tests.conftest import first_trigger_payload, uninstall_patches
-from tests.operators.immutable_helpers import bake, client, immutable_scenario, planned_run
+from patchcycle.run_artifacts import BAKE_RESULTS, IMAGE_PROOFS, STACK
+from tests.conftest import first_trigger_payload
+from tests.operators.immutable_helpers import (
+    bake,
+    client,
+    create_staging,
+    immutable_scenario,
+    lose_a_pinned_patch,
+    planned_run,
+)
 from tests.operators.install_helpers import AL2023, REGION, TARGET, WINDOWS, context, deferral, run_artifacts
 
 RUN_ID = "manual__prove"
@@ -32,8 +38,7 @@ def test_inspector_proves_the_baked_ami_whose_replica_shows_no_pinned_cve_and_no
     linux, windows = results.loc[AL2023], results.loc[WINDOWS]
 
     # The staging stack launches one replica per baked AMI, from the baked AMI itself.
-    staging = StagingStackOperator(task_id="create_staging", config=config, region_name=REGION)
-    staging.execute_complete(context(RUN_ID), first_trigger_payload(deferral(staging, context(RUN_ID)).trigger))
+    create_staging(config, RUN_ID)
     replicas = artifacts.read(STACK, target=TARGET).instances
     ec2 = client(server, "ec2")
     for row in (linux, windows):
@@ -41,10 +46,7 @@ def test_inspector_proves_the_baked_ami_whose_replica_shows_no_pinned_cve_and_no
         assert found["ImageId"] == row["image_id"]
 
     # The Windows replica loses a pinned patch (one that fixes CVEs): Inspector finds them active again.
-    plan = artifacts.read(MATCH_PLAN, target=TARGET)
-    pinned = set(split_cve_ids(str(windows["patch_ids"])))
-    lost = plan[plan["patch_id"].isin(pinned) & (plan["cve_ids"] != "")].iloc[0]
-    uninstall_patches(server.url, REGION, replicas[windows["bake_id"]], [str(lost["patch_id"])])
+    lost = lose_a_pinned_patch(server, artifacts, str(windows["patch_ids"]), replicas[windows["bake_id"]])
 
     operator = ProveImagesOperator(task_id="prove_images", config=config, region_name=REGION)
     event = first_trigger_payload(deferral(operator, context(RUN_ID)).trigger, timeout=60)

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
-import boto3
 import pytest
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG
@@ -19,7 +18,6 @@ from patchcycle.core.frames import typed_frame
 from patchcycle.core.immutable_rollout import BAKE_RESULT_COLUMNS, bake_result
 from patchcycle.operators.approval import PatchApprovalOperator
 from patchcycle.operators.staging_checks import StagingHealthCheckOperator, StagingPatchOperator
-from patchcycle.operators.staging_stack import StagingStackOperator
 from patchcycle.run_artifacts import (
     APPROVAL_DECISION,
     APPROVAL_REQUEST,
@@ -30,6 +28,7 @@ from patchcycle.run_artifacts import (
 )
 from patchcycle.triggers.command_completion import CommandCompletionTrigger
 from tests.conftest import advance_clock, first_trigger_payload, sandbox_calls
+from tests.operators.immutable_helpers import asg, client, create_staging
 from tests.operators.install_helpers import (
     AL2023,
     DAG_ID,
@@ -37,7 +36,6 @@ from tests.operators.install_helpers import (
     TARGET,
     context,
     cycle_config,
-    deferral,
     plan_run,
     run_artifacts,
     s3_root,
@@ -52,18 +50,7 @@ def _scenario() -> dict[str, Any]:
     # Only Linux: every staging replica but the baked AMI's passes, so the bake alone decides.
     region = document["accounts"][0]["regions"][REGION]
     region["instance_groups"] = [g for g in region["instance_groups"] if g["name"] == "web"]
-    region["auto_scaling_groups"] = [
-        {
-            "name": "web-asg",
-            "ami": AL2023,
-            "instance_type": "t3.medium",
-            "min": 1,
-            "max": 4,
-            "desired": 2,
-            "tags": {"Environment": "production", "PatchGroup": "web"},
-            "patched_through": "2026-09-30",
-        }
-    ]
+    region["auto_scaling_groups"] = [asg("web-asg", 2, max_size=4)]
     document["amis"][AL2023]["bake_breaks_health_checks"] = True  # an image baked from it fails its health check
     document["failures"] = []
     return document
@@ -75,9 +62,7 @@ SCENARIO = _scenario()
 def _bake(server: SandboxServer, config: dict[str, Any], run_id: str) -> str:
     """What bake_images leaves: the plan's bake of AL2023 made into an image (through EC2, as PatchCycle-BakeAmi
     does: a builder launched from the source AMI, then CreateImage), recorded as baked."""
-    ec2 = boto3.client(
-        "ec2", region_name=REGION, endpoint_url=server.url, aws_access_key_id="x", aws_secret_access_key="x"
-    )
+    ec2 = client(server, "ec2")
     builder = ec2.run_instances(
         ImageId=AL2023,
         InstanceType="t3.medium",
@@ -118,8 +103,7 @@ def test_a_bake_that_breaks_the_health_checks_is_rejected_and_nothing_is_refresh
     assert artifacts.read(GROUP_PLAN)["auto_scaling_group"].tolist() == ["web-asg"]
     image = _bake(server, config, run_id)
 
-    stack = StagingStackOperator(task_id="create_staging", config=config, region_name=REGION)
-    stack.execute_complete(context(run_id), first_trigger_payload(deferral(stack, context(run_id)).trigger))
+    create_staging(config, run_id)
     patch = StagingPatchOperator(task_id="patch_staging", config=config, region_name=REGION)
     patch.execute_complete(context(run_id), _commands(server, patch, run_id))
     check = StagingHealthCheckOperator(task_id="check_staging", config=config, region_name=REGION)

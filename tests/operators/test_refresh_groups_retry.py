@@ -8,155 +8,39 @@ from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
-import boto3
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from include.sandbox.server import SandboxServer
-from patchcycle.core.frames import typed_frame
-from patchcycle.core.immutable import BAKE_PLAN_COLUMNS, GROUP_PLAN_COLUMNS
-from patchcycle.core.immutable_rollout import BAKE_RESULT_COLUMNS, GroupRefresh, refresh_key
-from patchcycle.operators.refresh_groups import RefreshGroupsOperator
+from patchcycle.core.immutable_rollout import GroupRefresh, refresh_key
 from patchcycle.readback.immutable import read_refreshes
-from patchcycle.run_artifacts import BAKE_PLAN, BAKE_RESULTS, GROUP_PLAN, INVENTORY_SUMMARY, REFRESHES
-from patchcycle.run_records import InventorySummary
+from patchcycle.run_artifacts import REFRESHES
 from tests.conftest import first_trigger_payload, sandbox_requests
-from tests.operators.install_helpers import (
-    ACCOUNT,
-    AL2023,
-    REGION,
-    TARGET,
-    context,
-    cycle_config,
-    run_artifacts,
-    s3_root,
-    scenario,
+from tests.operators.immutable_helpers import (
+    asg,
+    baked_run,
+    client,
+    group_members,
+    refresh_operator,
+    refresh_scenario,
+    refresh_to_end,
+    refreshes_by_group,
 )
+from tests.operators.install_helpers import ACCOUNT, REGION, context, run_artifacts
 
 # Two runs of two groups each, of the same sizes: one runs through, the other's worker dies twice.
 CALM, CRASHED = {"a1-asg": 2, "a2-asg": 3}, {"c1-asg": 2, "c2-asg": 3}
 # A group on an SSM-parameter AMI, one another refresh is replacing, and one after it.
 GUARDED = {"g1-ssm": 2, "g2-busy": 2, "g3-after": 2}
 PARAMETER = "/golden/al2023/ami"
-
-
-def _group(name: str, desired: int) -> dict[str, Any]:
-    return {
-        "name": name,
-        "ami": AL2023,
-        "instance_type": "t3.medium",
-        "min": 1,
-        "max": 8,
-        "desired": desired,
-        "tags": {"Environment": "production", "PatchGroup": "web"},
-        "patched_through": "2026-09-30",
-    }
-
-
-SCENARIO = scenario("refresh-retry")
-SCENARIO["clock"]["speed"] = 200.0  # a refresh's batches and checkpoints pass in a fraction of a second
-SCENARIO["accounts"][0]["regions"][REGION]["auto_scaling_groups"] = [
-    _group(n, d) for n, d in {**CALM, **CRASHED, **GUARDED}.items()
-]
+SCENARIO = refresh_scenario("refresh-retry", [asg(n, d) for n, d in {**CALM, **CRASHED, **GUARDED}.items()])
 SANDBOX_DROP_FAULTS = True  # exact call counts
-
-
-def _client(server: SandboxServer, service: str) -> Any:
-    return boto3.client(
-        service,
-        region_name=REGION,
-        endpoint_url=server.url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-def _instances(server: SandboxServer, names: list[str]) -> dict[str, list[str]]:
-    found = _client(server, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=names)
-    return {
-        g["AutoScalingGroupName"]: sorted(i["InstanceId"] for i in g["Instances"]) for g in found["AutoScalingGroups"]
-    }
-
-
-def _planned_run(server: SandboxServer, run_id: str, groups: dict[str, int], pause: int = 5) -> dict[str, Any]:
-    """A run as plan_install and bake_images leave it for `groups`: one bake of AL2023 (its "baked" image is AL2023
-    itself: the new launch template version differs, so SkipMatching still replaces every instance). pause: the
-    refreshes' CheckpointDelay in simulated seconds (200 a real second)."""
-    config = cycle_config(
-        s3_root(run_id),
-        refresh_instance_warmup_seconds=10,
-        refresh_checkpoint_delay_seconds=pause,
-        refresh_min_healthy_percentage=50,
-    )
-    artifacts = run_artifacts(config, run_id)
-    summary = InventorySummary(
-        aws_conn_id=TARGET.aws_conn_id,
-        region_name=REGION,
-        account_id=ACCOUNT,
-        resources=0,
-        in_scope=0,
-        by_type={},
-        patchable_in_scope=0,
-    )
-    artifacts.write(INVENTORY_SUMMARY, summary, target=TARGET)
-    where = {"account_id": ACCOUNT, "region": REGION}
-    bake = {
-        **where,
-        "bake_id": "b01",
-        "image_id": AL2023,
-        "platform_type": "Linux",
-        "platform_name": "AL2023",
-        "instance_type": "t3.medium",
-        "patch_ids": "ALAS-1",
-        "auto_scaling_groups": ";".join(groups),
-        "instances": sum(groups.values()),
-    }
-    artifacts.write(BAKE_PLAN, typed_frame([bake], BAKE_PLAN_COLUMNS))
-    result = {
-        **where,
-        "bake_id": "b01",
-        "source_image_id": AL2023,
-        "image_id": AL2023,
-        "execution_id": "e-1",
-        "status": "Success",
-        "builder_instance_id": "i-b",
-        "patch_ids": "ALAS-1",
-        "baked": True,
-        "reason": "",
-    }
-    artifacts.write(BAKE_RESULTS, typed_frame([result], BAKE_RESULT_COLUMNS), target=TARGET)
-    rows = [
-        {
-            **where,
-            "auto_scaling_group": name,
-            "launch_template": name,
-            "launch_template_version": "1",
-            "image_id": AL2023,
-            "bake_id": "b01",
-            "instance_ids": ";".join(ids),
-            "instances": len(ids),
-        }
-        for name, ids in _instances(server, list(groups)).items()
-    ]
-    artifacts.write(GROUP_PLAN, typed_frame(rows, GROUP_PLAN_COLUMNS))
-    return config
-
-
-def _run_to_end(config: dict[str, Any], run_id: str, event: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run the task as Airflow would: each deferral's trigger to its event, the task resumed with it."""
-    operator = RefreshGroupsOperator(task_id="refresh_groups", config=config)
-    while True:
-        try:
-            return operator.execute(context(run_id), event=event)
-        except TaskDeferred as deferred:
-            event = first_trigger_payload(deferred.trigger, timeout=120)
 
 
 def _defers(config: dict[str, Any], run_id: str, event: dict[str, Any] | None = None) -> TaskDeferred:
     """A fresh operator (a new attempt on another worker) run until it defers."""
-    operator = RefreshGroupsOperator(task_id="refresh_groups", config=config)
     with pytest.raises(TaskDeferred) as deferred:
-        operator.execute(context(run_id), event=event)
+        refresh_operator(config).execute(context(run_id), event=event)
     return deferred.value
 
 
@@ -166,11 +50,6 @@ def _lose(config: dict[str, Any], run_id: str, group: str) -> None:
     refreshes = read_refreshes(artifacts)
     del refreshes[refresh_key(ACCOUNT, REGION, group)]
     artifacts.write(REFRESHES, refreshes)
-
-
-def _by_name(config: dict[str, Any], run_id: str) -> dict[str, GroupRefresh]:
-    """The run's refresh records by group name (one account and region here)."""
-    return {r.group: r for r in read_refreshes(run_artifacts(config, run_id)).values()}
 
 
 def _calls(server: SandboxServer, operation: str, groups: dict[str, int]) -> Counter[str]:
@@ -198,18 +77,19 @@ def _verdict(refresh: GroupRefresh) -> dict[str, Any]:
 def test_a_retry_after_start_instance_refresh_resumes_the_refresh_instead_of_starting_another(
     server: SandboxServer,
 ) -> None:
-    calm = _planned_run(server, "manual__calm", CALM)
-    assert _run_to_end(calm, "manual__calm")["by_state"] == {"Successful": 2}
+    calm = baked_run(server, "manual__calm", CALM)
+    assert refresh_to_end(calm, "manual__calm")[0]["by_state"] == {"Successful": 2}
 
     run_id = "manual__crashed"
-    config = _planned_run(server, run_id, CRASHED, pause=600)  # 3 s a checkpoint: still running when retried
+    # 3 s a checkpoint (200 simulated seconds a real one): still running when retried
+    config = baked_run(server, run_id, CRASHED, refresh_checkpoint_delay_seconds=600)
     # The first attempt starts c1's refresh and defers; its worker dies before it recorded the group.
     first = _defers(config, run_id)
     _lose(config, run_id, "c1-asg")
     # The retry finds the running refresh this run started, and waits for it again.
     second = _defers(config, run_id)
     assert second.trigger.refresh_id == first.trigger.refresh_id  # type: ignore[attr-defined]
-    assert _by_name(config, run_id)["c1-asg"].state == "refreshing"
+    assert refreshes_by_group(config, run_id)["c1-asg"].state == "refreshing"
     # c1 ends; the task goes on to c2, starts it and dies again, this time until c2's refresh has ended.
     third = _defers(config, run_id, event=first_trigger_payload(second.trigger, timeout=120))
     assert third.trigger.group == "c2-asg"  # type: ignore[attr-defined]
@@ -217,22 +97,22 @@ def test_a_retry_after_start_instance_refresh_resumes_the_refresh_instead_of_sta
     assert ended["refresh"]["status"] == "Successful"
     _lose(config, run_id, "c2-asg")
     # The last retry reads the ended refresh as c2's result without waiting, and sets its version as the default.
-    summary = _run_to_end(config, run_id)
+    summary, _ = refresh_to_end(config, run_id)
     assert summary["by_state"] == {"Successful": 2}
 
     for operation in ("autoscaling:StartInstanceRefresh", "ec2:CreateLaunchTemplateVersion"):
         assert _calls(server, operation, CRASHED) == dict.fromkeys(CRASHED, 1), operation
         assert _calls(server, operation, CALM) == dict.fromkeys(CALM, 1), operation
-    refreshes, calm_refreshes = _by_name(config, run_id), _by_name(calm, "manual__calm")
+    refreshes, calm_refreshes = refreshes_by_group(config, run_id), refreshes_by_group(calm, "manual__calm")
     assert _verdict(refreshes["c1-asg"]) == _verdict(calm_refreshes["a1-asg"])
     assert _verdict(refreshes["c2-asg"]) == _verdict(calm_refreshes["a2-asg"])
-    now = _instances(server, list(CRASHED))
+    now = group_members(server, CRASHED)
     for name, refresh in refreshes.items():
         assert refresh.version == "2" and refresh.default_version_set and refresh.status == "Successful"
         assert sorted(refresh.new_instances) == now[name] and not set(refresh.new_instances) & set(
             refresh.old_instances
         )
-    ec2 = _client(server, "ec2")
+    ec2 = client(server, "ec2")
     for name in CRASHED:
         template = ec2.describe_launch_templates(LaunchTemplateNames=[name])["LaunchTemplates"][0]
         assert (template["LatestVersionNumber"], template["DefaultVersionNumber"]) == (2, 2), name
@@ -242,7 +122,7 @@ def test_a_retry_after_start_instance_refresh_resumes_the_refresh_instead_of_sta
 def test_an_ssm_parameter_ami_is_refused_and_another_refresh_halts_the_rollout_at_its_group(
     server: SandboxServer,
 ) -> None:
-    ec2, scaling = _client(server, "ec2"), _client(server, "autoscaling")
+    ec2, scaling = client(server, "ec2"), client(server, "autoscaling")
     ec2.create_launch_template_version(
         LaunchTemplateName="g1-ssm", SourceVersion="1", LaunchTemplateData={"ImageId": f"resolve:ssm:{PARAMETER}"}
     )
@@ -254,11 +134,11 @@ def test_an_ssm_parameter_ami_is_refused_and_another_refresh_halts_the_rollout_a
         AutoScalingGroupName="g2-busy", Preferences={"CheckpointPercentages": [50, 100], "CheckpointDelay": 36000}
     )["InstanceRefreshId"]
     run_id = "manual__guarded"
-    config = _planned_run(server, run_id, GUARDED)
-    summary = _run_to_end(config, run_id)
+    config = baked_run(server, run_id, GUARDED)
+    summary, _ = refresh_to_end(config, run_id)
 
     assert summary["by_state"] == {"refused": 1, "halted": 2}
-    refreshes = _by_name(config, run_id)
+    refreshes = refreshes_by_group(config, run_id)
     ssm = refreshes["g1-ssm"]
     assert ssm.state == "refused" and PARAMETER in ssm.reason and ssm.version == "" and ssm.refresh_id == ""
     busy = refreshes["g2-busy"]

@@ -11,12 +11,19 @@ from include.sandbox.server import SandboxServer
 from patchcycle.core.immutable_rollout import refresh_key
 from patchcycle.core.plan import split_cve_ids
 from patchcycle.core.report_html import inspector_check, patch_manager_check
-from patchcycle.operators.refresh_groups import RefreshGroupsOperator
 from patchcycle.operators.verify_replacements import VerifyReplacementsOperator
 from patchcycle.readback.immutable import read_refreshes
-from patchcycle.run_artifacts import BAKE_RESULTS, MATCH_PLAN, REPLACEMENT_CHECKS, REPLACEMENT_SCANS
-from tests.conftest import uninstall_patches
-from tests.operators.immutable_helpers import bake, client, immutable_scenario, planned_run, run_deferring
+from patchcycle.run_artifacts import BAKE_RESULTS, REPLACEMENT_CHECKS, REPLACEMENT_SCANS
+from tests.operators.immutable_helpers import (
+    QUICK_REFRESH,
+    bake,
+    client,
+    immutable_scenario,
+    lose_a_pinned_patch,
+    planned_run,
+    refresh_to_end,
+    run_deferring,
+)
 from tests.operators.install_helpers import ACCOUNT, AL2023, REGION, TARGET, context, run_artifacts
 
 RUN_ID = "manual__replacements"
@@ -29,17 +36,11 @@ pytestmark = pytest.mark.slow  # a bake, a refresh, a Scan and an Inspector wait
 def test_new_instances_are_compliant_with_their_cves_closed_and_one_that_lost_a_patch_is_not(
     server: SandboxServer,
 ) -> None:
-    config = planned_run(
-        server,
-        RUN_ID,
-        refresh_instance_warmup_seconds=10,
-        refresh_checkpoint_delay_seconds=5,
-        refresh_min_healthy_percentage=50,
-    )
+    config = planned_run(server, RUN_ID, **QUICK_REFRESH)
     assert bake(config, RUN_ID)[2]["baked"] == 1
     artifacts = run_artifacts(config, RUN_ID)
     baked = artifacts.read(BAKE_RESULTS, target=TARGET).iloc[0]
-    run_deferring(RefreshGroupsOperator(task_id="refresh_groups", config=config), context(RUN_ID), timeout=120)
+    refresh_to_end(config, RUN_ID)
     refresh = read_refreshes(artifacts)[refresh_key(ACCOUNT, REGION, GROUP)]
     assert refresh.status == "Successful" and len(refresh.new_instances) == 2, refresh
     kept, broken = sorted(refresh.new_instances)
@@ -50,10 +51,7 @@ def test_new_instances_are_compliant_with_their_cves_closed_and_one_that_lost_a_
         assert found["ImageId"] == baked["image_id"]  # the group now runs the baked AMI
 
     # One new instance loses a pinned patch that fixes CVEs (drift before the check).
-    pinned = split_cve_ids(str(baked["patch_ids"]))
-    plan = artifacts.read(MATCH_PLAN, target=TARGET)
-    lost = plan[plan["patch_id"].isin(pinned) & (plan["cve_ids"] != "")].iloc[0]
-    uninstall_patches(server.url, REGION, broken, [str(lost["patch_id"])])
+    lost = lose_a_pinned_patch(server, artifacts, str(baked["patch_ids"]), broken)
 
     operator = VerifyReplacementsOperator(task_id="verify_replacements", config=config, region_name=REGION)
     summary, events = run_deferring(operator, context(RUN_ID))
