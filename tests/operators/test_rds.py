@@ -9,12 +9,12 @@ from typing import Any
 
 import boto3
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from botocore.exceptions import ClientError
 
 from include.sandbox.server import SandboxServer
 from patchcycle.config import CycleConfig
-from patchcycle.core.rds_plan import rehearsals
+from patchcycle.core.rds_plan import rds_stack_name, rehearsals
 from patchcycle.core.rds_rollout import rehearsal_rows
 from patchcycle.operators.rds_rollout import RdsRolloutOperator
 from patchcycle.operators.rds_staging import RdsRehearsalOperator, RdsStagingOperator, RdsStagingTeardownOperator
@@ -47,6 +47,8 @@ from tests.operators.install_helpers import (
 from tests.operators.test_patch_wave_way_back import create_calendar
 
 MAINTENANCE_SECONDS = 60
+BROKEN_RUN = "scheduled__rds_staging_broken"  # its RDS staging stack fails to create
+BROKEN = "The DB instance class db.r6g.large is not available in us-east-1a"
 
 
 def _db(identifier: str, action: str, **extra: Any) -> dict[str, Any]:
@@ -110,6 +112,7 @@ def rds_scenario() -> dict[str, Any]:
             "pending_maintenance": [{"action": "system-update", "description": "Aurora system update"}],
         },
     ]
+    document["cloudformation"] = {"fail_stacks": [{"name_prefix": rds_stack_name(BROKEN_RUN), "reason": BROKEN}]}
     document["rds"] = {
         "maintenance_seconds": MAINTENANCE_SECONDS,
         "failover_seconds": 20,
@@ -540,3 +543,29 @@ def test_retried_staging_tasks_take_up_their_stack_and_applied_actions_instead_o
     assert [s["StackStatus"] for s in stacks["StackSummaries"] if s["StackName"] == record["stack_name"]] == [
         "DELETE_COMPLETE"
     ]
+
+
+def test_a_staging_stack_that_fails_to_create_is_deleted_with_the_snapshots_the_run_took(
+    server: SandboxServer, base: dict[str, Any]
+) -> None:
+    artifacts, ctx = new_run(base, BROKEN_RUN, "fresh-aurora"), context(BROKEN_RUN)
+    create = RdsStagingOperator(task_id="create_rds_staging", config=base, region_name=REGION)
+    with pytest.raises(AirflowFailException) as caught:
+        drive(create, ctx, deferral(create, ctx), server, 61)  # a manual cluster snapshot, then the stack
+    name = rds_stack_name(BROKEN_RUN)
+    message = str(caught.value)
+    assert message.startswith(f"RDS staging stack {name} in {REGION} failed to create (ROLLBACK_COMPLETE): ")
+    assert BROKEN in message
+    assert message.endswith("this run's 1 manual snapshot(s) were deleted; the stack was deleted")
+    record = artifacts.read(RDS_STAGING_STACK, target=TARGET)
+    assert (record.created, record.deleted, record.status) == (False, True, "ROLLBACK_COMPLETE")
+    assert BROKEN in record.error and record.deleted_at
+    [result] = artifacts.read(RDS_REHEARSAL_RESULTS, target=TARGET).to_dict("records")
+    rds = rds_client(server)
+    with pytest.raises(ClientError) as gone:
+        rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=str(result["snapshot_id"]))
+    assert gone.value.response["Error"]["Code"] == "DBClusterSnapshotNotFoundFault"
+    clusters = [c["DBClusterIdentifier"] for c in rds.describe_db_clusters()["DBClusters"]]
+    assert result["staging_db"] not in clusters
+    stacks = boto3.client("cloudformation", region_name=REGION, endpoint_url=server.url).list_stacks()
+    assert [s["StackStatus"] for s in stacks["StackSummaries"] if s["StackName"] == name] == ["DELETE_COMPLETE"]

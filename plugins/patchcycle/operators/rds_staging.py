@@ -12,6 +12,8 @@ by the teardown).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from typing import Any, NoReturn
 
@@ -107,6 +109,20 @@ class RdsStackOperator(StackOperator):
         mine = (rehearsals["account_id"] == self.account_id(artifacts)) & (rehearsals["region"] == self.region_name)
         return rehearsals[mine].reset_index(drop=True)
 
+    def delete_taken_snapshots(self, rows: list[dict[str, Any]]) -> None:
+        """Delete the manual snapshots this run took (an automated snapshot is RDS's own: left)."""
+        account, region = self._account_id, str(self.region_name)
+        for row in rows:
+            snapshot_id = str(row["snapshot_id"])
+            if not snapshot_id.startswith(MANUAL_SNAPSHOT_PREFIX):
+                continue
+            if _is_cluster(row):
+                with aws_call("rds:DeleteDBClusterSnapshot", account, region):
+                    self.rds.delete_cluster_snapshot(snapshot_id)
+            else:
+                with aws_call("rds:DeleteDBSnapshot", account, region):
+                    self.rds.delete_snapshot(snapshot_id)
+
     def wait_for_databases(self, waits: list[str], kind: str, method_name: str) -> NoReturn:
         config = self.settings()
         limit = config.rds.rds_timeout
@@ -125,56 +141,60 @@ class RdsStackOperator(StackOperator):
 
 
 class RdsStagingOperator(RdsStackOperator):
-    """Restores this target's staging copies in a CloudFormation stack and waits for the stack in the triggerer."""
+    """Restores this target's staging copies in a CloudFormation stack and waits for the stack in the triggerer.
+
+    A failure leaves nothing behind: Airflow runs the teardown only after a successful setup, so this task itself
+    deletes the stack (and waits) and the snapshots it took before it fails."""
+
+    @contextmanager
+    def undone_on_failure(
+        self, context: Context, artifacts: RunArtifacts, rows: list[dict[str, Any]] | None = None
+    ) -> Iterator[None]:
+        """On a failure that is not retried: delete what this run made in AWS, record it, and fail saying so.
+        `rows`: the rehearsal rows so far (default: the recorded results)."""
+        try:
+            yield
+        except AirflowFailException as error:
+            if rows is None:
+                found = artifacts.find(RDS_REHEARSAL_RESULTS, target=self.target)
+                rows = [] if found is None else found.to_dict("records")
+            raise AirflowFailException(f"{error}; {self._undo(context, artifacts, rows)}") from error
+
+    def _undo(self, context: Context, artifacts: RunArtifacts, rows: list[dict[str, Any]]) -> str:
+        """Delete this run's stack (waiting) and manual snapshots; what was done, in words."""
+        name, region = self.stack_name(context), str(self.region_name)
+        said = []
+        taken = [r for r in rows if str(r["snapshot_id"]).startswith(MANUAL_SNAPSHOT_PREFIX)]
+        try:
+            self.delete_taken_snapshots(taken)
+            if taken:
+                said.append(f"this run's {len(taken)} manual snapshot(s) were deleted")
+        except AirflowFailException as failed:
+            said.append(f"DELETING THIS RUN'S SNAPSHOTS FAILED ({failed}): delete them by hand")
+        with aws_call("cloudformation:DescribeStacks", self._account_id, region):
+            existing = self.hook.status(name)
+        if existing is not None:
+            deleted = self.delete_and_wait(name)
+            record = self.stack_record(artifacts, name)
+            self.save(artifacts, replace(record, deleted=deleted, deleted_at=now_iso() if deleted else ""))
+            said.append("the stack was deleted" if deleted else "DELETING THE STACK FAILED: delete it by hand")
+        return "; ".join(said) or "nothing was left to delete"
 
     def execute(self, context: Context) -> Any:
         artifacts = self.artifacts(context)
         name = self.stack_name(context)
-        account, region = self.account_id(artifacts), str(self.region_name)
+        self.account_id(artifacts)
         with self.recording_failure(artifacts, Step.RDS_STAGING):
             record = self.stack_record(artifacts, name)
             rehearsals = self.my_rehearsals(artifacts)
             if rehearsals.empty:
                 self.log.info("No RDS rehearsal in %s: no stack", self.target.key)
                 return self.save(artifacts, replace(record, status="NOT_NEEDED"))
-            rows, taken = [], []
+            rows: list[dict[str, Any]] = []
+            taken: list[str] = []
             tags = {"patchcycle:run-id": context["run_id"][:255]}
-            for rehearsal in rehearsals.to_dict("records"):
-                source, cluster = str(rehearsal["source_db"]), _is_cluster(rehearsal)
-                manual = MANUAL_SNAPSHOT_PREFIX + str(rehearsal["staging_db"])
-                if cluster:
-                    with aws_call("rds:DescribeDBClusterSnapshots", account, region):
-                        found = self.rds.latest_automated_cluster_snapshot(source)
-                        # An earlier try of this run may have taken it already: taken once, waited for again.
-                        earlier = None if found else self.rds.cluster_snapshot_status(manual)
-                    snapshot_id = str(found["DBClusterSnapshotIdentifier"]) if found else manual
-                    if found is None and earlier is None:
-                        with aws_call("rds:CreateDBClusterSnapshot", account, region):
-                            self.rds.create_cluster_snapshot(source, manual, tags)
-                    if found is None and earlier != "available":
-                        taken.append(wait_id(source, cluster=True))
-                else:
-                    with aws_call("rds:DescribeDBSnapshots", account, region):
-                        found = self.rds.latest_automated_snapshot(source)
-                        earlier = None if found else self.rds.snapshot_status(manual)
-                    snapshot_id = str(found["DBSnapshotIdentifier"]) if found else manual
-                    if found is None and earlier is None:
-                        with aws_call("rds:CreateDBSnapshot", account, region):
-                            self.rds.create_snapshot(source, manual, tags)
-                    if found is None and earlier != "available":
-                        taken.append(wait_id(source))
-                rows.append(
-                    {
-                        **{
-                            k: rehearsal[k]
-                            for k in ("account_id", "region", "rehearsal_id", "staging_db", "source_db", "kind")
-                        },
-                        "snapshot_id": snapshot_id,
-                        "actions": rehearsal["actions"],
-                        "passed": False,
-                        "step": "restore",
-                    }
-                )
+            with self.undone_on_failure(context, artifacts, rows):
+                self._take_snapshots(rehearsals, rows, taken, tags)
             artifacts.write(RDS_REHEARSAL_RESULTS, rehearsal_rows(rows), target=self.target)
             self.save(artifacts, replace(record, status="SNAPSHOTS", error="", deleted=False, deleted_at=""))
         if taken:
@@ -182,11 +202,54 @@ class RdsStagingOperator(RdsStackOperator):
             self.wait_for_databases(sorted(set(taken)), WAIT_AVAILABLE, "create_stack")
         return self.create_stack(context, {"status": "done", "databases": {}})
 
+    def _take_snapshots(
+        self, rehearsals: pd.DataFrame, rows: list[dict[str, Any]], taken: list[str], tags: dict[str, str]
+    ) -> None:
+        """Each rehearsal's snapshot (the latest automated one, else a manual one taken now) into `rows`; the sources
+        whose snapshot is being taken into `taken` (wait ids)."""
+        account, region = self._account_id, str(self.region_name)
+        for rehearsal in rehearsals.to_dict("records"):
+            source, cluster = str(rehearsal["source_db"]), _is_cluster(rehearsal)
+            manual = MANUAL_SNAPSHOT_PREFIX + str(rehearsal["staging_db"])
+            if cluster:
+                with aws_call("rds:DescribeDBClusterSnapshots", account, region):
+                    found = self.rds.latest_automated_cluster_snapshot(source)
+                    # An earlier try of this run may have taken it already: taken once, waited for again.
+                    earlier = None if found else self.rds.cluster_snapshot_status(manual)
+                snapshot_id = str(found["DBClusterSnapshotIdentifier"]) if found else manual
+                if found is None and earlier is None:
+                    with aws_call("rds:CreateDBClusterSnapshot", account, region):
+                        self.rds.create_cluster_snapshot(source, manual, tags)
+                if found is None and earlier != "available":
+                    taken.append(wait_id(source, cluster=True))
+            else:
+                with aws_call("rds:DescribeDBSnapshots", account, region):
+                    found = self.rds.latest_automated_snapshot(source)
+                    earlier = None if found else self.rds.snapshot_status(manual)
+                snapshot_id = str(found["DBSnapshotIdentifier"]) if found else manual
+                if found is None and earlier is None:
+                    with aws_call("rds:CreateDBSnapshot", account, region):
+                        self.rds.create_snapshot(source, manual, tags)
+                if found is None and earlier != "available":
+                    taken.append(wait_id(source))
+            rows.append(
+                {
+                    **{
+                        k: rehearsal[k]
+                        for k in ("account_id", "region", "rehearsal_id", "staging_db", "source_db", "kind")
+                    },
+                    "snapshot_id": snapshot_id,
+                    "actions": rehearsal["actions"],
+                    "passed": False,
+                    "step": "restore",
+                }
+            )
+
     def create_stack(self, context: Context, event: dict[str, Any]) -> Any:
         artifacts = self.artifacts(context)
         name = self.stack_name(context)
         account, region = self.account_id(artifacts), str(self.region_name)
-        with self.recording_failure(artifacts, Step.RDS_STAGING):
+        with self.recording_failure(artifacts, Step.RDS_STAGING), self.undone_on_failure(context, artifacts):
             results = artifacts.read(RDS_REHEARSAL_RESULTS, target=self.target)
             for row in results.to_dict("records"):
                 snapshot_id = str(row["snapshot_id"])
@@ -217,6 +280,8 @@ class RdsStagingOperator(RdsStackOperator):
             if existing is not None and existing["status"] in IN_PROGRESS:
                 stack_id = existing["stack_id"]  # this run's stack, from an earlier try: waited for again
             else:
+                if existing is not None:  # a failed earlier try of this run: start clean
+                    self.delete_and_wait(name)
                 with aws_call("cloudformation:CreateStack", account, region):
                     stack_id = self.hook.create(name, json.dumps(template), {}, tags)
                 self.log.info("Creating stack %s with %d RDS staging copies", name, len(copies))
@@ -228,17 +293,18 @@ class RdsStagingOperator(RdsStackOperator):
         artifacts = self.artifacts(context)
         name = self.stack_name(context)
         region = str(self.region_name)
-        with self.recording_failure(artifacts, Step.RDS_STAGING):
+        with self.recording_failure(artifacts, Step.RDS_STAGING), self.undone_on_failure(context, artifacts):
             record = self.stack_record(artifacts, name)
             if event.get("status") != "success":
+                with aws_call("cloudformation:DescribeStackEvents", record.account_id, region):
+                    reasons = self.hook.failure_reasons(name)
                 status = self.hook.status(name) or {}
-                reasons = self.hook.failure_reasons(name)
                 error = "; ".join(reasons) or str(status.get("reason") or event.get("message", "unknown error"))
                 self.save(artifacts, replace(record, status=str(status.get("status", "")), error=error))
-                # The teardown runs only after a successful setup: delete here, as the EC2 staging stack does.
-                with aws_call("cloudformation:DeleteStack", record.account_id, region):
-                    self.hook.delete(name)
-                raise AirflowFailException(f"RDS staging stack {name} in {region} failed to create: {error}")
+                raise AirflowFailException(
+                    f"RDS staging stack {name} in {region} failed to create "
+                    f"({status.get('status', 'unknown status')}): {error}"
+                )
             results = artifacts.read(RDS_REHEARSAL_RESULTS, target=self.target)
             copies = dict(zip(results["rehearsal_id"], results["staging_db"], strict=True))
             return self.save(
@@ -387,18 +453,9 @@ class RdsStagingTeardownOperator(RdsStackOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         artifacts = self.artifacts(context)
-        account, region = self.account_id(artifacts), str(self.region_name)
+        self.account_id(artifacts)
         results = artifacts.find(RDS_REHEARSAL_RESULTS, target=self.target)
-        for row in [] if results is None else results.to_dict("records"):
-            snapshot_id = str(row["snapshot_id"])
-            if not snapshot_id.startswith(MANUAL_SNAPSHOT_PREFIX):
-                continue
-            if _is_cluster(row):
-                with aws_call("rds:DeleteDBClusterSnapshot", account, region):
-                    self.rds.delete_cluster_snapshot(snapshot_id)
-            else:
-                with aws_call("rds:DeleteDBSnapshot", account, region):
-                    self.rds.delete_snapshot(snapshot_id)
+        self.delete_taken_snapshots([] if results is None else results.to_dict("records"))
         return self.delete_stack(context, artifacts)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:

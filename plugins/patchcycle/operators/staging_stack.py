@@ -96,6 +96,23 @@ class StackOperator(TargetOperator[StagingStackHook, CycleConfig]):
             self.hook.delete(name)
         self.wait_for_stack(name, "stack_delete_complete")
 
+    def delete_and_wait(self, name: str) -> bool:
+        """Delete a failed stack in the task itself (a rollback leaves no resources: it is quick); whether it went."""
+        account, region = self._account_id, str(self.region_name)
+        with aws_call("cloudformation:DeleteStack", account, region):
+            self.hook.delete(name)
+        deadline = time.monotonic() + STACK_TIMEOUT.total_seconds()
+        while time.monotonic() < deadline:
+            with aws_call("cloudformation:DescribeStacks", account, region):
+                status = self.hook.status(name)
+            if status is None or status["status"] == "DELETE_COMPLETE":
+                return True
+            if status["status"] == "DELETE_FAILED":
+                self.log.error("Stack %s was not deleted: %s", name, status["reason"])
+                return False
+            time.sleep(min(self.poll_delay(), 5))
+        return False
+
     def deletion_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """The deletion's end, as the trigger reports it: recorded, or the task fails naming the stack."""
         name = self.stack_name(context)
@@ -135,7 +152,7 @@ class StagingStackOperator(StackOperator):
                 existing = self.hook.status(name)
             if existing is None or existing["status"] not in IN_PROGRESS:
                 if existing is not None:  # a failed earlier attempt of this run: start clean
-                    self._delete_and_wait(name)
+                    self.delete_and_wait(name)
                 template = staging_template(yaml.safe_load(self.template_path.read_text()), profiles)
                 parameters = {
                     "RunId": context["run_id"][:255],
@@ -169,7 +186,7 @@ class StagingStackOperator(StackOperator):
                 error = "; ".join(reasons) or str(status.get("reason") or event.get("message", "unknown error"))
                 record = replace(record, created=False, status=str(status.get("status", "")), error=error)
                 self.save(artifacts, record)
-                deleted = self._delete_and_wait(name)
+                deleted = self.delete_and_wait(name)
                 self.save(artifacts, replace(record, deleted=deleted, deleted_at=now_iso() if deleted else ""))
                 raise AirflowFailException(
                     f"staging stack {name} in {region} failed to create "
@@ -196,23 +213,6 @@ class StagingStackOperator(StackOperator):
             & (profiles["account_id"] == self.account_id(artifacts))
         ]
         return mine.assign(logical_id=[instance_logical_id(p) for p in mine["profile_id"]]).reset_index(drop=True)
-
-    def _delete_and_wait(self, name: str) -> bool:
-        """Delete a failed stack in the task itself (a rollback leaves no resources: it is quick)."""
-        account, region = self._account_id, str(self.region_name)
-        with aws_call("cloudformation:DeleteStack", account, region):
-            self.hook.delete(name)
-        deadline = time.monotonic() + STACK_TIMEOUT.total_seconds()
-        while time.monotonic() < deadline:
-            with aws_call("cloudformation:DescribeStacks", account, region):
-                status = self.hook.status(name)
-            if status is None or status["status"] == "DELETE_COMPLETE":
-                return True
-            if status["status"] == "DELETE_FAILED":
-                self.log.error("Stack %s was not deleted: %s", name, status["reason"])
-                return False
-            time.sleep(min(self.poll_delay(), 5))
-        return False
 
 
 class StagingTeardownOperator(StackOperator):
