@@ -372,6 +372,12 @@ def test_the_approval_section_tells_rehearsals_impact_and_waves() -> None:
     words = rds_approval_section(upgrade.assign(wave=1), results.iloc[0:0], "immediate")
     assert "| Multi-AZ, but a db-upgrade upgrades both copies at once: downtime while applied |" in words
     assert rds_approval_section(plan.iloc[0:0], results, "immediate") == ""
+    # Several accounts: each row says which one, as one account's region alone does not.
+    other = plan.assign(account_id=[ACCOUNT if n % 2 else "210987654321" for n in range(len(plan))])
+    lines = rds_approval_section(other, results, "immediate").splitlines()
+    assert "| Account | Region | Database | Action |" in "\n".join(lines)
+    assert any(line.startswith(f"| 210987654321 | {REGION} | ") for line in lines)
+    assert "| Account |" not in text
 
 
 def test_the_gate_weighs_rds_rehearsals_and_shows_their_section() -> None:

@@ -94,9 +94,15 @@ def rds_approval_section(plan: pd.DataFrame, results: pd.DataFrame, apply_mode: 
         "### Staging rehearsals",
         "",
     ]
+    # The account only when there are several: one account's region says where a database is.
+    where = ["Account", "Region"] if plan["account_id"].nunique() > 1 else ["Region"]
+
+    def place(row: dict[str, Any]) -> list[Any]:
+        return [row["account_id"], row["region"]] if len(where) == 2 else [row["region"]]
+
     rows = [
         [
-            r["region"],
+            *place(r),
             r["staging_db"],
             r["source_db"],
             r["snapshot_id"],
@@ -106,11 +112,11 @@ def rds_approval_section(plan: pd.DataFrame, results: pd.DataFrame, apply_mode: 
         ]
         for r in results.to_dict("records")
     ]
-    lines += _table(["Region", "Staging copy", "Restored from", "Snapshot", "Actions", "Result", "Detail"], rows)
+    lines += _table([*where, "Staging copy", "Restored from", "Snapshot", "Actions", "Result", "Detail"], rows)
     lines += ["", "### Databases", ""]
     rows = [
         [
-            r["region"],
+            *place(r),
             r["resource_id"],
             r["action"],
             _date(r["auto_applied_after"]),
@@ -119,9 +125,9 @@ def rds_approval_section(plan: pd.DataFrame, results: pd.DataFrame, apply_mode: 
             _role(r),
             r["wave"],
         ]
-        for r in plan.sort_values(["wave", "region", "resource_id"]).to_dict("records")
+        for r in plan.sort_values(["wave", "account_id", "region", "resource_id"]).to_dict("records")
     ]
-    header = ["Region", "Database", "Action", "Auto-applied after", "Forced on", "Impact", "Role", "Wave"]
+    header = [*where, "Database", "Action", "Auto-applied after", "Forced on", "Impact", "Role", "Wave"]
     lines += _table(header, rows)
     lines += [
         "",
