@@ -271,6 +271,7 @@ def test_rds_settings_defaults_and_values() -> None:
     chosen = CycleConfig.from_params(params(rds_actions=["db-upgrade", "db-upgrade"], rds_apply="next-maintenance"))
     assert (chosen.rds.rds_actions, chosen.rds.rds_apply) == (("db-upgrade",), "next-maintenance")
     assert CycleConfig.from_params(params(rds_actions=[])).rds.rds_actions == ()  # no database touched
+    assert rds.rds_connect_check and not CycleConfig.from_params(params(rds_connect_check=False)).rds.rds_connect_check
 
 
 @pytest.mark.parametrize(
@@ -284,6 +285,7 @@ def test_rds_settings_defaults_and_values() -> None:
         ("rds_apply", None, "must be one of"),
         ("rds_timeout_minutes", 0, "must be a positive number"),
         ("rds_timeout_minutes", "60", "must be a positive number"),
+        ("rds_connect_check", "yes", "must be true or false, got 'yes'"),
     ],
 )
 def test_bad_rds_settings_are_refused_by_name(field: str, value: Any, words: str) -> None:

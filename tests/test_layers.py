@@ -10,7 +10,18 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "plugins" / "patchcycle"
 DAGS = Path(__file__).resolve().parents[1] / "dags"
 # What core may not import: Airflow, AWS clients, and anything that touches files, processes or the network.
-CORE_FORBIDDEN = ("airflow", "boto3", "botocore", "aiobotocore", "os", "pathlib", "shutil", "subprocess", "urllib")
+CORE_FORBIDDEN = (
+    "airflow",
+    "boto3",
+    "botocore",
+    "aiobotocore",
+    "os",
+    "pathlib",
+    "shutil",
+    "socket",
+    "subprocess",
+    "urllib",
+)
 
 
 def imported_modules(path: Path) -> set[str]:

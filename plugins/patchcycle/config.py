@@ -654,6 +654,15 @@ class RdsSettings(Settings):
         exclusiveMinimum=0,
     )
 
+    rds_connect_check: bool = setting(
+        True,
+        parse_flag,
+        "Connect to RDS staging copies",
+        "After the rehearsal, open a TCP connection from the worker to each staging copy's endpoint (no login); a "
+        "copy that refuses it fails its rehearsal. Turn off where the workers have no route to the databases.",
+        type="boolean",
+    )
+
     @property
     def rds_timeout(self) -> timedelta:
         return timedelta(minutes=self.rds_timeout_minutes)

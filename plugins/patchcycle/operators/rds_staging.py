@@ -40,6 +40,7 @@ from patchcycle.core.rds_rollout import (
 )
 from patchcycle.core.timestamps import now_iso
 from patchcycle.hooks.aws_errors import aws_call
+from patchcycle.hooks.db_endpoint import tcp_connect_problem
 from patchcycle.hooks.rds_maintenance import RdsMaintenanceHook
 from patchcycle.links.cloudformation import CloudFormationStackLink
 from patchcycle.operators.base import DEFER_MARGIN
@@ -315,7 +316,8 @@ class RdsStagingOperator(RdsStackOperator):
 
 class RdsRehearsalOperator(RdsStackOperator):
     """Waits for the staging copies to be available, applies the planned actions to them (immediately), waits,
-    and checks each copy: available, an endpoint, the actions gone, the upgraded engine version."""
+    and checks each copy: available, an endpoint, the actions gone, the upgraded engine version, and (param
+    rds_connect_check) a TCP connection to its endpoint from the worker."""
 
     operator_extra_links = ()  # type: ignore[assignment]  # no link: the stack is create_rds_staging's
 
@@ -380,6 +382,7 @@ class RdsRehearsalOperator(RdsStackOperator):
             states = {parse_wait_id(k)[0]: v for k, v in event.get("databases", {}).items()}
             applied = [r for r in results.to_dict("records") if _copy_key(r) in states]
             dbs, pending = self._copies(account, region, applied)
+            connect = self.settings().rds.rds_connect_check
             by_rehearsal = upgrade_targets(artifacts.read(RDS_INSTALL_PLAN))
             plan_versions = {
                 str(db): by_rehearsal[str(rid)]
@@ -402,12 +405,17 @@ class RdsRehearsalOperator(RdsStackOperator):
                     )
                     problem = rehearsal_check(copy, actions, pending.get(key, {}), plan_versions.get(db))
                     found = copy or {}
+                    endpoint = found.get("Endpoint") or {}
+                    where = f"{endpoint.get('Address', '')}:{endpoint.get('Port', '')}"
+                    if not problem and connect:
+                        problem = tcp_connect_problem(str(endpoint["Address"]), int(endpoint["Port"]))
                     rows.append(
                         {
                             **row,
                             "step": "check" if problem else "done",
                             "passed": not problem,
-                            "detail": problem or f"available at {found.get('Endpoint', {}).get('Address', '')}",
+                            "detail": problem
+                            or (f"available at {where}, accepting connections" if connect else f"available at {where}"),
                             "engine_version_after": str(found.get("EngineVersion", "")),
                         }
                     )
