@@ -38,7 +38,7 @@ from patchcycle.run_artifacts import (
     RunArtifacts,
 )
 from patchcycle.triggers.change_calendar import ChangeCalendarTrigger
-from patchcycle.triggers.rds_maintenance import RdsMaintenanceTrigger
+from patchcycle.triggers.rds_maintenance import RdsMaintenanceTrigger, wait_id
 from tests.conftest import advance_clock, first_trigger_payload, sandbox_calls, subscribed_topic
 from tests.operators.install_helpers import (
     ACCOUNT,
@@ -362,9 +362,13 @@ def test_one_db_identifier_in_two_regions_and_two_accounts_is_applied_in_each_in
     rollout = RdsRolloutOperator(task_id="rds_rollout", config=config)
     waiting = deferral(rollout, ctx)
     assert isinstance(waiting.trigger, RdsMaintenanceTrigger)
-    entries = {(t["aws_conn_id"], t["region_name"]): t["databases"] for t in waiting.trigger.targets}
-    assert set(entries) == {(t.aws_conn_id, t.region_name) for t in targets}
-    assert all(len(ids) == 1 and SAME_NAME in ids[0] for ids in entries.values())  # one SAME_NAME wait per target
+    entries = {Target(t["aws_conn_id"], t["region_name"]): t["databases"] for t in waiting.trigger.targets}
+    assert entries == {  # one SAME_NAME wait per target, each keyed by its place
+        target: [wait_id(SAME_NAME, [action], place=(account, target.region_name))]
+        for (target, account), action in zip(
+            SAME_NAME_PLACES.items(), ["system-update", "system-update", "os-upgrade"], strict=True
+        )
+    }
     summary = drive(rollout, ctx, waiting, server, MAINTENANCE_SECONDS + 1)
 
     assert summary["outcomes"] == {"applied": 4}
