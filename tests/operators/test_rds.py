@@ -1,6 +1,7 @@
 """RDS in install mode against the sandbox: the staging rehearsal (restored copies in a CloudFormation stack, the
 actions applied and checked, the stack deleted) and the rollout's waves (immediate, next-maintenance, a failing
-action halting the rest), each deferral's trigger run as the triggerer would run it."""
+action halting the rest, one DB identifier in several accounts and regions), each deferral's trigger run as the
+triggerer would run it."""
 
 from __future__ import annotations
 
@@ -13,12 +14,19 @@ from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from botocore.exceptions import ClientError
 
 from include.sandbox.server import SandboxServer
-from patchcycle.config import CycleConfig
+from patchcycle.config import CycleConfig, Target, dump_targets
+from patchcycle.core.frames import typed_frame
 from patchcycle.core.rds_plan import rds_stack_name, rehearsals
 from patchcycle.core.rds_rollout import rehearsal_rows
+from patchcycle.core.verdicts import OUTCOME_COLUMNS, install_verdicts
+from patchcycle.hooks.rds_maintenance import RdsMaintenanceHook
+from patchcycle.operators.install_plan import InstallPlanOperator
+from patchcycle.operators.inventory import InventoryOperator
+from patchcycle.operators.patch_scan import PatchScanOperator
 from patchcycle.operators.rds_rollout import RdsRolloutOperator
 from patchcycle.operators.rds_staging import RdsRehearsalOperator, RdsStagingOperator, RdsStagingTeardownOperator
 from patchcycle.operators.wave_gates import WaveHalted
+from patchcycle.readback.match import read_match_tables
 from patchcycle.readback.rds import read_rds_outcomes
 from patchcycle.run_artifacts import (
     INVENTORY_SUMMARY,
@@ -30,6 +38,7 @@ from patchcycle.run_artifacts import (
     RunArtifacts,
 )
 from patchcycle.triggers.change_calendar import ChangeCalendarTrigger
+from patchcycle.triggers.rds_maintenance import RdsMaintenanceTrigger, wait_id
 from tests.conftest import advance_clock, first_trigger_payload, sandbox_calls, subscribed_topic
 from tests.operators.install_helpers import (
     ACCOUNT,
@@ -49,6 +58,10 @@ from tests.operators.test_patch_wave_way_back import create_calendar
 MAINTENANCE_SECONDS = 60
 BROKEN_RUN = "scheduled__rds_staging_broken"  # its RDS staging stack fails to create
 BROKEN = "The DB instance class db.r6g.large is not available in us-east-1a"
+# One DB identifier in three (account, region) places besides ACCOUNT's REGION (whose DB instances BASE_RUN plans):
+# an identifier is unique only within its account and region.
+WEST, OTHER_ACCOUNT = "eu-west-1", "210987654321"
+SAME_NAME = "orders-db"
 
 
 def _db(identifier: str, action: str, **extra: Any) -> dict[str, Any]:
@@ -124,10 +137,22 @@ def rds_scenario() -> dict[str, Any]:
             {"db_cluster": "aur-broken", "reason": "The cluster volume is busy."},
         ],
     }
+    document["accounts"][0]["regions"][WEST] = {"rds_instances": [_db(SAME_NAME, "system-update")]}
+    document["accounts"].append(
+        {
+            "id": OTHER_ACCOUNT,
+            "regions": {
+                REGION: {"rds_instances": [_db(SAME_NAME, "system-update"), _db("payments-db", "system-update")]},
+                WEST: {"rds_instances": [_db(SAME_NAME, "os-upgrade", engine="mysql", engine_version="8.0.39")]},
+            },
+        }
+    )
     return document
 
 
 SCENARIO = rds_scenario()
+# The other account's connection assumes a role there (its STS client is pointed at the sandbox: tests/conftest.py).
+SANDBOX_CONNECTIONS = {"aws_other": {"role_arn": f"arn:aws:iam::{OTHER_ACCOUNT}:role/patchcycle"}}
 ROOT = s3_root("rds")
 BASE_RUN = "scheduled__rds_base"
 
@@ -149,16 +174,19 @@ def new_run(config: dict[str, Any], run_id: str, prefix: str) -> RunArtifacts:
     return artifacts
 
 
-def passed_rehearsals(artifacts: RunArtifacts) -> None:
-    """Staging results as a passed rehearsal leaves them (for the rollout tests that do not rehearse)."""
-    rows = [
-        {
-            **{k: r[k] for k in ("account_id", "region", "rehearsal_id", "staging_db", "source_db", "actions")},
-            "passed": True,
-        }
-        for r in artifacts.read(RDS_REHEARSALS).to_dict("records")
-    ]
-    artifacts.write(RDS_REHEARSAL_RESULTS, rehearsal_rows(rows), target=TARGET)
+def passed_rehearsals(artifacts: RunArtifacts, accounts: dict[Target, str] | None = None) -> None:
+    """Staging results as a passed rehearsal leaves them in each target (account) (for the rollout tests that do not
+    rehearse)."""
+    for target, account in (accounts or {TARGET: ACCOUNT}).items():
+        rows = [
+            {
+                **{k: r[k] for k in ("account_id", "region", "rehearsal_id", "staging_db", "source_db", "actions")},
+                "passed": True,
+            }
+            for r in artifacts.read(RDS_REHEARSALS).to_dict("records")
+            if (r["account_id"], r["region"]) == (account, target.region_name)
+        ]
+        artifacts.write(RDS_REHEARSAL_RESULTS, rehearsal_rows(rows), target=target)
 
 
 def drive(operator: Any, ctx: Any, deferred: TaskDeferred, server: SandboxServer, seconds: float) -> Any:
@@ -253,6 +281,30 @@ def test_next_maintenance_opts_in_and_is_scheduled(server: SandboxServer, base: 
     assert pending(server, ["nxt-db"])["nxt-db"]["system-update"]["OptInStatus"] == "next-maintenance"
 
 
+def test_a_database_its_wait_reports_nothing_for_is_failed_and_the_rollout_goes_on(
+    server: SandboxServer, base: dict[str, Any]
+) -> None:
+    """Never expected (each database of a wave is waited on or refused), but a database without a row would be
+    taken up again by every later wave without end: it is failed, with why."""
+    run_id = "scheduled__rds_unreported"
+    config = {**base, "rds_apply": "next-maintenance", "halt_threshold": "1"}  # nxt-db as the test above leaves it
+    artifacts, ctx = new_run(config, run_id, "nxt-"), context(run_id)
+    passed_rehearsals(artifacts)
+    rollout = RdsRolloutOperator(task_id="rds_rollout", config=config)
+    waiting = deferral(rollout, ctx)
+    assert waiting.method_name == "wave_done"
+    summary = rollout.wave_done(ctx, {"status": "done", "databases": {}})
+    assert summary["outcomes"] == {"failed": 1}
+    [row] = artifacts.read(RDS_ROLLOUT).to_dict("records")
+    assert (row["account_id"], row["region"], row["resource_id"], row["actions"]) == (
+        ACCOUNT,
+        REGION,
+        "nxt-db",
+        "system-update",
+    )
+    assert row["detail"] == "its wait reported no state for it (its actions may have been applied)"
+
+
 def test_a_failing_action_is_failed_with_its_cause_and_halts_the_source_wave(
     server: SandboxServer, base: dict[str, Any]
 ) -> None:
@@ -278,6 +330,77 @@ def test_a_failing_action_is_failed_with_its_cause_and_halts_the_source_wave(
     assert done.loc["bad-main", "outcome"] == "halted" and "more than the 0 allowed" in done.loc["bad-main", "detail"]
     assert set(pending(server, ["bad-main"])["bad-main"]) == {"system-update"}  # never touched
     assert ACCOUNT in done["account_id"].tolist()
+
+
+# --- one DB identifier in several targets ----------------------------------------------------------------------
+
+SAME_NAME_PLACES = {  # target -> its account, each with a SAME_NAME DB instance
+    Target("aws_default", WEST): ACCOUNT,
+    Target("aws_other", REGION): OTHER_ACCOUNT,
+    Target("aws_other", WEST): OTHER_ACCOUNT,
+}
+
+
+def test_one_db_identifier_in_two_regions_and_two_accounts_is_applied_in_each_in_one_wave(
+    server: SandboxServer,
+) -> None:
+    """orders-db in ACCOUNT's WEST, OTHER_ACCOUNT's REGION (the same action) and OTHER_ACCOUNT's WEST (another
+    action): one wave waits on the three, one entry per target, and each gets its own row, account and verdict."""
+    run_id = "scheduled__rds_same_name"
+    targets = tuple(SAME_NAME_PLACES)
+    config = cycle_config(s3_root("rds-same-name"), targets=dump_targets(targets), canary="3", wave_percentages=[100])
+    ctx = context(run_id)
+    for target in targets:
+        InventoryOperator(task_id="inventory", config=config, **target.as_kwargs()).execute(ctx)
+        assert PatchScanOperator(task_id="match", config=config, **target.as_kwargs()).execute(ctx)["scanned"] == 0
+    assert InstallPlanOperator(task_id="plan_install", config=config).execute(ctx)["rds"]["waves"] == {"1": 3, "2": 1}
+    artifacts = run_artifacts(config, run_id)
+    plan = artifacts.read(RDS_INSTALL_PLAN)
+    places = {(a, r) for a, r in zip(plan["account_id"], plan["region"], strict=True)}
+    assert places == {(account, target.region_name) for target, account in SAME_NAME_PLACES.items()}
+    first = plan[plan["wave"] == 1]
+    assert set(first["resource_id"]) == {SAME_NAME} and len(first) == 3  # the three in one wave
+    passed_rehearsals(artifacts, SAME_NAME_PLACES)
+
+    rollout = RdsRolloutOperator(task_id="rds_rollout", config=config)
+    waiting = deferral(rollout, ctx)
+    assert isinstance(waiting.trigger, RdsMaintenanceTrigger)
+    entries = {Target(t["aws_conn_id"], t["region_name"]): t["databases"] for t in waiting.trigger.targets}
+    assert entries == {  # one SAME_NAME wait per target, each keyed by its place
+        target: [wait_id(SAME_NAME, [action], place=(account, target.region_name))]
+        for (target, account), action in zip(
+            SAME_NAME_PLACES.items(), ["system-update", "system-update", "os-upgrade"], strict=True
+        )
+    }
+    summary = drive(rollout, ctx, waiting, server, MAINTENANCE_SECONDS + 1)
+
+    assert summary["outcomes"] == {"applied": 4}
+    done = artifacts.read(RDS_ROLLOUT)
+    rows = {
+        (r["account_id"], r["region"], r["resource_id"]): (r["wave"], r["actions"], r["outcome"])
+        for r in done.to_dict("records")
+    }
+    assert len(done) == 4 and rows == {
+        (ACCOUNT, WEST, SAME_NAME): (1, "system-update", "applied"),
+        (OTHER_ACCOUNT, REGION, SAME_NAME): (1, "system-update", "applied"),
+        (OTHER_ACCOUNT, WEST, SAME_NAME): (1, "os-upgrade", "applied"),
+        (OTHER_ACCOUNT, REGION, "payments-db"): (2, "system-update", "applied"),
+    }
+    for target in targets:  # applied in each place, not the same DB twice
+        hook = RdsMaintenanceHook(**target.as_kwargs())
+        assert hook.pending_actions([SAME_NAME]) == {}
+        assert hook.db_instances([SAME_NAME])[SAME_NAME]["DBInstanceStatus"] == "available"
+    settings = CycleConfig.from_params(config)
+    tables, outcomes = read_match_tables(artifacts, settings.targets), read_rds_outcomes(artifacts, settings)
+    no_ec2 = typed_frame([], OUTCOME_COLUMNS)
+    verdicts = install_verdicts(tables.inventory, tables.compliance, tables.plan, {}, no_ec2, outcomes)
+    rds = verdicts[verdicts["resource_type"] == "rds"]
+    assert sorted(zip(rds["account_id"], rds["region"], rds["resource_id"], rds["reason_code"], strict=True)) == [
+        (ACCOUNT, WEST, SAME_NAME, "MAINTENANCE_APPLIED"),
+        (OTHER_ACCOUNT, WEST, SAME_NAME, "MAINTENANCE_APPLIED"),
+        (OTHER_ACCOUNT, REGION, SAME_NAME, "MAINTENANCE_APPLIED"),
+        (OTHER_ACCOUNT, REGION, "payments-db", "MAINTENANCE_APPLIED"),
+    ]
 
 
 # --- Aurora DB clusters -------------------------------------------------------------------------------------------

@@ -59,7 +59,13 @@ from patchcycle.run_artifacts import (
     RunArtifacts,
     Step,
 )
-from patchcycle.triggers.rds_maintenance import RdsMaintenanceTrigger, cluster_identifier, parse_wait_id, wait_id
+from patchcycle.triggers.rds_maintenance import (
+    RdsMaintenanceTrigger,
+    cluster_identifier,
+    parse_wait_id,
+    wait_id,
+    wait_place,
+)
 
 _STATE_OUTCOMES: Mapping[str, RolloutOutcome] = {
     WaitState.APPLIED: RolloutOutcome.APPLIED,
@@ -151,8 +157,8 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
                         rows.append(
                             {**base, "actions": ";".join(names), "outcome": RolloutOutcome.FAILED, "detail": refused}
                         )
-                    else:
-                        waits.append((target, wait_id(str(db), names, cluster)))
+                    else:  # keyed by its place: one identifier may be in several of the wave's targets
+                        waits.append((target, wait_id(str(db), names, cluster, (str(account_id), str(region)))))
             self.log.info("RDS wave %d: %d database(s), opt-in %s", wave, len(waits) + len(rows), opt_in)
             artifacts.write(RDS_ROLLOUT, concat_frames([done, rollout_rows(rows)], ROLLOUT_COLUMNS))
         if not waits:
@@ -196,13 +202,16 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
                 db = cluster if cluster is not None else waited
                 kind = (plan["kind"] == DB_CLUSTER) if cluster is not None else (plan["kind"] != DB_CLUSTER)
                 target = Target(str(state["aws_conn_id"]), str(state["region_name"]))
-                row = plan[(plan["resource_id"] == db) & (plan["region"] == target.region_name) & kind].iloc[0]
+                # An id without its place (deferred before waits had one): the target's account and region.
+                account, region = wait_place(wid) or (self._account(artifacts, target), target.region_name)
+                mine = (plan["account_id"] == account) & (plan["region"] == region) & (plan["resource_id"] == db)
+                row = plan[mine & kind].iloc[0]
                 outcome = _STATE_OUTCOMES[state["state"]]
                 detail = ""
                 if outcome == RolloutOutcome.FAILED:
                     hook = self._hook(target)
                     source = "db-cluster" if cluster is not None else "db-instance"
-                    with aws_call("rds:DescribeEvents", str(row["account_id"]), target.region_name):
+                    with aws_call("rds:DescribeEvents", account, region):
                         events = [m for a in actions for m in hook.failure_events(db, a, source)]
                     noun = "DB cluster" if cluster is not None else "DB instance"
                     detail = events[-1] if events else f"the {noun} is {state['status']}"
@@ -224,6 +233,11 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
                     }
                 )
             done = concat_frames([done, rollout_rows(rows)], ROLLOUT_COLUMNS)
+            unreported = _unreported(plan, done, wave)
+            if unreported:
+                names = [f"{r['account_id']}/{r['region']}/{r['resource_id']}" for r in unreported]
+                self.log.warning("RDS wave %d: the wait reported nothing for %s: failed", wave, names)
+                done = concat_frames([done, rollout_rows(unreported)], ROLLOUT_COLUMNS)
             untouched = [RolloutOutcome.STAGING_FAILED, RolloutOutcome.NOT_REHEARSED]
             mine = done[(done["wave"] == wave) & ~done["outcome"].isin(untouched)]
             failures = int(mine["outcome"].isin(list(FAILURE_OUTCOMES)).sum())
@@ -304,8 +318,7 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
         that account."""
         found: dict[Target, tuple[str, pd.DataFrame]] = {}
         for target in self.settings().targets:
-            summary = artifacts.find(INVENTORY_SUMMARY, target=target)
-            account = summary.account_id if summary else ""
+            account = self._account(artifacts, target)
             mine = members[(members["account_id"] == account) & (members["region"] == target.region_name)]
             if not mine.empty:
                 found[target] = (account, mine)
@@ -322,6 +335,10 @@ class RdsRolloutOperator(FleetOperator[CycleConfig]):
             raise
         return True
 
+    def _account(self, artifacts: RunArtifacts, target: Target) -> str:
+        summary = artifacts.find(INVENTORY_SUMMARY, target=target)
+        return summary.account_id if summary else ""
+
     def _hook(self, target: Target) -> RdsMaintenanceHook:
         return RdsMaintenanceHook(aws_conn_id=target.aws_conn_id, region_name=target.region_name)
 
@@ -337,6 +354,26 @@ def _not_reached(plan: pd.DataFrame, done: pd.DataFrame) -> pd.DataFrame:
     keys = zip(plan["account_id"], plan["region"], plan["resource_id"], strict=True)
     keep = [(a, r, d) not in reached for a, r, d in keys]
     return plan[keep]
+
+
+def _unreported(plan: pd.DataFrame, done: pd.DataFrame, wave: int) -> list[dict[str, Any]]:
+    """FAILED rows for the databases of `wave` that the rollout's table has no row for once its wait's event is in
+    (never expected: each is applied and waited on, or refused): the wave counts them, and the rollout goes on to
+    the next wave instead of taking this one up again and again."""
+    left = _not_reached(plan, done)
+    left = left[left["wave"] == wave]
+    return [
+        {
+            "account_id": a,
+            "region": r,
+            "resource_id": d,
+            "wave": wave,
+            "actions": ";".join(sorted(g["action"])),
+            "outcome": RolloutOutcome.FAILED,
+            "detail": "its wait reported no state for it (its actions may have been applied)",
+        }
+        for (a, r, d), g in left.groupby(["account_id", "region", "resource_id"])
+    ]
 
 
 def _with_halted(plan: pd.DataFrame, done: pd.DataFrame, outcome: RolloutOutcome, why: str) -> pd.DataFrame:

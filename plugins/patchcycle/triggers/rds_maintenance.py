@@ -16,16 +16,31 @@ from patchcycle.triggers.fleet_wait import FleetWaitTrigger
 CLUSTER_PREFIX = "cluster:"  # a wait id of an Aurora DB cluster (an identifier never holds a colon)
 
 
-def wait_id(identifier: str, actions: Sequence[str] = (), cluster: bool = False) -> str:
+def wait_id(
+    identifier: str, actions: Sequence[str] = (), cluster: bool = False, place: tuple[str, str] | None = None
+) -> str:
     """The id a wait keeps for one DB instance and the actions applied to it: "orders-db/system-update;os-upgrade";
-    for an Aurora DB cluster "cluster:ledger/system-update"."""
-    return f"{CLUSTER_PREFIX if cluster else ''}{identifier}/{';'.join(actions)}"
+    for an Aurora DB cluster "cluster:ledger/system-update". A wait across targets keys each DB by its place too,
+    (account, region), "123456789012/eu-west-1/orders-db/system-update": an identifier is unique only within its
+    account and region, and a wave's ids must be unique across its targets. Account ids, regions, identifiers and
+    action names hold no "/"."""
+    key = f"{CLUSTER_PREFIX if cluster else ''}{identifier}/{';'.join(actions)}"
+    return f"{place[0]}/{place[1]}/{key}" if place is not None else key
 
 
 def parse_wait_id(value: str) -> tuple[str, list[str]]:
-    """(the identifier, with CLUSTER_PREFIX for a DB cluster; the actions)."""
-    identifier, _, actions = value.partition("/")
-    return identifier, [action for action in actions.split(";") if action]
+    """(the identifier, with CLUSTER_PREFIX for a DB cluster; the actions) of a wait id, with or without its
+    place (wait_place)."""
+    if "/" not in value:
+        return value, []
+    head, _, actions = value.rpartition("/")
+    return head.rpartition("/")[2], [action for action in actions.split(";") if action]
+
+
+def wait_place(value: str) -> tuple[str, str] | None:
+    """The (account id, region) a wait id names, or None for one without (a wait in one target, as staging's)."""
+    parts = value.split("/")
+    return (parts[0], parts[1]) if len(parts) == 4 else None
 
 
 def cluster_identifier(identifier: str) -> str | None:
@@ -38,9 +53,10 @@ class RdsMaintenanceTrigger(FleetWaitTrigger):
     until every DB instance (cluster) waited on is final for `kind` (core.rds_rollout.maintenance_state), or until
     `timeout` seconds after `started_at`.
 
-    Targets: {"aws_conn_id", "region_name", "databases": [wait_id(...)]}. Event: {"status": "done" | "timeout",
-    "databases": {wait id: {"aws_conn_id", "region_name", "state", "status", "engine_version"}}}; at the timeout the
-    ones not final are "timeout".
+    Targets: {"aws_conn_id", "region_name", "databases": [wait_id(...)]}; the ids are unique across targets (a wait
+    across targets gives each its place; a placed id's region is its target's). Event: {"status": "done" |
+    "timeout", "databases": {wait id: {"aws_conn_id", "region_name", "state", "status", "engine_version"}}}; at the
+    timeout the ones not final are "timeout".
     """
 
     IDS_KEY = "databases"
@@ -50,6 +66,12 @@ class RdsMaintenanceTrigger(FleetWaitTrigger):
         if kind not in WAIT_KINDS:
             raise ValueError(f"kind must be one of {list(WAIT_KINDS)}, got {kind!r}")
         super().__init__(targets, **kwargs)
+        for target in self.targets:
+            elsewhere = [
+                i for i in target[self.IDS_KEY] if (place := wait_place(i)) and place[1] != target["region_name"]
+            ]
+            if elsewhere:
+                raise ValueError(f"wait ids of another region than {target['region_name']}'s target: {elsewhere}")
         self.kind = kind
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
