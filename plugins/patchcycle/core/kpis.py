@@ -303,7 +303,8 @@ def compute_kpis(report: Mapping[str, Any]) -> dict[str, Any]:
 
     seconds_by_target: dict[tuple[str, str], list[float]] = {}
     for resource in resources:
-        wave = resource.get("wave")
+        # The EC2 waves' ends: an RDS database's wave is its RDS wave, which install.waves does not time.
+        wave = resource.get("wave") if resource["resource_type"] == "ec2" else None
         if str(resource["verdict"]) in PATCHED_VERDICTS and start is not None and wave in ends:
             elapsed = (ends[int(wave)] - start).total_seconds()
             seconds_by_target.setdefault(_where(resource), []).append(elapsed)

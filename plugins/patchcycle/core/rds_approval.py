@@ -7,21 +7,13 @@ from typing import Any
 
 import pandas as pd
 
-from patchcycle.core.rds_plan import CLUSTER, DB_CLUSTER, FAILOVER
-
-_IMPACT = {
-    FAILOVER: "Multi-AZ: brief failover",
-    CLUSTER: "Aurora: applied to every member at once, brief downtime or failover",
-}
+from patchcycle.core.rds_plan import DB_CLUSTER
+from patchcycle.core.rds_report import impact_words
 
 
 def _impact(row: dict[str, Any]) -> str:
     """What applying the row's action means for the database's clients, in words."""
-    if str(row["impact"]) in _IMPACT:
-        return _IMPACT[str(row["impact"])]
-    if row["multi_az"]:  # a db-upgrade (rds_plan.ALWAYS_DOWNTIME)
-        return f"Multi-AZ, but a {row['action']} upgrades both copies at once: downtime while applied"
-    return "Single-AZ: downtime while applied"
+    return impact_words(str(row["impact"]), bool(row["multi_az"]), str(row["action"]))
 
 
 def _cell(value: Any) -> str:

@@ -24,6 +24,7 @@ from patchcycle.core.inventory import KEY_COLUMNS
 from patchcycle.core.kpis import KPIS_SCHEMA, compute_kpis
 from patchcycle.core.outcomes import APPROVE, REJECT
 from patchcycle.core.plan import split_cve_ids
+from patchcycle.core.rds_report import RDS_SECTION_SCHEMA, rds_waves
 from patchcycle.core.report_evidence import (
     CONFIG_SCHEMA,
     INSPECTION_SCHEMA,
@@ -214,6 +215,8 @@ INSTALL_SCHEMA: Final[dict[str, Any]] = _record(
 )
 # Optional: present when the run took Auto Scaling instances on the immutable path (core/immutable_rollout).
 INSTALL_SCHEMA["properties"]["auto_scaling_groups"] = {"type": "array", "items": AUTO_SCALING_GROUP_SCHEMA}
+# Optional: present when plan_install planned RDS maintenance (core/rds_report); reports before it have none.
+INSTALL_SCHEMA["properties"]["rds"] = RDS_SECTION_SCHEMA
 
 REPORT_SCHEMA: Final[dict[str, Any]] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -357,7 +360,8 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
                     "wave": {
                         "type": ["integer", "null"],
                         "minimum": 1,
-                        "description": "install mode: the production wave it was planned in (1 = canary); else null",
+                        "description": "install mode: the production wave it was planned in (EC2: 1 = canary; RDS: "
+                        "its RDS wave, install.rds); else null",
                     },
                     "snapshot_ids": {**_STRINGS, "description": "install mode: its pre-patch snapshots; else empty"},
                     "auto_scaling_group": {
@@ -474,8 +478,8 @@ def build_report(
     install: install mode only, the `install` section (INSTALL_SCHEMA) as the install operators recorded it;
     copied with numpy scalars made plain Python values and datetimes ISO 8601 UTC text, not otherwise checked.
     waves_by_resource: {EC2 instance id: wave number (1 = canary)}; an instance absent (or with wave < 1,
-    the outcome table's "no wave") gets wave null. snapshots_by_resource: {EC2 instance id: its pre-patch snapshot
-    ids} (install mode).
+    the outcome table's "no wave") gets wave null; an RDS database gets its RDS wave from install.rds.
+    snapshots_by_resource: {EC2 instance id: its pre-patch snapshot ids} (install mode).
     inspection: install mode only, report_evidence.inspection_section; config: report_evidence.config_section
     (an empty one when absent). `outcome` is derived from install and missing_parts, `kpis` from the rest
     (core.kpis); started_at: the run's start, time to patch's origin.
@@ -487,6 +491,7 @@ def build_report(
             "install, waves_by_resource, inspection: a scan-mode report has no install section, waves or inspection"
         )
     waves = {str(resource_id): int(wave) for resource_id, wave in (waves_by_resource or {}).items() if int(wave) >= 1}
+    database_waves = rds_waves((install or {}).get("rds"))
     in_scope_mask = inventory["in_scope"] if "in_scope" in inventory.columns else pd.Series(True, index=inventory.index)
     resources_by_key = {_key(row): row for row in inventory[in_scope_mask].to_dict("records")}
     patches_by_key: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
@@ -517,7 +522,7 @@ def build_report(
                 "missing_patches": missing,
                 "cve_ids": sorted({cve for patch in missing for cve in patch["cve_ids"]}),
                 "patch_state": _patch_state(states_by_id.get(key[3])) if key[2] == "ec2" else None,
-                "wave": waves.get(key[3]) if key[2] == "ec2" else None,
+                "wave": waves.get(key[3]) if key[2] == "ec2" else database_waves.get((key[0], key[1], key[3])),
                 "snapshot_ids": list((snapshots_by_resource or {}).get(key[3], [])) if key[2] == "ec2" else [],
                 "auto_scaling_group": _text(resource.get("auto_scaling_group")) if key[2] == "ec2" else "",
             }

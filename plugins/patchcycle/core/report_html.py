@@ -216,7 +216,6 @@ def _resources_section(resources: Sequence[Mapping[str, Any]], with_waves: bool)
     rows = []
     for entry in resources:
         color = COMPLIANCE_COLORS.get(str(entry["compliance_state"]), DEFAULT_COLOR)
-        wave = entry.get("wave")
         name = "" if entry["name"] == entry["resource_id"] else str(entry["name"])
         # An instance id stays on one line; a long name-like id (an S3 bucket) may wrap at its hyphens.
         one_line = ' class="id"' if len(str(entry["resource_id"])) <= MAX_ONE_LINE_ID else ""
@@ -229,7 +228,7 @@ def _resources_section(resources: Sequence[Mapping[str, Any]], with_waves: bool)
                 f"{account}<br>{region}",
                 escape(str(entry["environment"])),
                 escape(str(entry["responsibility"])),
-                *([escape(str(wave)) if wave is not None else ""] if with_waves else []),
+                *([f'<span class="id">{escape(wave_text(entry))}</span>'] if with_waves else []),
                 f'<span class="badge" style="background:{color}" title="{escape(str(entry["verdict"]))}">'
                 f"{escape(verdict_label(str(entry['verdict'])))}</span>",
                 escape(str(entry["reason"])),
@@ -359,6 +358,7 @@ def _install_sections(install: Mapping[str, Any]) -> str:
         + _waves_section(install, wave_facts)
         + _rollback_section(install["rollback"])
         + auto_scaling_section(install.get("auto_scaling_groups") or [])
+        + rds_section(install.get("rds"))
     )
 
 
@@ -577,6 +577,203 @@ def auto_scaling_section(groups: Sequence[Mapping[str, Any]]) -> str:
         f'<h2 id="auto-scaling">{AUTO_SCALING_TITLE} ({len(groups)})</h2><p class="meta">{escape(facts)}</p>'
         f"{_table(headers, rows)}<h3>Their instances ({len(instances)})</h3>"
         f"{_table(['Group', 'Instance', 'When', 'Result', 'Detail'], instances)}"
+    )
+
+
+def wave_text(entry: Mapping[str, Any]) -> str:
+    """A resource's wave in the resources table: "2" for an EC2 instance, "RDS wave 2" for a database (the RDS
+    waves are their own sequence, apart from the EC2 waves); "" when it was planned in none."""
+    wave = entry.get("wave")
+    if wave is None:
+        return ""
+    return f"RDS wave {int(wave)}" if entry.get("resource_type") == "rds" else str(int(wave))
+
+
+# A planned database's outcome (core.rds_rollout.RolloutOutcome) in words, and its color.
+_RDS_OUTCOMES: Final[Mapping[str, tuple[str, str]]] = {
+    "applied": ("Applied", COMPLIANCE_COLORS["COMPLIANT"]),
+    "scheduled": ("Scheduled for its next maintenance window", "#f9a825"),
+    "failed": ("Failed", COMPLIANCE_COLORS["NON_COMPLIANT"]),
+    "timeout": ("Did not finish in time", COMPLIANCE_COLORS["NON_COMPLIANT"]),
+    "halted": ("Not applied: the rollout halted", DEFAULT_COLOR),
+    "halted_by_alarm": ("Not applied: a health alarm", DEFAULT_COLOR),
+    "halted_by_calendar": ("Not applied: change calendar closed", DEFAULT_COLOR),
+    "not_rehearsed": ("Not applied: not rehearsed", DEFAULT_COLOR),
+    "staging_failed": ("Not applied: its rehearsal failed", DEFAULT_COLOR),
+    "rejected": ("Not applied: rejected at the gate", DEFAULT_COLOR),
+    "not_run": ("Not applied: the rollout did not reach it", DEFAULT_COLOR),
+}
+RDS_TITLE: Final = "RDS databases"
+_KINDS: Final[Mapping[str, str]] = {"db-instance": "DB instance", "db-cluster": "Aurora DB cluster"}
+
+
+def rds_outcome(database: Mapping[str, Any]) -> str:
+    """A planned database's outcome in words: "Applied", "Failed", "Not applied: its rehearsal failed", ..."""
+    return _RDS_OUTCOMES.get(str(database["outcome"]), (_word(str(database["outcome"])).capitalize(), ""))[0]
+
+
+def _rds_outcome_badge(database: Mapping[str, Any]) -> str:
+    words, color = _RDS_OUTCOMES.get(str(database["outcome"]), (rds_outcome(database), DEFAULT_COLOR))
+    return f'<span class="badge" style="background:{color}">{escape(words)}</span>'
+
+
+def rds_role(database: Mapping[str, Any]) -> str:
+    """A planned database's role in words: "primary", "read replica of orders-main", "Aurora DB cluster (members
+    ledger-1, ledger-2)", "Aurora cluster member (its own action, not rehearsed)"."""
+    role = str(database["role"])
+    if role == "replica":
+        return f"read replica of {database['replica_of']}"
+    if role == "cluster":
+        members = ", ".join(database["members"])
+        return f"Aurora DB cluster (members {members})" if members else "Aurora DB cluster"
+    if role == "cluster member":
+        return "Aurora cluster member (its own action, not rehearsed)"
+    return "primary"
+
+
+def day(text: str) -> str:
+    """An AWS maintenance date as people read it: "2026-12-15" at midnight UTC, else to the minute
+    ("2026-12-15 10:30 UTC"); "none" when AWS gave none."""
+    match = _ISO.match(str(text).strip())
+    if not match:
+        return str(text) or "none"
+    time = match.group(2)
+    return match.group(1) if time == "00:00:00" else f"{match.group(1)} {time[:5]} UTC"
+
+
+def _lines(values: Sequence[str]) -> str:
+    """Values one per line, each kept whole (a date, an action)."""
+    return "<br>".join(f'<span class="id">{escape(value)}</span>' for value in values)
+
+
+def rds_pending_after(report: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(pending maintenance actions before the run, those the run applied, those it opted in for the next window),
+    over the report's RDS resources: before is what the scan read (each RDS entry's missing_patches); an applied
+    action is one the rollout saw leave DescribePendingMaintenanceActions."""
+    before = sum(len(entry["missing_patches"]) for entry in report["resources"] if entry["resource_type"] == "rds")
+    databases = ((report.get("install") or {}).get("rds") or {}).get("databases") or []
+    applied = sum(len(db["actions"]) for db in databases if db["outcome"] == "applied")
+    scheduled = sum(len(db["actions"]) for db in databases if db["outcome"] == "scheduled")
+    return before, applied, scheduled
+
+
+def _rehearsal_cells(rehearsal: Mapping[str, Any], stacks: Sequence[Mapping[str, Any]]) -> list[str]:
+    kind = "Aurora DB cluster copy" if rehearsal["kind"] == "db-cluster" else "DB instance copy"
+    if not rehearsal["ran"]:
+        result = f'<span class="badge" style="background:{COMPLIANCE_COLORS["UNKNOWN"]}">Did not run</span>'
+    else:
+        result = _badge(bool(rehearsal["passed"]), "Passed", "Failed")
+    if rehearsal["detail"]:
+        result += f"<br>{escape(str(rehearsal['detail']))}"
+    stack = next(
+        (s for s in stacks if s["region"] == rehearsal["region"] and s["account_id"] in (rehearsal["account_id"], "")),
+        None,
+    )
+    if stack is None or not stack["stack_name"]:
+        deleted = "no stack"
+    else:
+        deleted = _done_at(bool(stack["deleted"]), str(stack["deleted_at"]))
+        if not stack["deleted"] and stack["created"]:
+            deleted = "NO: left behind, delete it by hand"
+        deleted += f'<br><code class="id">{escape(str(stack["stack_name"]))}</code>'
+        if stack["error"]:
+            deleted += f"<br>{escape(str(stack['error']))}"
+    engine = " ".join(f'<span class="id">{escape(str(rehearsal[k]))}</span>' for k in ("engine", "engine_version"))
+    after = str(rehearsal.get("engine_version_after") or "")
+    if after and after != str(rehearsal["engine_version"]):
+        engine += f' &rarr; <span class="id">{escape(after)}</span>'
+    return [
+        f'<code class="id">{escape(str(rehearsal["staging_db"]))}</code><br>{escape(kind)}',
+        f'<span class="id">{escape(str(rehearsal["source_db"]))}</span><br>'
+        + "<br>".join(_cells(rehearsal, ("account_id", "region"))),
+        f'<code class="id">{escape(str(rehearsal["snapshot_id"]))}</code>' if rehearsal["snapshot_id"] else "none",
+        engine
+        + (
+            f'<br><span class="id">{escape(str(rehearsal["instance_class"]))}</span>'
+            if rehearsal["instance_class"]
+            else ""
+        ),
+        _lines(list(rehearsal["actions"])),
+        result,
+        deleted,
+    ]
+
+
+def _role_html(database: Mapping[str, Any]) -> str:
+    """rds_role as HTML, a cluster's member identifiers each kept on one line."""
+    if database["role"] == "cluster" and database["members"]:
+        members = ", ".join(f'<span class="id">{escape(str(member))}</span>' for member in database["members"])
+        return f"Aurora DB cluster (members {members})"
+    return escape(rds_role(database))
+
+
+def _database_cells(database: Mapping[str, Any]) -> list[str]:
+    actions = list(database["actions"])
+    impacts = list(dict.fromkeys(str(action["impact_words"]) for action in actions))
+    outcome = _rds_outcome_badge(database)
+    if database["reason"]:
+        outcome += f"<br>{escape(str(database['reason']))}"
+    where = "<br>".join(_cells(database, ("account_id", "region")))
+    return [
+        f'<span class="id">{escape(str(database["resource_id"]))}</span><br>{where}',
+        escape(_KINDS.get(str(database["kind"]), str(database["kind"]))),
+        _role_html(database),
+        str(int(database["wave"])),
+        _lines([str(action["action"]) for action in actions]),
+        _lines([day(str(action["auto_applied_after"])) for action in actions]),
+        _lines([day(str(action["forced_apply_date"])) for action in actions]),
+        "<br>".join(escape(words) for words in impacts),
+        outcome,
+    ]
+
+
+def rds_section(rds: Mapping[str, Any] | None) -> str:
+    """The RDS databases (install.rds) in words: each staging rehearsal on a restored copy (its source, snapshot,
+    actions, result and whether its stack was deleted), the RDS waves, and each planned database with its actions,
+    their dates and impact, its role, wave and outcome ("" when the run planned no RDS maintenance)."""
+    if not rds or not rds["databases"]:
+        return ""
+    databases, rehearsals = list(rds["databases"]), list(rds["rehearsals"])
+    when = (
+        "applied now, wave by wave"
+        if rds["apply"] == "immediate"
+        else "opted in for each database's next maintenance window"
+    )
+    facts = (
+        f"Pending maintenance actions {when}, after a rehearsal on a copy restored from a snapshot. The RDS waves "
+        "are their own, beside the EC2 waves: read replicas before their sources, planned cluster members before "
+        "their cluster. Dates are AWS's: after the first, AWS applies the action in a maintenance window; on the "
+        "second, it forces it."
+    )
+    passed = sum(1 for r in rehearsals if r["passed"])
+    outcomes = Counter(rds_outcome(db).lower() for db in databases)
+    counts = (
+        f"{passed} of {_count(len(rehearsals), 'rehearsal', 'rehearsals')} passed · "
+        f"{_count(len(databases), 'database', 'databases')}: "
+        + ", ".join(f"{n} {words}" for words, n in sorted(outcomes.items(), key=lambda item: -item[1]))
+    )
+    good = passed == len(rehearsals) and all(db["outcome"] in ("applied", "scheduled") for db in databases)
+    banner = f'<div class="banner {"good" if good else "bad"}" id="rds-summary">{escape(counts)}.</div>'
+    rehearsal_rows = [_rehearsal_cells(r, rds["stacks"]) for r in rehearsals]
+    rehearsal_headers = ["Staging copy", "Restored from", "Snapshot", "Engine", "Actions", "Result", "Stack deleted"]
+    waves: dict[int, Counter[str]] = {}
+    for db in databases:
+        waves.setdefault(int(db["wave"]), Counter())[str(db["outcome"])] += 1
+    wave_rows = []
+    for wave, by_outcome in sorted(waves.items()):
+        failed = by_outcome["failed"] + by_outcome["timeout"]
+        rest = sum(by_outcome.values()) - by_outcome["applied"] - by_outcome["scheduled"] - failed
+        counts_of = [by_outcome["applied"], by_outcome["scheduled"], failed, rest]
+        wave_rows.append([str(wave), str(sum(by_outcome.values())), *(str(n) for n in counts_of)])
+    wave_headers = ["RDS wave", "Databases", "Applied", "Scheduled", "Failed", "Not applied"]
+    database_headers = ["Database", "Kind", "Role", "RDS wave", "Actions", "Auto-applied after", "Forced on"]
+    database_headers += ["Impact", "Outcome"]
+    return (
+        f'<h2 id="rds">{RDS_TITLE} ({len(databases)})</h2><p class="meta">{escape(facts)}</p>{banner}'
+        f"<h3>Staging rehearsals ({len(rehearsal_rows)})</h3>{_table(rehearsal_headers, rehearsal_rows)}"
+        f"<h3>RDS waves ({len(wave_rows)})</h3>{_table(wave_headers, wave_rows)}"
+        f"<h3>Databases ({len(databases)})</h3>"
+        f"{_table(database_headers, [_database_cells(db) for db in databases])}"
     )
 
 
@@ -845,6 +1042,9 @@ def verdict_label(verdict: str) -> str:
     return words.capitalize()
 
 
+RDS_PENDING_LABEL: Final = "RDS pending maintenance actions"
+
+
 def compliance_before_after(report: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """(measure, before the run, after it) text rows: what the scan found, beside what verify, Amazon Inspector
     and AWS Config show after the install. In scan mode the run changed nothing: "after" is "".
@@ -852,7 +1052,8 @@ def compliance_before_after(report: Mapping[str, Any]) -> list[tuple[str, str, s
     Before: EC2 instances with no outstanding patch, the outstanding patches (critical ones apart) and their
     distinct CVEs, as the scan read them. After: each instance's latest patch state (verify's after the install,
     else the scan's), Inspector's verdict on each targeted CVE (the worst over its instances, cves_by_id), and
-    AWS Config's rule.
+    AWS Config's rule. With RDS databases in the report, their pending maintenance actions: as the scan read them,
+    and after the run those it did not apply (rds_pending_after).
     """
     ec2 = [entry for entry in report["resources"] if entry["resource_type"] == "ec2"]
     scanned = [entry for entry in ec2 if entry["patch_state"] is not None or entry["missing_patches"]]
@@ -871,8 +1072,11 @@ def compliance_before_after(report: Mapping[str, Any]) -> list[tuple[str, str, s
         ("... of which critical", str(before_critical), ""),
         ("Distinct CVEs those patches fix", str(report["totals"]["cves"]["count"]), ""),
     ]
+    rds = [entry for entry in report["resources"] if entry["resource_type"] == "rds"]
+    pending, applied, scheduled = rds_pending_after(report)
+    rds_before = f"{pending} on {_count(len(rds), 'database', 'databases')}"
     if report["mode"] != INSTALL:
-        return rows
+        return rows + ([(RDS_PENDING_LABEL, rds_before, "")] if rds else [])
     states = [entry["patch_state"] for entry in scanned]
     known = [state for state in states if state is not None]
     after_missing = sum(int(state["missing"]) + int(state["failed"]) for state in known)
@@ -891,6 +1095,10 @@ def compliance_before_after(report: Mapping[str, Any]) -> list[tuple[str, str, s
         cves,
     ]
     rows = [(label, before, now) for (label, before, _), now in zip(rows, after, strict=True)]
+    if rds:
+        how = [f"{applied} applied by the run"]
+        how += [f"{scheduled} opted in for the next maintenance window"] if scheduled else []
+        rows.append((RDS_PENDING_LABEL, rds_before, f"{pending - applied} ({', '.join(how)})"))
     config = report.get("config") or {}
     if config.get("by_compliance"):
         rows.append(("AWS Config patch compliance", "", _in_words(config["by_compliance"])))

@@ -584,7 +584,7 @@ def install_verdicts(
 
     def rds_rule(resource: Mapping[str, Any], planned: list[Mapping[str, Any]]) -> Decision:
         outcome = rds_by_key.get((str(resource["account_id"]), str(resource["region"]), str(resource["resource_id"])))
-        return _rds_install_verdict(outcome) if outcome is not None else _rds_verdict(resource, planned)
+        return rds_install_decision(outcome) if outcome is not None else _rds_verdict(resource, planned)
 
     return _verdicts(inventory, compliance, plan, ec2_rule, rds_rule)
 
@@ -605,8 +605,9 @@ _RDS_CODES: Final[Mapping[str, ReasonCode]] = {
 }
 
 
-def _rds_install_verdict(outcome: Mapping[str, Any]) -> Decision:
-    """The verdict of one planned DB instance from its RDS rollout outcome (core.rds_rollout.ROLLOUT_COLUMNS)."""
+def rds_install_decision(outcome: Mapping[str, Any]) -> Decision:
+    """The verdict of one planned DB instance from its RDS rollout outcome (core.rds_rollout.ROLLOUT_COLUMNS; the
+    report's install.rds gives each database the verdict its resource entry has)."""
     kind = str(outcome["outcome"])
     if kind not in _RDS_CODES:
         raise ValueError(f"unknown RDS rollout outcome {kind!r} for {outcome['resource_id']}")

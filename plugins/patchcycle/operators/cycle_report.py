@@ -17,7 +17,7 @@ from patchcycle.operators.base import FleetOperator
 from patchcycle.readback.evidence import read_evidence
 from patchcycle.readback.install import read_install_record
 from patchcycle.readback.match import read_match_tables
-from patchcycle.readback.rds import read_rds_outcomes
+from patchcycle.readback.rds import read_rds_report
 from patchcycle.run_artifacts import NEW_INSTANCES_CSV, REPORT_CSV, REPORT_HTML, REPORT_JSON
 
 
@@ -39,15 +39,18 @@ class CycleReportOperator(FleetOperator[CycleConfig]):
         compliance = tables.compliance
         if config.installs:
             record = read_install_record(artifacts, config.targets, tables, config.install, config.safety)
+            rds_outcomes, rds = read_rds_report(artifacts, config)
             verdicts = install_verdicts(
                 tables.inventory,
                 tables.compliance,
                 tables.plan,
                 tables.scan_failures,
                 record.outcomes,
-                rds_outcomes=read_rds_outcomes(artifacts, config),
+                rds_outcomes=rds_outcomes,
             )
             install, waves_by_resource, compliance = record.section, record.waves_by_resource, record.compliance
+            if rds is not None:
+                install = {**install, "rds": rds}
             snapshots_by_resource = record.snapshots_by_resource
         else:
             verdicts = scan_verdicts(tables.inventory, tables.compliance, tables.plan, tables.scan_failures)

@@ -27,6 +27,7 @@ from patchcycle.core.report_html import (
     DEFAULT_COLOR,
     auto_scaling_section,
     bar_chart,
+    rds_section,
     stacked_bar_chart,
 )
 from patchcycle.core.verdicts import VERDICTS, ComplianceState, ReasonCode, Verdict
@@ -244,6 +245,11 @@ def wave_label(wave: int | None) -> str:
     return "Wave 1 (canary)" if wave == 1 else f"Wave {wave}"
 
 
+def rds_wave_label(wave: int) -> str:
+    """An RDS database's wave: the RDS waves are their own sequence, beside the EC2 waves."""
+    return f"RDS wave {wave}"
+
+
 # The reason codes of an Auto Scaling instance its group's refresh (or its bake) decided: in no wave, yet rolled out.
 _REFRESH_CODES: Final = frozenset(
     {
@@ -262,16 +268,19 @@ REFRESH_LABEL: Final = "Auto Scaling refresh"
 
 
 def verdicts_by_wave(report: Mapping[str, Any]) -> list[tuple[str, dict[str, int]]]:
-    """(wave label, verdict -> resources), waves in order, then the Auto Scaling instances of the groups' refreshes,
-    then the resources in no wave."""
+    """(wave label, verdict -> resources), the EC2 waves in order, then the RDS waves, then the Auto Scaling
+    instances of the groups' refreshes, then the resources in no wave."""
     counts: dict[int | str | None, Counter[str]] = {}
     for resource in report["resources"]:
         wave = resource["wave"]
         if wave is None and resource.get("reason_code") in _REFRESH_CODES:
             wave = REFRESH_LABEL
+        elif wave is not None and resource.get("resource_type") == "rds":
+            wave = rds_wave_label(int(wave))
         counts.setdefault(wave, Counter())[str(resource["verdict"])] += 1
     waves = sorted(wave for wave in counts if isinstance(wave, int))
-    order: list[int | str | None] = [*waves, *(wave for wave in (REFRESH_LABEL, None) if wave in counts)]
+    rds = sorted((w for w in counts if isinstance(w, str) and w != REFRESH_LABEL), key=lambda w: int(w.split()[-1]))
+    order: list[int | str | None] = [*waves, *rds, *(wave for wave in (REFRESH_LABEL, None) if wave in counts)]
     return [(wave if isinstance(wave, str) else wave_label(wave), dict(counts[wave])) for wave in order]
 
 
@@ -480,7 +489,9 @@ def _resource_cells(resource: Mapping[str, Any]) -> dict[str, tuple[str, str, st
     cells["resource_type"] = (escape(str(resource["resource_type"]).upper()), str(resource["resource_type"]), "")
     group = str(resource.get("auto_scaling_group", ""))  # reports before the immutable path have none
     cells["auto_scaling_group"] = (f'<span class="id">{escape(group)}</span>' if group else "", group, group)
-    cells["wave"] = (escape(wave_label(wave)) if wave else "", "" if wave is None else str(wave), str(wave or ""))
+    label = rds_wave_label(wave) if wave and resource["resource_type"] == "rds" else wave_label(wave) if wave else ""
+    wave_html = f'<span class="id">{escape(label)}</span>' if label else ""
+    cells["wave"] = (wave_html, "" if wave is None else str(wave), str(wave or ""))
     color = VERDICT_COLORS.get(verdict, DEFAULT_COLOR)
     cells["verdict"] = (_badge(words(verdict), color), verdict, verdict)
     cells["missing"] = (str(missing), str(missing), str(missing))
@@ -539,6 +550,8 @@ def run_page(view: RunView) -> str:
     if report is not None:
         groups = (report.get("install") or {}).get("auto_scaling_groups") or []
         parts.append(f'<div class="scroll">{auto_scaling_section(groups)}</div>' if groups else "")
+        rds = rds_section((report.get("install") or {}).get("rds"))
+        parts.append(f'<div class="scroll">{rds}</div>' if rds else "")
         parts.append(_resources_section(view, report))
     return _page(title, "".join(parts), _TABLE_SCRIPT if report is not None else "")
 
