@@ -94,3 +94,33 @@ def test_outcome_lists_every_reason_the_cycle_did_not_run_its_course() -> None:
     partial = install(waves=[{"wave": 1, "status": "done"}, {"wave": 2, "status": "not_run"}])
     assert outcome_section(partial, [])["problems"] == ["the install did not finish: wave(s) 2 did not run"]
     assert outcome_section(install(waves=[]), [])["ok"]  # nothing needed patching
+
+
+def rds_db(name: str, wave: int, outcome: str, detail: str = "") -> dict[str, Any]:
+    return {"resource_id": name, "wave": wave, "outcome": outcome, "detail": detail}
+
+
+def test_a_halted_or_unfinished_rds_rollout_is_a_problem_and_its_failures_within_the_threshold_are_not() -> None:
+    halted = install(
+        rds={
+            "databases": [
+                rds_db("replica", 1, "failed", "Storage full."),
+                rds_db("main", 2, "halted", "RDS wave 1 had 1 failure(s), more than the 0 allowed"),
+                rds_db("other", 3, "halted", "RDS wave 1 had 1 failure(s), more than the 0 allowed"),
+            ]
+        }
+    )
+    assert outcome_section(halted, [])["problems"] == [
+        "the RDS rollout did not finish: it halted at RDS wave 2 (RDS wave 1 had 1 failure(s), more than the 0 allowed)"
+    ]
+    cut = install(rds={"databases": [rds_db("a", 1, "applied"), rds_db("b", 2, "not_run"), rds_db("c", 2, "not_run")]})
+    assert outcome_section(cut, [])["problems"] == [
+        "the RDS rollout did not finish: it did not reach 2 database(s): b, c"
+    ]
+    failed = install(rds={"databases": [rds_db("a", 1, "failed", "Storage full."), rds_db("b", 2, "applied")]})
+    assert outcome_section(failed, [])["ok"]  # within the threshold: the verdicts tell it
+    rejected = install(
+        approval={"decision": "Reject", "reason": "rejected by ops"}, rds={"databases": [rds_db("a", 1, "rejected")]}
+    )
+    rejected["waves"] = [{"wave": 1, "status": "not_run"}]
+    assert outcome_section(rejected, [])["ok"]

@@ -15,6 +15,9 @@ import pandas as pd
 
 from patchcycle.core.outcomes import APPROVE
 
+# RDS rollout outcomes (core.rds_rollout.RolloutOutcome) of a database a halt kept from its maintenance.
+HALTED_OUTCOMES: Final = frozenset({"halted", "halted_by_alarm", "halted_by_calendar"})
+
 _STRING: Final[dict[str, Any]] = {"type": "string"}
 _ROWS: Final[dict[str, Any]] = {
     "type": "array",
@@ -107,6 +110,20 @@ def unfinished_install(install: Mapping[str, Any]) -> str:
     return ""
 
 
+def unfinished_rds(install: Mapping[str, Any]) -> str:
+    """Why an approved run's RDS rollout did not run its course ("" when it did, or there was none): it halted (a
+    gate or the threshold), or its task ended before reaching every database."""
+    databases = (install.get("rds") or {}).get("databases", [])
+    halted = [db for db in databases if str(db["outcome"]) in HALTED_OUTCOMES]
+    if halted:
+        first = min(halted, key=lambda db: int(db["wave"]))
+        return f"it halted at RDS wave {first['wave']} ({first['detail']})"
+    not_reached = [db for db in databases if str(db["outcome"]) == "not_run"]
+    if install["approval"]["decision"] == APPROVE and not_reached:
+        return f"it did not reach {len(not_reached)} database(s): {', '.join(db['resource_id'] for db in not_reached)}"
+    return ""
+
+
 def outcome_section(install: Mapping[str, Any] | None, incomplete: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Whether the cycle ran its course. A rejection is a valid end; a failed staging, an undecided gate,
     a halted rollout, a wave not run or a part of the fleet (or a stage) that could not be read is not."""
@@ -116,6 +133,8 @@ def outcome_section(install: Mapping[str, Any] | None, incomplete: Iterable[Mapp
         problems.append(f"production was not patched: staging did not pass ({install['approval']['reason']})")
     elif install is not None and (unfinished := unfinished_install(install)):
         problems.append(f"the install did not finish: {unfinished}")
+    if install is not None and install["staging"]["passed"] and (unfinished := unfinished_rds(install)):
+        problems.append(f"the RDS rollout did not finish: {unfinished}")
     problems.extend(
         f"{part.get('aws_conn_id', '')}/{part.get('region', '')} {part['stage']}: {part['error']}"
         for part in incomplete
