@@ -69,11 +69,6 @@ class Endpoints:
                 entry = self._allocate(model)
             return entry.port if entry is not None else None
 
-    def ports(self) -> dict[int, bool]:
-        """port -> listening, of every database with a port (for tests and diagnostics)."""
-        with self._lock:
-            return {entry.port: entry.listening for entry in self._entries.values()}
-
     def _allocate(self, model: Any) -> _Endpoint:
         sock = self._socket()
         try:
@@ -140,7 +135,7 @@ class Endpoints:
         if not entry.listening:
             return False
         if entry.sock is not None:
-            entry.sock.close()
+            _close(entry.sock)
         entry.listening = False
         entry.sock = self._rebind(entry.port)
         return True
@@ -157,7 +152,7 @@ class Endpoints:
 
     def _release(self, entry: _Endpoint) -> bool:
         if entry.sock is not None:
-            entry.sock.close()
+            _close(entry.sock)
             entry.sock = None
         was_listening, entry.listening = entry.listening, False
         return was_listening
@@ -227,6 +222,14 @@ class Endpoints:
                 end.close()
 
 
+def _close(sock: socket.socket) -> None:
+    """Stop listening now, then close. close() alone is not enough: the accepting thread's poll() holds the socket
+    until it wakes, and it would go on accepting connections meanwhile (Linux ends the listening at shutdown)."""
+    with contextlib.suppress(OSError):  # not listening, or a system that refuses shutdown on a listener
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
 def _alive(model: Any) -> bool:
     """Whether moto holds the model (not one being built, nor one deleted)."""
     backend = getattr(model, "backend", None)
@@ -274,10 +277,6 @@ def stop(registry: Endpoints | None = None) -> None:
             return
         _ACTIVE = None
     current.close()
-
-
-def active() -> Endpoints | None:
-    return _ACTIVE
 
 
 def sync() -> None:

@@ -3,7 +3,10 @@ port of its own, which accepts connections while the database is available and r
 
 from __future__ import annotations
 
+import select
 import socket
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +14,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from include.sandbox import rds_endpoints
 from include.sandbox.protocol import validate_query_response
 from tests.conftest import advance_clock
 
@@ -24,7 +28,7 @@ DELETE_SECONDS = 60
 def _scenario() -> dict[str, Any]:
     return {
         "name": "rds-endpoints",
-        "clock": {"start": "2026-11-20T03:00:00Z"},
+        "clock": {"start": "2026-11-20T03:00:00Z", "speed": 1e-9},  # time moves when the tests advance it
         "rds": {
             "maintenance_seconds": MAINTENANCE_SECONDS,
             "restore_seconds": RESTORE_SECONDS,
@@ -236,3 +240,20 @@ def test_stopping_the_sandbox_closes_every_port(sandbox_factory: Callable[..., A
     assert all(_answers(*endpoint) for endpoint in endpoints)
     sandbox.stop()
     assert not any(_answers(*endpoint) for endpoint in endpoints)
+
+
+def test_a_listener_refuses_at_once_while_the_accepting_thread_polls_it() -> None:
+    """A port stops listening when its database leaves available, even while the accepting thread waits in poll()
+    on it (close() alone leaves the socket to the poll until it wakes)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    poller = select.poll()
+    poller.register(listener, select.POLLIN)
+    waiting = threading.Thread(target=poller.poll, args=(3000,), daemon=True)
+    waiting.start()
+    time.sleep(0.2)  # the thread is in poll()
+    rds_endpoints._close(listener)
+    assert not _answers("127.0.0.1", port)
+    waiting.join(timeout=5)
