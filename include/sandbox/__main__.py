@@ -20,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="scenario YAML file")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5055)
+    serve.add_argument(
+        "--rds-endpoint-host",
+        help="the address RDS endpoints report (default: --host, or 127.0.0.1 when it binds every interface)",
+    )
     serve.add_argument("--strict", action="store_true", help="answer 500 when a response breaks botocore's model")
     serve.add_argument("--verbose", action="store_true", help="log every request")
     check = commands.add_parser("check", help="validate a scenario file and print what it holds")
@@ -39,7 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     from include.sandbox.server import SandboxServer  # imports moto: only when serving
 
     started = time.monotonic()
-    server = SandboxServer(scenario, host=args.host, port=args.port, strict=args.strict, verbose=args.verbose)
+    server = SandboxServer(
+        scenario,
+        host=args.host,
+        port=args.port,
+        strict=args.strict,
+        verbose=args.verbose,
+        rds_endpoint_host=args.rds_endpoint_host,
+    )
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

@@ -19,7 +19,7 @@ from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
 from moto.iam import models as iam_models
 from moto.rds.models import DBCluster, DBInstance, rds_backends
 
-from include.sandbox import paging
+from include.sandbox import paging, rds_endpoints
 from include.sandbox.protocol import AwsApiError
 
 
@@ -423,6 +423,7 @@ def apply() -> None:
     DBCluster.get_cfn_attribute = _cluster_cfn_attribute  # type: ignore[attr-defined]
     DBCluster.is_created = lambda self: True  # type: ignore[attr-defined]  # CloudFormation waits for nothing
     DBCluster.status = property(_cluster_status, _MOTO_CLUSTER_STATUS.fset)  # type: ignore[method-assign,assignment,attr-defined]
+    rds_endpoints.patch_moto()  # endpoints at the sandbox's host, a port per database (rds_endpoints)
     # moto lists its CloudFormation models once (cached): list them again with AWS::RDS::DBCluster
     for cached in (
         cloudformation_parsing.get_model_list,

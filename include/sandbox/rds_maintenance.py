@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from moto.cloudformation.models import cloudformation_backends
 from moto.rds.models import Event, rds_backends
 
+from include.sandbox import rds_endpoints
 from include.sandbox.api import Handler, RequestContext
 from include.sandbox.protocol import AwsApiError
 
@@ -254,19 +255,26 @@ def _members(key: Key) -> list[Any]:
 
 def settle(world: World, now: datetime | None = None) -> None:
     """Apply every transition due by ``now`` in time order: actions starting and ending, snapshots,
-    restores and deletions completing. The server calls it before every request."""
+    restores and deletions completing; then each database's endpoint port listens if it is available and refuses
+    otherwise (rds_endpoints). The server calls it before every request."""
+    with world.lock:
+        try:
+            _apply_due(world, now or world.now())
+        finally:
+            rds_endpoints.sync()
+
+
+def _apply_due(world: World, now: datetime) -> None:
     if STATE_KEY not in world.extra and not any(r.rds_instances or r.rds_clusters for _, r in _regions(world)):
         return
     st = state(world)
-    with world.lock:
-        now = now or world.now()
-        while True:
-            due = _next_transition(world, st)
-            if due is None or due[0] > now:
-                return
-            when, apply = due
-            st.cursor = max(st.cursor, when)
-            apply(when)
+    while True:
+        due = _next_transition(world, st)
+        if due is None or due[0] > now:
+            return
+        when, apply = due
+        st.cursor = max(st.cursor, when)
+        apply(when)
 
 
 def _regions(world: World) -> list[tuple[str, Any]]:

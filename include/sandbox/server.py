@@ -39,6 +39,7 @@ from include.sandbox import (
     patching,
     protocol,
     query_protocol,
+    rds_endpoints,
     rds_maintenance,
     securityhub,
     ssm_baselines,
@@ -138,6 +139,11 @@ class SandboxApp:
         after = AFTER_MOTO.get((service, operation))
         if handler is None and after is None:
             moto_response: Iterable[bytes] = self.moto(environ, start_response)
+            if service == "rds" and not operation.startswith("Describe"):
+                # e.g. DeleteDBCluster: its port refuses once the answer is out. Not after a Describe: moto's first
+                # read of a new cluster answers creating and makes it available, and its port must not listen yet.
+                with self.world.lock:
+                    rds_endpoints.sync()
             return moto_response
         ctx = RequestContext(account_id, region, service, operation, access_key)
         if handler is None:
@@ -206,6 +212,8 @@ class SandboxApp:
                 rewrite = REWRITE_MOTO.get((ctx.service, ctx.operation))
                 if rewrite is not None:
                     payload = rewrite(self.world, payload)
+            if ctx.service == "rds":  # e.g. DeleteDBInstance: the instance is deleting, its port refuses
+                rds_endpoints.sync()
         if statuses:
             status, headers, exc_info = statuses[-1]
             headers = [(k, str(len(payload)) if k.lower() == "content-length" else v) for k, v in headers]
@@ -505,14 +513,25 @@ STOP_POLL_SECONDS = 0.05
 
 
 class SandboxServer:
-    """The sandbox served on 127.0.0.1 from a background thread (the CLI and the pytest fixture use it)."""
+    """The sandbox served on 127.0.0.1 from a background thread (the CLI and the pytest fixture use it).
+
+    RDS endpoints listen on `host` too; they report `rds_endpoint_host` (by default `host`, or 127.0.0.1 when it
+    binds every interface): the name clients reach the sandbox by, e.g. a compose service's.
+    """
 
     def __init__(
-        self, scenario: Scenario, host: str = "127.0.0.1", port: int = 0, strict: bool = False, verbose: bool = False
+        self,
+        scenario: Scenario,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        strict: bool = False,
+        verbose: bool = False,
+        rds_endpoint_host: str | None = None,
     ) -> None:
         # werkzeug logs every request at INFO: a patch cycle makes thousands.
         logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
         reset_moto()
+        self.rds_endpoints = rds_endpoints.start(host, rds_endpoint_host)
         moto_fixes.apply()
         moto_fixes.plain_keys_reach(scenario.accounts[0].id)
         self.world = World(scenario)
@@ -548,8 +567,10 @@ class SandboxServer:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        rds_endpoints.stop(self.rds_endpoints)  # every RDS endpoint's port closed
 
 
 def reset_moto() -> None:
-    """moto's backends are process-wide: start every sandbox from an empty AWS."""
+    """moto's backends are process-wide: start every sandbox from an empty AWS (no RDS endpoint listening)."""
+    rds_endpoints.stop()
     moto_api_backend.reset()
