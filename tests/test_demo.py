@@ -47,9 +47,13 @@ RUN_CONF = {
     "mode": "install",
     "approval_mode": "manual",
     "halt_threshold": "50%",  # the scenario's injected install failures must not halt this run
-    # Deferred tasks poll every 2 s (the interactive demo's 5 s would add seconds to every wait); a command still
-    # running after 15 s is cut short: commands take a second or two at 10x.
-    "poll_seconds": 2,
+    # Deferred tasks poll every 5 s, as in the interactive demo. Not 2: a trigger's first look comes one poll
+    # after the task deferred, and the LocalExecutor sometimes reports the deferring attempt's exit 5 to 6 s
+    # after it; a trigger that fires before that resumes the task too early, and Airflow 3.3.2 fails that
+    # attempt ("finished with state success, but the task instance's state attribute is queued"): a retry
+    # 20 s or more later, up to five per run at 2 s. A command still running after 15 s is cut short:
+    # commands take a second or two at 10x.
+    "poll_seconds": 5,
     "command_timeout_minutes": 0.25,
     # Snapshots and rollback are proven by the e2e install cycle; here they would add a phase (a deferral and
     # a resumed task) to each wave. The waves still validate through PatchCycle-ValidateInstance. The canary and
