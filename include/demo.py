@@ -67,6 +67,7 @@ MIGRATE_TIMEOUT_SECONDS = 300.0
 API_TIMEOUT_SECONDS = 240.0
 DAG_ID = "patch_cycle"
 DAG_PARSE_TIMEOUT_SECONDS = 120.0
+DAGBAG_IMPORT_TIMEOUT_SECONDS = 120
 RUN_POLL_SECONDS = 5.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 # An install cycle that waits for you at the approval gate. The sandbox runs commands in seconds;
@@ -231,6 +232,9 @@ def child_environment(
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
+            # Each task process parses the DAG file first (a few seconds); several starting at once on a busy
+            # two-core machine can pass the default 30 s, and Airflow then reschedules them a minute later.
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": str(DAGBAG_IMPORT_TIMEOUT_SECONDS),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

@@ -29,10 +29,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.conftest import hold_answer, release_hold, sandbox_requests
-from tests.test_demo import APPROVAL, SCENARIO, OutputReader, alive, free_port, http, process_table, started_by
+from tests.test_demo import (
+    APPROVAL,
+    OutputReader,
+    alive,
+    demo_scenario,
+    free_port,
+    http,
+    process_table,
+    started_by,
+)
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS = "redis://127.0.0.1:6379/0"
@@ -40,8 +48,6 @@ RUN_CONF = {
     "mode": "install",
     "approval_mode": "manual",
     "halt_threshold": "50%",  # the scenario's injected install failures must not halt this run
-    # One region: every check here holds per (connection, region), and a second doubles the task instances.
-    "targets": [{"aws_conn_id": "aws_default", "regions": ["us-east-1"]}],
     "poll_seconds": 2,
     "command_timeout_minutes": 0.5,
     # The canary and one wave; snapshots and rollback are proven by the e2e install cycle.
@@ -95,8 +101,8 @@ def worker_sessions(lines: list[str]) -> dict[str, int]:
 def kill_session(session: int) -> int:
     """SIGKILL every process of a session (the worker, its pool and the task processes): a crashed machine."""
     killed = 0
-    for pid, (_, sid, _) in process_table().items():
-        if sid == session:
+    for pid, process in process_table().items():
+        if process.sid == session:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
                 killed += 1
@@ -116,10 +122,7 @@ def wait_until(check: Any, timeout: float, what: str, interval: float = 1.0) -> 
 def test_an_approved_install_cycle_on_celery_survives_a_worker_killed_mid_wave(tmp_path: Path) -> None:
     sandbox_port, api_port = free_port(), free_port()
     sandbox, api = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{api_port}"
-    scenario = yaml.safe_load(SCENARIO.read_text())
-    scenario["clock"]["speed"] = 10.0  # commands take a tenth of the time
-    fast = tmp_path / "default-fast.yaml"
-    fast.write_text(yaml.safe_dump(scenario))
+    fast = demo_scenario(tmp_path / "demo-scenario.yaml")  # the demo test's: one region, no RDS, 10x clock
     argv = [sys.executable, "-m", "include.demo", "--scenario", str(fast), "--executor", "celery", "--workers", "2"]
     argv += ["--postgres", POSTGRES, "--redis", REDIS, "--heartbeat-timeout", str(HEARTBEAT_TIMEOUT)]
     argv += ["--run-conf", json.dumps(RUN_CONF)]
@@ -135,7 +138,7 @@ def test_an_approved_install_cycle_on_celery_survives_a_worker_killed_mid_wave(t
         start_new_session=True,
     )
     output = OutputReader(demo.stdout)
-    pids: set[int] = set()
+    pids: dict[int, int] = {}
     database = ""
     try:
         database = output.wait_for("Database: ", STARTUP_TIMEOUT).split()[1]
