@@ -245,7 +245,7 @@ def test_staging_restores_applies_checks_and_deletes_then_the_waves_apply_replic
     summary = drive(rehearse, ctx, deferral(rehearse, ctx), server, MAINTENANCE_SECONDS + 1)
     assert summary == {"rehearsals": 2, "passed": 2}
     results = artifacts.read(RDS_REHEARSAL_RESULTS, target=TARGET)
-    assert set(results["step"]) == {"done"} and all("available at" in d for d in results["detail"])
+    assert set(results["step"]) == {"done"} and all(d.endswith(", accepting connections") for d in results["detail"])
     assert pending(server, copies) == {}  # applied on the copies
     production = ["imm-main", "imm-main-replica", "imm-solo"]
     assert set(pending(server, production)) == set(production)  # production untouched by staging
@@ -480,7 +480,8 @@ def test_an_aurora_cluster_is_rehearsed_on_a_restored_cluster_then_the_auto_poli
     assert summary == {"rehearsals": 1, "passed": 1}
     [result] = artifacts.read(RDS_REHEARSAL_RESULTS, target=TARGET).to_dict("records")
     assert (result["step"], result["engine_version_after"]) == ("done", "16.4")
-    assert result["detail"] == f"available at {copy['Endpoint']}"
+    # The worker reached the copy's endpoint over TCP (rds_connect_check).
+    assert result["detail"] == f"available at {copy['Endpoint']}:{copy['Port']}, accepting connections"
     assert cluster_pending(server, staging) == {}  # applied on the copy
     assert set(cluster_pending(server, "rehearsed-aurora")) == {"system-update"}  # production untouched by staging
 
@@ -648,7 +649,9 @@ def test_retried_staging_tasks_take_up_their_stack_and_applied_actions_instead_o
         rehearse.apply(ctx, ready)
     assert applied.value.method_name == "check"
     applies = sandbox_calls(server.url, "rds:ApplyPendingMaintenanceAction")
-    retried = RdsRehearsalOperator(task_id="rehearse_rds", config=base, region_name=REGION)
+    # (This try without the connectivity check: the copy is judged on what RDS reports.)
+    unconnected = {**base, "rds_connect_check": False}
+    retried = RdsRehearsalOperator(task_id="rehearse_rds", config=unconnected, region_name=REGION)
     assert drive(retried, ctx, deferral(retried, ctx), server, MAINTENANCE_SECONDS + 1) == {
         "rehearsals": 2,
         "passed": 1,
@@ -656,6 +659,8 @@ def test_retried_staging_tasks_take_up_their_stack_and_applied_actions_instead_o
     assert sandbox_calls(server.url, "rds:ApplyPendingMaintenanceAction") == applies  # not applied twice
     results = artifacts.read(RDS_REHEARSAL_RESULTS, target=TARGET).set_index("source_db")
     assert results.loc["retry-a", "passed"] and results.loc["retry-a", "step"] == "done"
+    assert str(results.loc["retry-a", "detail"]).startswith("available at 127.0.0.1:")
+    assert not str(results.loc["retry-a", "detail"]).endswith("accepting connections")
     assert not results.loc["retry-b", "passed"]
     assert results.loc["retry-b", "detail"] == "not pending on the restored copy: os-upgrade"
 
