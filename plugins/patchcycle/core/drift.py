@@ -20,6 +20,7 @@ from typing import Any, Final
 import pandas as pd
 
 from patchcycle.core.frames import typed_frame
+from patchcycle.core.json_schemas import closed_record
 from patchcycle.core.timestamps import utc_timestamp
 
 
@@ -52,34 +53,30 @@ _STRING: Final[dict[str, Any]] = {"type": "string"}
 _COUNT: Final[dict[str, Any]] = {"type": "integer", "minimum": 0}
 
 
-def _closed(properties: Mapping[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "additionalProperties": False, "required": list(properties), "properties": properties}
-
-
 # The watch's drift.json (drift_document).
 DRIFT_SCHEMA: Final[dict[str, Any]] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "patchcycle drift report",
-    **_closed(
+    **closed_record(
         {
             "run_id": _STRING,
             "generated_at": _STRING,
-            "cycle": _closed({key: _STRING for key in ("run_id", "report", "mode", "generated_at")}),
-            "summary": _closed(
+            "cycle": closed_record({key: _STRING for key in ("run_id", "report", "mode", "generated_at")}),
+            "summary": closed_record(
                 {
                     "instances_watched": _COUNT,
                     "instances_drifted": _COUNT,
                     "drift": _COUNT,
-                    "by_kind": _closed({kind.value: _COUNT for kind in DriftKind}),
+                    "by_kind": closed_record({kind.value: _COUNT for kind in DriftKind}),
                 }
             ),
             "kind_meanings": {"type": "object", "additionalProperties": _STRING},
-            "drift": {"type": "array", "items": _closed(dict.fromkeys(DRIFT_COLUMNS, _STRING))},
+            "drift": {"type": "array", "items": closed_record(dict.fromkeys(DRIFT_COLUMNS, _STRING))},
             "incomplete": {
                 "type": "array",
                 "items": {"type": "object", "required": ["stage", "error"], "additionalProperties": _STRING},
             },
-            "outcome": _closed({"ok": {"type": "boolean"}, "problems": {"type": "array", "items": _STRING}}),
+            "outcome": closed_record({"ok": {"type": "boolean"}, "problems": {"type": "array", "items": _STRING}}),
         }
     ),
 }

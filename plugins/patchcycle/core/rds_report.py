@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import pandas as pd
 
+from patchcycle.core.json_schemas import closed_record
 from patchcycle.core.rds_plan import CLUSTER, DB_CLUSTER, FAILOVER
 from patchcycle.core.rds_rollout import RolloutOutcome
 from patchcycle.core.timestamps import iso_utc
@@ -28,17 +29,7 @@ PRIMARY, REPLICA, CLUSTER_ROLE, CLUSTER_MEMBER = "primary", "replica", "cluster"
 ROLES: Final = (PRIMARY, REPLICA, CLUSTER_ROLE, CLUSTER_MEMBER)
 
 
-def _record(properties: Mapping[str, Any], description: str = "") -> dict[str, Any]:
-    schema: dict[str, Any] = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": list(properties),
-        "properties": dict(properties),
-    }
-    return {**schema, "description": description} if description else schema
-
-
-RDS_STACK_SCHEMA: Final[dict[str, Any]] = _record(
+RDS_STACK_SCHEMA: Final[dict[str, Any]] = closed_record(
     {
         "account_id": _TEXT,
         "region": _TEXT,
@@ -52,7 +43,7 @@ RDS_STACK_SCHEMA: Final[dict[str, Any]] = _record(
     },
     "one RDS staging stack per account and region: the restored copies",
 )
-RDS_REHEARSAL_SCHEMA: Final[dict[str, Any]] = _record(
+RDS_REHEARSAL_SCHEMA: Final[dict[str, Any]] = closed_record(
     {
         "account_id": _TEXT,
         "region": _TEXT,
@@ -75,7 +66,7 @@ RDS_REHEARSAL_SCHEMA: Final[dict[str, Any]] = _record(
         "stack_deleted": {**_BOOL, "description": "that stack was deleted after the rehearsal"},
     }
 )
-RDS_ACTION_SCHEMA: Final[dict[str, Any]] = _record(
+RDS_ACTION_SCHEMA: Final[dict[str, Any]] = closed_record(
     {
         "action": {**_TEXT, "description": "e.g. system-update"},
         "description": {**_TEXT, "description": "the action's Description"},
@@ -85,7 +76,7 @@ RDS_ACTION_SCHEMA: Final[dict[str, Any]] = _record(
         "impact_words": {**_TEXT, "description": "what applying it means for the database's clients"},
     }
 )
-RDS_DATABASE_SCHEMA: Final[dict[str, Any]] = _record(
+RDS_DATABASE_SCHEMA: Final[dict[str, Any]] = closed_record(
     {
         "account_id": _TEXT,
         "region": _TEXT,
@@ -110,7 +101,7 @@ RDS_DATABASE_SCHEMA: Final[dict[str, Any]] = _record(
         "reason": {**_TEXT, "description": "as in resources: why, for people"},
     }
 )
-RDS_SECTION_SCHEMA: Final[dict[str, Any]] = _record(
+RDS_SECTION_SCHEMA: Final[dict[str, Any]] = closed_record(
     {
         "apply": {"enum": ["immediate", "next-maintenance"], "description": "the run's rds_apply"},
         "stacks": {"type": "array", "items": RDS_STACK_SCHEMA},

@@ -21,6 +21,7 @@ import pandas as pd
 
 from patchcycle.core.immutable_rollout import AUTO_SCALING_GROUP_SCHEMA
 from patchcycle.core.inventory import KEY_COLUMNS
+from patchcycle.core.json_schemas import closed_record
 from patchcycle.core.kpis import KPIS_SCHEMA, compute_kpis
 from patchcycle.core.outcomes import APPROVE, REJECT
 from patchcycle.core.plan import split_cve_ids
@@ -66,18 +67,7 @@ APPROVAL_MODES: Final = ("manual", "auto")
 APPROVAL_DECISIONS: Final = (APPROVE, REJECT, "")
 
 
-def _record(properties: Mapping[str, Any], description: str = "") -> dict[str, Any]:
-    """A closed object schema: every listed property required, no other."""
-    schema: dict[str, Any] = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": list(properties),
-        "properties": dict(properties),
-    }
-    return {**schema, "description": description} if description else schema
-
-
-_STAGING_STACK: Final = _record(
+_STAGING_STACK: Final = closed_record(
     {
         "account_id": _STRING,
         "region": _STRING,
@@ -90,7 +80,7 @@ _STAGING_STACK: Final = _record(
         "error": {**_STRING, "description": "why creation or deletion failed; empty when neither did"},
     }
 )
-_STAGING_INSTANCE: Final = _record(
+_STAGING_INSTANCE: Final = closed_record(
     {
         "account_id": _STRING,
         "region": _STRING,
@@ -108,7 +98,7 @@ _STAGING_INSTANCE: Final = _record(
         "reason": {**_STRING, "description": "why it failed; empty when passed"},
     }
 )
-_WAVE: Final = _record(
+_WAVE: Final = closed_record(
     {
         "wave": {"type": "integer", "minimum": 1, "description": "1 = canary"},
         "instances": _COUNT,
@@ -125,9 +115,9 @@ _WAVE: Final = _record(
     }
 )
 _WHERE: Final = {"account_id": _STRING, "region": _STRING, "resource_id": _STRING, "wave": _COUNT}
-ROLLBACK_SCHEMA: Final[dict[str, Any]] = _record(
+ROLLBACK_SCHEMA: Final[dict[str, Any]] = closed_record(
     {
-        "settings": _record(
+        "settings": closed_record(
             {
                 "snapshot": _BOOL,
                 "rollback": {"enum": ["failed", "none"]},
@@ -139,28 +129,28 @@ ROLLBACK_SCHEMA: Final[dict[str, Any]] = _record(
         "snapshots": {
             "type": "array",
             "description": "each pre-patch snapshot run: completed with its snapshot ids, or failed and why",
-            "items": _record(
+            "items": closed_record(
                 {**_WHERE, "status": {"enum": ["completed", "failed"]}, "snapshot_ids": _STRINGS, "detail": _STRING}
             ),
         },
         "validations": {
             "type": "array",
             "description": "each validation that failed (PatchCycle-ValidateInstance): the step and why",
-            "items": _record({**_WHERE, "detail": _STRING}),
+            "items": closed_record({**_WHERE, "detail": _STRING}),
         },
         "restores": {
             "type": "array",
             "description": "each root-volume restore (PatchCycle-RestoreRootVolume): rolled back, or failed and why",
-            "items": _record({**_WHERE, "status": {"enum": ["rolled_back", "failed"]}, "detail": _STRING}),
+            "items": closed_record({**_WHERE, "status": {"enum": ["rolled_back", "failed"]}, "detail": _STRING}),
         },
         "retention": {
             "type": "array",
             "description": "per target, the project's snapshots of earlier runs deleted past snapshot_retention_days",
-            "items": _record(
+            "items": closed_record(
                 {"account_id": _STRING, "region": _STRING, "cutoff": _STRING, "deleted": _STRINGS, "error": _STRING}
             ),
         },
-        "summary": _record(
+        "summary": closed_record(
             {
                 name: _COUNT
                 for name in (
@@ -177,17 +167,17 @@ ROLLBACK_SCHEMA: Final[dict[str, Any]] = _record(
     },
     "the way back: pre-patch snapshots, validations, root-volume restores and snapshot retention",
 )
-INSTALL_SCHEMA: Final[dict[str, Any]] = _record(
+INSTALL_SCHEMA: Final[dict[str, Any]] = closed_record(
     {
-        "staging": _record(
+        "staging": closed_record(
             {
                 "stacks": {"type": "array", "items": _STAGING_STACK},
                 "instances": {"type": "array", "items": _STAGING_INSTANCE},
                 "passed": _BOOL,
-                "summary": _record({name: _COUNT for name in ("instances", "passed", "failed", "patches")}),
+                "summary": closed_record({name: _COUNT for name in ("instances", "passed", "failed", "patches")}),
             }
         ),
-        "approval": _record(
+        "approval": closed_record(
             {
                 "mode": {"enum": list(APPROVAL_MODES)},
                 "decision": {"enum": list(APPROVAL_DECISIONS), "description": "empty when no decision was made"},
@@ -201,7 +191,7 @@ INSTALL_SCHEMA: Final[dict[str, Any]] = _record(
         "halted_after_wave": {"type": ["integer", "null"], "minimum": 1},
         "rollback": ROLLBACK_SCHEMA,
         "pinned_patches": _COUNT,
-        "settings": _record(
+        "settings": closed_record(
             {
                 "reboot_option": _STRING,
                 "canary": _STRING,
