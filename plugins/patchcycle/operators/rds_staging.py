@@ -212,27 +212,22 @@ class RdsStagingOperator(RdsStackOperator):
         for rehearsal in rehearsals.to_dict("records"):
             source, cluster = str(rehearsal["source_db"]), _is_cluster(rehearsal)
             manual = MANUAL_SNAPSHOT_PREFIX + str(rehearsal["staging_db"])
-            if cluster:
-                with aws_call("rds:DescribeDBClusterSnapshots", account, region):
-                    found = self.rds.latest_automated_cluster_snapshot(source)
-                    # An earlier try of this run may have taken it already: taken once, waited for again.
-                    earlier = None if found else self.rds.cluster_snapshot_status(manual)
-                snapshot_id = str(found["DBClusterSnapshotIdentifier"]) if found else manual
-                if found is None and earlier is None:
-                    with aws_call("rds:CreateDBClusterSnapshot", account, region):
-                        self.rds.create_cluster_snapshot(source, manual, tags)
-                if found is None and earlier != "available":
-                    taken.append(wait_id(source, cluster=True))
-            else:
-                with aws_call("rds:DescribeDBSnapshots", account, region):
-                    found = self.rds.latest_automated_snapshot(source)
-                    earlier = None if found else self.rds.snapshot_status(manual)
-                snapshot_id = str(found["DBSnapshotIdentifier"]) if found else manual
-                if found is None and earlier is None:
-                    with aws_call("rds:CreateDBSnapshot", account, region):
-                        self.rds.create_snapshot(source, manual, tags)
-                if found is None and earlier != "available":
-                    taken.append(wait_id(source))
+            rds, kind = self.rds, "DBCluster" if cluster else "DB"
+            latest, status, create = (
+                (rds.latest_automated_cluster_snapshot, rds.cluster_snapshot_status, rds.create_cluster_snapshot)
+                if cluster
+                else (rds.latest_automated_snapshot, rds.snapshot_status, rds.create_snapshot)
+            )
+            with aws_call(f"rds:Describe{kind}Snapshots", account, region):
+                found = latest(source)
+                # An earlier try of this run may have taken it already: taken once, waited for again.
+                earlier = None if found else status(manual)
+            snapshot_id = str(found[f"{kind}SnapshotIdentifier"]) if found else manual
+            if found is None and earlier is None:
+                with aws_call(f"rds:Create{kind}Snapshot", account, region):
+                    create(source, manual, tags)
+            if found is None and earlier != "available":
+                taken.append(wait_id(source, cluster=cluster))
             rows.append(
                 {
                     **{
