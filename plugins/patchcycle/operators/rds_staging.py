@@ -404,6 +404,8 @@ class RdsRehearsalOperator(RdsStackOperator):
                     where = f"{endpoint.get('Address', '')}:{endpoint.get('Port', '')}"
                     if not problem and connect:
                         problem = tcp_connect_problem(str(endpoint["Address"]), int(endpoint["Port"]))
+                        if problem:  # the copy, or the route from the worker: the param says what to do
+                            problem += " (set rds_connect_check to false where the workers have no route to it)"
                     rows.append(
                         {
                             **row,
