@@ -116,6 +116,10 @@ class RolloutOutcome(StrEnum):
 
 
 FAILURE_OUTCOMES: Final = frozenset({RolloutOutcome.FAILED, RolloutOutcome.TIMEOUT})
+# A halt (the threshold or a wave gate) kept the database from its maintenance.
+HALT_OUTCOMES: Final = frozenset(
+    {RolloutOutcome.HALTED, RolloutOutcome.HALTED_BY_ALARM, RolloutOutcome.HALTED_BY_CALENDAR}
+)
 
 
 def rollout_rows(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -14,9 +14,7 @@ from typing import Any, Final
 import pandas as pd
 
 from patchcycle.core.outcomes import APPROVE
-
-# RDS rollout outcomes (core.rds_rollout.RolloutOutcome) of a database a halt kept from its maintenance.
-HALTED_OUTCOMES: Final = frozenset({"halted", "halted_by_alarm", "halted_by_calendar"})
+from patchcycle.core.rds_rollout import HALT_OUTCOMES, RolloutOutcome
 
 _STRING: Final[dict[str, Any]] = {"type": "string"}
 _ROWS: Final[dict[str, Any]] = {
@@ -114,11 +112,11 @@ def unfinished_rds(install: Mapping[str, Any]) -> str:
     """Why an approved run's RDS rollout did not run its course ("" when it did, or there was none): it halted (a
     gate or the threshold), or its task ended before reaching every database."""
     databases = (install.get("rds") or {}).get("databases", [])
-    halted = [db for db in databases if str(db["outcome"]) in HALTED_OUTCOMES]
+    halted = [db for db in databases if str(db["outcome"]) in HALT_OUTCOMES]
     if halted:
         first = min(halted, key=lambda db: int(db["wave"]))
         return f"it halted at RDS wave {first['wave']} ({first['detail']})"
-    not_reached = [db for db in databases if str(db["outcome"]) == "not_run"]
+    not_reached = [db for db in databases if str(db["outcome"]) == RolloutOutcome.NOT_RUN]
     if install["approval"]["decision"] == APPROVE and not_reached:
         return f"it did not reach {len(not_reached)} database(s): {', '.join(db['resource_id'] for db in not_reached)}"
     return ""

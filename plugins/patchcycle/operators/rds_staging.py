@@ -110,19 +110,19 @@ class RdsStackOperator(StackOperator):
         mine = (rehearsals["account_id"] == self.account_id(artifacts)) & (rehearsals["region"] == self.region_name)
         return rehearsals[mine].reset_index(drop=True)
 
-    def delete_taken_snapshots(self, rows: list[dict[str, Any]]) -> None:
-        """Delete the manual snapshots this run took (an automated snapshot is RDS's own: left)."""
-        account, region = self._account_id, str(self.region_name)
-        for row in rows:
+    def delete_taken_snapshots(self, account: str, rows: list[dict[str, Any]]) -> int:
+        """Delete the manual snapshots this run took (an automated snapshot is RDS's own: left); how many."""
+        region = str(self.region_name)
+        taken = [row for row in rows if str(row["snapshot_id"]).startswith(MANUAL_SNAPSHOT_PREFIX)]
+        for row in taken:
             snapshot_id = str(row["snapshot_id"])
-            if not snapshot_id.startswith(MANUAL_SNAPSHOT_PREFIX):
-                continue
             if _is_cluster(row):
                 with aws_call("rds:DeleteDBClusterSnapshot", account, region):
                     self.rds.delete_cluster_snapshot(snapshot_id)
             else:
                 with aws_call("rds:DeleteDBSnapshot", account, region):
                     self.rds.delete_snapshot(snapshot_id)
+        return len(taken)
 
     def wait_for_databases(self, waits: list[str], kind: str, method_name: str) -> NoReturn:
         config = self.settings()
@@ -163,16 +163,14 @@ class RdsStagingOperator(RdsStackOperator):
 
     def _undo(self, context: Context, artifacts: RunArtifacts, rows: list[dict[str, Any]]) -> str:
         """Delete this run's stack (waiting) and manual snapshots; what was done, in words."""
-        name, region = self.stack_name(context), str(self.region_name)
+        name, region, account = self.stack_name(context), str(self.region_name), self.account_id(artifacts)
         said = []
-        taken = [r for r in rows if str(r["snapshot_id"]).startswith(MANUAL_SNAPSHOT_PREFIX)]
         try:
-            self.delete_taken_snapshots(taken)
-            if taken:
-                said.append(f"this run's {len(taken)} manual snapshot(s) were deleted")
+            if taken := self.delete_taken_snapshots(account, rows):
+                said.append(f"this run's {taken} manual snapshot(s) were deleted")
         except AirflowFailException as failed:
             said.append(f"DELETING THIS RUN'S SNAPSHOTS FAILED ({failed}): delete them by hand")
-        with aws_call("cloudformation:DescribeStacks", self._account_id, region):
+        with aws_call("cloudformation:DescribeStacks", account, region):
             existing = self.hook.status(name)
         if existing is not None:
             deleted = self.delete_and_wait(name)
@@ -183,8 +181,7 @@ class RdsStagingOperator(RdsStackOperator):
 
     def execute(self, context: Context) -> Any:
         artifacts = self.artifacts(context)
-        name = self.stack_name(context)
-        self.account_id(artifacts)
+        name, account = self.stack_name(context), self.account_id(artifacts)
         with self.recording_failure(artifacts, Step.RDS_STAGING):
             record = self.stack_record(artifacts, name)
             rehearsals = self.my_rehearsals(artifacts)
@@ -195,7 +192,7 @@ class RdsStagingOperator(RdsStackOperator):
             taken: list[str] = []
             tags = {"patchcycle:run-id": context["run_id"][:255]}
             with self.undone_on_failure(context, artifacts, rows):
-                self._take_snapshots(rehearsals, rows, taken, tags)
+                self._take_snapshots(account, rehearsals, rows, taken, tags)
             artifacts.write(RDS_REHEARSAL_RESULTS, rehearsal_rows(rows), target=self.target)
             self.save(artifacts, replace(record, status="SNAPSHOTS", error="", deleted=False, deleted_at=""))
         if taken:
@@ -204,11 +201,16 @@ class RdsStagingOperator(RdsStackOperator):
         return self.create_stack(context, {"status": "done", "databases": {}})
 
     def _take_snapshots(
-        self, rehearsals: pd.DataFrame, rows: list[dict[str, Any]], taken: list[str], tags: dict[str, str]
+        self,
+        account: str,
+        rehearsals: pd.DataFrame,
+        rows: list[dict[str, Any]],
+        taken: list[str],
+        tags: dict[str, str],
     ) -> None:
         """Each rehearsal's snapshot (the latest automated one, else a manual one taken now) into `rows`; the sources
         whose snapshot is being taken into `taken` (wait ids)."""
-        account, region = self._account_id, str(self.region_name)
+        region = str(self.region_name)
         for rehearsal in rehearsals.to_dict("records"):
             source, cluster = str(rehearsal["source_db"]), _is_cluster(rehearsal)
             manual = MANUAL_SNAPSHOT_PREFIX + str(rehearsal["staging_db"])
@@ -458,9 +460,8 @@ class RdsStagingTeardownOperator(RdsStackOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         artifacts = self.artifacts(context)
-        self.account_id(artifacts)
         results = artifacts.find(RDS_REHEARSAL_RESULTS, target=self.target)
-        self.delete_taken_snapshots([] if results is None else results.to_dict("records"))
+        self.delete_taken_snapshots(self.account_id(artifacts), [] if results is None else results.to_dict("records"))
         return self.delete_stack(context, artifacts)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
